@@ -1,0 +1,57 @@
+//===- BalanceKVDialect.td - BalanceKV dialect ---------------*- tablegen -*-===//
+
+#ifndef BALANCEKV_DIALECT_TD
+#define BALANCEKV_DIALECT_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+
+def BalanceKV_Dialect : Dialect {
+  let name = "balancekv";
+  let cppNamespace = "::mlir::balancekv";
+  let summary = "KV-cache compression by discrepancy theory (BalanceKV)";
+  let description = [{
+    Tensor-level ops that express attention over a long KV cache, its
+    compression into a small weighted cache (BalanceKV and baselines), and
+    attention over the compressed cache with a log-weight bias on the logits.
+
+    Shapes follow the `[batch, heads, seq, dim]` convention. Queries have `Hq`
+    heads, keys and values `Hkv` heads; grouped-query attention (GQA) maps
+    query head `h` to KV head `h / (Hq / Hkv)`. Element types are `f16`,
+    `bf16` or `f32`; all math accumulates in `f32` or wider.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::tensor::TensorDialect",
+    "::mlir::linalg::LinalgDialect"
+  ];
+  let useDefaultAttributePrinterParser = 1;
+  let hasCanonicalizer = 0;
+}
+
+//===----------------------------------------------------------------------===//
+// Enums
+//===----------------------------------------------------------------------===//
+
+def BalanceKV_MethodBalance   : I32EnumAttrCase<"Balance",   0, "balance">;
+def BalanceKV_MethodUniform   : I32EnumAttrCase<"Uniform",   1, "uniform">;
+def BalanceKV_MethodStreaming : I32EnumAttrCase<"Streaming", 2, "streaming">;
+def BalanceKV_MethodSnapKV    : I32EnumAttrCase<"SnapKV",    3, "snapkv">;
+def BalanceKV_MethodKNorm     : I32EnumAttrCase<"KNorm",     4, "knorm">;
+
+def BalanceKV_CompressionMethod : I32EnumAttr<"CompressionMethod",
+    "how the compressed middle of the cache is selected",
+    [BalanceKV_MethodBalance, BalanceKV_MethodUniform,
+     BalanceKV_MethodStreaming, BalanceKV_MethodSnapKV,
+     BalanceKV_MethodKNorm]> {
+  let cppNamespace = "::mlir::balancekv";
+  let genSpecializedAttr = 0;
+}
+
+def BalanceKV_CompressionMethodAttr
+    : EnumAttr<BalanceKV_Dialect, BalanceKV_CompressionMethod, "method"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+#endif // BALANCEKV_DIALECT_TD

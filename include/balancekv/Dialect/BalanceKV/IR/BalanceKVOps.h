@@ -1,0 +1,15 @@
+//===- BalanceKVOps.h - BalanceKV operations --------------------*- C++ -*-===//
+#ifndef BALANCEKV_DIALECT_BALANCEKV_IR_BALANCEKVOPS_H
+#define BALANCEKV_DIALECT_BALANCEKV_IR_BALANCEKVOPS_H
+
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#define GET_OP_CLASSES
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h.inc"
+
+#endif // BALANCEKV_DIALECT_BALANCEKV_IR_BALANCEKVOPS_H

@@ -1,0 +1,297 @@
+//===- BalanceKVOps.cpp - BalanceKV op verifiers and type inference ------===//
+
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
+#include "balancekv/Support/CompressedLayout.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/OpImplementation.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::balancekv;
+using ::balancekv::CompressedLayout;
+
+namespace {
+
+std::optional<float> toFloat(std::optional<APFloat> v) {
+  if (!v)
+    return std::nullopt;
+  return v->convertToFloat();
+}
+
+bool dimsAgree(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+std::string dimStr(int64_t d) {
+  return ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d);
+}
+
+/// Checks that `type` is a rank-`rank` tensor and names it in the error.
+LogicalResult verifyRank(Operation *op, StringRef name, ShapedType type,
+                         int64_t rank) {
+  if (type.getRank() == rank)
+    return success();
+  return op->emitOpError() << "expects " << name << " of rank " << rank
+                           << ", got rank " << type.getRank();
+}
+
+LogicalResult verifyDim(Operation *op, StringRef what, int64_t a,
+                        StringRef aName, int64_t b, StringRef bName) {
+  if (dimsAgree(a, b))
+    return success();
+  return op->emitOpError() << what << " mismatch: " << aName << " has "
+                           << dimStr(a) << ", " << bName << " has "
+                           << dimStr(b);
+}
+
+/// Hq must be a multiple of Hkv (GQA) when both are static.
+LogicalResult verifyHeadGroups(Operation *op, int64_t hq, int64_t hkv) {
+  if (ShapedType::isDynamic(hq) || ShapedType::isDynamic(hkv))
+    return success();
+  if (hkv > 0 && hq % hkv == 0)
+    return success();
+  return op->emitOpError() << "expects the query head count (" << hq
+                           << ") to be a multiple of the KV head count ("
+                           << hkv << ")";
+}
+
+LogicalResult verifyScale(Operation *op, std::optional<float> scale,
+                          int64_t headDim) {
+  if (scale) {
+    if (!std::isfinite(*scale) || *scale <= 0.0f)
+      return op->emitOpError()
+             << "expects a finite, positive scale, got " << *scale;
+    return success();
+  }
+  if (ShapedType::isDynamic(headDim))
+    return op->emitOpError()
+           << "needs an explicit scale when the head dim is dynamic";
+  return success();
+}
+
+float effectiveScale(std::optional<float> scale, Value query) {
+  if (scale)
+    return *scale;
+  int64_t d = cast<ShapedType>(query.getType()).getDimSize(3);
+  return ShapedType::isDynamic(d) ? 0.0f
+                                  : 1.0f / std::sqrt(static_cast<float>(d));
+}
+
+/// The rules `attention` and `weighted_attention` share. `logWeights` is null
+/// for plain attention.
+LogicalResult verifyAttentionLike(Operation *op, Value queryV, Value keyV,
+                                  Value valueV, Value logWeightsV,
+                                  Value kvLenV, std::optional<float> scale,
+                                  Value resultV) {
+  auto q = cast<RankedTensorType>(queryV.getType());
+  auto k = cast<RankedTensorType>(keyV.getType());
+  auto v = cast<RankedTensorType>(valueV.getType());
+  auto r = cast<RankedTensorType>(resultV.getType());
+  if (failed(verifyRank(op, "query", q, 4)) ||
+      failed(verifyRank(op, "key", k, 4)) ||
+      failed(verifyRank(op, "value", v, 4)) ||
+      failed(verifyRank(op, "result", r, 4)))
+    return failure();
+  Type et = q.getElementType();
+  if (k.getElementType() != et || v.getElementType() != et ||
+      r.getElementType() != et)
+    return op->emitOpError()
+           << "expects query, key, value and result to share one element "
+              "type, got "
+           << q.getElementType() << ", " << k.getElementType() << ", "
+           << v.getElementType() << ", " << r.getElementType();
+  if (failed(verifyDim(op, "batch size", q.getDimSize(0), "query",
+                       k.getDimSize(0), "key")) ||
+      failed(verifyDim(op, "batch size", k.getDimSize(0), "key",
+                       v.getDimSize(0), "value")) ||
+      failed(verifyDim(op, "KV head count", k.getDimSize(1), "key",
+                       v.getDimSize(1), "value")) ||
+      failed(verifyHeadGroups(op, q.getDimSize(1), k.getDimSize(1))) ||
+      failed(verifyDim(op, "head dim", q.getDimSize(3), "query",
+                       k.getDimSize(3), "key")) ||
+      failed(verifyDim(op, "cache length", k.getDimSize(2), "key",
+                       v.getDimSize(2), "value")))
+    return failure();
+  // result = [B, Hq, L, Dv]
+  if (failed(verifyDim(op, "batch size", r.getDimSize(0), "result",
+                       q.getDimSize(0), "query")) ||
+      failed(verifyDim(op, "head count", r.getDimSize(1), "result",
+                       q.getDimSize(1), "query")) ||
+      failed(verifyDim(op, "query length", r.getDimSize(2), "result",
+                       q.getDimSize(2), "query")) ||
+      failed(verifyDim(op, "value dim", r.getDimSize(3), "result",
+                       v.getDimSize(3), "value")))
+    return failure();
+  if (logWeightsV) {
+    auto w = cast<RankedTensorType>(logWeightsV.getType());
+    if (failed(verifyRank(op, "log_weights", w, 3)) ||
+        failed(verifyDim(op, "batch size", w.getDimSize(0), "log_weights",
+                         k.getDimSize(0), "key")) ||
+        failed(verifyDim(op, "KV head count", w.getDimSize(1), "log_weights",
+                         k.getDimSize(1), "key")) ||
+        failed(verifyDim(op, "cache length", w.getDimSize(2), "log_weights",
+                         k.getDimSize(2), "key")))
+      return failure();
+  }
+  if (kvLenV) {
+    auto l = cast<RankedTensorType>(kvLenV.getType());
+    if (failed(verifyRank(op, "kv_len", l, 1)) ||
+        failed(verifyDim(op, "batch size", l.getDimSize(0), "kv_len",
+                         q.getDimSize(0), "query")))
+      return failure();
+  }
+  return verifyScale(op, scale, q.getDimSize(3));
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionOp::verify() {
+  return verifyAttentionLike(*this, getQuery(), getKey(), getValue(),
+                             /*logWeights=*/Value(), getKvLen(), toFloat(getScale()),
+                             getResult());
+}
+
+float AttentionOp::getEffectiveScale() {
+  return effectiveScale(toFloat(getScale()), getQuery());
+}
+
+//===----------------------------------------------------------------------===//
+// WeightedAttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult WeightedAttentionOp::verify() {
+  return verifyAttentionLike(*this, getQuery(), getKey(), getValue(),
+                             getLogWeights(), getKvLen(), toFloat(getScale()),
+                             getResult());
+}
+
+float WeightedAttentionOp::getEffectiveScale() {
+  return effectiveScale(toFloat(getScale()), getQuery());
+}
+
+//===----------------------------------------------------------------------===//
+// CompressOp
+//===----------------------------------------------------------------------===//
+
+int64_t CompressOp::getCompressedLength(int64_t n) {
+  return CompressedLayout::compute(n, getSink(), getRecent(), getRounds())
+      .compressedLength();
+}
+
+float CompressOp::getEffectiveScale() {
+  return effectiveScale(toFloat(getScale()), getKey());
+}
+
+LogicalResult CompressOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferredReturnTypes) {
+  auto k = cast<RankedTensorType>(adaptor.getKey().getType());
+  auto v = cast<RankedTensorType>(adaptor.getValue().getType());
+  if (k.getRank() != 4 || v.getRank() != 4)
+    return emitOptionalError(location, "'balancekv.compress' op expects key "
+                                       "and value of rank 4, got ranks ",
+                             k.getRank(), " and ", v.getRank());
+  auto pick = [](int64_t a, int64_t b) {
+    return ShapedType::isDynamic(a) ? b : a;
+  };
+  int64_t b = pick(k.getDimSize(0), v.getDimSize(0));
+  int64_t h = pick(k.getDimSize(1), v.getDimSize(1));
+  int64_t n = pick(k.getDimSize(2), v.getDimSize(2));
+  // The parser infers before it fills in default-valued properties.
+  CompressOp::Properties props = adaptor.getProperties();
+  CompressOp::populateDefaultProperties(
+      OperationName(CompressOp::getOperationName(), context), props);
+  int64_t rounds = props.rounds.getInt(), sink = props.sink.getInt(),
+          recent = props.recent.getInt();
+  int64_t m = ShapedType::kDynamic;
+  // Out-of-range attributes are reported by the verifier; infer nothing odd.
+  if (!ShapedType::isDynamic(n) && rounds >= 0 && sink >= 0 && recent >= 0)
+    m = CompressedLayout::compute(n, sink, recent, rounds).compressedLength();
+  inferredReturnTypes.push_back(RankedTensorType::get(
+      {b, h, m, k.getDimSize(3)}, k.getElementType()));
+  inferredReturnTypes.push_back(RankedTensorType::get(
+      {b, h, m, v.getDimSize(3)}, v.getElementType()));
+  inferredReturnTypes.push_back(
+      RankedTensorType::get({b, h, m}, Float32Type::get(context)));
+  return success();
+}
+
+LogicalResult CompressOp::verify() {
+  Operation *op = *this;
+  auto k = cast<RankedTensorType>(getKey().getType());
+  auto v = cast<RankedTensorType>(getValue().getType());
+  if (k.getElementType() != v.getElementType())
+    return emitOpError() << "expects key and value to share one element "
+                            "type, got "
+                         << k.getElementType() << " and "
+                         << v.getElementType();
+  if (failed(verifyDim(op, "batch size", k.getDimSize(0), "key",
+                       v.getDimSize(0), "value")) ||
+      failed(verifyDim(op, "KV head count", k.getDimSize(1), "key",
+                       v.getDimSize(1), "value")) ||
+      failed(verifyDim(op, "cache length", k.getDimSize(2), "key",
+                       v.getDimSize(2), "value")))
+    return failure();
+
+  if (getRounds() < 0 || getRounds() > 16)
+    return emitOpError() << "expects rounds in [0, 16], got " << getRounds();
+  if (getBlockSize() < 2 || getBlockSize() % 2 != 0)
+    return emitOpError() << "expects an even block_size >= 2, got "
+                         << getBlockSize();
+  if (getSink() < 0)
+    return emitOpError() << "expects sink >= 0, got " << getSink();
+  if (getRecent() < 0)
+    return emitOpError() << "expects recent >= 0, got " << getRecent();
+  if (!(getGamma().convertToDouble() >= 0.0) ||
+      !std::isfinite(getGamma().convertToDouble()))
+    return emitOpError() << "expects a finite gamma >= 0, got "
+                         << getGamma().convertToDouble();
+  if (!(getTemperature().convertToDouble() > 0.0) ||
+      !std::isfinite(getTemperature().convertToDouble()))
+    return emitOpError() << "expects a finite temperature > 0, got "
+                         << getTemperature().convertToDouble();
+  if (!(getC0().convertToDouble() >= 0.0) ||
+      !std::isfinite(getC0().convertToDouble()))
+    return emitOpError() << "expects a finite c0 >= 0, got "
+                         << getC0().convertToDouble();
+  if (failed(verifyScale(op, toFloat(getScale()), k.getDimSize(3))))
+    return failure();
+
+  bool isSnapKV = getMethod() == CompressionMethod::SnapKV;
+  Value obs = getObservation();
+  if (isSnapKV && !obs)
+    return emitOpError()
+           << "method 'snapkv' needs the observation queries (`observe`)";
+  if (!isSnapKV && obs)
+    return emitOpError() << "takes observation queries only with method "
+                            "'snapkv', not '"
+                         << stringifyCompressionMethod(getMethod()) << "'";
+  if (obs) {
+    auto o = cast<RankedTensorType>(obs.getType());
+    if (failed(verifyRank(op, "observation", o, 4)))
+      return failure();
+    if (o.getElementType() != k.getElementType())
+      return emitOpError() << "expects observation and key to share one "
+                              "element type, got "
+                           << o.getElementType() << " and "
+                           << k.getElementType();
+    if (failed(verifyDim(op, "batch size", o.getDimSize(0), "observation",
+                         k.getDimSize(0), "key")) ||
+        failed(verifyHeadGroups(op, o.getDimSize(1), k.getDimSize(1))) ||
+        failed(verifyDim(op, "head dim", o.getDimSize(3), "observation",
+                         k.getDimSize(3), "key")))
+      return failure();
+  }
+  return success();
+}
+
+#define GET_OP_CLASSES
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.cpp.inc"

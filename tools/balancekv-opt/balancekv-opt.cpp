@@ -1,0 +1,25 @@
+//===- balancekv-opt.cpp - balancekv optimizer driver --------------------===//
+//
+// mlir-opt with every upstream dialect, pass and extension plus balancekv's.
+//
+//===----------------------------------------------------------------------===//
+
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+
+int main(int argc, char **argv) {
+  mlir::registerAllPasses();
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<mlir::balancekv::BalanceKVDialect>();
+
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "balancekv optimizer driver\n", registry));
+}
