@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
-  registry.insert<mlir::balancekv::BalanceKVDialect>();
+  registry.insert<balancekv::BalanceKVDialect>();
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "balancekv optimizer driver\n", registry));

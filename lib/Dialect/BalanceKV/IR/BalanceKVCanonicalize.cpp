@@ -13,7 +13,7 @@
 #include "mlir/IR/PatternMatch.h"
 
 using namespace mlir;
-using namespace mlir::balancekv;
+using namespace balancekv;
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
-using namespace mlir::balancekv;
+using namespace balancekv;
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOpsDialect.cpp.inc"
 

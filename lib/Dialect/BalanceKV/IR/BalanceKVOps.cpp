@@ -11,8 +11,8 @@
 #include <cmath>
 
 using namespace mlir;
-using namespace mlir::balancekv;
-using ::balancekv::CompressedLayout;
+using namespace balancekv;
+
 
 namespace {
 
@@ -205,8 +205,16 @@ LogicalResult CompressOp::inferReturnTypes(
   int64_t b = pick(k.getDimSize(0), v.getDimSize(0));
   int64_t h = pick(k.getDimSize(1), v.getDimSize(1));
   int64_t n = pick(k.getDimSize(2), v.getDimSize(2));
-  // The parser infers before it fills in default-valued properties.
+  // The parser infers before it moves attr-dict entries into the properties
+  // and before it fills in the defaults: do both on a copy.
   CompressOp::Properties props = adaptor.getProperties();
+  if (DictionaryAttr attrs = adaptor.getAttributes()) {
+    auto emitError = [&] {
+      return mlir::emitError(location ? *location : UnknownLoc::get(context));
+    };
+    if (failed(CompressOp::setPropertiesFromAttr(props, attrs, emitError)))
+      return failure();
+  }
   CompressOp::populateDefaultProperties(
       OperationName(CompressOp::getOperationName(), context), props);
   int64_t rounds = props.rounds.getInt(), sink = props.sink.getInt(),

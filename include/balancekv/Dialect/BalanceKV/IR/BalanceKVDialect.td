@@ -9,7 +9,7 @@ include "mlir/IR/EnumAttr.td"
 
 def BalanceKV_Dialect : Dialect {
   let name = "balancekv";
-  let cppNamespace = "::mlir::balancekv";
+  let cppNamespace = "::balancekv";
   let summary = "KV-cache compression by discrepancy theory (BalanceKV)";
   let description = [{
     Tensor-level ops that express attention over a long KV cache, its
@@ -45,7 +45,7 @@ def BalanceKV_CompressionMethod : I32EnumAttr<"CompressionMethod",
     [BalanceKV_MethodBalance, BalanceKV_MethodUniform,
      BalanceKV_MethodStreaming, BalanceKV_MethodSnapKV,
      BalanceKV_MethodKNorm]> {
-  let cppNamespace = "::mlir::balancekv";
+  let cppNamespace = "::balancekv";
   let genSpecializedAttr = 0;
 }
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# README command 2 (and CI): build everything, run every lit and GoogleTest
+# test, and end with one line `N passed, N failed, N skipped`.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+
+bash "$root/scripts/build.sh" || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+log="$build/test-results.log"
+/usr/lib/llvm-22/bin/lit -sv "$build/test" "$build/test/Unit" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+count() { # sums lit's summary lines for the given result names
+  local n=0 v
+  for name in "$@"; do
+    v=$(sed -nE "s/^ *${name} *: *([0-9]+).*/\1/p" "$log" | tail -n 1)
+    n=$((n + ${v:-0}))
+  done
+  echo "$n"
+}
+passed=$(count Passed "Expectedly Failed")
+failed=$(count Failed "Unexpectedly Passed" Unresolved "Timed Out")
+skipped=$(count Unsupported Skipped Excluded)
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,409 @@
+// RUN: balancekv-opt %s --split-input-file --verify-diagnostics
+
+func.func @f(%q: tensor<4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects query of rank 4, got rank 3}}
+  %o = balancekv.attention %q, %k, %v : tensor<4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf16>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects query, key, value and result to share one element type, got 'f32', 'f16', 'f32', 'f32'}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf16>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<2x2x16x64xf32>, %v: tensor<2x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op batch size mismatch: query has 1, key has 2}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<2x2x16x64xf32>, tensor<2x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<3x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op batch size mismatch: key has 1, value has 3}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<3x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x1x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op KV head count mismatch: key has 2, value has 1}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x1x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x5x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x5x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects the query head count (5) to be a multiple of the KV head count (2)}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x5x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x5x1x32xf32>
+  return %o : tensor<1x5x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x32xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op head dim mismatch: query has 64, key has 32}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x32xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x17x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op cache length mismatch: key has 16, value has 17}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x17x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<2x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op batch size mismatch: result has 2, query has 1}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<2x4x1x32xf32>
+  return %o : tensor<2x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x2x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op head count mismatch: result has 2, query has 4}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x2x1x32xf32>
+  return %o : tensor<1x2x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x3x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op query length mismatch: result has 3, query has 1}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x3x32xf32>
+  return %o : tensor<1x4x3x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x64xf32> {
+  // expected-error @+1 {{'balancekv.attention' op value dim mismatch: result has 64, value has 32}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x64xf32>
+  return %o : tensor<1x4x1x64xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects result of rank 4, got rank 3}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1xf32>
+  return %o : tensor<1x4x1xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %l: tensor<1x1xi32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects kv_len of rank 1, got rank 2}}
+  %o = balancekv.attention %q, %k, %v kv_len(%l : tensor<1x1xi32>) : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %l: tensor<2xi32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op batch size mismatch: kv_len has 2, query has 1}}
+  %o = balancekv.attention %q, %k, %v kv_len(%l : tensor<2xi32>) : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects a finite, positive scale, got 0}}
+  %o = balancekv.attention %q, %k, %v scale(0.0) : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects a finite, positive scale, got -1}}
+  %o = balancekv.attention %q, %k, %v scale(-1.0) : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x?xf32>, %k: tensor<1x2x16x?xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op needs an explicit scale when the head dim is dynamic}}
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x?xf32>, tensor<1x2x16x?xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xi32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{operand #0 must be ranked tensor of 16-bit float or bfloat16 type or 32-bit float values}}
+  %o = "balancekv.attention"(%q, %k, %v) : (tensor<1x4x1x64xi32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>) -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %l: tensor<1xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{operand #3 must be ranked tensor of 32-bit signless integer or 64-bit signless integer or index values}}
+  %o = "balancekv.attention"(%q, %k, %v, %l) : (tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<1xf32>) -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %w: tensor<1x2x16x1xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.weighted_attention' op expects log_weights of rank 3, got rank 4}}
+  %o = balancekv.weighted_attention %q, %k, %v, %w : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<1x2x16x1xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %w: tensor<2x2x16xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.weighted_attention' op batch size mismatch: log_weights has 2, key has 1}}
+  %o = balancekv.weighted_attention %q, %k, %v, %w : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<2x2x16xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %w: tensor<1x4x16xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.weighted_attention' op KV head count mismatch: log_weights has 4, key has 2}}
+  %o = balancekv.weighted_attention %q, %k, %v, %w : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<1x4x16xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %w: tensor<1x2x15xf32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.weighted_attention' op cache length mismatch: log_weights has 15, key has 16}}
+  %o = balancekv.weighted_attention %q, %k, %v, %w : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<1x2x15xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %w: tensor<1x2x16xf16>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{operand #3 must be ranked tensor of 32-bit float values}}
+  %o = balancekv.weighted_attention %q, %k, %v, %w : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<1x2x16xf16> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %w: tensor<1x2x16xf32>) -> tensor<1x4x1x64xf32> {
+  // expected-error @+1 {{'balancekv.weighted_attention' op value dim mismatch: result has 64, value has 32}}
+  %o = balancekv.weighted_attention %q, %k, %v, %w : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<1x2x16xf32> -> tensor<1x4x1x64xf32>
+  return %o : tensor<1x4x1x64xf32>
+}
+
+// -----
+
+func.func @f(%k: tensor<2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects key and value of rank 4, got ranks 3 and 4}}
+  %ck, %cv, %lw = balancekv.compress %k, %v : tensor<2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xbf16>) {
+  // expected-error @+1 {{'balancekv.compress' op expects key and value to share one element type, got 'f32' and 'bf16'}}
+  %ck, %cv, %lw = balancekv.compress %k, %v : tensor<1x2x256x64xf32>, tensor<1x2x256x32xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<2x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op batch size mismatch: key has 1, value has 2}}
+  %ck, %cv, %lw = balancekv.compress %k, %v : tensor<1x2x256x64xf32>, tensor<2x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x3x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op KV head count mismatch: key has 2, value has 3}}
+  %ck, %cv, %lw = balancekv.compress %k, %v : tensor<1x2x256x64xf32>, tensor<1x3x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x255x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op cache length mismatch: key has 256, value has 255}}
+  %ck, %cv, %lw = balancekv.compress %k, %v : tensor<1x2x256x64xf32>, tensor<1x2x255x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects rounds in [0, 16], got 17}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 17 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects rounds in [0, 16], got -1}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = -1 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects an even block_size >= 2, got 7}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 7 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects an even block_size >= 2, got 0}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 0 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects sink >= 0, got -1}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {sink = -1 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects recent >= 0, got -3}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {recent = -3 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects a finite gamma >= 0, got -1}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {gamma = -1.0 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects a finite temperature > 0, got 0}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {temperature = 0.0 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects a finite c0 >= 0, got -5.000000e-01}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {c0 = -0.5 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects a finite, positive scale, got -2}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {scale = -2.0 : f32} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x?xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op needs an explicit scale when the head dim is dynamic}}
+  %ck, %cv, %lw = balancekv.compress %k, %v : tensor<1x2x256x?xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op method 'snapkv' needs the observation queries (`observe`)}}
+  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x4x8x64xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op takes observation queries only with method 'snapkv', not 'knorm'}}
+  %ck, %cv, %lw = balancekv.compress method<knorm> %k, %v observe(%o : tensor<1x4x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<4x8x64xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects observation of rank 4, got rank 3}}
+  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<4x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x4x8x64xf16>) {
+  // expected-error @+1 {{'balancekv.compress' op expects observation and key to share one element type, got 'f16' and 'f32'}}
+  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<1x4x8x64xf16>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<2x4x8x64xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op batch size mismatch: observation has 2, key has 1}}
+  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<2x4x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x3x8x64xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op expects the query head count (3) to be a multiple of the KV head count (2)}}
+  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<1x3x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x4x8x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op head dim mismatch: observation has 32, key has 64}}
+  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<1x4x8x32xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+2 {{expected ::balancekv::CompressionMethod to be one of: balance, uniform, streaming, snapkv, knorm}}
+  // expected-error @+1 {{failed to parse BalanceKV_CompressionMethodAttr parameter 'value'}}
+  %ck, %cv, %lw = balancekv.compress method<random> %k, %v : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+2 {{'balancekv.compress' op failed to infer returned types}}
+  // expected-error @+1 {{'balancekv.compress' op inferred type(s) 'tensor<1x2x112x64xf32>', 'tensor<1x2x112x32xf32>', 'tensor<1x2x112xf32>' are incompatible with return type(s) of operation 'tensor<1x2x100x64xf32>', 'tensor<1x2x100x32xf32>', 'tensor<1x2x100xf32>'}}
+  %r:3 = "balancekv.compress"(%k, %v) : (tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>) -> (tensor<1x2x100x64xf32>, tensor<1x2x100x32xf32>, tensor<1x2x100xf32>)
+  return
+}

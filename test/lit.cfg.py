@@ -1,0 +1,54 @@
+# -*- Python -*-
+import os
+import shutil
+
+import lit.formats
+from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
+
+config.name = "BALANCEKV"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test", ".ttir"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.balancekv_obj_root, "test")
+config.excludes = ["Inputs", "Unit", "CMakeLists.txt", "lit.cfg.py",
+                   "lit.site.cfg.py", "README.md"]
+
+config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.substitutions.append(("%mlir_lib_dir", config.mlir_lib_dir))
+config.substitutions.append(("%mlir_include_dir", config.mlir_include_dir))
+config.substitutions.append(("%balancekv_src_root", config.balancekv_src_root))
+config.substitutions.append(("%balancekv_obj_root", config.balancekv_obj_root))
+
+llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
+llvm_config.use_default_substitutions()
+
+tool_dirs = [config.balancekv_tools_dir, config.llvm_tools_dir]
+tools = ["balancekv-opt", "balancekv-eval", "mlir-runner", "mlir-translate",
+         "mlir-tblgen"]
+llvm_config.add_tool_substitutions(
+    [t for t in tools if shutil.which(t, path=os.pathsep.join(tool_dirs))],
+    tool_dirs)
+
+# Optional capabilities; tests that need them say REQUIRES: and are reported
+# as unsupported (skipped) where the machine lacks them.
+if os.path.exists(os.path.join(config.llvm_tools_dir, "mlir-runner")) and \
+   os.path.exists(os.path.join(config.mlir_lib_dir,
+                               "libmlir_c_runner_utils.so")):
+    config.available_features.add("mlir-runner")
+
+ptxas = shutil.which("ptxas", path=os.pathsep.join(
+    [os.path.join(config.cuda_toolkit_dir or "/usr/local/cuda", "bin"),
+     config.environment.get("PATH", "")]))
+if ptxas:
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
+
+# A GPU is there only where the driver can see one.
+if os.path.exists("/dev/nvidia0") or os.environ.get("BALANCEKV_HAS_GPU"):
+    config.available_features.add("cuda")
+
+if os.environ.get("BALANCEKV_TRITON_PYTHON"):
+    config.available_features.add("triton")
+    config.substitutions.append(("%triton_python",
+                                 os.environ["BALANCEKV_TRITON_PYTHON"]))
