@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -14,6 +15,7 @@
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
+  balancekv::registerBalanceKVPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

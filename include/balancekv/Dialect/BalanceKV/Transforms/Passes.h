@@ -1,0 +1,18 @@
+//===- Passes.h - BalanceKV transformation passes ---------------*- C++ -*-===//
+#ifndef BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_PASSES_H
+#define BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_PASSES_H
+
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
+#include "mlir/Pass/Pass.h"
+
+namespace balancekv {
+
+#define GEN_PASS_DECL
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h.inc"
+
+} // namespace balancekv
+
+#endif // BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_PASSES_H

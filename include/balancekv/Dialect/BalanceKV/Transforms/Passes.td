@@ -1,0 +1,64 @@
+//===- Passes.td - BalanceKV transformation passes -----------*- tablegen -*-===//
+
+#ifndef BALANCEKV_TRANSFORMS_PASSES_TD
+#define BALANCEKV_TRANSFORMS_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def BalanceKVRaiseAttentionPass : Pass<"balancekv-raise-attention"> {
+  let summary = "Recognise attention in linalg/tensor IR and raise it to "
+                "balancekv.attention";
+  let description = [{
+    Matches attention as front ends (torch-mlir, StableHLO and IREE imports)
+    emit it on tensors: a contraction for `Q Kᵀ` (`linalg.batch_matmul`,
+    `linalg.matmul` or a `linalg.generic` contraction, with the transpose as a
+    `linalg.transpose` or in the indexing map), an optional scale multiply or
+    divide by a constant, an optional additive causal mask, softmax either as
+    `linalg.softmax` or decomposed (max-reduce, subtract, exp, sum-reduce,
+    divide), and a contraction with `V`. Heads may be folded into the batch
+    dimension (`[B*H, N, D]`) or explicit (`[B, H, N, D]`), and GQA may be
+    written as a broadcast of the KV heads. Anything that does not match
+    exactly is left untouched.
+  }];
+  let dependentDialects = ["::balancekv::BalanceKVDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
+def BalanceKVCompressKVCachePass : Pass<"balancekv-compress-kv-cache"> {
+  let summary = "Rewrite attention into compress + weighted_attention";
+  let description = [{
+    Replaces `balancekv.attention` over a long cache with
+    `balancekv.compress` followed by `balancekv.weighted_attention` over the
+    compressed cache. `compress` is pure, so in a decode loop with a
+    loop-invariant cache `--loop-invariant-code-motion` hoists it.
+
+    Only attention that the rewrite keeps exact in structure is changed:
+    caches known to be at least `min-kv-len` long (dynamic lengths only with
+    `allow-dynamic`), queries no longer than `max-query-len` (decode), no
+    `kv_len` padding, and with `causal` only when every query sits in the
+    recent window (`L - 1 <= recent`), which the compressed cache keeps at
+    its end.
+  }];
+  let dependentDialects = ["::balancekv::BalanceKVDialect"];
+  let options = [
+    Option<"method", "method", "std::string", /*default=*/"\"balance\"",
+           "balance | uniform | streaming | snapkv | knorm">,
+    Option<"rounds", "rounds", "int64_t", "2", "halving rounds T (ratio 2^T)">,
+    Option<"blockSize", "block-size", "int64_t", "128", "walk block size">,
+    Option<"sink", "sink", "int64_t", "32", "sink tokens kept exactly">,
+    Option<"recent", "recent", "int64_t", "32", "recent tokens kept exactly">,
+    Option<"gamma", "gamma", "double", "4.0", "walk step size">,
+    Option<"temperature", "temperature", "double", "1.0", "kernel temperature">,
+    Option<"c0", "c0", "double", "0.025", "normaliser coordinate">,
+    Option<"seed", "seed", "int64_t", "0", "Philox seed">,
+    Option<"minKvLen", "min-kv-len", "int64_t", "1024",
+           "compress only caches at least this long">,
+    Option<"allowDynamic", "allow-dynamic", "bool", "false",
+           "also compress caches of dynamic length">,
+    Option<"maxQueryLen", "max-query-len", "int64_t", "16",
+           "compress only attention with at most this many queries "
+           "(0: any)">
+  ];
+}
+
+#endif // BALANCEKV_TRANSFORMS_PASSES_TD

@@ -1,0 +1,123 @@
+//===- CompressKVCache.cpp - attention => compress + weighted attention --===//
+//
+// attention(q, k, v) => weighted_attention(q, compress(k, v))
+//
+//===----------------------------------------------------------------------===//
+
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Support/CompressedLayout.h"
+
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace balancekv {
+#define GEN_PASS_DEF_BALANCEKVCOMPRESSKVCACHEPASS
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h.inc"
+} // namespace balancekv
+
+using namespace mlir;
+using namespace balancekv;
+
+namespace {
+
+struct CompressionConfig {
+  CompressionMethod method;
+  int64_t rounds, blockSize, sink, recent, seed, minKvLen, maxQueryLen;
+  double gamma, temperature, c0;
+  bool allowDynamic;
+};
+
+struct CompressAttention : OpRewritePattern<AttentionOp> {
+  CompressAttention(MLIRContext *ctx, CompressionConfig cfg)
+      : OpRewritePattern(ctx), cfg(cfg) {}
+
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    auto qType = cast<RankedTensorType>(op.getQuery().getType());
+    auto kType = cast<RankedTensorType>(op.getKey().getType());
+    const int64_t n = kType.getDimSize(2), l = qType.getDimSize(2);
+    if (op.getKvLen())
+      return rewriter.notifyMatchFailure(op, "padded caches (kv_len) stay");
+    if (ShapedType::isDynamic(n) ? !cfg.allowDynamic : n < cfg.minKvLen)
+      return rewriter.notifyMatchFailure(op, "cache too short or dynamic");
+    if (cfg.maxQueryLen > 0 &&
+        (ShapedType::isDynamic(l) || l > cfg.maxQueryLen))
+      return rewriter.notifyMatchFailure(op, "not decode-shaped");
+    if (op.getCausal() && l != 1) {
+      // Query i sits at N - L + i: it must not see the compressed middle
+      // differently, so all queries must sit inside the recent window.
+      if (ShapedType::isDynamic(l))
+        return rewriter.notifyMatchFailure(op, "causal with dynamic L");
+      int64_t window =
+          ShapedType::isDynamic(n)
+              ? cfg.recent
+              : CompressedLayout::compute(n, cfg.sink, cfg.recent, cfg.rounds)
+                    .recent;
+      if (l - 1 > window)
+        return rewriter.notifyMatchFailure(op, "queries outside the window");
+    }
+
+    Value observation;
+    if (cfg.method == CompressionMethod::SnapKV)
+      observation = op.getQuery();
+    auto compress = CompressOp::create(
+        rewriter, op.getLoc(), op.getKey(), op.getValue(), observation,
+        cfg.method, cfg.rounds, cfg.blockSize, cfg.sink, cfg.recent,
+        llvm::APFloat(cfg.gamma), llvm::APFloat(cfg.temperature),
+        llvm::APFloat(cfg.c0), cfg.seed, op.getScaleAttr());
+    rewriter.replaceOpWithNewOp<WeightedAttentionOp>(
+        op, op.getResult().getType(), op.getQuery(),
+        compress.getCompressedKey(), compress.getCompressedValue(),
+        compress.getLogWeights(), /*kv_len=*/Value(), op.getScaleAttr(),
+        op.getCausalAttr());
+    return success();
+  }
+
+  CompressionConfig cfg;
+};
+
+struct BalanceKVCompressKVCachePass
+    : balancekv::impl::BalanceKVCompressKVCachePassBase<
+          BalanceKVCompressKVCachePass> {
+  using BalanceKVCompressKVCachePassBase::BalanceKVCompressKVCachePassBase;
+
+  void runOnOperation() override {
+    std::optional<CompressionMethod> m = symbolizeCompressionMethod(method);
+    if (!m) {
+      getOperation()->emitError()
+          << "balancekv-compress-kv-cache: unknown method '" << method
+          << "' (expected balance, uniform, streaming, snapkv or knorm)";
+      return signalPassFailure();
+    }
+    CompressionConfig cfg{*m,        rounds,    blockSize, sink,
+                          recent,    seed,      minKvLen,  maxQueryLen,
+                          gamma,     temperature, c0,      allowDynamic};
+    // Reject what the op verifier would reject, once, with the option names.
+    std::string bad;
+    if (rounds < 0 || rounds > 16)
+      bad = "rounds must be in [0, 16]";
+    else if (blockSize < 2 || blockSize % 2)
+      bad = "block-size must be even and >= 2";
+    else if (sink < 0 || recent < 0)
+      bad = "sink and recent must be >= 0";
+    else if (!(gamma >= 0) || !(temperature > 0) || !(c0 >= 0))
+      bad = "gamma and c0 must be >= 0 and temperature > 0";
+    else if (maxQueryLen < 0 || minKvLen < 0)
+      bad = "max-query-len and min-kv-len must be >= 0";
+    if (!bad.empty()) {
+      getOperation()->emitError() << "balancekv-compress-kv-cache: " << bad;
+      return signalPassFailure();
+    }
+    RewritePatternSet patterns(&getContext());
+    patterns.add<CompressAttention>(&getContext(), cfg);
+    // One rewrite per op; the pattern's own ops are never matched again.
+    GreedyRewriteConfig config;
+    config.setRegionSimplificationLevel(GreedySimplifyRegionLevel::Disabled)
+        .enableFolding(false);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns),
+                                     config)))
+      return signalPassFailure();
+  }
+};
+
+} // namespace

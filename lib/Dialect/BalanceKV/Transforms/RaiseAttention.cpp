@@ -1,0 +1,516 @@
+//===- RaiseAttention.cpp - linalg attention => balancekv.attention ------===//
+//
+// contract(softmax(scale * contract(Q, Kᵀ) [+ causal mask]), V)
+//   => balancekv.attention(Q, K, V) {scale, causal}
+//
+// Matched from the P·V contraction backwards. Every piece must match
+// exactly; otherwise the IR is left untouched.
+//
+//===----------------------------------------------------------------------===//
+
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+#include <cmath>
+
+namespace balancekv {
+#define GEN_PASS_DEF_BALANCEKVRAISEATTENTIONPASS
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h.inc"
+} // namespace balancekv
+
+using namespace mlir;
+using namespace balancekv;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Small matchers
+//===----------------------------------------------------------------------===//
+
+/// A float scalar constant, or a splat float tensor constant.
+std::optional<double> matchFloatConstant(Value v);
+
+/// A usable scale factor: finite and positive.
+std::optional<double> positiveFinite(std::optional<double> c, bool invert) {
+  if (!c || !std::isfinite(*c) || *c <= 0.0)
+    return std::nullopt;
+  return invert ? 1.0 / *c : *c;
+}
+
+std::optional<double> matchFloatConstant(Value v) {
+  APFloat f(0.0);
+  if (matchPattern(v, m_ConstantFloat(&f)))
+    return f.convertToDouble();
+  DenseElementsAttr attr;
+  if (matchPattern(v, m_Constant(&attr)) && attr.isSplat() &&
+      isa<FloatType>(attr.getElementType()))
+    return attr.getSplatValue<APFloat>().convertToDouble();
+  return std::nullopt;
+}
+
+bool isZeroInit(Value init) {
+  if (auto fill = init.getDefiningOp<linalg::FillOp>())
+    return matchPattern(fill.getInputs()[0], m_AnyZeroFloat());
+  return matchPattern(init, m_AnyZeroFloat());
+}
+
+bool allParallel(linalg::LinalgOp op) {
+  return op.getNumLoops() == op.getNumParallelLoops();
+}
+
+/// The single non-yield op of a generic's body, if its result is yielded.
+Operation *singleBodyOp(linalg::GenericOp g) {
+  Block &body = g.getRegion().front();
+  if (body.getOperations().size() != 2)
+    return nullptr;
+  Operation *op = &body.front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  if (yield.getNumOperands() != 1 || yield.getOperand(0) != op->getResult(0))
+    return nullptr;
+  return op;
+}
+
+/// Block argument number of `v` in `g`'s body, or -1.
+int argNumber(linalg::GenericOp g, Value v) {
+  auto arg = dyn_cast<BlockArgument>(v);
+  if (!arg || arg.getOwner() != &g.getRegion().front())
+    return -1;
+  return int(arg.getArgNumber());
+}
+
+/// x * c or x / c elementwise (generic with a captured or splat constant, or
+/// linalg.mul / linalg.div). Returns the multiplier and sets `input`.
+std::optional<double> matchScale(Value v, Value &input) {
+  Operation *def = v.getDefiningOp();
+  if (!def)
+    return std::nullopt;
+  auto lop = dyn_cast<linalg::LinalgOp>(def);
+  if (!lop || !allParallel(lop) || lop.getNumDpsInits() != 1)
+    return std::nullopt;
+  if (isa<linalg::MulOp, linalg::DivOp>(def)) {
+    auto c = positiveFinite(matchFloatConstant(lop.getDpsInputs()[1]),
+                            isa<linalg::DivOp>(def));
+    if (c)
+      input = lop.getDpsInputs()[0];
+    return c;
+  }
+  auto g = dyn_cast<linalg::GenericOp>(def);
+  if (!g || !g.getIndexingMapsArray()[0].isIdentity())
+    return std::nullopt;
+  Operation *body = singleBodyOp(g);
+  if (!body || !isa<arith::MulFOp, arith::DivFOp>(body))
+    return std::nullopt;
+  if (argNumber(g, body->getOperand(0)) != 0)
+    return std::nullopt;
+  Value rhs = body->getOperand(1);
+  std::optional<double> c;
+  if (int a = argNumber(g, rhs); a > 0 && a < int(g.getNumDpsInputs()))
+    c = matchFloatConstant(g.getDpsInputs()[a]);
+  else if (a < 0)
+    c = matchFloatConstant(rhs);
+  if (g.getNumDpsInputs() > 2)
+    return std::nullopt;
+  c = positiveFinite(c, isa<arith::DivFOp>(body));
+  if (c)
+    input = g.getDpsInputs()[0];
+  return c;
+}
+
+/// Reduction over the innermost dim of a rank-r input into a rank-(r-1)
+/// result, with body `OpTy(in, acc)`.
+template <typename... OpTys>
+Value matchLastDimReduction(Value v) {
+  auto g = v.getDefiningOp<linalg::GenericOp>();
+  if (!g || g.getNumDpsInputs() != 1 || g.getNumDpsInits() != 1 ||
+      g.getNumReductionLoops() != 1)
+    return {};
+  unsigned last = g.getNumLoops() - 1;
+  if (g.getIteratorTypesArray()[last] != utils::IteratorType::reduction ||
+      !g.getIndexingMapsArray()[0].isIdentity())
+    return {};
+  Operation *body = singleBodyOp(g);
+  if (!body || !isa<OpTys...>(body))
+    return {};
+  return g.getDpsInputs()[0];
+}
+
+/// `x op broadcast(r)` where r is indexed without the innermost dim.
+template <typename OpTy>
+bool matchWithRowBroadcast(linalg::GenericOp g, Value &x, Value &row) {
+  if (g.getNumDpsInputs() != 2 || !allParallel(g))
+    return false;
+  auto maps = g.getIndexingMapsArray();
+  if (!maps[0].isIdentity() ||
+      maps[1].getNumResults() + 1 != maps[0].getNumResults())
+    return false;
+  Operation *body = singleBodyOp(g);
+  if (!body || !isa<OpTy>(body) || argNumber(g, body->getOperand(0)) != 0 ||
+      argNumber(g, body->getOperand(1)) != 1)
+    return false;
+  x = g.getDpsInputs()[0];
+  row = g.getDpsInputs()[1];
+  return true;
+}
+
+/// softmax over the innermost dim: `linalg.softmax` or its decomposition
+/// max -> exp(x - max) -> sum -> div. Returns the logits.
+Value matchSoftmax(Value v) {
+  if (auto sm = v.getDefiningOp<linalg::SoftmaxOp>()) {
+    auto t = cast<ShapedType>(sm.getInput().getType());
+    return sm.getDimension() == uint64_t(t.getRank() - 1) ? sm.getInput()
+                                                          : Value();
+  }
+  auto div = v.getDefiningOp<linalg::GenericOp>();
+  Value e, sum;
+  if (!div || !matchWithRowBroadcast<arith::DivFOp>(div, e, sum))
+    return {};
+  if (matchLastDimReduction<arith::AddFOp>(sum) != e)
+    return {};
+  // exp(x - max) fused in one generic, or as two.
+  Value x, max;
+  auto expOp = e.getDefiningOp<linalg::GenericOp>();
+  if (!expOp)
+    return {};
+  Block &body = expOp.getRegion().front();
+  if (body.getOperations().size() == 3) {
+    auto sub = dyn_cast<arith::SubFOp>(&body.front());
+    auto ex = dyn_cast<math::ExpOp>(sub ? sub->getNextNode() : nullptr);
+    if (!sub || !ex || ex.getOperand() != sub.getResult() ||
+        body.getTerminator()->getOperand(0) != ex.getResult() ||
+        expOp.getNumDpsInputs() != 2 || !allParallel(expOp) ||
+        argNumber(expOp, sub.getLhs()) != 0 ||
+        argNumber(expOp, sub.getRhs()) != 1 ||
+        !expOp.getIndexingMapsArray()[0].isIdentity())
+      return {};
+    x = expOp.getDpsInputs()[0];
+    max = expOp.getDpsInputs()[1];
+  } else {
+    Operation *ex = singleBodyOp(expOp);
+    if (!ex || !isa<math::ExpOp>(ex) || expOp.getNumDpsInputs() != 1 ||
+        argNumber(expOp, ex->getOperand(0)) != 0)
+      return {};
+    auto subOp = expOp.getDpsInputs()[0].getDefiningOp<linalg::GenericOp>();
+    if (!subOp || !matchWithRowBroadcast<arith::SubFOp>(subOp, x, max))
+      return {};
+  }
+  if (matchLastDimReduction<arith::MaxNumFOp, arith::MaximumFOp>(max) != x)
+    return {};
+  return x;
+}
+
+/// An additive constant mask [.., L, N] that is 0 where key j <= N - L + i
+/// and very negative elsewhere: the causal mask. Sets `input`.
+bool matchCausalMask(Value v, Value &input) {
+  auto lop = v.getDefiningOp<linalg::LinalgOp>();
+  if (!lop || !allParallel(lop) || lop.getNumDpsInputs() != 2 ||
+      lop.getNumDpsInits() != 1)
+    return false;
+  if (auto g = dyn_cast<linalg::GenericOp>(lop.getOperation())) {
+    Operation *body = singleBodyOp(g);
+    if (!body || !isa<arith::AddFOp>(body) ||
+        argNumber(g, body->getOperand(0)) + argNumber(g, body->getOperand(1)) !=
+            1)
+      return false;
+  } else if (!isa<linalg::AddOp>(lop.getOperation())) {
+    return false;
+  }
+  auto maps = lop.getIndexingMapsArray();
+  for (int which = 0; which < 2; ++which) {
+    Value mask = lop.getDpsInputs()[1 - which];
+    DenseElementsAttr attr;
+    if (!maps[which].isIdentity() || !matchPattern(mask, m_Constant(&attr)))
+      continue;
+    // The mask's last two indices must be the result's last two.
+    AffineMap mm = maps[1 - which];
+    unsigned r = mm.getNumResults(), loops = mm.getNumDims();
+    if (r < 2 || mm.getDimPosition(r - 2) != loops - 2 ||
+        mm.getDimPosition(r - 1) != loops - 1)
+      continue;
+    auto shape = cast<ShapedType>(attr.getType()).getShape();
+    int64_t l = shape[r - 2], n = shape[r - 1];
+    auto values = attr.getValues<APFloat>();
+    bool causal = true;
+    for (int64_t i = 0, e = attr.getNumElements(); i < e && causal; ++i) {
+      int64_t row = (i / n) % l, col = i % n;
+      double x = values[i].convertToDouble();
+      causal = col <= n - l + row ? x == 0.0 : x <= -1e4;
+    }
+    if (!causal)
+      continue;
+    input = lop.getDpsInputs()[which];
+    return true;
+  }
+  return false;
+}
+
+//===----------------------------------------------------------------------===//
+// Batched contractions
+//===----------------------------------------------------------------------===//
+
+/// A contraction with 0 to 2 batch dims and single m, n and k dims whose
+/// result is laid out [batch..., m, n] and accumulates into zeros.
+struct BatchedContraction {
+  linalg::LinalgOp op;
+  linalg::ContractionDimensions dims;
+};
+
+std::optional<BatchedContraction> matchContraction(Value result) {
+  auto op = result.getDefiningOp<linalg::LinalgOp>();
+  if (!op || !linalg::isaContractionOpInterface(op) ||
+      op.getNumDpsInits() != 1 || !isZeroInit(op.getDpsInits()[0]))
+    return std::nullopt;
+  auto dims = linalg::inferContractionDims(op);
+  if (failed(dims) || dims->m.size() != 1 || dims->n.size() != 1 ||
+      dims->k.size() != 1 || dims->batch.size() > 2)
+    return std::nullopt;
+  SmallVector<unsigned> want(dims->batch.begin(), dims->batch.end());
+  want.append({dims->m[0], dims->n[0]});
+  AffineMap out = op.getIndexingMapsArray()[2];
+  for (unsigned i = 0; i < want.size(); ++i)
+    if (!out.isProjectedPermutation() || out.getNumResults() != want.size() ||
+        out.getDimPosition(i) != want[i])
+      return std::nullopt;
+  return BatchedContraction{op, *dims};
+}
+
+/// The permutation that lays operand `idx` of `c` out as the loop dims
+/// `want`, in that order; nullopt when the operand cannot be.
+std::optional<SmallVector<int64_t>>
+orderPermutation(BatchedContraction c, unsigned idx, ArrayRef<unsigned> want) {
+  AffineMap map = c.op.getIndexingMapsArray()[idx];
+  if (!map.isProjectedPermutation() || map.getNumResults() != want.size())
+    return std::nullopt;
+  SmallVector<int64_t> perm;
+  for (unsigned d : want) {
+    std::optional<unsigned> pos =
+        map.getResultPosition(getAffineDimExpr(d, c.op.getContext()));
+    if (!pos)
+      return std::nullopt;
+    perm.push_back(*pos);
+  }
+  return perm;
+}
+
+/// Operand `idx` of `c` permuted by `perm`: the operand itself, the source
+/// of a transpose that `perm` undoes, or a new linalg.transpose.
+Value inOrder(PatternRewriter &rewriter, BatchedContraction c, unsigned idx,
+              ArrayRef<int64_t> perm) {
+  Value operand = c.op->getOperand(idx);
+  if (llvm::equal(perm, llvm::seq<int64_t>(0, perm.size())))
+    return operand;
+  if (auto t = operand.getDefiningOp<linalg::TransposeOp>()) {
+    // operand[i] = src[tperm[i]]; we need operand[perm[j]] = src[tperm[perm[j]]].
+    ArrayRef<int64_t> tperm = t.getPermutation();
+    bool identity = true;
+    for (unsigned j = 0; j < perm.size(); ++j)
+      identity &= tperm[perm[j]] == int64_t(j);
+    if (identity)
+      return t.getInput();
+  }
+  auto srcType = cast<RankedTensorType>(operand.getType());
+  SmallVector<int64_t> shape;
+  SmallVector<OpFoldResult> sizes;
+  for (int64_t p : perm)
+    sizes.push_back(tensor::getMixedSize(rewriter, c.op.getLoc(), operand, p));
+  Value init = tensor::EmptyOp::create(rewriter, c.op.getLoc(), sizes,
+                                       srcType.getElementType());
+  return linalg::TransposeOp::create(rewriter, c.op.getLoc(), operand, init,
+                                     perm)
+      ->getResult(0);
+}
+
+/// GQA written as repeat_kv: collapse([B, Hkv, G, N, D] -> [B, Hkv*G, N, D])
+/// of a broadcast of [B, Hkv, N, D] along G. Returns the un-repeated source.
+Value matchRepeatKV(Value v) {
+  auto collapse = v.getDefiningOp<tensor::CollapseShapeOp>();
+  if (!collapse || collapse.getSrcType().getRank() != 5)
+    return {};
+  auto re = collapse.getReassociationIndices();
+  if (re.size() != 4 || re[1] != ReassociationIndices{1, 2})
+    return {};
+  Value src = collapse.getSrc();
+  if (auto b = src.getDefiningOp<linalg::BroadcastOp>())
+    return b.getDimensions() == ArrayRef<int64_t>{2} ? b.getInput() : Value();
+  auto g = src.getDefiningOp<linalg::GenericOp>();
+  if (!g || g.getNumDpsInputs() != 1 || !allParallel(g))
+    return {};
+  Operation *body = &g.getRegion().front().front();
+  if (!isa<linalg::YieldOp>(body) || argNumber(g, body->getOperand(0)) != 0)
+    return {};
+  AffineMap m = g.getIndexingMapsArray()[0];
+  MLIRContext *ctx = g.getContext();
+  auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
+  Value in = g.getDpsInputs()[0];
+  if (m == AffineMap::get(5, 0, {d(0), d(1), d(3), d(4)}, ctx))
+    return in;
+  // [B, Hkv, 1, N, D] from an expand_shape of the source.
+  if (m == AffineMap::get(5, 0,
+                          {d(0), d(1), getAffineConstantExpr(0, ctx), d(3),
+                           d(4)},
+                          ctx))
+    if (auto ex = in.getDefiningOp<tensor::ExpandShapeOp>())
+      if (ex.getSrcType().getRank() == 4 &&
+          ex.getResultType().getDimSize(2) == 1)
+        return ex.getSrc();
+  return {};
+}
+
+//===----------------------------------------------------------------------===//
+// The pattern
+//===----------------------------------------------------------------------===//
+
+struct RaiseAttention : OpInterfaceRewritePattern<linalg::LinalgOp> {
+  using OpInterfaceRewritePattern::OpInterfaceRewritePattern;
+
+  LogicalResult matchAndRewrite(linalg::LinalgOp pvOp,
+                                PatternRewriter &rewriter) const override {
+    if (pvOp->getNumResults() != 1)
+      return failure();
+    auto pv = matchContraction(pvOp->getResult(0));
+    if (!pv)
+      return rewriter.notifyMatchFailure(pvOp, "not a batched contraction");
+    const auto &dv = pv->dims;
+    // P = softmax(logits), laid out [batch..., m, k].
+    SmallVector<unsigned> pOrder(dv.batch.begin(), dv.batch.end());
+    pOrder.append({dv.m[0], dv.k[0]});
+    AffineMap pMap = pvOp.getIndexingMapsArray()[0];
+    for (unsigned i = 0; i < pOrder.size(); ++i)
+      if (pMap.getNumResults() != pOrder.size() ||
+          !pMap.isProjectedPermutation() || pMap.getDimPosition(i) != pOrder[i])
+        return rewriter.notifyMatchFailure(pvOp, "P not [batch, L, N]");
+    Value logits = matchSoftmax(pvOp.getDpsInputs()[0]);
+    if (!logits)
+      return rewriter.notifyMatchFailure(pvOp, "no softmax feeding P");
+
+    bool causal = false;
+    Value unmasked;
+    if (matchCausalMask(logits, unmasked)) {
+      causal = true;
+      logits = unmasked;
+    }
+    double scale = 1.0;
+    Value unscaled;
+    if (auto s = matchScale(logits, unscaled)) {
+      scale = *s;
+      logits = unscaled;
+    }
+    auto qk = matchContraction(logits);
+    if (!qk || qk->dims.batch.size() != dv.batch.size())
+      return rewriter.notifyMatchFailure(pvOp, "no Q·Kᵀ contraction");
+    const auto &dq = qk->dims;
+
+    // Q [batch, L, D], K [batch, N, D], V [batch, N, Dv].
+    SmallVector<unsigned> qWant(dq.batch.begin(), dq.batch.end()),
+        kWant(dq.batch.begin(), dq.batch.end()),
+        vWant(dv.batch.begin(), dv.batch.end());
+    qWant.append({dq.m[0], dq.k[0]});
+    kWant.append({dq.n[0], dq.k[0]});
+    vWant.append({dv.k[0], dv.n[0]});
+
+    auto elemOf = [](Value v) { return getElementTypeOrSelf(v.getType()); };
+    Type et = elemOf(pvOp->getResult(0));
+    if (!isa<Float16Type, BFloat16Type, Float32Type>(et))
+      return rewriter.notifyMatchFailure(pvOp, "unsupported element type");
+    for (Value x : {qk->op.getDpsInputs()[0], qk->op.getDpsInputs()[1],
+                    pvOp.getDpsInputs()[1], logits})
+      if (elemOf(x) != et)
+        return rewriter.notifyMatchFailure(pvOp, "mixed element types");
+    auto qPerm = orderPermutation(*qk, 0, qWant);
+    auto kPerm = orderPermutation(*qk, 1, kWant);
+    auto vPerm = orderPermutation(*pv, 1, vWant);
+    if (!qPerm || !kPerm || !vPerm)
+      return rewriter.notifyMatchFailure(pvOp, "operand layout");
+
+    // Matched: from here on the IR changes.
+    rewriter.setInsertionPoint(pvOp);
+    Value q = inOrder(rewriter, *qk, 0, *qPerm);
+    Value k = inOrder(rewriter, *qk, 1, *kPerm);
+    Value v = inOrder(rewriter, *pv, 1, *vPerm);
+    // A scale written on Q instead of on the logits.
+    Value q0;
+    if (auto s = matchScale(q, q0);
+        s && getElementTypeOrSelf(q0.getType()) == et) {
+      scale *= *s;
+      q = q0;
+    }
+
+    Location loc = pvOp.getLoc();
+    Value result = pvOp->getResult(0);
+    auto rType = cast<RankedTensorType>(result.getType());
+    // [L, D] (one head) and [B*H, L, D] (heads folded into the batch) become
+    // [1, 1, L, D] and [B*H, 1, L, D].
+    const bool folded = dq.batch.size() < 2;
+    SmallVector<ReassociationIndices> reassoc =
+        dq.batch.empty() ? SmallVector<ReassociationIndices>{{0, 1, 2}, {3}}
+                         : SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}};
+    auto to4d = [&](Value x) -> Value {
+      auto t = cast<RankedTensorType>(x.getType());
+      SmallVector<OpFoldResult> out;
+      if (dq.batch.empty())
+        out = {rewriter.getIndexAttr(1), rewriter.getIndexAttr(1)};
+      else
+        out = {tensor::getMixedSize(rewriter, loc, x, 0),
+               rewriter.getIndexAttr(1)};
+      for (int64_t i = t.getRank() - 2; i < t.getRank(); ++i)
+        out.push_back(tensor::getMixedSize(rewriter, loc, x, i));
+      SmallVector<int64_t> shape;
+      for (OpFoldResult o : out)
+        shape.push_back(getConstantIntValue(o).value_or(ShapedType::kDynamic));
+      return tensor::ExpandShapeOp::create(
+          rewriter, loc, RankedTensorType::get(shape, et), x, reassoc, out);
+    };
+    if (folded) {
+      q = to4d(q);
+      k = to4d(k);
+      v = to4d(v);
+    } else {
+      // repeat_kv: attend to the un-repeated KV heads (GQA).
+      Value k0 = matchRepeatKV(k), v0 = matchRepeatKV(v);
+      if (k0 && v0 &&
+          cast<ShapedType>(k0.getType()).getDimSize(1) ==
+              cast<ShapedType>(v0.getType()).getDimSize(1)) {
+        k = k0;
+        v = v0;
+      }
+    }
+    auto qT = cast<RankedTensorType>(q.getType());
+    auto vT = cast<RankedTensorType>(v.getType());
+    auto outType = RankedTensorType::get(
+        {qT.getDimSize(0), qT.getDimSize(1), qT.getDimSize(2),
+         vT.getDimSize(3)},
+        et);
+    // Keep the cast's shape info: the attention result may be more static.
+    Value att = AttentionOp::create(
+        rewriter, loc, outType, q, k, v, /*kv_len=*/Value(),
+        rewriter.getF32FloatAttr(float(scale)),
+        causal ? rewriter.getUnitAttr() : UnitAttr());
+    if (folded)
+      att = tensor::CollapseShapeOp::create(rewriter, loc, att, reassoc);
+    if (att.getType() != rType)
+      att = tensor::CastOp::create(rewriter, loc, rType, att);
+    rewriter.replaceOp(pvOp, att);
+    return success();
+  }
+};
+
+struct BalanceKVRaiseAttentionPass
+    : balancekv::impl::BalanceKVRaiseAttentionPassBase<
+          BalanceKVRaiseAttentionPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<RaiseAttention>(&getContext());
+    // Dead producers (softmax, Q·Kᵀ, ...) are erased by the driver.
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      return signalPassFailure();
+  }
+};
+
+} // namespace

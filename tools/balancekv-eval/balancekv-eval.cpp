@@ -1,0 +1,253 @@
+//===- balancekv-eval.cpp - measured approximation quality ---------------===//
+//
+// Relative attention error (spec section 5) of every compression method at
+// ratios 2^T over data sets and seeds; prints a table, writes CSV/Markdown.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Datasets.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+
+using namespace balancekv;
+using namespace balancekv::reference;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> dataset("dataset",
+                                    cl::desc("gaussian | synthetic-llm | both"),
+                                    cl::init("both"));
+static cl::opt<std::string> kvPrefix(
+    "kv", cl::desc("evaluate a real cache: PREFIX_{q,k,v}.npy instead"),
+    cl::init(""));
+static cl::opt<std::string> methods(
+    "methods",
+    cl::desc("comma list of balance, balance-gamma0, uniform, streaming, "
+             "snapkv, knorm"),
+    cl::init("balance,balance-gamma0,uniform,streaming,snapkv,knorm"));
+static cl::opt<std::string> ratios("ratios",
+                                   cl::desc("comma list of powers of two"),
+                                   cl::init("2,4,8,16"));
+static cl::opt<int64_t> tokens("tokens", cl::desc("cache length N"),
+                               cl::init(4096));
+static cl::opt<int64_t> heads("heads", cl::desc("KV heads"), cl::init(4));
+static cl::opt<int64_t> dim("dim", cl::desc("head dim"), cl::init(128));
+static cl::opt<int64_t> queries("queries",
+                                cl::desc("queries (the last positions)"),
+                                cl::init(32));
+static cl::opt<int64_t> seeds("seeds", cl::desc("seeds per cell"),
+                              cl::init(3));
+static cl::opt<int64_t> blockSize("block-size", cl::init(128));
+static cl::opt<int64_t> sink("sink", cl::init(32));
+static cl::opt<int64_t> recent("recent", cl::init(32));
+static cl::opt<double> gamma_("gamma", cl::init(4.0));
+static cl::opt<double> temperature("temperature", cl::init(1.0));
+static cl::opt<double> c0("c0", cl::init(0.025));
+static cl::opt<std::string> csvPath("csv", cl::desc("write CSV here"),
+                                    cl::init(""));
+static cl::opt<std::string> mdPath("markdown",
+                                   cl::desc("write a Markdown table here"),
+                                   cl::init(""));
+static cl::opt<bool> quiet("quiet", cl::desc("no progress on stderr"));
+
+namespace {
+
+struct Cell {
+  std::vector<double> errors; // one per seed
+  double mean() const {
+    double s = 0;
+    for (double e : errors)
+      s += e;
+    return errors.empty() ? 0 : s / double(errors.size());
+  }
+  double stddev() const {
+    if (errors.size() < 2)
+      return 0;
+    double m = mean(), s = 0;
+    for (double e : errors)
+      s += (e - m) * (e - m);
+    return std::sqrt(s / double(errors.size() - 1));
+  }
+};
+
+[[noreturn]] void fail(const std::string &msg) {
+  llvm::errs() << "balancekv-eval: " << msg << "\n";
+  std::exit(1);
+}
+
+/// "balance-gamma0" is the balance walk with gamma = 0 (fair-coin signs
+/// through the same selection).
+CompressOptions optionsFor(const std::string &name, int64_t rounds,
+                           uint64_t seed) {
+  CompressOptions o;
+  std::string base = name == "balance-gamma0" ? "balance" : name;
+  auto m = parseMethod(base);
+  if (!m)
+    fail("unknown method '" + name + "'");
+  o.method = *m;
+  o.rounds = rounds;
+  o.blockSize = blockSize;
+  o.sink = sink;
+  o.recent = recent;
+  o.gamma = name == "balance-gamma0" ? 0.0 : gamma_.getValue();
+  o.temperature = temperature;
+  o.c0 = c0;
+  o.seed = seed;
+  Status st = validate(o);
+  if (!st.ok)
+    fail(st.message);
+  return o;
+}
+
+double evaluate(const eval::Instance &in, const std::vector<double> &exact,
+                const CompressOptions &o) {
+  Selection sel;
+  TensorRef obs = in.query.ref();
+  Status st = compress(in.key.ref(), in.value.ref(), o, sel,
+                       o.method == Method::SnapKV ? &obs : nullptr);
+  if (!st.ok)
+    fail(st.message);
+  Tensor ck = gather(in.key.ref(), sel), cv = gather(in.value.ref(), sel);
+  std::vector<double> approx;
+  st = attention(in.query.ref(), ck.ref(), cv.ref(), {}, approx,
+                 sel.logWeights.data());
+  if (!st.ok)
+    fail(st.message);
+  return meanRelativeError(approx, exact, in.value.shape[3]);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "balancekv-eval: relative attention error of KV-cache compression\n");
+
+  std::vector<std::string> methodList, datasetList;
+  std::vector<int64_t> roundsList;
+  llvm::SmallVector<llvm::StringRef> parts;
+  llvm::StringRef(methods).split(parts, ',', -1, false);
+  for (auto p : parts)
+    methodList.push_back(p.trim().str());
+  parts.clear();
+  llvm::StringRef(ratios).split(parts, ',', -1, false);
+  for (auto p : parts) {
+    int64_t r;
+    if (p.trim().getAsInteger(10, r) || r < 1 || (r & (r - 1)))
+      fail("ratios must be powers of two, got '" + p.str() + "'");
+    roundsList.push_back(int64_t(std::log2(double(r)) + 0.5));
+  }
+  if (!kvPrefix.empty())
+    datasetList = {"kv:" + kvPrefix};
+  else if (dataset == "both")
+    datasetList = {"gaussian", "synthetic-llm"};
+  else if (dataset == "gaussian" || dataset == "synthetic-llm")
+    datasetList = {dataset};
+  else
+    fail("unknown dataset '" + dataset + "'");
+  if (tokens < 1 || heads < 1 || dim < 1 || queries < 1 || seeds < 1)
+    fail("--tokens, --heads, --dim, --queries and --seeds must be >= 1");
+  if (queries > tokens)
+    fail("--queries must not exceed --tokens");
+  for (const auto &m : methodList)
+    (void)optionsFor(m, 1, 0); // reject bad names before the long run
+
+  // (dataset, method, rounds) -> errors over seeds
+  std::map<std::tuple<std::string, std::string, int64_t>, Cell> cells;
+  const int64_t total = int64_t(datasetList.size()) * seeds *
+                        int64_t(methodList.size() * roundsList.size());
+  int64_t done = 0;
+  auto start = std::chrono::steady_clock::now();
+  eval::Instance realKV;
+  if (!kvPrefix.empty()) {
+    std::string err = eval::loadKV(kvPrefix, queries, realKV);
+    if (!err.empty())
+      fail(err);
+  }
+  for (const auto &ds : datasetList) {
+    for (int64_t seed = 0; seed < seeds; ++seed) {
+      eval::Instance in =
+          !kvPrefix.empty() ? realKV
+          : ds == "gaussian"
+              ? eval::makeGaussian(heads, tokens, dim, queries, uint64_t(seed))
+              : eval::makeSyntheticLLM(heads, tokens, dim, queries,
+                                       uint64_t(seed));
+      std::vector<double> exact;
+      Status st = attention(in.query.ref(), in.key.ref(), in.value.ref(), {},
+                            exact);
+      if (!st.ok)
+        fail(st.message);
+      for (const auto &m : methodList)
+        for (int64_t rounds : roundsList) {
+          double err = evaluate(in, exact, optionsFor(m, rounds, uint64_t(seed)));
+          cells[{ds, m, rounds}].errors.push_back(err);
+          if (!quiet) {
+            double secs = std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+            llvm::errs() << llvm::format("\r[%3d%%] %s seed %lld %s x%lld  (%.0fs)   ",
+                                         int(100 * ++done / total), ds.c_str(),
+                                         (long long)seed, m.c_str(),
+                                         (long long)(1ll << rounds), secs);
+          }
+        }
+    }
+  }
+  if (!quiet)
+    llvm::errs() << "\n";
+
+  // Table: one block per dataset, methods as rows, ratios as columns.
+  std::string md;
+  llvm::raw_string_ostream mdOs(md);
+  for (const auto &ds : datasetList) {
+    llvm::outs() << "\n" << ds << " (N=" << (kvPrefix.empty() ? tokens.getValue()
+                                                    : realKV.key.shape[2])
+                 << ", seeds=" << seeds << "): mean relative error +- std\n";
+    llvm::outs() << llvm::format("%-16s", "method");
+    mdOs << "\n**" << ds << "**\n\n| method |";
+    for (int64_t r : roundsList) {
+      llvm::outs() << llvm::format("%18s", ("x" + std::to_string(1ll << r)).c_str());
+      mdOs << " x" << (1ll << r) << " |";
+    }
+    llvm::outs() << "\n";
+    mdOs << "\n|---|" ;
+    for (size_t i = 0; i < roundsList.size(); ++i)
+      mdOs << "---|";
+    mdOs << "\n";
+    for (const auto &m : methodList) {
+      llvm::outs() << llvm::format("%-16s", m.c_str());
+      mdOs << "| " << m << " |";
+      for (int64_t r : roundsList) {
+        const Cell &c = cells[{ds, m, r}];
+        llvm::outs() << llvm::format("  %7.4f +- %6.4f", c.mean(), c.stddev());
+        mdOs << llvm::format(" %.4f ± %.4f |", c.mean(), c.stddev());
+      }
+      llvm::outs() << "\n";
+      mdOs << "\n";
+    }
+  }
+  if (!csvPath.empty()) {
+    std::ofstream csv(csvPath);
+    if (!csv)
+      fail("cannot write " + csvPath);
+    csv << "dataset,method,ratio,mean_rel_error,std_rel_error\n";
+    for (const auto &[key, c] : cells)
+      csv << std::get<0>(key) << "," << std::get<1>(key) << ","
+          << (1ll << std::get<2>(key)) << "," << c.mean() << "," << c.stddev()
+          << "\n";
+  }
+  if (!mdPath.empty()) {
+    std::ofstream f(mdPath);
+    if (!f)
+      fail("cannot write " + mdPath);
+    f << mdOs.str();
+  }
+  return 0;
+}
