@@ -22,6 +22,7 @@ config.substitutions.append(("%balancekv_obj_root", config.balancekv_obj_root))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.balancekv_tools_dir, config.llvm_tools_dir]
 tools = ["balancekv-opt", "balancekv-eval", "mlir-runner", "mlir-translate",
