@@ -4,8 +4,10 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "balancekv/Conversion/Passes.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -16,6 +18,8 @@
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   balancekv::registerBalanceKVPasses();
+  balancekv::registerBalanceKVConversionPasses();
+  balancekv::registerBalanceKVPipelines();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

@@ -1,0 +1,22 @@
+//===- Passes.h - BalanceKV conversion passes -------------------*- C++ -*-===//
+#ifndef BALANCEKV_CONVERSION_PASSES_H
+#define BALANCEKV_CONVERSION_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Pass/Pass.h"
+
+namespace balancekv {
+
+#define GEN_PASS_DECL
+#include "balancekv/Conversion/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "balancekv/Conversion/Passes.h.inc"
+
+} // namespace balancekv
+
+#endif // BALANCEKV_CONVERSION_PASSES_H

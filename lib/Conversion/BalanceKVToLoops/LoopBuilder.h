@@ -1,0 +1,90 @@
+//===- LoopBuilder.h - terse tensor/scf/linalg IR building ------*- C++ -*-===//
+//
+// Internal to the BalanceKV-to-loops lowering: constants, scf.for with
+// iter_args and linalg.generic with an ImplicitLocOpBuilder body.
+//
+//===----------------------------------------------------------------------===//
+#ifndef BALANCEKV_LIB_CONVERSION_BALANCEKVTOLOOPS_LOOPBUILDER_H
+#define BALANCEKV_LIB_CONVERSION_BALANCEKVTOLOOPS_LOOPBUILDER_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include <functional>
+
+namespace balancekv::loops {
+
+using mlir::ImplicitLocOpBuilder;
+using mlir::Value;
+using mlir::ValueRange;
+
+using BodyFn = std::function<llvm::SmallVector<Value>(ImplicitLocOpBuilder &,
+                                                      ValueRange)>;
+using LoopFn = std::function<llvm::SmallVector<Value>(
+    ImplicitLocOpBuilder &, Value iv, ValueRange iterArgs)>;
+
+inline Value cIdx(ImplicitLocOpBuilder &b, int64_t v) {
+  return mlir::arith::ConstantIndexOp::create(b, v);
+}
+inline Value cF(ImplicitLocOpBuilder &b, mlir::Type t, double v) {
+  auto ft = mlir::cast<mlir::FloatType>(t);
+  llvm::APFloat f(v);
+  bool lost;
+  f.convert(ft.getFloatSemantics(), llvm::APFloat::rmNearestTiesToEven, &lost);
+  return mlir::arith::ConstantFloatOp::create(b, ft, f);
+}
+
+/// Widens a float to `t` (no-op when equal).
+inline Value widen(ImplicitLocOpBuilder &b, Value v, mlir::Type t) {
+  return v.getType() == t ? v : mlir::arith::ExtFOp::create(b, t, v).getResult();
+}
+
+/// scf.for lb..ub step 1 with iter_args; returns the loop's results.
+inline llvm::SmallVector<Value> forLoop(ImplicitLocOpBuilder &b, Value lb,
+                                        Value ub, ValueRange inits,
+                                        const LoopFn &body) {
+  auto loop = mlir::scf::ForOp::create(
+      b, lb, ub, cIdx(b, 1), inits,
+      [&](mlir::OpBuilder &nb, mlir::Location loc, Value iv, ValueRange args) {
+        ImplicitLocOpBuilder ib(loc, nb);
+        mlir::scf::YieldOp::create(ib, body(ib, iv, args));
+      });
+  return llvm::SmallVector<Value>(loop.getResults());
+}
+
+/// linalg.generic over `outs`; `iters` uses 'p'/'r' per loop.
+inline llvm::SmallVector<Value>
+generic(ImplicitLocOpBuilder &b, ValueRange ins, ValueRange outs,
+        llvm::ArrayRef<mlir::AffineMap> maps, llvm::StringRef iters,
+        const BodyFn &body) {
+  llvm::SmallVector<mlir::utils::IteratorType> it;
+  for (char c : iters)
+    it.push_back(c == 'r' ? mlir::utils::IteratorType::reduction
+                          : mlir::utils::IteratorType::parallel);
+  auto g = mlir::linalg::GenericOp::create(
+      b, mlir::TypeRange(outs), ins, outs, maps, it,
+      [&](mlir::OpBuilder &nb, mlir::Location loc, ValueRange args) {
+        ImplicitLocOpBuilder ib(loc, nb);
+        mlir::linalg::YieldOp::create(ib, body(ib, args));
+      });
+  return llvm::SmallVector<Value>(g.getResults());
+}
+
+/// A tensor of `shape` (mixed static/dynamic) filled with `value`.
+inline Value filled(ImplicitLocOpBuilder &b,
+                    llvm::ArrayRef<mlir::OpFoldResult> shape, Value value) {
+  Value empty = mlir::tensor::EmptyOp::create(b, shape, value.getType());
+  return mlir::linalg::FillOp::create(b, value, empty).getResult(0);
+}
+
+inline Value linalgIndex(ImplicitLocOpBuilder &b, int64_t dim) {
+  return mlir::linalg::IndexOp::create(b, dim);
+}
+
+} // namespace balancekv::loops
+
+#endif // BALANCEKV_LIB_CONVERSION_BALANCEKVTOLOOPS_LOOPBUILDER_H

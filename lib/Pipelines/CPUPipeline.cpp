@@ -1,0 +1,38 @@
+//===- CPUPipeline.cpp - balancekv to LLVM for the CPU --------------------===//
+
+#include "balancekv/Pipelines/Pipelines.h"
+
+#include "mlir/Pass/PassRegistry.h"
+
+using namespace mlir;
+
+namespace balancekv {
+
+// Spelled as a textual pipeline so that it reads like the command line a
+// user would write and stays in step with `--help`.
+static constexpr const char *kCPUPipeline =
+    "balancekv-lower-to-loops,canonicalize,cse,"
+    "one-shot-bufferize{bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map},"
+    "buffer-deallocation-pipeline,"
+    "convert-linalg-to-loops,convert-scf-to-cf,expand-strided-metadata,"
+    "lower-affine,finalize-memref-to-llvm,convert-math-to-llvm,"
+    "convert-math-to-libm,convert-arith-to-llvm,convert-index-to-llvm,"
+    "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts";
+
+LogicalResult buildCPUPipeline(OpPassManager &pm) {
+  return parsePassPipeline(kCPUPipeline, pm);
+}
+
+void registerBalanceKVPipelines() {
+  PassPipelineRegistration<>(
+      "balancekv-cpu-pipeline",
+      "Lower balancekv and upstream tensor IR to the LLVM dialect for the "
+      "CPU (runs under mlir-runner)",
+      [](OpPassManager &pm) {
+        if (failed(buildCPUPipeline(pm)))
+          llvm::report_fatal_error("balancekv-cpu-pipeline: bad pipeline");
+      });
+}
+
+} // namespace balancekv
