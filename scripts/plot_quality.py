@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Plots balancekv-eval's CSV: relative error vs compression ratio, one line
+per method, one panel per data set. Usage: plot_quality.py CSV OUT.svg"""
+import csv
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main(src, out):
+    rows = defaultdict(lambda: defaultdict(list))
+    with open(src) as f:
+        for r in csv.DictReader(f):
+            rows[r["dataset"]][r["method"]].append(
+                (int(r["ratio"]), float(r["mean_rel_error"]),
+                 float(r["std_rel_error"])))
+    datasets = sorted(rows)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2))
+    if len(datasets) == 1:
+        axes = [axes]
+    for ax, ds in zip(axes, datasets):
+        for method, pts in sorted(rows[ds].items()):
+            pts.sort()
+            xs, ys, es = zip(*pts)
+            style = "-" if method.startswith("balance") else "--"
+            ax.errorbar(xs, ys, yerr=es, label=method, marker="o",
+                        linestyle=style, capsize=3)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([2, 4, 8, 16])
+        ax.set_xticklabels(["2", "4", "8", "16"])
+        ax.set_xlabel("compression ratio 2^T")
+        ax.set_ylabel("mean relative attention error")
+        ax.set_title(ds)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

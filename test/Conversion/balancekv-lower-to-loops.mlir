@@ -1,0 +1,123 @@
+// RUN: balancekv-opt %s --balancekv-lower-to-loops --split-input-file | FileCheck %s
+// The result bufferizes with one-shot bufferization, no copies forced by loops.
+// RUN: balancekv-opt %s --balancekv-lower-to-loops --canonicalize --one-shot-bufferize="bufferize-function-boundaries" --split-input-file | FileCheck %s --check-prefix=BUF
+
+// CHECK-LABEL: func.func @attention_gqa_causal
+// CHECK-SAME: (%[[Q:.*]]: tensor<1x4x2x16xf16>, %[[K:.*]]: tensor<1x2x10x16xf16>, %[[V:.*]]: tensor<1x2x10x8xf16>)
+// CHECK-NOT: balancekv.
+// Q viewed as [B, Hkv, G, L, D] for GQA.
+// CHECK: %[[Q5:.*]] = tensor.expand_shape %[[Q]] {{\[\[}}0], [1, 2], [3], [4]] output_shape [1, 2, 2, 2, 16]
+// Q·Kᵀ accumulates in f32.
+// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%[[Q5]], %[[K]] : tensor<1x2x2x2x16xf16>, tensor<1x2x10x16xf16>)
+// CHECK: arith.extf %{{.*}} : f16 to f32
+// Scale and the causal mask: query l sits at N - L + l.
+// CHECK: arith.constant 2.500000e-01 : f32
+// CHECK: linalg.index 3
+// CHECK: linalg.index 4
+// CHECK: arith.cmpi slt
+// CHECK: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
+// Row max, exp, row sum, P·V, normalise and truncate.
+// CHECK: arith.maximumf
+// CHECK: math.exp
+// CHECK: arith.addf
+// CHECK: arith.divf
+// CHECK: arith.truncf %{{.*}} : f32 to f16
+// CHECK: tensor.collapse_shape %{{.*}} {{\[\[}}0], [1, 2], [3], [4]] : tensor<1x2x2x2x8xf16> into tensor<1x4x2x8xf16>
+// BUF-LABEL: func.func @attention_gqa_causal
+// BUF-NOT: tensor.
+// BUF: return %{{.*}} : memref<1x4x2x8xf16
+func.func @attention_gqa_causal(%q: tensor<1x4x2x16xf16>, %k: tensor<1x2x10x16xf16>,
+                                %v: tensor<1x2x10x8xf16>) -> tensor<1x4x2x8xf16> {
+  %o = balancekv.attention %q, %k, %v causal scale(0.25)
+      : tensor<1x4x2x16xf16>, tensor<1x2x10x16xf16>, tensor<1x2x10x8xf16> -> tensor<1x4x2x8xf16>
+  return %o : tensor<1x4x2x8xf16>
+}
+
+// -----
+
+// The log-weights are added to the scaled logits (IREE's mask position).
+// CHECK-LABEL: func.func @weighted_attention_kv_len
+// CHECK-SAME: %[[W:[a-z0-9]+]]: tensor<2x1x6xf32>, %[[LEN:.*]]: tensor<2xi64>
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[W]], %[[LEN]] : tensor<2x1x1x1x6xf32>, tensor<2x1x6xf32>, tensor<2xi64>)
+// CHECK: %[[S:.*]] = arith.mulf
+// CHECK: arith.addf %[[S]]
+// CHECK: arith.index_cast %{{.*}} : i64 to index
+// CHECK: arith.cmpi slt
+func.func @weighted_attention_kv_len(%q: tensor<2x1x1x4xf32>, %k: tensor<2x1x6x4xf32>,
+                                    %v: tensor<2x1x6x4xf32>, %w: tensor<2x1x6xf32>,
+                                    %len: tensor<2xi64>) -> tensor<2x1x1x4xf32> {
+  %o = balancekv.weighted_attention %q, %k, %v, %w kv_len(%len : tensor<2xi64>)
+      : tensor<2x1x1x4xf32>, tensor<2x1x6x4xf32>, tensor<2x1x6x4xf32>, tensor<2x1x6xf32>
+      -> tensor<2x1x1x4xf32>
+  return %o : tensor<2x1x1x4xf32>
+}
+
+// -----
+
+// compress: an scf.for nest over (batch, head); rounds; blocks; the walk
+// carrying the running sums S and the signs; Philox-4x32-10 as 20
+// arith.mului_extended (10 rounds x 2 words) with the standard multipliers
+// 0xD2511F53 = -766435501 and 0xCD9E8D57 = -845247145 (as i32); the
+// crossover scan and compaction; then gathers of the kept rows.
+// CHECK-LABEL: func.func @compress_balance
+// CHECK-NOT: balancekv.
+// CHECK: scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: scf.for %[[H:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: arith.ceildivui
+// CHECK: scf.for %[[BLK:.*]] = %{{.*}} to %{{.*}} step
+// Gram: exp(tau * s * <kc_i, kc_j>) * (<wv_i, wv_j> + c0), tau * s = 1/sqrt(16).
+// CHECK: arith.constant 2.500000e-01 : f64
+// CHECK: math.exp
+// CHECK: arith.constant 2.500000e-02 : f64
+// CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[S:.*]] = %{{.*}}, %[[SIG:.*]] = %{{.*}}) -> (tensor<?xf64>, tensor<?xf64>)
+// CHECK: tensor.extract %[[S]][%[[I]]] : tensor<?xf64>
+// CHECK-COUNT-20: arith.mului_extended
+// CHECK: arith.cmpf olt
+// CHECK: tensor.insert %{{.*}} into %[[SIG]]
+// CHECK: linalg.generic {{.*}} outs(%[[S]] : tensor<?xf64>)
+// CHECK: scf.yield
+// Crossover scan, kappa, in-place compaction.
+// CHECK: arith.divui %{{.*}}, %c2
+// CHECK: arith.maxui
+// CHECK: scf.if
+// CHECK: arith.negf
+// CHECK: arith.constant 0.69314718055994529 : f64
+// Gathers.
+// CHECK: linalg.generic {{.*}} ins(%{{.*}} : tensor<1x2x?xindex>) outs(%{{.*}} : tensor<1x2x?x16xf32>)
+// CHECK: tensor.cast %{{.*}} : tensor<1x2x?x16xf32> to tensor<1x2x123x16xf32>
+// BUF-LABEL: func.func @compress_balance
+// BUF-NOT: tensor.
+// BUF: return
+func.func @compress_balance(%k: tensor<1x2x300x16xf32>, %v: tensor<1x2x300x8xf32>)
+    -> (tensor<1x2x123x16xf32>, tensor<1x2x123x8xf32>, tensor<1x2x123xf32>) {
+  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 64 : i64}
+      : tensor<1x2x300x16xf32>, tensor<1x2x300x8xf32>
+  return %ck, %cv, %lw : tensor<1x2x123x16xf32>, tensor<1x2x123x8xf32>, tensor<1x2x123xf32>
+}
+
+// -----
+
+// uniform: Philox draws with round word 0xffffffff, rank select, log(L0/LT).
+// CHECK-LABEL: func.func @compress_uniform
+// CHECK: arith.constant -1 : i32
+// CHECK-COUNT-20: arith.mului_extended
+// CHECK: math.log
+func.func @compress_uniform(%k: tensor<1x1x100x8xf16>, %v: tensor<1x1x100x8xf16>) -> tensor<1x1x?xf32> {
+  %ck, %cv, %lw = balancekv.compress method<uniform> %k, %v : tensor<1x1x100x8xf16>, tensor<1x1x100x8xf16>
+  %c = tensor.cast %lw : tensor<1x1x73xf32> to tensor<1x1x?xf32>
+  return %c : tensor<1x1x?xf32>
+}
+
+// -----
+
+// Dynamic shapes lower too (M computed at run time).
+// CHECK-LABEL: func.func @compress_dynamic
+// CHECK: tensor.dim
+// CHECK: arith.shrui
+// CHECK-NOT: balancekv.
+func.func @compress_dynamic(%k: tensor<?x?x?x8xbf16>, %v: tensor<?x?x?x8xbf16>)
+    -> (tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>, tensor<?x?x?xf32>) {
+  %ck, %cv, %lw = balancekv.compress method<knorm> %k, %v : tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>
+  return %ck, %cv, %lw : tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>, tensor<?x?x?xf32>
+}
