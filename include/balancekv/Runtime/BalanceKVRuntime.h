@@ -1,0 +1,114 @@
+/*===- BalanceKVRuntime.h - C API of the balancekv CUDA kernels -*- C -*-===*
+ *
+ * Plain C functions over device pointers. Tensors are [batch, heads, seq,
+ * dim] with arbitrary element strides (innermost stride must be 1); outputs
+ * are written with the strides given. Every function validates its
+ * arguments and returns a status; on failure `balancekv_last_error()` holds
+ * a message naming the argument. Nothing aborts, nothing is allocated: the
+ * caller passes a workspace of at least the size the *_workspace_size query
+ * returns (0 is fine when that is 0) and a stream.
+ *
+ *===----------------------------------------------------------------------===*/
+#ifndef BALANCEKV_RUNTIME_BALANCEKVRUNTIME_H
+#define BALANCEKV_RUNTIME_BALANCEKVRUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  BALANCEKV_STATUS_OK = 0,
+  BALANCEKV_STATUS_INVALID_ARGUMENT = 1,
+  BALANCEKV_STATUS_UNSUPPORTED = 2,
+  BALANCEKV_STATUS_WORKSPACE_TOO_SMALL = 3,
+  BALANCEKV_STATUS_CUDA_ERROR = 4
+} balancekv_status;
+
+typedef enum {
+  BALANCEKV_DTYPE_F16 = 0,
+  BALANCEKV_DTYPE_BF16 = 1,
+  BALANCEKV_DTYPE_F32 = 2
+} balancekv_dtype;
+
+typedef enum {
+  BALANCEKV_METHOD_BALANCE = 0,
+  BALANCEKV_METHOD_UNIFORM = 1
+} balancekv_method;
+
+/* The message of the last failed call on this thread ("" after success). */
+const char *balancekv_last_error(void);
+
+/* A rank-4 tensor view: data plus element strides for [b, h, s, d]. */
+typedef struct {
+  const void *data;
+  int64_t strides[4];
+} balancekv_tensor;
+
+typedef struct {
+  void *data;
+  int64_t strides[4];
+} balancekv_mutable_tensor;
+
+typedef struct {
+  balancekv_method method;
+  int64_t rounds;     /* T in [0, 16] */
+  int64_t block_size; /* even, 2..128 */
+  int64_t sink;
+  int64_t recent;
+  double gamma;
+  double temperature;
+  double c0;
+  uint64_t seed;
+  float scale; /* 0: 1/sqrt(D) */
+} balancekv_compress_params;
+
+/* Fills the spec's defaults (balance, T = 2, B = 128, S = W = 32, ...). */
+void balancekv_compress_params_init(balancekv_compress_params *params);
+
+/* M = S' + (L_0 >> T) + W' for a cache of n tokens (spec section 2). */
+int64_t balancekv_compressed_length(int64_t n, int64_t sink, int64_t recent,
+                                    int64_t rounds);
+
+balancekv_status balancekv_compress_workspace_size(
+    int64_t batch, int64_t heads, int64_t n,
+    const balancekv_compress_params *params, size_t *bytes);
+
+/* Compresses key [B, H, N, D] / value [B, H, N, Dv] into out_key
+ * [B, H, M, D], out_value [B, H, M, Dv] (same dtype), out_log_weights
+ * [B, H, M] (f32, contiguous) and, when non-null, out_indices [B, H, M]
+ * (int32, contiguous: the kept cache positions). D, Dv <= 256. */
+balancekv_status balancekv_compress(
+    balancekv_dtype dtype, balancekv_tensor key, balancekv_tensor value,
+    int64_t batch, int64_t heads, int64_t n, int64_t head_dim,
+    int64_t value_dim, const balancekv_compress_params *params,
+    balancekv_mutable_tensor out_key, balancekv_mutable_tensor out_value,
+    float *out_log_weights, int32_t *out_indices, void *workspace,
+    size_t workspace_bytes, void *stream /* cudaStream_t */);
+
+balancekv_status balancekv_weighted_decode_workspace_size(
+    int64_t batch, int64_t q_heads, int64_t query_len, int64_t kv_len_max,
+    int64_t value_dim, size_t *bytes);
+
+/* out [B, Hq, L, Dv] = softmax(scale q kᵀ + log_weights) v per (b, query
+ * head), query head h reading KV head h / (Hq / Hkv). query [B, Hq, L, D]
+ * with L <= 16, key [B, Hkv, M, D], value [B, Hkv, M, Dv], log_weights
+ * [B, Hkv, M] f32 contiguous or null (all weights 1), kv_len [B] int32 or
+ * null (all M valid). causal: query l sits at kv_len - L + l. Accumulates
+ * in f32; split-K over M with a combine step. D, Dv in {64, 128} or any
+ * multiple of 8 up to 256. */
+balancekv_status balancekv_weighted_decode_attention(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
+    balancekv_tensor value, const float *log_weights, const int32_t *kv_len,
+    int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t query_len,
+    int64_t m, int64_t head_dim, int64_t value_dim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspace_bytes,
+    void *stream /* cudaStream_t */);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BALANCEKV_RUNTIME_BALANCEKVRUNTIME_H */

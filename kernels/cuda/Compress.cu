@@ -1,0 +1,601 @@
+//===- Compress.cu - BalanceKV compression on the GPU ---------------------===//
+//
+// Per round, one CTA per (batch, KV head, block) computes the block's Gram
+// and runs the self-balancing walk (spec section 3, steps 1-3); then one CTA
+// per (batch, KV head) applies the crossover selection (step 4) in place.
+// A final kernel gathers sink + kept middle + recent window.
+//
+// Gram: G_ij = exp(tau s <k_i - mu, k_j - mu>) (w_i w_j <v_i, v_j> + c0).
+// The raw products <k_i, k_j>, <v_i, v_j> of the stored f16/bf16 rows run on
+// tensor cores (mma.sync m16n8k16; the products are exact in the f32
+// accumulator) and the centring is applied afterwards in f32:
+//   <k_i - mu, k_j - mu> = raw_ij - a_i - a_j + |mu|^2,  a_i = <k_i, mu>,
+// so no centred key is ever rounded to 16 bits. f32 storage and dims that
+// are not multiples of 16 use an f32 FMA path.
+//
+// Walk: warp 0, lane l owns the running sums S_k of k = l + 32 j; after
+// sigma_i is decided every lane adds G_ki sigma_i to its own sums: one
+// shuffle and four conflict-free shared loads per step, no reduction.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Launch.h"
+#include "kernels/reference/Philox.h"
+
+#include <algorithm>
+
+namespace balancekv::cuda {
+namespace {
+
+constexpr int kThreads = 128;    // walk CTA
+constexpr int kMaxBlock = 128;   // largest walk block
+constexpr int kGStride = kMaxBlock + 1;
+constexpr int kSelectThreads = 1024;
+constexpr int kMaxDim = 256;
+
+struct RoundParams {
+  const void *key, *value;
+  int64_t ks[3], vs[3]; // strides of b, h, s (innermost is 1)
+  int32_t *cur;
+  float *lw;
+  int8_t *sigma;
+  int64_t l0, len, mid0;
+  int d, dv, blockSize, heads, ld;
+  uint32_t round;
+  uint64_t seed;
+  float gamma, expScale, c0;
+  bool vecKey, vecValue;
+};
+
+template <typename T>
+__device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
+                         int bsz, int dim, T *buf, int ld, bool vec) {
+  constexpr int kPerVec = 16 / sizeof(T);
+  if (vec) {
+    const int perRow = dim / kPerVec;
+    for (int e = threadIdx.x; e < kMaxBlock * perRow; e += kThreads) {
+      int i = e / perRow, c = e % perRow;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (i < bsz)
+        v = *reinterpret_cast<const uint4 *>(head + rows[i] * rowStride +
+                                             c * kPerVec);
+      // ld * sizeof(T) is a multiple of 16 on this path.
+      *reinterpret_cast<uint4 *>(buf + i * ld + c * kPerVec) = v;
+    }
+  } else {
+    for (int e = threadIdx.x; e < kMaxBlock * dim; e += kThreads) {
+      int i = e / dim, x = e % dim;
+      buf[i * ld + x] = i < bsz ? head[rows[i] * rowStride + x]
+                                : fromFloat<T>(0.0f);
+    }
+  }
+}
+
+template <typename T> struct MmaOp;
+template <> struct MmaOp<__half> {
+  __device__ static void run(float *c, const uint32_t *a, const uint32_t *b) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
+                   "r"(b[1]));
+  }
+};
+template <> struct MmaOp<__nv_bfloat16> {
+  __device__ static void run(float *c, const uint32_t *a, const uint32_t *b) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
+                   "r"(b[1]));
+  }
+};
+
+/// raw_ij = <row_i, row_j> for i, j < bsz, handed to `epilogue(i, j, raw)`.
+/// Tensor cores for 16-bit types with dim % 16 == 0, f32 FMA otherwise.
+template <typename T, typename Epilogue>
+__device__ void rawGram(const T *buf, int ld, int bsz, int dim,
+                        Epilogue epilogue) {
+  constexpr bool kHalf = sizeof(T) == 2;
+  if constexpr (kHalf) {
+    if (dim % 16 == 0) {
+      const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+      const int g = lane >> 2, t = lane & 3, m0 = warp * 32;
+      if (m0 >= bsz)
+        return;
+      for (int nh = 0; nh < 2; ++nh) {
+        if (nh * 64 >= bsz)
+          break;
+        float acc[2][8][4] = {};
+        for (int k0 = 0; k0 < dim; k0 += 16) {
+          uint32_t a[2][4];
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            const T *r0 = buf + (m0 + mt * 16 + g) * ld + k0 + t * 2;
+            const T *r1 = r0 + 8 * ld;
+            a[mt][0] = *reinterpret_cast<const uint32_t *>(r0);
+            a[mt][1] = *reinterpret_cast<const uint32_t *>(r1);
+            a[mt][2] = *reinterpret_cast<const uint32_t *>(r0 + 8);
+            a[mt][3] = *reinterpret_cast<const uint32_t *>(r1 + 8);
+          }
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt) {
+            const T *c0 = buf + (nh * 64 + nt * 8 + g) * ld + k0 + t * 2;
+            uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(c0),
+                             *reinterpret_cast<const uint32_t *>(c0 + 8)};
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+              MmaOp<T>::run(acc[mt][nt], a[mt], b);
+          }
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+              int i = m0 + mt * 16 + g + (r >= 2 ? 8 : 0);
+              int j = nh * 64 + nt * 8 + t * 2 + (r & 1);
+              if (i < bsz && j < bsz)
+                epilogue(i, j, acc[mt][nt][r]);
+            }
+      }
+      return;
+    }
+  }
+  for (int e = threadIdx.x; e < bsz * bsz; e += kThreads) {
+    int i = e / bsz, j = e % bsz;
+    float s = 0.0f;
+    for (int x = 0; x < dim; ++x)
+      s += toFloat(buf[i * ld + x]) * toFloat(buf[j * ld + x]);
+    epilogue(i, j, s);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  float *G = reinterpret_cast<float *>(smem);
+  float *mu = G + kMaxBlock * kGStride;
+  float *a = mu + kMaxDim;
+  float *w = a + kMaxBlock;
+  float *u = w + kMaxBlock;
+  int *rows = reinterpret_cast<int *>(u + kMaxBlock);
+  float *sig = reinterpret_cast<float *>(rows + kMaxBlock);
+  float *muNorm = sig + kMaxBlock;
+  T *buf = reinterpret_cast<T *>(muNorm + 4);
+
+  const int tid = threadIdx.x;
+  const uint32_t blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = int64_t(b) * p.heads + h;
+  const int64_t start = int64_t(blk) * p.blockSize;
+  const int bsz = int(min(int64_t(p.blockSize), p.len - start));
+  const int32_t *cur = p.cur + bh * p.l0 + start;
+  const float *lw = p.lw + bh * p.l0 + start;
+
+  if (tid < bsz) {
+    rows[tid] = int(p.mid0 + cur[tid]);
+    w[tid] = expf(lw[tid]);
+    u[tid] = walkUniform(p.seed, uint32_t(tid), blk, p.round, b, h);
+  }
+  __syncthreads();
+
+  // Keys: mean, a_i = <k_i, mu>, |mu|^2, then the exp factor of G.
+  const T *keyHead = static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
+  loadRows(keyHead, p.ks[2], rows, bsz, p.d, buf, p.ld, p.vecKey);
+  __syncthreads();
+  for (int x = tid; x < p.d; x += kThreads) {
+    float s = 0.0f;
+    for (int i = 0; i < bsz; ++i)
+      s += toFloat(buf[i * p.ld + x]);
+    mu[x] = s / float(bsz);
+  }
+  __syncthreads();
+  if (tid < bsz) {
+    float s = 0.0f;
+    for (int x0 = 0; x0 < p.d; ++x0) {
+      int x = (x0 + tid) % p.d; // rotate to spread banks
+      s += toFloat(buf[tid * p.ld + x]) * mu[x];
+    }
+    a[tid] = s;
+  }
+  if (tid < 32) {
+    float s = 0.0f;
+    for (int x = tid; x < p.d; x += 32)
+      s += mu[x] * mu[x];
+    for (int o = 16; o > 0; o >>= 1)
+      s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (tid == 0)
+      muNorm[0] = s;
+  }
+  __syncthreads();
+  const float mm = muNorm[0], expScale = p.expScale;
+  rawGram(buf, p.ld, bsz, p.d, [&](int i, int j, float raw) {
+    G[i * kGStride + j] = expf(expScale * (raw - a[i] - a[j] + mm));
+  });
+  __syncthreads();
+
+  // Values: G_ij *= w_i w_j <v_i, v_j> + c0.
+  const T *valueHead =
+      static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
+  loadRows(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.ld, p.vecValue);
+  __syncthreads();
+  const float c0 = p.c0;
+  rawGram(buf, p.ld, bsz, p.dv, [&](int i, int j, float raw) {
+    G[i * kGStride + j] *= w[i] * w[j] * raw + c0;
+  });
+  __syncthreads();
+
+  if (tid >= 32)
+    return;
+  // The walk (warp 0).
+  const int lane = tid;
+  const float gamma = p.gamma;
+  float S[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int jj = 0; jj < 4; ++jj) {
+    for (int l = 0; l < 32; ++l) {
+      const int i = jj * 32 + l;
+      if (i >= bsz)
+        break;
+      float si = __shfl_sync(0xffffffffu, S[jj], l);
+      float prob = fminf(fmaxf(0.5f - gamma * si, 0.0f), 1.0f);
+      float sg = u[i] < prob ? 1.0f : -1.0f;
+      if (lane == 0)
+        sig[i] = sg;
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        S[j] += G[(lane + 32 * j) * kGStride + i] * sg;
+    }
+  }
+  __syncwarp();
+  int8_t *sigmaOut = p.sigma + bh * p.l0 + start;
+  for (int i = lane; i < bsz; i += 32)
+    sigmaOut[i] = sig[i] > 0.0f ? 1 : -1;
+}
+
+/// Step 4 on one (batch, head), in place over cur / lw.
+__global__ void __launch_bounds__(kSelectThreads)
+    crossoverSelectKernel(const int8_t *sigmaAll, int32_t *curAll,
+                          float *lwAll, int64_t l0, int64_t len) {
+  __shared__ int scratch[kSelectThreads / 32];
+  __shared__ int cPlusS, cMinusS;
+  const int64_t bh = blockIdx.x;
+  const int8_t *sigma = sigmaAll + bh * l0;
+  int32_t *cur = curAll + bh * l0;
+  float *lw = lwAll + bh * l0;
+  const int64_t h = len / 2;
+  if (h == 0)
+    return;
+  if (threadIdx.x == 0)
+    cPlusS = cMinusS = 0;
+  __syncthreads();
+  // c+ / c-: the first index where the count of +1 / -1 reaches h.
+  int64_t carryP = 0, carryM = 0;
+  for (int64_t c0 = 0; c0 < len; c0 += kSelectThreads) {
+    const int64_t i = c0 + threadIdx.x;
+    const int s = i < len ? sigma[i] : 0;
+    int total;
+    // Both counts in one scan: +1 in the low 16 bits, -1 in the high.
+    int inc = blockInclusiveScan<kSelectThreads>((s > 0) | ((s < 0) << 16),
+                                                 scratch, total);
+    if (s > 0 && carryP + (inc & 0xffff) == h)
+      cPlusS = int(i);
+    if (s < 0 && carryM + (inc >> 16) == h)
+      cMinusS = int(i);
+    carryP += total & 0xffff;
+    carryM += total >> 16;
+  }
+  __syncthreads();
+  const int64_t c = max(cPlusS, cMinusS);
+  const int kappa = -sigma[c];
+  const float ln2 = 0.69314718055994531f;
+  // Compaction: kappa tokens up to c (weight x2), then all after c; first h.
+  int64_t carry = 0;
+  for (int64_t c0 = 0; c0 < len && carry < h; c0 += kSelectThreads) {
+    const int64_t i = c0 + threadIdx.x;
+    bool cand = false;
+    int32_t idx = 0;
+    float w = 0.0f;
+    if (i < len) {
+      cand = i <= c ? sigma[i] == kappa : true;
+      idx = cur[i];
+      w = lw[i] + (i <= c ? ln2 : 0.0f);
+    }
+    int total;
+    int pos = blockInclusiveScan<kSelectThreads>(cand, scratch, total) - cand;
+    // All of this chunk was read above (the scan synchronised); writes land
+    // at carry + pos <= i.
+    if (cand && carry + pos < h) {
+      cur[carry + pos] = idx;
+      lw[carry + pos] = w;
+    }
+    carry += total;
+    __syncthreads();
+  }
+}
+
+/// uniform: the L_T middle tokens with the smallest Philox draws (24-bit
+/// integers; ties by position), by a two-pass 12-bit radix select.
+__global__ void __launch_bounds__(kSelectThreads)
+    uniformSelectKernel(int32_t *curAll, float *lwAll, int64_t l0, int64_t lt,
+                        int heads, uint64_t seed) {
+  __shared__ int hist[4096];
+  __shared__ int scratch[kSelectThreads / 32];
+  __shared__ int foundBin, foundBefore;
+  const int64_t bh = blockIdx.x;
+  const uint32_t b = uint32_t(bh / heads), h = uint32_t(bh % heads);
+  int32_t *cur = curAll + bh * l0;
+  float *lw = lwAll + bh * l0;
+  if (lt == 0)
+    return;
+  auto draw = [&](int64_t i) {
+    Philox4x32 c{{uint32_t(i), 0u, 0xffffffffu, (b << 16) | h}};
+    return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32)).v[0] >> 8;
+  };
+  // Finds the bin where the running count crosses `need`.
+  auto crossing = [&](int need) {
+    int local = 0;
+    for (int k = 0; k < 4; ++k)
+      local += hist[threadIdx.x * 4 + k];
+    int total;
+    int incl = blockInclusiveScan<kSelectThreads>(local, scratch, total);
+    int before = incl - local;
+    if (before < need && need <= incl) {
+      for (int k = 0; k < 4; ++k) {
+        int c = hist[threadIdx.x * 4 + k];
+        if (before < need && need <= before + c) {
+          foundBin = threadIdx.x * 4 + k;
+          foundBefore = before;
+        }
+        before += c;
+      }
+    }
+    __syncthreads();
+  };
+  for (int k = threadIdx.x; k < 4096; k += kSelectThreads)
+    hist[k] = 0;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < l0; i += kSelectThreads)
+    atomicAdd(&hist[draw(i) >> 12], 1);
+  __syncthreads();
+  crossing(int(lt));
+  const uint32_t hiBin = foundBin;
+  const int need1 = int(lt) - foundBefore;
+  for (int k = threadIdx.x; k < 4096; k += kSelectThreads)
+    hist[k] = 0;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < l0; i += kSelectThreads) {
+    uint32_t x = draw(i);
+    if ((x >> 12) == hiBin)
+      atomicAdd(&hist[x & 4095], 1);
+  }
+  __syncthreads();
+  crossing(need1);
+  const uint32_t threshold = (hiBin << 12) | uint32_t(foundBin);
+  const int needEq = need1 - foundBefore;
+  const float logW = logf(float(double(l0) / double(lt)));
+  int64_t carry = 0, carryEq = 0;
+  for (int64_t c0 = 0; c0 < l0; c0 += kSelectThreads) {
+    const int64_t i = c0 + threadIdx.x;
+    uint32_t x = i < l0 ? draw(i) : 0xffffffffu;
+    int eq = x == threshold, total;
+    int eqBefore = blockInclusiveScan<kSelectThreads>(eq, scratch, total) - eq;
+    bool take = x < threshold || (eq && carryEq + eqBefore < needEq);
+    carryEq += total;
+    int pos = blockInclusiveScan<kSelectThreads>(take, scratch, total) - take;
+    if (take) {
+      cur[carry + pos] = int32_t(i);
+      lw[carry + pos] = logW;
+    }
+    carry += total;
+  }
+}
+
+__global__ void initKeptKernel(int32_t *cur, float *lw, int64_t l0,
+                               int64_t total) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    cur[e] = int32_t(e % l0);
+    lw[e] = 0.0f;
+  }
+}
+
+struct GatherParams {
+  const void *key, *value;
+  int64_t ks[3], vs[3];
+  void *outKey, *outValue;
+  int64_t oks[3], ovs[3];
+  float *outLw;
+  int32_t *outIdx;
+  const int32_t *cur;
+  const float *lw;
+  int64_t n, l0, sink, lt, recent, m, heads, rows;
+  int d, dv;
+  bool vec;
+};
+
+template <typename T>
+__device__ void copyRow(const T *src, T *dst, int dim, bool vec, int lane) {
+  constexpr int kPerVec = 16 / sizeof(T);
+  if (vec) {
+    for (int c = lane; c < dim / kPerVec; c += 32)
+      reinterpret_cast<uint4 *>(dst)[c] =
+          reinterpret_cast<const uint4 *>(src)[c];
+  } else {
+    for (int x = lane; x < dim; x += 32)
+      dst[x] = src[x];
+  }
+}
+
+template <typename T> __global__ void gatherKernel(GatherParams p) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x & 31;
+  if (row >= p.rows)
+    return;
+  const int64_t m = row % p.m, bh = row / p.m;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  int64_t pos;
+  float lwv = 0.0f;
+  if (m < p.sink) {
+    pos = m;
+  } else if (m < p.sink + p.lt) {
+    int64_t j = m - p.sink;
+    pos = p.sink + p.cur[bh * p.l0 + j];
+    lwv = p.lw[bh * p.l0 + j];
+  } else {
+    pos = p.n - p.recent + (m - p.sink - p.lt);
+  }
+  copyRow(static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1] +
+              pos * p.ks[2],
+          static_cast<T *>(p.outKey) + b * p.oks[0] + h * p.oks[1] +
+              m * p.oks[2],
+          p.d, p.vec, lane);
+  copyRow(static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1] +
+              pos * p.vs[2],
+          static_cast<T *>(p.outValue) + b * p.ovs[0] + h * p.ovs[1] +
+              m * p.ovs[2],
+          p.dv, p.vec, lane);
+  if (lane == 0) {
+    p.outLw[row] = lwv;
+    if (p.outIdx)
+      p.outIdx[row] = int32_t(pos);
+  }
+}
+
+bool aligned16(const void *ptr, const int64_t *strides, int n, int dim,
+               int elemSize) {
+  const int64_t per = 16 / elemSize;
+  if (reinterpret_cast<uintptr_t>(ptr) % 16 || dim % per)
+    return false;
+  for (int i = 0; i < n; ++i)
+    if (strides[i] % per)
+      return false;
+  return true;
+}
+
+size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+template <typename T>
+const char *launchTyped(const CompressArgs &a) {
+  cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
+  const int64_t bhCount = a.batch * a.heads, l0 = a.middle;
+  auto *ws = static_cast<unsigned char *>(a.workspace);
+  int32_t *cur = reinterpret_cast<int32_t *>(ws);
+  float *lw = reinterpret_cast<float *>(
+      ws + align256(sizeof(int32_t) * bhCount * l0));
+  int8_t *sigma = reinterpret_cast<int8_t *>(
+      ws + 2 * align256(sizeof(int32_t) * bhCount * l0));
+  const int elem = int(sizeof(T));
+
+  if (bhCount * l0 > 0)
+    initKeptKernel<<<int(std::min<int64_t>((bhCount * l0 + 255) / 256, 65535)),
+                     256, 0, stream>>>(cur, lw, l0, bhCount * l0);
+
+  const balancekv_compress_params &prm = a.params;
+  if (prm.method == BALANCEKV_METHOD_BALANCE) {
+    RoundParams rp{};
+    rp.key = a.key.data;
+    rp.value = a.value.data;
+    for (int i = 0; i < 3; ++i) {
+      rp.ks[i] = a.key.strides[i];
+      rp.vs[i] = a.value.strides[i];
+    }
+    rp.cur = cur;
+    rp.lw = lw;
+    rp.sigma = sigma;
+    rp.l0 = l0;
+    rp.mid0 = a.sink;
+    rp.d = int(a.d);
+    rp.dv = int(a.dv);
+    rp.blockSize = int(prm.block_size);
+    rp.heads = int(a.heads);
+    const int maxDim = int(std::max(a.d, a.dv));
+    // 16-bit rows padded by 8 elements (16 bytes): conflict-free fragment
+    // loads and 16-byte row alignment; f32 rows by one word.
+    rp.ld = elem == 2 ? (maxDim + 7) / 8 * 8 + 8 : maxDim + 1;
+    rp.seed = prm.seed;
+    rp.gamma = float(prm.gamma);
+    rp.expScale = float(prm.temperature * double(a.scale));
+    rp.c0 = float(prm.c0);
+    rp.vecKey = elem == 2 && aligned16(a.key.data, a.key.strides, 3, rp.d, elem);
+    rp.vecValue =
+        elem == 2 && aligned16(a.value.data, a.value.strides, 3, rp.dv, elem);
+    const size_t smem = sizeof(float) * (kMaxBlock * kGStride + kMaxDim +
+                                         5 * kMaxBlock + 4) +
+                        size_t(kMaxBlock) * rp.ld * elem;
+    cudaFuncSetAttribute(walkRoundKernel<T>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(smem));
+    int64_t len = l0;
+    for (int64_t t = 0; t < prm.rounds && len > 1; ++t) {
+      rp.len = len;
+      rp.round = uint32_t(t);
+      dim3 grid(unsigned((len + prm.block_size - 1) / prm.block_size),
+                unsigned(a.heads), unsigned(a.batch));
+      walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
+      crossoverSelectKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(
+          sigma, cur, lw, l0, len);
+      len /= 2;
+    }
+  } else if (a.keptMiddle > 0) {
+    uniformSelectKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(
+        cur, lw, l0, a.keptMiddle, int(a.heads), prm.seed);
+  }
+
+  GatherParams gp{};
+  gp.key = a.key.data;
+  gp.value = a.value.data;
+  for (int i = 0; i < 3; ++i) {
+    gp.ks[i] = a.key.strides[i];
+    gp.vs[i] = a.value.strides[i];
+    gp.oks[i] = a.outKey.strides[i];
+    gp.ovs[i] = a.outValue.strides[i];
+  }
+  gp.outKey = a.outKey.data;
+  gp.outValue = a.outValue.data;
+  gp.outLw = a.outLogWeights;
+  gp.outIdx = a.outIndices;
+  gp.cur = cur;
+  gp.lw = lw;
+  gp.n = a.n;
+  gp.l0 = l0;
+  gp.sink = a.sink;
+  gp.lt = a.keptMiddle;
+  gp.recent = a.recent;
+  gp.m = a.m;
+  gp.heads = a.heads;
+  gp.rows = bhCount * a.m;
+  gp.d = int(a.d);
+  gp.dv = int(a.dv);
+  gp.vec = aligned16(a.key.data, a.key.strides, 3, gp.d, elem) &&
+           aligned16(a.value.data, a.value.strides, 3, gp.dv, elem) &&
+           aligned16(a.outKey.data, a.outKey.strides, 3, gp.d, elem) &&
+           aligned16(a.outValue.data, a.outValue.strides, 3, gp.dv, elem);
+  if (gp.rows > 0)
+    gatherKernel<T><<<unsigned((gp.rows + 7) / 8), 256, 0, stream>>>(gp);
+  cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+} // namespace
+
+size_t compressWorkspaceBytes(int64_t batch, int64_t heads, int64_t middle) {
+  const size_t n = size_t(batch * heads * middle);
+  return 2 * align256(sizeof(int32_t) * n) + align256(n);
+}
+
+const char *launchCompress(const CompressArgs &args) {
+  switch (args.dtype) {
+  case BALANCEKV_DTYPE_F16:
+    return launchTyped<__half>(args);
+  case BALANCEKV_DTYPE_BF16:
+    return launchTyped<__nv_bfloat16>(args);
+  case BALANCEKV_DTYPE_F32:
+    return launchTyped<float>(args);
+  }
+  return "unknown dtype";
+}
+
+} // namespace balancekv::cuda

@@ -1,0 +1,59 @@
+//===- Launch.h - internal launchers of the CUDA kernels --------*- C++ -*-===//
+//
+// Called by Runtime.cpp after argument validation; they only launch.
+//
+//===----------------------------------------------------------------------===//
+#ifndef BALANCEKV_KERNELS_CUDA_LAUNCH_H
+#define BALANCEKV_KERNELS_CUDA_LAUNCH_H
+
+#include "balancekv/Runtime/BalanceKVRuntime.h"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace balancekv::cuda {
+
+/// Everything compress needs, validated.
+struct CompressArgs {
+  balancekv_dtype dtype;
+  balancekv_tensor key, value;
+  int64_t batch, heads, n, d, dv;
+  balancekv_compress_params params;
+  float scale; // effective
+  balancekv_mutable_tensor outKey, outValue;
+  float *outLogWeights;
+  int32_t *outIndices;
+  void *workspace;
+  void *stream;
+  // Layout (spec section 2).
+  int64_t sink, recent, middle, keptMiddle, m;
+};
+
+/// Workspace bytes for compress with these sizes.
+size_t compressWorkspaceBytes(int64_t batch, int64_t heads, int64_t middle);
+
+/// Launches the rounds, selection and gather. Returns a CUDA error string,
+/// or null on success.
+const char *launchCompress(const CompressArgs &args);
+
+struct DecodeArgs {
+  balancekv_dtype dtype;
+  balancekv_tensor query, key, value;
+  const float *logWeights;
+  const int32_t *kvLen;
+  int64_t batch, qHeads, kvHeads, queryLen, m, d, dv;
+  float scale;
+  bool causal;
+  balancekv_mutable_tensor out;
+  void *workspace;
+  void *stream;
+};
+
+size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
+                            int64_t m, int64_t dv);
+
+const char *launchWeightedDecode(const DecodeArgs &args);
+
+} // namespace balancekv::cuda
+
+#endif // BALANCEKV_KERNELS_CUDA_LAUNCH_H

@@ -1,0 +1,237 @@
+//===- Runtime.cpp - the C API: validation, workspace sizes, dispatch ----===//
+//
+// Every argument is checked here, on the host, before anything touches the
+// GPU: a bad call returns BALANCEKV_STATUS_INVALID_ARGUMENT (or _UNSUPPORTED)
+// with a message naming the argument, and never launches.
+//
+//===----------------------------------------------------------------------===//
+
+#include "balancekv/Runtime/BalanceKVRuntime.h"
+#include "balancekv/Support/CompressedLayout.h"
+#include "kernels/cuda/Launch.h"
+
+#include <cmath>
+#include <string>
+
+using namespace balancekv;
+using namespace balancekv::cuda;
+
+namespace {
+
+thread_local std::string lastError;
+
+balancekv_status fail(balancekv_status s, std::string msg) {
+  lastError = std::move(msg);
+  return s;
+}
+balancekv_status ok() {
+  lastError.clear();
+  return BALANCEKV_STATUS_OK;
+}
+#define BALANCEKV_CHECK(cond, msg)                                             \
+  do {                                                                         \
+    if (!(cond))                                                               \
+      return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, msg);                     \
+  } while (0)
+
+bool validDtype(balancekv_dtype t) {
+  return t == BALANCEKV_DTYPE_F16 || t == BALANCEKV_DTYPE_BF16 ||
+         t == BALANCEKV_DTYPE_F32;
+}
+
+balancekv_status checkTensor(const void *data, const int64_t *strides,
+                             const char *name) {
+  if (!data)
+    return fail(BALANCEKV_STATUS_INVALID_ARGUMENT,
+                std::string(name) + " is null");
+  if (strides[3] != 1)
+    return fail(BALANCEKV_STATUS_UNSUPPORTED,
+                std::string(name) + ": the innermost stride must be 1");
+  for (int i = 0; i < 3; ++i)
+    if (strides[i] < 0)
+      return fail(BALANCEKV_STATUS_INVALID_ARGUMENT,
+                  std::string(name) + ": negative stride");
+  return BALANCEKV_STATUS_OK;
+}
+
+balancekv_status checkParams(const balancekv_compress_params *p) {
+  BALANCEKV_CHECK(p, "params is null");
+  BALANCEKV_CHECK(p->method == BALANCEKV_METHOD_BALANCE ||
+                      p->method == BALANCEKV_METHOD_UNIFORM,
+                  "params.method must be balance or uniform");
+  BALANCEKV_CHECK(p->rounds >= 0 && p->rounds <= 16,
+                  "params.rounds must be in [0, 16]");
+  BALANCEKV_CHECK(p->block_size >= 2 && p->block_size % 2 == 0 &&
+                      p->block_size <= 128,
+                  "params.block_size must be even and in [2, 128]");
+  BALANCEKV_CHECK(p->sink >= 0 && p->recent >= 0,
+                  "params.sink and params.recent must be >= 0");
+  BALANCEKV_CHECK(std::isfinite(p->gamma) && p->gamma >= 0,
+                  "params.gamma must be finite and >= 0");
+  BALANCEKV_CHECK(std::isfinite(p->temperature) && p->temperature > 0,
+                  "params.temperature must be finite and > 0");
+  BALANCEKV_CHECK(std::isfinite(p->c0) && p->c0 >= 0,
+                  "params.c0 must be finite and >= 0");
+  BALANCEKV_CHECK(std::isfinite(p->scale) && p->scale >= 0,
+                  "params.scale must be finite and >= 0 (0: 1/sqrt(D))");
+  return BALANCEKV_STATUS_OK;
+}
+
+} // namespace
+
+extern "C" {
+
+const char *balancekv_last_error(void) { return lastError.c_str(); }
+
+void balancekv_compress_params_init(balancekv_compress_params *p) {
+  if (!p)
+    return;
+  *p = {BALANCEKV_METHOD_BALANCE, 2, 128, 32, 32, 4.0, 1.0, 0.025, 0, 0.0f};
+}
+
+int64_t balancekv_compressed_length(int64_t n, int64_t sink, int64_t recent,
+                                    int64_t rounds) {
+  if (n < 0 || sink < 0 || recent < 0 || rounds < 0)
+    return -1;
+  return CompressedLayout::compute(n, sink, recent, rounds).compressedLength();
+}
+
+balancekv_status balancekv_compress_workspace_size(
+    int64_t batch, int64_t heads, int64_t n,
+    const balancekv_compress_params *params, size_t *bytes) {
+  BALANCEKV_CHECK(bytes, "bytes is null");
+  if (balancekv_status s = checkParams(params))
+    return s;
+  BALANCEKV_CHECK(batch >= 0 && heads >= 0 && n >= 0,
+                  "batch, heads and n must be >= 0");
+  auto layout =
+      CompressedLayout::compute(n, params->sink, params->recent, params->rounds);
+  *bytes = compressWorkspaceBytes(batch, heads, layout.middle);
+  return ok();
+}
+
+balancekv_status balancekv_compress(
+    balancekv_dtype dtype, balancekv_tensor key, balancekv_tensor value,
+    int64_t batch, int64_t heads, int64_t n, int64_t headDim,
+    int64_t valueDim, const balancekv_compress_params *params,
+    balancekv_mutable_tensor outKey, balancekv_mutable_tensor outValue,
+    float *outLogWeights, int32_t *outIndices, void *workspace,
+    size_t workspaceBytes, void *stream) {
+  BALANCEKV_CHECK(validDtype(dtype), "dtype must be f16, bf16 or f32");
+  if (balancekv_status s = checkParams(params))
+    return s;
+  BALANCEKV_CHECK(batch >= 0 && heads >= 0 && n >= 0,
+                  "batch, heads and n must be >= 0");
+  BALANCEKV_CHECK(batch <= 65535 && heads <= 65535,
+                  "batch and heads must be <= 65535 (16-bit Philox fields)");
+  BALANCEKV_CHECK(n <= INT32_MAX, "n must fit in int32");
+  BALANCEKV_CHECK(headDim >= 1 && headDim <= 256,
+                  "head_dim must be in [1, 256]");
+  BALANCEKV_CHECK(valueDim >= 1 && valueDim <= 256,
+                  "value_dim must be in [1, 256]");
+  if (balancekv_status s = checkTensor(key.data, key.strides, "key"))
+    return s;
+  if (balancekv_status s = checkTensor(value.data, value.strides, "value"))
+    return s;
+  if (balancekv_status s = checkTensor(outKey.data, outKey.strides, "out_key"))
+    return s;
+  if (balancekv_status s =
+          checkTensor(outValue.data, outValue.strides, "out_value"))
+    return s;
+  BALANCEKV_CHECK(outLogWeights, "out_log_weights is null");
+  auto layout =
+      CompressedLayout::compute(n, params->sink, params->recent, params->rounds);
+  const size_t need = compressWorkspaceBytes(batch, heads, layout.middle);
+  if (workspaceBytes < need || (need && !workspace))
+    return fail(BALANCEKV_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace needs " + std::to_string(need) + " bytes, got " +
+                    std::to_string(workspaceBytes));
+  CompressArgs a{};
+  a.dtype = dtype;
+  a.key = key;
+  a.value = value;
+  a.batch = batch;
+  a.heads = heads;
+  a.n = n;
+  a.d = headDim;
+  a.dv = valueDim;
+  a.params = *params;
+  a.scale = params->scale > 0 ? params->scale
+                              : float(1.0 / std::sqrt(double(headDim)));
+  a.outKey = outKey;
+  a.outValue = outValue;
+  a.outLogWeights = outLogWeights;
+  a.outIndices = outIndices;
+  a.workspace = workspace;
+  a.stream = stream;
+  a.sink = layout.sink;
+  a.recent = layout.recent;
+  a.middle = layout.middle;
+  a.keptMiddle = layout.keptMiddle;
+  a.m = layout.compressedLength();
+  if (batch == 0 || heads == 0 || a.m == 0)
+    return ok();
+  if (const char *err = launchCompress(a))
+    return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
+  return ok();
+}
+
+balancekv_status balancekv_weighted_decode_workspace_size(
+    int64_t batch, int64_t qHeads, int64_t queryLen, int64_t kvLenMax,
+    int64_t valueDim, size_t *bytes) {
+  BALANCEKV_CHECK(bytes, "bytes is null");
+  BALANCEKV_CHECK(batch >= 0 && qHeads >= 0 && queryLen >= 0 &&
+                      kvLenMax >= 0 && valueDim >= 0,
+                  "sizes must be >= 0");
+  *bytes = decodeWorkspaceBytes(batch, qHeads, queryLen, kvLenMax, valueDim);
+  return ok();
+}
+
+balancekv_status balancekv_weighted_decode_attention(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
+    balancekv_tensor value, const float *logWeights, const int32_t *kvLen,
+    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
+    int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
+    void *stream) {
+  BALANCEKV_CHECK(validDtype(dtype), "dtype must be f16, bf16 or f32");
+  BALANCEKV_CHECK(batch >= 0 && m >= 0, "batch and m must be >= 0");
+  BALANCEKV_CHECK(kvHeads >= 1 && qHeads >= 1 && qHeads % kvHeads == 0,
+                  "q_heads must be a positive multiple of kv_heads");
+  BALANCEKV_CHECK(qHeads / kvHeads * queryLen <= 1024,
+                  "query rows per KV head (group * L) must be <= 1024");
+  BALANCEKV_CHECK(queryLen >= 1 && queryLen <= 16,
+                  "query_len must be in [1, 16]");
+  BALANCEKV_CHECK(headDim >= 8 && headDim <= 256 && headDim % 8 == 0,
+                  "head_dim must be a multiple of 8 in [8, 256]");
+  if (!(valueDim == 32 || valueDim == 64 || valueDim == 128 ||
+        valueDim == 256))
+    return fail(BALANCEKV_STATUS_UNSUPPORTED,
+                "value_dim must be 32, 64, 128 or 256");
+  BALANCEKV_CHECK(std::isfinite(scale) && scale > 0,
+                  "scale must be finite and > 0");
+  if (balancekv_status s = checkTensor(query.data, query.strides, "query"))
+    return s;
+  if (balancekv_status s = checkTensor(key.data, key.strides, "key"))
+    return s;
+  if (balancekv_status s = checkTensor(value.data, value.strides, "value"))
+    return s;
+  if (balancekv_status s = checkTensor(out.data, out.strides, "out"))
+    return s;
+  const size_t need =
+      decodeWorkspaceBytes(batch, qHeads, queryLen, m, valueDim);
+  if (workspaceBytes < need || (need && !workspace))
+    return fail(BALANCEKV_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace needs " + std::to_string(need) + " bytes, got " +
+                    std::to_string(workspaceBytes));
+  if (batch == 0)
+    return ok();
+  DecodeArgs a{dtype, query, key, value, logWeights, kvLen, batch, qHeads,
+               kvHeads, queryLen, m, headDim, valueDim, scale, causal != 0,
+               out, workspace, stream};
+  if (const char *err = launchWeightedDecode(a))
+    return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
+  return ok();
+}
+
+} // extern "C"

@@ -1,0 +1,384 @@
+//===- WeightedDecode.cu - split-K decode attention with log-weights -----===//
+//
+// out = softmax(scale q kᵀ + log w) v for L <= 16 queries per head over a
+// (compressed) cache of M tokens, flash-decoding style:
+//   grid (splits, row chunks, B * Hkv): a CTA streams its share of the keys
+//   of one KV head in tiles of 32 through shared memory (cp.async, two
+//   stages) and serves every query row of the GQA group with them, so each
+//   key/value byte is read from HBM once. Warps split the query rows; in a
+//   warp, lane l scores key l of the tile, the online softmax runs on
+//   warp-wide max/sum, and P·V splits Dv across lanes. Each CTA writes
+//   (max, sum, acc) per row; a combine kernel merges the splits.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Launch.h"
+
+#include <cuda_pipeline.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace balancekv::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kTile = 32;
+constexpr int kRowsPerWarp = 8;
+constexpr int kRowsPerCta = kWarps * kRowsPerWarp;
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct DecodeParams {
+  const void *q, *k, *v;
+  int64_t qs[4], ks[3], vs[3];
+  const float *lw;
+  const int32_t *kvLen;
+  float *partial; // [B*Hq*L][splits][Dv + 2]
+  int64_t m, chunk;
+  int d, dv, group, queryLen, rows, kvHeads, splits, ldk;
+  float scaleLog2;
+  bool causal;
+};
+
+template <typename T, int VPL, bool kVec>
+__global__ void __launch_bounds__(kWarps * 32)
+    decodeSplitKernel(DecodeParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int split = blockIdx.x, rowChunk = blockIdx.y;
+  const int bh = blockIdx.z;
+  const int b = bh / p.kvHeads, hkv = bh % p.kvHeads;
+  const int row0 = rowChunk * kRowsPerCta;
+  const int ctaRows = min(kRowsPerCta, p.rows - row0);
+  const int dv = p.dv, d = p.d, ldk = p.ldk;
+
+  float *qs = reinterpret_cast<float *>(smem); // [kRowsPerCta][d]
+  float *lws = qs + kRowsPerCta * d;            // [2][kTile]
+  T *ks = reinterpret_cast<T *>(lws + 2 * kTile); // [2][kTile][ldk]
+  T *vsm = ks + 2 * kTile * ldk;                   // [2][kTile][dv]
+
+  // Query rows of this chunk, pre-scaled by scale * log2(e).
+  for (int e = tid; e < ctaRows * d; e += blockDim.x) {
+    int r = e / d, x = e % d, gr = row0 + r;
+    int hq = hkv * p.group + gr / p.queryLen, l = gr % p.queryLen;
+    const T *qp = static_cast<const T *>(p.q) + b * p.qs[0] + hq * p.qs[1] +
+                  l * p.qs[2];
+    qs[r * d + x] = toFloat(qp[x]) * p.scaleLog2;
+  }
+
+  const int64_t len = p.kvLen ? min(int64_t(p.kvLen[b]), p.m) : p.m;
+  const int64_t begin = int64_t(split) * p.chunk;
+  const int64_t end = min(begin + p.chunk, len);
+  const T *kHead = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];
+  const T *vHead = static_cast<const T *>(p.v) + b * p.vs[0] + hkv * p.vs[1];
+  const float *lwHead = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
+
+  auto loadTile = [&](int stage, int64_t t0) {
+    T *kd = ks + stage * kTile * ldk;
+    T *vd = vsm + stage * kTile * dv;
+    constexpr int kPer = 16 / sizeof(T);
+    if constexpr (kVec) {
+      for (int e = tid; e < kTile * (d / kPer); e += blockDim.x) {
+        int r = e / (d / kPer), c = e % (d / kPer);
+        int64_t j = min(t0 + r, len - 1);
+        __pipeline_memcpy_async(kd + r * ldk + c * kPer,
+                                kHead + j * p.ks[2] + c * kPer, 16);
+      }
+      for (int e = tid; e < kTile * (dv / kPer); e += blockDim.x) {
+        int r = e / (dv / kPer), c = e % (dv / kPer);
+        int64_t j = min(t0 + r, len - 1);
+        __pipeline_memcpy_async(vd + r * dv + c * kPer,
+                                vHead + j * p.vs[2] + c * kPer, 16);
+      }
+    } else {
+      for (int e = tid; e < kTile * d; e += blockDim.x) {
+        int r = e / d, x = e % d;
+        kd[r * ldk + x] = kHead[min(t0 + r, len - 1) * p.ks[2] + x];
+      }
+      for (int e = tid; e < kTile * dv; e += blockDim.x) {
+        int r = e / dv, x = e % dv;
+        vd[r * dv + x] = vHead[min(t0 + r, len - 1) * p.vs[2] + x];
+      }
+    }
+    if (tid < kTile) {
+      int64_t j = t0 + tid;
+      lws[stage * kTile + tid] =
+          lwHead && j < len ? lwHead[j] * kLog2e : 0.0f;
+    }
+    __pipeline_commit();
+  };
+
+  // Rows of this warp: warp, warp + kWarps, ... (at most kRowsPerWarp).
+  float mRow[kRowsPerWarp], lRow[kRowsPerWarp], acc[kRowsPerWarp][VPL];
+  int64_t limit[kRowsPerWarp];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    mRow[rr] = -INFINITY;
+    lRow[rr] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < VPL; ++c)
+      acc[rr][c] = 0.0f;
+    int gr = row0 + warp + rr * kWarps;
+    int l = gr % p.queryLen;
+    // causal: query l sits at len - L + l and sees keys <= it.
+    limit[rr] = p.causal ? min(len, len - p.queryLen + l + 1) : len;
+  }
+
+  if (begin < end)
+    loadTile(0, begin);
+  int stage = 0;
+  for (int64_t t0 = begin; t0 < end; t0 += kTile, stage ^= 1) {
+    if (t0 + kTile < end) {
+      loadTile(stage ^ 1, t0 + kTile);
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+    const T *kt = ks + stage * kTile * ldk;
+    const T *vt = vsm + stage * kTile * dv;
+    const int64_t j = t0 + lane;
+    // Scores of key `lane` for this warp's rows.
+    float s[kRowsPerWarp];
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; ++rr)
+      s[rr] = 0.0f;
+    if constexpr (kVec) {
+      // 16-byte reads; the row stride is an odd number of 16-byte units, so
+      // each 8-lane phase hits distinct banks.
+      constexpr int kPer = 16 / sizeof(T);
+      for (int x = 0; x < d; x += kPer) {
+        union {
+          uint4 u;
+          T e[kPer];
+        } kv;
+        kv.u = *reinterpret_cast<const uint4 *>(kt + lane * ldk + x);
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+          int r = warp + rr * kWarps;
+          if (r < ctaRows) {
+            const float *qr = qs + r * d + x;
+#pragma unroll
+            for (int e = 0; e < kPer; ++e)
+              s[rr] += qr[e] * toFloat(kv.e[e]);
+          }
+        }
+      }
+    } else {
+      for (int x = 0; x < d; ++x) {
+        float kx = toFloat(kt[lane * ldk + x]);
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+          int r = warp + rr * kWarps;
+          if (r < ctaRows)
+            s[rr] += qs[r * d + x] * kx;
+        }
+      }
+    }
+    const float lwj = lws[stage * kTile + lane];
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+      int r = warp + rr * kWarps;
+      if (r >= ctaRows)
+        continue;
+      float sc = j < limit[rr] && j < end ? s[rr] + lwj : -INFINITY;
+      float mt = sc;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+      float mNew = fmaxf(mRow[rr], mt);
+      if (mNew == -INFINITY)
+        continue; // nothing visible yet
+      float corr = exp2f(mRow[rr] - mNew);
+      float pj = exp2f(sc - mNew);
+      float ps = pj;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+        ps += __shfl_xor_sync(0xffffffffu, ps, o);
+      lRow[rr] = lRow[rr] * corr + ps;
+      mRow[rr] = mNew;
+#pragma unroll
+      for (int c = 0; c < VPL; ++c)
+        acc[rr][c] *= corr;
+      for (int k = 0; k < kTile; ++k) {
+        float pk = __shfl_sync(0xffffffffu, pj, k);
+        const T *vr = vt + k * dv + lane * VPL;
+#pragma unroll
+        for (int c = 0; c < VPL; ++c)
+          acc[rr][c] += pk * toFloat(vr[c]);
+      }
+    }
+    __syncthreads();
+  }
+
+  // Partial results: [row][split][Dv + 2] = acc, max, sum.
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    int r = warp + rr * kWarps;
+    if (r >= ctaRows)
+      continue;
+    int gr = row0 + r;
+    int hq = hkv * p.group + gr / p.queryLen, l = gr % p.queryLen;
+    int64_t rowId = (int64_t(b) * (p.kvHeads * p.group) + hq) * p.queryLen + l;
+    float *out = p.partial + (rowId * p.splits + split) * (dv + 2);
+#pragma unroll
+    for (int c = 0; c < VPL; ++c)
+      out[lane * VPL + c] = acc[rr][c];
+    if (lane == 0) {
+      out[dv] = mRow[rr];
+      out[dv + 1] = lRow[rr];
+    }
+  }
+}
+
+struct CombineParams {
+  const float *partial;
+  void *out;
+  int64_t os[4];
+  int64_t rows;
+  int qHeads, queryLen, splits, dv;
+};
+
+template <typename T> __global__ void combineKernel(CombineParams p) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x & 31;
+  if (row >= p.rows)
+    return;
+  const float *base = p.partial + row * p.splits * (p.dv + 2);
+  float mMax = -INFINITY;
+  for (int s = 0; s < p.splits; ++s)
+    mMax = fmaxf(mMax, base[s * (p.dv + 2) + p.dv]);
+  float total = 0.0f;
+  for (int s = 0; s < p.splits; ++s) {
+    float m = base[s * (p.dv + 2) + p.dv];
+    if (m != -INFINITY)
+      total += base[s * (p.dv + 2) + p.dv + 1] * exp2f(m - mMax);
+  }
+  const int64_t l = row % p.queryLen, hq = (row / p.queryLen) % p.qHeads,
+                b = row / (int64_t(p.queryLen) * p.qHeads);
+  T *out = static_cast<T *>(p.out) + b * p.os[0] + hq * p.os[1] + l * p.os[2];
+  for (int x = lane; x < p.dv; x += 32) {
+    float v = 0.0f;
+    for (int s = 0; s < p.splits; ++s) {
+      float m = base[s * (p.dv + 2) + p.dv];
+      if (m != -INFINITY)
+        v += base[s * (p.dv + 2) + x] * exp2f(m - mMax);
+    }
+    out[x] = fromFloat<T>(total > 0.0f ? v / total : 0.0f);
+  }
+}
+
+int chooseSplits(int64_t batch, int64_t kvHeads, int64_t rowChunks,
+                 int64_t m) {
+  // About 8 CTAs per SM on a 132-SM part, chunks of >= 8 tiles.
+  int64_t ctas = batch * kvHeads * rowChunks;
+  int64_t want = (132 * 8 + ctas - 1) / std::max<int64_t>(ctas, 1);
+  int64_t most = std::max<int64_t>(1, (m + 8 * kTile - 1) / (8 * kTile));
+  return int(std::clamp<int64_t>(want, 1, std::min<int64_t>(most, 1024)));
+}
+
+bool vecOk(const void *ptr, const int64_t *strides, int dim, int elem) {
+  int per = 16 / elem;
+  if (reinterpret_cast<uintptr_t>(ptr) % 16 || dim % per)
+    return false;
+  for (int i = 0; i < 3; ++i)
+    if (strides[i] % per)
+      return false;
+  return true;
+}
+
+template <typename T, int VPL, bool kVec>
+const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p,
+                              int rowChunks) {
+  cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
+  const size_t smem = sizeof(float) * (kRowsPerCta * p.d + 2 * kTile) +
+                      sizeof(T) * 2 * kTile * (p.ldk + p.dv);
+  cudaFuncSetAttribute(decodeSplitKernel<T, VPL, kVec>,
+                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  dim3 grid(unsigned(p.splits), unsigned(rowChunks),
+            unsigned(a.batch * a.kvHeads));
+  decodeSplitKernel<T, VPL, kVec><<<grid, kWarps * 32, smem, stream>>>(p);
+  CombineParams cp{};
+  cp.partial = p.partial;
+  cp.out = a.out.data;
+  for (int i = 0; i < 4; ++i)
+    cp.os[i] = a.out.strides[i];
+  cp.rows = a.batch * a.qHeads * a.queryLen;
+  cp.qHeads = int(a.qHeads);
+  cp.queryLen = int(a.queryLen);
+  cp.splits = p.splits;
+  cp.dv = p.dv;
+  combineKernel<T><<<unsigned((cp.rows + 7) / 8), 256, 0, stream>>>(cp);
+  cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+template <typename T>
+const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p,
+                              int rowChunks) {
+  const int elem = int(sizeof(T));
+  bool vec = vecOk(a.key.data, a.key.strides, int(a.d), elem) &&
+             vecOk(a.value.data, a.value.strides, int(a.dv), elem);
+  p.ldk = int(a.d) + (vec ? 16 / elem : 1);
+#define BALANCEKV_DECODE_CASE(VPL)                                           \
+  if (a.dv == 32 * VPL)                                                      \
+    return vec ? launchDecodeTyped<T, VPL, true>(a, p, rowChunks)            \
+               : launchDecodeTyped<T, VPL, false>(a, p, rowChunks);
+  BALANCEKV_DECODE_CASE(1)
+  BALANCEKV_DECODE_CASE(2)
+  BALANCEKV_DECODE_CASE(4)
+  BALANCEKV_DECODE_CASE(8)
+#undef BALANCEKV_DECODE_CASE
+  return "value dim must be 32, 64, 128 or 256";
+}
+
+} // namespace
+
+size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
+                            int64_t m, int64_t dv) {
+  // Worst case over the split choice: at most ceil(m / (8 * kTile)) splits.
+  int64_t splits = std::max<int64_t>(
+      1, std::min<int64_t>((m + 8 * kTile - 1) / (8 * kTile), 1024));
+  return sizeof(float) * size_t(batch * qHeads * queryLen) * size_t(splits) *
+         size_t(dv + 2);
+}
+
+const char *launchWeightedDecode(const DecodeArgs &a) {
+  DecodeParams p{};
+  p.q = a.query.data;
+  p.k = a.key.data;
+  p.v = a.value.data;
+  for (int i = 0; i < 4; ++i)
+    p.qs[i] = a.query.strides[i];
+  for (int i = 0; i < 3; ++i) {
+    p.ks[i] = a.key.strides[i];
+    p.vs[i] = a.value.strides[i];
+  }
+  p.lw = a.logWeights;
+  p.kvLen = a.kvLen;
+  p.partial = static_cast<float *>(a.workspace);
+  p.m = a.m;
+  p.d = int(a.d);
+  p.dv = int(a.dv);
+  p.group = int(a.qHeads / a.kvHeads);
+  p.queryLen = int(a.queryLen);
+  p.rows = p.group * p.queryLen;
+  p.kvHeads = int(a.kvHeads);
+  p.scaleLog2 = a.scale * kLog2e;
+  p.causal = a.causal;
+  const int rowChunks = (p.rows + kRowsPerCta - 1) / kRowsPerCta;
+  p.splits = chooseSplits(a.batch, a.kvHeads, rowChunks, a.m);
+  p.chunk = ((a.m + p.splits - 1) / p.splits + kTile - 1) / kTile * kTile;
+  switch (a.dtype) {
+  case BALANCEKV_DTYPE_F16:
+    return launchDecodeDtype<__half>(a, p, rowChunks);
+  case BALANCEKV_DTYPE_BF16:
+    return launchDecodeDtype<__nv_bfloat16>(a, p, rowChunks);
+  case BALANCEKV_DTYPE_F32:
+    return launchDecodeDtype<float>(a, p, rowChunks);
+  }
+  return "unknown dtype";
+}
+
+} // namespace balancekv::cuda

@@ -1,0 +1,225 @@
+//===- RuntimeApiTest.cpp - C API argument checks (no GPU needed) ---------===//
+//
+// Every check returns a status and a message and launches nothing, so these
+// run on machines without a GPU. GPU results are checked by
+// bench/bench_kernels.py on the device (and test/Integration/cuda-*.test).
+//
+//===----------------------------------------------------------------------===//
+
+#include "balancekv/Runtime/BalanceKVRuntime.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace {
+
+struct CompressCall {
+  balancekv_dtype dtype = BALANCEKV_DTYPE_BF16;
+  int dummy = 0;
+  balancekv_tensor key{&dummy, {8 * 64 * 128, 64 * 128, 128, 1}};
+  balancekv_tensor value{&dummy, {8 * 64 * 128, 64 * 128, 128, 1}};
+  balancekv_mutable_tensor outKey{&dummy, {8 * 48 * 128, 48 * 128, 128, 1}};
+  balancekv_mutable_tensor outValue{&dummy, {8 * 48 * 128, 48 * 128, 128, 1}};
+  float lw = 0;
+  int64_t batch = 1, heads = 8, n = 64, d = 128, dv = 128;
+  balancekv_compress_params params;
+  size_t wsBytes = 1 << 20;
+  CompressCall() { balancekv_compress_params_init(&params); }
+  balancekv_status run() {
+    return balancekv_compress(dtype, key, value, batch, heads, n, d, dv,
+                              &params, outKey, outValue, &lw, nullptr, &dummy,
+                              wsBytes, nullptr);
+  }
+};
+
+void expectError(balancekv_status got, balancekv_status want,
+                 const std::string &msg) {
+  EXPECT_EQ(got, want);
+  EXPECT_NE(std::string(balancekv_last_error()).find(msg), std::string::npos)
+      << "message: " << balancekv_last_error();
+}
+
+TEST(RuntimeApi, DefaultsAndLength) {
+  balancekv_compress_params p;
+  balancekv_compress_params_init(&p);
+  EXPECT_EQ(p.rounds, 2);
+  EXPECT_EQ(p.block_size, 128);
+  EXPECT_EQ(p.sink, 32);
+  EXPECT_DOUBLE_EQ(p.gamma, 4.0);
+  EXPECT_DOUBLE_EQ(p.c0, 0.025);
+  EXPECT_EQ(balancekv_compressed_length(4096, 32, 32, 2), 1072);
+  EXPECT_EQ(balancekv_compressed_length(-1, 32, 32, 2), -1);
+}
+
+TEST(RuntimeApi, CompressRejectsBadArguments) {
+  {
+    CompressCall c;
+    c.params.rounds = 17;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.rounds");
+  }
+  {
+    CompressCall c;
+    c.params.block_size = 256;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "params.block_size");
+  }
+  {
+    CompressCall c;
+    c.params.block_size = 7;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "params.block_size");
+  }
+  {
+    CompressCall c;
+    c.params.gamma = -1;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.gamma");
+  }
+  {
+    CompressCall c;
+    c.params.temperature = 0;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "params.temperature");
+  }
+  {
+    CompressCall c;
+    c.params.c0 = -0.5;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.c0");
+  }
+  {
+    CompressCall c;
+    c.params.sink = -1;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.sink");
+  }
+  {
+    CompressCall c;
+    c.params.method = balancekv_method(7);
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.method");
+  }
+  {
+    CompressCall c;
+    c.dtype = balancekv_dtype(9);
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "dtype");
+  }
+  {
+    CompressCall c;
+    c.key.data = nullptr;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "key is null");
+  }
+  {
+    CompressCall c;
+    c.value.strides[3] = 2;
+    expectError(c.run(), BALANCEKV_STATUS_UNSUPPORTED,
+                "value: the innermost stride must be 1");
+  }
+  {
+    CompressCall c;
+    c.outKey.strides[1] = -4;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "out_key: negative stride");
+  }
+  {
+    CompressCall c;
+    c.d = 300;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "head_dim");
+  }
+  {
+    CompressCall c;
+    c.heads = 70000;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "65535");
+  }
+  {
+    CompressCall c;
+    c.n = 4096;
+    c.wsBytes = 16;
+    expectError(c.run(), BALANCEKV_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace needs");
+  }
+  {
+    CompressCall c;
+    c.batch = 0; // nothing to do: no launch, OK
+    EXPECT_EQ(c.run(), BALANCEKV_STATUS_OK);
+    EXPECT_STREQ(balancekv_last_error(), "");
+  }
+  size_t bytes = 0;
+  balancekv_compress_params p;
+  balancekv_compress_params_init(&p);
+  EXPECT_EQ(balancekv_compress_workspace_size(1, 8, 4096, &p, &bytes),
+            BALANCEKV_STATUS_OK);
+  EXPECT_GE(bytes, size_t(8 * 4032 * 9)); // idx + lw + signs per token
+  expectError(balancekv_compress_workspace_size(1, 8, 4096, nullptr, &bytes),
+              BALANCEKV_STATUS_INVALID_ARGUMENT, "params is null");
+}
+
+struct DecodeCall {
+  int dummy = 0;
+  balancekv_dtype dtype = BALANCEKV_DTYPE_BF16;
+  balancekv_tensor q{&dummy, {32 * 128, 128, 128, 1}};
+  balancekv_tensor k{&dummy, {8 * 1024 * 128, 1024 * 128, 128, 1}};
+  balancekv_tensor v{&dummy, {8 * 1024 * 128, 1024 * 128, 128, 1}};
+  balancekv_mutable_tensor out{&dummy, {32 * 128, 128, 128, 1}};
+  int64_t batch = 1, qHeads = 32, kvHeads = 8, l = 1, m = 1024, d = 128,
+          dv = 128;
+  float scale = 0.088f;
+  size_t wsBytes = 1 << 24;
+  balancekv_status run() {
+    return balancekv_weighted_decode_attention(
+        dtype, q, k, v, nullptr, nullptr, batch, qHeads, kvHeads, l, m, d, dv,
+        scale, 0, out, &dummy, wsBytes, nullptr);
+  }
+};
+
+TEST(RuntimeApi, DecodeRejectsBadArguments) {
+  {
+    DecodeCall c;
+    c.qHeads = 30;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "q_heads must be a positive multiple of kv_heads");
+  }
+  {
+    DecodeCall c;
+    c.l = 17;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "query_len");
+  }
+  {
+    DecodeCall c;
+    c.d = 100;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "head_dim");
+  }
+  {
+    DecodeCall c;
+    c.dv = 96;
+    expectError(c.run(), BALANCEKV_STATUS_UNSUPPORTED, "value_dim");
+  }
+  {
+    DecodeCall c;
+    c.scale = 0.0f;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "scale");
+  }
+  {
+    DecodeCall c;
+    c.out.data = nullptr;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "out is null");
+  }
+  {
+    DecodeCall c;
+    c.wsBytes = 0;
+    expectError(c.run(), BALANCEKV_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace needs");
+  }
+  {
+    DecodeCall c;
+    c.batch = 0;
+    EXPECT_EQ(c.run(), BALANCEKV_STATUS_OK);
+  }
+  size_t bytes = 0;
+  expectError(
+      balancekv_weighted_decode_workspace_size(1, 32, 1, 1024, 128, nullptr),
+      BALANCEKV_STATUS_INVALID_ARGUMENT, "bytes is null");
+  EXPECT_EQ(balancekv_weighted_decode_workspace_size(1, 32, 1, 1024, 128,
+                                                     &bytes),
+            BALANCEKV_STATUS_OK);
+  EXPECT_GT(bytes, 0u);
+}
+
+} // namespace
