@@ -32,7 +32,6 @@ constexpr int kThreads = 128;    // walk CTA
 constexpr int kMaxBlock = 128;   // largest walk block
 constexpr int kGStride = kMaxBlock + 1;
 constexpr int kSelectThreads = 1024;
-constexpr int kMaxDim = 256;
 
 struct RoundParams {
   const void *key, *value;
@@ -40,7 +39,8 @@ struct RoundParams {
   int32_t *cur;
   float *lw;
   int8_t *sigma;
-  int64_t l0, len, mid0;
+  int32_t *blockPlus; // [B*H][numBlocks]: +1 signs per walk block
+  int64_t l0, len, mid0, numBlocks;
   int d, dv, blockSize, heads, ld;
   uint32_t round;
   uint64_t seed;
@@ -157,8 +157,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   float *G = reinterpret_cast<float *>(smem);
-  float *mu = G + kMaxBlock * kGStride;
-  float *a = mu + kMaxDim;
+  float *a = G + kMaxBlock * kGStride;
   float *w = a + kMaxBlock;
   float *u = w + kMaxBlock;
   int *rows = reinterpret_cast<int *>(u + kMaxBlock);
@@ -181,39 +180,41 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   }
   __syncthreads();
 
-  // Keys: mean, a_i = <k_i, mu>, |mu|^2, then the exp factor of G.
+  // Keys: raw Gram first. The centring needs a_i = <k_i, mu> and |mu|^2,
+  // which are row means of the raw Gram: a_i = (1/b) sum_j raw_ij and
+  // |mu|^2 = (1/b) sum_i a_i, so no mean vector is formed.
   const T *keyHead = static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
   loadRows(keyHead, p.ks[2], rows, bsz, p.d, buf, p.ld, p.vecKey);
   __syncthreads();
-  for (int x = tid; x < p.d; x += kThreads) {
-    float s = 0.0f;
-    for (int i = 0; i < bsz; ++i)
-      s += toFloat(buf[i * p.ld + x]);
-    mu[x] = s / float(bsz);
-  }
+  rawGram(buf, p.ld, bsz, p.d,
+          [&](int i, int j, float raw) { G[i * kGStride + j] = raw; });
   __syncthreads();
   if (tid < bsz) {
     float s = 0.0f;
-    for (int x0 = 0; x0 < p.d; ++x0) {
-      int x = (x0 + tid) % p.d; // rotate to spread banks
-      s += toFloat(buf[tid * p.ld + x]) * mu[x];
-    }
-    a[tid] = s;
+    for (int j = 0; j < bsz; ++j)
+      s += G[tid * kGStride + j]; // (tid + j) % 32 banks: conflict-free
+    a[tid] = s / float(bsz);
   }
+  __syncthreads();
   if (tid < 32) {
     float s = 0.0f;
-    for (int x = tid; x < p.d; x += 32)
-      s += mu[x] * mu[x];
+    for (int i = tid; i < bsz; i += 32)
+      s += a[i];
     for (int o = 16; o > 0; o >>= 1)
       s += __shfl_xor_sync(0xffffffffu, s, o);
     if (tid == 0)
-      muNorm[0] = s;
+      muNorm[0] = s / float(bsz);
   }
   __syncthreads();
-  const float mm = muNorm[0], expScale = p.expScale;
-  rawGram(buf, p.ld, bsz, p.d, [&](int i, int j, float raw) {
-    G[i * kGStride + j] = expf(expScale * (raw - a[i] - a[j] + mm));
-  });
+  {
+    const float mm = muNorm[0], e2 = p.expScale * 1.4426950408889634f;
+    for (int e = tid; e < bsz * kMaxBlock; e += kThreads) {
+      int i = e >> 7, j = e & (kMaxBlock - 1);
+      if (j < bsz)
+        G[i * kGStride + j] =
+            exp2f(e2 * (G[i * kGStride + j] - a[i] - a[j] + mm));
+    }
+  }
   __syncthreads();
 
   // Values: G_ij *= w_i w_j <v_i, v_j> + c0.
@@ -251,68 +252,142 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   }
   __syncwarp();
   int8_t *sigmaOut = p.sigma + bh * p.l0 + start;
-  for (int i = lane; i < bsz; i += 32)
+  int plus = 0;
+  for (int i = lane; i < bsz; i += 32) {
     sigmaOut[i] = sig[i] > 0.0f ? 1 : -1;
+    plus += sig[i] > 0.0f;
+  }
+  for (int o = 16; o > 0; o >>= 1)
+    plus += __shfl_xor_sync(0xffffffffu, plus, o);
+  if (lane == 0)
+    p.blockPlus[bh * p.numBlocks + blk] = plus;
 }
 
-/// Step 4 on one (batch, head), in place over cur / lw.
-__global__ void __launch_bounds__(kSelectThreads)
-    crossoverSelectKernel(const int8_t *sigmaAll, int32_t *curAll,
-                          float *lwAll, int64_t l0, int64_t len) {
-  __shared__ int scratch[kSelectThreads / 32];
-  __shared__ int cPlusS, cMinusS;
+/// Step 4, part 1, one warp per (batch, head): finds c (from the blocks'
+/// sign counts, then inside the crossing block) and kappa, and the output
+/// offset of every block's candidates.
+struct SelectParams {
+  const int8_t *sigma;
+  const int32_t *blockPlus;
+  int32_t *blockOffset; // [B*H][numBlocks]
+  int64_t *crossing;    // [B*H][2]: c, kappa
+  int64_t l0, len, numBlocks, blockSize;
+};
+
+__global__ void crossoverScanKernel(SelectParams p) {
   const int64_t bh = blockIdx.x;
-  const int8_t *sigma = sigmaAll + bh * l0;
-  int32_t *cur = curAll + bh * l0;
-  float *lw = lwAll + bh * l0;
-  const int64_t h = len / 2;
-  if (h == 0)
-    return;
-  if (threadIdx.x == 0)
-    cPlusS = cMinusS = 0;
-  __syncthreads();
-  // c+ / c-: the first index where the count of +1 / -1 reaches h.
-  int64_t carryP = 0, carryM = 0;
-  for (int64_t c0 = 0; c0 < len; c0 += kSelectThreads) {
-    const int64_t i = c0 + threadIdx.x;
-    const int s = i < len ? sigma[i] : 0;
-    int total;
-    // Both counts in one scan: +1 in the low 16 bits, -1 in the high.
-    int inc = blockInclusiveScan<kSelectThreads>((s > 0) | ((s < 0) << 16),
-                                                 scratch, total);
-    if (s > 0 && carryP + (inc & 0xffff) == h)
-      cPlusS = int(i);
-    if (s < 0 && carryM + (inc >> 16) == h)
-      cMinusS = int(i);
-    carryP += total & 0xffff;
-    carryM += total >> 16;
+  const int lane = threadIdx.x;
+  const int8_t *sigma = p.sigma + bh * p.l0;
+  const int32_t *plus = p.blockPlus + bh * p.numBlocks;
+  const int64_t h = p.len / 2;
+  auto blockLen = [&](int64_t k) {
+    return min(p.blockSize, p.len - k * p.blockSize);
+  };
+  // The first index where the count of `colour` reaches h (0 if never).
+  auto firstReach = [&](bool wantPlus) -> int64_t {
+    int64_t before = 0;
+    for (int64_t k0 = 0; k0 < p.numBlocks; k0 += 32) {
+      int64_t k = k0 + lane;
+      int n = 0;
+      if (k < p.numBlocks)
+        n = wantPlus ? plus[k] : int(blockLen(k)) - plus[k];
+      int incl = n;
+      for (int o = 1; o < 32; o <<= 1) {
+        int x = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o)
+          incl += x;
+      }
+      unsigned hit = __ballot_sync(0xffffffffu, before + incl >= h && n > 0 &&
+                                                    before + incl - n < h);
+      if (hit) {
+        int src = __ffs(hit) - 1;
+        int64_t kb = k0 + src;
+        int64_t need = h - (before + __shfl_sync(0xffffffffu, incl - n, src));
+        // Walk the crossing block's signs (at most 128) on lane 0.
+        int64_t idx = 0;
+        if (lane == 0) {
+          int64_t cnt = 0;
+          for (int64_t i = kb * p.blockSize; i < kb * p.blockSize + blockLen(kb);
+               ++i)
+            if ((sigma[i] > 0) == wantPlus && ++cnt == need) {
+              idx = i;
+              break;
+            }
+        }
+        return __shfl_sync(0xffffffffu, idx, 0);
+      }
+      before += __shfl_sync(0xffffffffu, incl, 31);
+    }
+    return 0;
+  };
+  const int64_t c = h > 0 ? max(firstReach(true), firstReach(false)) : 0;
+  const int kappa = h > 0 ? -sigma[c] : 0;
+  // Candidates per block: kappa-coloured up to c, everything after c.
+  const int64_t cBlock = c / p.blockSize;
+  int64_t before = 0;
+  for (int64_t k0 = 0; k0 < p.numBlocks; k0 += 32) {
+    int64_t k = k0 + lane;
+    int n = 0;
+    if (k < p.numBlocks) {
+      int len = int(blockLen(k));
+      int kappaCount = kappa > 0 ? plus[k] : len - plus[k];
+      if (k < cBlock) {
+        n = kappaCount;
+      } else if (k > cBlock) {
+        n = len;
+      } else {
+        int64_t s0 = k * p.blockSize;
+        for (int64_t i = s0; i <= c; ++i)
+          n += sigma[i] == kappa;
+        n += int(s0 + len - 1 - c);
+      }
+    }
+    int incl = n;
+    for (int o = 1; o < 32; o <<= 1) {
+      int x = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o)
+        incl += x;
+    }
+    if (k < p.numBlocks)
+      p.blockOffset[bh * p.numBlocks + k] = int32_t(before + incl - n);
+    before += __shfl_sync(0xffffffffu, incl, 31);
   }
-  __syncthreads();
-  const int64_t c = max(cPlusS, cMinusS);
-  const int kappa = -sigma[c];
-  const float ln2 = 0.69314718055994531f;
-  // Compaction: kappa tokens up to c (weight x2), then all after c; first h.
-  int64_t carry = 0;
-  for (int64_t c0 = 0; c0 < len && carry < h; c0 += kSelectThreads) {
-    const int64_t i = c0 + threadIdx.x;
-    bool cand = false;
-    int32_t idx = 0;
-    float w = 0.0f;
-    if (i < len) {
-      cand = i <= c ? sigma[i] == kappa : true;
-      idx = cur[i];
-      w = lw[i] + (i <= c ? ln2 : 0.0f);
-    }
-    int total;
-    int pos = blockInclusiveScan<kSelectThreads>(cand, scratch, total) - cand;
-    // All of this chunk was read above (the scan synchronised); writes land
-    // at carry + pos <= i.
-    if (cand && carry + pos < h) {
-      cur[carry + pos] = idx;
-      lw[carry + pos] = w;
-    }
-    carry += total;
-    __syncthreads();
+  if (lane == 0) {
+    p.crossing[bh * 2] = c;
+    p.crossing[bh * 2 + 1] = kappa;
+  }
+}
+
+/// Step 4, part 2, one CTA per (batch, head, block): writes the block's
+/// kept candidates at their offsets (ping-pong buffers).
+struct CompactParams {
+  const int8_t *sigma;
+  const int32_t *blockOffset;
+  const int64_t *crossing;
+  const int32_t *curIn;
+  const float *lwIn;
+  int32_t *curOut;
+  float *lwOut;
+  int64_t l0, len, numBlocks, blockSize;
+  int heads;
+};
+
+__global__ void __launch_bounds__(kThreads) compactKernel(CompactParams p) {
+  __shared__ int scratch[kThreads / 32];
+  const int64_t blk = blockIdx.x, bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  const int64_t h = p.len / 2, c = p.crossing[bh * 2];
+  const int kappa = int(p.crossing[bh * 2 + 1]);
+  const int64_t i = blk * p.blockSize + threadIdx.x;
+  bool cand = false;
+  if (threadIdx.x < p.blockSize && i < p.len)
+    cand = i <= c ? p.sigma[bh * p.l0 + i] == kappa : true;
+  int total;
+  int pos = blockInclusiveScan<kThreads>(cand, scratch, total) - cand +
+            p.blockOffset[bh * p.numBlocks + blk];
+  if (cand && pos < h) {
+    p.curOut[bh * p.l0 + pos] = p.curIn[bh * p.l0 + i];
+    p.lwOut[bh * p.l0 + pos] =
+        p.lwIn[bh * p.l0 + i] + (i <= c ? 0.69314718055994531f : 0.0f);
   }
 }
 
@@ -477,16 +552,47 @@ bool aligned16(const void *ptr, const int64_t *strides, int n, int dim,
 
 size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
+/// Byte offsets into the compress workspace.
+struct WorkspaceLayout {
+  size_t cur[2], lw[2], sigma, blockPlus, blockOffset, crossing, total;
+  WorkspaceLayout(int64_t batch, int64_t heads, int64_t l0) {
+    const size_t n = size_t(batch * heads * l0), bh = size_t(batch * heads);
+    // Blocks of the first round at the smallest block size (2).
+    const size_t blocks = bh * size_t((l0 + 1) / 2 + 1);
+    size_t off = 0;
+    auto take = [&](size_t bytes) {
+      size_t at = off;
+      off += align256(bytes);
+      return at;
+    };
+    cur[0] = take(4 * n);
+    cur[1] = take(4 * n);
+    lw[0] = take(4 * n);
+    lw[1] = take(4 * n);
+    sigma = take(n);
+    blockPlus = take(4 * blocks);
+    blockOffset = take(4 * blocks);
+    crossing = take(16 * bh);
+    total = off;
+  }
+};
+
 template <typename T>
 const char *launchTyped(const CompressArgs &a) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int64_t bhCount = a.batch * a.heads, l0 = a.middle;
+  WorkspaceLayout wl(a.batch, a.heads, l0);
   auto *ws = static_cast<unsigned char *>(a.workspace);
-  int32_t *cur = reinterpret_cast<int32_t *>(ws);
-  float *lw = reinterpret_cast<float *>(
-      ws + align256(sizeof(int32_t) * bhCount * l0));
-  int8_t *sigma = reinterpret_cast<int8_t *>(
-      ws + 2 * align256(sizeof(int32_t) * bhCount * l0));
+  int32_t *curBuf[2] = {reinterpret_cast<int32_t *>(ws + wl.cur[0]),
+                        reinterpret_cast<int32_t *>(ws + wl.cur[1])};
+  float *lwBuf[2] = {reinterpret_cast<float *>(ws + wl.lw[0]),
+                     reinterpret_cast<float *>(ws + wl.lw[1])};
+  int8_t *sigma = reinterpret_cast<int8_t *>(ws + wl.sigma);
+  int32_t *blockPlus = reinterpret_cast<int32_t *>(ws + wl.blockPlus);
+  int32_t *blockOffset = reinterpret_cast<int32_t *>(ws + wl.blockOffset);
+  int64_t *crossing = reinterpret_cast<int64_t *>(ws + wl.crossing);
+  int32_t *cur = curBuf[0];
+  float *lw = lwBuf[0];
   const int elem = int(sizeof(T));
 
   if (bhCount * l0 > 0)
@@ -502,9 +608,8 @@ const char *launchTyped(const CompressArgs &a) {
       rp.ks[i] = a.key.strides[i];
       rp.vs[i] = a.value.strides[i];
     }
-    rp.cur = cur;
-    rp.lw = lw;
     rp.sigma = sigma;
+    rp.blockPlus = blockPlus;
     rp.l0 = l0;
     rp.mid0 = a.sink;
     rp.d = int(a.d);
@@ -522,23 +627,36 @@ const char *launchTyped(const CompressArgs &a) {
     rp.vecKey = elem == 2 && aligned16(a.key.data, a.key.strides, 3, rp.d, elem);
     rp.vecValue =
         elem == 2 && aligned16(a.value.data, a.value.strides, 3, rp.dv, elem);
-    const size_t smem = sizeof(float) * (kMaxBlock * kGStride + kMaxDim +
+    const size_t smem = sizeof(float) * (kMaxBlock * kGStride +
                                          5 * kMaxBlock + 4) +
                         size_t(kMaxBlock) * rp.ld * elem;
     cudaFuncSetAttribute(walkRoundKernel<T>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem));
     int64_t len = l0;
+    int which = 0;
     for (int64_t t = 0; t < prm.rounds && len > 1; ++t) {
+      const int64_t numBlocks = (len + prm.block_size - 1) / prm.block_size;
+      rp.cur = curBuf[which];
+      rp.lw = lwBuf[which];
       rp.len = len;
+      rp.numBlocks = numBlocks;
       rp.round = uint32_t(t);
-      dim3 grid(unsigned((len + prm.block_size - 1) / prm.block_size),
-                unsigned(a.heads), unsigned(a.batch));
+      dim3 grid(unsigned(numBlocks), unsigned(a.heads), unsigned(a.batch));
       walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
-      crossoverSelectKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(
-          sigma, cur, lw, l0, len);
+      SelectParams sp{sigma, blockPlus, blockOffset, crossing,
+                      l0,    len,       numBlocks,   prm.block_size};
+      crossoverScanKernel<<<unsigned(bhCount), 32, 0, stream>>>(sp);
+      CompactParams cp{sigma,         blockOffset,        crossing,
+                       curBuf[which], lwBuf[which],       curBuf[which ^ 1],
+                       lwBuf[which ^ 1], l0,              len,
+                       numBlocks,     prm.block_size,     int(a.heads)};
+      compactKernel<<<grid, kThreads, 0, stream>>>(cp);
+      which ^= 1;
       len /= 2;
     }
+    cur = curBuf[which];
+    lw = lwBuf[which];
   } else if (a.keptMiddle > 0) {
     uniformSelectKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(
         cur, lw, l0, a.keptMiddle, int(a.heads), prm.seed);
@@ -582,8 +700,7 @@ const char *launchTyped(const CompressArgs &a) {
 } // namespace
 
 size_t compressWorkspaceBytes(int64_t batch, int64_t heads, int64_t middle) {
-  const size_t n = size_t(batch * heads * middle);
-  return 2 * align256(sizeof(int32_t) * n) + align256(n);
+  return WorkspaceLayout(batch, heads, middle).total;
 }
 
 const char *launchCompress(const CompressArgs &args) {

@@ -232,6 +232,273 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+
+//===----------------------------------------------------------------------===//
+// Tensor-core path (f16/bf16, D and Dv multiples of 16 up to 128)
+//===----------------------------------------------------------------------===//
+
+constexpr int kMmaRows = 16;  // query rows per CTA (one m16 tile)
+constexpr int kMmaTile = 64;  // keys per CTA tile; 16 per warp
+
+template <typename T> struct Mma16816;
+template <> struct Mma16816<__half> {
+  __device__ static void run(float *c, const uint32_t *a, uint32_t b0,
+                             uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0),
+                   "r"(b1));
+  }
+  __device__ static uint32_t pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+};
+template <> struct Mma16816<__nv_bfloat16> {
+  __device__ static void run(float *c, const uint32_t *a, uint32_t b0,
+                             uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0),
+                   "r"(b1));
+  }
+  __device__ static uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+};
+
+__device__ __forceinline__ void ldmatrixX4Trans(uint32_t *r, const void *p) {
+  uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
+               "{%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+template <typename T, int D, int DV>
+__global__ void __launch_bounds__(kWarps * 32)
+    decodeMmaKernel(DecodeParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kLdk = D + 8, kLdv = DV + 8; // 16-byte padded rows
+  constexpr int kKSteps = D / 16, kNTiles = DV / 8;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int split = blockIdx.x, row0 = blockIdx.y * kMmaRows;
+  const int bh = blockIdx.z, b = bh / p.kvHeads, hkv = bh % p.kvHeads;
+  const int ctaRows = min(kMmaRows, p.rows - row0);
+
+  T *kBuf = reinterpret_cast<T *>(smem);          // [2][kMmaTile][kLdk]
+  T *vBuf = kBuf + 2 * kMmaTile * kLdk;           // [2][kMmaTile][kLdv]
+  float *lwBuf = reinterpret_cast<float *>(vBuf + 2 * kMmaTile * kLdv);
+
+  // Q fragments (A operand), rows g and g + 8 of this row chunk; rows past
+  // the group are zero. Q stays in its storage type: no extra rounding.
+  uint32_t qa[kKSteps][4];
+  {
+    auto rowPtr = [&](int r) -> const T * {
+      if (r >= ctaRows)
+        return nullptr;
+      int gr = row0 + r;
+      int hq = hkv * p.group + gr / p.queryLen, l = gr % p.queryLen;
+      return static_cast<const T *>(p.q) + b * p.qs[0] + hq * p.qs[1] +
+             l * p.qs[2];
+    };
+    const T *r0 = rowPtr(g), *r1 = rowPtr(g + 8);
+    auto pair = [&](const T *row, int x) -> uint32_t {
+      if (!row)
+        return 0u;
+      union {
+        uint32_t u;
+        T e[2];
+      } v;
+      v.e[0] = row[x];
+      v.e[1] = row[x + 1];
+      return v.u;
+    };
+#pragma unroll
+    for (int ks = 0; ks < kKSteps; ++ks) {
+      int x = ks * 16 + 2 * t;
+      qa[ks][0] = pair(r0, x);
+      qa[ks][1] = pair(r1, x);
+      qa[ks][2] = pair(r0, x + 8);
+      qa[ks][3] = pair(r1, x + 8);
+    }
+  }
+
+  const int64_t len = p.kvLen ? min(int64_t(p.kvLen[b]), p.m) : p.m;
+  const int64_t begin = int64_t(split) * p.chunk;
+  const int64_t end = min(begin + p.chunk, len);
+  const T *kHead = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];
+  const T *vHead = static_cast<const T *>(p.v) + b * p.vs[0] + hkv * p.vs[1];
+  const float *lwHead = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
+
+  auto loadTile = [&](int stage, int64_t t0) {
+    constexpr int kPer = 8; // 16 bytes of 16-bit elements
+    T *kd = kBuf + stage * kMmaTile * kLdk;
+    T *vd = vBuf + stage * kMmaTile * kLdv;
+    for (int e = tid; e < kMmaTile * (D / kPer); e += kWarps * 32) {
+      int r = e / (D / kPer), c = e % (D / kPer);
+      int64_t j = min(t0 + r, len - 1);
+      __pipeline_memcpy_async(kd + r * kLdk + c * kPer,
+                              kHead + j * p.ks[2] + c * kPer, 16);
+    }
+    for (int e = tid; e < kMmaTile * (DV / kPer); e += kWarps * 32) {
+      int r = e / (DV / kPer), c = e % (DV / kPer);
+      int64_t j = min(t0 + r, len - 1);
+      __pipeline_memcpy_async(vd + r * kLdv + c * kPer,
+                              vHead + j * p.vs[2] + c * kPer, 16);
+    }
+    if (tid < kMmaTile) {
+      int64_t j = t0 + tid;
+      lwBuf[stage * kMmaTile + tid] =
+          lwHead && j < len ? lwHead[j] * kLog2e : 0.0f;
+    }
+    __pipeline_commit();
+  };
+
+  // Per lane: rows g (index 0) and g + 8 (index 1).
+  float mRow[2] = {-INFINITY, -INFINITY}, lRow[2] = {0.0f, 0.0f};
+  float o[kNTiles][4] = {};
+  int64_t limit[2];
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    int l = (row0 + g + 8 * hr) % p.queryLen;
+    limit[hr] = p.causal ? min(len, len - p.queryLen + l + 1) : len;
+  }
+
+  if (begin < end)
+    loadTile(0, begin);
+  int stage = 0;
+  for (int64_t t0 = begin; t0 < end; t0 += kMmaTile, stage ^= 1) {
+    if (t0 + kMmaTile < end) {
+      loadTile(stage ^ 1, t0 + kMmaTile);
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+    const T *kt = kBuf + stage * kMmaTile * kLdk + warp * 16 * kLdk;
+    const T *vt = vBuf + stage * kMmaTile * kLdv + warp * 16 * kLdv;
+    const float *lwt = lwBuf + stage * kMmaTile + warp * 16;
+    const int64_t key0 = t0 + warp * 16;
+
+    // S = Q Kᵀ for this warp's 16 keys: two n8 tiles.
+    float sAcc[2][4] = {};
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const T *kr = kt + (nt * 8 + g) * kLdk + ks * 16 + 2 * t;
+        Mma16816<T>::run(sAcc[nt], qa[ks],
+                         *reinterpret_cast<const uint32_t *>(kr),
+                         *reinterpret_cast<const uint32_t *>(kr + 8));
+      }
+    // Online softmax (log2 domain) on the fragments.
+    float pv[2][4];
+    float corr[2];
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      float mt = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          int kk = nt * 8 + 2 * t + e;
+          int64_t j = key0 + kk;
+          float v = sAcc[nt][2 * hr + e] * p.scaleLog2 + lwt[kk];
+          v = j < end && j < limit[hr] ? v : -INFINITY;
+          pv[nt][2 * hr + e] = v;
+          mt = fmaxf(mt, v);
+        }
+      mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+      mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+      float mNew = fmaxf(mRow[hr], mt);
+      float mUse = mNew == -INFINITY ? 0.0f : mNew;
+      corr[hr] = exp2f(mRow[hr] - mUse);
+      float rs = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float pe = exp2f(pv[nt][2 * hr + e] - mUse);
+          pv[nt][2 * hr + e] = pe;
+          rs += pe;
+        }
+      rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+      rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+      lRow[hr] = lRow[hr] * corr[hr] + rs;
+      mRow[hr] = mNew;
+    }
+    // P as the A operand: the S fragments of the two n-tiles line up with
+    // the m16k16 A layout.
+    uint32_t pa[4] = {Mma16816<T>::pack(pv[0][0], pv[0][1]),
+                      Mma16816<T>::pack(pv[0][2], pv[0][3]),
+                      Mma16816<T>::pack(pv[1][0], pv[1][1]),
+                      Mma16816<T>::pack(pv[1][2], pv[1][3])};
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      o[nt][0] *= corr[0];
+      o[nt][1] *= corr[0];
+      o[nt][2] *= corr[1];
+      o[nt][3] *= corr[1];
+    }
+    // O += P V: V fragments by ldmatrix.trans, two n-tiles per x4.
+#pragma unroll
+    for (int np = 0; np < kNTiles / 2; ++np) {
+      const int mi = lane >> 3, r = lane & 7;
+      const T *addr = vt + ((mi & 1) * 8 + r) * kLdv + np * 16 + (mi >> 1) * 8;
+      uint32_t vb[4];
+      ldmatrixX4Trans(vb, addr);
+      Mma16816<T>::run(o[2 * np], pa, vb[0], vb[1]);
+      Mma16816<T>::run(o[2 * np + 1], pa, vb[2], vb[3]);
+    }
+    __syncthreads();
+  }
+
+  // Merge the four warps through shared memory (the tile buffers are free).
+  float *red = reinterpret_cast<float *>(smem); // [kWarps][16][DV + 2]
+  constexpr int kRed = DV + 2;
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      int r = g + (e >= 2 ? 8 : 0), x = nt * 8 + 2 * t + (e & 1);
+      red[(warp * kMmaRows + r) * kRed + x] = o[nt][e];
+    }
+  if (t == 0)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      red[(warp * kMmaRows + g + 8 * hr) * kRed + DV] = mRow[hr];
+      red[(warp * kMmaRows + g + 8 * hr) * kRed + DV + 1] = lRow[hr];
+    }
+  __syncthreads();
+  for (int e = tid; e < ctaRows * (DV + 2); e += kWarps * 32) {
+    int r = e / (DV + 2), x = e % (DV + 2);
+    float mMax = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w)
+      mMax = fmaxf(mMax, red[(w * kMmaRows + r) * kRed + DV]);
+    float v;
+    if (x == DV) {
+      v = mMax;
+    } else {
+      v = 0.0f;
+      if (mMax != -INFINITY)
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w)
+          v += red[(w * kMmaRows + r) * kRed + x] *
+               exp2f(red[(w * kMmaRows + r) * kRed + DV] - mMax);
+    }
+    int gr = row0 + r;
+    int hq = hkv * p.group + gr / p.queryLen, l = gr % p.queryLen;
+    int64_t rowId = (int64_t(b) * (p.kvHeads * p.group) + hq) * p.queryLen + l;
+    p.partial[(rowId * p.splits + split) * (DV + 2) + x] = v;
+  }
+}
+
 struct CombineParams {
   const float *partial;
   void *out;
@@ -288,6 +555,9 @@ bool vecOk(const void *ptr, const int64_t *strides, int dim, int elem) {
   return true;
 }
 
+template <typename T>
+const char *launchCombine(const DecodeArgs &a, const DecodeParams &p);
+
 template <typename T, int VPL, bool kVec>
 const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p,
                               int rowChunks) {
@@ -299,6 +569,12 @@ const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p,
   dim3 grid(unsigned(p.splits), unsigned(rowChunks),
             unsigned(a.batch * a.kvHeads));
   decodeSplitKernel<T, VPL, kVec><<<grid, kWarps * 32, smem, stream>>>(p);
+  return launchCombine<T>(a, p);
+}
+
+template <typename T>
+const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
+  cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   CombineParams cp{};
   cp.partial = p.partial;
   cp.out = a.out.data;
@@ -314,12 +590,43 @@ const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p,
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
+template <typename T, int D, int DV>
+const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
+  cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
+  const int rowChunks = (p.rows + kMmaRows - 1) / kMmaRows;
+  p.splits = chooseSplits(a.batch, a.kvHeads, rowChunks, a.m);
+  p.chunk =
+      ((a.m + p.splits - 1) / p.splits + kMmaTile - 1) / kMmaTile * kMmaTile;
+  const size_t tiles = sizeof(T) * 2 * kMmaTile * (D + 8 + DV + 8) +
+                       sizeof(float) * 2 * kMmaTile;
+  const size_t red = sizeof(float) * kWarps * kMmaRows * (DV + 2);
+  const size_t smem = std::max(tiles, red);
+  static bool configured = false; // once per instantiation
+  if (!configured) {
+    cudaFuncSetAttribute(decodeMmaKernel<T, D, DV>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    configured = true;
+  }
+  dim3 grid(unsigned(p.splits), unsigned(rowChunks),
+            unsigned(a.batch * a.kvHeads));
+  decodeMmaKernel<T, D, DV><<<grid, kWarps * 32, smem, stream>>>(p);
+  return launchCombine<T>(a, p);
+}
+
 template <typename T>
 const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p,
                               int rowChunks) {
   const int elem = int(sizeof(T));
   bool vec = vecOk(a.key.data, a.key.strides, int(a.d), elem) &&
              vecOk(a.value.data, a.value.strides, int(a.dv), elem);
+  if constexpr (sizeof(T) == 2) {
+    if (vec) {
+      if (a.d == 128 && a.dv == 128)
+        return launchMma<T, 128, 128>(a, p);
+      if (a.d == 64 && a.dv == 64)
+        return launchMma<T, 64, 64>(a, p);
+    }
+  }
   p.ldk = int(a.d) + (vec ? 16 / elem : 1);
 #define BALANCEKV_DECODE_CASE(VPL)                                           \
   if (a.dv == 32 * VPL)                                                      \

@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""balancekv CUDA kernels on the GPU: correctness and speed, in one run.
+
+  python3 bench/bench_kernels.py --lib build/lib/libbalancekv_cuda.so [--quick]
+
+Correctness: compression kept indices and log-weights against the CPU
+reference (the same .so exports it), decode outputs against float64
+attention. Speed: weighted decode vs PyTorch SDPA on the full cache and vs
+SDPA on the compressed cache with the log-weights as a float mask;
+compression vs causal SDPA prefill over the same tokens. Prints tables and
+writes them (Markdown + JSON) to --out.
+"""
+import argparse
+import ctypes
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------- C API ----
+
+
+class Tensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("strides", ctypes.c_int64 * 4)]
+
+
+class Params(ctypes.Structure):
+    _fields_ = [("method", ctypes.c_int), ("rounds", ctypes.c_int64),
+                ("block_size", ctypes.c_int64), ("sink", ctypes.c_int64),
+                ("recent", ctypes.c_int64), ("gamma", ctypes.c_double),
+                ("temperature", ctypes.c_double), ("c0", ctypes.c_double),
+                ("seed", ctypes.c_uint64), ("scale", ctypes.c_float)]
+
+
+DTYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
+
+
+class Lib:
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(path)
+        L = self.lib
+        L.balancekv_last_error.restype = ctypes.c_char_p
+        L.balancekv_reference_error.restype = ctypes.c_char_p
+        L.balancekv_compressed_length.restype = ctypes.c_int64
+        L.balancekv_compressed_length.argtypes = [ctypes.c_int64] * 4
+        L.balancekv_compress_workspace_size.argtypes = [
+            ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+            ctypes.POINTER(Params), ctypes.POINTER(ctypes.c_size_t)]
+        L.balancekv_compress.argtypes = [
+            ctypes.c_int, Tensor, Tensor, ctypes.c_int64, ctypes.c_int64,
+            ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+            ctypes.POINTER(Params), Tensor, Tensor, ctypes.c_void_p,
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        L.balancekv_weighted_decode_workspace_size.argtypes = [
+            ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_size_t)]
+        L.balancekv_weighted_decode_attention.argtypes = [
+            ctypes.c_int, Tensor, Tensor, Tensor, ctypes.c_void_p,
+            ctypes.c_void_p] + [ctypes.c_int64] * 7 + [
+            ctypes.c_float, ctypes.c_int, Tensor, ctypes.c_void_p,
+            ctypes.c_size_t, ctypes.c_void_p]
+        L.balancekv_reference_compress.argtypes = [
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [
+            ctypes.c_int64] * 5 + [ctypes.POINTER(Params), ctypes.c_void_p,
+                                   ctypes.c_void_p]
+
+    def check(self, status):
+        if status != 0:
+            raise RuntimeError(f"status {status}: "
+                               f"{self.lib.balancekv_last_error().decode()}")
+
+    @staticmethod
+    def view(t):
+        return Tensor(t.data_ptr(), (ctypes.c_int64 * 4)(*t.stride()))
+
+    def params(self, rounds=2, method=0, seed=0, block=128):
+        return Params(method, rounds, block, 32, 32, 4.0, 1.0, 0.025, seed, 0.0)
+
+    def m(self, n, p):
+        return self.lib.balancekv_compressed_length(n, p.sink, p.recent, p.rounds)
+
+    def compress_prepare(self, k, v, p):
+        b, h, n, d = k.shape
+        m = self.m(n, p)
+        ws = ctypes.c_size_t()
+        self.check(self.lib.balancekv_compress_workspace_size(
+            b, h, n, ctypes.byref(p), ctypes.byref(ws)))
+        out = dict(
+            ck=torch.empty(b, h, m, d, dtype=k.dtype, device=k.device),
+            cv=torch.empty(b, h, m, v.shape[3], dtype=v.dtype, device=v.device),
+            lw=torch.empty(b, h, m, dtype=torch.float32, device=k.device),
+            idx=torch.empty(b, h, m, dtype=torch.int32, device=k.device),
+            ws=torch.empty(max(ws.value, 1), dtype=torch.uint8, device=k.device))
+        return out
+
+    def compress(self, k, v, p, o, indices=True):
+        b, h, n, d = k.shape
+        self.check(self.lib.balancekv_compress(
+            DTYPES[k.dtype], self.view(k), self.view(v), b, h, n, d,
+            v.shape[3], ctypes.byref(p), self.view(o["ck"]), self.view(o["cv"]),
+            o["lw"].data_ptr(), o["idx"].data_ptr() if indices else None,
+            o["ws"].data_ptr(), o["ws"].numel(),
+            torch.cuda.current_stream().cuda_stream))
+
+    def decode_prepare(self, q, k, v):
+        b, hq, l, d = q.shape
+        ws = ctypes.c_size_t()
+        self.check(self.lib.balancekv_weighted_decode_workspace_size(
+            b, hq, l, k.shape[2], v.shape[3], ctypes.byref(ws)))
+        return dict(out=torch.empty(b, hq, l, v.shape[3], dtype=q.dtype,
+                                    device=q.device),
+                    ws=torch.empty(max(ws.value, 1), dtype=torch.uint8,
+                                   device=q.device))
+
+    def decode(self, q, k, v, lw, o, kv_len=None, causal=False, scale=None):
+        b, hq, l, d = q.shape
+        scale = scale or 1.0 / math.sqrt(d)
+        self.check(self.lib.balancekv_weighted_decode_attention(
+            DTYPES[q.dtype], self.view(q), self.view(k), self.view(v),
+            lw.data_ptr() if lw is not None else None,
+            kv_len.data_ptr() if kv_len is not None else None,
+            b, hq, k.shape[1], l, k.shape[2], d, v.shape[3], scale,
+            int(causal), self.view(o["out"]), o["ws"].data_ptr(),
+            o["ws"].numel(), torch.cuda.current_stream().cuda_stream))
+
+    def reference(self, k, v, p):
+        b, h, n, d = k.shape
+        m = self.m(n, p)
+        kc, vc = k.contiguous().cpu(), v.contiguous().cpu()
+        idx = torch.empty(b, h, m, dtype=torch.int32)
+        lw = torch.empty(b, h, m, dtype=torch.float32)
+        r = self.lib.balancekv_reference_compress(
+            DTYPES[k.dtype], kc.data_ptr(), vc.data_ptr(), b, h, n, d,
+            v.shape[3], ctypes.byref(p), idx.data_ptr(), lw.data_ptr())
+        if r != 0:
+            raise RuntimeError(self.lib.balancekv_reference_error().decode())
+        return idx, lw
+
+
+# ------------------------------------------------------------- helpers ----
+
+
+def bench(fn, reps=50, warmup=5):
+    """Median of CUDA-event timings in ms."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        times.append(s.elapsed_time(e))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def bench_graph(fn, calls=20, reps=30):
+    """Median per-call time in ms of `calls` launches captured in one CUDA
+    graph: host and launch overheads stay out of the numbers."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return bench(graph.replay, reps=reps, warmup=3) / calls
+
+
+def attention64(q, k, v, lw=None, causal=False, kv_len=None):
+    """float64 reference: softmax(q kᵀ / sqrt(d) + lw) v with GQA."""
+    b, hq, l, d = q.shape
+    g = hq // k.shape[1]
+    k64 = k.double().repeat_interleave(g, dim=1)
+    v64 = v.double().repeat_interleave(g, dim=1)
+    s = q.double() @ k64.transpose(-1, -2) / math.sqrt(d)
+    if lw is not None:
+        s = s + lw.double().repeat_interleave(g, dim=1)[:, :, None, :]
+    n = k.shape[2]
+    pos = torch.arange(n, device=q.device)
+    lens = kv_len.long() if kv_len is not None else torch.full((b,), n, device=q.device)
+    limit = lens[:, None].expand(b, l).clone()
+    if causal:
+        limit = torch.minimum(limit, lens[:, None] - l + torch.arange(l, device=q.device)[None, :] + 1)
+    mask = pos[None, None, :] < limit[:, :, None]  # [b, l, n]
+    s = s.masked_fill(~mask[:, None, :, :], float("-inf"))
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    return p @ v64
+
+
+def rel(a, b):
+    return ((a.double() - b).norm() / b.norm()).item()
+
+
+# ----------------------------------------------------------- correctness ----
+
+
+def check_compress(lib, rows):
+    cases = [  # (dtype, B, H, N, D, Dv, rounds, method, block)
+        (torch.bfloat16, 2, 8, 4096, 128, 128, 2, 0, 128),
+        (torch.float16, 1, 4, 3001, 64, 64, 3, 0, 128),
+        (torch.bfloat16, 1, 2, 1000, 128, 64, 2, 0, 64),
+        (torch.float32, 1, 2, 700, 32, 32, 2, 0, 128),
+        (torch.bfloat16, 2, 8, 4096, 128, 128, 2, 1, 128),
+        (torch.bfloat16, 1, 2, 40, 128, 128, 2, 0, 128),
+    ]
+    ok = True
+    for dt, b, h, n, d, dv, t, method, block in cases:
+        torch.manual_seed(n + d + t)
+        k = torch.randn(b, h, n, d, device="cuda").to(dt)
+        v = torch.randn(b, h, n, dv, device="cuda").to(dt)
+        p = lib.params(rounds=t, method=method, seed=1234, block=block)
+        o = lib.compress_prepare(k, v, p)
+        for key in ("ck", "cv", "lw"):
+            o[key].fill_(float("nan"))
+        lib.compress(k, v, p, o)
+        torch.cuda.synchronize()
+        ridx, rlw = lib.reference(k, v, p)
+        gidx, glw = o["idx"].cpu(), o["lw"].cpu()
+        heads_same = (gidx == ridx).all(dim=-1).sum().item()
+        tokens_diff = (gidx != ridx).sum().item()
+        lw_ok = torch.allclose(glw[gidx == ridx], rlw[gidx == ridx], atol=1e-6)
+        gath = torch.gather(k, 2, o["idx"].long()[..., None].expand(-1, -1, -1, d))
+        gather_ok = torch.equal(gath, o["ck"]) and not o["cv"].isnan().any().item()
+        good = heads_same == b * h and lw_ok and gather_ok
+        ok &= good
+        rows.append(dict(kind="compress", dtype=str(dt).split(".")[1], B=b, H=h,
+                         N=n, D=d, Dv=dv, T=t,
+                         method=["balance", "uniform"][method],
+                         heads_identical=f"{heads_same}/{b * h}",
+                         tokens_differing=tokens_diff,
+                         lw_ok=lw_ok, gather_ok=gather_ok,
+                         result="PASS" if good else "FAIL"))
+    return ok
+
+
+def check_decode(lib, rows):
+    cases = [  # (dtype, B, Hq, Hkv, L, M, D, causal, kv_len)
+        (torch.bfloat16, 2, 32, 8, 1, 4000, 128, False, False),
+        (torch.float16, 3, 8, 8, 4, 1500, 64, True, False),
+        (torch.bfloat16, 2, 16, 2, 2, 3000, 128, True, True),
+        (torch.float32, 1, 4, 1, 16, 777, 128, False, True),
+        (torch.bfloat16, 1, 8, 1, 1, 33, 256, False, False),
+    ]
+    ok = True
+    for dt, b, hq, hkv, l, m, d, causal, use_len in cases:
+        torch.manual_seed(m + l)
+        q = torch.randn(b, hq, l, d, device="cuda").to(dt)
+        k = torch.randn(b, hkv, m, d, device="cuda").to(dt)
+        v = torch.randn(b, hkv, m, d, device="cuda").to(dt)
+        lw = (torch.randint(0, 3, (b, hkv, m), device="cuda").float() * math.log(2.0))
+        kv_len = (torch.randint(m // 2, m + 1, (b,), device="cuda").int()
+                  if use_len else None)
+        o = lib.decode_prepare(q, k, v)
+        o["out"].fill_(float("nan"))
+        lib.decode(q, k, v, lw, o, kv_len=kv_len, causal=causal)
+        torch.cuda.synchronize()
+        ref = attention64(q, k, v, lw, causal, kv_len)
+        err = rel(o["out"], ref)
+        tol = 1e-5 if dt == torch.float32 else 1e-2
+        good = err < tol and not o["out"].isnan().any().item()
+        ok &= good
+        rows.append(dict(kind="decode", dtype=str(dt).split(".")[1], B=b, Hq=hq,
+                         Hkv=hkv, L=l, M=m, D=d, causal=causal, kv_len=use_len,
+                         rel_err=f"{err:.2e}", result="PASS" if good else "FAIL"))
+    return ok
+
+
+# --------------------------------------------------------------- timing ----
+
+
+def hbm_peak():
+    x = torch.empty(2 * 1024**3 // 2, dtype=torch.bfloat16, device="cuda")
+    y = torch.empty_like(x)
+    t = bench(lambda: y.copy_(x), reps=20)
+    del x, y
+    return 2 * 2 * 1024**3 / (t * 1e-3) / 1e9  # GB/s read + write
+
+
+def time_decode(lib, rows, peak, quick):
+    batches = [1, 8] if quick else [1, 8, 32]
+    lengths = [8192, 32768] if quick else [8192, 32768, 131072]
+    hq, hkv, d = 32, 8, 128
+    for n in lengths:
+        for b in batches:
+            if b * hkv * n * d * 2 * 2 > 40e9:
+                continue
+            k = torch.randn(b, hkv, n, d, device="cuda", dtype=torch.bfloat16)
+            v = torch.randn(b, hkv, n, d, device="cuda", dtype=torch.bfloat16)
+            q = torch.randn(b, hq, 1, d, device="cuda", dtype=torch.bfloat16)
+            t_full = bench_graph(lambda: F.scaled_dot_product_attention(
+                q, k, v, enable_gqa=True))
+            for ratio in (4, 16):
+                m = lib.m(n, lib.params(rounds=int(math.log2(ratio))))
+                ck, cv = k[:, :, :m].contiguous(), v[:, :, :m].contiguous()
+                lw = torch.zeros(b, hkv, m, device="cuda")
+                o = lib.decode_prepare(q, ck, cv)
+                t_ours = bench_graph(lambda: lib.decode(q, ck, cv, lw, o))
+                mask = lw.repeat_interleave(hq // hkv, 1)[:, :, None, :].to(torch.bfloat16)
+                t_mask = bench_graph(lambda: F.scaled_dot_product_attention(
+                    q, ck, cv, attn_mask=mask, enable_gqa=True))
+                nbytes = ck.numel() * 2 + cv.numel() * 2 + lw.numel() * 4
+                gbs = nbytes / (t_ours * 1e-3) / 1e9
+                rows.append(dict(N=n, B=b, ratio=ratio, M=m,
+                                 cache_MB=round(nbytes / 1e6, 1),
+                                 ours_us=round(t_ours * 1e3, 1),
+                                 GBps=round(gbs), pct_peak=round(100 * gbs / peak, 1),
+                                 sdpa_full_us=round(t_full * 1e3, 1),
+                                 speedup_vs_full=round(t_full / t_ours, 2),
+                                 sdpa_masked_us=round(t_mask * 1e3, 1),
+                                 speedup_vs_masked=round(t_mask / t_ours, 2)))
+                print(rows[-1], flush=True)
+                del ck, cv, lw, o, mask
+            del k, v, q
+            torch.cuda.empty_cache()
+
+
+def time_compress(lib, rows, quick):
+    lengths = [8192, 32768] if quick else [8192, 32768, 131072]
+    for n in lengths:
+        for h in (8, 32):
+            k = torch.randn(1, h, n, 128, device="cuda", dtype=torch.bfloat16)
+            v = torch.randn(1, h, n, 128, device="cuda", dtype=torch.bfloat16)
+            p = lib.params(rounds=2)
+            o = lib.compress_prepare(k, v, p)
+            reps = 10 if n >= 131072 else 30
+            t_c = bench(lambda: lib.compress(k, v, p, o, indices=False), reps=reps)
+            q = torch.randn_like(k)
+            t_p = bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                        reps=reps)
+            rows.append(dict(N=n, H=h, compress_ms=round(t_c, 3),
+                             prefill_ms=round(t_p, 3),
+                             pct_of_prefill=round(100 * t_c / t_p, 2)))
+            print(rows[-1], flush=True)
+            del k, v, q, o
+            torch.cuda.empty_cache()
+
+
+def table(rows):
+    if not rows:
+        return ""
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lib", required=True)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--check-only", action="store_true")
+    args = ap.parse_args()
+    lib = Lib(args.lib)
+    dev = torch.cuda.get_device_name()
+    print(f"device: {dev}, torch {torch.__version__}", flush=True)
+    correct = []
+    ok = check_compress(lib, correct) & check_decode(lib, correct)
+    print(table(correct), flush=True)
+    report = dict(device=dev, date=time.strftime("%Y-%m-%d"), correctness=correct)
+    if not args.check_only:
+        peak = hbm_peak()
+        print(f"HBM copy peak (read+write): {peak:.0f} GB/s", flush=True)
+        report["hbm_peak_GBps"] = round(peak)
+        dec, comp = [], []
+        time_decode(lib, dec, peak, args.quick)
+        time_compress(lib, comp, args.quick)
+        report["decode"], report["compress"] = dec, comp
+        md = (f"# balancekv kernels, {report['date']}, {dev}\n\n"
+              f"HBM copy peak (read+write): {peak:.0f} GB/s\n\n## correctness\n\n"
+              f"{table(correct)}\n\n## weighted decode (bf16, Hq=32, Hkv=8, d=128, L=1)\n\n"
+              f"{table(dec)}\n\n## compress (bf16, B=1, d=128, T=2)\n\n{table(comp)}\n")
+        print(md, flush=True)
+        with open(os.path.join(args.out, "bench.md"), "w") as f:
+            f.write(md)
+    with open(os.path.join(args.out, "bench.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print("ALL CORRECT" if ok else "CORRECTNESS FAILURES", flush=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
