@@ -361,6 +361,8 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--only", choices=["decode", "compress"],
+                    help="time one kernel only")
     args = ap.parse_args()
     lib = Lib(args.lib)
     dev = torch.cuda.get_device_name()
@@ -374,8 +376,10 @@ def main():
         print(f"HBM copy peak (read+write): {peak:.0f} GB/s", flush=True)
         report["hbm_peak_GBps"] = round(peak)
         dec, comp = [], []
-        time_decode(lib, dec, peak, args.quick)
-        time_compress(lib, comp, args.quick)
+        if args.only != "compress":
+            time_decode(lib, dec, peak, args.quick)
+        if args.only != "decode":
+            time_compress(lib, comp, args.quick)
         report["decode"], report["compress"] = dec, comp
         md = (f"# balancekv kernels, {report['date']}, {dev}\n\n"
               f"HBM copy peak (read+write): {peak:.0f} GB/s\n\n## correctness\n\n"

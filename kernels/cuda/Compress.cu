@@ -23,6 +23,8 @@
 #include "kernels/cuda/Launch.h"
 #include "kernels/reference/Philox.h"
 
+#include <cuda_pipeline.h>
+
 #include <algorithm>
 
 namespace balancekv::cuda {
@@ -32,6 +34,13 @@ constexpr int kThreads = 128;    // walk CTA
 constexpr int kMaxBlock = 128;   // largest walk block
 constexpr int kGStride = kMaxBlock + 1;
 constexpr int kSelectThreads = 1024;
+
+/// 2^x by the SFU (relative error < 2^-22; no overflow branches).
+__device__ __forceinline__ float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 struct RoundParams {
   const void *key, *value;
@@ -48,6 +57,9 @@ struct RoundParams {
   bool vecKey, vecValue;
 };
 
+/// Starts loading the block's rows into `buf` (rows past bsz are zeroed).
+/// On the vector path the copies are cp.async: every load is in flight at
+/// once and the caller overlaps other work before `__pipeline_wait_prior`.
 template <typename T>
 __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
                          int bsz, int dim, T *buf, int ld, bool vec) {
@@ -56,13 +68,15 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
     const int perRow = dim / kPerVec;
     for (int e = threadIdx.x; e < kMaxBlock * perRow; e += kThreads) {
       int i = e / perRow, c = e % perRow;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (i < bsz)
-        v = *reinterpret_cast<const uint4 *>(head + rows[i] * rowStride +
-                                             c * kPerVec);
       // ld * sizeof(T) is a multiple of 16 on this path.
-      *reinterpret_cast<uint4 *>(buf + i * ld + c * kPerVec) = v;
+      T *dst = buf + i * ld + c * kPerVec;
+      if (i < bsz)
+        __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * kPerVec,
+                                16);
+      else
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
     }
+    __pipeline_commit();
   } else {
     for (int e = threadIdx.x; e < kMaxBlock * dim; e += kThreads) {
       int i = e / dim, x = e % dim;
@@ -185,10 +199,15 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   // |mu|^2 = (1/b) sum_i a_i, so no mean vector is formed.
   const T *keyHead = static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
   loadRows(keyHead, p.ks[2], rows, bsz, p.d, buf, p.ld, p.vecKey);
+  __pipeline_wait_prior(0);
   __syncthreads();
   rawGram(buf, p.ld, bsz, p.d,
           [&](int i, int j, float raw) { G[i * kGStride + j] = raw; });
   __syncthreads();
+  // The values stream in while the key statistics and the exp pass run.
+  const T *valueHead =
+      static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
+  loadRows(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.ld, p.vecValue);
   if (tid < bsz) {
     float s = 0.0f;
     for (int j = 0; j < bsz; ++j)
@@ -212,15 +231,13 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
       int i = e >> 7, j = e & (kMaxBlock - 1);
       if (j < bsz)
         G[i * kGStride + j] =
-            exp2f(e2 * (G[i * kGStride + j] - a[i] - a[j] + mm));
+            fastExp2(e2 * (G[i * kGStride + j] - a[i] - a[j] + mm));
     }
   }
   __syncthreads();
 
   // Values: G_ij *= w_i w_j <v_i, v_j> + c0.
-  const T *valueHead =
-      static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
-  loadRows(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.ld, p.vecValue);
+  __pipeline_wait_prior(0);
   __syncthreads();
   const float c0 = p.c0;
   rawGram(buf, p.ld, bsz, p.dv, [&](int i, int j, float raw) {

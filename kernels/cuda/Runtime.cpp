@@ -79,6 +79,11 @@ balancekv_status checkParams(const balancekv_compress_params *p) {
 
 } // namespace
 
+balancekv_status balancekv::cuda::reportError(balancekv_status status,
+                                              const char *message) {
+  return fail(status, message);
+}
+
 extern "C" {
 
 const char *balancekv_last_error(void) { return lastError.c_str(); }

@@ -590,11 +590,35 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
+int multiprocessorCount() {
+  static int count = [] {
+    int dev = 0, n = 132;
+    if (cudaGetDevice(&dev) == cudaSuccess)
+      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n;
+  }();
+  return count;
+}
+
+/// Splits for the tensor-core path: fill whole waves of `perSM` resident
+/// CTAs per multiprocessor (no half-empty tail wave), at least two tiles per
+/// CTA so that each pipelines one tile ahead.
+int chooseMmaSplits(int64_t base, int64_t m, int perSM) {
+  const int64_t wave = int64_t(multiprocessorCount()) * perSM;
+  const int64_t tiles = std::max<int64_t>(1, (m + kMmaTile - 1) / kMmaTile);
+  const int64_t most = std::max<int64_t>(1, tiles / 2);
+  int64_t splits = std::max<int64_t>(1, wave / std::max<int64_t>(base, 1));
+  // The workspace is sized for at most ceil(m / 256) splits.
+  splits = std::min({splits, most, (m + 255) / 256, int64_t(1024)});
+  return int(std::max<int64_t>(splits, 1));
+}
+
 template <typename T, int D, int DV>
 const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int rowChunks = (p.rows + kMmaRows - 1) / kMmaRows;
-  p.splits = chooseSplits(a.batch, a.kvHeads, rowChunks, a.m);
+  // 3 CTAs per SM: ~70 KB of shared memory and 168 registers each.
+  p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.m, 3);
   p.chunk =
       ((a.m + p.splits - 1) / p.splits + kMmaTile - 1) / kMmaTile * kMmaTile;
   const size_t tiles = sizeof(T) * 2 * kMmaTile * (D + 8 + DV + 8) +

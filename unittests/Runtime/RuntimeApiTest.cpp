@@ -223,3 +223,37 @@ TEST(RuntimeApi, DecodeRejectsBadArguments) {
 }
 
 } // namespace
+
+// The memref entry points that --balancekv-lower-to-runtime-calls targets.
+namespace {
+template <int N> struct MemRefDesc {
+  void *basePtr, *data;
+  int64_t offset, sizes[N], strides[N];
+};
+} // namespace
+
+extern "C" int32_t _mlir_ciface_balancekv_rt_compress_bf16(
+    MemRefDesc<4> *, MemRefDesc<4> *, MemRefDesc<4> *, MemRefDesc<4> *,
+    MemRefDesc<3> *, int32_t, int64_t, int64_t, int64_t, int64_t, double,
+    double, double, int64_t, float);
+
+namespace {
+TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
+  static uint16_t host[2 * 64 * 16];
+  static float lwHost[2 * 64];
+  MemRefDesc<4> k{host, host, 0, {1, 2, 64, 16}, {2048, 1024, 16, 1}};
+  MemRefDesc<4> ck{host, host, 0, {1, 2, 64, 16}, {2048, 1024, 16, 1}};
+  MemRefDesc<3> lw{lwHost, lwHost, 0, {1, 2, 64}, {128, 64, 1}};
+  // A bad parameter is reported before anything touches CUDA.
+  expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
+                  &k, &k, &ck, &ck, &lw, 0, /*rounds=*/17, 128, 32, 32, 4.0,
+                  1.0, 0.025, 0, 0.0f)),
+              BALANCEKV_STATUS_INVALID_ARGUMENT, "params.rounds");
+  // Host buffers are refused (with or without a GPU present).
+  expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
+                  &k, &k, &ck, &ck, &lw, 0, 2, 128, 32, 32, 4.0, 1.0, 0.025,
+                  0, 0.0f)),
+              BALANCEKV_STATUS_INVALID_ARGUMENT,
+              "the buffers must be device memory");
+}
+} // namespace

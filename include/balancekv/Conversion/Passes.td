@@ -24,4 +24,33 @@ def BalanceKVLowerToLoopsPass : Pass<"balancekv-lower-to-loops"> {
   ];
 }
 
+def BalanceKVLowerToRuntimeCallsPass
+    : Pass<"balancekv-lower-to-runtime-calls", "::mlir::ModuleOp"> {
+  let summary = "Replace balancekv ops by calls into the CUDA kernels' C API";
+  let description = [{
+    The library-call pattern (as upstream's `convert-linalg-to-std`): each
+    `compress` (methods `balance`, `uniform`), `weighted_attention` and
+    decode-shaped `attention` becomes a `func.call` to
+    `balancekv_rt_<op>_<f16|bf16|f32>` with its operands as memrefs
+    (`bufferization.to_buffer`), freshly allocated result buffers
+    (`memref.alloc`, handed back through `bufferization.to_tensor`) and the
+    op's attributes as scalars. The declarations carry
+    `llvm.emit_c_interface`; `kernels/cuda/MemRefShim.cpp` implements the
+    `_mlir_ciface_` entry points over `balancekv_compress` and
+    `balancekv_weighted_decode_attention`, so a compiler links
+    `libbalancekv_cuda.so` and needs no CUDA of its own. The buffers must be
+    device memory (e.g. after `gpu.alloc`-based bufferization); each call
+    returns the C API status as an i32.
+
+    Ops the kernels do not cover are diagnosed (other compression methods,
+    more than 16 queries, value dims other than 32/64/128/256, `kv_len`
+    that is not i32).
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",
+    "::mlir::func::FuncDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 #endif // BALANCEKV_CONVERSION_PASSES_TD

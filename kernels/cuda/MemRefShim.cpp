@@ -1,0 +1,151 @@
+//===- MemRefShim.cpp - MLIR memref ABI entry points over the C API ------===//
+//
+// `--balancekv-lower-to-runtime-calls` emits calls to
+// `balancekv_rt_{compress,weighted_decode}_<f16|bf16|f32>` with
+// `llvm.emit_c_interface`; MLIR's LLVM lowering calls them as
+// `_mlir_ciface_<name>(descriptor *...)`. These wrappers unpack the
+// descriptors, take a stream-ordered workspace, and return the C API status.
+// The buffers must be device memory.
+//
+//===----------------------------------------------------------------------===//
+
+#include "balancekv/Runtime/BalanceKVRuntime.h"
+#include "kernels/cuda/Launch.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace {
+
+/// MLIR's ranked memref descriptor (StridedMemRefType) for rank N.
+template <int N> struct MemRef {
+  void *basePtr;
+  void *data;
+  int64_t offset;
+  int64_t sizes[N];
+  int64_t strides[N];
+};
+
+template <int N> const void *start(const MemRef<N> *m, int elemSize) {
+  return static_cast<const char *>(m->data) + m->offset * elemSize;
+}
+
+balancekv_tensor view(const MemRef<4> *m, int elemSize) {
+  return {start(m, elemSize),
+          {m->strides[0], m->strides[1], m->strides[2], m->strides[3]}};
+}
+
+balancekv_mutable_tensor mutableView(const MemRef<4> *m, int elemSize) {
+  return {const_cast<void *>(start(m, elemSize)),
+          {m->strides[0], m->strides[1], m->strides[2], m->strides[3]}};
+}
+
+/// The kernels need device (or managed) memory; a host buffer would fault.
+bool onDevice(const void *p) {
+  cudaPointerAttributes a;
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError(); // not a CUDA pointer, or no device: clear the error
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+int32_t notOnDevice() {
+  return balancekv::cuda::reportError(
+      BALANCEKV_STATUS_INVALID_ARGUMENT,
+      "balancekv_rt_*: the buffers must be device memory");
+}
+
+/// A workspace on the default stream for one call.
+struct Workspace {
+  void *ptr = nullptr;
+  cudaError_t err = cudaSuccess;
+  explicit Workspace(size_t bytes) {
+    if (bytes)
+      err = cudaMallocAsync(&ptr, bytes, nullptr);
+  }
+  ~Workspace() {
+    if (ptr)
+      cudaFreeAsync(ptr, nullptr);
+  }
+};
+
+int32_t compress(balancekv_dtype dt, int elem, MemRef<4> *k, MemRef<4> *v,
+                 MemRef<4> *ck, MemRef<4> *cv, MemRef<3> *lw, int32_t method,
+                 int64_t rounds, int64_t block, int64_t sink, int64_t recent,
+                 double gamma, double temperature, double c0, int64_t seed,
+                 float scale) {
+  balancekv_compress_params p{balancekv_method(method), rounds, block, sink,
+                              recent, gamma, temperature, c0, uint64_t(seed),
+                              scale};
+  size_t bytes = 0;
+  if (balancekv_status s = balancekv_compress_workspace_size(
+          k->sizes[0], k->sizes[1], k->sizes[2], &p, &bytes))
+    return s;
+  if (lw->strides[2] != 1 || lw->strides[1] != lw->sizes[2] ||
+      lw->strides[0] != lw->sizes[1] * lw->sizes[2])
+    return balancekv::cuda::reportError(
+        BALANCEKV_STATUS_UNSUPPORTED,
+        "balancekv_rt_compress: log-weights must be contiguous");
+  if (!onDevice(k->data) || !onDevice(v->data) || !onDevice(ck->data) ||
+      !onDevice(cv->data) || !onDevice(lw->data))
+    return notOnDevice();
+  Workspace ws(bytes);
+  if (ws.err != cudaSuccess)
+    return balancekv::cuda::reportError(BALANCEKV_STATUS_CUDA_ERROR,
+                                        "cudaMallocAsync of the workspace");
+  return balancekv_compress(
+      dt, view(k, elem), view(v, elem), k->sizes[0], k->sizes[1], k->sizes[2],
+      k->sizes[3], v->sizes[3], &p, mutableView(ck, elem),
+      mutableView(cv, elem),
+      static_cast<float *>(const_cast<void *>(start(lw, 4))), nullptr, ws.ptr,
+      bytes, nullptr);
+}
+
+int32_t decode(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
+               MemRef<4> *v, MemRef<3> *lw, int32_t hasLw, MemRef<1> *lens,
+               int32_t hasLens, MemRef<4> *out, float scale, int32_t causal) {
+  size_t bytes = 0;
+  if (balancekv_status s = balancekv_weighted_decode_workspace_size(
+          q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], v->sizes[3],
+          &bytes))
+    return s;
+  if (!onDevice(q->data) || !onDevice(k->data) || !onDevice(v->data) ||
+      !onDevice(out->data) || (hasLw && !onDevice(lw->data)) ||
+      (hasLens && !onDevice(lens->data)))
+    return notOnDevice();
+  Workspace ws(bytes);
+  if (ws.err != cudaSuccess)
+    return BALANCEKV_STATUS_CUDA_ERROR;
+  return balancekv_weighted_decode_attention(
+      dt, view(q, elem), view(k, elem), view(v, elem),
+      hasLw ? static_cast<const float *>(start(lw, 4)) : nullptr,
+      hasLens ? static_cast<const int32_t *>(start(lens, 4)) : nullptr,
+      q->sizes[0], q->sizes[1], k->sizes[1], q->sizes[2], k->sizes[2],
+      k->sizes[3], v->sizes[3], scale, causal, mutableView(out, elem), ws.ptr,
+      bytes, nullptr);
+}
+
+} // namespace
+
+#define BALANCEKV_SHIM(SUFFIX, DTYPE, ELEM)                                    \
+  extern "C" int32_t _mlir_ciface_balancekv_rt_compress_##SUFFIX(              \
+      MemRef<4> *k, MemRef<4> *v, MemRef<4> *ck, MemRef<4> *cv, MemRef<3> *lw, \
+      int32_t method, int64_t rounds, int64_t block, int64_t sink,             \
+      int64_t recent, double gamma, double temperature, double c0,             \
+      int64_t seed, float scale) {                                             \
+    return compress(DTYPE, ELEM, k, v, ck, cv, lw, method, rounds, block,      \
+                    sink, recent, gamma, temperature, c0, seed, scale);        \
+  }                                                                            \
+  extern "C" int32_t _mlir_ciface_balancekv_rt_weighted_decode_##SUFFIX(       \
+      MemRef<4> *q, MemRef<4> *k, MemRef<4> *v, MemRef<3> *lw, int32_t hasLw,  \
+      MemRef<1> *lens, int32_t hasLens, MemRef<4> *out, float scale,           \
+      int32_t causal) {                                                        \
+    return decode(DTYPE, ELEM, q, k, v, lw, hasLw, lens, hasLens, out, scale,  \
+                  causal);                                                     \
+  }
+
+BALANCEKV_SHIM(f16, BALANCEKV_DTYPE_F16, 2)
+BALANCEKV_SHIM(bf16, BALANCEKV_DTYPE_BF16, 2)
+BALANCEKV_SHIM(f32, BALANCEKV_DTYPE_F32, 4)

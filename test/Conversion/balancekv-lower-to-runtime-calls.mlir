@@ -1,0 +1,103 @@
+// RUN: balancekv-opt %s --balancekv-lower-to-runtime-calls --split-input-file --verify-diagnostics | FileCheck %s
+// The calls survive bufferization and lower to the C-interface entry points.
+// RUN: balancekv-opt %s --balancekv-lower-to-runtime-calls --split-input-file --verify-diagnostics \
+// RUN:   --one-shot-bufferize="bufferize-function-boundaries" --finalize-memref-to-llvm \
+// RUN:   --convert-func-to-llvm --convert-arith-to-llvm --reconcile-unrealized-casts | FileCheck %s --check-prefix=LLVM
+
+// CHECK-DAG: func.func private @balancekv_rt_compress_bf16(memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32) -> i32 attributes {llvm.emit_c_interface}
+// CHECK-DAG: func.func private @balancekv_rt_weighted_decode_bf16({{.*}}) -> i32 attributes {llvm.emit_c_interface}
+// CHECK-LABEL: func.func @decode
+// CHECK-SAME: (%[[Q:.*]]: tensor<1x32x1x128xbf16>, %[[K:.*]]: tensor<1x8x4096x128xbf16>, %[[V:.*]]: tensor<1x8x4096x128xbf16>)
+// CHECK: %[[CK:.*]] = memref.alloc() : memref<1x8x1072x128xbf16>
+// CHECK: %[[CV:.*]] = memref.alloc() : memref<1x8x1072x128xbf16>
+// CHECK: %[[LW:.*]] = memref.alloc() : memref<1x8x1072xf32>
+// CHECK: %[[KB:.*]] = bufferization.to_buffer %[[K]] read_only
+// method 0 (balance), rounds 2, block 128, sink 32, recent 32, gamma, temperature, c0, seed 3, scale 0 (1/sqrt(D))
+// CHECK: %{{.*}} = call @balancekv_rt_compress_bf16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c0_i32, %c2_i64, %c128_i64, %c32_i64, %c32_i64{{.*}}, %cst, %cst{{.*}}, %cst{{.*}}, %c3_i64, %cst{{.*}})
+// CHECK: %[[CKT:.*]] = bufferization.to_tensor %[[CK]] restrict writable
+// CHECK: %[[OUT:.*]] = memref.alloc() : memref<1x32x1x128xbf16>
+// has log-weights = 1, has kv_len = 0, scale 1/sqrt(128), causal = 1
+// CHECK: call @balancekv_rt_weighted_decode_bf16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c1_i32, %{{.*}}, %c0_i32{{.*}}, %{{.*}}, %cst{{.*}}, %c1_i32{{.*}})
+// CHECK: %[[R:.*]] = bufferization.to_tensor %[[OUT]] restrict writable
+// CHECK: return %[[R]]
+// The declarations get C-interface wrappers that pass descriptor pointers.
+// LLVM-DAG: llvm.call @_mlir_ciface_balancekv_rt_compress_bf16({{.*}}) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32) -> i32
+// LLVM-DAG: llvm.call @_mlir_ciface_balancekv_rt_weighted_decode_bf16({{.*}}) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr, i32, !llvm.ptr, f32, i32) -> i32
+// LLVM-LABEL: llvm.func @decode
+// LLVM: llvm.call @balancekv_rt_compress_bf16(
+// LLVM: llvm.call @balancekv_rt_weighted_decode_bf16(
+func.func @decode(%q: tensor<1x32x1x128xbf16>, %k: tensor<1x8x4096x128xbf16>, %v: tensor<1x8x4096x128xbf16>) -> tensor<1x32x1x128xbf16> {
+  %ck, %cv, %lw = balancekv.compress %k, %v {seed = 3 : i64} : tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16>
+  %o = balancekv.weighted_attention %q, %ck, %cv, %lw causal : tensor<1x32x1x128xbf16>, tensor<1x8x1072x128xbf16>, tensor<1x8x1072x128xbf16>, tensor<1x8x1072xf32> -> tensor<1x32x1x128xbf16>
+  return %o : tensor<1x32x1x128xbf16>
+}
+
+// -----
+
+// Plain decode attention: no log-weights (empty buffer, flag 0), kv_len as
+// i32, dynamic batch and cache length.
+// CHECK-LABEL: func.func @attention_kv_len
+// CHECK: %[[D0:.*]] = tensor.dim %{{.*}}, %c0
+// CHECK: memref.alloc(%[[D0]]) : memref<?x8x2x64xf16>
+// CHECK: memref.alloca() : memref<0x0x0xf32>
+// CHECK: %[[LENS:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?xi32>
+// CHECK: call @balancekv_rt_weighted_decode_f16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c0_i32, %{{.*}}, %c1_i32
+// LLVM: llvm.call @_mlir_ciface_balancekv_rt_weighted_decode_f16
+// LLVM-LABEL: llvm.func @attention_kv_len
+// LLVM: llvm.call @balancekv_rt_weighted_decode_f16(
+func.func @attention_kv_len(%q: tensor<?x8x2x64xf16>, %k: tensor<?x2x?x64xf16>, %v: tensor<?x2x?x64xf16>,
+                            %len: tensor<?xi32>) -> tensor<?x8x2x64xf16> {
+  %o = balancekv.attention %q, %k, %v kv_len(%len : tensor<?xi32>)
+      : tensor<?x8x2x64xf16>, tensor<?x2x?x64xf16>, tensor<?x2x?x64xf16> -> tensor<?x8x2x64xf16>
+  return %o : tensor<?x8x2x64xf16>
+}
+
+// -----
+
+func.func @snapkv_has_no_kernel(%k: tensor<1x8x4096x128xbf16>, %v: tensor<1x8x4096x128xbf16>,
+                                %q: tensor<1x8x1x128xbf16>) -> tensor<1x8x1072xf32> {
+  // expected-error @+1 {{'balancekv.compress' op method 'snapkv' has no CUDA kernel; lower it with --balancekv-lower-to-loops}}
+  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%q : tensor<1x8x1x128xbf16>)
+      : tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16>
+  return %lw : tensor<1x8x1072xf32>
+}
+
+// -----
+
+func.func @prefill_is_not_decode(%q: tensor<1x8x64x128xbf16>, %k: tensor<1x8x4096x128xbf16>,
+                                 %v: tensor<1x8x4096x128xbf16>) -> tensor<1x8x64x128xbf16> {
+  // expected-error @+1 {{'balancekv.attention' op the decode kernel takes at most 16 queries (a static L), got 64}}
+  %o = balancekv.attention %q, %k, %v causal
+      : tensor<1x8x64x128xbf16>, tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16> -> tensor<1x8x64x128xbf16>
+  return %o : tensor<1x8x64x128xbf16>
+}
+
+// -----
+
+func.func @value_dim(%q: tensor<1x8x1x128xbf16>, %k: tensor<1x8x4096x128xbf16>,
+                     %v: tensor<1x8x4096x96xbf16>) -> tensor<1x8x1x96xbf16> {
+  // expected-error @+1 {{'balancekv.attention' op the decode kernel takes value dims 32, 64, 128 or 256}}
+  %o = balancekv.attention %q, %k, %v
+      : tensor<1x8x1x128xbf16>, tensor<1x8x4096x128xbf16>, tensor<1x8x4096x96xbf16> -> tensor<1x8x1x96xbf16>
+  return %o : tensor<1x8x1x96xbf16>
+}
+
+// -----
+
+func.func @head_dim(%q: tensor<1x8x1x100xbf16>, %k: tensor<1x8x4096x100xbf16>,
+                    %v: tensor<1x8x4096x128xbf16>) -> tensor<1x8x1x128xbf16> {
+  // expected-error @+1 {{'balancekv.attention' op the decode kernel takes a static head dim, a multiple of 8 up to 256}}
+  %o = balancekv.attention %q, %k, %v
+      : tensor<1x8x1x100xbf16>, tensor<1x8x4096x100xbf16>, tensor<1x8x4096x128xbf16> -> tensor<1x8x1x128xbf16>
+  return %o : tensor<1x8x1x128xbf16>
+}
+
+// -----
+
+func.func @kv_len_i64(%q: tensor<1x8x1x128xbf16>, %k: tensor<1x8x4096x128xbf16>,
+                      %v: tensor<1x8x4096x128xbf16>, %len: tensor<1xi64>) -> tensor<1x8x1x128xbf16> {
+  // expected-error @+1 {{'balancekv.attention' op the decode kernel takes kv_len as i32}}
+  %o = balancekv.attention %q, %k, %v kv_len(%len : tensor<1xi64>)
+      : tensor<1x8x1x128xbf16>, tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16> -> tensor<1x8x1x128xbf16>
+  return %o : tensor<1x8x1x128xbf16>
+}
