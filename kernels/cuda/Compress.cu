@@ -62,11 +62,12 @@ struct RoundParams {
 /// once and the caller overlaps other work before `__pipeline_wait_prior`.
 template <typename T>
 __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
-                         int bsz, int dim, T *buf, int ld, bool vec) {
+                         int bsz, int dim, T *buf, int ld, bool vec,
+                         int tid = threadIdx.x, int nthreads = kThreads) {
   constexpr int kPerVec = 16 / sizeof(T);
   if (vec) {
     const int perRow = dim / kPerVec;
-    for (int e = threadIdx.x; e < kMaxBlock * perRow; e += kThreads) {
+    for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
       int i = e / perRow, c = e % perRow;
       // ld * sizeof(T) is a multiple of 16 on this path.
       T *dst = buf + i * ld + c * kPerVec;
@@ -78,7 +79,7 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
     }
     __pipeline_commit();
   } else {
-    for (int e = threadIdx.x; e < kMaxBlock * dim; e += kThreads) {
+    for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
       int i = e / dim, x = e % dim;
       buf[i * ld + x] = i < bsz ? head[rows[i] * rowStride + x]
                                 : fromFloat<T>(0.0f);
@@ -278,6 +279,227 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
     plus += __shfl_xor_sync(0xffffffffu, plus, o);
   if (lane == 0)
     p.blockPlus[bh * p.numBlocks + blk] = plus;
+}
+
+
+//===----------------------------------------------------------------------===//
+// Persistent, warp-specialised round (16-bit types, dims % 16 == 0)
+//===----------------------------------------------------------------------===//
+//
+// One CTA per SM walks a strided list of (batch, head, block) items. Eight
+// producer warps prepare item j+1 (rows, loads, Gram, epilogues) into one of
+// two G buffers while the consumer warp walks item j from the other, so the
+// serial walk overlaps everything else. Hand-off by named barriers:
+//   FULL[s]  producers bar.arrive, consumer bar.sync  (G[s] ready)
+//   EMPTY[s] consumer bar.arrive, producers bar.sync  (G[s] free again)
+
+constexpr int kProducerWarps = 8;
+constexpr int kProducers = kProducerWarps * 32;
+constexpr int kPersistentThreads = kProducers + 32;
+enum : int { kBarProducers = 1, kBarFull0 = 2, kBarEmpty0 = 4 };
+
+__device__ __forceinline__ void namedSync(int id, int n) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void namedArrive(int id, int n) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+
+/// raw_ij for i, j < bsz by the producer warps: warp w owns rows 16w..16w+15.
+template <typename T, typename Epilogue>
+__device__ void rawGramProducers(const T *buf, int ld, int bsz, int dim,
+                                 int ptid, Epilogue epilogue,
+                                 float *rowMean = nullptr) {
+  const int warp = ptid >> 5, lane = ptid & 31;
+  const int g = lane >> 2, t = lane & 3, m0 = warp * 16;
+  if (m0 >= bsz)
+    return;
+  float acc[16][4] = {};
+  for (int k0 = 0; k0 < dim; k0 += 16) {
+    const T *r0 = buf + (m0 + g) * ld + k0 + t * 2, *r1 = r0 + 8 * ld;
+    uint32_t a[4] = {*reinterpret_cast<const uint32_t *>(r0),
+                     *reinterpret_cast<const uint32_t *>(r1),
+                     *reinterpret_cast<const uint32_t *>(r0 + 8),
+                     *reinterpret_cast<const uint32_t *>(r1 + 8)};
+#pragma unroll
+    for (int nt = 0; nt < 16; ++nt) {
+      const T *c0 = buf + (nt * 8 + g) * ld + k0 + t * 2;
+      uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(c0),
+                       *reinterpret_cast<const uint32_t *>(c0 + 8)};
+      MmaOp<T>::run(acc[nt], a, b);
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      int i = m0 + g + (r >= 2 ? 8 : 0), j = nt * 8 + t * 2 + (r & 1);
+      if (i < bsz && j < bsz)
+        epilogue(i, j, acc[nt][r]);
+    }
+  if (rowMean) {
+    // The warp covers all columns: the row sums need only the 4 lanes of a
+    // row (zero-filled columns past bsz add nothing).
+    float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < 16; ++nt) {
+      s0 += acc[nt][0] + acc[nt][1];
+      s1 += acc[nt][2] + acc[nt][3];
+    }
+    s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+    s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+    if (t == 0) {
+      if (m0 + g < bsz)
+        rowMean[m0 + g] = s0 / float(bsz);
+      if (m0 + g + 8 < bsz)
+        rowMean[m0 + g + 8] = s1 / float(bsz);
+    }
+  }
+}
+
+struct SlotInfo {
+  int bsz, blk, b, h;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kPersistentThreads, 1)
+    walkRoundPersistentKernel(RoundParams p, int64_t items) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  float *Gs = reinterpret_cast<float *>(smem);          // [2][128][129]
+  float *as = Gs + 2 * kMaxBlock * kGStride;             // [2][128]
+  float *ws = as + 2 * kMaxBlock;                        // [128] (producers)
+  float *us = ws + kMaxBlock;                            // [2][128]
+  float *sig = us + 2 * kMaxBlock;                       // [128] (consumer)
+  float *muNorm = sig + kMaxBlock;                       // [2]
+  int *rows = reinterpret_cast<int *>(muNorm + 4);       // [128]
+  SlotInfo *info = reinterpret_cast<SlotInfo *>(rows + kMaxBlock); // [2]
+  T *buf = reinterpret_cast<T *>(info + 2);
+  const int tid = threadIdx.x;
+  const int64_t numBlocks = p.numBlocks;
+  const int heads = p.heads;
+
+  if (tid >= kProducers) {
+    // Consumer: the walk.
+    const int lane = tid - kProducers;
+    namedArrive(kBarEmpty0 + 0, kPersistentThreads);
+    namedArrive(kBarEmpty0 + 1, kPersistentThreads);
+    int64_t j = 0;
+    for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
+      const int slot = int(j & 1);
+      namedSync(kBarFull0 + slot, kPersistentThreads);
+      const SlotInfo si = info[slot];
+      const float *G = Gs + slot * kMaxBlock * kGStride;
+      const float *u = us + slot * kMaxBlock;
+      const float gamma = p.gamma;
+      float S[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      // Branch-free (sigma = 0 past bsz) so that the loads of G for the
+      // next steps are issued ahead of the dependent chain.
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) {
+        if (jj * 32 >= si.bsz)
+          break;
+#pragma unroll 8
+        for (int l = 0; l < 32; ++l) {
+          const int i = jj * 32 + l;
+          float s = __shfl_sync(0xffffffffu, S[jj], l);
+          float prob = fminf(fmaxf(0.5f - gamma * s, 0.0f), 1.0f);
+          const bool live = i < si.bsz;
+          float sg = u[i] < prob ? 1.0f : -1.0f;
+          if (lane == 0)
+            sig[i] = sg;
+          // Columns past bsz hold stale values: select, never multiply.
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            float gq = G[(lane + 32 * q) * kGStride + i];
+            S[q] = live ? fmaf(gq, sg, S[q]) : S[q];
+          }
+        }
+      }
+      __syncwarp();
+      const int64_t bh = int64_t(si.b) * heads + si.h;
+      int8_t *out = p.sigma + bh * p.l0 + int64_t(si.blk) * p.blockSize;
+      int plus = 0;
+      for (int i = lane; i < si.bsz; i += 32) {
+        out[i] = sig[i] > 0.0f ? 1 : -1;
+        plus += sig[i] > 0.0f;
+      }
+      for (int o = 16; o > 0; o >>= 1)
+        plus += __shfl_xor_sync(0xffffffffu, plus, o);
+      if (lane == 0)
+        p.blockPlus[bh * numBlocks + si.blk] = plus;
+      __syncwarp();
+      namedArrive(kBarEmpty0 + slot, kPersistentThreads);
+    }
+    return;
+  }
+
+  // Producers.
+  const int ptid = tid;
+  int64_t j = 0;
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
+    const int slot = int(j & 1);
+    const int blk = int(item % numBlocks);
+    const int h = int((item / numBlocks) % heads);
+    const int b = int(item / (numBlocks * heads));
+    const int64_t bh = int64_t(b) * heads + h;
+    const int64_t start = int64_t(blk) * p.blockSize;
+    const int bsz = int(min(int64_t(p.blockSize), p.len - start));
+    const int32_t *cur = p.cur + bh * p.l0 + start;
+    const float *lw = p.lw + bh * p.l0 + start;
+    float *G = Gs + slot * kMaxBlock * kGStride;
+    float *a = as + slot * kMaxBlock;
+    float *u = us + slot * kMaxBlock;
+    // The previous item's value Gram has finished with rows/ws/buf (the
+    // producer barrier at its end); wait until the walk freed G[slot].
+    namedSync(kBarEmpty0 + slot, kPersistentThreads);
+    if (ptid < bsz) {
+      rows[ptid] = int(p.mid0 + cur[ptid]);
+      ws[ptid] = expf(lw[ptid]);
+      u[ptid] = walkUniform(p.seed, uint32_t(ptid), uint32_t(blk), p.round,
+                            uint32_t(b), uint32_t(h));
+    }
+    if (ptid == 0)
+      info[slot] = SlotInfo{bsz, blk, b, h};
+    namedSync(kBarProducers, kProducers);
+    const T *keyHead =
+        static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
+    loadRows(keyHead, p.ks[2], rows, bsz, p.d, buf, p.ld, p.vecKey, ptid,
+             kProducers);
+    __pipeline_wait_prior(0);
+    namedSync(kBarProducers, kProducers);
+    rawGramProducers(
+        buf, p.ld, bsz, p.d, ptid,
+        [&](int i, int jj, float raw) { G[i * kGStride + jj] = raw; }, a);
+    namedSync(kBarProducers, kProducers);
+    const T *valueHead =
+        static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
+    loadRows(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.ld, p.vecValue, ptid,
+             kProducers);
+    if (ptid < 32) {
+      float s = 0.0f;
+      for (int i = ptid; i < bsz; i += 32)
+        s += a[i];
+      for (int o = 16; o > 0; o >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (ptid == 0)
+        muNorm[slot] = s / float(bsz);
+    }
+    __pipeline_wait_prior(0);
+    namedSync(kBarProducers, kProducers);
+    // G_ij = exp(tau s (raw_ij - a_i - a_j + |mu|^2)) (w_i w_j <v_i, v_j> + c0)
+    const float mm = muNorm[slot], e2 = p.expScale * 1.4426950408889634f;
+    const float c0 = p.c0;
+    rawGramProducers(buf, p.ld, bsz, p.dv, ptid, [&](int i, int jj, float raw) {
+      float kk = G[i * kGStride + jj] - a[i] - a[jj] + mm;
+      G[i * kGStride + jj] = fastExp2(e2 * kk) * (ws[i] * ws[jj] * raw + c0);
+    });
+    // G[slot] is complete: hand it to the walk. The producer barrier makes
+    // buf, rows and ws reusable for the next item.
+    namedSync(kBarProducers, kProducers);
+    namedArrive(kBarFull0 + slot, kPersistentThreads);
+  }
 }
 
 /// Step 4, part 1, one warp per (batch, head): finds c (from the blocks'
@@ -650,6 +872,23 @@ const char *launchTyped(const CompressArgs &a) {
     cudaFuncSetAttribute(walkRoundKernel<T>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem));
+    // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0.
+    const bool persistent = elem == 2 && rp.d % 16 == 0 && rp.dv % 16 == 0;
+    const size_t smemP =
+        sizeof(float) * (2 * kMaxBlock * kGStride + 6 * kMaxBlock + 4) +
+        sizeof(int) * kMaxBlock + sizeof(SlotInfo) * 2 +
+        size_t(kMaxBlock) * rp.ld * elem;
+    int sms = 132;
+    if constexpr (sizeof(T) == 2) {
+      if (persistent) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        cudaFuncSetAttribute(walkRoundPersistentKernel<T>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             int(smemP));
+      }
+    }
     int64_t len = l0;
     int which = 0;
     for (int64_t t = 0; t < prm.rounds && len > 1; ++t) {
@@ -660,7 +899,18 @@ const char *launchTyped(const CompressArgs &a) {
       rp.numBlocks = numBlocks;
       rp.round = uint32_t(t);
       dim3 grid(unsigned(numBlocks), unsigned(a.heads), unsigned(a.batch));
-      walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
+      bool launched = false;
+      if constexpr (sizeof(T) == 2) {
+        if (persistent) {
+          const int64_t items = numBlocks * a.heads * a.batch;
+          walkRoundPersistentKernel<T>
+              <<<unsigned(std::min<int64_t>(items, sms)), kPersistentThreads,
+                 smemP, stream>>>(rp, items);
+          launched = true;
+        }
+      }
+      if (!launched)
+        walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
       SelectParams sp{sigma, blockPlus, blockOffset, crossing,
                       l0,    len,       numBlocks,   prm.block_size};
       crossoverScanKernel<<<unsigned(bhCount), 32, 0, stream>>>(sp);
