@@ -87,26 +87,6 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
   }
 }
 
-template <typename T> struct MmaOp;
-template <> struct MmaOp<__half> {
-  __device__ static void run(float *c, const uint32_t *a, const uint32_t *b) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
-                   "r"(b[1]));
-  }
-};
-template <> struct MmaOp<__nv_bfloat16> {
-  __device__ static void run(float *c, const uint32_t *a, const uint32_t *b) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
-                   "r"(b[1]));
-  }
-};
-
 /// raw_ij = <row_i, row_j> for i, j < bsz, handed to `epilogue(i, j, raw)`.
 /// Tensor cores for 16-bit types with dim % 16 == 0, f32 FMA otherwise.
 template <typename T, typename Epilogue>
@@ -141,7 +121,7 @@ __device__ void rawGram(const T *buf, int ld, int bsz, int dim,
                              *reinterpret_cast<const uint32_t *>(c0 + 8)};
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
-              MmaOp<T>::run(acc[mt][nt], a[mt], b);
+              Mma16816<T>::run(acc[mt][nt], a[mt], b[0], b[1]);
           }
         }
 #pragma unroll
@@ -326,7 +306,7 @@ __device__ void rawGramProducers(const T *buf, int ld, int bsz, int dim,
       const T *c0 = buf + (nt * 8 + g) * ld + k0 + t * 2;
       uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(c0),
                        *reinterpret_cast<const uint32_t *>(c0 + 8)};
-      MmaOp<T>::run(acc[nt], a, b);
+      Mma16816<T>::run(acc[nt], a, b[0], b[1]);
     }
   }
 #pragma unroll

@@ -41,6 +41,53 @@ struct DecodeParams {
   bool causal;
 };
 
+/// Keys [t0, t0 + rows) of one KV head and their values into shared memory
+/// (rows past `len` repeat the last key; the caller masks them), and their
+/// log-weights times log2(e). One cp.async group on the vector path.
+template <typename T, bool kVec>
+__device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
+                           const T *kHead, int64_t kStride, const T *vHead,
+                           int64_t vStride, const float *lwHead, int64_t t0,
+                           int64_t len, int rows, int d, int dv) {
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  if constexpr (kVec) {
+    constexpr int kPer = 16 / sizeof(T);
+    for (int e = tid; e < rows * (d / kPer); e += nthreads) {
+      int r = e / (d / kPer), c = e % (d / kPer);
+      int64_t j = min(t0 + r, len - 1);
+      __pipeline_memcpy_async(kd + r * ldk + c * kPer,
+                              kHead + j * kStride + c * kPer, 16);
+    }
+    for (int e = tid; e < rows * (dv / kPer); e += nthreads) {
+      int r = e / (dv / kPer), c = e % (dv / kPer);
+      int64_t j = min(t0 + r, len - 1);
+      __pipeline_memcpy_async(vd + r * ldv + c * kPer,
+                              vHead + j * vStride + c * kPer, 16);
+    }
+  } else {
+    for (int e = tid; e < rows * d; e += nthreads) {
+      int r = e / d, x = e % d;
+      kd[r * ldk + x] = kHead[min(t0 + r, len - 1) * kStride + x];
+    }
+    for (int e = tid; e < rows * dv; e += nthreads) {
+      int r = e / dv, x = e % dv;
+      vd[r * ldv + x] = vHead[min(t0 + r, len - 1) * vStride + x];
+    }
+  }
+  if (tid < rows) {
+    int64_t j = t0 + tid;
+    lwd[tid] = lwHead && j < len ? lwHead[j] * kLog2e : 0.0f;
+  }
+  __pipeline_commit();
+}
+
+/// Keys a query row may see: all `len`, or with `causal` those up to its
+/// position len - L + l.
+__device__ __forceinline__ int64_t visibleKeys(int64_t len, int queryLen,
+                                               int l, bool causal) {
+  return causal ? min(len, len - queryLen + l + 1) : len;
+}
+
 template <typename T, int VPL, bool kVec>
 __global__ void __launch_bounds__(kWarps * 32)
     decodeSplitKernel(DecodeParams p) {
@@ -75,38 +122,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float *lwHead = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
 
   auto loadTile = [&](int stage, int64_t t0) {
-    T *kd = ks + stage * kTile * ldk;
-    T *vd = vsm + stage * kTile * dv;
-    constexpr int kPer = 16 / sizeof(T);
-    if constexpr (kVec) {
-      for (int e = tid; e < kTile * (d / kPer); e += blockDim.x) {
-        int r = e / (d / kPer), c = e % (d / kPer);
-        int64_t j = min(t0 + r, len - 1);
-        __pipeline_memcpy_async(kd + r * ldk + c * kPer,
-                                kHead + j * p.ks[2] + c * kPer, 16);
-      }
-      for (int e = tid; e < kTile * (dv / kPer); e += blockDim.x) {
-        int r = e / (dv / kPer), c = e % (dv / kPer);
-        int64_t j = min(t0 + r, len - 1);
-        __pipeline_memcpy_async(vd + r * dv + c * kPer,
-                                vHead + j * p.vs[2] + c * kPer, 16);
-      }
-    } else {
-      for (int e = tid; e < kTile * d; e += blockDim.x) {
-        int r = e / d, x = e % d;
-        kd[r * ldk + x] = kHead[min(t0 + r, len - 1) * p.ks[2] + x];
-      }
-      for (int e = tid; e < kTile * dv; e += blockDim.x) {
-        int r = e / dv, x = e % dv;
-        vd[r * dv + x] = vHead[min(t0 + r, len - 1) * p.vs[2] + x];
-      }
-    }
-    if (tid < kTile) {
-      int64_t j = t0 + tid;
-      lws[stage * kTile + tid] =
-          lwHead && j < len ? lwHead[j] * kLog2e : 0.0f;
-    }
-    __pipeline_commit();
+    loadKVTile<T, kVec>(ks + stage * kTile * ldk, ldk, vsm + stage * kTile * dv,
+                        dv, lws + stage * kTile, kHead, p.ks[2], vHead,
+                        p.vs[2], lwHead, t0, len, kTile, d, dv);
   };
 
   // Rows of this warp: warp, warp + kWarps, ... (at most kRowsPerWarp).
@@ -120,9 +138,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int c = 0; c < VPL; ++c)
       acc[rr][c] = 0.0f;
     int gr = row0 + warp + rr * kWarps;
-    int l = gr % p.queryLen;
-    // causal: query l sits at len - L + l and sees keys <= it.
-    limit[rr] = p.causal ? min(len, len - p.queryLen + l + 1) : len;
+    limit[rr] = visibleKeys(len, p.queryLen, gr % p.queryLen, p.causal);
   }
 
   if (begin < end)
@@ -240,36 +256,6 @@ __global__ void __launch_bounds__(kWarps * 32)
 constexpr int kMmaRows = 16;  // query rows per CTA (one m16 tile)
 constexpr int kMmaTile = 64;  // keys per CTA tile; 16 per warp
 
-template <typename T> struct Mma16816;
-template <> struct Mma16816<__half> {
-  __device__ static void run(float *c, const uint32_t *a, uint32_t b0,
-                             uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0),
-                   "r"(b1));
-  }
-  __device__ static uint32_t pack(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&h);
-  }
-};
-template <> struct Mma16816<__nv_bfloat16> {
-  __device__ static void run(float *c, const uint32_t *a, uint32_t b0,
-                             uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0),
-                   "r"(b1));
-  }
-  __device__ static uint32_t pack(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&h);
-  }
-};
-
 __device__ __forceinline__ void ldmatrixX4Trans(uint32_t *r, const void *p) {
   uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
@@ -336,27 +322,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float *lwHead = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
 
   auto loadTile = [&](int stage, int64_t t0) {
-    constexpr int kPer = 8; // 16 bytes of 16-bit elements
-    T *kd = kBuf + stage * kMmaTile * kLdk;
-    T *vd = vBuf + stage * kMmaTile * kLdv;
-    for (int e = tid; e < kMmaTile * (D / kPer); e += kWarps * 32) {
-      int r = e / (D / kPer), c = e % (D / kPer);
-      int64_t j = min(t0 + r, len - 1);
-      __pipeline_memcpy_async(kd + r * kLdk + c * kPer,
-                              kHead + j * p.ks[2] + c * kPer, 16);
-    }
-    for (int e = tid; e < kMmaTile * (DV / kPer); e += kWarps * 32) {
-      int r = e / (DV / kPer), c = e % (DV / kPer);
-      int64_t j = min(t0 + r, len - 1);
-      __pipeline_memcpy_async(vd + r * kLdv + c * kPer,
-                              vHead + j * p.vs[2] + c * kPer, 16);
-    }
-    if (tid < kMmaTile) {
-      int64_t j = t0 + tid;
-      lwBuf[stage * kMmaTile + tid] =
-          lwHead && j < len ? lwHead[j] * kLog2e : 0.0f;
-    }
-    __pipeline_commit();
+    loadKVTile<T, true>(kBuf + stage * kMmaTile * kLdk, kLdk,
+                        vBuf + stage * kMmaTile * kLdv, kLdv,
+                        lwBuf + stage * kMmaTile, kHead, p.ks[2], vHead,
+                        p.vs[2], lwHead, t0, len, kMmaTile, D, DV);
   };
 
   // Per lane: rows g (index 0) and g + 8 (index 1).
@@ -365,8 +334,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   int64_t limit[2];
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
-    int l = (row0 + g + 8 * hr) % p.queryLen;
-    limit[hr] = p.causal ? min(len, len - p.queryLen + l + 1) : len;
+    limit[hr] =
+        visibleKeys(len, p.queryLen, (row0 + g + 8 * hr) % p.queryLen, p.causal);
   }
 
   if (begin < end)
