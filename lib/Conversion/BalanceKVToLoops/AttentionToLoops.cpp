@@ -1,196 +1,32 @@
 //===- AttentionToLoops.cpp - attention ops => linalg on tensors ---------===//
 //
-// attention / weighted_attention => linalg.generic chain in f32:
-//   S = Q Kᵀ; S' = scale S + log w, masked (causal, kv_len) to -inf;
-//   P = exp(S' - rowmax); O = (P V) / rowsum(P)
-// GQA by viewing Q as [B, Hkv, G, L, D]. Rows that see no key give zeros.
+// attention / weighted_attention => their AggregatedOpInterface
+// decomposition (lib/Dialect/BalanceKV/IR/AggregatedOpInterfaceImpl.cpp).
 //
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Conversion/BalanceKVToLoops/BalanceKVToLoops.h"
-#include "LoopBuilder.h"
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
-#include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/IR/PatternMatch.h"
 
 using namespace mlir;
 using namespace balancekv;
-using namespace balancekv::loops;
 
 namespace {
-
-struct AttentionParts {
-  Value query, key, value, logWeights, kvLen;
-  float scale;
-  bool causal;
-  RankedTensorType resultType;
-};
-
-Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
-  MLIRContext *ctx = b.getContext();
-  Type f32 = b.getF32Type();
-  auto qType = cast<RankedTensorType>(a.query.getType());
-  Type elem = qType.getElementType();
-  auto size = [&](Value v, int64_t d) {
-    return tensor::getMixedSize(b, b.getLoc(), v, d);
-  };
-  OpFoldResult B = size(a.query, 0), Hkv = size(a.key, 1), L = size(a.query, 2),
-               D = size(a.query, 3), N = size(a.key, 2), Dv = size(a.value, 3);
-  // G = Hq / Hkv.
-  OpFoldResult G;
-  auto hq = getConstantIntValue(size(a.query, 1)),
-       hkv = getConstantIntValue(Hkv);
-  if (hq && hkv)
-    G = b.getIndexAttr(*hq / *hkv);
-  else
-    G = arith::DivUIOp::create(
-            b, getValueOrCreateConstantIndexOp(b, b.getLoc(), size(a.query, 1)),
-            getValueOrCreateConstantIndexOp(b, b.getLoc(), Hkv))
-            .getResult();
-  auto staticOf = [](ArrayRef<OpFoldResult> s) {
-    SmallVector<int64_t> out;
-    for (OpFoldResult o : s)
-      out.push_back(getConstantIntValue(o).value_or(ShapedType::kDynamic));
-    return out;
-  };
-  SmallVector<ReassociationIndices> heads{{0}, {1, 2}, {3}, {4}};
-  SmallVector<OpFoldResult> q5{B, Hkv, G, L, D};
-  Value q = tensor::ExpandShapeOp::create(
-      b, RankedTensorType::get(staticOf(q5), elem), a.query, heads, q5);
-
-  auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
-  auto map = [&](unsigned n, ArrayRef<unsigned> dims) {
-    SmallVector<AffineExpr> r;
-    for (unsigned i : dims)
-      r.push_back(d(i));
-    return AffineMap::get(n, 0, r, ctx);
-  };
-
-  // S[b,h,g,l,n] = sum_d q[b,h,g,l,d] k[b,h,n,d]
-  Value s = filled(b, {B, Hkv, G, L, N}, cF(b, f32, 0.0));
-  s = generic(b, {q, a.key}, {s},
-              {map(6, {0, 1, 2, 3, 5}), map(6, {0, 1, 4, 5}),
-               map(6, {0, 1, 2, 3, 4})},
-              "pppppr", [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                Value p = arith::MulFOp::create(nb, widen(nb, x[0], f32),
-                                                widen(nb, x[1], f32));
-                return SmallVector<Value>{arith::AddFOp::create(nb, x[2], p)};
-              })[0];
-
-  // Scale, log-weight bias and masks.
-  AffineMap id5 = AffineMap::getMultiDimIdentityMap(5, ctx);
-  SmallVector<Value> ins{s};
-  SmallVector<AffineMap> maps{id5};
-  if (a.logWeights) {
-    ins.push_back(a.logWeights);
-    maps.push_back(map(5, {0, 1, 4}));
-  }
-  if (a.kvLen) {
-    ins.push_back(a.kvLen);
-    maps.push_back(map(5, {0}));
-  }
-  maps.push_back(id5);
-  Value nVal = getValueOrCreateConstantIndexOp(b, b.getLoc(), N);
-  Value lVal = getValueOrCreateConstantIndexOp(b, b.getLoc(), L);
-  Value negInf = cF(b, f32, -INFINITY);
-  Value scaleV = cF(b, f32, a.scale);
-  s = generic(b, ins, {s}, maps, "ppppp",
-              [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                Value v = arith::MulFOp::create(nb, x[0], scaleV);
-                unsigned next = 1;
-                if (a.logWeights)
-                  v = arith::AddFOp::create(nb, v, x[next++]);
-                if (!a.kvLen && !a.causal)
-                  return SmallVector<Value>{v};
-                Value len = nVal;
-                if (a.kvLen) {
-                  Value raw = x[next++];
-                  len = raw.getType().isIndex()
-                            ? raw
-                            : arith::IndexCastOp::create(nb, nb.getIndexType(),
-                                                         raw)
-                                  .getResult();
-                }
-                Value limit = len;
-                if (a.causal) {
-                  // query l sits at len - L + l and sees positions <= it.
-                  Value pos = arith::AddIOp::create(
-                      nb, arith::SubIOp::create(nb, len, lVal),
-                      linalgIndex(nb, 3));
-                  limit = arith::MinSIOp::create(
-                      nb, len, arith::AddIOp::create(nb, pos, cIdx(nb, 1)));
-                }
-                Value visible = arith::CmpIOp::create(
-                    nb, arith::CmpIPredicate::slt, linalgIndex(nb, 4), limit);
-                return SmallVector<Value>{
-                    arith::SelectOp::create(nb, visible, v, negInf)};
-              })[0];
-
-  AffineMap row5 = map(5, {0, 1, 2, 3});
-  Value mx = filled(b, {B, Hkv, G, L}, negInf);
-  mx = generic(b, {s}, {mx}, {id5, row5}, "ppppr",
-               [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                 return SmallVector<Value>{
-                     arith::MaximumFOp::create(nb, x[0], x[1])};
-               })[0];
-  Value zero = cF(b, f32, 0.0);
-  s = generic(b, {s, mx}, {s}, {id5, row5, id5}, "ppppp",
-              [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                // A row that sees no key has max -inf: its weights are 0.
-                Value none = arith::CmpFOp::create(
-                    nb, arith::CmpFPredicate::OEQ, x[1], negInf);
-                Value e = math::ExpOp::create(
-                    nb, arith::SubFOp::create(nb, x[0], x[1]));
-                return SmallVector<Value>{
-                    arith::SelectOp::create(nb, none, zero, e)};
-              })[0];
-  Value sum = filled(b, {B, Hkv, G, L}, zero);
-  sum = generic(b, {s}, {sum}, {id5, row5}, "ppppr",
-                [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                  return SmallVector<Value>{
-                      arith::AddFOp::create(nb, x[0], x[1])};
-                })[0];
-  // O[b,h,g,l,e] = sum_n P[b,h,g,l,n] v[b,h,n,e]
-  Value o = filled(b, {B, Hkv, G, L, Dv}, zero);
-  o = generic(b, {s, a.value}, {o},
-              {map(6, {0, 1, 2, 3, 5}), map(6, {0, 1, 5, 4}),
-               map(6, {0, 1, 2, 3, 4})},
-              "pppppr", [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                Value p = arith::MulFOp::create(nb, x[0], widen(nb, x[1], f32));
-                return SmallVector<Value>{arith::AddFOp::create(nb, x[2], p)};
-              })[0];
-  Value out = tensor::EmptyOp::create(b, SmallVector<OpFoldResult>{B, Hkv, G, L, Dv},
-                                      elem);
-  out = generic(b, {o, sum}, {out}, {id5, row5, id5}, "ppppp",
-                [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                  Value empty = arith::CmpFOp::create(
-                      nb, arith::CmpFPredicate::OEQ, x[1], zero);
-                  Value safe = arith::SelectOp::create(nb, empty,
-                                                       cF(nb, f32, 1.0), x[1]);
-                  Value r = arith::DivFOp::create(nb, x[0], safe);
-                  if (elem != f32)
-                    r = arith::TruncFOp::create(nb, elem, r);
-                  return SmallVector<Value>{r};
-                })[0];
-  Value collapsed = tensor::CollapseShapeOp::create(b, out, heads);
-  if (collapsed.getType() != a.resultType)
-    collapsed = tensor::CastOp::create(b, a.resultType, collapsed);
-  return collapsed;
-}
 
 template <typename OpTy>
 struct AttentionToLoops : OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
-    AttentionParts parts{op.getQuery(), op.getKey(), op.getValue(), Value(),
-                         op.getKvLen(), op.getEffectiveScale(), op.getCausal(),
-                         cast<RankedTensorType>(op.getResult().getType())};
-    if constexpr (std::is_same_v<OpTy, WeightedAttentionOp>)
-      parts.logWeights = op.getLogWeights();
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    rewriter.replaceOp(op, lowerAttention(b, parts));
+    FailureOr<SmallVector<Value>> decomposed =
+        cast<linalg::AggregatedOpInterface>(op.getOperation())
+            .decomposeOperation(rewriter);
+    if (failed(decomposed))
+      return failure();
+    rewriter.replaceOp(op, *decomposed);
     return success();
   }
 };

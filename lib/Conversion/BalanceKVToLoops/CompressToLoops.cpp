@@ -14,7 +14,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Conversion/BalanceKVToLoops/BalanceKVToLoops.h"
-#include "LoopBuilder.h"
+#include "balancekv/Support/LoopBuilder.h"
 
 #include "balancekv/Conversion/Utils/Philox.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"

@@ -4,10 +4,19 @@
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
 #include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OpDefinition.h"
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
+
+namespace balancekv {
+// Upstream interface methods (AggregatedOpInterface) spell these unqualified.
+using ::mlir::FailureOr;
+using ::mlir::OpBuilder;
+using ::mlir::SmallVector;
+using ::mlir::Value;
+} // namespace balancekv
 
 #define GET_OP_CLASSES
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h.inc"

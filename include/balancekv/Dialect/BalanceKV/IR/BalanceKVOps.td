@@ -5,6 +5,7 @@
 
 include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.td"
 include "mlir/IR/CommonAttrConstraints.td"
+include "mlir/Dialect/Linalg/IR/LinalgInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
@@ -29,7 +30,8 @@ def BalanceKV_LengthTensor : RankedTensorOf<[I32, I64, Index]>;
 // AttentionOp
 //===----------------------------------------------------------------------===//
 
-def BalanceKV_AttentionOp : BalanceKV_Op<"attention"> {
+def BalanceKV_AttentionOp : BalanceKV_Op<"attention",
+    [DeclareOpInterfaceMethods<AggregatedOpInterface, ["decomposeOperation"]>]> {
   let summary = "exact attention over a KV cache";
   let description = [{
     `softmax(scale * Q Kᵀ) V` per (batch, query head), with query
@@ -135,7 +137,8 @@ def BalanceKV_CompressOp : BalanceKV_Op<"compress",
 // WeightedAttentionOp
 //===----------------------------------------------------------------------===//
 
-def BalanceKV_WeightedAttentionOp : BalanceKV_Op<"weighted_attention"> {
+def BalanceKV_WeightedAttentionOp : BalanceKV_Op<"weighted_attention",
+    [DeclareOpInterfaceMethods<AggregatedOpInterface, ["decomposeOperation"]>]> {
   let summary = "attention over a compressed cache with log-weight bias";
   let description = [{
     `softmax(scale * Q Kᵀ + log_weights) V`: attention over the kept tokens

@@ -1,11 +1,12 @@
 //===- LoopBuilder.h - terse tensor/scf/linalg IR building ------*- C++ -*-===//
 //
-// Internal to the BalanceKV-to-loops lowering: constants, scf.for with
+// Header-only helpers of the linalg/scf lowerings (the attention
+// decomposition and the compress lowering): constants, scf.for with
 // iter_args and linalg.generic with an ImplicitLocOpBuilder body.
 //
 //===----------------------------------------------------------------------===//
-#ifndef BALANCEKV_LIB_CONVERSION_BALANCEKVTOLOOPS_LOOPBUILDER_H
-#define BALANCEKV_LIB_CONVERSION_BALANCEKVTOLOOPS_LOOPBUILDER_H
+#ifndef BALANCEKV_SUPPORT_LOOPBUILDER_H
+#define BALANCEKV_SUPPORT_LOOPBUILDER_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -87,4 +88,4 @@ inline Value linalgIndex(ImplicitLocOpBuilder &b, int64_t dim) {
 
 } // namespace balancekv::loops
 
-#endif // BALANCEKV_LIB_CONVERSION_BALANCEKVTOLOOPS_LOOPBUILDER_H
+#endif // BALANCEKV_SUPPORT_LOOPBUILDER_H
