@@ -7,6 +7,8 @@ build="${BUILD_DIR:-$root/build}"
 
 bash "$root/scripts/build.sh" || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
+bash "$root/scripts/setup-triton.sh" "$build"
+
 log="$build/test-results.log"
 /usr/lib/llvm-22/bin/lit -sv "$build/test" "$build/test/Unit" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -50,7 +50,9 @@ if ptxas:
 if os.path.exists("/dev/nvidia0") or os.environ.get("BALANCEKV_HAS_GPU"):
     config.available_features.add("cuda")
 
-if os.environ.get("BALANCEKV_TRITON_PYTHON"):
+# Real Triton 3.6, installed by scripts/setup-triton.sh when PyPI is reachable.
+triton_python = os.path.join(config.balancekv_obj_root, "triton-venv", "bin",
+                             "python")
+if os.path.exists(triton_python):
     config.available_features.add("triton")
-    config.substitutions.append(("%triton_python",
-                                 os.environ["BALANCEKV_TRITON_PYTHON"]))
+    config.substitutions.append(("%triton_python", triton_python))

@@ -7,6 +7,7 @@
 #include "balancekv/Conversion/Passes.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
 #include "balancekv/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -24,7 +25,7 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
-  registry.insert<balancekv::BalanceKVDialect>();
+  registry.insert<balancekv::BalanceKVDialect, balancekv::tt::TTDialect>();
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "balancekv optimizer driver\n", registry));

@@ -1,0 +1,320 @@
+//===- TritonOps.td - Triton 3.6 `tt` ops, re-declared -------*- tablegen -*-===//
+
+#ifndef BALANCEKV_TRITONCOMPAT_OPS_TD
+#define BALANCEKV_TRITONCOMPAT_OPS_TD
+
+include "balancekv/Dialect/TritonCompat/IR/TritonDialect.td"
+include "mlir/IR/OpAsmInterface.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/CallInterfaces.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+include "mlir/Interfaces/FunctionInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+class TT_Op<string mnemonic, list<Trait> traits = []>
+    : Op<TT_Dialect, mnemonic, traits>;
+
+//===----------------------------------------------------------------------===//
+// Functions
+//===----------------------------------------------------------------------===//
+
+def TT_FuncOp : TT_Op<"func", [AffineScope, AutomaticAllocationScope,
+                               CallableOpInterface, FunctionOpInterface,
+                               IsolatedFromAbove]> {
+  let summary = "a Triton kernel or device function";
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<FunctionType>:$function_type,
+                       OptionalAttr<StrAttr>:$sym_visibility,
+                       OptionalAttr<DictArrayAttr>:$arg_attrs,
+                       OptionalAttr<DictArrayAttr>:$res_attrs);
+  let regions = (region AnyRegion:$body);
+  let hasCustomAssemblyFormat = 1;
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::Region *getCallableRegion() { return &getBody(); }
+    ::llvm::ArrayRef<::mlir::Type> getArgumentTypes() {
+      return getFunctionType().getInputs();
+    }
+    ::llvm::ArrayRef<::mlir::Type> getResultTypes() {
+      return getFunctionType().getResults();
+    }
+    bool isDeclaration() { return isExternal(); }
+  }];
+}
+
+def TT_ReturnOp : TT_Op<"return", [Pure, HasParent<"FuncOp">, ReturnLike,
+                                   Terminator]> {
+  let summary = "return from a tt.func";
+  let arguments = (ins Variadic<AnyType>:$srcs);
+  let assemblyFormat = "attr-dict ($srcs^ `:` type($srcs))?";
+  let hasVerifier = 1;
+}
+
+def TT_CallOp : TT_Op<"call", [CallOpInterface,
+                               DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "call a tt.func";
+  let arguments = (ins FlatSymbolRefAttr:$callee, Variadic<AnyType>:$operands,
+                       OptionalAttr<DictArrayAttr>:$arg_attrs,
+                       OptionalAttr<DictArrayAttr>:$res_attrs);
+  let results = (outs Variadic<AnyType>);
+  let assemblyFormat = [{
+    $callee `(` $operands `)` attr-dict `:` functional-type($operands, results)
+  }];
+  let extraClassDeclaration = [{
+    ::mlir::CallInterfaceCallable getCallableForCallee() {
+      return (*this)->getAttrOfType<::mlir::SymbolRefAttr>("callee");
+    }
+    void setCalleeFromCallable(::mlir::CallInterfaceCallable callee) {
+      (*this)->setAttr("callee", ::llvm::cast<::mlir::SymbolRefAttr>(callee));
+    }
+    ::mlir::Operation::operand_range getArgOperands() { return getOperands(); }
+    ::mlir::MutableOperandRange getArgOperandsMutable() {
+      return getOperandsMutable();
+    }
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Programs, ranges, shapes
+//===----------------------------------------------------------------------===//
+
+def TT_GetProgramIdOp : TT_Op<"get_program_id", [Pure]> {
+  let summary = "index of this program along an axis of the launch grid";
+  let arguments = (ins TT_ProgramDim:$axis);
+  let results = (outs I32:$result);
+  let assemblyFormat = "$axis attr-dict `:` type($result)";
+}
+
+def TT_GetNumProgramsOp : TT_Op<"get_num_programs", [Pure]> {
+  let summary = "size of the launch grid along an axis";
+  let arguments = (ins TT_ProgramDim:$axis);
+  let results = (outs I32:$result);
+  let assemblyFormat = "$axis attr-dict `:` type($result)";
+}
+
+def TT_MakeRangeOp : TT_Op<"make_range", [Pure]> {
+  let summary = "1-D i32 tensor start, start + 1, ..., end - 1";
+  let arguments = (ins I32Attr:$start, I32Attr:$end);
+  let results = (outs RankedTensorOf<[I32]>:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def TT_SplatOp : TT_Op<"splat", [Pure, SameOperandsAndResultElementType]> {
+  let summary = "a tensor filled with a scalar";
+  let arguments = (ins TT_Type:$src);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+}
+
+def TT_BroadcastOp : TT_Op<"broadcast", [Pure,
+                                         SameOperandsAndResultElementType]> {
+  let summary = "broadcast size-1 dims of a tensor";
+  let arguments = (ins TT_Tensor:$src);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def TT_ExpandDimsOp : TT_Op<"expand_dims", [Pure,
+                                            SameOperandsAndResultElementType]> {
+  let summary = "insert a size-1 dim at `axis`";
+  let arguments = (ins TT_Tensor:$src, I32Attr:$axis);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def TT_ReshapeOp : TT_Op<"reshape", [Pure, SameOperandsAndResultElementType]> {
+  let summary = "reinterpret a tensor with another shape";
+  let arguments = (ins TT_Tensor:$src, UnitAttr:$allow_reorder,
+                       UnitAttr:$efficient_layout);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = [{
+    $src (`allow_reorder` $allow_reorder^)? (`efficient_layout` $efficient_layout^)?
+    attr-dict `:` type($src) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def TT_TransOp : TT_Op<"trans", [Pure, SameOperandsAndResultElementType]> {
+  let summary = "permute the dims of a tensor";
+  let arguments = (ins TT_Tensor:$src, DenseI32ArrayAttr:$order);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Pointers, casts
+//===----------------------------------------------------------------------===//
+
+def TT_AddPtrOp : TT_Op<"addptr", [Pure,
+    TypesMatchWith<"result type matches ptr type", "result", "ptr", "$_self">]> {
+  let summary = "pointer + element offset";
+  let arguments = (ins TT_PtrLike:$ptr, TT_IntLike:$offset);
+  let results = (outs TT_PtrLike:$result);
+  let assemblyFormat =
+      "$ptr `,` $offset attr-dict `:` type($result) `,` type($offset)";
+}
+
+def TT_IntToPtrOp : TT_Op<"int_to_ptr", [Pure]> {
+  let arguments = (ins TT_I64Like:$src);
+  let results = (outs TT_PtrLike:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+}
+
+def TT_PtrToIntOp : TT_Op<"ptr_to_int", [Pure]> {
+  let arguments = (ins TT_PtrLike:$src);
+  let results = (outs TT_I64Like:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+}
+
+def TT_BitcastOp : TT_Op<"bitcast", [Pure]> {
+  let arguments = (ins TT_Type:$src);
+  let results = (outs TT_Type:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+}
+
+def TT_FpToFpOp : TT_Op<"fp_to_fp", [Pure]> {
+  let arguments = (ins TT_FloatLike:$src,
+                       OptionalAttr<TT_RoundingModeAttr>:$rounding);
+  let results = (outs TT_FloatLike:$result);
+  let assemblyFormat = [{
+    $src attr-dict (`,` `rounding` `=` $rounding^)? `:` type($src) `->` type($result)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Memory
+//===----------------------------------------------------------------------===//
+
+def TT_LoadOp : TT_Op<"load", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<InferTypeOpInterface>,
+    TypesMatchWith<"mask type matches ptr type", "ptr", "mask",
+                   "getI1SameShape(getPointeeType($_self))",
+                   "($_op.getOperands().size() <= 1) || std::equal_to<>()">,
+    TypesMatchWith<"other matches ptr type", "ptr", "other",
+                   "getPointeeType($_self)",
+                   "($_op.getOperands().size() <= 2) || std::equal_to<>()">]> {
+  let summary = "load through a pointer or a tensor of pointers";
+  let arguments = (ins TT_PtrLike:$ptr, Optional<TT_BoolLike>:$mask,
+    Optional<TT_Type>:$other,
+    DefaultValuedAttr<DenseI32ArrayAttr, "::llvm::ArrayRef<int32_t>{}">:$boundaryCheck,
+    OptionalAttr<TT_PaddingOptionAttr>:$padding,
+    DefaultValuedAttr<TT_CacheModifierAttr, "::balancekv::tt::CacheModifier::NONE">:$cache,
+    DefaultValuedAttr<TT_EvictionPolicyAttr, "::balancekv::tt::EvictionPolicy::NORMAL">:$evict,
+    DefaultValuedAttr<BoolAttr, "false">:$isVolatile);
+  let results = (outs TT_Type:$result);
+  let assemblyFormat = [{
+    $ptr (`,` $mask^)? (`,` $other^)?
+    oilist(`cacheModifier` `=` $cache | `evictionPolicy` `=` $evict)
+    attr-dict `:` type($ptr)
+  }];
+  let hasVerifier = 1;
+}
+
+def TT_StoreOp : TT_Op<"store", [MemoryEffects<[MemWrite]>,
+    TypesMatchWith<"value type matches ptr type", "ptr", "value",
+                   "getPointeeType($_self)">,
+    TypesMatchWith<"mask type matches ptr type", "ptr", "mask",
+                   "getI1SameShape(getPointeeType($_self))",
+                   "($_op.getOperands().size() <= 2) || std::equal_to<>()">]> {
+  let summary = "store through a pointer or a tensor of pointers";
+  let arguments = (ins TT_PtrLike:$ptr, TT_Type:$value,
+    Optional<TT_BoolLike>:$mask,
+    DefaultValuedAttr<DenseI32ArrayAttr, "::llvm::ArrayRef<int32_t>{}">:$boundaryCheck,
+    DefaultValuedAttr<TT_CacheModifierAttr, "::balancekv::tt::CacheModifier::NONE">:$cache,
+    DefaultValuedAttr<TT_EvictionPolicyAttr, "::balancekv::tt::EvictionPolicy::NORMAL">:$evict);
+  let assemblyFormat = [{
+    $ptr `,` $value (`,` $mask^)?
+    oilist(`cacheModifier` `=` $cache | `evictionPolicy` `=` $evict)
+    attr-dict `:` type($ptr)
+  }];
+  let hasVerifier = 1;
+}
+
+def TT_AtomicRMWOp : TT_Op<"atomic_rmw", [MemoryEffects<[MemRead, MemWrite]>]> {
+  let arguments = (ins TT_AtomicRMWAttr:$atomic_rmw_op, TT_PtrLike:$ptr,
+                       TT_Type:$val, Optional<TT_BoolLike>:$mask,
+                       TT_MemSemanticAttr:$sem, TT_MemSyncScopeAttr:$scope);
+  let results = (outs TT_Type:$result);
+  let assemblyFormat = [{
+    $atomic_rmw_op `,` $sem `,` $scope `,` $ptr `,` $val (`,` $mask^)? attr-dict `:`
+    functional-type(operands, $result)
+  }];
+}
+
+def TT_AtomicCASOp : TT_Op<"atomic_cas", [MemoryEffects<[MemRead, MemWrite]>]> {
+  let arguments = (ins TT_PtrLike:$ptr, TT_Type:$cmp, TT_Type:$val,
+                       TT_MemSemanticAttr:$sem, TT_MemSyncScopeAttr:$scope);
+  let results = (outs TT_Type:$result);
+  let assemblyFormat = [{
+    $sem `,` $scope `,` $ptr `,` $cmp `,` $val attr-dict `:`
+    functional-type(operands, $result)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Compute
+//===----------------------------------------------------------------------===//
+
+def TT_DotOp : TT_Op<"dot", [Pure,
+    TypesMatchWith<"accumulator type matches result type", "d", "c", "$_self">]> {
+  let summary = "d = a * b + c";
+  let arguments = (ins TT_Tensor:$a, TT_Tensor:$b, TT_Tensor:$c,
+    DefaultValuedAttr<TT_InputPrecisionAttr, "::balancekv::tt::InputPrecision::IEEE">:$inputPrecision,
+    DefaultValuedAttr<I32Attr, "0">:$maxNumImpreciseAcc);
+  let results = (outs TT_Tensor:$d);
+  let assemblyFormat = [{
+    $a`,` $b`,` $c (`,` `inputPrecision` `=` $inputPrecision^)? attr-dict `:`
+    type($a) `*` type($b) `->` type($d)
+  }];
+  let hasVerifier = 1;
+}
+
+def TT_ReduceOp : TT_Op<"reduce", [Pure, SingleBlock]> {
+  let summary = "reduce tensors along an axis with a combining region";
+  let arguments = (ins Variadic<TT_Tensor>:$srcs, I32Attr:$axis);
+  let results = (outs Variadic<TT_Type>:$result);
+  let regions = (region SizedRegion<1>:$combineOp);
+  let hasVerifier = 1;
+}
+
+def TT_ReduceReturnOp : TT_Op<"reduce.return", [HasParent<"ReduceOp">, Pure,
+                                                Terminator, ReturnLike]> {
+  let arguments = (ins Variadic<AnyType>:$result);
+  let assemblyFormat = "$result attr-dict `:` type($result)";
+}
+
+def TT_ScanOp : TT_Op<"scan", [Pure, SingleBlock]> {
+  let summary = "associative scan along an axis with a combining region";
+  let arguments = (ins Variadic<TT_Tensor>:$srcs, I32Attr:$axis,
+                       BoolAttr:$reverse);
+  let results = (outs Variadic<TT_Tensor>:$result);
+  let regions = (region SizedRegion<1>:$combineOp);
+}
+
+def TT_ScanReturnOp : TT_Op<"scan.return", [HasParent<"ScanOp">, Pure,
+                                            Terminator, ReturnLike]> {
+  let arguments = (ins Variadic<AnyType>:$result);
+  let assemblyFormat = "$result attr-dict `:` type($result)";
+}
+
+def TT_ExternElementwiseOp : TT_Op<"extern_elementwise", [SameVariadicOperandSize]> {
+  let summary = "call of an external elementwise device function";
+  let arguments = (ins Variadic<TT_Type>:$srcs, StrAttr:$libname,
+                       StrAttr:$libpath, StrAttr:$symbol, BoolAttr:$pure);
+  let results = (outs TT_Type:$result);
+  let assemblyFormat =
+      "operands attr-dict `:` functional-type(operands, $result)";
+}
+
+def TT_AssertOp : TT_Op<"assert", [MemoryEffects<[MemWrite]>]> {
+  let summary = "device-side assert";
+  let arguments = (ins TT_BoolLike:$condition, StrAttr:$message);
+  let assemblyFormat = "$condition `,` $message attr-dict `:` type($condition)";
+}
+
+#endif // BALANCEKV_TRITONCOMPAT_OPS_TD

@@ -1,0 +1,114 @@
+// RUN: balancekv-opt %s --split-input-file --verify-diagnostics
+
+tt.func @f() {
+  // expected-error @+1 {{'tt.make_range' op start must be less than end}}
+  %r = tt.make_range {end = 0 : i32, start = 4 : i32} : tensor<4xi32>
+  tt.return
+}
+
+// -----
+
+tt.func @f() {
+  // expected-error @+1 {{'tt.make_range' op result must be a 1-D tensor of end - start elements}}
+  %r = tt.make_range {end = 8 : i32, start = 0 : i32} : tensor<4xi32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<2x4xf32>) {
+  // expected-error @+1 {{'tt.broadcast' op can only broadcast dims of size 1, got 2 -> 8}}
+  %b = tt.broadcast %t : tensor<2x4xf32> -> tensor<8x4xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<4xf32>) {
+  // expected-error @+1 {{'tt.expand_dims' op result shape must be the source shape with a 1 at axis 0}}
+  %e = tt.expand_dims %t {axis = 0 : i32} : tensor<4xf32> -> tensor<4x1xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<4xf32>) {
+  // expected-error @+1 {{'tt.reshape' op source and result must have the same number of elements}}
+  %r = tt.reshape %t : tensor<4xf32> -> tensor<2x4xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<2x4xf32>) {
+  // expected-error @+1 {{'tt.trans' op order must be a permutation}}
+  %r = tt.trans %t {order = array<i32: 0, 0>} : tensor<2x4xf32> -> tensor<2x4xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<2x4xf32>) {
+  // expected-error @+1 {{'tt.trans' op result dim 0 must be source dim 1}}
+  %r = tt.trans %t {order = array<i32: 1, 0>} : tensor<2x4xf32> -> tensor<2x4xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%a: tensor<16x8xf16>, %b: tensor<16x8xf16>, %c: tensor<16x8xf32>) {
+  // expected-error @+1 {{'tt.dot' op shapes do not form a matrix product}}
+  %d = tt.dot %a, %b, %c : tensor<16x8xf16> * tensor<16x8xf16> -> tensor<16x8xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<4xf32>) {
+  // expected-error @+1 {{'tt.reduce' op axis 1 out of range for rank 1}}
+  %r = "tt.reduce"(%t) <{axis = 1 : i32}> ({
+  ^bb0(%a: f32, %b: f32):
+    %s = arith.addf %a, %b : f32
+    tt.reduce.return %s : f32
+  }) : (tensor<4xf32>) -> f32
+  tt.return
+}
+
+// -----
+
+tt.func @f(%x: f32) -> i32 {
+  // expected-error @+1 {{'tt.return' op type of return operand ('f32') does not match the function result type ('i32')}}
+  tt.return %x : f32
+}
+
+// -----
+
+tt.func @f(%x: f32) {
+  // expected-error @+1 {{'tt.call' op 'missing' does not reference a valid tt.func}}
+  %y = tt.call @missing(%x) : (f32) -> f32
+  tt.return
+}
+
+// -----
+
+tt.func @f(%p: tensor<4x!tt.ptr<f32>>, %v: tensor<4xf16>) {
+  // expected-error @+1 {{'tt.store' op failed to verify that value type matches ptr type}}
+  "tt.store"(%p, %v) <{boundaryCheck = array<i32>, cache = 1 : i32, evict = 1 : i32}> : (tensor<4x!tt.ptr<f32>>, tensor<4xf16>) -> ()
+  tt.return
+}
+
+// -----
+
+tt.func @f(%p: tensor<4x!tt.ptr<f32>>, %m: tensor<8xi1>) {
+  // expected-error @+1 {{'tt.load' op failed to verify that mask type matches ptr type}}
+  %l = "tt.load"(%p, %m) <{boundaryCheck = array<i32>, cache = 1 : i32, evict = 1 : i32, isVolatile = false, operandSegmentSizes = array<i32: 1, 1, 0>}> : (tensor<4x!tt.ptr<f32>>, tensor<8xi1>) -> tensor<4xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%p: !tt.ptr<f32>) {
+  // expected-error @+1 {{invalid properties {axis = 3 : i32} for op tt.get_program_id: Invalid attribute `axis` in property conversion: 3 : i32}}
+  %i = "tt.get_program_id"() <{axis = 3 : i32}> : () -> i32
+  tt.return
+}
