@@ -112,3 +112,11 @@ tt.func @f(%p: !tt.ptr<f32>) {
   %i = "tt.get_program_id"() <{axis = 3 : i32}> : () -> i32
   tt.return
 }
+
+// -----
+
+tt.func @f(%p: !tt.ptr<f16>, %n: i64, %o: i32) {
+  // expected-error @+1 {{'tt.make_tensor_ptr' op needs one shape, stride, offset and order entry per block dim (2)}}
+  %b = tt.make_tensor_ptr %p, [%n], [%n], [%o] {order = array<i32: 0>} : <tensor<64x64xf16>>
+  tt.return
+}

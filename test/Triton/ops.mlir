@@ -45,3 +45,15 @@ tt.func @scan(%t: tensor<8xf32>) -> tensor<8xf32> {
   }) : (tensor<8xf32>) -> tensor<8xf32>
   tt.return %y : tensor<8xf32>
 }
+
+// Block pointers and print.
+// CHECK-LABEL: tt.func @block_pointers
+// CHECK: %[[B:.*]] = tt.make_tensor_ptr %{{.*}}, [%{{.*}}, %{{.*}}], [%{{.*}}, %{{.*}}], [%{{.*}}, %{{.*}}] {order = array<i32: 1, 0>} : <tensor<64x64xf16>>
+// CHECK: tt.advance %[[B]], [%{{.*}}, %{{.*}}] : <tensor<64x64xf16>>
+// CHECK: tt.print " x: " {hex = false, isSigned = array<i32: 1>} : %{{.*}} : i32
+tt.func @block_pointers(%p: !tt.ptr<f16>, %n: i64, %o: i32) {
+  %b = tt.make_tensor_ptr %p, [%n, %n], [%n, %n], [%o, %o] {order = array<i32: 1, 0>} : <tensor<64x64xf16>>
+  %c = tt.advance %b, [%o, %o] : <tensor<64x64xf16>>
+  tt.print " x: " {hex = false, isSigned = array<i32: 1>} : %o : i32
+  tt.return
+}

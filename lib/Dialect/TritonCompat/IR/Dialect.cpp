@@ -67,6 +67,15 @@ Type balancekv::tt::getI1SameShape(Type type) {
   return i1;
 }
 
+Type balancekv::tt::tensorPtrBaseType(Type blockPtr) {
+  auto p = dyn_cast<PointerType>(blockPtr);
+  if (!p)
+    return {};
+  auto t = dyn_cast<RankedTensorType>(p.getPointeeType());
+  return PointerType::get(t ? t.getElementType() : p.getPointeeType(),
+                          p.getAddressSpace());
+}
+
 namespace {
 
 Type pointeeOf(Type ptrLike) { return getPointeeType(ptrLike); }
@@ -250,6 +259,20 @@ LogicalResult DotOp::verify() {
     return emitOpError("shapes do not form a matrix product");
   if (getC().getType() != getD().getType())
     return emitOpError("result type must match the accumulator type");
+  return success();
+}
+
+LogicalResult MakeTensorPtrOp::verify() {
+  auto block = dyn_cast<RankedTensorType>(
+      cast<PointerType>(getType()).getPointeeType());
+  if (!block)
+    return emitOpError("result must point to a tensor (a block pointer)");
+  size_t rank = block.getRank();
+  if (getShape().size() != rank || getStrides().size() != rank ||
+      getOffsets().size() != rank || getOrder().size() != rank)
+    return emitOpError("needs one shape, stride, offset and order entry per "
+                       "block dim (")
+           << rank << ")";
   return success();
 }
 

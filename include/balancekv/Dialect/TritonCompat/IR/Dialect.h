@@ -30,6 +30,9 @@ namespace balancekv::tt {
 mlir::Type getPointeeType(mlir::Type ptrLike);
 /// i1, or a tensor of i1 with the shape of `type` (Triton's getI1SameShape).
 mlir::Type getI1SameShape(mlir::Type type);
+/// The base pointer type of a block pointer !tt.ptr<tensor<...xT>, as>:
+/// !tt.ptr<T, as>.
+mlir::Type tensorPtrBaseType(mlir::Type blockPtr);
 } // namespace balancekv::tt
 
 #define GET_OP_CLASSES

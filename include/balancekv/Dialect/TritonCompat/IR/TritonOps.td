@@ -256,6 +256,37 @@ def TT_AtomicCASOp : TT_Op<"atomic_cas", [MemoryEffects<[MemRead, MemWrite]>]> {
   }];
 }
 
+def TT_MakeTensorPtrOp : TT_Op<"make_tensor_ptr", [Pure, SameVariadicOperandSize,
+    TypesMatchWith<"infer pointer type from the result type", "result", "base",
+                   "::balancekv::tt::tensorPtrBaseType($_self)">]> {
+  let summary = "pointer to a block of a strided parent tensor";
+  let arguments = (ins TT_Ptr:$base, Variadic<I64>:$shape,
+                       Variadic<I64>:$strides, Variadic<I32>:$offsets,
+                       DenseI32ArrayAttr:$order);
+  let results = (outs TT_Ptr:$result);
+  let assemblyFormat = [{
+    $base `,` `[` $shape `]` `,` `[` $strides `]` `,` `[` $offsets `]`
+    attr-dict `:` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def TT_AdvanceOp : TT_Op<"advance", [Pure,
+    TypesMatchWith<"result type matches ptr type", "result", "ptr", "$_self">]> {
+  let summary = "move a block pointer by per-dim offsets";
+  let arguments = (ins TT_Ptr:$ptr, Variadic<I32>:$offsets);
+  let results = (outs TT_Ptr:$result);
+  let assemblyFormat = "$ptr `,` `[` $offsets `]` attr-dict `:` type($result)";
+}
+
+def TT_PrintOp : TT_Op<"print", [SameVariadicOperandSize,
+                                 MemoryEffects<[MemWrite]>]> {
+  let summary = "device-side print";
+  let arguments = (ins StrAttr:$prefix, BoolAttr:$hex,
+                       Variadic<TT_Type>:$args, DenseI32ArrayAttr:$isSigned);
+  let assemblyFormat = "$prefix attr-dict (`:` $args^ `:` type($args))?";
+}
+
 //===----------------------------------------------------------------------===//
 // Compute
 //===----------------------------------------------------------------------===//
