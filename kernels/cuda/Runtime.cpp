@@ -11,6 +11,7 @@
 #include "kernels/cuda/Launch.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
 
 using namespace balancekv;
@@ -51,6 +52,19 @@ balancekv_status checkTensor(const void *data, const int64_t *strides,
     if (strides[i] < 0)
       return fail(BALANCEKV_STATUS_INVALID_ARGUMENT,
                   std::string(name) + ": negative stride");
+  return BALANCEKV_STATUS_OK;
+}
+
+struct TensorArg {
+  const void *data;
+  const int64_t *strides;
+  const char *name;
+};
+
+balancekv_status checkTensors(std::initializer_list<TensorArg> tensors) {
+  for (const TensorArg &t : tensors)
+    if (balancekv_status s = checkTensor(t.data, t.strides, t.name))
+      return s;
   return BALANCEKV_STATUS_OK;
 }
 
@@ -134,14 +148,11 @@ balancekv_status balancekv_compress(
                   "head_dim must be in [1, 256]");
   BALANCEKV_CHECK(valueDim >= 1 && valueDim <= 256,
                   "value_dim must be in [1, 256]");
-  if (balancekv_status s = checkTensor(key.data, key.strides, "key"))
-    return s;
-  if (balancekv_status s = checkTensor(value.data, value.strides, "value"))
-    return s;
-  if (balancekv_status s = checkTensor(outKey.data, outKey.strides, "out_key"))
-    return s;
-  if (balancekv_status s =
-          checkTensor(outValue.data, outValue.strides, "out_value"))
+  if (balancekv_status s = checkTensors({{key.data, key.strides, "key"},
+                                         {value.data, value.strides, "value"},
+                                         {outKey.data, outKey.strides, "out_key"},
+                                         {outValue.data, outValue.strides,
+                                          "out_value"}}))
     return s;
   BALANCEKV_CHECK(outLogWeights, "out_log_weights is null");
   auto layout =
@@ -215,13 +226,10 @@ balancekv_status balancekv_weighted_decode_attention(
                 "value_dim must be 32, 64, 128 or 256");
   BALANCEKV_CHECK(std::isfinite(scale) && scale > 0,
                   "scale must be finite and > 0");
-  if (balancekv_status s = checkTensor(query.data, query.strides, "query"))
-    return s;
-  if (balancekv_status s = checkTensor(key.data, key.strides, "key"))
-    return s;
-  if (balancekv_status s = checkTensor(value.data, value.strides, "value"))
-    return s;
-  if (balancekv_status s = checkTensor(out.data, out.strides, "out"))
+  if (balancekv_status s = checkTensors({{query.data, query.strides, "query"},
+                                         {key.data, key.strides, "key"},
+                                         {value.data, value.strides, "value"},
+                                         {out.data, out.strides, "out"}}))
     return s;
   const size_t need =
       decodeWorkspaceBytes(batch, qHeads, queryLen, m, valueDim);

@@ -81,6 +81,28 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
   __pipeline_commit();
 }
 
+/// Runs `body(stage, t0)` over the tiles [begin, end) of `tile` keys with a
+/// two-stage cp.async pipeline: tile t + 1 streams in while tile t is used.
+template <typename Load, typename Body>
+__device__ __forceinline__ void pipelinedTiles(int64_t begin, int64_t end,
+                                               int tile, Load &&load,
+                                               Body &&body) {
+  if (begin < end)
+    load(0, begin);
+  int stage = 0;
+  for (int64_t t0 = begin; t0 < end; t0 += tile, stage ^= 1) {
+    if (t0 + tile < end) {
+      load(stage ^ 1, t0 + tile);
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+    body(stage, t0);
+    __syncthreads(); // the stage is refilled next
+  }
+}
+
 /// Keys a query row may see: all `len`, or with `causal` those up to its
 /// position len - L + l.
 __device__ __forceinline__ int64_t visibleKeys(int64_t len, int queryLen,
@@ -141,17 +163,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     limit[rr] = visibleKeys(len, p.queryLen, gr % p.queryLen, p.causal);
   }
 
-  if (begin < end)
-    loadTile(0, begin);
-  int stage = 0;
-  for (int64_t t0 = begin; t0 < end; t0 += kTile, stage ^= 1) {
-    if (t0 + kTile < end) {
-      loadTile(stage ^ 1, t0 + kTile);
-      __pipeline_wait_prior(1);
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();
+  pipelinedTiles(begin, end, kTile, loadTile, [&](int stage, int64_t t0) {
     const T *kt = ks + stage * kTile * ldk;
     const T *vt = vsm + stage * kTile * dv;
     const int64_t j = t0 + lane;
@@ -225,8 +237,7 @@ __global__ void __launch_bounds__(kWarps * 32)
           acc[rr][c] += pk * toFloat(vr[c]);
       }
     }
-    __syncthreads();
-  }
+  });
 
   // Partial results: [row][split][Dv + 2] = acc, max, sum.
 #pragma unroll
@@ -338,17 +349,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         visibleKeys(len, p.queryLen, (row0 + g + 8 * hr) % p.queryLen, p.causal);
   }
 
-  if (begin < end)
-    loadTile(0, begin);
-  int stage = 0;
-  for (int64_t t0 = begin; t0 < end; t0 += kMmaTile, stage ^= 1) {
-    if (t0 + kMmaTile < end) {
-      loadTile(stage ^ 1, t0 + kMmaTile);
-      __pipeline_wait_prior(1);
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();
+  pipelinedTiles(begin, end, kMmaTile, loadTile, [&](int stage, int64_t t0) {
     const T *kt = kBuf + stage * kMmaTile * kLdk + warp * 16 * kLdk;
     const T *vt = vBuf + stage * kMmaTile * kLdv + warp * 16 * kLdv;
     const float *lwt = lwBuf + stage * kMmaTile + warp * 16;
@@ -424,8 +425,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       Mma16816<T>::run(o[2 * np], pa, vb[0], vb[1]);
       Mma16816<T>::run(o[2 * np + 1], pa, vb[2], vb[3]);
     }
-    __syncthreads();
-  }
+  });
 
   // Merge the four warps through shared memory (the tile buffers are free).
   float *red = reinterpret_cast<float *>(smem); // [kWarps][16][DV + 2]
