@@ -96,7 +96,8 @@ balancekv_status balancekv_weighted_decode_workspace_size(
  * head), query head h reading KV head h / (Hq / Hkv). query [B, Hq, L, D]
  * with L <= 16, key [B, Hkv, M, D], value [B, Hkv, M, Dv], log_weights
  * [B, Hkv, M] f32 contiguous or null (all weights 1), kv_len [B] int32 or
- * null (all M valid). causal: query l sits at kv_len - L + l. Accumulates
+ * null (all M valid; values are clamped to [0, M], and a row that sees no key
+ * gets zeros). causal: query l sits at kv_len - L + l. Accumulates
  * in f32; split-K over M with a combine step. D, Dv in {64, 128} or any
  * multiple of 8 up to 256. */
 balancekv_status balancekv_weighted_decode_attention(
