@@ -27,7 +27,7 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.balancekv_tools_dir, config.llvm_tools_dir]
 tools = ["balancekv-opt", "balancekv-eval", "mlir-runner", "mlir-translate",
-         "mlir-tblgen"]
+         "mlir-tblgen", "mlir-opt"]
 llvm_config.add_tool_substitutions(
     [t for t in tools if shutil.which(t, path=os.pathsep.join(tool_dirs))],
     tool_dirs)
@@ -45,6 +45,12 @@ ptxas = shutil.which("ptxas", path=os.pathsep.join(
 if ptxas:
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", ptxas))
+
+# The mlir-opt plugin (built when linking the shared libMLIR.so).
+plugin = os.path.join(config.balancekv_obj_root, "lib", "BalanceKVPlugin.so")
+if os.path.exists(plugin):
+    config.available_features.add("plugin")
+    config.substitutions.append(("%balancekv_plugin", plugin))
 
 # A GPU is there only where the driver can see one.
 if os.path.exists("/dev/nvidia0") or os.environ.get("BALANCEKV_HAS_GPU"):
