@@ -447,6 +447,14 @@ Status attention(const TensorRef &q, const TensorRef &k, const TensorRef &v,
   return {};
 }
 
+Status weightedAttention(const TensorRef &q, const TensorRef &k,
+                         const TensorRef &v, const float *logWeights,
+                         const AttentionOptions &o, std::vector<double> &out) {
+  if (!logWeights)
+    return Status::error("weightedAttention needs log-weights");
+  return attention(q, k, v, o, out, logWeights);
+}
+
 double meanRelativeError(const std::vector<double> &a,
                          const std::vector<double> &e, int64_t dim) {
   const int64_t rows = int64_t(e.size()) / dim;

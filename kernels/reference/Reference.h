@@ -127,6 +127,13 @@ Status attention(const TensorRef &query, const TensorRef &key,
                  const TensorRef &value, const AttentionOptions &opts,
                  std::vector<double> &out, const float *logWeights = nullptr);
 
+/// Attention over a compressed cache: `attention` with the log-weights
+/// `[B, Hkv, M]` (required) added to the logits.
+Status weightedAttention(const TensorRef &query, const TensorRef &key,
+                         const TensorRef &value, const float *logWeights,
+                         const AttentionOptions &opts,
+                         std::vector<double> &out);
+
 /// ||a - b|| / ||b|| per row of length `dim`, averaged over rows.
 double meanRelativeError(const std::vector<double> &approx,
                          const std::vector<double> &exact, int64_t dim);

@@ -413,10 +413,14 @@ TEST(Attention, UnitWeightsEqualPlainAttentionWithGQA) {
   std::vector<double> plain, weighted;
   std::vector<float> zeros(2 * 2 * 50, 0.0f);
   ASSERT_TRUE(attention(q.ref(), c.k.ref(), c.v.ref(), {}, plain).ok);
-  ASSERT_TRUE(
-      attention(q.ref(), c.k.ref(), c.v.ref(), {}, weighted, zeros.data()).ok);
+  ASSERT_TRUE(weightedAttention(q.ref(), c.k.ref(), c.v.ref(), zeros.data(), {},
+                                weighted)
+                  .ok);
   ASSERT_EQ(plain.size(), size_t(2 * 8 * 3 * 12));
   EXPECT_EQ(plain, weighted);
+  EXPECT_FALSE(
+      weightedAttention(q.ref(), c.k.ref(), c.v.ref(), nullptr, {}, weighted)
+          .ok);
 }
 
 TEST(Attention, GQAGroupsShareTheirKVHead) {
