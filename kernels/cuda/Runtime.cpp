@@ -68,6 +68,15 @@ balancekv_status checkTensors(std::initializer_list<TensorArg> tensors) {
   return BALANCEKV_STATUS_OK;
 }
 
+balancekv_status checkWorkspace(size_t need, const void *workspace,
+                                size_t bytes) {
+  if (bytes < need || (need && !workspace))
+    return fail(BALANCEKV_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace needs " + std::to_string(need) + " bytes, got " +
+                    std::to_string(bytes));
+  return BALANCEKV_STATUS_OK;
+}
+
 balancekv_status checkParams(const balancekv_compress_params *p) {
   BALANCEKV_CHECK(p, "params is null");
   BALANCEKV_CHECK(p->method == BALANCEKV_METHOD_BALANCE ||
@@ -157,11 +166,10 @@ balancekv_status balancekv_compress(
   BALANCEKV_CHECK(outLogWeights, "out_log_weights is null");
   auto layout =
       CompressedLayout::compute(n, params->sink, params->recent, params->rounds);
-  const size_t need = compressWorkspaceBytes(batch, heads, layout.middle);
-  if (workspaceBytes < need || (need && !workspace))
-    return fail(BALANCEKV_STATUS_WORKSPACE_TOO_SMALL,
-                "workspace needs " + std::to_string(need) + " bytes, got " +
-                    std::to_string(workspaceBytes));
+  if (balancekv_status s = checkWorkspace(
+          compressWorkspaceBytes(batch, heads, layout.middle), workspace,
+          workspaceBytes))
+    return s;
   CompressArgs a{};
   a.dtype = dtype;
   a.key = key;
@@ -231,12 +239,10 @@ balancekv_status balancekv_weighted_decode_attention(
                                          {value.data, value.strides, "value"},
                                          {out.data, out.strides, "out"}}))
     return s;
-  const size_t need =
-      decodeWorkspaceBytes(batch, qHeads, queryLen, m, valueDim);
-  if (workspaceBytes < need || (need && !workspace))
-    return fail(BALANCEKV_STATUS_WORKSPACE_TOO_SMALL,
-                "workspace needs " + std::to_string(need) + " bytes, got " +
-                    std::to_string(workspaceBytes));
+  if (balancekv_status s = checkWorkspace(
+          decodeWorkspaceBytes(batch, qHeads, queryLen, m, valueDim),
+          workspace, workspaceBytes))
+    return s;
   if (batch == 0)
     return ok();
   DecodeArgs a{dtype, query, key, value, logWeights, kvLen, batch, qHeads,

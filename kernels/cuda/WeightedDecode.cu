@@ -103,6 +103,27 @@ __device__ __forceinline__ void pipelinedTiles(int64_t begin, int64_t end,
   }
 }
 
+/// The keys [begin, end) of one split of one (batch, KV head), of the
+/// `len` valid ones, and where that head's keys, values and log-weights are.
+template <typename T> struct SplitSlice {
+  int64_t len, begin, end;
+  const T *k, *v;
+  const float *lw;
+};
+
+template <typename T>
+__device__ __forceinline__ SplitSlice<T>
+splitSlice(const DecodeParams &p, int b, int hkv, int bh, int split) {
+  SplitSlice<T> s;
+  s.len = p.kvLen ? min(int64_t(p.kvLen[b]), p.m) : p.m;
+  s.begin = int64_t(split) * p.chunk;
+  s.end = min(s.begin + p.chunk, s.len);
+  s.k = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];
+  s.v = static_cast<const T *>(p.v) + b * p.vs[0] + hkv * p.vs[1];
+  s.lw = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
+  return s;
+}
+
 /// Keys a query row may see: all `len`, or with `causal` those up to its
 /// position len - L + l.
 __device__ __forceinline__ int64_t visibleKeys(int64_t len, int queryLen,
@@ -136,12 +157,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     qs[r * d + x] = toFloat(qp[x]) * p.scaleLog2;
   }
 
-  const int64_t len = p.kvLen ? min(int64_t(p.kvLen[b]), p.m) : p.m;
-  const int64_t begin = int64_t(split) * p.chunk;
-  const int64_t end = min(begin + p.chunk, len);
-  const T *kHead = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];
-  const T *vHead = static_cast<const T *>(p.v) + b * p.vs[0] + hkv * p.vs[1];
-  const float *lwHead = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
+  const SplitSlice<T> sl = splitSlice<T>(p, b, hkv, bh, split);
+  const int64_t len = sl.len, begin = sl.begin, end = sl.end;
+  const T *kHead = sl.k, *vHead = sl.v;
+  const float *lwHead = sl.lw;
 
   auto loadTile = [&](int stage, int64_t t0) {
     loadKVTile<T, kVec>(ks + stage * kTile * ldk, ldk, vsm + stage * kTile * dv,
@@ -325,12 +344,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 
-  const int64_t len = p.kvLen ? min(int64_t(p.kvLen[b]), p.m) : p.m;
-  const int64_t begin = int64_t(split) * p.chunk;
-  const int64_t end = min(begin + p.chunk, len);
-  const T *kHead = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];
-  const T *vHead = static_cast<const T *>(p.v) + b * p.vs[0] + hkv * p.vs[1];
-  const float *lwHead = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
+  const SplitSlice<T> sl = splitSlice<T>(p, b, hkv, bh, split);
+  const int64_t len = sl.len, begin = sl.begin, end = sl.end;
+  const T *kHead = sl.k, *vHead = sl.v;
+  const float *lwHead = sl.lw;
 
   auto loadTile = [&](int stage, int64_t t0) {
     loadKVTile<T, true>(kBuf + stage * kMmaTile * kLdk, kLdk,
