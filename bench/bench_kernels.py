@@ -212,6 +212,8 @@ def check_compress(lib, rows):
         (torch.float32, 1, 2, 700, 32, 32, 2, 0, 128),
         (torch.bfloat16, 2, 8, 4096, 128, 128, 2, 1, 128),
         (torch.bfloat16, 1, 2, 40, 128, 128, 2, 0, 128),
+        # Dv % 16 != 0: the one-block-per-CTA kernel, keys on tensor cores.
+        (torch.bfloat16, 2, 4, 2000, 128, 40, 2, 0, 128),
     ]
     ok = True
     for dt, b, h, n, d, dv, t, method, block in cases:

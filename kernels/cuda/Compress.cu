@@ -87,55 +87,73 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
   }
 }
 
+/// raw_ij = <row_i, row_j> on tensor cores for one warp's 16 rows
+/// m0..m0+15 against all (up to 128) rows, handed to `epilogue(i, j, raw)` for
+/// i, j < bsz; optionally also the row means of raw into `rowMean`. 16-bit T,
+/// dim % 16 == 0.
+template <typename T, typename Epilogue>
+__device__ void gramRows16(const T *buf, int ld, int bsz, int dim, int m0,
+                           int lane, Epilogue &epilogue,
+                           float *rowMean = nullptr) {
+  const int g = lane >> 2, t = lane & 3;
+  if (m0 >= bsz)
+    return;
+  float acc[16][4] = {};
+  for (int k0 = 0; k0 < dim; k0 += 16) {
+    const T *r0 = buf + (m0 + g) * ld + k0 + t * 2, *r1 = r0 + 8 * ld;
+    uint32_t a[4] = {*reinterpret_cast<const uint32_t *>(r0),
+                     *reinterpret_cast<const uint32_t *>(r1),
+                     *reinterpret_cast<const uint32_t *>(r0 + 8),
+                     *reinterpret_cast<const uint32_t *>(r1 + 8)};
+#pragma unroll
+    for (int nt = 0; nt < 16; ++nt) {
+      const T *c0 = buf + (nt * 8 + g) * ld + k0 + t * 2;
+      uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(c0),
+                       *reinterpret_cast<const uint32_t *>(c0 + 8)};
+      Mma16816<T>::run(acc[nt], a, b[0], b[1]);
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      int i = m0 + g + (r >= 2 ? 8 : 0), j = nt * 8 + t * 2 + (r & 1);
+      if (i < bsz && j < bsz)
+        epilogue(i, j, acc[nt][r]);
+    }
+  if (rowMean) {
+    // The warp covers all columns: the row sums need only the 4 lanes of a
+    // row (zero-filled columns past bsz add nothing).
+    float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < 16; ++nt) {
+      s0 += acc[nt][0] + acc[nt][1];
+      s1 += acc[nt][2] + acc[nt][3];
+    }
+    s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+    s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+    if (t == 0) {
+      if (m0 + g < bsz)
+        rowMean[m0 + g] = s0 / float(bsz);
+      if (m0 + g + 8 < bsz)
+        rowMean[m0 + g + 8] = s1 / float(bsz);
+    }
+  }
+}
+
+
 /// raw_ij = <row_i, row_j> for i, j < bsz, handed to `epilogue(i, j, raw)`.
 /// Tensor cores for 16-bit types with dim % 16 == 0, f32 FMA otherwise.
 template <typename T, typename Epilogue>
 __device__ void rawGram(const T *buf, int ld, int bsz, int dim,
                         Epilogue epilogue) {
-  constexpr bool kHalf = sizeof(T) == 2;
-  if constexpr (kHalf) {
+  if constexpr (sizeof(T) == 2) {
     if (dim % 16 == 0) {
-      const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-      const int g = lane >> 2, t = lane & 3, m0 = warp * 32;
-      if (m0 >= bsz)
-        return;
-      for (int nh = 0; nh < 2; ++nh) {
-        if (nh * 64 >= bsz)
-          break;
-        float acc[2][8][4] = {};
-        for (int k0 = 0; k0 < dim; k0 += 16) {
-          uint32_t a[2][4];
-#pragma unroll
-          for (int mt = 0; mt < 2; ++mt) {
-            const T *r0 = buf + (m0 + mt * 16 + g) * ld + k0 + t * 2;
-            const T *r1 = r0 + 8 * ld;
-            a[mt][0] = *reinterpret_cast<const uint32_t *>(r0);
-            a[mt][1] = *reinterpret_cast<const uint32_t *>(r1);
-            a[mt][2] = *reinterpret_cast<const uint32_t *>(r0 + 8);
-            a[mt][3] = *reinterpret_cast<const uint32_t *>(r1 + 8);
-          }
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            const T *c0 = buf + (nh * 64 + nt * 8 + g) * ld + k0 + t * 2;
-            uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(c0),
-                             *reinterpret_cast<const uint32_t *>(c0 + 8)};
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt)
-              Mma16816<T>::run(acc[mt][nt], a[mt], b[0], b[1]);
-          }
-        }
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              int i = m0 + mt * 16 + g + (r >= 2 ? 8 : 0);
-              int j = nh * 64 + nt * 8 + t * 2 + (r & 1);
-              if (i < bsz && j < bsz)
-                epilogue(i, j, acc[mt][nt][r]);
-            }
-      }
+      // Warp w takes the 16-row tiles w, w + 4, ...
+      for (int m0 = (threadIdx.x >> 5) * 16; m0 < bsz; m0 += kThreads / 2)
+        gramRows16(buf, ld, bsz, dim, m0, threadIdx.x & 31, epilogue);
       return;
     }
   }
@@ -290,53 +308,8 @@ template <typename T, typename Epilogue>
 __device__ void rawGramProducers(const T *buf, int ld, int bsz, int dim,
                                  int ptid, Epilogue epilogue,
                                  float *rowMean = nullptr) {
-  const int warp = ptid >> 5, lane = ptid & 31;
-  const int g = lane >> 2, t = lane & 3, m0 = warp * 16;
-  if (m0 >= bsz)
-    return;
-  float acc[16][4] = {};
-  for (int k0 = 0; k0 < dim; k0 += 16) {
-    const T *r0 = buf + (m0 + g) * ld + k0 + t * 2, *r1 = r0 + 8 * ld;
-    uint32_t a[4] = {*reinterpret_cast<const uint32_t *>(r0),
-                     *reinterpret_cast<const uint32_t *>(r1),
-                     *reinterpret_cast<const uint32_t *>(r0 + 8),
-                     *reinterpret_cast<const uint32_t *>(r1 + 8)};
-#pragma unroll
-    for (int nt = 0; nt < 16; ++nt) {
-      const T *c0 = buf + (nt * 8 + g) * ld + k0 + t * 2;
-      uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(c0),
-                       *reinterpret_cast<const uint32_t *>(c0 + 8)};
-      Mma16816<T>::run(acc[nt], a, b[0], b[1]);
-    }
-  }
-#pragma unroll
-  for (int nt = 0; nt < 16; ++nt)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      int i = m0 + g + (r >= 2 ? 8 : 0), j = nt * 8 + t * 2 + (r & 1);
-      if (i < bsz && j < bsz)
-        epilogue(i, j, acc[nt][r]);
-    }
-  if (rowMean) {
-    // The warp covers all columns: the row sums need only the 4 lanes of a
-    // row (zero-filled columns past bsz add nothing).
-    float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < 16; ++nt) {
-      s0 += acc[nt][0] + acc[nt][1];
-      s1 += acc[nt][2] + acc[nt][3];
-    }
-    s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-    s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
-    if (t == 0) {
-      if (m0 + g < bsz)
-        rowMean[m0 + g] = s0 / float(bsz);
-      if (m0 + g + 8 < bsz)
-        rowMean[m0 + g + 8] = s1 / float(bsz);
-    }
-  }
+  gramRows16(buf, ld, bsz, dim, (ptid >> 5) * 16, ptid & 31, epilogue,
+             rowMean);
 }
 
 struct SlotInfo {
@@ -625,8 +598,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   if (lt == 0)
     return;
   auto draw = [&](int64_t i) {
-    Philox4x32 c{{uint32_t(i), 0u, 0xffffffffu, (b << 16) | h}};
-    return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32)).v[0] >> 8;
+    return uniformBaselineBits(seed, uint32_t(i), b, h) >> 8;
   };
   // Finds the bin where the running count crosses `need`.
   auto crossing = [&](int need) {
@@ -858,12 +830,9 @@ const char *launchTyped(const CompressArgs &a) {
         sizeof(float) * (2 * kMaxBlock * kGStride + 6 * kMaxBlock + 4) +
         sizeof(int) * kMaxBlock + sizeof(SlotInfo) * 2 +
         size_t(kMaxBlock) * rp.ld * elem;
-    int sms = 132;
+    const int sms = multiprocessorCount();
     if constexpr (sizeof(T) == 2) {
       if (persistent) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         cudaFuncSetAttribute(walkRoundPersistentKernel<T>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                              int(smemP));

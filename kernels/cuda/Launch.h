@@ -54,6 +54,9 @@ size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
 
 const char *launchWeightedDecode(const DecodeArgs &args);
 
+/// Multiprocessors of the current device (queried once).
+int multiprocessorCount();
+
 /// Records a failure for balancekv_last_error() and returns `status`.
 balancekv_status reportError(balancekv_status status, const char *message);
 

@@ -522,13 +522,18 @@ template <typename T> __global__ void combineKernel(CombineParams p) {
   }
 }
 
+/// The workspace holds partial results for at most this many splits.
+int64_t maxSplits(int64_t m) {
+  return std::max<int64_t>(1, std::min<int64_t>((m + 8 * kTile - 1) / (8 * kTile),
+                                                1024));
+}
+
 int chooseSplits(int64_t batch, int64_t kvHeads, int64_t rowChunks,
                  int64_t m) {
   // About 8 CTAs per SM on a 132-SM part, chunks of >= 8 tiles.
   int64_t ctas = batch * kvHeads * rowChunks;
   int64_t want = (132 * 8 + ctas - 1) / std::max<int64_t>(ctas, 1);
-  int64_t most = std::max<int64_t>(1, (m + 8 * kTile - 1) / (8 * kTile));
-  return int(std::clamp<int64_t>(want, 1, std::min<int64_t>(most, 1024)));
+  return int(std::clamp<int64_t>(want, 1, maxSplits(m)));
 }
 
 bool vecOk(const void *ptr, const int64_t *strides, int dim, int elem) {
@@ -576,16 +581,6 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
-int multiprocessorCount() {
-  static int count = [] {
-    int dev = 0, n = 132;
-    if (cudaGetDevice(&dev) == cudaSuccess)
-      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-    return n;
-  }();
-  return count;
-}
-
 /// Splits for the tensor-core path: fill whole waves of `perSM` resident
 /// CTAs per multiprocessor (no half-empty tail wave), at least two tiles per
 /// CTA so that each pipelines one tile ahead.
@@ -594,8 +589,7 @@ int chooseMmaSplits(int64_t base, int64_t m, int perSM) {
   const int64_t tiles = std::max<int64_t>(1, (m + kMmaTile - 1) / kMmaTile);
   const int64_t most = std::max<int64_t>(1, tiles / 2);
   int64_t splits = std::max<int64_t>(1, wave / std::max<int64_t>(base, 1));
-  // The workspace is sized for at most ceil(m / 256) splits.
-  splits = std::min({splits, most, (m + 255) / 256, int64_t(1024)});
+  splits = std::min({splits, most, maxSplits(m)});
   return int(std::max<int64_t>(splits, 1));
 }
 
@@ -652,13 +646,20 @@ const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p,
 
 } // namespace
 
+int multiprocessorCount() {
+  static int count = [] {
+    int dev = 0, n = 132;
+    if (cudaGetDevice(&dev) == cudaSuccess)
+      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n;
+  }();
+  return count;
+}
+
 size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
                             int64_t m, int64_t dv) {
-  // Worst case over the split choice: at most ceil(m / (8 * kTile)) splits.
-  int64_t splits = std::max<int64_t>(
-      1, std::min<int64_t>((m + 8 * kTile - 1) / (8 * kTile), 1024));
-  return sizeof(float) * size_t(batch * qHeads * queryLen) * size_t(splits) *
-         size_t(dv + 2);
+  return sizeof(float) * size_t(batch * qHeads * queryLen) *
+         size_t(maxSplits(m)) * size_t(dv + 2);
 }
 
 const char *launchWeightedDecode(const DecodeArgs &a) {

@@ -43,19 +43,32 @@ BALANCEKV_HD float philoxToUnit(uint32_t x) {
   return float(x >> 8) * (1.0f / 16777216.0f);
 }
 
+/// Word 0 for counter [i, block, round, (batch << 16) | kvHead] and key
+/// [seed & 0xffffffff, seed >> 32]: the spec's one counter layout.
+BALANCEKV_HD uint32_t specPhiloxBits(uint64_t seed, uint32_t i, uint32_t block,
+                                     uint32_t round, uint32_t batch,
+                                     uint32_t kvHead) {
+  Philox4x32 c{{i, block, round, (batch << 16) | kvHead}};
+  return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32)).v[0];
+}
+
 /// The walk's u_i for token i of `block` in `round` (spec section 3).
 BALANCEKV_HD float walkUniform(uint64_t seed, uint32_t i, uint32_t block,
                                uint32_t round, uint32_t batch,
                                uint32_t kvHead) {
-  Philox4x32 c{{i, block, round, (batch << 16) | kvHead}};
-  return philoxToUnit(
-      philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32)).v[0]);
+  return philoxToUnit(specPhiloxBits(seed, i, block, round, batch, kvHead));
 }
 
-/// The uniform baseline's draw for middle token i (spec section 4).
+/// The uniform baseline's raw draw for middle token i (spec section 4).
+BALANCEKV_HD uint32_t uniformBaselineBits(uint64_t seed, uint32_t i,
+                                          uint32_t batch, uint32_t kvHead) {
+  return specPhiloxBits(seed, i, 0, 0xffffffffu, batch, kvHead);
+}
+
+/// ... as u in [0, 1).
 BALANCEKV_HD float uniformBaselineDraw(uint64_t seed, uint32_t i,
                                        uint32_t batch, uint32_t kvHead) {
-  return walkUniform(seed, i, 0, 0xffffffffu, batch, kvHead);
+  return philoxToUnit(uniformBaselineBits(seed, i, batch, kvHead));
 }
 
 } // namespace balancekv
