@@ -36,15 +36,6 @@ namespace {
 //===----------------------------------------------------------------------===//
 
 /// A float scalar constant, or a splat float tensor constant.
-std::optional<double> matchFloatConstant(Value v);
-
-/// A usable scale factor: finite and positive.
-std::optional<double> positiveFinite(std::optional<double> c, bool invert) {
-  if (!c || !std::isfinite(*c) || *c <= 0.0)
-    return std::nullopt;
-  return invert ? 1.0 / *c : *c;
-}
-
 std::optional<double> matchFloatConstant(Value v) {
   APFloat f(0.0);
   if (matchPattern(v, m_ConstantFloat(&f)))
@@ -54,6 +45,13 @@ std::optional<double> matchFloatConstant(Value v) {
       isa<FloatType>(attr.getElementType()))
     return attr.getSplatValue<APFloat>().convertToDouble();
   return std::nullopt;
+}
+
+/// A usable scale factor: finite and positive.
+std::optional<double> positiveFinite(std::optional<double> c, bool invert) {
+  if (!c || !std::isfinite(*c) || *c <= 0.0)
+    return std::nullopt;
+  return invert ? 1.0 / *c : *c;
 }
 
 bool isZeroInit(Value init) {

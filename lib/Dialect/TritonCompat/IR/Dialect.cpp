@@ -78,8 +78,6 @@ Type balancekv::tt::tensorPtrBaseType(Type blockPtr) {
 
 namespace {
 
-Type pointeeOf(Type ptrLike) { return getPointeeType(ptrLike); }
-
 ArrayRef<int64_t> shapeOf(Type t) {
   if (auto r = dyn_cast<RankedTensorType>(t))
     return r.getShape();
@@ -226,26 +224,10 @@ LogicalResult LoadOp::inferReturnTypes(
     MLIRContext *, std::optional<Location> loc, ValueRange operands,
     DictionaryAttr, OpaqueProperties, RegionRange,
     SmallVectorImpl<Type> &inferred) {
-  Type t = operands.empty() ? Type() : pointeeOf(operands[0].getType());
+  Type t = operands.empty() ? Type() : getPointeeType(operands[0].getType());
   if (!t)
     return emitOptionalError(loc, "'tt.load' op expects a pointer operand");
   inferred.push_back(t);
-  return success();
-}
-
-LogicalResult LoadOp::verify() {
-  if (getMask() && shapeOf(getMask().getType()) != shapeOf(getPtr().getType()))
-    return emitOpError("mask shape must match the pointer shape");
-  if (getOther() && getOther().getType() != getType())
-    return emitOpError("other must have the loaded type");
-  return success();
-}
-
-LogicalResult StoreOp::verify() {
-  if (getValue().getType() != pointeeOf(getPtr().getType()))
-    return emitOpError("value type must be the pointee type of ptr");
-  if (getMask() && shapeOf(getMask().getType()) != shapeOf(getPtr().getType()))
-    return emitOpError("mask shape must match the pointer shape");
   return success();
 }
 

@@ -212,7 +212,6 @@ def TT_LoadOp : TT_Op<"load", [AttrSizedOperandSegments,
     oilist(`cacheModifier` `=` $cache | `evictionPolicy` `=` $evict)
     attr-dict `:` type($ptr)
   }];
-  let hasVerifier = 1;
 }
 
 def TT_StoreOp : TT_Op<"store", [MemoryEffects<[MemWrite]>,
@@ -232,7 +231,6 @@ def TT_StoreOp : TT_Op<"store", [MemoryEffects<[MemWrite]>,
     oilist(`cacheModifier` `=` $cache | `evictionPolicy` `=` $evict)
     attr-dict `:` type($ptr)
   }];
-  let hasVerifier = 1;
 }
 
 def TT_AtomicRMWOp : TT_Op<"atomic_rmw", [MemoryEffects<[MemRead, MemWrite]>]> {
