@@ -109,20 +109,6 @@ void FuncOp::print(OpAsmPrinter &printer) {
       getArgAttrsAttrName(), getResAttrsAttrName());
 }
 
-LogicalResult FuncOp::verify() {
-  if (isExternal())
-    return success();
-  Block &entry = getBody().front();
-  if (entry.getNumArguments() != getArgumentTypes().size())
-    return emitOpError("entry block must have ")
-           << getArgumentTypes().size() << " arguments to match the signature";
-  for (auto [arg, type] : llvm::zip(entry.getArguments(), getArgumentTypes()))
-    if (arg.getType() != type)
-      return emitOpError("entry block argument type ")
-             << arg.getType() << " does not match the signature's " << type;
-  return success();
-}
-
 LogicalResult ReturnOp::verify() {
   auto func = (*this)->getParentOfType<FuncOp>();
   ArrayRef<Type> results = func.getResultTypes();
@@ -239,8 +225,6 @@ LogicalResult DotOp::verify() {
   size_t r = a.size();
   if (a[r - 1] != b[r - 2] || c[r - 2] != a[r - 2] || c[r - 1] != b[r - 1])
     return emitOpError("shapes do not form a matrix product");
-  if (getC().getType() != getD().getType())
-    return emitOpError("result type must match the accumulator type");
   return success();
 }
 
