@@ -4,6 +4,10 @@
 // RUN: not balancekv-opt %s --balancekv-compress-kv-cache="sink=-1" 2>&1 | FileCheck %s --check-prefix=SINK
 // RUN: not balancekv-opt %s --balancekv-compress-kv-cache="gamma=-1.0" 2>&1 | FileCheck %s --check-prefix=GAMMA
 // RUN: not balancekv-opt %s --balancekv-compress-kv-cache="max-query-len=-2" 2>&1 | FileCheck %s --check-prefix=QLEN
+// RUN: not balancekv-opt %s --balancekv-compress-kv-cache="recent=-1" 2>&1 | FileCheck %s --check-prefix=SINK
+// RUN: not balancekv-opt %s --balancekv-compress-kv-cache="temperature=0.0" 2>&1 | FileCheck %s --check-prefix=GAMMA
+// RUN: not balancekv-opt %s --balancekv-compress-kv-cache="c0=-0.1" 2>&1 | FileCheck %s --check-prefix=GAMMA
+// RUN: not balancekv-opt %s --balancekv-compress-kv-cache="min-kv-len=-1" 2>&1 | FileCheck %s --check-prefix=QLEN
 
 // METHOD: error: balancekv-compress-kv-cache: unknown method 'random' (expected balance, uniform, streaming, snapkv or knorm)
 // ROUNDS: error: balancekv-compress-kv-cache: rounds must be in [0, 16]

@@ -120,3 +120,65 @@ tt.func @f(%p: !tt.ptr<f16>, %n: i64, %o: i32) {
   %b = tt.make_tensor_ptr %p, [%n], [%n], [%o] {order = array<i32: 0>} : <tensor<64x64xf16>>
   tt.return
 }
+
+// -----
+
+tt.func @f(%x: f32) -> (f32, f32) {
+  // expected-error @+1 {{'tt.return' op has 1 operands, but the enclosing function (f) returns 2}}
+  tt.return %x : f32
+}
+
+// -----
+
+tt.func private @g(%x: i32) -> i32
+
+tt.func @f(%x: f32) {
+  // expected-error @+1 {{'tt.call' op operand or result types do not match the callee}}
+  %y = tt.call @g(%x) : (f32) -> f32
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<4xf32>) {
+  // expected-error @+1 {{'tt.expand_dims' op axis 2 out of range}}
+  %e = tt.expand_dims %t {axis = 2 : i32} : tensor<4xf32> -> tensor<4x1xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<1x4xf32>) {
+  // expected-error @+1 {{'tt.broadcast' op source rank 2 differs from result rank 3}}
+  %b = tt.broadcast %t : tensor<1x4xf32> -> tensor<2x1x4xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%p: !tt.ptr<f16>, %n: i64, %o: i32) {
+  // expected-error @+1 {{'tt.make_tensor_ptr' op result must point to a tensor (a block pointer)}}
+  %b = tt.make_tensor_ptr %p, [%n], [%n], [%o] {order = array<i32: 0>} : <f16>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%t: tensor<4xf32>) {
+  // expected-error @+1 {{'tt.reduce' op needs one result per operand}}
+  %r:2 = "tt.reduce"(%t) <{axis = 0 : i32}> ({
+  ^bb0(%a: f32, %b: f32):
+    %s = arith.addf %a, %b : f32
+    tt.reduce.return %s : f32
+  }) : (tensor<4xf32>) -> (f32, f32)
+  tt.return
+}
+
+// -----
+
+// The function interface checks the entry block against the signature.
+// expected-error @+1 {{'tt.func' op type of entry block argument #0('f32') must match the type of the corresponding argument in function signature('i32')}}
+"tt.func"() <{function_type = (i32) -> (), sym_name = "f"}> ({
+^bb0(%a: f32):
+  tt.return
+}) : () -> ()

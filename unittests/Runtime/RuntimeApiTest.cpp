@@ -137,6 +137,42 @@ TEST(RuntimeApi, CompressRejectsBadArguments) {
   }
   {
     CompressCall c;
+    c.params.recent = -2;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.recent");
+  }
+  {
+    CompressCall c;
+    c.params.scale = -1.0f;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.scale");
+  }
+  {
+    CompressCall c;
+    c.n = -1;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "batch, heads and n must be >= 0");
+  }
+  {
+    CompressCall c;
+    c.n = int64_t(INT32_MAX) + 1;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "n must fit in int32");
+  }
+  {
+    CompressCall c;
+    c.dv = 0;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "value_dim");
+  }
+  {
+    CompressCall c;
+    CompressCall *self = &c;
+    expectError(balancekv_compress(self->dtype, self->key, self->value, 1, 8,
+                                   64, 128, 128, &self->params, self->outKey,
+                                   self->outValue, nullptr, nullptr,
+                                   &self->dummy, self->wsBytes, nullptr),
+                BALANCEKV_STATUS_INVALID_ARGUMENT, "out_log_weights is null");
+  }
+  {
+    CompressCall c;
     c.batch = 0; // nothing to do: no launch, OK
     EXPECT_EQ(c.run(), BALANCEKV_STATUS_OK);
     EXPECT_STREQ(balancekv_last_error(), "");
@@ -149,6 +185,11 @@ TEST(RuntimeApi, CompressRejectsBadArguments) {
   EXPECT_GE(bytes, size_t(8 * 4032 * 9)); // idx + lw + signs per token
   expectError(balancekv_compress_workspace_size(1, 8, 4096, nullptr, &bytes),
               BALANCEKV_STATUS_INVALID_ARGUMENT, "params is null");
+  expectError(balancekv_compress_workspace_size(1, -8, 4096, &p, &bytes),
+              BALANCEKV_STATUS_INVALID_ARGUMENT,
+              "batch, heads and n must be >= 0");
+  expectError(balancekv_compress_workspace_size(1, 8, 4096, &p, nullptr),
+              BALANCEKV_STATUS_INVALID_ARGUMENT, "bytes is null");
 }
 
 struct DecodeCall {
@@ -209,6 +250,30 @@ TEST(RuntimeApi, DecodeRejectsBadArguments) {
   }
   {
     DecodeCall c;
+    c.dtype = balancekv_dtype(5);
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "dtype");
+  }
+  {
+    DecodeCall c;
+    c.m = -1;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "batch and m must be >= 0");
+  }
+  {
+    DecodeCall c;
+    c.qHeads = 2048;
+    c.kvHeads = 1;
+    expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "query rows per KV head (group * L) must be <= 1024");
+  }
+  {
+    DecodeCall c;
+    c.k.strides[3] = 4;
+    expectError(c.run(), BALANCEKV_STATUS_UNSUPPORTED,
+                "key: the innermost stride must be 1");
+  }
+  {
+    DecodeCall c;
     c.batch = 0;
     EXPECT_EQ(c.run(), BALANCEKV_STATUS_OK);
   }
@@ -219,6 +284,9 @@ TEST(RuntimeApi, DecodeRejectsBadArguments) {
   EXPECT_EQ(balancekv_weighted_decode_workspace_size(1, 32, 1, 1024, 128,
                                                      &bytes),
             BALANCEKV_STATUS_OK);
+  expectError(
+      balancekv_weighted_decode_workspace_size(1, 32, 1, -1, 128, &bytes),
+      BALANCEKV_STATUS_INVALID_ARGUMENT, "sizes must be >= 0");
   EXPECT_GT(bytes, 0u);
 }
 
@@ -255,5 +323,11 @@ TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
                   0, 0.0f)),
               BALANCEKV_STATUS_INVALID_ARGUMENT,
               "the buffers must be device memory");
+  // Log-weights are written contiguously.
+  MemRefDesc<3> strided{lwHost, lwHost, 0, {1, 2, 32}, {128, 64, 2}};
+  expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
+                  &k, &k, &ck, &ck, &strided, 0, 2, 128, 32, 32, 4.0, 1.0,
+                  0.025, 0, 0.0f)),
+              BALANCEKV_STATUS_UNSUPPORTED, "log-weights must be contiguous");
 }
 } // namespace
