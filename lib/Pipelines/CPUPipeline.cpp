@@ -33,6 +33,11 @@ void registerBalanceKVPipelines() {
         if (failed(buildCPUPipeline(pm)))
           llvm::report_fatal_error("balancekv-cpu-pipeline: bad pipeline");
       });
+  PassPipelineRegistration<GPUPipelineOptions>(
+      "balancekv-gpu-pipeline",
+      "Lower balancekv and upstream tensor IR to host LLVM IR with the "
+      "kernels compiled for NVIDIA GPUs (PTX, cubin or fatbin)",
+      buildGPUPipeline);
 }
 
 } // namespace balancekv

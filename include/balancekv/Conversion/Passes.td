@@ -53,4 +53,45 @@ def BalanceKVLowerToRuntimeCallsPass
   ];
 }
 
+def BalanceKVLowerToGPUPass
+    : Pass<"balancekv-lower-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower balancekv ops to gpu.func kernels and gpu.launch_func";
+  let description = [{
+    Generates the GPU code of our ops with MLIR itself (no hand-written
+    CUDA), into one `gpu.module @balancekv_kernels` (kernels are shared by
+    ops with the same static configuration); the module gets
+    `gpu.container_module`.
+
+    - `compress` (method `balance`, static shapes, `block_size <= 128`):
+      per round a walk kernel with one workgroup per (block, head, batch)
+      (the block's centred keys and the Gram G in dynamic workgroup memory,
+      G by 4x4 register tiles in f32, the walk with each thread keeping its
+      running sum S_k and adding G[i][k] sigma_i after step i) and a select
+      kernel with one workgroup per (head, batch) (the spec's crossover as
+      a block scan of sign counts, then a scan-based compaction); an init
+      and a gather kernel around them. Kept indices equal the reference's
+      for the same seed on well-conditioned input (f32 instead of f64).
+    - `weighted_attention` and `attention` (static shapes, at most 16
+      queries, D and Dv up to 256): a split-K decode kernel (one warp per
+      key for the logits, GQA query heads sharing each loaded row) and a
+      combine kernel.
+
+    Operands become read-only buffers (`bufferization.to_buffer`), results
+    and scratch are `gpu.alloc`ed (scratch is freed with `gpu.dealloc`;
+    results are device buffers owned by the caller), handed back through
+    `bufferization.to_tensor`, so one-shot bufferization runs after this
+    pass. Operand buffers must be device-accessible. Unsupported ops get a
+    diagnostic and the module is left unchanged.
+  }];
+  let options = [
+    Option<"smCount", "sm-count", "int64_t", /*default=*/"132",
+           "Multiprocessors of the target (sizes the split-K grid)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",
+    "::mlir::gpu::GPUDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect"
+  ];
+}
+
 #endif // BALANCEKV_CONVERSION_PASSES_TD

@@ -3,6 +3,7 @@
 #define BALANCEKV_PIPELINES_PIPELINES_H
 
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassOptions.h"
 
 namespace balancekv {
 
@@ -12,7 +13,38 @@ namespace balancekv {
 /// `mlir-runner` or the MLIR ExecutionEngine.
 llvm::LogicalResult buildCPUPipeline(mlir::OpPassManager &pm);
 
-/// Registers `--balancekv-cpu-pipeline`.
+struct GPUPipelineOptions
+    : public mlir::PassPipelineOptions<GPUPipelineOptions> {
+  Option<std::string> chip{*this, "chip",
+                           llvm::cl::desc("Target SM (e.g. sm_90, sm_90a)"),
+                           llvm::cl::init("sm_90")};
+  Option<std::string> features{
+      *this, "features", llvm::cl::desc("PTX features (e.g. +ptx80)"),
+      llvm::cl::init("+ptx80")};
+  Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("gpu.binary format: isa (PTX text), bin (cubin, needs "
+                     "ptxas), fatbin, offloading (LLVM bitcode)"),
+      llvm::cl::init("fatbin")};
+  Option<int> optLevel{*this, "opt-level",
+                       llvm::cl::desc("NVVM optimisation level"),
+                       llvm::cl::init(3)};
+  Option<int64_t> smCount{*this, "sm-count",
+                          llvm::cl::desc("Multiprocessors of the target "
+                                         "(sizes the split-K grid)"),
+                          llvm::cl::init(132)};
+};
+
+/// balancekv ops on tensors down to host LLVM IR with embedded GPU code:
+/// --balancekv-lower-to-gpu, one-shot bufferization, gpu-async-region,
+/// C wrappers, then upstream's gpu-lower-to-nvvm-pipeline (NVVM, host
+/// runtime calls, nvvm-attach-target, gpu-module-to-binary). Translate the
+/// result with `mlir-translate --mlir-to-llvmir`; the host code calls the
+/// `mgpu*` entry points of kernels/mlir-runtime.
+void buildGPUPipeline(mlir::OpPassManager &pm,
+                      const GPUPipelineOptions &options);
+
+/// Registers `--balancekv-cpu-pipeline` and `--balancekv-gpu-pipeline`.
 void registerBalanceKVPipelines();
 
 } // namespace balancekv

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Conversion/Passes.h"
+#include "balancekv/Conversion/Utils/Buffers.h"
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
 #include "mlir/Dialect/Func/Utils/Utils.h"
@@ -43,11 +44,9 @@ MemRefType anyMemRef(MLIRContext *ctx, int64_t rank, Type elem) {
 /// A tensor operand as a read-only buffer of the declaration's type.
 Value asBuffer(ImplicitLocOpBuilder &b, Value tensor) {
   auto t = cast<RankedTensorType>(tensor.getType());
-  auto exact = MemRefType::get(t.getShape(), t.getElementType());
-  Value buf = bufferization::ToBufferOp::create(b, exact, tensor,
-                                                b.getUnitAttr());
   return memref::CastOp::create(
-      b, anyMemRef(b.getContext(), t.getRank(), t.getElementType()), buf);
+      b, anyMemRef(b.getContext(), t.getRank(), t.getElementType()),
+      exactBuffer(b, tensor));
 }
 
 /// A fresh buffer shaped like tensor type `t`, with `dims` for its dynamic
@@ -66,11 +65,6 @@ Value erase(ImplicitLocOpBuilder &b, Value buf) {
   auto t = cast<MemRefType>(buf.getType());
   return memref::CastOp::create(
       b, anyMemRef(b.getContext(), t.getRank(), t.getElementType()), buf);
-}
-
-Value toTensor(ImplicitLocOpBuilder &b, Value buf, Type tensorType) {
-  return bufferization::ToTensorOp::create(b, tensorType, buf,
-                                           b.getUnitAttr(), b.getUnitAttr());
 }
 
 FailureOr<func::FuncOp> declare(Operation *op, StringRef name,
@@ -170,8 +164,8 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
     if (failed(fn))
       return op.emitOpError() << "conflicting runtime declaration";
     func::CallOp::create(b, *fn, args);
-    rewriter.replaceOp(op, {toTensor(b, ck, ckT), toTensor(b, cv, cvT),
-                            toTensor(b, lw, lwT)});
+    rewriter.replaceOp(op, {resultTensor(b, ck, ckT), resultTensor(b, cv, cvT),
+                            resultTensor(b, lw, lwT)});
     return success();
   }
 };
@@ -219,7 +213,7 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
     if (failed(fn))
       return op.emitOpError() << "conflicting runtime declaration";
     func::CallOp::create(b, *fn, args);
-    rewriter.replaceOp(op, toTensor(b, out, resT));
+    rewriter.replaceOp(op, resultTensor(b, out, resT));
     return success();
   }
 };

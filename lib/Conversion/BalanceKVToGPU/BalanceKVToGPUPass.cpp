@@ -1,0 +1,48 @@
+//===- BalanceKVToGPUPass.cpp - --balancekv-lower-to-gpu ------------------===//
+
+#include "BalanceKVToGPU.h"
+#include "KernelBuilder.h"
+
+#include "balancekv/Conversion/Passes.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+namespace balancekv {
+#define GEN_PASS_DEF_BALANCEKVLOWERTOGPUPASS
+#include "balancekv/Conversion/Passes.h.inc"
+} // namespace balancekv
+
+using namespace mlir;
+using namespace balancekv;
+
+namespace {
+
+struct BalanceKVLowerToGPUPass
+    : balancekv::impl::BalanceKVLowerToGPUPassBase<BalanceKVLowerToGPUPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    // Diagnose everything first so that a failing module is left untouched.
+    bool ok = true, any = false;
+    module->walk([&](Operation *op) {
+      if (auto c = dyn_cast<CompressOp>(op)) {
+        ok &= succeeded(checkCompressForGPU(c));
+        any = true;
+      } else if (isa<AttentionOp, WeightedAttentionOp>(op)) {
+        ok &= succeeded(checkAttentionForGPU(op));
+        any = true;
+      }
+    });
+    if (!ok)
+      return signalPassFailure();
+    if (!any)
+      return;
+    gpukernels::KernelModule km(module);
+    RewritePatternSet patterns(&getContext());
+    populateCompressToGPUPatterns(patterns, km);
+    populateAttentionToGPUPatterns(patterns, km, smCount);
+    walkAndApplyPatterns(module, std::move(patterns));
+  }
+};
+
+} // namespace

@@ -1,0 +1,585 @@
+//===- CompressToGPU.cpp - compress => gpu.func kernels + launches -------===//
+//
+// balancekv.compress (method balance, static shapes) => four kernels in
+// @balancekv_kernels and their launches (spec sections 2-3):
+//   init    one thread per middle token: cur[i] = i, r[i] = 0 (r = log2 w);
+//   walk    one workgroup per (block, head, batch) and round: the block's
+//           keys centred in workgroup memory, the Gram G in workgroup memory
+//           (4x4 register tiles, fp32), then the walk: thread k keeps S_k in
+//           a register and adds G[i][k] * sigma_i after step i decides;
+//   select  one workgroup per (head, batch): the crossover (spec step 4) as
+//           a block scan of per-thread sign counts, then a second scan that
+//           compacts the kept tokens into the next round's cur / r;
+//   gather  one warp per output row: sink, kept middle, recent + log-weights.
+//
+//===----------------------------------------------------------------------===//
+
+#include "BalanceKVToGPU.h"
+#include "KernelBuilder.h"
+
+#include "balancekv/Conversion/Utils/Philox.h"
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
+#include "balancekv/Support/CompressedLayout.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "llvm/Support/Format.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace balancekv;
+using namespace balancekv::gpukernels;
+using arith::CmpIPredicate;
+
+namespace {
+
+constexpr int64_t kInitThreads = 256;
+constexpr int64_t kWalkThreads = 256;
+constexpr int64_t kSelectThreads = 1024;
+constexpr int64_t kGatherRowsPerBlock = 8; // one warp per row
+/// Opt-in workgroup memory per block on sm_90.
+constexpr int64_t kMaxSharedBytes = 227 * 1024;
+
+struct CompressConfig {
+  int64_t batch, heads, n, d, dv, blockSize, paddedBlock, rounds;
+  CompressedLayout layout;
+  double gamma, expScale, c0;
+  uint64_t seed;
+  Type elem;
+
+  static CompressConfig get(CompressOp op) {
+    auto kT = cast<RankedTensorType>(op.getKey().getType());
+    auto vT = cast<RankedTensorType>(op.getValue().getType());
+    CompressConfig c;
+    c.batch = kT.getDimSize(0);
+    c.heads = kT.getDimSize(1);
+    c.n = kT.getDimSize(2);
+    c.d = kT.getDimSize(3);
+    c.dv = vT.getDimSize(3);
+    c.blockSize = op.getBlockSize();
+    c.paddedBlock = llvm::alignTo(c.blockSize, 4);
+    c.rounds = op.getRounds();
+    c.layout = CompressedLayout::compute(c.n, op.getSink(), op.getRecent(),
+                                         c.rounds);
+    c.gamma = op.getGamma().convertToDouble();
+    c.expScale = op.getTemperature().convertToDouble() * op.getEffectiveScale();
+    c.c0 = op.getC0().convertToDouble();
+    c.seed = uint64_t(op.getSeed());
+    c.elem = kT.getElementType();
+    return c;
+  }
+  /// Row stride of the staged keys/values: +1 float so that the rows a warp
+  /// reads at once fall in distinct banks.
+  int64_t stagedStride() const { return std::max(d, dv) + 1; }
+  int64_t walkSharedFloats() const {
+    return paddedBlock * paddedBlock + paddedBlock * stagedStride() + d +
+           paddedBlock;
+  }
+  /// Everything that shapes the generated code.
+  std::string key(StringRef kernel) const {
+    std::string s;
+    llvm::raw_string_ostream os(s);
+    os << kernel << ':' << elem << ':' << batch << 'x' << heads << 'x' << n
+       << 'x' << d << 'x' << dv << ":b" << blockSize << ":s"
+       << layout.sink << ":w" << layout.recent << ":t" << rounds << ":g"
+       << llvm::format("%a", gamma) << ":e" << llvm::format("%a", expScale)
+       << ":c" << llvm::format("%a", c0) << ":seed" << seed;
+    return s;
+  }
+};
+
+struct Types {
+  MemRefType key, value, tokens, signs, outKey, outValue, outLogWeights;
+  Type idx;
+
+  Types(MLIRContext *ctx, const CompressConfig &c) {
+    int64_t mid = std::max<int64_t>(c.layout.middle, 1);
+    int64_t m = c.layout.compressedLength();
+    key = MemRefType::get({c.batch, c.heads, c.n, c.d}, c.elem);
+    value = MemRefType::get({c.batch, c.heads, c.n, c.dv}, c.elem);
+    tokens = MemRefType::get({c.batch, c.heads, mid}, IntegerType::get(ctx, 32));
+    signs = MemRefType::get({c.batch, c.heads, mid}, IntegerType::get(ctx, 8));
+    outKey = MemRefType::get({c.batch, c.heads, m, c.d}, c.elem);
+    outValue = MemRefType::get({c.batch, c.heads, m, c.dv}, c.elem);
+    outLogWeights =
+        MemRefType::get({c.batch, c.heads, m}, Float32Type::get(ctx));
+    idx = IndexType::get(ctx);
+  }
+};
+
+/// The (x, y, z) block ids as (block, head, batch).
+struct GridPos {
+  Value x, head, batch;
+  explicit GridPos(ImplicitLocOpBuilder &b)
+      : x(blockId(b, gpu::Dimension::x)), head(blockId(b, gpu::Dimension::y)),
+        batch(blockId(b, gpu::Dimension::z)) {}
+};
+
+gpu::GPUFuncOp initKernel(KernelModule &km, const CompressConfig &c,
+                          const Types &t) {
+  return km.getOrCreate(
+      "balancekv_init_tokens", c.key("init"), {t.tokens, t.tokens},
+      kInitThreads, {}, [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+        Value cur = fn.getArgument(0), r = fn.getArgument(1);
+        GridPos g(b);
+        Value i = add(b, mul(b, g.x, cIdx(b, kInitThreads)), threadId(b));
+        ifThen(b, cmp(b, CmpIPredicate::ult, i, cIdx(b, c.layout.middle)),
+               [&](ImplicitLocOpBuilder &ib) {
+                 store(ib, indexCast(ib, ib.getI32Type(), i), cur,
+                       {g.batch, g.head, i});
+                 store(ib, cI32(ib, 0), r, {g.batch, g.head, i});
+               });
+      });
+}
+
+/// For every 4x4 tile (rows ti + u*nt, columns tj + v*nt) of the padded
+/// block owned by this thread: acc = sum_x X[i][x] * X[j][x] over `dim`,
+/// handed to `emit(i, j, acc)`. The strided rows keep the 32 lanes of a warp
+/// on 32 banks; the same fma order for (i, j) and (j, i) keeps G symmetric.
+void gramTiles(ImplicitLocOpBuilder &b, const CompressConfig &c, Value staged,
+               int64_t dim,
+               const std::function<void(ImplicitLocOpBuilder &, Value, Value,
+                                        Value)> &emit) {
+  const int64_t nt = c.paddedBlock / 4, xs = c.stagedStride();
+  Value zero = cF(b, b.getF32Type(), 0.0);
+  forEach(b, threadId(b), cIdx(b, nt * nt), kWalkThreads,
+          [&](ImplicitLocOpBuilder &tb, Value tile) {
+            Value ti = divU(tb, tile, cIdx(tb, nt));
+            Value tj = remU(tb, tile, cIdx(tb, nt));
+            SmallVector<Value> rows, cols;
+            for (int64_t u = 0; u < 4; ++u) {
+              rows.push_back(add(tb, ti, cIdx(tb, u * nt)));
+              cols.push_back(add(tb, tj, cIdx(tb, u * nt)));
+            }
+            SmallVector<Value> inits(16, zero);
+            auto acc = forStep(
+                tb, cIdx(tb, 0), cIdx(tb, dim), 1, inits,
+                [&](ImplicitLocOpBuilder &xb, Value x, ValueRange a) {
+                  SmallVector<Value> ra, cb, out;
+                  for (int64_t u = 0; u < 4; ++u) {
+                    ra.push_back(load(
+                        xb, staged, {add(xb, mul(xb, rows[u], cIdx(xb, xs)), x)}));
+                    cb.push_back(load(
+                        xb, staged, {add(xb, mul(xb, cols[u], cIdx(xb, xs)), x)}));
+                  }
+                  for (int64_t u = 0; u < 4; ++u)
+                    for (int64_t v = 0; v < 4; ++v)
+                      out.push_back(
+                          math::FmaOp::create(xb, ra[u], cb[v], a[u * 4 + v]));
+                  return out;
+                });
+            for (int64_t u = 0; u < 4; ++u)
+              for (int64_t v = 0; v < 4; ++v)
+                emit(tb, rows[u], cols[v], acc[u * 4 + v]);
+          });
+}
+
+gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
+                          const Types &t) {
+  return km.getOrCreate(
+      "balancekv_walk", c.key("walk"),
+      {t.key, t.value, t.tokens, t.tokens, t.signs, t.idx, t.idx},
+      kWalkThreads, {}, [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+        Value key = fn.getArgument(0), value = fn.getArgument(1),
+              cur = fn.getArgument(2), logW2 = fn.getArgument(3),
+              sigma = fn.getArgument(4), len = fn.getArgument(5),
+              round = fn.getArgument(6);
+        Type f32 = b.getF32Type();
+        const int64_t bp = c.paddedBlock, xs = c.stagedStride();
+        GridPos g(b);
+        Value tid = threadId(b);
+        Value start = mul(b, g.x, cIdx(b, c.blockSize));
+        Value bsz = minU(b, cIdx(b, c.blockSize), sub(b, len, start));
+        auto views = dynamicSharedF32(b, {bp * bp, bp * xs, c.d, bp});
+        Value gram = views[0], staged = views[1], mean = views[2],
+              shSigma = views[3];
+        auto token = [&](ImplicitLocOpBuilder &ib, Value mem, Value r) {
+          return load(ib, mem, {g.batch, g.head, add(ib, start, r)});
+        };
+        auto cacheRow = [&](ImplicitLocOpBuilder &ib, Value r) {
+          return add(ib, cIdx(ib, c.layout.sink),
+                     indexCast(ib, ib.getIndexType(), token(ib, cur, r)));
+        };
+        auto stagedAt = [&](ImplicitLocOpBuilder &ib, Value r, Value x) {
+          return add(ib, mul(ib, r, cIdx(ib, xs)), x);
+        };
+        // Stage the block's keys, centre them on the block mean (step 1).
+        forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
+                [&](ImplicitLocOpBuilder &ib, Value e) {
+                  Value r = divU(ib, e, cIdx(ib, c.d)),
+                        x = remU(ib, e, cIdx(ib, c.d));
+                  store(ib, loadF32(ib, key, {g.batch, g.head, cacheRow(ib, r), x}),
+                        staged, {stagedAt(ib, r, x)});
+                });
+        barrier(b);
+        Value bszF = arith::UIToFPOp::create(
+            b, f32, indexCast(b, b.getI32Type(), bsz));
+        forEach(b, tid, cIdx(b, c.d), kWalkThreads,
+                [&](ImplicitLocOpBuilder &ib, Value x) {
+                  Value s = forStep(ib, cIdx(ib, 0), bsz, 1,
+                                    {cF(ib, f32, 0.0)},
+                                    [&](ImplicitLocOpBuilder &rb, Value r,
+                                        ValueRange a) {
+                                      return SmallVector<Value>{
+                                          arith::AddFOp::create(
+                                              rb, a[0],
+                                              load(rb, staged,
+                                                   {stagedAt(rb, r, x)}))};
+                                    })[0];
+                  store(ib, arith::DivFOp::create(ib, s, bszF), mean, {x});
+                });
+        barrier(b);
+        forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
+                [&](ImplicitLocOpBuilder &ib, Value e) {
+                  Value r = divU(ib, e, cIdx(ib, c.d)),
+                        x = remU(ib, e, cIdx(ib, c.d));
+                  Value at = stagedAt(ib, r, x);
+                  store(ib,
+                        arith::SubFOp::create(ib, load(ib, staged, {at}),
+                                              load(ib, mean, {x})),
+                        staged, {at});
+                });
+        barrier(b);
+        // <k~_i, k~_j> into G.
+        gramTiles(b, c, staged, c.d,
+                  [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
+                    store(ib, kk, gram, {add(ib, mul(ib, i, cIdx(ib, bp)), j)});
+                  });
+        barrier(b);
+        // Stage w_i v_i; w_i = 2^r_i exactly.
+        forEach(b, tid, mul(b, bsz, cIdx(b, c.dv)), kWalkThreads,
+                [&](ImplicitLocOpBuilder &ib, Value e) {
+                  Value r = divU(ib, e, cIdx(ib, c.dv)),
+                        x = remU(ib, e, cIdx(ib, c.dv));
+                  Value w = math::Exp2Op::create(
+                      ib, arith::SIToFPOp::create(ib, f32, token(ib, logW2, r)));
+                  Value v = loadF32(ib, value, {g.batch, g.head, cacheRow(ib, r), x});
+                  store(ib, arith::MulFOp::create(ib, w, v), staged,
+                        {stagedAt(ib, r, x)});
+                });
+        barrier(b);
+        // G_ij = exp(tau s <k~_i, k~_j>) (<w_i v_i, w_j v_j> + c0) (step 2).
+        gramTiles(b, c, staged, c.dv,
+                  [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value vv) {
+                    Value at = add(ib, mul(ib, i, cIdx(ib, bp)), j);
+                    Value e = math::ExpOp::create(
+                        ib, arith::MulFOp::create(ib, load(ib, gram, {at}),
+                                                  cF(ib, f32, c.expScale)));
+                    store(ib,
+                          arith::MulFOp::create(
+                              ib, e,
+                              arith::AddFOp::create(ib, vv, cF(ib, f32, c.c0))),
+                          gram, {at});
+                  });
+        barrier(b);
+        // The walk (step 3): thread k owns S_k; one barrier per step.
+        Value u = buildSpecUniform(b, c.seed, tid, g.x, round, g.batch, g.head);
+        Value col = minU(b, tid, cIdx(b, bp - 1));
+        forStep(b, cIdx(b, 0), bsz, 1, {cF(b, f32, 0.0)},
+                [&](ImplicitLocOpBuilder &ib, Value i, ValueRange a) {
+                  Value s = a[0];
+                  ifThen(ib, cmp(ib, CmpIPredicate::eq, tid, i),
+                         [&](ImplicitLocOpBuilder &db) {
+                           Value p = arith::SubFOp::create(
+                               db, cF(db, f32, 0.5),
+                               arith::MulFOp::create(db, cF(db, f32, c.gamma), s));
+                           p = arith::MinimumFOp::create(
+                               db,
+                               arith::MaximumFOp::create(db, p, cF(db, f32, 0.0)),
+                               cF(db, f32, 1.0));
+                           Value plus = arith::CmpFOp::create(
+                               db, arith::CmpFPredicate::OLT, u, p);
+                           store(db,
+                                 select(db, plus, cF(db, f32, 1.0),
+                                        cF(db, f32, -1.0)),
+                                 shSigma, {i});
+                           store(db,
+                                 select(db, plus,
+                                        arith::ConstantIntOp::create(
+                                            db, db.getI8Type(), 1),
+                                        arith::ConstantIntOp::create(
+                                            db, db.getI8Type(), -1)),
+                                 sigma, {g.batch, g.head, add(db, start, i)});
+                         });
+                  barrier(ib);
+                  Value gik = load(ib, gram, {add(ib, mul(ib, i, cIdx(ib, bp)), col)});
+                  return SmallVector<Value>{math::FmaOp::create(
+                      ib, gik, load(ib, shSigma, {i}), s)};
+                });
+      });
+}
+
+gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
+                            const Types &t) {
+  MLIRContext *ctx = t.key.getContext();
+  Type i32 = IntegerType::get(ctx, 32);
+  return km.getOrCreate(
+      "balancekv_select", c.key("select"),
+      {t.signs, t.tokens, t.tokens, t.tokens, t.tokens, t.idx}, kSelectThreads,
+      {workgroupBuffer(ctx, kSelectThreads, i32), workgroupBuffer(ctx, 2, i32)},
+      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+        Value sigma = fn.getArgument(0), curIn = fn.getArgument(1),
+              rIn = fn.getArgument(2), curOut = fn.getArgument(3),
+              rOut = fn.getArgument(4), len = fn.getArgument(5);
+        Value scan = fn.getWorkgroupAttributions()[0],
+              crossing = fn.getWorkgroupAttributions()[1];
+        GridPos g(b);
+        Value tid = threadId(b);
+        auto scanPrefix = [&](ImplicitLocOpBuilder &ib, Value v, Value buf) {
+          return blockExclusiveScan(ib, v, buf, kSelectThreads).first;
+        };
+        Value half = indexCast(b, i32, divU(b, len, cIdx(b, 2)));
+        Value chunk = arith::CeilDivUIOp::create(b, len, cIdx(b, kSelectThreads));
+        Value lo = minU(b, mul(b, tid, chunk), len);
+        Value hi = minU(b, add(b, lo, chunk), len);
+        auto signAt = [&](ImplicitLocOpBuilder &ib, Value j) {
+          return load(ib, sigma, {g.batch, g.head, j});
+        };
+        auto i8c = [&](ImplicitLocOpBuilder &ib, int64_t v) {
+          return arith::ConstantIntOp::create(ib, ib.getI8Type(), v);
+        };
+        auto asI32 = [&](ImplicitLocOpBuilder &ib, Value flag) -> Value {
+          return arith::ExtUIOp::create(ib, ib.getI32Type(), flag);
+        };
+        auto countIf = [&](const std::function<Value(ImplicitLocOpBuilder &,
+                                                     Value)> &pred) {
+          return forStep(b, lo, hi, 1, {cI32(b, 0)},
+                         [&](ImplicitLocOpBuilder &ib, Value j, ValueRange a) {
+                           return SmallVector<Value>{
+                               add(ib, a[0], asI32(ib, pred(ib, j)))};
+                         })[0];
+        };
+        ifThen(b, cmp(b, CmpIPredicate::eq, tid, cIdx(b, 0)),
+               [&](ImplicitLocOpBuilder &ib) {
+                 store(ib, cI32(ib, 0), crossing, {cIdx(ib, 0)});
+                 store(ib, cI32(ib, 0), crossing, {cIdx(ib, 1)});
+               });
+        // c+ / c-: where the running count of a colour reaches h. Only the
+        // thread whose chunk holds that index walks its chunk.
+        Value nPlus = countIf([&](ImplicitLocOpBuilder &ib, Value j) {
+          return cmp(ib, CmpIPredicate::sgt, signAt(ib, j), i8c(ib, 0));
+        });
+        Value before = scanPrefix(b, nPlus, scan);
+        Value nMinus = sub(b, indexCast(b, i32, sub(b, hi, lo)), nPlus);
+        Value beforeMinus = sub(b, indexCast(b, i32, lo), before);
+        for (int colour = 0; colour < 2; ++colour) {
+          Value pre = colour == 0 ? before : beforeMinus;
+          Value cnt = colour == 0 ? nPlus : nMinus;
+          Value holds = arith::AndIOp::create(
+              b, cmp(b, CmpIPredicate::slt, pre, half),
+              cmp(b, CmpIPredicate::sle, half, add(b, pre, cnt)));
+          ifThen(b, holds, [&](ImplicitLocOpBuilder &ib) {
+            forStep(ib, lo, hi, 1, {pre},
+                    [&](ImplicitLocOpBuilder &jb, Value j, ValueRange a) {
+                      Value isColour = cmp(
+                          jb, colour == 0 ? CmpIPredicate::sgt : CmpIPredicate::slt,
+                          signAt(jb, j), i8c(jb, 0));
+                      Value next = add(jb, a[0], asI32(jb, isColour));
+                      Value hit = arith::AndIOp::create(
+                          jb, isColour, cmp(jb, CmpIPredicate::eq, next, half));
+                      ifThen(jb, hit, [&](ImplicitLocOpBuilder &sb) {
+                        store(sb, indexCast(sb, i32, j), crossing,
+                              {cIdx(sb, colour)});
+                      });
+                      return SmallVector<Value>{next};
+                    });
+          });
+        }
+        barrier(b);
+        Value cross = indexCast(
+            b, b.getIndexType(),
+            arith::MaxSIOp::create(b, load(b, crossing, {cIdx(b, 0)}),
+                                   load(b, crossing, {cIdx(b, 1)})));
+        Value kept = arith::SubIOp::create(b, i8c(b, 0), signAt(b, cross));
+        // Candidates: kept-colour tokens up to c (doubled), then all after c.
+        auto candidate = [&](ImplicitLocOpBuilder &ib, Value j) -> Value {
+          Value upTo = cmp(ib, CmpIPredicate::ule, j, cross);
+          return arith::OrIOp::create(
+              ib, arith::XOrIOp::create(
+                      ib, upTo, arith::ConstantIntOp::create(ib, ib.getI1Type(), 1)),
+              cmp(ib, CmpIPredicate::eq, signAt(ib, j), kept));
+        };
+        Value slot = scanPrefix(b, countIf(candidate), scan);
+        forStep(b, lo, hi, 1, {slot},
+                [&](ImplicitLocOpBuilder &ib, Value j, ValueRange a) {
+                  Value isCand = candidate(ib, j);
+                  Value take = arith::AndIOp::create(
+                      ib, isCand, cmp(ib, CmpIPredicate::slt, a[0], half));
+                  ifThen(ib, take, [&](ImplicitLocOpBuilder &sb) {
+                    Value at = indexCast(sb, sb.getIndexType(), a[0]);
+                    Value doubled = asI32(sb, cmp(sb, CmpIPredicate::ule, j, cross));
+                    store(sb, load(sb, curIn, {g.batch, g.head, j}), curOut,
+                          {g.batch, g.head, at});
+                    store(sb, add(sb, load(sb, rIn, {g.batch, g.head, j}), doubled),
+                          rOut, {g.batch, g.head, at});
+                  });
+                  return SmallVector<Value>{add(ib, a[0], asI32(ib, isCand))};
+                });
+      });
+}
+
+gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
+                            const Types &t) {
+  return km.getOrCreate(
+      "balancekv_gather", c.key("gather"),
+      {t.key, t.value, t.tokens, t.tokens, t.outKey, t.outValue,
+       t.outLogWeights},
+      kGatherRowsPerBlock * 32, {},
+      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+        Value key = fn.getArgument(0), value = fn.getArgument(1),
+              cur = fn.getArgument(2), logW2 = fn.getArgument(3),
+              outK = fn.getArgument(4), outV = fn.getArgument(5),
+              outLw = fn.getArgument(6);
+        const CompressedLayout &l = c.layout;
+        GridPos g(b);
+        Value tid = threadId(b);
+        Value lane = remU(b, tid, cIdx(b, 32));
+        Value row = add(b, mul(b, g.x, cIdx(b, kGatherRowsPerBlock)),
+                        divU(b, tid, cIdx(b, 32)));
+        ifThen(b, cmp(b, CmpIPredicate::ult, row, cIdx(b, l.compressedLength())),
+               [&](ImplicitLocOpBuilder &ib) {
+                 Value inSink = cmp(ib, CmpIPredicate::ult, row, cIdx(ib, l.sink));
+                 Value inMiddle = arith::AndIOp::create(
+                     ib, arith::XOrIOp::create(
+                             ib, inSink,
+                             arith::ConstantIntOp::create(ib, ib.getI1Type(), 1)),
+                     cmp(ib, CmpIPredicate::ult, row,
+                         cIdx(ib, l.sink + l.keptMiddle)));
+                 Value midIdx = select(ib, inMiddle,
+                                       sub(ib, row, cIdx(ib, l.sink)), cIdx(ib, 0));
+                 Value midRow = add(
+                     ib, cIdx(ib, l.sink),
+                     indexCast(ib, ib.getIndexType(),
+                               load(ib, cur, {g.batch, g.head, midIdx})));
+                 Value recentRow = add(ib, row,
+                                       cIdx(ib, c.n - l.recent - l.sink -
+                                                    l.keptMiddle));
+                 Value src = select(ib, inSink, row,
+                                    select(ib, inMiddle, midRow, recentRow));
+                 forEach(ib, lane, cIdx(ib, c.d), 32,
+                         [&](ImplicitLocOpBuilder &xb, Value x) {
+                           store(xb, load(xb, key, {g.batch, g.head, src, x}),
+                                 outK, {g.batch, g.head, row, x});
+                         });
+                 forEach(ib, lane, cIdx(ib, c.dv), 32,
+                         [&](ImplicitLocOpBuilder &xb, Value x) {
+                           store(xb, load(xb, value, {g.batch, g.head, src, x}),
+                                 outV, {g.batch, g.head, row, x});
+                         });
+                 ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
+                        [&](ImplicitLocOpBuilder &lb) {
+                          // r ln 2 in f64, rounded once (as the reference).
+                          Value r = arith::SIToFPOp::create(
+                              lb, lb.getF64Type(),
+                              load(lb, logW2, {g.batch, g.head, midIdx}));
+                          Value lw = arith::TruncFOp::create(
+                              lb, lb.getF32Type(),
+                              arith::MulFOp::create(
+                                  lb, r, cF(lb, lb.getF64Type(), std::log(2.0))));
+                          store(lb,
+                                select(lb, inMiddle, lw,
+                                       cF(lb, lb.getF32Type(), 0.0)),
+                                outLw, {g.batch, g.head, row});
+                        });
+               });
+      });
+}
+
+struct CompressToGPU : OpRewritePattern<CompressOp> {
+  CompressToGPU(MLIRContext *ctx, KernelModule &km)
+      : OpRewritePattern(ctx), km(km) {}
+
+  LogicalResult matchAndRewrite(CompressOp op,
+                                PatternRewriter &rewriter) const override {
+    const CompressConfig c = CompressConfig::get(op);
+    const Types t(op.getContext(), c);
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    auto launch = [&](gpu::GPUFuncOp fn, int64_t gx, int64_t threads,
+                      int64_t sharedBytes, ValueRange args) {
+      Value smem = sharedBytes ? cI32(b, sharedBytes) : Value();
+      gpu::LaunchFuncOp::create(
+          b, fn, gpu::KernelDim3{cIdx(b, gx), cIdx(b, c.heads), cIdx(b, c.batch)},
+          gpu::KernelDim3{cIdx(b, threads), cIdx(b, 1), cIdx(b, 1)}, smem,
+          args);
+    };
+    auto alloc = [&](MemRefType type) -> Value {
+      return gpu::AllocOp::create(b, type, Type(), ValueRange{}, ValueRange{},
+                                  ValueRange{}, false)
+          .getMemref();
+    };
+    Value key = exactBuffer(b, op.getKey()), value = exactBuffer(b, op.getValue());
+    Value outK = alloc(t.outKey), outV = alloc(t.outValue),
+          outLw = alloc(t.outLogWeights);
+    Value cur[2] = {alloc(t.tokens), alloc(t.tokens)};
+    Value logW2[2] = {alloc(t.tokens), alloc(t.tokens)};
+    Value sigma = alloc(t.signs);
+    int64_t len = c.layout.middle, src = 0;
+    if (len > 0)
+      launch(initKernel(km, c, t), llvm::divideCeil(len, kInitThreads),
+             kInitThreads, 0, {cur[0], logW2[0]});
+    gpu::GPUFuncOp walk, sel;
+    for (int64_t round = 0; round < c.rounds && len / 2 > 0; ++round) {
+      if (!walk) {
+        walk = walkKernel(km, c, t);
+        sel = selectKernel(km, c, t);
+      }
+      launch(walk, llvm::divideCeil(len, c.blockSize), kWalkThreads,
+             4 * c.walkSharedFloats(),
+             {key, value, cur[src], logW2[src], sigma, cIdx(b, len),
+              cIdx(b, round)});
+      launch(sel, 1, kSelectThreads, 0,
+             {sigma, cur[src], logW2[src], cur[1 - src], logW2[1 - src],
+              cIdx(b, len)});
+      src = 1 - src;
+      len /= 2;
+    }
+    launch(gatherKernel(km, c, t),
+           llvm::divideCeil(c.layout.compressedLength(), kGatherRowsPerBlock),
+           kGatherRowsPerBlock * 32, 0,
+           {key, value, cur[src], logW2[src], outK, outV, outLw});
+    for (Value scratch : {cur[0], cur[1], logW2[0], logW2[1], sigma})
+      gpu::DeallocOp::create(b, Type(), ValueRange{}, scratch);
+    rewriter.replaceOp(op, {resultTensor(b, outK, op.getCompressedKey().getType()),
+                            resultTensor(b, outV, op.getCompressedValue().getType()),
+                            resultTensor(b, outLw, op.getLogWeights().getType())});
+    return success();
+  }
+
+  KernelModule &km;
+};
+
+} // namespace
+
+LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
+  if (op.getMethod() != CompressionMethod::Balance)
+    return op.emitOpError()
+           << "method '" << stringifyCompressionMethod(op.getMethod())
+           << "' has no GPU lowering; use --balancekv-lower-to-runtime-calls "
+              "or --balancekv-lower-to-loops";
+  for (Value v : {op.getKey(), op.getValue()})
+    if (!cast<RankedTensorType>(v.getType()).hasStaticShape())
+      return op.emitOpError() << "the GPU lowering needs static key and value "
+                                 "shapes, got "
+                              << v.getType();
+  if (op.getBlockSize() > 128)
+    return op.emitOpError() << "the GPU lowering takes block_size <= 128 (one "
+                               "workgroup per block), got "
+                            << op.getBlockSize();
+  const CompressConfig c = CompressConfig::get(op);
+  if (c.batch > 65535 || c.heads > 65535)
+    return op.emitOpError() << "the GPU lowering takes at most 65535 batches "
+                               "and heads (grid dimensions)";
+  if (int64_t bytes = 4 * c.walkSharedFloats(); bytes > kMaxSharedBytes)
+    return op.emitOpError()
+           << "the walk kernel needs " << bytes
+           << " bytes of workgroup memory (block " << c.blockSize << ", D "
+           << c.d << ", Dv " << c.dv << "); at most " << kMaxSharedBytes
+           << " fit";
+  return success();
+}
+
+void balancekv::populateCompressToGPUPatterns(RewritePatternSet &patterns,
+                                              gpukernels::KernelModule &km) {
+  patterns.add<CompressToGPU>(patterns.getContext(), km);
+}
