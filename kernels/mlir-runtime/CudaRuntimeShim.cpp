@@ -113,7 +113,11 @@ BALANCEKV_MGPU_EXPORT CUmodule mgpuModuleLoadJIT(void *data, int optLevel,
 }
 
 BALANCEKV_MGPU_EXPORT void mgpuModuleUnload(CUmodule module) {
-  CHECK(cuModuleUnload(module));
+  // Runs from a global destructor; at process exit the driver may already be
+  // gone, and the module with it.
+  CUresult r = cuModuleUnload(module);
+  if (r != CUDA_SUCCESS && r != CUDA_ERROR_DEINITIALIZED)
+    report(r, "cuModuleUnload(module)");
 }
 
 BALANCEKV_MGPU_EXPORT CUfunction mgpuModuleGetFunction(CUmodule module,

@@ -22,6 +22,8 @@
 #include "balancekv/Support/CompressedLayout.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "llvm/Support/Format.h"
 
@@ -69,12 +71,35 @@ struct CompressConfig {
     c.elem = kT.getElementType();
     return c;
   }
-  /// Row stride of the staged keys/values: +1 float so that the rows a warp
-  /// reads at once fall in distinct banks.
-  int64_t stagedStride() const { return std::max(d, dv) + 1; }
-  int64_t walkSharedFloats() const {
-    return paddedBlock * paddedBlock + paddedBlock * stagedStride() + d +
-           paddedBlock;
+  /// 16-bit keys and values with dims that are multiples of 16: the Gram
+  /// runs on tensor cores (mma.sync m16n8k16, fp32 accumulate) over the raw
+  /// rows, which bf16/f16 hold exactly, and is centred afterwards.
+  bool useTensorCores() const {
+    return (elem.isBF16() || elem.isF16()) && d % 16 == 0 && dv % 16 == 0;
+  }
+  /// Row stride of the staged rows. FFMA: f32 +1 so that the rows a warp
+  /// reads at once fall in distinct banks. Tensor cores: 16-bit +8 so that
+  /// the fragment loads of a warp do.
+  int64_t stagedStride() const {
+    return std::max(d, dv) + (useTensorCores() ? 8 : 1);
+  }
+  /// Workgroup memory of the walk kernel: G, the staged rows, the key mean
+  /// and per-row <k_i, mean>, w_i and sigma_i.
+  struct WalkLayout {
+    int64_t gram, staged, mean, rowDot, weight, sigma, bytes;
+  };
+  WalkLayout walkLayout() const {
+    const int64_t bp = paddedBlock;
+    WalkLayout l;
+    l.gram = 0;
+    l.staged = 4 * bp * bp;
+    l.mean = l.staged + llvm::alignTo(
+                            bp * stagedStride() * (useTensorCores() ? 2 : 4), 16);
+    l.rowDot = l.mean + 4 * d;
+    l.weight = l.rowDot + 4 * bp;
+    l.sigma = l.weight + 4 * bp;
+    l.bytes = l.sigma + 4 * bp;
+    return l;
   }
   /// Everything that shapes the generated code.
   std::string key(StringRef kernel) const {
@@ -133,14 +158,16 @@ gpu::GPUFuncOp initKernel(KernelModule &km, const CompressConfig &c,
       });
 }
 
-/// For every 4x4 tile (rows ti + u*nt, columns tj + v*nt) of the padded
-/// block owned by this thread: acc = sum_x X[i][x] * X[j][x] over `dim`,
-/// handed to `emit(i, j, acc)`. The strided rows keep the 32 lanes of a warp
-/// on 32 banks; the same fma order for (i, j) and (j, i) keeps G symmetric.
-void gramTiles(ImplicitLocOpBuilder &b, const CompressConfig &c, Value staged,
-               int64_t dim,
-               const std::function<void(ImplicitLocOpBuilder &, Value, Value,
-                                        Value)> &emit) {
+using EmitFn =
+    std::function<void(ImplicitLocOpBuilder &, Value i, Value j, Value dot)>;
+
+/// FFMA Gram over f32 rows staged with stride stagedStride(): for every 4x4
+/// tile (rows ti + u*nt, columns tj + v*nt) of the padded block owned by
+/// this thread, acc = sum_x X[i][x] * X[j][x] over `dim`, handed to `emit`.
+/// The strided rows keep the 32 lanes of a warp on 32 banks; the same fma
+/// order for (i, j) and (j, i) keeps G symmetric.
+void gramTilesFFMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
+                   Value staged, int64_t dim, const EmitFn &emit) {
   const int64_t nt = c.paddedBlock / 4, xs = c.stagedStride();
   Value zero = cF(b, b.getF32Type(), 0.0);
   forEach(b, threadId(b), cIdx(b, nt * nt), kWalkThreads,
@@ -175,6 +202,68 @@ void gramTiles(ImplicitLocOpBuilder &b, const CompressConfig &c, Value staged,
           });
 }
 
+/// Tensor-core Gram over 16-bit rows staged with stride stagedStride()
+/// (viewed as i32 pairs): each warp takes 16x8 tiles of G and runs
+/// mma.sync.m16n8k16 (row.col, fp32 accumulate) over `dim`; A is the tile's
+/// 16 rows, B (column-major) its 8 rows, both read straight from the staged
+/// rows in the PTX fragment layout.
+void gramTilesMMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
+                  Value stagedWords, int64_t dim, const EmitFn &emit) {
+  MLIRContext *ctx = b.getContext();
+  const int64_t bp = c.paddedBlock, words = c.stagedStride() / 2;
+  const int64_t colTiles = bp / 8, tiles = (bp / 16) * colTiles;
+  Type f32 = b.getF32Type();
+  Type resTy = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
+  const bool bf16 = c.elem.isBF16();
+  auto operand = [&](ImplicitLocOpBuilder &ib, Value row, Value word) -> Value {
+    Value w = load(ib, stagedWords, {add(ib, mul(ib, row, cIdx(ib, words)), word)});
+    if (bf16)
+      return w;
+    return LLVM::BitcastOp::create(ib, VectorType::get({2}, ib.getF16Type()), w);
+  };
+  Value tid = threadId(b);
+  Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
+  Value grp = divU(b, lane, cIdx(b, 4)), tig = remU(b, lane, cIdx(b, 4));
+  forEach(b, warp, cIdx(b, tiles), kWalkThreads / 32,
+          [&](ImplicitLocOpBuilder &tb, Value tile) {
+            Value row0 = add(tb, mul(tb, divU(tb, tile, cIdx(tb, colTiles)),
+                                     cIdx(tb, 16)),
+                             grp);
+            Value row1 = add(tb, row0, cIdx(tb, 8));
+            Value col = add(tb, mul(tb, remU(tb, tile, cIdx(tb, colTiles)),
+                                    cIdx(tb, 8)),
+                            grp);
+            SmallVector<Value> zeros(4, cF(tb, f32, 0.0));
+            auto acc = forStep(
+                tb, cIdx(tb, 0), cIdx(tb, dim / 2), 8, zeros,
+                [&](ImplicitLocOpBuilder &kb, Value k2, ValueRange a) {
+                  Value w0 = add(kb, k2, tig), w1 = add(kb, w0, cIdx(kb, 4));
+                  SmallVector<Value> aOps{operand(kb, row0, w0), operand(kb, row1, w0),
+                                          operand(kb, row0, w1), operand(kb, row1, w1)};
+                  SmallVector<Value> bOps{operand(kb, col, w0), operand(kb, col, w1)};
+                  auto mma = NVVM::MmaOp::create(
+                      kb, resTy, aOps, bOps, a, {16, 8, 16}, std::nullopt,
+                      std::nullopt,
+                      std::array<NVVM::MMATypes, 2>{
+                          bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16,
+                          bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16},
+                      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                                     NVVM::MMALayout::col});
+                  SmallVector<Value> out;
+                  for (int64_t i = 0; i < 4; ++i)
+                    out.push_back(LLVM::ExtractValueOp::create(kb, mma, i));
+                  return out;
+                });
+            // C fragment: (grp, 2 tig + {0,1}) and (grp + 8, 2 tig + {0,1}).
+            Value c0 = add(tb, sub(tb, col, grp), mul(tb, tig, cIdx(tb, 2)));
+            Value c1 = add(tb, c0, cIdx(tb, 1));
+            emit(tb, row0, c0, acc[0]);
+            emit(tb, row0, c1, acc[1]);
+            emit(tb, row1, c0, acc[2]);
+            emit(tb, row1, c1, acc[3]);
+          });
+}
+
 gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                           const Types &t) {
   return km.getOrCreate(
@@ -186,14 +275,24 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
               sigma = fn.getArgument(4), len = fn.getArgument(5),
               round = fn.getArgument(6);
         Type f32 = b.getF32Type();
+        const bool mma = c.useTensorCores();
         const int64_t bp = c.paddedBlock, xs = c.stagedStride();
+        const auto layout = c.walkLayout();
         GridPos g(b);
         Value tid = threadId(b);
         Value start = mul(b, g.x, cIdx(b, c.blockSize));
         Value bsz = minU(b, cIdx(b, c.blockSize), sub(b, len, start));
-        auto views = dynamicSharedF32(b, {bp * bp, bp * xs, c.d, bp});
-        Value gram = views[0], staged = views[1], mean = views[2],
-              shSigma = views[3];
+        Value base = dynamicSharedBase(b);
+        Value gram = sharedView(b, base, layout.gram, bp * bp, f32);
+        Value staged = sharedView(b, base, layout.staged, bp * xs,
+                                  mma ? c.elem : f32);
+        Value stagedWords =
+            mma ? sharedView(b, base, layout.staged, bp * xs / 2, b.getI32Type())
+                : Value();
+        Value mean = sharedView(b, base, layout.mean, c.d, f32);
+        Value rowDot = sharedView(b, base, layout.rowDot, bp, f32);
+        Value weight = sharedView(b, base, layout.weight, bp, f32);
+        Value shSigma = sharedView(b, base, layout.sigma, bp, f32);
         auto token = [&](ImplicitLocOpBuilder &ib, Value mem, Value r) {
           return load(ib, mem, {g.batch, g.head, add(ib, start, r)});
         };
@@ -204,76 +303,116 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         auto stagedAt = [&](ImplicitLocOpBuilder &ib, Value r, Value x) {
           return add(ib, mul(ib, r, cIdx(ib, xs)), x);
         };
-        // Stage the block's keys, centre them on the block mean (step 1).
-        forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
-                [&](ImplicitLocOpBuilder &ib, Value e) {
-                  Value r = divU(ib, e, cIdx(ib, c.d)),
-                        x = remU(ib, e, cIdx(ib, c.d));
-                  store(ib, loadF32(ib, key, {g.batch, g.head, cacheRow(ib, r), x}),
-                        staged, {stagedAt(ib, r, x)});
-                });
+        auto stagedF32 = [&](ImplicitLocOpBuilder &ib, Value r, Value x) {
+          return loops::widen(ib, load(ib, staged, {stagedAt(ib, r, x)}), f32);
+        };
+        // Stage the block's rows of `src` (raw 16-bit for tensor cores, f32
+        // otherwise, times w_i when `weighted`).
+        auto stage = [&](Value src, int64_t dim, bool weighted) {
+          forEach(b, tid, mul(b, bsz, cIdx(b, dim)), kWalkThreads,
+                  [&](ImplicitLocOpBuilder &ib, Value e) {
+                    Value r = divU(ib, e, cIdx(ib, dim)),
+                          x = remU(ib, e, cIdx(ib, dim));
+                    Value v = load(ib, src, {g.batch, g.head, cacheRow(ib, r), x});
+                    if (!mma) {
+                      v = loops::widen(ib, v, f32);
+                      if (weighted)
+                        v = arith::MulFOp::create(ib, load(ib, weight, {r}), v);
+                    }
+                    store(ib, v, staged, {stagedAt(ib, r, x)});
+                  });
+        };
+        // w_i = 2^r_i exactly.
+        forEach(b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
+          store(ib,
+                math::Exp2Op::create(
+                    ib, arith::SIToFPOp::create(ib, f32, token(ib, logW2, r))),
+                weight, {r});
+        });
+        // Step 1: the block's key mean.
+        stage(key, c.d, false);
         barrier(b);
         Value bszF = arith::UIToFPOp::create(
             b, f32, indexCast(b, b.getI32Type(), bsz));
         forEach(b, tid, cIdx(b, c.d), kWalkThreads,
                 [&](ImplicitLocOpBuilder &ib, Value x) {
-                  Value s = forStep(ib, cIdx(ib, 0), bsz, 1,
-                                    {cF(ib, f32, 0.0)},
+                  Value s = forStep(ib, cIdx(ib, 0), bsz, 1, {cF(ib, f32, 0.0)},
                                     [&](ImplicitLocOpBuilder &rb, Value r,
                                         ValueRange a) {
-                                      return SmallVector<Value>{
-                                          arith::AddFOp::create(
-                                              rb, a[0],
-                                              load(rb, staged,
-                                                   {stagedAt(rb, r, x)}))};
+                                      return SmallVector<Value>{arith::AddFOp::create(
+                                          rb, a[0], stagedF32(rb, r, x))};
                                     })[0];
                   store(ib, arith::DivFOp::create(ib, s, bszF), mean, {x});
                 });
         barrier(b);
-        forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
-                [&](ImplicitLocOpBuilder &ib, Value e) {
-                  Value r = divU(ib, e, cIdx(ib, c.d)),
-                        x = remU(ib, e, cIdx(ib, c.d));
-                  Value at = stagedAt(ib, r, x);
-                  store(ib,
-                        arith::SubFOp::create(ib, load(ib, staged, {at}),
-                                              load(ib, mean, {x})),
-                        staged, {at});
-                });
-        barrier(b);
-        // <k~_i, k~_j> into G.
-        gramTiles(b, c, staged, c.d,
-                  [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
-                    store(ib, kk, gram, {add(ib, mul(ib, i, cIdx(ib, bp)), j)});
-                  });
-        barrier(b);
-        // Stage w_i v_i; w_i = 2^r_i exactly.
-        forEach(b, tid, mul(b, bsz, cIdx(b, c.dv)), kWalkThreads,
-                [&](ImplicitLocOpBuilder &ib, Value e) {
-                  Value r = divU(ib, e, cIdx(ib, c.dv)),
-                        x = remU(ib, e, cIdx(ib, c.dv));
-                  Value w = math::Exp2Op::create(
-                      ib, arith::SIToFPOp::create(ib, f32, token(ib, logW2, r)));
-                  Value v = loadF32(ib, value, {g.batch, g.head, cacheRow(ib, r), x});
-                  store(ib, arith::MulFOp::create(ib, w, v), staged,
-                        {stagedAt(ib, r, x)});
-                });
-        barrier(b);
-        // G_ij = exp(tau s <k~_i, k~_j>) (<w_i v_i, w_j v_j> + c0) (step 2).
-        gramTiles(b, c, staged, c.dv,
-                  [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value vv) {
-                    Value at = add(ib, mul(ib, i, cIdx(ib, bp)), j);
-                    Value e = math::ExpOp::create(
-                        ib, arith::MulFOp::create(ib, load(ib, gram, {at}),
-                                                  cF(ib, f32, c.expScale)));
+        auto dotWithMean = [&](ImplicitLocOpBuilder &ib, Value r) {
+          return forStep(ib, cIdx(ib, 0), cIdx(ib, c.d), 1, {cF(ib, f32, 0.0)},
+                         [&](ImplicitLocOpBuilder &xb, Value x, ValueRange a) {
+                           Value kx = r ? stagedF32(xb, r, x) : load(xb, mean, {x});
+                           return SmallVector<Value>{math::FmaOp::create(
+                               xb, kx, load(xb, mean, {x}), a[0])};
+                         })[0];
+        };
+        auto gramAt = [&](ImplicitLocOpBuilder &ib, Value i, Value j) {
+          return add(ib, mul(ib, i, cIdx(ib, bp)), j);
+        };
+        if (mma) {
+          // <k~_i, k~_j> = <k_i, k_j> - <k_i, mu> - <k_j, mu> + <mu, mu>.
+          forEach(b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
+            store(ib, dotWithMean(ib, r), rowDot, {r});
+          });
+          barrier(b);
+          Value muMu = dotWithMean(b, Value());
+          gramTilesMMA(b, c, stagedWords, c.d,
+                       [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
+                         Value v = arith::SubFOp::create(
+                             ib, arith::SubFOp::create(ib, kk, load(ib, rowDot, {i})),
+                             load(ib, rowDot, {j}));
+                         store(ib, arith::AddFOp::create(ib, v, muMu), gram,
+                               {gramAt(ib, i, j)});
+                       });
+        } else {
+          forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
+                  [&](ImplicitLocOpBuilder &ib, Value e) {
+                    Value r = divU(ib, e, cIdx(ib, c.d)),
+                          x = remU(ib, e, cIdx(ib, c.d));
+                    Value at = stagedAt(ib, r, x);
                     store(ib,
-                          arith::MulFOp::create(
-                              ib, e,
-                              arith::AddFOp::create(ib, vv, cF(ib, f32, c.c0))),
-                          gram, {at});
+                          arith::SubFOp::create(ib, load(ib, staged, {at}),
+                                                load(ib, mean, {x})),
+                          staged, {at});
                   });
+          barrier(b);
+          gramTilesFFMA(b, c, staged, c.d,
+                        [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
+                          store(ib, kk, gram, {gramAt(ib, i, j)});
+                        });
+        }
         barrier(b);
-        // The walk (step 3): thread k owns S_k; one barrier per step.
+        // Step 2: G_ij = exp(tau s <k~_i, k~_j>) (<w_i v_i, w_j v_j> + c0).
+        stage(value, c.dv, true);
+        barrier(b);
+        auto combineVV = [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value vv) {
+          if (mma)
+            vv = arith::MulFOp::create(
+                ib, vv,
+                arith::MulFOp::create(ib, load(ib, weight, {i}),
+                                      load(ib, weight, {j})));
+          Value at = gramAt(ib, i, j);
+          Value e = math::ExpOp::create(
+              ib, arith::MulFOp::create(ib, load(ib, gram, {at}),
+                                        cF(ib, f32, c.expScale)));
+          store(ib,
+                arith::MulFOp::create(
+                    ib, e, arith::AddFOp::create(ib, vv, cF(ib, f32, c.c0))),
+                gram, {at});
+        };
+        if (mma)
+          gramTilesMMA(b, c, stagedWords, c.dv, combineVV);
+        else
+          gramTilesFFMA(b, c, staged, c.dv, combineVV);
+        barrier(b);
+        // Step 3, the walk: thread k owns S_k; one barrier per step.
         Value u = buildSpecUniform(b, c.seed, tid, g.x, round, g.batch, g.head);
         Value col = minU(b, tid, cIdx(b, bp - 1));
         forStep(b, cIdx(b, 0), bsz, 1, {cF(b, f32, 0.0)},
@@ -303,7 +442,7 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                                  sigma, {g.batch, g.head, add(db, start, i)});
                          });
                   barrier(ib);
-                  Value gik = load(ib, gram, {add(ib, mul(ib, i, cIdx(ib, bp)), col)});
+                  Value gik = load(ib, gram, {gramAt(ib, i, col)});
                   return SmallVector<Value>{math::FmaOp::create(
                       ib, gik, load(ib, shSigma, {i}), s)};
                 });
@@ -525,7 +664,7 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
         sel = selectKernel(km, c, t);
       }
       launch(walk, llvm::divideCeil(len, c.blockSize), kWalkThreads,
-             4 * c.walkSharedFloats(),
+             c.walkLayout().bytes,
              {key, value, cur[src], logW2[src], sigma, cIdx(b, len),
               cIdx(b, round)});
       launch(sel, 1, kSelectThreads, 0,
@@ -570,7 +709,7 @@ LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
   if (c.batch > 65535 || c.heads > 65535)
     return op.emitOpError() << "the GPU lowering takes at most 65535 batches "
                                "and heads (grid dimensions)";
-  if (int64_t bytes = 4 * c.walkSharedFloats(); bytes > kMaxSharedBytes)
+  if (int64_t bytes = c.walkLayout().bytes; bytes > kMaxSharedBytes)
     return op.emitOpError()
            << "the walk kernel needs " << bytes
            << " bytes of workgroup memory (block " << c.blockSize << ", D "

@@ -47,21 +47,17 @@ gpu::GPUFuncOp KernelModule::getOrCreate(
   return fn;
 }
 
-SmallVector<Value> dynamicSharedF32(ImplicitLocOpBuilder &b,
-                                    ArrayRef<int64_t> sizes) {
-  MLIRContext *ctx = b.getContext();
-  auto raw = gpu::DynamicSharedMemoryOp::create(
+Value dynamicSharedBase(ImplicitLocOpBuilder &b) {
+  return gpu::DynamicSharedMemoryOp::create(
       b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                         MemRefLayoutAttrInterface(), workgroupSpace(ctx)));
-  SmallVector<Value> views;
-  int64_t offset = 0;
-  for (int64_t n : sizes) {
-    views.push_back(memref::ViewOp::create(
-        b, workgroupBuffer(ctx, n, b.getF32Type()), raw,
-        cIdx(b, offset * 4), ValueRange{}));
-    offset += n;
-  }
-  return views;
+                         MemRefLayoutAttrInterface(),
+                         workgroupSpace(b.getContext())));
+}
+
+Value sharedView(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset,
+                 int64_t count, Type t) {
+  return memref::ViewOp::create(b, workgroupBuffer(b.getContext(), count, t),
+                                base, cIdx(b, byteOffset), ValueRange{});
 }
 
 Value combine(ImplicitLocOpBuilder &b, Combine kind, Value x, Value y) {

@@ -148,10 +148,11 @@ inline mlir::MemRefType workgroupBuffer(mlir::MLIRContext *ctx, int64_t n,
                                workgroupSpace(ctx));
 }
 
-/// Dynamic shared memory carved into 1-D f32 views at the given element
-/// offsets (each view `sizes[i]` floats).
-llvm::SmallVector<Value> dynamicSharedF32(ImplicitLocOpBuilder &b,
-                                          llvm::ArrayRef<int64_t> sizes);
+/// The kernel's dynamic workgroup memory as i8, and 1-D views of `count`
+/// elements of `t` at a byte offset into it (views may alias).
+Value dynamicSharedBase(ImplicitLocOpBuilder &b);
+Value sharedView(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset,
+                 int64_t count, Type t);
 
 inline Value load(ImplicitLocOpBuilder &b, Value mem, mlir::ValueRange idx) {
   return mlir::memref::LoadOp::create(b, mem, idx);
