@@ -18,6 +18,7 @@
 #include "KernelBuilder.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/Format.h"
 
 #include <limits>
@@ -47,6 +48,15 @@ struct DecodeConfig {
   Type elem, outElem, lenElem;
 
   int64_t rows() const { return headsPerBlock * queries; }
+  /// Elements per 16-byte load.
+  int64_t vec() const { return 16 / (elem.getIntOrFloatBitWidth() / 8); }
+  /// The vectorised split kernel: rows of D and Dv elements split in 16-byte
+  /// pieces, D in at most 32 of them (lanes per key a power of two).
+  bool vectorizable() const {
+    int64_t lanes = d / vec();
+    return d % vec() == 0 && dv % vec() == 0 && lanes <= 32 &&
+           llvm::isPowerOf2_64(lanes) && kSplitThreads % (dv / vec()) == 0;
+  }
 
   template <typename OpTy> static DecodeConfig get(OpTy op, int64_t smCount) {
     auto qT = cast<RankedTensorType>(op.getQuery().getType());
@@ -129,6 +139,97 @@ Value negInf(ImplicitLocOpBuilder &b) {
   return cF(b, b.getF32Type(), -std::numeric_limits<double>::infinity());
 }
 
+/// What both split kernels share: the workgroup's place (chunk, heads,
+/// batch), its valid key range, the biased/masked logit stores and the
+/// chunk's softmax partials.
+struct SplitPrologue {
+  const DecodeConfig &c;
+  Value split, bi, firstHead, kvHead, len, start, count;
+
+  SplitPrologue(ImplicitLocOpBuilder &b, const DecodeConfig &c, Value lens)
+      : c(c) {
+    split = blockId(b, gpu::Dimension::x);
+    Value headGroup = blockId(b, gpu::Dimension::y);
+    bi = blockId(b, gpu::Dimension::z);
+    firstHead = mul(b, headGroup, cIdx(b, c.headsPerBlock));
+    kvHead = divU(b, firstHead, cIdx(b, c.group));
+    len = cIdx(b, c.m);
+    if (lens) {
+      Value raw = load(b, lens, {bi});
+      if (!raw.getType().isIndex())
+        raw = indexCast(b, b.getIndexType(), raw);
+      len = arith::MinSIOp::create(b, arith::MaxSIOp::create(b, raw, cIdx(b, 0)),
+                                   len);
+    }
+    start = mul(b, split, cIdx(b, c.chunk));
+    count = select(
+        b, cmp(b, CmpIPredicate::sgt, len, start),
+        arith::MinSIOp::create(b, sub(b, len, start), cIdx(b, c.chunk)),
+        cIdx(b, 0));
+  }
+
+  Value headOf(ImplicitLocOpBuilder &b, int64_t r) const {
+    return add(b, firstHead, cIdx(b, r / c.queries));
+  }
+
+  /// logits[r][jj] = dots[r] + log-weight of key j, -inf where masked.
+  void storeLogits(ImplicitLocOpBuilder &b, Value logits, Value lw, Value j,
+                   Value jj, ArrayRef<Value> dots) const {
+    Value bias = lw ? load(b, lw, {bi, kvHead, j}) : cF(b, b.getF32Type(), 0.0);
+    for (int64_t r = 0; r < c.rows(); ++r) {
+      Value logit = arith::AddFOp::create(b, dots[r], bias);
+      if (c.causal) {
+        // Query l sits at len - L + l: sees j <= that.
+        int64_t l = r % c.queries;
+        Value last = add(b, len, cIdx(b, l - c.queries));
+        logit = select(b, cmp(b, CmpIPredicate::sle, j, last), logit, negInf(b));
+      }
+      store(b, logit, logits, {add(b, cIdx(b, r * c.chunk), jj)});
+    }
+  }
+
+  /// Per row: m = max logit, p = exp(logit - m) in place, l = sum p; (m, l)
+  /// to partStats. Ends with a barrier.
+  void softmax(ImplicitLocOpBuilder &b, Value logits, Value red,
+               Value partStats) const {
+    Type f32 = b.getF32Type();
+    Value tid = threadId(b);
+    for (int64_t r = 0; r < c.rows(); ++r) {
+      auto at = [&](ImplicitLocOpBuilder &ib, Value jj) {
+        return add(ib, cIdx(ib, r * c.chunk), jj);
+      };
+      Value mx = forStep(b, tid, count, kSplitThreads, {negInf(b)},
+                         [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange acc) {
+                           return SmallVector<Value>{combine(
+                               ib, Combine::Max, acc[0],
+                               load(ib, logits, {at(ib, jj)}))};
+                         })[0];
+      mx = blockAllReduce(b, Combine::Max, mx, red, kSplitThreads);
+      Value empty =
+          arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mx, negInf(b));
+      Value sum = forStep(
+          b, tid, count, kSplitThreads, {cF(b, f32, 0.0)},
+          [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange acc) {
+            Value e = math::ExpOp::create(
+                ib, arith::SubFOp::create(ib, load(ib, logits, {at(ib, jj)}), mx));
+            Value pr = select(ib, empty, cF(ib, f32, 0.0), e);
+            store(ib, pr, logits, {at(ib, jj)});
+            return SmallVector<Value>{arith::AddFOp::create(ib, acc[0], pr)};
+          })[0];
+      sum = blockAllReduce(b, Combine::Add, sum, red, kSplitThreads);
+      ifThen(b, cmp(b, CmpIPredicate::eq, tid, cIdx(b, 0)),
+             [&](ImplicitLocOpBuilder &ib) {
+               Value head = headOf(ib, r), l = cIdx(ib, r % c.queries);
+               store(ib, mx, partStats, {bi, head, split, l, cIdx(ib, 0)});
+               store(ib, sum, partStats, {bi, head, split, l, cIdx(ib, 1)});
+             });
+    }
+  }
+};
+
+/// The split kernel with scalar loads (any alignment, any dims): one warp per
+/// key row with lanes over D for the logits, one thread per value column
+/// with kUnroll rows in flight for P V.
 gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                            const DecodeTypes &t) {
   MLIRContext *ctx = t.query.getContext();
@@ -148,59 +249,34 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
         Value partO = fn.getArgument(a++), partStats = fn.getArgument(a++);
         auto wg = fn.getWorkgroupAttributions();
         Value qs = wg[0], logits = wg[1], red = wg[2];
-
-        Value split = blockId(b, gpu::Dimension::x);
-        Value headGroup = blockId(b, gpu::Dimension::y);
-        Value bi = blockId(b, gpu::Dimension::z);
+        SplitPrologue p(b, c, lens);
         Value tid = threadId(b);
-        Value firstHead = mul(b, headGroup, cIdx(b, c.headsPerBlock));
-        Value kvHead = divU(b, firstHead, cIdx(b, c.group));
-        Value len = cIdx(b, c.m);
-        if (lens) {
-          Value raw = load(b, lens, {bi});
-          if (!raw.getType().isIndex())
-            raw = indexCast(b, b.getIndexType(), raw);
-          len = arith::MinSIOp::create(
-              b, arith::MaxSIOp::create(b, raw, cIdx(b, 0)), len);
-        }
-        Value start = mul(b, split, cIdx(b, c.chunk));
-        Value count = select(
-            b, cmp(b, CmpIPredicate::sgt, len, start),
-            arith::MinSIOp::create(b, sub(b, len, start), cIdx(b, c.chunk)),
-            cIdx(b, 0));
-        auto headOf = [&](ImplicitLocOpBuilder &ib, Value r) {
-          return add(ib, firstHead, divU(ib, r, cIdx(ib, c.queries)));
-        };
-        auto queryOf = [&](ImplicitLocOpBuilder &ib, Value r) {
-          return remU(ib, r, cIdx(ib, c.queries));
-        };
         // Scaled queries of every row.
         forEach(b, tid, cIdx(b, rows * c.d), kSplitThreads,
                 [&](ImplicitLocOpBuilder &ib, Value e) {
                   Value r = divU(ib, e, cIdx(ib, c.d)),
                         x = remU(ib, e, cIdx(ib, c.d));
-                  Value qv = loadF32(ib, q, {bi, headOf(ib, r), queryOf(ib, r), x});
-                  store(ib,
-                        arith::MulFOp::create(ib, qv,
-                                              cF(ib, ib.getF32Type(), c.scale)),
+                  Value head = add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries)));
+                  Value qv = loadF32(ib, q, {p.bi, head,
+                                             remU(ib, r, cIdx(ib, c.queries)), x});
+                  store(ib, arith::MulFOp::create(ib, qv, cF(ib, f32, c.scale)),
                         qs, {e});
                 });
         barrier(b);
         // Logits: one warp per key row, lanes over D.
         Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
-        forEach(b, warp, count, kSplitThreads / 32,
+        forEach(b, warp, p.count, kSplitThreads / 32,
                 [&](ImplicitLocOpBuilder &ib, Value jj) {
-                  Value j = add(ib, start, jj);
-                  SmallVector<Value> zeros(rows, cF(ib, ib.getF32Type(), 0.0));
+                  Value j = add(ib, p.start, jj);
+                  SmallVector<Value> zeros(rows, cF(ib, f32, 0.0));
                   auto dots = forStep(
                       ib, lane, cIdx(ib, c.d), 32, zeros,
                       [&](ImplicitLocOpBuilder &xb, Value x, ValueRange acc) {
-                        Value kv = loadF32(xb, k, {bi, kvHead, j, x});
+                        Value kv = loadF32(xb, k, {p.bi, p.kvHead, j, x});
                         SmallVector<Value> next;
                         for (int64_t r = 0; r < rows; ++r)
                           next.push_back(math::FmaOp::create(
-                              xb, kv,
-                              load(xb, qs, {add(xb, cIdx(xb, r * c.d), x)}),
+                              xb, kv, load(xb, qs, {add(xb, cIdx(xb, r * c.d), x)}),
                               acc[r]));
                         return next;
                       });
@@ -208,57 +284,11 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                     dot = warpAllReduce(ib, Combine::Add, dot);
                   ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
                          [&](ImplicitLocOpBuilder &lb) {
-                           Value bias = lw ? load(lb, lw, {bi, kvHead, j})
-                                           : cF(lb, lb.getF32Type(), 0.0);
-                           for (int64_t r = 0; r < rows; ++r) {
-                             Value logit = arith::AddFOp::create(lb, dots[r], bias);
-                             if (c.causal) {
-                               // Query l sits at len - L + l: sees j <= that.
-                               int64_t l = r % c.queries;
-                               Value last = add(lb, len, cIdx(lb, l - c.queries));
-                               logit = select(
-                                   lb, cmp(lb, CmpIPredicate::sle, j, last), logit,
-                                   negInf(lb));
-                             }
-                             store(lb, logit, logits,
-                                   {add(lb, cIdx(lb, r * c.chunk), jj)});
-                           }
+                           p.storeLogits(lb, logits, lw, j, jj, dots);
                          });
                 });
         barrier(b);
-        // Softmax partials of the chunk, row by row.
-        for (int64_t r = 0; r < rows; ++r) {
-          auto at = [&](ImplicitLocOpBuilder &ib, Value jj) {
-            return add(ib, cIdx(ib, r * c.chunk), jj);
-          };
-          Value mx = forStep(b, tid, count, kSplitThreads, {negInf(b)},
-                             [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange acc) {
-                               return SmallVector<Value>{combine(
-                                   ib, Combine::Max, acc[0],
-                                   load(ib, logits, {at(ib, jj)}))};
-                             })[0];
-          mx = blockAllReduce(b, Combine::Max, mx, red, kSplitThreads);
-          Value empty = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mx,
-                                              negInf(b));
-          Value sum = forStep(
-              b, tid, count, kSplitThreads, {cF(b, f32, 0.0)},
-              [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange acc) {
-                Value e = math::ExpOp::create(
-                    ib, arith::SubFOp::create(ib, load(ib, logits, {at(ib, jj)}),
-                                              mx));
-                Value p = select(ib, empty, cF(ib, f32, 0.0), e);
-                store(ib, p, logits, {at(ib, jj)});
-                return SmallVector<Value>{arith::AddFOp::create(ib, acc[0], p)};
-              })[0];
-          sum = blockAllReduce(b, Combine::Add, sum, red, kSplitThreads);
-          ifThen(b, cmp(b, CmpIPredicate::eq, tid, cIdx(b, 0)),
-                 [&](ImplicitLocOpBuilder &ib) {
-                   Value head = headOf(ib, cIdx(ib, r)),
-                         l = queryOf(ib, cIdx(ib, r));
-                   store(ib, mx, partStats, {bi, head, split, l, cIdx(ib, 0)});
-                   store(ib, sum, partStats, {bi, head, split, l, cIdx(ib, 1)});
-                 });
-        }
+        p.softmax(b, logits, red, partStats);
         // Unnormalised P V: one thread per value column, kUnroll rows in
         // flight per step.
         forEach(b, tid, cIdx(b, c.dv), kSplitThreads,
@@ -269,28 +299,150 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                     SmallVector<Value> vals, next(acc);
                     for (int64_t u = 0; u < n; ++u)
                       vals.push_back(loadF32(
-                          sb, v, {bi, kvHead, add(sb, start, add(sb, jj, cIdx(sb, u))), x}));
+                          sb, v,
+                          {p.bi, p.kvHead, add(sb, p.start, add(sb, jj, cIdx(sb, u))), x}));
                     for (int64_t u = 0; u < n; ++u)
                       for (int64_t r = 0; r < rows; ++r)
                         next[r] = math::FmaOp::create(
                             sb,
-                            load(sb, logits,
-                                 {add(sb, cIdx(sb, r * c.chunk + u), jj)}),
+                            load(sb, logits, {add(sb, cIdx(sb, r * c.chunk + u), jj)}),
                             vals[u], next[r]);
                     return next;
                   };
-                  Value whole = mul(ib, divU(ib, count, cIdx(ib, kUnroll)),
+                  Value whole = mul(ib, divU(ib, p.count, cIdx(ib, kUnroll)),
                                     cIdx(ib, kUnroll));
                   auto acc = forStep(ib, cIdx(ib, 0), whole, kUnroll, zeros,
                                      [&](ImplicitLocOpBuilder &sb, Value jj,
                                          ValueRange a) { return step(sb, jj, a, kUnroll); });
-                  acc = forStep(ib, whole, count, 1, acc,
+                  acc = forStep(ib, whole, p.count, 1, acc,
                                 [&](ImplicitLocOpBuilder &sb, Value jj,
                                     ValueRange a) { return step(sb, jj, a, 1); });
                   for (int64_t r = 0; r < rows; ++r)
                     store(ib, acc[r], partO,
-                          {bi, headOf(ib, cIdx(ib, r)), split,
-                           queryOf(ib, cIdx(ib, r)), x});
+                          {p.bi, p.headOf(ib, r), p.split, cIdx(ib, r % c.queries), x});
+                });
+      });
+}
+
+/// The split kernel with 16-byte loads (needs 16-byte aligned key/value
+/// buffers; the launch checks). Logits: LPK = D / vec lanes per key, each
+/// holding its vec query values of every row in registers, reduced with
+/// log2(LPK) shuffles. P V: thread = (key slot, vec value columns), rows x
+/// vec accumulators, key slots summed through workgroup memory at the end.
+gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
+                                     const DecodeTypes &t) {
+  MLIRContext *ctx = t.query.getContext();
+  Type f32 = Float32Type::get(ctx);
+  const int64_t rows = c.rows(), vec = c.vec();
+  const int64_t lanesPerKey = c.d / vec, keysPerWarp = 32 / lanesPerKey;
+  const int64_t colGroups = c.dv / vec, keySlots = kSplitThreads / colGroups;
+  return km.getOrCreate(
+      "balancekv_decode_split_v", c.key("split-vec"), t.splitArgs(c),
+      kSplitThreads,
+      {workgroupBuffer(ctx, rows * c.chunk, f32),
+       workgroupBuffer(ctx, kSplitThreads / 32, f32),
+       workgroupBuffer(ctx, keySlots * rows * c.dv, f32)},
+      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+        unsigned a = 0;
+        Value q = fn.getArgument(a++), k = fn.getArgument(a++),
+              v = fn.getArgument(a++);
+        Value lw = c.hasLogWeights ? fn.getArgument(a++) : Value();
+        Value lens = c.lenElem ? fn.getArgument(a++) : Value();
+        Value partO = fn.getArgument(a++), partStats = fn.getArgument(a++);
+        auto wg = fn.getWorkgroupAttributions();
+        Value logits = wg[0], red = wg[1], slotSums = wg[2];
+        SplitPrologue p(b, c, lens);
+        Value tid = threadId(b);
+        auto vecLoad = [&](ImplicitLocOpBuilder &ib, Value mem, ValueRange idx) {
+          Value raw = vector::LoadOp::create(
+              ib, VectorType::get({vec}, c.elem), mem, idx, false,
+              llvm::MaybeAlign(16));
+          if (c.elem == f32)
+            return raw;
+          return Value(arith::ExtFOp::create(ib, VectorType::get({vec}, f32), raw));
+        };
+        auto lane32 = [&](ImplicitLocOpBuilder &ib, Value v, int64_t i) {
+          return Value(vector::ExtractOp::create(ib, v, i));
+        };
+        // Logits.
+        Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
+        Value part = remU(b, lane, cIdx(b, lanesPerKey));
+        Value keyInWarp = divU(b, lane, cIdx(b, lanesPerKey));
+        Value x0 = mul(b, part, cIdx(b, vec));
+        SmallVector<Value> qv; // rows x vec scaled query values
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t e = 0; e < vec; ++e)
+            qv.push_back(arith::MulFOp::create(
+                b,
+                loadF32(b, q, {p.bi, p.headOf(b, r), cIdx(b, r % c.queries),
+                               add(b, x0, cIdx(b, e))}),
+                cF(b, f32, c.scale)));
+        // Warp-uniform trip count (the shuffles need every lane): lanes past
+        // the end recompute the last key and do not store.
+        forEach(b, mul(b, warp, cIdx(b, keysPerWarp)), p.count,
+                keysPerWarp * (kSplitThreads / 32),
+                [&](ImplicitLocOpBuilder &ib, Value base) {
+                  Value jj = add(ib, base, keyInWarp);
+                  Value valid = cmp(ib, CmpIPredicate::ult, jj, p.count);
+                  jj = minU(ib, jj, sub(ib, p.count, cIdx(ib, 1)));
+                  Value j = add(ib, p.start, jj);
+                  Value kv = vecLoad(ib, k, {p.bi, p.kvHead, j, x0});
+                  SmallVector<Value> dots;
+                  for (int64_t r = 0; r < rows; ++r) {
+                    Value d = cF(ib, f32, 0.0);
+                    for (int64_t e = 0; e < vec; ++e)
+                      d = math::FmaOp::create(ib, lane32(ib, kv, e),
+                                              qv[r * vec + e], d);
+                    for (int64_t off = lanesPerKey / 2; off >= 1; off /= 2)
+                      d = combine(ib, Combine::Add, d,
+                                  gpu::ShuffleOp::create(ib, d, int32_t(off), 32,
+                                                         gpu::ShuffleMode::XOR)
+                                      .getShuffleResult());
+                    dots.push_back(d);
+                  }
+                  Value writer = arith::AndIOp::create(
+                      ib, valid, cmp(ib, CmpIPredicate::eq, part, cIdx(ib, 0)));
+                  ifThen(ib, writer, [&](ImplicitLocOpBuilder &lb) {
+                    p.storeLogits(lb, logits, lw, j, jj, dots);
+                  });
+                });
+        barrier(b);
+        p.softmax(b, logits, red, partStats);
+        // P V.
+        Value cg = remU(b, tid, cIdx(b, colGroups));
+        Value ks = divU(b, tid, cIdx(b, colGroups));
+        Value col0 = mul(b, cg, cIdx(b, vec));
+        SmallVector<Value> zeros(rows * vec, cF(b, f32, 0.0));
+        auto acc = forStep(
+            b, ks, p.count, keySlots, zeros,
+            [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange a) {
+              Value vv = vecLoad(ib, v, {p.bi, p.kvHead, add(ib, p.start, jj), col0});
+              SmallVector<Value> next(a);
+              for (int64_t r = 0; r < rows; ++r) {
+                Value pr = load(ib, logits, {add(ib, cIdx(ib, r * c.chunk), jj)});
+                for (int64_t e = 0; e < vec; ++e)
+                  next[r * vec + e] =
+                      math::FmaOp::create(ib, pr, lane32(ib, vv, e), next[r * vec + e]);
+              }
+              return next;
+            });
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t e = 0; e < vec; ++e)
+            store(b, acc[r * vec + e], slotSums,
+                  {add(b, mul(b, ks, cIdx(b, rows * c.dv)),
+                       add(b, cIdx(b, r * c.dv + e), col0))});
+        barrier(b);
+        forEach(b, tid, cIdx(b, rows * c.dv), kSplitThreads,
+                [&](ImplicitLocOpBuilder &ib, Value e) {
+                  Value sum = cF(ib, f32, 0.0);
+                  for (int64_t s = 0; s < keySlots; ++s)
+                    sum = arith::AddFOp::create(
+                        ib, sum,
+                        load(ib, slotSums, {add(ib, e, cIdx(ib, s * rows * c.dv))}));
+                  Value r = divU(ib, e, cIdx(ib, c.dv)), x = remU(ib, e, cIdx(ib, c.dv));
+                  store(ib, sum, partO,
+                        {p.bi, add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries))),
+                         p.split, remU(ib, r, cIdx(ib, c.queries)), x});
                 });
       });
 }
@@ -381,12 +533,40 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     Value partO = alloc(t.partialOut), partStats = alloc(t.partialStats),
           out = alloc(t.out);
     args.append({partO, partStats});
-    gpu::LaunchFuncOp::create(
-        b, splitKernel(km, c, t),
-        gpu::KernelDim3{cIdx(b, c.splits), cIdx(b, c.qHeads / c.headsPerBlock),
-                        cIdx(b, c.batch)},
-        gpu::KernelDim3{cIdx(b, kSplitThreads), cIdx(b, 1), cIdx(b, 1)},
-        Value(), args);
+    auto launchSplit = [&](ImplicitLocOpBuilder &ib, gpu::GPUFuncOp fn) {
+      gpu::LaunchFuncOp::create(
+          ib, fn,
+          gpu::KernelDim3{cIdx(ib, c.splits), cIdx(ib, c.qHeads / c.headsPerBlock),
+                          cIdx(ib, c.batch)},
+          gpu::KernelDim3{cIdx(ib, kSplitThreads), cIdx(ib, 1), cIdx(ib, 1)},
+          Value(), args);
+    };
+    if (c.vectorizable()) {
+      // 16-byte loads need 16-byte aligned key and value buffers.
+      Value ptrs = arith::OrIOp::create(
+          b,
+          memref::ExtractAlignedPointerAsIndexOp::create(b, args[1]),
+          memref::ExtractAlignedPointerAsIndexOp::create(b, args[2]));
+      Value aligned = arith::CmpIOp::create(
+          b, CmpIPredicate::eq, arith::RemUIOp::create(b, ptrs, cIdx(b, 16)),
+          cIdx(b, 0));
+      gpu::GPUFuncOp vecFn = splitKernelVectorized(km, c, t),
+                     scalarFn = splitKernel(km, c, t);
+      scf::IfOp::create(
+          b, aligned,
+          [&](OpBuilder &nb, Location loc) {
+            ImplicitLocOpBuilder ib(loc, nb);
+            launchSplit(ib, vecFn);
+            scf::YieldOp::create(ib);
+          },
+          [&](OpBuilder &nb, Location loc) {
+            ImplicitLocOpBuilder ib(loc, nb);
+            launchSplit(ib, scalarFn);
+            scf::YieldOp::create(ib);
+          });
+    } else {
+      launchSplit(b, splitKernel(km, c, t));
+    }
     gpu::LaunchFuncOp::create(
         b, combineKernel(km, c, t),
         gpu::KernelDim3{cIdx(b, c.qHeads), cIdx(b, c.batch), cIdx(b, 1)},
