@@ -26,7 +26,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.balancekv_tools_dir, config.llvm_tools_dir]
-tools = ["balancekv-opt", "balancekv-eval", "mlir-runner", "mlir-translate",
+tools = ["balancekv-opt", "balancekv-eval", "mlir-runner", "mlir-translate", "llvm-nm",
          "mlir-tblgen", "mlir-opt"]
 llvm_config.add_tool_substitutions(
     [t for t in tools if shutil.which(t, path=os.pathsep.join(tool_dirs))],
@@ -51,6 +51,14 @@ plugin = os.path.join(config.balancekv_obj_root, "lib", "BalanceKVPlugin.so")
 if os.path.exists(plugin):
     config.available_features.add("plugin")
     config.substitutions.append(("%balancekv_plugin", plugin))
+
+# The mgpu* runtime of MLIR-generated host code and the GPU example (built
+# when CUDA is installed).
+runtime = os.path.join(config.balancekv_obj_root, "lib",
+                       "libbalancekv_mlir_cuda_runtime.so")
+if os.path.exists(runtime):
+    config.available_features.add("mlir-cuda-runtime")
+    config.substitutions.append(("%mlir_cuda_runtime", runtime))
 
 # A GPU is there only where the driver can see one.
 if os.path.exists("/dev/nvidia0") or os.environ.get("BALANCEKV_HAS_GPU"):

@@ -37,7 +37,10 @@ void registerBalanceKVPipelines() {
       "balancekv-gpu-pipeline",
       "Lower balancekv and upstream tensor IR to host LLVM IR with the "
       "kernels compiled for NVIDIA GPUs (PTX, cubin or fatbin)",
-      buildGPUPipeline);
+      [](OpPassManager &pm, const GPUPipelineOptions &options) {
+        if (failed(buildGPUPipeline(pm, options)))
+          llvm::report_fatal_error("balancekv-gpu-pipeline: bad pipeline");
+      });
 }
 
 } // namespace balancekv

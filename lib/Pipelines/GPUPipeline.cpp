@@ -2,40 +2,51 @@
 
 #include "balancekv/Pipelines/Pipelines.h"
 
-#include "balancekv/Conversion/Passes.h"
-#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
-#include "mlir/Dialect/GPU/Pipelines/Passes.h"
-#include "mlir/Dialect/GPU/Transforms/Passes.h"
-#include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
 #include "mlir/Pass/PassRegistry.h"
-#include "mlir/Transforms/Passes.h"
+#include "mlir/Target/LLVM/NVVM/Utils.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 
 namespace balancekv {
 
-void buildGPUPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
-  BalanceKVLowerToGPUPassOptions lowering;
-  lowering.smCount = options.smCount;
-  pm.addPass(createBalanceKVLowerToGPUPass(lowering));
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = true;
-  bufferize.functionBoundaryTypeConversion =
-      bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
-  // One stream per function: launches, allocations and frees are ordered on
-  // it and the host waits once at the end instead of after every launch.
-  pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
-  // _mlir_ciface_ entry points for C/C++/Python callers.
-  pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
-  gpu::GPUToNVVMPipelineOptions nvvm;
-  nvvm.cubinChip = options.chip;
-  nvvm.cubinFeatures = options.features;
-  nvvm.cubinFormat = options.format;
-  nvvm.optLevel = options.optLevel;
-  gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+std::string cudaToolkitPath(const GPUPipelineOptions &options) {
+  if (!options.toolkit.empty())
+    return options.toolkit;
+  // CUDA_ROOT / CUDA_HOME / CUDA_PATH, then where CMake saw CUDA when MLIR
+  // was built (empty on Debian), then the usual install location.
+  if (StringRef path = NVVM::getCUDAToolkitPath(); !path.empty())
+    return path.str();
+  return llvm::sys::fs::is_directory("/usr/local/cuda") ? "/usr/local/cuda" : "";
+}
+
+// Upstream's gpu-lower-to-nvvm-pipeline (as of MLIR 22) behind our lowering,
+// bufferization, gpu-async-region and C wrappers, spelled out so that
+// gpu-module-to-binary gets the CUDA toolkit: without it libdevice (exp) is
+// not linked and the PTX keeps unresolved __nv_* calls.
+static constexpr const char *kGPUPipeline =
+    "balancekv-lower-to-gpu{{sm-count={0}},canonicalize,cse,"
+    "one-shot-bufferize{{bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map},"
+    "func.func(gpu-async-region,llvm-request-c-wrappers),"
+    "convert-nvgpu-to-nvvm,gpu-kernel-outlining,convert-vector-to-scf,"
+    "convert-scf-to-cf,convert-nvvm-to-llvm,convert-func-to-llvm,"
+    "expand-strided-metadata,"
+    "nvvm-attach-target{{chip={1} features={2} O={3}},"
+    "lower-affine,convert-arith-to-llvm,convert-index-to-llvm,canonicalize,cse,"
+    "gpu.module(convert-gpu-to-nvvm,canonicalize,cse,"
+    "reconcile-unrealized-casts),"
+    "gpu-to-llvm,gpu-module-to-binary{{format={4} toolkit={5}},"
+    "convert-math-to-llvm,canonicalize,cse,reconcile-unrealized-casts";
+
+LogicalResult buildGPUPipeline(OpPassManager &pm,
+                               const GPUPipelineOptions &options) {
+  std::string text = llvm::formatv(
+      kGPUPipeline, int64_t(options.smCount), std::string(options.chip),
+      std::string(options.features), int(options.optLevel),
+      std::string(options.format), cudaToolkitPath(options));
+  return parsePassPipeline(text, pm);
 }
 
 } // namespace balancekv

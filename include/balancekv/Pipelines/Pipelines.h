@@ -29,6 +29,11 @@ struct GPUPipelineOptions
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("NVVM optimisation level"),
                        llvm::cl::init(3)};
+  Option<std::string> toolkit{
+      *this, "toolkit",
+      llvm::cl::desc("CUDA toolkit (libdevice, ptxas); default: $CUDA_ROOT, "
+                     "$CUDA_HOME, $CUDA_PATH, else /usr/local/cuda"),
+      llvm::cl::init("")};
   Option<int64_t> smCount{*this, "sm-count",
                           llvm::cl::desc("Multiprocessors of the target "
                                          "(sizes the split-K grid)"),
@@ -37,12 +42,13 @@ struct GPUPipelineOptions
 
 /// balancekv ops on tensors down to host LLVM IR with embedded GPU code:
 /// --balancekv-lower-to-gpu, one-shot bufferization, gpu-async-region,
-/// C wrappers, then upstream's gpu-lower-to-nvvm-pipeline (NVVM, host
-/// runtime calls, nvvm-attach-target, gpu-module-to-binary). Translate the
-/// result with `mlir-translate --mlir-to-llvmir`; the host code calls the
-/// `mgpu*` entry points of kernels/mlir-runtime.
-void buildGPUPipeline(mlir::OpPassManager &pm,
-                      const GPUPipelineOptions &options);
+/// C wrappers, then the passes of upstream's gpu-lower-to-nvvm-pipeline
+/// (NVVM, host runtime calls, nvvm-attach-target, gpu-module-to-binary with
+/// the CUDA toolkit). Translate the result with
+/// `mlir-translate --mlir-to-llvmir`; the host code calls the `mgpu*` entry
+/// points of kernels/mlir-runtime.
+llvm::LogicalResult buildGPUPipeline(mlir::OpPassManager &pm,
+                                     const GPUPipelineOptions &options);
 
 /// Registers `--balancekv-cpu-pipeline` and `--balancekv-gpu-pipeline`.
 void registerBalanceKVPipelines();

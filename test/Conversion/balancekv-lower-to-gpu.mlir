@@ -1,0 +1,166 @@
+// RUN: balancekv-opt %s --balancekv-lower-to-gpu --split-input-file | FileCheck %s
+
+// bf16 compress, N = 600: S' = W' = 32, L_0 = 536, two rounds (536 -> 268
+// -> 134), M = 198. Per round a walk (ceil(L / 128) blocks) and a select,
+// ping-ponging the token buffers; then the gather of M rows, 8 per block.
+// CHECK-LABEL: func.func @compress_bf16
+// CHECK-SAME: (%[[K:.*]]: tensor<1x2x600x64xbf16>, %[[V:.*]]: tensor<1x2x600x64xbf16>)
+// CHECK: %[[KB:.*]] = bufferization.to_buffer %[[K]] read_only : tensor<1x2x600x64xbf16> to memref<1x2x600x64xbf16>
+// CHECK: %[[VB:.*]] = bufferization.to_buffer %[[V]] read_only
+// CHECK: %[[CK:.*]] = gpu.alloc () : memref<1x2x198x64xbf16>
+// CHECK: %[[CV:.*]] = gpu.alloc () : memref<1x2x198x64xbf16>
+// CHECK: %[[LW:.*]] = gpu.alloc () : memref<1x2x198xf32>
+// CHECK: %[[CUR0:.*]] = gpu.alloc () : memref<1x2x536xi32>
+// CHECK: %[[CUR1:.*]] = gpu.alloc () : memref<1x2x536xi32>
+// CHECK: %[[R0:.*]] = gpu.alloc () : memref<1x2x536xi32>
+// CHECK: %[[R1:.*]] = gpu.alloc () : memref<1x2x536xi32>
+// CHECK: %[[SIG:.*]] = gpu.alloc () : memref<1x2x536xi8>
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_init_tokens blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[CUR0]] : {{.*}}, %[[R0]] : {{.*}})
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select blocks in (%c1{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c1024{{.*}}, {{.*}}) args(%[[SIG]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %c536{{.*}} : index)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select {{.*}} args(%[[SIG]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %c268{{.*}} : index)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather blocks in (%c25{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CK]] : {{.*}}, %[[CV]] : {{.*}}, %[[LW]] : {{.*}})
+// CHECK-DAG: gpu.dealloc %[[CUR0]]
+// CHECK-DAG: gpu.dealloc %[[CUR1]]
+// CHECK-DAG: gpu.dealloc %[[R0]]
+// CHECK-DAG: gpu.dealloc %[[R1]]
+// CHECK-DAG: gpu.dealloc %[[SIG]]
+// CHECK: %[[CKT:.*]] = bufferization.to_tensor %[[CK]] restrict writable
+// CHECK: %[[CVT:.*]] = bufferization.to_tensor %[[CV]] restrict writable
+// CHECK: %[[LWT:.*]] = bufferization.to_tensor %[[LW]] restrict writable
+// CHECK: return %[[CKT]], %[[CVT]], %[[LWT]]
+// The same configuration again shares the kernels.
+// CHECK-LABEL: func.func @compress_again
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk
+// CHECK-NOT: gpu.launch_func @balancekv_kernels::@balancekv_walk_
+// The kernels: the walk stages raw 16-bit rows in dynamic workgroup memory,
+// runs the Gram on tensor cores and the walk with one barrier per step.
+// CHECK: gpu.module @balancekv_kernels
+// CHECK: gpu.func @balancekv_init_tokens({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// CHECK: gpu.func @balancekv_walk(%{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi8>, %{{.*}}: index, %{{.*}}: index) kernel
+// CHECK: gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<16384xf32, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<9216xbf16, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<4608xi32, #gpu.address_space<workgroup>>
+// CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
+// CHECK: math.exp
+// Philox-4x32-10 for u_i, then the walk over the block.
+// CHECK: arith.mului_extended
+// CHECK: scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}) -> (f32)
+// CHECK: arith.cmpf olt
+// CHECK: gpu.barrier
+// CHECK: math.fma
+// CHECK: gpu.func @balancekv_select({{.*}}) workgroup(%{{.*}} : memref<1024xi32, #gpu.address_space<workgroup>>, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>>) kernel attributes {known_block_size = array<i32: 1024, 1, 1>}
+// CHECK: gpu.func @balancekv_gather
+// CHECK-NOT: gpu.func @balancekv_walk
+func.func @compress_bf16(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf16>)
+    -> (tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>) {
+  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 2 : i64, seed = 7 : i64}
+      : tensor<1x2x600x64xbf16>, tensor<1x2x600x64xbf16>
+  return %ck, %cv, %lw : tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>
+}
+func.func @compress_again(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf16>)
+    -> tensor<1x2x198xf32> {
+  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 2 : i64, seed = 7 : i64}
+      : tensor<1x2x600x64xbf16>, tensor<1x2x600x64xbf16>
+  return %lw : tensor<1x2x198xf32>
+}
+
+// -----
+
+// f32 (no tensor cores): the Gram by 4x4 FFMA register tiles over centred
+// f32 rows; block 64 => blocks of 64 rows.
+// CHECK-LABEL: func.func @compress_f32
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c1{{.*}}, %c2{{.*}})
+// CHECK: gpu.func @balancekv_walk
+// CHECK-NOT: nvvm.mma.sync
+// CHECK: math.fma
+// CHECK: gpu.func @balancekv_select
+func.func @compress_f32(%k: tensor<2x1x256x32xf32>, %v: tensor<2x1x256x16xf32>)
+    -> tensor<2x1x160xf32> {
+  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 1 : i64, block_size = 64 : i64}
+      : tensor<2x1x256x32xf32>, tensor<2x1x256x16xf32>
+  return %lw : tensor<2x1x160xf32>
+}
+
+// -----
+
+// rounds = 0 keeps everything: no walk, no select; init + gather only.
+// CHECK-LABEL: func.func @compress_no_rounds
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_init_tokens
+// CHECK-NOT: @balancekv_walk
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather
+func.func @compress_no_rounds(%k: tensor<1x1x100x16xf16>, %v: tensor<1x1x100x16xf16>)
+    -> tensor<1x1x100xf32> {
+  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 0 : i64}
+      : tensor<1x1x100x16xf16>, tensor<1x1x100x16xf16>
+  return %lw : tensor<1x1x100xf32>
+}
+
+// -----
+
+// Decode with GQA (8 query heads, 2 KV heads: one workgroup per KV head takes
+// its 4 query heads), causal, log-weights: split-K over the 576 keys, then
+// the combine; 16-byte loads when the key/value buffers are 16-byte aligned.
+// CHECK-LABEL: func.func @decode
+// CHECK: %[[Q:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<2x8x1x128xbf16> to memref<2x8x1x128xbf16>
+// CHECK: %[[K:.*]] = bufferization.to_buffer %{{.*}} read_only
+// CHECK: %[[V:.*]] = bufferization.to_buffer %{{.*}} read_only
+// CHECK: %[[LW:.*]] = bufferization.to_buffer %{{.*}} read_only
+// CHECK: %[[PO:.*]] = gpu.alloc () : memref<2x8x[[S:[0-9]+]]x1x128xf32>
+// CHECK: %[[PS:.*]] = gpu.alloc () : memref<2x8x[[S]]x1x2xf32>
+// CHECK: %[[OUT:.*]] = gpu.alloc () : memref<2x8x1x128xbf16>
+// CHECK: %[[PK:.*]] = memref.extract_aligned_pointer_as_index %[[K]]
+// CHECK: %[[PV:.*]] = memref.extract_aligned_pointer_as_index %[[V]]
+// CHECK: %[[OR:.*]] = arith.ori %[[PK]], %[[PV]]
+// CHECK: %[[REM:.*]] = arith.remui %[[OR]], %c16
+// CHECK: %[[ALIGNED:.*]] = arith.cmpi eq, %[[REM]]
+// CHECK: scf.if %[[ALIGNED]] {
+// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_decode_split_v blocks in (%c[[S]]{{.*}}, %c2{{.*}}, %c2{{.*}}) threads in (%c128{{.*}}, {{.*}}) args(%[[Q]] : {{.*}}, %[[K]] : {{.*}}, %[[V]] : {{.*}}, %[[LW]] : {{.*}}, %[[PO]] : {{.*}}, %[[PS]] : {{.*}})
+// CHECK: } else {
+// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_decode_split blocks in (%c[[S]]{{.*}}, %c2{{.*}}, %c2{{.*}})
+// CHECK: }
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_combine blocks in (%c8{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c128{{.*}}, {{.*}}) args(%[[PO]] : {{.*}}, %[[PS]] : {{.*}}, %[[OUT]] : {{.*}})
+// CHECK: gpu.dealloc %[[PO]]
+// CHECK: gpu.dealloc %[[PS]]
+// CHECK: bufferization.to_tensor %[[OUT]] restrict writable
+// The vectorised kernel: vector<8xbf16> loads, a 16-lane shuffle reduction.
+// CHECK: gpu.func @balancekv_decode_split_v
+// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<2x2x576x128xbf16>, vector<8xbf16>
+// CHECK: gpu.shuffle xor %{{.*}}, %{{.*}}, %{{.*}} : f32
+// CHECK: math.exp
+// CHECK: gpu.func @balancekv_decode_split(
+// CHECK: gpu.shuffle xor
+// CHECK: gpu.func @balancekv_decode_combine
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+func.func @decode(%q: tensor<2x8x1x128xbf16>, %ck: tensor<2x2x576x128xbf16>,
+                  %cv: tensor<2x2x576x128xbf16>, %lw: tensor<2x2x576xf32>)
+    -> tensor<2x8x1x128xbf16> {
+  %o = balancekv.weighted_attention %q, %ck, %cv, %lw causal
+      : tensor<2x8x1x128xbf16>, tensor<2x2x576x128xbf16>,
+        tensor<2x2x576x128xbf16>, tensor<2x2x576xf32> -> tensor<2x8x1x128xbf16>
+  return %o : tensor<2x8x1x128xbf16>
+}
+
+// -----
+
+// Plain attention (no log-weights) with kv_len, and a value dim that the
+// 16-byte kernel does not take (Dv = 20): only the scalar split kernel.
+// CHECK-LABEL: func.func @attention_kv_len
+// CHECK: %[[LEN:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<3xi64> to memref<3xi64>
+// CHECK-NOT: scf.if
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_split blocks in {{.*}} args(%{{.*}} : memref<3x4x2x32xf16>, %{{.*}} : memref<3x4x300x32xf16>, %{{.*}} : memref<3x4x300x20xf16>, %[[LEN]] : memref<3xi64>, {{.*}})
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_combine
+// CHECK: gpu.func @balancekv_decode_split
+// CHECK: memref.load %{{.*}} : memref<3xi64>
+// CHECK: arith.maxsi
+// CHECK: arith.minsi
+func.func @attention_kv_len(%q: tensor<3x4x2x32xf16>, %k: tensor<3x4x300x32xf16>,
+                            %v: tensor<3x4x300x20xf16>, %len: tensor<3xi64>)
+    -> tensor<3x4x2x20xf16> {
+  %o = balancekv.attention %q, %k, %v kv_len(%len : tensor<3xi64>)
+      : tensor<3x4x2x32xf16>, tensor<3x4x300x32xf16>, tensor<3x4x300x20xf16>
+        -> tensor<3x4x2x20xf16>
+  return %o : tensor<3x4x2x20xf16>
+}
