@@ -16,11 +16,23 @@
 // CHECK: %[[R1:.*]] = gpu.alloc () : memref<1x2x536xi32>
 // CHECK: %[[SIG:.*]] = gpu.alloc () : memref<1x2x536xi8>
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_init_tokens blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[CUR0]] : {{.*}}, %[[R0]] : {{.*}})
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index)
+// 16-bit rows are staged with 16-byte loads when key and value are aligned.
+// CHECK: %[[PK:.*]] = memref.extract_aligned_pointer_as_index %[[KB]]
+// CHECK: %[[PV:.*]] = memref.extract_aligned_pointer_as_index %[[VB]]
+// CHECK: %[[OR:.*]] = arith.ori %[[PK]], %[[PV]]
+// CHECK: %[[REM:.*]] = arith.remui %[[OR]], %c16
+// CHECK: %[[AL:.*]] = arith.cmpi eq, %[[REM]]
+// CHECK: scf.if %[[AL]] {
+// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_walk_v blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index)
+// CHECK: } else {
+// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index)
+// CHECK: }
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select blocks in (%c1{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c1024{{.*}}, {{.*}}) args(%[[SIG]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %c536{{.*}} : index)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk_v blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select {{.*}} args(%[[SIG]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %c268{{.*}} : index)
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather blocks in (%c25{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CK]] : {{.*}}, %[[CV]] : {{.*}}, %[[LW]] : {{.*}})
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather_v blocks in (%c25{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CK]] : {{.*}}, %[[CV]] : {{.*}}, %[[LW]] : {{.*}})
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather blocks in (%c25{{.*}}, %c2{{.*}}, %c1{{.*}})
 // CHECK-DAG: gpu.dealloc %[[CUR0]]
 // CHECK-DAG: gpu.dealloc %[[CUR1]]
 // CHECK-DAG: gpu.dealloc %[[R0]]
@@ -32,8 +44,8 @@
 // CHECK: return %[[CKT]], %[[CVT]], %[[LWT]]
 // The same configuration again shares the kernels.
 // CHECK-LABEL: func.func @compress_again
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk
-// CHECK-NOT: gpu.launch_func @balancekv_kernels::@balancekv_walk_
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk_v blocks
+// CHECK-NOT: @balancekv_walk{{(_v)?}}_1
 // The kernels: the walk stages raw 16-bit rows in dynamic workgroup memory,
 // runs the Gram on tensor cores and the walk with one barrier per step.
 // CHECK: gpu.module @balancekv_kernels
@@ -51,8 +63,12 @@
 // CHECK: arith.cmpf olt
 // CHECK: gpu.barrier
 // CHECK: math.fma
+// CHECK: gpu.func @balancekv_walk_v(
+// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<1x2x600x64xbf16>, vector<8xbf16>
+// CHECK: vector.store %{{.*}} {alignment = 16 : i64} : memref<9216xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
 // CHECK: gpu.func @balancekv_select({{.*}}) workgroup(%{{.*}} : memref<1024xi32, #gpu.address_space<workgroup>>, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>>) kernel attributes {known_block_size = array<i32: 1024, 1, 1>}
-// CHECK: gpu.func @balancekv_gather
+// CHECK: gpu.func @balancekv_gather_v(
+// CHECK: gpu.func @balancekv_gather(
 // CHECK-NOT: gpu.func @balancekv_walk
 func.func @compress_bf16(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf16>)
     -> (tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>) {
@@ -72,6 +88,7 @@ func.func @compress_again(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf1
 // f32 (no tensor cores): the Gram by 4x4 FFMA register tiles over centred
 // f32 rows; block 64 => blocks of 64 rows.
 // CHECK-LABEL: func.func @compress_f32
+// CHECK-NOT: @balancekv_walk_v
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c1{{.*}}, %c2{{.*}})
 // CHECK: gpu.func @balancekv_walk
 // CHECK-NOT: nvvm.mma.sync

@@ -354,12 +354,7 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
         SplitPrologue p(b, c, lens);
         Value tid = threadId(b);
         auto vecLoad = [&](ImplicitLocOpBuilder &ib, Value mem, ValueRange idx) {
-          Value raw = vector::LoadOp::create(
-              ib, VectorType::get({vec}, c.elem), mem, idx, false,
-              llvm::MaybeAlign(16));
-          if (c.elem == f32)
-            return raw;
-          return Value(arith::ExtFOp::create(ib, VectorType::get({vec}, f32), raw));
+          return loadVectorF32(ib, mem, idx, vec);
         };
         auto lane32 = [&](ImplicitLocOpBuilder &ib, Value v, int64_t i) {
           return Value(vector::ExtractOp::create(ib, v, i));
@@ -379,32 +374,42 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
                 cF(b, f32, c.scale)));
         // Warp-uniform trip count (the shuffles need every lane): lanes past
         // the end recompute the last key and do not store.
+        // kUnroll keys per lane in flight; warp-uniform trip count (the
+        // shuffles need every lane): lanes past the end recompute the last
+        // key and do not store.
+        const int64_t keyStride = keysPerWarp * (kSplitThreads / 32);
         forEach(b, mul(b, warp, cIdx(b, keysPerWarp)), p.count,
-                keysPerWarp * (kSplitThreads / 32),
+                kUnroll * keyStride,
                 [&](ImplicitLocOpBuilder &ib, Value base) {
-                  Value jj = add(ib, base, keyInWarp);
-                  Value valid = cmp(ib, CmpIPredicate::ult, jj, p.count);
-                  jj = minU(ib, jj, sub(ib, p.count, cIdx(ib, 1)));
-                  Value j = add(ib, p.start, jj);
-                  Value kv = vecLoad(ib, k, {p.bi, p.kvHead, j, x0});
-                  SmallVector<Value> dots;
-                  for (int64_t r = 0; r < rows; ++r) {
-                    Value d = cF(ib, f32, 0.0);
-                    for (int64_t e = 0; e < vec; ++e)
-                      d = math::FmaOp::create(ib, lane32(ib, kv, e),
-                                              qv[r * vec + e], d);
-                    for (int64_t off = lanesPerKey / 2; off >= 1; off /= 2)
-                      d = combine(ib, Combine::Add, d,
-                                  gpu::ShuffleOp::create(ib, d, int32_t(off), 32,
-                                                         gpu::ShuffleMode::XOR)
-                                      .getShuffleResult());
-                    dots.push_back(d);
+                  SmallVector<Value> jjs, valids, rowsK;
+                  for (int64_t u = 0; u < kUnroll; ++u) {
+                    Value jj = add(ib, base, add(ib, keyInWarp, cIdx(ib, u * keyStride)));
+                    valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
+                    jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
+                    rowsK.push_back(vecLoad(
+                        ib, k, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), x0}));
                   }
-                  Value writer = arith::AndIOp::create(
-                      ib, valid, cmp(ib, CmpIPredicate::eq, part, cIdx(ib, 0)));
-                  ifThen(ib, writer, [&](ImplicitLocOpBuilder &lb) {
-                    p.storeLogits(lb, logits, lw, j, jj, dots);
-                  });
+                  for (int64_t u = 0; u < kUnroll; ++u) {
+                    SmallVector<Value> dots;
+                    for (int64_t r = 0; r < rows; ++r) {
+                      Value d = cF(ib, f32, 0.0);
+                      for (int64_t e = 0; e < vec; ++e)
+                        d = math::FmaOp::create(ib, lane32(ib, rowsK[u], e),
+                                                qv[r * vec + e], d);
+                      for (int64_t off = lanesPerKey / 2; off >= 1; off /= 2)
+                        d = combine(ib, Combine::Add, d,
+                                    gpu::ShuffleOp::create(ib, d, int32_t(off), 32,
+                                                           gpu::ShuffleMode::XOR)
+                                        .getShuffleResult());
+                      dots.push_back(d);
+                    }
+                    Value writer = arith::AndIOp::create(
+                        ib, valids[u], cmp(ib, CmpIPredicate::eq, part, cIdx(ib, 0)));
+                    ifThen(ib, writer, [&](ImplicitLocOpBuilder &lb) {
+                      p.storeLogits(lb, logits, lw, add(lb, p.start, jjs[u]), jjs[u],
+                                    dots);
+                    });
+                  }
                 });
         barrier(b);
         p.softmax(b, logits, red, partStats);
@@ -413,17 +418,29 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
         Value ks = divU(b, tid, cIdx(b, colGroups));
         Value col0 = mul(b, cg, cIdx(b, vec));
         SmallVector<Value> zeros(rows * vec, cF(b, f32, 0.0));
+        // kUnroll value rows in flight; past the end: the last row, weight 0.
         auto acc = forStep(
-            b, ks, p.count, keySlots, zeros,
-            [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange a) {
-              Value vv = vecLoad(ib, v, {p.bi, p.kvHead, add(ib, p.start, jj), col0});
-              SmallVector<Value> next(a);
-              for (int64_t r = 0; r < rows; ++r) {
-                Value pr = load(ib, logits, {add(ib, cIdx(ib, r * c.chunk), jj)});
-                for (int64_t e = 0; e < vec; ++e)
-                  next[r * vec + e] =
-                      math::FmaOp::create(ib, pr, lane32(ib, vv, e), next[r * vec + e]);
+            b, ks, p.count, kUnroll * keySlots, zeros,
+            [&](ImplicitLocOpBuilder &ib, Value jj0, ValueRange a) {
+              SmallVector<Value> jjs, valids, vals;
+              for (int64_t u = 0; u < kUnroll; ++u) {
+                Value jj = add(ib, jj0, cIdx(ib, u * keySlots));
+                valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
+                jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
+                vals.push_back(vecLoad(
+                    ib, v, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), col0}));
               }
+              SmallVector<Value> next(a);
+              for (int64_t u = 0; u < kUnroll; ++u)
+                for (int64_t r = 0; r < rows; ++r) {
+                  Value pr = select(
+                      ib, valids[u],
+                      load(ib, logits, {add(ib, cIdx(ib, r * c.chunk), jjs[u])}),
+                      cF(ib, f32, 0.0));
+                  for (int64_t e = 0; e < vec; ++e)
+                    next[r * vec + e] = math::FmaOp::create(
+                        ib, pr, lane32(ib, vals[u], e), next[r * vec + e]);
+                }
               return next;
             });
         for (int64_t r = 0; r < rows; ++r)
@@ -541,32 +558,11 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
           gpu::KernelDim3{cIdx(ib, kSplitThreads), cIdx(ib, 1), cIdx(ib, 1)},
           Value(), args);
     };
-    if (c.vectorizable()) {
-      // 16-byte loads need 16-byte aligned key and value buffers.
-      Value ptrs = arith::OrIOp::create(
-          b,
-          memref::ExtractAlignedPointerAsIndexOp::create(b, args[1]),
-          memref::ExtractAlignedPointerAsIndexOp::create(b, args[2]));
-      Value aligned = arith::CmpIOp::create(
-          b, CmpIPredicate::eq, arith::RemUIOp::create(b, ptrs, cIdx(b, 16)),
-          cIdx(b, 0));
-      gpu::GPUFuncOp vecFn = splitKernelVectorized(km, c, t),
-                     scalarFn = splitKernel(km, c, t);
-      scf::IfOp::create(
-          b, aligned,
-          [&](OpBuilder &nb, Location loc) {
-            ImplicitLocOpBuilder ib(loc, nb);
-            launchSplit(ib, vecFn);
-            scf::YieldOp::create(ib);
-          },
-          [&](OpBuilder &nb, Location loc) {
-            ImplicitLocOpBuilder ib(loc, nb);
-            launchSplit(ib, scalarFn);
-            scf::YieldOp::create(ib);
-          });
-    } else {
-      launchSplit(b, splitKernel(km, c, t));
-    }
+    // 16-byte loads need 16-byte aligned key and value buffers.
+    gpu::GPUFuncOp vecFn =
+        c.vectorizable() ? splitKernelVectorized(km, c, t) : gpu::GPUFuncOp();
+    gpu::GPUFuncOp scalarFn = splitKernel(km, c, t);
+    launchByAlignment(b, {args[1], args[2]}, vecFn, scalarFn, launchSplit);
     gpu::LaunchFuncOp::create(
         b, combineKernel(km, c, t),
         gpu::KernelDim3{cIdx(b, c.qHeads), cIdx(b, c.batch), cIdx(b, 1)},

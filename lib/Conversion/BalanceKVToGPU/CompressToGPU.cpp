@@ -25,6 +25,7 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/Format.h"
 
 #include <cmath>
@@ -264,10 +265,14 @@ void gramTilesMMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
           });
 }
 
+/// `vectorStaging` (tensor-core variant only): the rows are staged with
+/// 16-byte loads, all of a thread's loads issued before its stores (the
+/// launch checks the buffers' alignment).
 gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
-                          const Types &t) {
+                          const Types &t, bool vectorStaging) {
   return km.getOrCreate(
-      "balancekv_walk", c.key("walk"),
+      vectorStaging ? "balancekv_walk_v" : "balancekv_walk",
+      c.key(vectorStaging ? "walk-vec" : "walk"),
       {t.key, t.value, t.tokens, t.tokens, t.signs, t.idx, t.idx},
       kWalkThreads, {}, [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
         Value key = fn.getArgument(0), value = fn.getArgument(1),
@@ -309,6 +314,30 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         // Stage the block's rows of `src` (raw 16-bit for tensor cores, f32
         // otherwise, times w_i when `weighted`).
         auto stage = [&](Value src, int64_t dim, bool weighted) {
+          if (vectorStaging) {
+            const int64_t vec = 8, perRow = dim / vec;
+            const int64_t iters = llvm::divideCeil(bp * perRow, kWalkThreads);
+            Value total = mul(b, bsz, cIdx(b, perRow));
+            VectorType vt = VectorType::get({vec}, c.elem);
+            SmallVector<Value> vals, valid, dst;
+            for (int64_t it = 0; it < iters; ++it) {
+              Value e = add(b, tid, cIdx(b, it * kWalkThreads));
+              valid.push_back(cmp(b, CmpIPredicate::ult, e, total));
+              e = select(b, valid.back(), e, cIdx(b, 0));
+              Value r = divU(b, e, cIdx(b, perRow));
+              Value x = mul(b, remU(b, e, cIdx(b, perRow)), cIdx(b, vec));
+              vals.push_back(vector::LoadOp::create(
+                  b, vt, src, ValueRange{g.batch, g.head, cacheRow(b, r), x},
+                  false, llvm::MaybeAlign(16)));
+              dst.push_back(stagedAt(b, r, x));
+            }
+            for (int64_t it = 0; it < iters; ++it)
+              ifThen(b, valid[it], [&](ImplicitLocOpBuilder &ib) {
+                vector::StoreOp::create(ib, vals[it], staged, ValueRange{dst[it]},
+                                        false, llvm::MaybeAlign(16));
+              });
+            return;
+          }
           forEach(b, tid, mul(b, bsz, cIdx(b, dim)), kWalkThreads,
                   [&](ImplicitLocOpBuilder &ib, Value e) {
                     Value r = divU(ib, e, cIdx(ib, dim)),
@@ -558,10 +587,13 @@ gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
       });
 }
 
+/// `vec` > 1: rows copied in 16-byte pieces of `vec` elements (the launch
+/// checks the source buffers' alignment; ours are allocated aligned).
 gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
-                            const Types &t) {
+                            const Types &t, int64_t vec) {
   return km.getOrCreate(
-      "balancekv_gather", c.key("gather"),
+      vec > 1 ? "balancekv_gather_v" : "balancekv_gather",
+      c.key(vec > 1 ? "gather-vec" : "gather"),
       {t.key, t.value, t.tokens, t.tokens, t.outKey, t.outValue,
        t.outLogWeights},
       kGatherRowsPerBlock * 32, {},
@@ -596,16 +628,25 @@ gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
                                                     l.keptMiddle));
                  Value src = select(ib, inSink, row,
                                     select(ib, inMiddle, midRow, recentRow));
-                 forEach(ib, lane, cIdx(ib, c.d), 32,
-                         [&](ImplicitLocOpBuilder &xb, Value x) {
-                           store(xb, load(xb, key, {g.batch, g.head, src, x}),
-                                 outK, {g.batch, g.head, row, x});
-                         });
-                 forEach(ib, lane, cIdx(ib, c.dv), 32,
-                         [&](ImplicitLocOpBuilder &xb, Value x) {
-                           store(xb, load(xb, value, {g.batch, g.head, src, x}),
-                                 outV, {g.batch, g.head, row, x});
-                         });
+                 auto copyRow = [&](Value from, Value to, int64_t dim) {
+                   forEach(ib, mul(ib, lane, cIdx(ib, vec)), cIdx(ib, dim), 32 * vec,
+                           [&](ImplicitLocOpBuilder &xb, Value x) {
+                             if (vec == 1) {
+                               store(xb, load(xb, from, {g.batch, g.head, src, x}),
+                                     to, {g.batch, g.head, row, x});
+                               return;
+                             }
+                             Value v = vector::LoadOp::create(
+                                 xb, VectorType::get({vec}, c.elem), from,
+                                 ValueRange{g.batch, g.head, src, x}, false,
+                                 llvm::MaybeAlign(16));
+                             vector::StoreOp::create(
+                                 xb, v, to, ValueRange{g.batch, g.head, row, x},
+                                 false, llvm::MaybeAlign(16));
+                           });
+                 };
+                 copyRow(key, outK, c.d);
+                 copyRow(value, outV, c.dv);
                  ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
                         [&](ImplicitLocOpBuilder &lb) {
                           // r ln 2 in f64, rounded once (as the reference).
@@ -657,26 +698,50 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
     if (len > 0)
       launch(initKernel(km, c, t), llvm::divideCeil(len, kInitThreads),
              kInitThreads, 0, {cur[0], logW2[0]});
-    gpu::GPUFuncOp walk, sel;
+    // 16-byte loads of key/value rows where the buffers allow it.
+    const int64_t vec = 16 / (c.elem.getIntOrFloatBitWidth() / 8);
+    const bool vecRows = c.d % vec == 0 && c.dv % vec == 0;
+    auto launchVecOrScalar = [&](gpu::GPUFuncOp vecFn, gpu::GPUFuncOp scalarFn,
+                                 int64_t gx, int64_t threads, int64_t smem,
+                                 SmallVector<Value> args) {
+      launchByAlignment(b, {key, value}, vecFn, scalarFn,
+                        [&](ImplicitLocOpBuilder &ib, gpu::GPUFuncOp fn) {
+                          gpu::LaunchFuncOp::create(
+                              ib, fn,
+                              gpu::KernelDim3{cIdx(ib, gx), cIdx(ib, c.heads),
+                                              cIdx(ib, c.batch)},
+                              gpu::KernelDim3{cIdx(ib, threads), cIdx(ib, 1),
+                                              cIdx(ib, 1)},
+                              smem ? cI32(ib, smem) : Value(), args);
+                        });
+    };
+    gpu::GPUFuncOp walk, walkVec, sel;
     for (int64_t round = 0; round < c.rounds && len / 2 > 0; ++round) {
       if (!walk) {
-        walk = walkKernel(km, c, t);
+        walk = walkKernel(km, c, t, false);
+        if (c.useTensorCores())
+          walkVec = walkKernel(km, c, t, true);
         sel = selectKernel(km, c, t);
       }
-      launch(walk, llvm::divideCeil(len, c.blockSize), kWalkThreads,
-             c.walkLayout().bytes,
-             {key, value, cur[src], logW2[src], sigma, cIdx(b, len),
-              cIdx(b, round)});
+      launchVecOrScalar(walkVec, walk, llvm::divideCeil(len, c.blockSize),
+                        kWalkThreads, c.walkLayout().bytes,
+                        {key, value, cur[src], logW2[src], sigma, cIdx(b, len),
+                         cIdx(b, round)});
       launch(sel, 1, kSelectThreads, 0,
              {sigma, cur[src], logW2[src], cur[1 - src], logW2[1 - src],
               cIdx(b, len)});
       src = 1 - src;
       len /= 2;
     }
-    launch(gatherKernel(km, c, t),
-           llvm::divideCeil(c.layout.compressedLength(), kGatherRowsPerBlock),
-           kGatherRowsPerBlock * 32, 0,
-           {key, value, cur[src], logW2[src], outK, outV, outLw});
+    // Kernels are created in a fixed order (not as call arguments).
+    gpu::GPUFuncOp gatherVec =
+        vecRows ? gatherKernel(km, c, t, vec) : gpu::GPUFuncOp();
+    gpu::GPUFuncOp gather = gatherKernel(km, c, t, 1);
+    launchVecOrScalar(gatherVec, gather,
+                      llvm::divideCeil(c.layout.compressedLength(),
+                                       kGatherRowsPerBlock),
+                      kGatherRowsPerBlock * 32, 0,
+                      {key, value, cur[src], logW2[src], outK, outV, outLw});
     for (Value scratch : {cur[0], cur[1], logW2[0], logW2[1], sigma})
       gpu::DeallocOp::create(b, Type(), ValueRange{}, scratch);
     rewriter.replaceOp(op, {resultTensor(b, outK, op.getCompressedKey().getType()),

@@ -3,6 +3,7 @@
 #include "KernelBuilder.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 
@@ -58,6 +59,44 @@ Value sharedView(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset,
                  int64_t count, Type t) {
   return memref::ViewOp::create(b, workgroupBuffer(b.getContext(), count, t),
                                 base, cIdx(b, byteOffset), ValueRange{});
+}
+
+Value loadVectorF32(ImplicitLocOpBuilder &b, Value mem, ValueRange idx,
+                    int64_t vec) {
+  Type elem = cast<MemRefType>(mem.getType()).getElementType();
+  Value raw = vector::LoadOp::create(b, VectorType::get({vec}, elem), mem, idx,
+                                     false, llvm::MaybeAlign(16));
+  if (elem.isF32())
+    return raw;
+  return arith::ExtFOp::create(b, VectorType::get({vec}, b.getF32Type()), raw);
+}
+
+Value allAligned16(ImplicitLocOpBuilder &b, ValueRange buffers) {
+  Value bits;
+  for (Value buf : buffers) {
+    Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, buf);
+    bits = bits ? arith::OrIOp::create(b, bits, ptr).getResult() : ptr;
+  }
+  return arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                               arith::RemUIOp::create(b, bits, cIdx(b, 16)),
+                               cIdx(b, 0));
+}
+
+void launchByAlignment(
+    ImplicitLocOpBuilder &b, ValueRange buffers, gpu::GPUFuncOp vectorized,
+    gpu::GPUFuncOp scalar,
+    const std::function<void(ImplicitLocOpBuilder &, gpu::GPUFuncOp)> &launch) {
+  if (!vectorized)
+    return launch(b, scalar);
+  auto branch = [&](gpu::GPUFuncOp fn) {
+    return [&, fn](OpBuilder &nb, Location loc) {
+      ImplicitLocOpBuilder ib(loc, nb);
+      launch(ib, fn);
+      scf::YieldOp::create(ib);
+    };
+  };
+  scf::IfOp::create(b, allAligned16(b, buffers), branch(vectorized),
+                    branch(scalar));
 }
 
 Value combine(ImplicitLocOpBuilder &b, Combine kind, Value x, Value y) {

@@ -167,6 +167,26 @@ inline Value loadF32(ImplicitLocOpBuilder &b, Value mem, mlir::ValueRange idx) {
   return loops::widen(b, load(b, mem, idx), b.getF32Type());
 }
 
+/// A 16-byte vector load (`vec` elements) widened to f32 lanes.
+Value loadVectorF32(ImplicitLocOpBuilder &b, Value mem, mlir::ValueRange idx,
+                    int64_t vec);
+
+//===----------------------------------------------------------------------===//
+// Host side
+//===----------------------------------------------------------------------===//
+
+/// True when every buffer's aligned pointer is a multiple of 16 bytes.
+Value allAligned16(ImplicitLocOpBuilder &b, mlir::ValueRange buffers);
+
+/// Launches through `launch(builder, kernel)`: `vectorized` where `aligned`
+/// holds at run time, `scalar` otherwise (an scf.if); only `scalar` when
+/// `vectorized` is null.
+void launchByAlignment(
+    ImplicitLocOpBuilder &b, mlir::ValueRange buffers,
+    mlir::gpu::GPUFuncOp vectorized, mlir::gpu::GPUFuncOp scalar,
+    const std::function<void(ImplicitLocOpBuilder &, mlir::gpu::GPUFuncOp)>
+        &launch);
+
 //===----------------------------------------------------------------------===//
 // Reductions
 //===----------------------------------------------------------------------===//
