@@ -25,3 +25,33 @@ for m in balance uniform streaming knorm snapkv; do
           --loop-invariant-code-motion --balancekv-cpu-pipeline | "${runner[@]}")
   printf '   %-10s %s\n' "$m" "$err"
 done
+
+# The MLIR GPU path: the same ops compiled by MLIR into sm_90 kernels.
+gpu_example="$root/examples/gpu/compress_decode.mlir"
+echo
+echo "== examples/gpu/compress_decode.mlir after --balancekv-lower-to-gpu"
+echo "   (host side of @compress: one walk + select per round, then the gather):"
+"$opt" "$gpu_example" --balancekv-lower-to-gpu --canonicalize \
+  | sed -n '/func.func @compress/,/^  }/p' \
+  | grep -oE "gpu.launch_func +@[a-z_:@]+ blocks in \([^)]*\)" | sed 's/^/   /'
+echo
+echo "== --balancekv-gpu-pipeline=\"chip=sm_90 format=isa\": the PTX kernels"
+tmp="$(mktemp -d)"
+"$opt" "$gpu_example" --balancekv-gpu-pipeline="chip=sm_90 format=isa" -o "$tmp/out.mlir"
+python3 "$root/scripts/extract-gpu-binary.py" "$tmp/out.mlir" > "$tmp/kernels.ptx"
+grep -E "^\.visible \.entry" "$tmp/kernels.ptx" | sed 's/^/   /; s/($//'
+echo "   tensor-core mma: $(grep -c 'mma.sync.aligned' "$tmp/kernels.ptx")," \
+     "16-byte loads: $(grep -c 'ld.global.v4' "$tmp/kernels.ptx")," \
+     "lines of PTX: $(wc -l < "$tmp/kernels.ptx")"
+if ptxas="$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)" && [ -x "$ptxas" ]; then
+  "$ptxas" -arch=sm_90 "$tmp/kernels.ptx" -o "$tmp/kernels.cubin" && echo "   ptxas -arch=sm_90: ok"
+fi
+if [ -e /dev/nvidia0 ]; then
+  echo
+  echo "== running it on the GPU (build/bin/balancekv-gpu-example)"
+  bash "$root/scripts/build.sh" balancekv-gpu-example >/dev/null
+  "$build/bin/balancekv-gpu-example"
+else
+  echo "   (no GPU here: build/bin/balancekv-gpu-example runs it against the reference on one)"
+fi
+rm -rf "$tmp"

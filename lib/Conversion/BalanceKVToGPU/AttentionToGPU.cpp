@@ -562,7 +562,8 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     gpu::GPUFuncOp vecFn =
         c.vectorizable() ? splitKernelVectorized(km, c, t) : gpu::GPUFuncOp();
     gpu::GPUFuncOp scalarFn = splitKernel(km, c, t);
-    launchByAlignment(b, {args[1], args[2]}, vecFn, scalarFn, launchSplit);
+    launchByAlignment(b, vecFn ? allAligned16(b, {args[1], args[2]}) : Value(),
+                      vecFn, scalarFn, launchSplit);
     gpu::LaunchFuncOp::create(
         b, combineKernel(km, c, t),
         gpu::KernelDim3{cIdx(b, c.qHeads), cIdx(b, c.batch), cIdx(b, 1)},

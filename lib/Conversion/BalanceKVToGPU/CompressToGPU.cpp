@@ -701,10 +701,11 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
     // 16-byte loads of key/value rows where the buffers allow it.
     const int64_t vec = 16 / (c.elem.getIntOrFloatBitWidth() / 8);
     const bool vecRows = c.d % vec == 0 && c.dv % vec == 0;
+    Value aligned = vecRows ? allAligned16(b, {key, value}) : Value();
     auto launchVecOrScalar = [&](gpu::GPUFuncOp vecFn, gpu::GPUFuncOp scalarFn,
                                  int64_t gx, int64_t threads, int64_t smem,
                                  SmallVector<Value> args) {
-      launchByAlignment(b, {key, value}, vecFn, scalarFn,
+      launchByAlignment(b, aligned, vecFn, scalarFn,
                         [&](ImplicitLocOpBuilder &ib, gpu::GPUFuncOp fn) {
                           gpu::LaunchFuncOp::create(
                               ib, fn,

@@ -83,7 +83,7 @@ Value allAligned16(ImplicitLocOpBuilder &b, ValueRange buffers) {
 }
 
 void launchByAlignment(
-    ImplicitLocOpBuilder &b, ValueRange buffers, gpu::GPUFuncOp vectorized,
+    ImplicitLocOpBuilder &b, Value aligned, gpu::GPUFuncOp vectorized,
     gpu::GPUFuncOp scalar,
     const std::function<void(ImplicitLocOpBuilder &, gpu::GPUFuncOp)> &launch) {
   if (!vectorized)
@@ -95,8 +95,7 @@ void launchByAlignment(
       scf::YieldOp::create(ib);
     };
   };
-  scf::IfOp::create(b, allAligned16(b, buffers), branch(vectorized),
-                    branch(scalar));
+  scf::IfOp::create(b, aligned, branch(vectorized), branch(scalar));
 }
 
 Value combine(ImplicitLocOpBuilder &b, Combine kind, Value x, Value y) {

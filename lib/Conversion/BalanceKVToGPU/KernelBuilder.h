@@ -179,10 +179,10 @@ Value loadVectorF32(ImplicitLocOpBuilder &b, Value mem, mlir::ValueRange idx,
 Value allAligned16(ImplicitLocOpBuilder &b, mlir::ValueRange buffers);
 
 /// Launches through `launch(builder, kernel)`: `vectorized` where `aligned`
-/// holds at run time, `scalar` otherwise (an scf.if); only `scalar` when
-/// `vectorized` is null.
+/// (from allAligned16) holds at run time, `scalar` otherwise (an scf.if);
+/// only `scalar` when `vectorized` is null.
 void launchByAlignment(
-    ImplicitLocOpBuilder &b, mlir::ValueRange buffers,
+    ImplicitLocOpBuilder &b, Value aligned,
     mlir::gpu::GPUFuncOp vectorized, mlir::gpu::GPUFuncOp scalar,
     const std::function<void(ImplicitLocOpBuilder &, mlir::gpu::GPUFuncOp)>
         &launch);
