@@ -23,3 +23,33 @@ def compress_name(n, h):
 
 def decode_name(b, n, r):
     return f"decode_b{b}_n{n}_r{r}"
+
+# Conformance cases of bench/check_mlir_gpu.py: every kernel variant of the
+# generated code (tensor-core and FFMA Gram, 16-byte and scalar loads, f16 /
+# bf16 / f32, odd sizes, GQA, L > 1, causal, kv_len, plain attention).
+# compress: (dtype, B, H, N, D, Dv, rounds, block)
+CHECK_COMPRESS = [
+    ("bf16", 2, 8, 4096, 128, 128, 2, 128),
+    ("f16", 1, 4, 3001, 64, 64, 3, 128),
+    ("bf16", 1, 2, 1000, 128, 64, 2, 64),
+    ("f32", 1, 2, 700, 32, 32, 2, 128),
+    ("f16", 1, 2, 900, 80, 40, 2, 128),     # D % 16 != 0: FFMA Gram, 16-bit
+    ("bf16", 1, 2, 40, 128, 128, 2, 128),   # N < S + W: no middle
+]
+# decode: (dtype, B, Hq, Hkv, L, M, D, Dv, causal, kv_len, log_weights)
+CHECK_DECODE = [
+    ("bf16", 2, 32, 8, 1, 4000, 128, 128, False, False, True),
+    ("f16", 3, 8, 8, 4, 1500, 64, 64, True, False, True),
+    ("bf16", 2, 16, 2, 2, 3000, 128, 128, True, True, True),
+    ("f32", 1, 4, 1, 16, 777, 128, 128, False, True, True),
+    ("bf16", 1, 8, 1, 1, 33, 256, 256, False, False, True),
+    ("f16", 1, 4, 2, 3, 300, 32, 20, True, False, False),  # attention, Dv 20
+]
+
+
+def check_compress_name(i):
+    return f"check_compress_{i}"
+
+
+def check_decode_name(i):
+    return f"check_decode_{i}"

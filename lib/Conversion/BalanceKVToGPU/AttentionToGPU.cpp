@@ -39,6 +39,8 @@ constexpr int64_t kMaxRowsPerBlock = 16;
 /// 48 KB of static workgroup memory.
 constexpr int64_t kMaxLogitFloats = 6144;
 constexpr int64_t kUnroll = 4;
+/// Static workgroup memory per block without an opt-in.
+constexpr int64_t kMaxStaticShared = 48 * 1024;
 
 struct DecodeConfig {
   int64_t batch, qHeads, kvHeads, group, queries, d, dv, m;
@@ -55,7 +57,14 @@ struct DecodeConfig {
   bool vectorizable() const {
     int64_t lanes = d / vec();
     return d % vec() == 0 && dv % vec() == 0 && lanes <= 32 &&
-           llvm::isPowerOf2_64(lanes) && kSplitThreads % (dv / vec()) == 0;
+           llvm::isPowerOf2_64(lanes) && kSplitThreads % (dv / vec()) == 0 &&
+           4 * (vectorSharedFloats() + kSplitThreads / 32) <= kMaxStaticShared;
+  }
+  /// The vectorised kernel's logits and, after P V, its per-key-slot sums
+  /// share one workgroup buffer.
+  int64_t vectorSharedFloats() const {
+    int64_t keySlots = kSplitThreads / std::max<int64_t>(1, dv / vec());
+    return std::max(rows() * chunk, keySlots * rows() * dv);
   }
 
   template <typename OpTy> static DecodeConfig get(OpTy op, int64_t smCount) {
@@ -339,9 +348,8 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
   return km.getOrCreate(
       "balancekv_decode_split_v", c.key("split-vec"), t.splitArgs(c),
       kSplitThreads,
-      {workgroupBuffer(ctx, rows * c.chunk, f32),
-       workgroupBuffer(ctx, kSplitThreads / 32, f32),
-       workgroupBuffer(ctx, keySlots * rows * c.dv, f32)},
+      {workgroupBuffer(ctx, c.vectorSharedFloats(), f32),
+       workgroupBuffer(ctx, kSplitThreads / 32, f32)},
       [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
         unsigned a = 0;
         Value q = fn.getArgument(a++), k = fn.getArgument(a++),
@@ -350,7 +358,7 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
         Value lens = c.lenElem ? fn.getArgument(a++) : Value();
         Value partO = fn.getArgument(a++), partStats = fn.getArgument(a++);
         auto wg = fn.getWorkgroupAttributions();
-        Value logits = wg[0], red = wg[1], slotSums = wg[2];
+        Value logits = wg[0], red = wg[1], slotSums = wg[0];
         SplitPrologue p(b, c, lens);
         Value tid = threadId(b);
         auto vecLoad = [&](ImplicitLocOpBuilder &ib, Value mem, ValueRange idx) {
@@ -443,6 +451,7 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
                 }
               return next;
             });
+        barrier(b); // the slot sums reuse the logits' memory
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t e = 0; e < vec; ++e)
             store(b, acc[r * vec + e], slotSums,
