@@ -200,18 +200,33 @@ def run_decode(gen, hand, rows, failures):
         torch.cuda.empty_cache()
 
 
+def report(failures):
+    """Prints the failures and the verdict line; the exit status."""
+    for msg in failures:
+        print("FAIL", msg)
+    print("ALL CORRECT" if not failures else f"{len(failures)} FAILED")
+    return 1 if failures else 0
+
+
 def table(rows, keys):
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def lib_args(description):
+    """The command line of both GPU-path scripts: where the compiled MLIR,
+    its runtime and the hand-tuned kernels are."""
+    ap = argparse.ArgumentParser(description=description)
     build = os.path.join(HERE, "..", "build")
     ap.add_argument("--bench-lib", default=os.path.join(build, "gpu-bench", "libbalancekv_gpu_bench.so"))
     ap.add_argument("--runtime-lib", default=os.path.join(build, "lib", "libbalancekv_mlir_cuda_runtime.so"))
     ap.add_argument("--lib", default=os.path.join(build, "lib", "libbalancekv_cuda.so"))
+    return ap
+
+
+def main():
+    ap = lib_args(__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
     ap.add_argument("--only", choices=["compress", "decode"])
     args = ap.parse_args()
@@ -238,10 +253,7 @@ def main():
             f.write(text)
         with open(os.path.join(args.out, "mlir_gpu.json"), "w") as f:
             json.dump(rows, f, indent=1)
-    for msg in failures:
-        print("FAIL", msg)
-    print("ALL CORRECT" if not failures else f"{len(failures)} FAILED")
-    return 1 if failures else 0
+    return report(failures)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ against the CPU reference (compression: identical rows and log-weights) and
 float64 attention (decode), including misaligned buffers (scalar fallback
 kernels). Cases: gpu_bench_shapes.CHECK_*; functions compiled by
 bench/build_gpu_bench.sh. Prints one line per case and ALL CORRECT."""
-import argparse
 import ctypes
 import math
 import os
@@ -16,7 +15,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gpu_bench_shapes as S  # noqa: E402
 from bench_kernels import Lib, attention64, rel  # noqa: E402
-from bench_mlir_gpu import M4, CompressResult, Generated, describe  # noqa: E402
+from bench_mlir_gpu import (M4, CompressResult, Generated, describe,  # noqa: E402
+                            lib_args, report)
 
 DT = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
 TOL = {"bf16": 1e-2, "f16": 5e-3, "f32": 1e-5}
@@ -98,22 +98,14 @@ def check_decode(gen, failures):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    build = os.path.join(HERE, "..", "build")
-    ap.add_argument("--bench-lib", default=os.path.join(build, "gpu-bench", "libbalancekv_gpu_bench.so"))
-    ap.add_argument("--runtime-lib", default=os.path.join(build, "lib", "libbalancekv_mlir_cuda_runtime.so"))
-    ap.add_argument("--lib", default=os.path.join(build, "lib", "libbalancekv_cuda.so"))
-    args = ap.parse_args()
+    args = lib_args(__doc__.splitlines()[0]).parse_args()
     gen = Generated(args.bench_lib, args.runtime_lib)
     gen.use_torch_stream(deferred=False)
     hand = Lib(args.lib)
     failures = []
     check_compress(gen, hand, failures)
     check_decode(gen, failures)
-    for f in failures:
-        print("FAIL", f)
-    print("ALL CORRECT" if not failures else f"{len(failures)} FAILED")
-    return 1 if failures else 0
+    return report(failures)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,21 @@ Value negInf(ImplicitLocOpBuilder &b) {
   return cF(b, b.getF32Type(), -std::numeric_limits<double>::infinity());
 }
 
+/// The split kernels' arguments (DecodeTypes::splitArgs order).
+struct SplitArgs {
+  Value q, k, v, lw, lens, partO, partStats;
+  SplitArgs(gpu::GPUFuncOp fn, const DecodeConfig &c) {
+    unsigned a = 0;
+    q = fn.getArgument(a++);
+    k = fn.getArgument(a++);
+    v = fn.getArgument(a++);
+    lw = c.hasLogWeights ? fn.getArgument(a++) : Value();
+    lens = c.lenElem ? fn.getArgument(a++) : Value();
+    partO = fn.getArgument(a++);
+    partStats = fn.getArgument(a++);
+  }
+};
+
 /// What both split kernels share: the workgroup's place (chunk, heads,
 /// batch), its valid key range, the biased/masked logit stores and the
 /// chunk's softmax partials.
@@ -250,15 +265,10 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
        workgroupBuffer(ctx, rows * c.chunk, f32),
        workgroupBuffer(ctx, kSplitThreads / 32, f32)},
       [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
-        unsigned a = 0;
-        Value q = fn.getArgument(a++), k = fn.getArgument(a++),
-              v = fn.getArgument(a++);
-        Value lw = c.hasLogWeights ? fn.getArgument(a++) : Value();
-        Value lens = c.lenElem ? fn.getArgument(a++) : Value();
-        Value partO = fn.getArgument(a++), partStats = fn.getArgument(a++);
+        SplitArgs in(fn, c);
         auto wg = fn.getWorkgroupAttributions();
         Value qs = wg[0], logits = wg[1], red = wg[2];
-        SplitPrologue p(b, c, lens);
+        SplitPrologue p(b, c, in.lens);
         Value tid = threadId(b);
         // Scaled queries of every row.
         forEach(b, tid, cIdx(b, rows * c.d), kSplitThreads,
@@ -266,7 +276,7 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                   Value r = divU(ib, e, cIdx(ib, c.d)),
                         x = remU(ib, e, cIdx(ib, c.d));
                   Value head = add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries)));
-                  Value qv = loadF32(ib, q, {p.bi, head,
+                  Value qv = loadF32(ib, in.q, {p.bi, head,
                                              remU(ib, r, cIdx(ib, c.queries)), x});
                   store(ib, arith::MulFOp::create(ib, qv, cF(ib, f32, c.scale)),
                         qs, {e});
@@ -281,7 +291,7 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                   auto dots = forStep(
                       ib, lane, cIdx(ib, c.d), 32, zeros,
                       [&](ImplicitLocOpBuilder &xb, Value x, ValueRange acc) {
-                        Value kv = loadF32(xb, k, {p.bi, p.kvHead, j, x});
+                        Value kv = loadF32(xb, in.k, {p.bi, p.kvHead, j, x});
                         SmallVector<Value> next;
                         for (int64_t r = 0; r < rows; ++r)
                           next.push_back(math::FmaOp::create(
@@ -293,11 +303,11 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                     dot = warpAllReduce(ib, Combine::Add, dot);
                   ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
                          [&](ImplicitLocOpBuilder &lb) {
-                           p.storeLogits(lb, logits, lw, j, jj, dots);
+                           p.storeLogits(lb, logits, in.lw, j, jj, dots);
                          });
                 });
         barrier(b);
-        p.softmax(b, logits, red, partStats);
+        p.softmax(b, logits, red, in.partStats);
         // Unnormalised P V: one thread per value column, kUnroll rows in
         // flight per step.
         forEach(b, tid, cIdx(b, c.dv), kSplitThreads,
@@ -308,7 +318,7 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                     SmallVector<Value> vals, next(acc);
                     for (int64_t u = 0; u < n; ++u)
                       vals.push_back(loadF32(
-                          sb, v,
+                          sb, in.v,
                           {p.bi, p.kvHead, add(sb, p.start, add(sb, jj, cIdx(sb, u))), x}));
                     for (int64_t u = 0; u < n; ++u)
                       for (int64_t r = 0; r < rows; ++r)
@@ -327,7 +337,7 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                                 [&](ImplicitLocOpBuilder &sb, Value jj,
                                     ValueRange a) { return step(sb, jj, a, 1); });
                   for (int64_t r = 0; r < rows; ++r)
-                    store(ib, acc[r], partO,
+                    store(ib, acc[r], in.partO,
                           {p.bi, p.headOf(ib, r), p.split, cIdx(ib, r % c.queries), x});
                 });
       });
@@ -351,21 +361,17 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
       {workgroupBuffer(ctx, c.vectorSharedFloats(), f32),
        workgroupBuffer(ctx, kSplitThreads / 32, f32)},
       [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
-        unsigned a = 0;
-        Value q = fn.getArgument(a++), k = fn.getArgument(a++),
-              v = fn.getArgument(a++);
-        Value lw = c.hasLogWeights ? fn.getArgument(a++) : Value();
-        Value lens = c.lenElem ? fn.getArgument(a++) : Value();
-        Value partO = fn.getArgument(a++), partStats = fn.getArgument(a++);
-        auto wg = fn.getWorkgroupAttributions();
-        Value logits = wg[0], red = wg[1], slotSums = wg[0];
-        SplitPrologue p(b, c, lens);
+        SplitArgs in(fn, c);
+        // The slot sums reuse the logits' workgroup memory after P V.
+        Value logits = fn.getWorkgroupAttributions()[0],
+              red = fn.getWorkgroupAttributions()[1], slotSums = logits;
+        SplitPrologue p(b, c, in.lens);
         Value tid = threadId(b);
         auto vecLoad = [&](ImplicitLocOpBuilder &ib, Value mem, ValueRange idx) {
           return loadVectorF32(ib, mem, idx, vec);
         };
-        auto lane32 = [&](ImplicitLocOpBuilder &ib, Value v, int64_t i) {
-          return Value(vector::ExtractOp::create(ib, v, i));
+        auto lane32 = [&](ImplicitLocOpBuilder &ib, Value vecVal, int64_t i) {
+          return Value(vector::ExtractOp::create(ib, vecVal, i));
         };
         // Logits.
         Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
@@ -377,7 +383,7 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
           for (int64_t e = 0; e < vec; ++e)
             qv.push_back(arith::MulFOp::create(
                 b,
-                loadF32(b, q, {p.bi, p.headOf(b, r), cIdx(b, r % c.queries),
+                loadF32(b, in.q, {p.bi, p.headOf(b, r), cIdx(b, r % c.queries),
                                add(b, x0, cIdx(b, e))}),
                 cF(b, f32, c.scale)));
         // Warp-uniform trip count (the shuffles need every lane): lanes past
@@ -395,7 +401,7 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
                     valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
                     jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
                     rowsK.push_back(vecLoad(
-                        ib, k, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), x0}));
+                        ib, in.k, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), x0}));
                   }
                   for (int64_t u = 0; u < kUnroll; ++u) {
                     SmallVector<Value> dots;
@@ -414,13 +420,13 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
                     Value writer = arith::AndIOp::create(
                         ib, valids[u], cmp(ib, CmpIPredicate::eq, part, cIdx(ib, 0)));
                     ifThen(ib, writer, [&](ImplicitLocOpBuilder &lb) {
-                      p.storeLogits(lb, logits, lw, add(lb, p.start, jjs[u]), jjs[u],
+                      p.storeLogits(lb, logits, in.lw, add(lb, p.start, jjs[u]), jjs[u],
                                     dots);
                     });
                   }
                 });
         barrier(b);
-        p.softmax(b, logits, red, partStats);
+        p.softmax(b, logits, red, in.partStats);
         // P V.
         Value cg = remU(b, tid, cIdx(b, colGroups));
         Value ks = divU(b, tid, cIdx(b, colGroups));
@@ -436,7 +442,7 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
                 valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
                 jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
                 vals.push_back(vecLoad(
-                    ib, v, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), col0}));
+                    ib, in.v, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), col0}));
               }
               SmallVector<Value> next(a);
               for (int64_t u = 0; u < kUnroll; ++u)
@@ -466,7 +472,7 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
                         ib, sum,
                         load(ib, slotSums, {add(ib, e, cIdx(ib, s * rows * c.dv))}));
                   Value r = divU(ib, e, cIdx(ib, c.dv)), x = remU(ib, e, cIdx(ib, c.dv));
-                  store(ib, sum, partO,
+                  store(ib, sum, in.partO,
                         {p.bi, add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries))),
                          p.split, remU(ib, r, cIdx(ib, c.queries)), x});
                 });
