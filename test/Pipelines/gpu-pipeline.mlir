@@ -10,6 +10,12 @@
 // RUN: balancekv-opt %s --balancekv-gpu-pipeline="format=bin" -o %t.bin.mlir
 // RUN: FileCheck %s --check-prefix=BIN < %t.bin.mlir
 // RUN: mlir-translate --mlir-to-llvmir %t.bin.mlir | FileCheck %s --check-prefix=LLVM
+// RUN: %python %balancekv_src_root/scripts/extract-gpu-binary.py %t.bin.mlir -o %t.cubin2
+// RUN: %python %S/Inputs/check_magic.py %t.cubin2 7f454c46
+// The default format is a fatbin (fatbinary from the toolkit).
+// RUN: balancekv-opt %s --balancekv-gpu-pipeline -o %t.fat.mlir
+// RUN: %python %balancekv_src_root/scripts/extract-gpu-binary.py %t.fat.mlir -o %t.fatbin
+// RUN: %python %S/Inputs/check_magic.py %t.fatbin 50ed55ba
 
 // HOST: llvm.func @compress(
 // HOST: gpu.launch_func <%{{.*}} : !llvm.ptr> @balancekv_kernels::@balancekv_walk
