@@ -16,23 +16,20 @@
 // CHECK: %[[R1:.*]] = gpu.alloc () : memref<1x2x536xi32>
 // CHECK: %[[SIG:.*]] = gpu.alloc () : memref<1x2x536xi8>
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_init_tokens blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[CUR0]] : {{.*}}, %[[R0]] : {{.*}})
-// 16-bit rows are staged with 16-byte loads when key and value are aligned.
+// The kernels take the buffers' 16-byte alignment as an i32 argument (the
+// launches stay one async chain; no host-side branch).
 // CHECK: %[[PK:.*]] = memref.extract_aligned_pointer_as_index %[[KB]]
 // CHECK: %[[PV:.*]] = memref.extract_aligned_pointer_as_index %[[VB]]
 // CHECK: %[[OR:.*]] = arith.ori %[[PK]], %[[PV]]
 // CHECK: %[[REM:.*]] = arith.remui %[[OR]], %c16
-// CHECK: %[[AL:.*]] = arith.cmpi eq, %[[REM]]
-// CHECK: scf.if %[[AL]] {
-// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_walk_v blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index)
-// CHECK: } else {
-// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index)
-// CHECK: }
+// CHECK: %[[EQ:.*]] = arith.cmpi eq, %[[REM]]
+// CHECK: %[[AL:.*]] = arith.extui %[[EQ]] : i1 to i32
+// CHECK-NOT: scf.if
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index, %[[AL]] : i32)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select blocks in (%c1{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c1024{{.*}}, {{.*}}) args(%[[SIG]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %c536{{.*}} : index)
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk_v blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index)
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index, %[[AL]] : i32)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select {{.*}} args(%[[SIG]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %c268{{.*}} : index)
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather_v blocks in (%c25{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CK]] : {{.*}}, %[[CV]] : {{.*}}, %[[LW]] : {{.*}})
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather blocks in (%c25{{.*}}, %c2{{.*}}, %c1{{.*}})
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather blocks in (%c25{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CK]] : {{.*}}, %[[CV]] : {{.*}}, %[[LW]] : {{.*}}, %[[AL]] : i32)
 // CHECK-DAG: gpu.dealloc %[[CUR0]]
 // CHECK-DAG: gpu.dealloc %[[CUR1]]
 // CHECK-DAG: gpu.dealloc %[[R0]]
@@ -44,17 +41,25 @@
 // CHECK: return %[[CKT]], %[[CVT]], %[[LWT]]
 // The same configuration again shares the kernels.
 // CHECK-LABEL: func.func @compress_again
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk_v blocks
-// CHECK-NOT: @balancekv_walk{{(_v)?}}_1
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks
+// CHECK-NOT: @balancekv_walk_1
 // The kernels: the walk stages raw 16-bit rows in dynamic workgroup memory,
 // runs the Gram on tensor cores and the walk with one barrier per step.
 // CHECK: gpu.module @balancekv_kernels
 // CHECK: gpu.func @balancekv_init_tokens({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
-// CHECK: gpu.func @balancekv_walk(%{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi8>, %{{.*}}: index, %{{.*}}: index) kernel
+// CHECK: gpu.func @balancekv_walk(%{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi8>, %{{.*}}: index, %{{.*}}: index, %[[FLAG:.*]]: i32) kernel
 // CHECK: gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<16384xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<9216xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<4608xi32, #gpu.address_space<workgroup>>
+// Staging: 16-byte loads when the flag is set, else element by element.
+// CHECK: %[[SET:.*]] = arith.cmpi ne, %[[FLAG]], %c0_i32
+// CHECK: scf.if %[[SET]] {
+// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<1x2x600x64xbf16>, vector<8xbf16>
+// CHECK: vector.store %{{.*}} {alignment = 16 : i64} : memref<9216xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
+// CHECK: } else {
+// CHECK: memref.load %{{.*}} : memref<1x2x600x64xbf16>
+// CHECK: }
 // CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
 // CHECK: math.exp
 // Philox-4x32-10 for u_i, then the walk over the block.
@@ -63,12 +68,9 @@
 // CHECK: arith.cmpf olt
 // CHECK: gpu.barrier
 // CHECK: math.fma
-// CHECK: gpu.func @balancekv_walk_v(
-// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<1x2x600x64xbf16>, vector<8xbf16>
-// CHECK: vector.store %{{.*}} {alignment = 16 : i64} : memref<9216xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
 // CHECK: gpu.func @balancekv_select({{.*}}) workgroup(%{{.*}} : memref<1024xi32, #gpu.address_space<workgroup>>, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>>) kernel attributes {known_block_size = array<i32: 1024, 1, 1>}
-// CHECK: gpu.func @balancekv_gather_v(
 // CHECK: gpu.func @balancekv_gather(
+// CHECK: vector.load
 // CHECK-NOT: gpu.func @balancekv_walk
 func.func @compress_bf16(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf16>)
     -> (tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>) {
@@ -88,8 +90,7 @@ func.func @compress_again(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf1
 // f32 (no tensor cores): the Gram by 4x4 FFMA register tiles over centred
 // f32 rows; block 64 => blocks of 64 rows.
 // CHECK-LABEL: func.func @compress_f32
-// CHECK-NOT: @balancekv_walk_v
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c1{{.*}}, %c2{{.*}})
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c1{{.*}}, %c2{{.*}}) {{.*}}, %c0{{.*}} : index)
 // CHECK: gpu.func @balancekv_walk
 // CHECK-NOT: nvvm.mma.sync
 // CHECK: math.fma
@@ -132,22 +133,23 @@ func.func @compress_no_rounds(%k: tensor<1x1x100x16xf16>, %v: tensor<1x1x100x16x
 // CHECK: %[[PV:.*]] = memref.extract_aligned_pointer_as_index %[[V]]
 // CHECK: %[[OR:.*]] = arith.ori %[[PK]], %[[PV]]
 // CHECK: %[[REM:.*]] = arith.remui %[[OR]], %c16
-// CHECK: %[[ALIGNED:.*]] = arith.cmpi eq, %[[REM]]
-// CHECK: scf.if %[[ALIGNED]] {
-// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_decode_split_v blocks in (%c[[S]]{{.*}}, %c2{{.*}}, %c2{{.*}}) threads in (%c128{{.*}}, {{.*}}) args(%[[Q]] : {{.*}}, %[[K]] : {{.*}}, %[[V]] : {{.*}}, %[[LW]] : {{.*}}, %[[PO]] : {{.*}}, %[[PS]] : {{.*}})
-// CHECK: } else {
-// CHECK:   gpu.launch_func @balancekv_kernels::@balancekv_decode_split blocks in (%c[[S]]{{.*}}, %c2{{.*}}, %c2{{.*}})
-// CHECK: }
+// CHECK: %[[EQ:.*]] = arith.cmpi eq, %[[REM]]
+// CHECK: %[[AL:.*]] = arith.extui %[[EQ]] : i1 to i32
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_split blocks in (%c[[S]]{{.*}}, %c2{{.*}}, %c2{{.*}}) threads in (%c128{{.*}}, {{.*}}) args(%[[Q]] : {{.*}}, %[[K]] : {{.*}}, %[[V]] : {{.*}}, %[[LW]] : {{.*}}, %[[PO]] : {{.*}}, %[[PS]] : {{.*}}, %[[AL]] : i32)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_combine blocks in (%c8{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c128{{.*}}, {{.*}}) args(%[[PO]] : {{.*}}, %[[PS]] : {{.*}}, %[[OUT]] : {{.*}})
 // CHECK: gpu.dealloc %[[PO]]
 // CHECK: gpu.dealloc %[[PS]]
 // CHECK: bufferization.to_tensor %[[OUT]] restrict writable
-// The vectorised kernel: vector<8xbf16> loads, a 16-lane shuffle reduction.
-// CHECK: gpu.func @balancekv_decode_split_v
+// One split kernel, both paths: vector<8xbf16> loads and a 16-lane shuffle
+// reduction when the flag is set, scalar loads and a warp-wide one else.
+// CHECK: gpu.func @balancekv_decode_split({{.*}}, %[[FLAG:.*]]: i32) workgroup
+// CHECK: %[[SET:.*]] = arith.cmpi ne, %[[FLAG]], %c0_i32
+// CHECK: scf.if %[[SET]] {
 // CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<2x2x576x128xbf16>, vector<8xbf16>
 // CHECK: gpu.shuffle xor %{{.*}}, %{{.*}}, %{{.*}} : f32
 // CHECK: math.exp
-// CHECK: gpu.func @balancekv_decode_split(
+// CHECK: } else {
+// CHECK: memref.load %{{.*}} : memref<2x2x576x128xbf16>
 // CHECK: gpu.shuffle xor
 // CHECK: gpu.func @balancekv_decode_combine
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
@@ -163,11 +165,11 @@ func.func @decode(%q: tensor<2x8x1x128xbf16>, %ck: tensor<2x2x576x128xbf16>,
 // -----
 
 // Plain attention (no log-weights) with kv_len, and a value dim that the
-// 16-byte kernel does not take (Dv = 20): only the scalar split kernel.
+// 16-byte path does not take (Dv = 20): the split kernel has no flag.
 // CHECK-LABEL: func.func @attention_kv_len
 // CHECK: %[[LEN:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<3xi64> to memref<3xi64>
-// CHECK-NOT: scf.if
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_split blocks in {{.*}} args(%{{.*}} : memref<3x4x2x32xf16>, %{{.*}} : memref<3x4x300x32xf16>, %{{.*}} : memref<3x4x300x20xf16>, %[[LEN]] : memref<3xi64>, {{.*}})
+// CHECK-NOT: extract_aligned_pointer
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_split blocks in {{.*}} args(%{{.*}} : memref<3x4x2x32xf16>, %{{.*}} : memref<3x4x300x32xf16>, %{{.*}} : memref<3x4x300x20xf16>, %[[LEN]] : memref<3xi64>, %{{.*}} : memref<3x4x{{[0-9]+}}x2x20xf32>, %{{.*}} : memref<3x4x{{[0-9]+}}x2x2xf32>)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_decode_combine
 // CHECK: gpu.func @balancekv_decode_split
 // CHECK: memref.load %{{.*}} : memref<3xi64>

@@ -33,10 +33,9 @@
 // PTX: .visible .entry balancekv_select(
 // PTX: .maxntid 1024, 1, 1
 // PTX: .visible .entry balancekv_gather(
-// PTX: .visible .entry balancekv_decode_split_v(
+// PTX: .visible .entry balancekv_decode_split(
 // PTX: ld.global.v4.b32
 // PTX: shfl.sync.bfly.b32
-// PTX: .visible .entry balancekv_decode_split(
 // PTX: .visible .entry balancekv_decode_combine(
 
 // BIN: gpu.binary @balancekv_kernels [#gpu.object<#nvvm.target<{{.*}}chip = "sm_90", features = "+ptx80">, {{.*}}bin = "

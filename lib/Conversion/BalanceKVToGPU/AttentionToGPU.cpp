@@ -58,13 +58,17 @@ struct DecodeConfig {
     int64_t lanes = d / vec();
     return d % vec() == 0 && dv % vec() == 0 && lanes <= 32 &&
            llvm::isPowerOf2_64(lanes) && kSplitThreads % (dv / vec()) == 0 &&
-           4 * (vectorSharedFloats() + kSplitThreads / 32) <= kMaxStaticShared;
+           4 * (rows() * d + vectorLogitFloats() + kSplitThreads / 32) <=
+               kMaxStaticShared;
   }
-  /// The vectorised kernel's logits and, after P V, its per-key-slot sums
-  /// share one workgroup buffer.
-  int64_t vectorSharedFloats() const {
+  /// The 16-byte path's logits and, after P V, its per-key-slot sums share
+  /// one workgroup buffer.
+  int64_t vectorLogitFloats() const {
     int64_t keySlots = kSplitThreads / std::max<int64_t>(1, dv / vec());
     return std::max(rows() * chunk, keySlots * rows() * dv);
+  }
+  int64_t sharedLogitFloats() const {
+    return vectorizable() ? vectorLogitFloats() : rows() * chunk;
   }
 
   template <typename OpTy> static DecodeConfig get(OpTy op, int64_t smCount) {
@@ -254,21 +258,13 @@ struct SplitPrologue {
 /// The split kernel with scalar loads (any alignment, any dims): one warp per
 /// key row with lanes over D for the logits, one thread per value column
 /// with kUnroll rows in flight for P V.
-gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
-                           const DecodeTypes &t) {
-  MLIRContext *ctx = t.query.getContext();
-  Type f32 = Float32Type::get(ctx);
+void emitSplitScalar(ImplicitLocOpBuilder &b, const DecodeConfig &c,
+                     const SplitArgs &in, const SplitPrologue &p, Value qs,
+                     Value logits, Value red) {
+  Type f32 = b.getF32Type();
   const int64_t rows = c.rows();
-  return km.getOrCreate(
-      "balancekv_decode_split", c.key("split"), t.splitArgs(c), kSplitThreads,
-      {workgroupBuffer(ctx, rows * c.d, f32),
-       workgroupBuffer(ctx, rows * c.chunk, f32),
-       workgroupBuffer(ctx, kSplitThreads / 32, f32)},
-      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
-        SplitArgs in(fn, c);
-        auto wg = fn.getWorkgroupAttributions();
-        Value qs = wg[0], logits = wg[1], red = wg[2];
-        SplitPrologue p(b, c, in.lens);
+  {
+    {
         Value tid = threadId(b);
         // Scaled queries of every row.
         forEach(b, tid, cIdx(b, rows * c.d), kSplitThreads,
@@ -340,7 +336,8 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
                     store(ib, acc[r], in.partO,
                           {p.bi, p.headOf(ib, r), p.split, cIdx(ib, r % c.queries), x});
                 });
-      });
+    }
+  }
 }
 
 /// The split kernel with 16-byte loads (needs 16-byte aligned key/value
@@ -348,24 +345,17 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
 /// holding its vec query values of every row in registers, reduced with
 /// log2(LPK) shuffles. P V: thread = (key slot, vec value columns), rows x
 /// vec accumulators, key slots summed through workgroup memory at the end.
-gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
-                                     const DecodeTypes &t) {
-  MLIRContext *ctx = t.query.getContext();
-  Type f32 = Float32Type::get(ctx);
+void emitSplitVectorized(ImplicitLocOpBuilder &b, const DecodeConfig &c,
+                         const SplitArgs &in, const SplitPrologue &p,
+                         Value logits, Value red) {
+  Type f32 = b.getF32Type();
   const int64_t rows = c.rows(), vec = c.vec();
   const int64_t lanesPerKey = c.d / vec, keysPerWarp = 32 / lanesPerKey;
   const int64_t colGroups = c.dv / vec, keySlots = kSplitThreads / colGroups;
-  return km.getOrCreate(
-      "balancekv_decode_split_v", c.key("split-vec"), t.splitArgs(c),
-      kSplitThreads,
-      {workgroupBuffer(ctx, c.vectorSharedFloats(), f32),
-       workgroupBuffer(ctx, kSplitThreads / 32, f32)},
-      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
-        SplitArgs in(fn, c);
-        // The slot sums reuse the logits' workgroup memory after P V.
-        Value logits = fn.getWorkgroupAttributions()[0],
-              red = fn.getWorkgroupAttributions()[1], slotSums = logits;
-        SplitPrologue p(b, c, in.lens);
+  // The slot sums reuse the logits' workgroup memory after P V.
+  Value slotSums = logits;
+  {
+    {
         Value tid = threadId(b);
         auto vecLoad = [&](ImplicitLocOpBuilder &ib, Value mem, ValueRange idx) {
           return loadVectorF32(ib, mem, idx, vec);
@@ -476,6 +466,40 @@ gpu::GPUFuncOp splitKernelVectorized(KernelModule &km, const DecodeConfig &c,
                         {p.bi, add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries))),
                          p.split, remU(ib, r, cIdx(ib, c.queries)), x});
                 });
+    }
+  }
+}
+
+/// The split kernel. Kernels with a 16-byte path take an i32 `vectorized`
+/// argument (1 when key and value are 16-byte aligned) and branch on it
+/// uniformly; the workgroup memory is the union of both paths' needs.
+gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
+                           const DecodeTypes &t) {
+  MLIRContext *ctx = t.query.getContext();
+  Type f32 = Float32Type::get(ctx);
+  SmallVector<Type> args = t.splitArgs(c);
+  const bool vectorizable = c.vectorizable();
+  if (vectorizable)
+    args.push_back(IntegerType::get(ctx, 32));
+  return km.getOrCreate(
+      "balancekv_decode_split", c.key("split"), args, kSplitThreads,
+      {workgroupBuffer(ctx, c.rows() * c.d, f32),
+       workgroupBuffer(ctx, c.sharedLogitFloats(), f32),
+       workgroupBuffer(ctx, kSplitThreads / 32, f32)},
+      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+        SplitArgs in(fn, c);
+        auto wg = fn.getWorkgroupAttributions();
+        SplitPrologue p(b, c, in.lens);
+        if (!vectorizable)
+          return emitSplitScalar(b, c, in, p, wg[0], wg[1], wg[2]);
+        ifFlag(
+            b, fn.getArgument(fn.getNumArguments() - 1),
+            [&](ImplicitLocOpBuilder &ib) {
+              emitSplitVectorized(ib, c, in, p, wg[1], wg[2]);
+            },
+            [&](ImplicitLocOpBuilder &ib) {
+              emitSplitScalar(ib, c, in, p, wg[0], wg[1], wg[2]);
+            });
       });
 }
 
@@ -565,20 +589,15 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     Value partO = alloc(t.partialOut), partStats = alloc(t.partialStats),
           out = alloc(t.out);
     args.append({partO, partStats});
-    auto launchSplit = [&](ImplicitLocOpBuilder &ib, gpu::GPUFuncOp fn) {
-      gpu::LaunchFuncOp::create(
-          ib, fn,
-          gpu::KernelDim3{cIdx(ib, c.splits), cIdx(ib, c.qHeads / c.headsPerBlock),
-                          cIdx(ib, c.batch)},
-          gpu::KernelDim3{cIdx(ib, kSplitThreads), cIdx(ib, 1), cIdx(ib, 1)},
-          Value(), args);
-    };
-    // 16-byte loads need 16-byte aligned key and value buffers.
-    gpu::GPUFuncOp vecFn =
-        c.vectorizable() ? splitKernelVectorized(km, c, t) : gpu::GPUFuncOp();
-    gpu::GPUFuncOp scalarFn = splitKernel(km, c, t);
-    launchByAlignment(b, vecFn ? allAligned16(b, {args[1], args[2]}) : Value(),
-                      vecFn, scalarFn, launchSplit);
+    // The 16-byte path needs 16-byte aligned key and value buffers.
+    if (c.vectorizable())
+      args.push_back(aligned16Flag(b, {args[1], args[2]}));
+    gpu::LaunchFuncOp::create(
+        b, splitKernel(km, c, t),
+        gpu::KernelDim3{cIdx(b, c.splits), cIdx(b, c.qHeads / c.headsPerBlock),
+                        cIdx(b, c.batch)},
+        gpu::KernelDim3{cIdx(b, kSplitThreads), cIdx(b, 1), cIdx(b, 1)},
+        Value(), args);
     gpu::LaunchFuncOp::create(
         b, combineKernel(km, c, t),
         gpu::KernelDim3{cIdx(b, c.qHeads), cIdx(b, c.batch), cIdx(b, 1)},

@@ -265,20 +265,22 @@ void gramTilesMMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
           });
 }
 
-/// `vectorStaging` (tensor-core variant only): the rows are staged with
-/// 16-byte loads, all of a thread's loads issued before its stores (the
-/// launch checks the buffers' alignment).
+/// The tensor-core variant takes an i32 `vectorized` argument (1 when key
+/// and value are 16-byte aligned): then the rows are staged with 16-byte
+/// loads, all of a thread's loads issued before its stores.
 gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
-                          const Types &t, bool vectorStaging) {
+                          const Types &t) {
+  SmallVector<Type> args{t.key, t.value, t.tokens, t.tokens, t.signs, t.idx, t.idx};
+  if (c.useTensorCores())
+    args.push_back(IntegerType::get(t.key.getContext(), 32));
   return km.getOrCreate(
-      vectorStaging ? "balancekv_walk_v" : "balancekv_walk",
-      c.key(vectorStaging ? "walk-vec" : "walk"),
-      {t.key, t.value, t.tokens, t.tokens, t.signs, t.idx, t.idx},
+      "balancekv_walk", c.key("walk"), args,
       kWalkThreads, {}, [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
         Value key = fn.getArgument(0), value = fn.getArgument(1),
               cur = fn.getArgument(2), logW2 = fn.getArgument(3),
               sigma = fn.getArgument(4), len = fn.getArgument(5),
               round = fn.getArgument(6);
+        Value vectorized = c.useTensorCores() ? fn.getArgument(7) : Value();
         Type f32 = b.getF32Type();
         const bool mma = c.useTensorCores();
         const int64_t bp = c.paddedBlock, xs = c.stagedStride();
@@ -313,32 +315,33 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         };
         // Stage the block's rows of `src` (raw 16-bit for tensor cores, f32
         // otherwise, times w_i when `weighted`).
-        auto stage = [&](Value src, int64_t dim, bool weighted) {
-          if (vectorStaging) {
-            const int64_t vec = 8, perRow = dim / vec;
-            const int64_t iters = llvm::divideCeil(bp * perRow, kWalkThreads);
-            Value total = mul(b, bsz, cIdx(b, perRow));
-            VectorType vt = VectorType::get({vec}, c.elem);
-            SmallVector<Value> vals, valid, dst;
-            for (int64_t it = 0; it < iters; ++it) {
-              Value e = add(b, tid, cIdx(b, it * kWalkThreads));
-              valid.push_back(cmp(b, CmpIPredicate::ult, e, total));
-              e = select(b, valid.back(), e, cIdx(b, 0));
-              Value r = divU(b, e, cIdx(b, perRow));
-              Value x = mul(b, remU(b, e, cIdx(b, perRow)), cIdx(b, vec));
-              vals.push_back(vector::LoadOp::create(
-                  b, vt, src, ValueRange{g.batch, g.head, cacheRow(b, r), x},
-                  false, llvm::MaybeAlign(16)));
-              dst.push_back(stagedAt(b, r, x));
-            }
-            for (int64_t it = 0; it < iters; ++it)
-              ifThen(b, valid[it], [&](ImplicitLocOpBuilder &ib) {
-                vector::StoreOp::create(ib, vals[it], staged, ValueRange{dst[it]},
-                                        false, llvm::MaybeAlign(16));
-              });
-            return;
+        auto stageVectorized = [&](ImplicitLocOpBuilder &sb, Value src,
+                                   int64_t dim) {
+          const int64_t vec = 8, perRow = dim / vec;
+          const int64_t iters = llvm::divideCeil(bp * perRow, kWalkThreads);
+          Value total = mul(sb, bsz, cIdx(sb, perRow));
+          VectorType vt = VectorType::get({vec}, c.elem);
+          SmallVector<Value> vals, valid, dst;
+          for (int64_t it = 0; it < iters; ++it) {
+            Value e = add(sb, tid, cIdx(sb, it * kWalkThreads));
+            valid.push_back(cmp(sb, CmpIPredicate::ult, e, total));
+            e = select(sb, valid.back(), e, cIdx(sb, 0));
+            Value r = divU(sb, e, cIdx(sb, perRow));
+            Value x = mul(sb, remU(sb, e, cIdx(sb, perRow)), cIdx(sb, vec));
+            vals.push_back(vector::LoadOp::create(
+                sb, vt, src, ValueRange{g.batch, g.head, cacheRow(sb, r), x},
+                false, llvm::MaybeAlign(16)));
+            dst.push_back(stagedAt(sb, r, x));
           }
-          forEach(b, tid, mul(b, bsz, cIdx(b, dim)), kWalkThreads,
+          for (int64_t it = 0; it < iters; ++it)
+            ifThen(sb, valid[it], [&](ImplicitLocOpBuilder &ib) {
+              vector::StoreOp::create(ib, vals[it], staged, ValueRange{dst[it]},
+                                      false, llvm::MaybeAlign(16));
+            });
+        };
+        auto stageScalar = [&](ImplicitLocOpBuilder &sb, Value src, int64_t dim,
+                               bool weighted) {
+          forEach(sb, tid, mul(sb, bsz, cIdx(sb, dim)), kWalkThreads,
                   [&](ImplicitLocOpBuilder &ib, Value e) {
                     Value r = divU(ib, e, cIdx(ib, dim)),
                           x = remU(ib, e, cIdx(ib, dim));
@@ -350,6 +353,14 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                     }
                     store(ib, v, staged, {stagedAt(ib, r, x)});
                   });
+        };
+        auto stage = [&](Value src, int64_t dim, bool weighted) {
+          if (!vectorized)
+            return stageScalar(b, src, dim, weighted);
+          ifFlag(
+              b, vectorized,
+              [&](ImplicitLocOpBuilder &ib) { stageVectorized(ib, src, dim); },
+              [&](ImplicitLocOpBuilder &ib) { stageScalar(ib, src, dim, weighted); });
         };
         // w_i = 2^r_i exactly.
         forEach(b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
@@ -587,16 +598,17 @@ gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
       });
 }
 
-/// `vec` > 1: rows copied in 16-byte pieces of `vec` elements (the launch
-/// checks the source buffers' alignment; ours are allocated aligned).
+/// `vec` > 1: an i32 `vectorized` argument; when set (the key/value buffers
+/// are 16-byte aligned; ours are allocated aligned) rows are copied in
+/// 16-byte pieces of `vec` elements.
 gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
                             const Types &t, int64_t vec) {
+  SmallVector<Type> args{t.key,    t.value,    t.tokens,        t.tokens,
+                         t.outKey, t.outValue, t.outLogWeights};
+  if (vec > 1)
+    args.push_back(IntegerType::get(t.key.getContext(), 32));
   return km.getOrCreate(
-      vec > 1 ? "balancekv_gather_v" : "balancekv_gather",
-      c.key(vec > 1 ? "gather-vec" : "gather"),
-      {t.key, t.value, t.tokens, t.tokens, t.outKey, t.outValue,
-       t.outLogWeights},
-      kGatherRowsPerBlock * 32, {},
+      "balancekv_gather", c.key("gather"), args, kGatherRowsPerBlock * 32, {},
       [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
         Value key = fn.getArgument(0), value = fn.getArgument(1),
               cur = fn.getArgument(2), logW2 = fn.getArgument(3),
@@ -628,16 +640,18 @@ gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
                                                     l.keptMiddle));
                  Value src = select(ib, inSink, row,
                                     select(ib, inMiddle, midRow, recentRow));
-                 auto copyRow = [&](Value from, Value to, int64_t dim) {
-                   forEach(ib, mul(ib, lane, cIdx(ib, vec)), cIdx(ib, dim), 32 * vec,
-                           [&](ImplicitLocOpBuilder &xb, Value x) {
-                             if (vec == 1) {
+                 // `piece` elements per lane step: 1 (scalar) or vec.
+                 auto copyRow = [&](ImplicitLocOpBuilder &cb, Value from,
+                                    Value to, int64_t dim, int64_t piece) {
+                   forEach(cb, mul(cb, lane, cIdx(cb, piece)), cIdx(cb, dim),
+                           32 * piece, [&](ImplicitLocOpBuilder &xb, Value x) {
+                             if (piece == 1) {
                                store(xb, load(xb, from, {g.batch, g.head, src, x}),
                                      to, {g.batch, g.head, row, x});
                                return;
                              }
                              Value v = vector::LoadOp::create(
-                                 xb, VectorType::get({vec}, c.elem), from,
+                                 xb, VectorType::get({piece}, c.elem), from,
                                  ValueRange{g.batch, g.head, src, x}, false,
                                  llvm::MaybeAlign(16));
                              vector::StoreOp::create(
@@ -645,8 +659,17 @@ gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
                                  false, llvm::MaybeAlign(16));
                            });
                  };
-                 copyRow(key, outK, c.d);
-                 copyRow(value, outV, c.dv);
+                 auto copyRows = [&](ImplicitLocOpBuilder &cb, int64_t piece) {
+                   copyRow(cb, key, outK, c.d, piece);
+                   copyRow(cb, value, outV, c.dv, piece);
+                 };
+                 if (vec > 1)
+                   ifFlag(
+                       ib, fn.getArgument(7),
+                       [&](ImplicitLocOpBuilder &cb) { copyRows(cb, vec); },
+                       [&](ImplicitLocOpBuilder &cb) { copyRows(cb, 1); });
+                 else
+                   copyRows(ib, 1);
                  ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
                         [&](ImplicitLocOpBuilder &lb) {
                           // r ln 2 in f64, rounded once (as the reference).
@@ -698,51 +721,36 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
     if (len > 0)
       launch(initKernel(km, c, t), llvm::divideCeil(len, kInitThreads),
              kInitThreads, 0, {cur[0], logW2[0]});
-    // 16-byte loads of key/value rows where the buffers allow it.
+    // 16-byte loads of key/value rows where the buffers allow it: the
+    // kernels take the run-time alignment as an argument.
     const int64_t vec = 16 / (c.elem.getIntOrFloatBitWidth() / 8);
     const bool vecRows = c.d % vec == 0 && c.dv % vec == 0;
-    Value aligned = vecRows ? allAligned16(b, {key, value}) : Value();
-    auto launchVecOrScalar = [&](gpu::GPUFuncOp vecFn, gpu::GPUFuncOp scalarFn,
-                                 int64_t gx, int64_t threads, int64_t smem,
-                                 SmallVector<Value> args) {
-      launchByAlignment(b, aligned, vecFn, scalarFn,
-                        [&](ImplicitLocOpBuilder &ib, gpu::GPUFuncOp fn) {
-                          gpu::LaunchFuncOp::create(
-                              ib, fn,
-                              gpu::KernelDim3{cIdx(ib, gx), cIdx(ib, c.heads),
-                                              cIdx(ib, c.batch)},
-                              gpu::KernelDim3{cIdx(ib, threads), cIdx(ib, 1),
-                                              cIdx(ib, 1)},
-                              smem ? cI32(ib, smem) : Value(), args);
-                        });
-    };
-    gpu::GPUFuncOp walk, walkVec, sel;
+    Value aligned = vecRows ? aligned16Flag(b, {key, value}) : Value();
+    gpu::GPUFuncOp walk, sel;
     for (int64_t round = 0; round < c.rounds && len / 2 > 0; ++round) {
       if (!walk) {
-        walk = walkKernel(km, c, t, false);
-        if (c.useTensorCores())
-          walkVec = walkKernel(km, c, t, true);
+        walk = walkKernel(km, c, t);
         sel = selectKernel(km, c, t);
       }
-      launchVecOrScalar(walkVec, walk, llvm::divideCeil(len, c.blockSize),
-                        kWalkThreads, c.walkLayout().bytes,
-                        {key, value, cur[src], logW2[src], sigma, cIdx(b, len),
-                         cIdx(b, round)});
+      SmallVector<Value> args{key,   value,          cur[src],      logW2[src],
+                              sigma, cIdx(b, len), cIdx(b, round)};
+      if (c.useTensorCores())
+        args.push_back(aligned);
+      launch(walk, llvm::divideCeil(len, c.blockSize), kWalkThreads,
+             c.walkLayout().bytes, args);
       launch(sel, 1, kSelectThreads, 0,
              {sigma, cur[src], logW2[src], cur[1 - src], logW2[1 - src],
               cIdx(b, len)});
       src = 1 - src;
       len /= 2;
     }
-    // Kernels are created in a fixed order (not as call arguments).
-    gpu::GPUFuncOp gatherVec =
-        vecRows ? gatherKernel(km, c, t, vec) : gpu::GPUFuncOp();
-    gpu::GPUFuncOp gather = gatherKernel(km, c, t, 1);
-    launchVecOrScalar(gatherVec, gather,
-                      llvm::divideCeil(c.layout.compressedLength(),
-                                       kGatherRowsPerBlock),
-                      kGatherRowsPerBlock * 32, 0,
-                      {key, value, cur[src], logW2[src], outK, outV, outLw});
+    SmallVector<Value> gatherArgs{key, value, cur[src], logW2[src],
+                                  outK, outV, outLw};
+    if (vecRows)
+      gatherArgs.push_back(aligned);
+    launch(gatherKernel(km, c, t, vecRows ? vec : 1),
+           llvm::divideCeil(c.layout.compressedLength(), kGatherRowsPerBlock),
+           kGatherRowsPerBlock * 32, 0, gatherArgs);
     for (Value scratch : {cur[0], cur[1], logW2[0], logW2[1], sigma})
       gpu::DeallocOp::create(b, Type(), ValueRange{}, scratch);
     rewriter.replaceOp(op, {resultTensor(b, outK, op.getCompressedKey().getType()),

@@ -71,31 +71,31 @@ Value loadVectorF32(ImplicitLocOpBuilder &b, Value mem, ValueRange idx,
   return arith::ExtFOp::create(b, VectorType::get({vec}, b.getF32Type()), raw);
 }
 
-Value allAligned16(ImplicitLocOpBuilder &b, ValueRange buffers) {
+Value aligned16Flag(ImplicitLocOpBuilder &b, ValueRange buffers) {
   Value bits;
   for (Value buf : buffers) {
     Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, buf);
     bits = bits ? arith::OrIOp::create(b, bits, ptr).getResult() : ptr;
   }
-  return arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
-                               arith::RemUIOp::create(b, bits, cIdx(b, 16)),
-                               cIdx(b, 0));
+  Value aligned = arith::CmpIOp::create(
+      b, arith::CmpIPredicate::eq, arith::RemUIOp::create(b, bits, cIdx(b, 16)),
+      cIdx(b, 0));
+  return arith::ExtUIOp::create(b, b.getI32Type(), aligned);
 }
 
-void launchByAlignment(
-    ImplicitLocOpBuilder &b, Value aligned, gpu::GPUFuncOp vectorized,
-    gpu::GPUFuncOp scalar,
-    const std::function<void(ImplicitLocOpBuilder &, gpu::GPUFuncOp)> &launch) {
-  if (!vectorized)
-    return launch(b, scalar);
-  auto branch = [&](gpu::GPUFuncOp fn) {
-    return [&, fn](OpBuilder &nb, Location loc) {
+void ifFlag(ImplicitLocOpBuilder &b, Value flag,
+            const std::function<void(ImplicitLocOpBuilder &)> &thenFn,
+            const std::function<void(ImplicitLocOpBuilder &)> &elseFn) {
+  auto branch = [](const std::function<void(ImplicitLocOpBuilder &)> &fn) {
+    return [&fn](OpBuilder &nb, Location loc) {
       ImplicitLocOpBuilder ib(loc, nb);
-      launch(ib, fn);
+      fn(ib);
       scf::YieldOp::create(ib);
     };
   };
-  scf::IfOp::create(b, aligned, branch(vectorized), branch(scalar));
+  Value set = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, flag,
+                                    cI32(b, 0));
+  scf::IfOp::create(b, set, branch(thenFn), branch(elseFn));
 }
 
 Value combine(ImplicitLocOpBuilder &b, Combine kind, Value x, Value y) {

@@ -175,17 +175,17 @@ Value loadVectorF32(ImplicitLocOpBuilder &b, Value mem, mlir::ValueRange idx,
 // Host side
 //===----------------------------------------------------------------------===//
 
-/// True when every buffer's aligned pointer is a multiple of 16 bytes.
-Value allAligned16(ImplicitLocOpBuilder &b, mlir::ValueRange buffers);
+/// 1 (i32) when every buffer's aligned pointer is a multiple of 16 bytes,
+/// else 0: the `vectorized` argument of kernels that have a 16-byte path.
+/// A kernel argument rather than a host-side branch keeps the launches in
+/// one gpu-async-region chain.
+Value aligned16Flag(ImplicitLocOpBuilder &b, mlir::ValueRange buffers);
 
-/// Launches through `launch(builder, kernel)`: `vectorized` where `aligned`
-/// (from allAligned16) holds at run time, `scalar` otherwise (an scf.if);
-/// only `scalar` when `vectorized` is null.
-void launchByAlignment(
-    ImplicitLocOpBuilder &b, Value aligned,
-    mlir::gpu::GPUFuncOp vectorized, mlir::gpu::GPUFuncOp scalar,
-    const std::function<void(ImplicitLocOpBuilder &, mlir::gpu::GPUFuncOp)>
-        &launch);
+/// scf.if (flag != 0) then/else without results; uniform `flag` only when
+/// the branches contain barriers.
+void ifFlag(ImplicitLocOpBuilder &b, Value flag,
+            const std::function<void(ImplicitLocOpBuilder &)> &thenFn,
+            const std::function<void(ImplicitLocOpBuilder &)> &elseFn);
 
 //===----------------------------------------------------------------------===//
 // Reductions
