@@ -487,6 +487,11 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
        workgroupBuffer(ctx, c.sharedLogitFloats(), f32),
        workgroupBuffer(ctx, kSplitThreads / 32, f32)},
       [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+        // Decode is memory-bound: for the common small row counts ask ptxas
+        // for 5 resident workgroups per SM (<= 102 registers, no spills at
+        // rows x vec <= 32), which the scalar branch alone would not.
+        if (vectorizable && c.rows() * c.vec() <= 32)
+          fn->setAttr("nvvm.minctasm", b.getI32IntegerAttr(5));
         SplitArgs in(fn, c);
         auto wg = fn.getWorkgroupAttributions();
         SplitPrologue p(b, c, in.lens);

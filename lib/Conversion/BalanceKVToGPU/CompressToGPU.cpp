@@ -321,11 +321,13 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
           const int64_t iters = llvm::divideCeil(bp * perRow, kWalkThreads);
           Value total = mul(sb, bsz, cIdx(sb, perRow));
           VectorType vt = VectorType::get({vec}, c.elem);
-          SmallVector<Value> vals, valid, dst;
+          // Every thread issues all its loads before its stores; lanes past
+          // the end copy element 0 again (the same value to the same place),
+          // so the stores need no guard that would let the loads sink.
+          SmallVector<Value> vals, dst;
           for (int64_t it = 0; it < iters; ++it) {
             Value e = add(sb, tid, cIdx(sb, it * kWalkThreads));
-            valid.push_back(cmp(sb, CmpIPredicate::ult, e, total));
-            e = select(sb, valid.back(), e, cIdx(sb, 0));
+            e = select(sb, cmp(sb, CmpIPredicate::ult, e, total), e, cIdx(sb, 0));
             Value r = divU(sb, e, cIdx(sb, perRow));
             Value x = mul(sb, remU(sb, e, cIdx(sb, perRow)), cIdx(sb, vec));
             vals.push_back(vector::LoadOp::create(
@@ -334,10 +336,8 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
             dst.push_back(stagedAt(sb, r, x));
           }
           for (int64_t it = 0; it < iters; ++it)
-            ifThen(sb, valid[it], [&](ImplicitLocOpBuilder &ib) {
-              vector::StoreOp::create(ib, vals[it], staged, ValueRange{dst[it]},
-                                      false, llvm::MaybeAlign(16));
-            });
+            vector::StoreOp::create(sb, vals[it], staged, ValueRange{dst[it]},
+                                    false, llvm::MaybeAlign(16));
         };
         auto stageScalar = [&](ImplicitLocOpBuilder &sb, Value src, int64_t dim,
                                bool weighted) {
