@@ -34,7 +34,8 @@ template <int Rank> struct MemRef {
   int64_t strides[Rank];
 };
 
-template <int Rank> MemRef<Rank> describe(void *ptr, const int64_t (&shape)[Rank]) {
+template <int Rank>
+MemRef<Rank> describe(void *ptr, const int64_t (&shape)[Rank]) {
   MemRef<Rank> m;
   m.allocated = m.aligned = ptr;
   int64_t stride = 1;
@@ -98,8 +99,7 @@ double decodeError(const std::vector<uint8_t> &got,
                    const std::vector<double> &exact) {
   std::vector<double> approx(exact.size());
   for (size_t i = 0; i < exact.size(); ++i)
-    approx[i] = balancekv::loadElement(got.data(), DType::BF16,
-                                                  int64_t(i));
+    approx[i] = balancekv::loadElement(got.data(), DType::BF16, int64_t(i));
   return balancekv::reference::meanRelativeError(approx, exact, D);
 }
 
@@ -112,14 +112,15 @@ int main() {
     return 2;
   }
   std::mt19937 rng(7);
-  Tensor k = randomTensor({B, Hkv, N, D}, rng), v = randomTensor({B, Hkv, N, D}, rng),
+  Tensor k = randomTensor({B, Hkv, N, D}, rng),
+         v = randomTensor({B, Hkv, N, D}, rng),
          q = randomTensor({B, Hq, 1, D}, rng);
   // Keys with a shared offset, as real caches have (centring must remove it).
   for (int64_t i = 0; i < k.numElements(); ++i)
     k.set(i, float(k.at(i) + 0.5 * std::sin(double(i % D))));
   void *dk = upload(k), *dv = upload(v), *dq = upload(q);
-  MemRef<4> mk = describe(dk, {B, Hkv, N, D}), mv = describe(dv, {B, Hkv, N, D}),
-            mq = describe(dq, {B, Hq, 1, D});
+  MemRef<4> mk = describe(dk, {B, Hkv, N, D}),
+            mv = describe(dv, {B, Hkv, N, D}), mq = describe(dq, {B, Hq, 1, D});
 
   // Compression: the same rows and log-weights as the reference.
   CompressResult c;
@@ -138,10 +139,10 @@ int main() {
        gotLw = download(c.logWeights.aligned, sel.logWeights.size() * 4);
   int64_t rowsDiffer = 0;
   for (int64_t r = 0; r < B * Hkv * M; ++r)
-    rowsDiffer += std::memcmp(gotK.data() + r * D * 2, refK.bytes.data() + r * D * 2,
-                              D * 2) != 0 ||
-                  std::memcmp(gotV.data() + r * D * 2, refV.bytes.data() + r * D * 2,
-                              D * 2) != 0;
+    rowsDiffer += std::memcmp(gotK.data() + r * D * 2,
+                              refK.bytes.data() + r * D * 2, D * 2) != 0 ||
+                  std::memcmp(gotV.data() + r * D * 2,
+                              refV.bytes.data() + r * D * 2, D * 2) != 0;
   check(rowsDiffer == 0, "kept rows identical to the reference (rows differ)",
         double(rowsDiffer));
   double lwErr = 0;

@@ -135,8 +135,8 @@ mgpuLaunchKernel(CUfunction fn, intptr_t gridX, intptr_t gridY, intptr_t gridZ,
   ensureContext();
   // More than 48 KB of dynamic workgroup memory needs an opt-in per kernel.
   if (smem > 48 * 1024)
-    CHECK(cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                             smem));
+    CHECK(cuFuncSetAttribute(
+        fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem));
   CHECK(cuLaunchKernel(fn, gridX, gridY, gridZ, blockX, blockY, blockZ, smem,
                        stream, params, extra));
 }

@@ -18,7 +18,8 @@ std::string cudaToolkitPath(const GPUPipelineOptions &options) {
   // was built (empty on Debian), then the usual install location.
   if (StringRef path = NVVM::getCUDAToolkitPath(); !path.empty())
     return path.str();
-  return llvm::sys::fs::is_directory("/usr/local/cuda") ? "/usr/local/cuda" : "";
+  return llvm::sys::fs::is_directory("/usr/local/cuda") ? "/usr/local/cuda"
+                                                        : "";
 }
 
 // Upstream's gpu-lower-to-nvvm-pipeline (as of MLIR 22) behind our lowering,

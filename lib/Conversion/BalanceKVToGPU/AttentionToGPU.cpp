@@ -89,7 +89,8 @@ struct DecodeConfig {
     c.causal = op.getCausal();
     c.hasLogWeights = std::is_same_v<OpTy, WeightedAttentionOp>;
     c.elem = qT.getElementType();
-    c.outElem = cast<RankedTensorType>(op.getResult().getType()).getElementType();
+    c.outElem =
+        cast<RankedTensorType>(op.getResult().getType()).getElementType();
     c.lenElem = op.getKvLen()
                     ? cast<ShapedType>(op.getKvLen().getType()).getElementType()
                     : Type();
@@ -97,10 +98,12 @@ struct DecodeConfig {
     int64_t base = c.batch * (c.qHeads / c.headsPerBlock);
     int64_t maxChunk =
         std::max<int64_t>(32, kMaxLogitFloats / c.rows() / 32 * 32);
-    c.splits = std::clamp<int64_t>(llvm::divideCeil(4 * smCount, base), 1,
-                                   std::max<int64_t>(1, llvm::divideCeil(c.m, 64)));
+    c.splits =
+        std::clamp<int64_t>(llvm::divideCeil(4 * smCount, base), 1,
+                            std::max<int64_t>(1, llvm::divideCeil(c.m, 64)));
     c.chunk = std::min<int64_t>(
-        llvm::alignTo(std::max<int64_t>(1, llvm::divideCeil(c.m, c.splits)), 32),
+        llvm::alignTo(std::max<int64_t>(1, llvm::divideCeil(c.m, c.splits)),
+                      32),
         maxChunk);
     c.splits = std::max<int64_t>(1, llvm::divideCeil(c.m, c.chunk));
     return c;
@@ -186,14 +189,14 @@ struct SplitPrologue {
       Value raw = load(b, lens, {bi});
       if (!raw.getType().isIndex())
         raw = indexCast(b, b.getIndexType(), raw);
-      len = arith::MinSIOp::create(b, arith::MaxSIOp::create(b, raw, cIdx(b, 0)),
-                                   len);
+      len = arith::MinSIOp::create(
+          b, arith::MaxSIOp::create(b, raw, cIdx(b, 0)), len);
     }
     start = mul(b, split, cIdx(b, c.chunk));
-    count = select(
-        b, cmp(b, CmpIPredicate::sgt, len, start),
-        arith::MinSIOp::create(b, sub(b, len, start), cIdx(b, c.chunk)),
-        cIdx(b, 0));
+    count =
+        select(b, cmp(b, CmpIPredicate::sgt, len, start),
+               arith::MinSIOp::create(b, sub(b, len, start), cIdx(b, c.chunk)),
+               cIdx(b, 0));
   }
 
   Value headOf(ImplicitLocOpBuilder &b, int64_t r) const {
@@ -210,7 +213,8 @@ struct SplitPrologue {
         // Query l sits at len - L + l: sees j <= that.
         int64_t l = r % c.queries;
         Value last = add(b, len, cIdx(b, l - c.queries));
-        logit = select(b, cmp(b, CmpIPredicate::sle, j, last), logit, negInf(b));
+        logit =
+            select(b, cmp(b, CmpIPredicate::sle, j, last), logit, negInf(b));
       }
       store(b, logit, logits, {add(b, cIdx(b, r * c.chunk), jj)});
     }
@@ -226,12 +230,12 @@ struct SplitPrologue {
       auto at = [&](ImplicitLocOpBuilder &ib, Value jj) {
         return add(ib, cIdx(ib, r * c.chunk), jj);
       };
-      Value mx = forStep(b, tid, count, kSplitThreads, {negInf(b)},
-                         [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange acc) {
-                           return SmallVector<Value>{combine(
-                               ib, Combine::Max, acc[0],
-                               load(ib, logits, {at(ib, jj)}))};
-                         })[0];
+      Value mx = forStep(
+          b, tid, count, kSplitThreads, {negInf(b)},
+          [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange acc) {
+            return SmallVector<Value>{combine(ib, Combine::Max, acc[0],
+                                              load(ib, logits, {at(ib, jj)}))};
+          })[0];
       mx = blockAllReduce(b, Combine::Max, mx, red, kSplitThreads);
       Value empty =
           arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mx, negInf(b));
@@ -239,7 +243,8 @@ struct SplitPrologue {
           b, tid, count, kSplitThreads, {cF(b, f32, 0.0)},
           [&](ImplicitLocOpBuilder &ib, Value jj, ValueRange acc) {
             Value e = math::ExpOp::create(
-                ib, arith::SubFOp::create(ib, load(ib, logits, {at(ib, jj)}), mx));
+                ib,
+                arith::SubFOp::create(ib, load(ib, logits, {at(ib, jj)}), mx));
             Value pr = select(ib, empty, cF(ib, f32, 0.0), e);
             store(ib, pr, logits, {at(ib, jj)});
             return SmallVector<Value>{arith::AddFOp::create(ib, acc[0], pr)};
@@ -255,7 +260,7 @@ struct SplitPrologue {
   }
 };
 
-/// The split kernel with scalar loads (any alignment, any dims): one warp per
+/// The split kernel's element-wise path (any alignment, any dims): one warp per
 /// key row with lanes over D for the logits, one thread per value column
 /// with kUnroll rows in flight for P V.
 void emitSplitScalar(ImplicitLocOpBuilder &b, const DecodeConfig &c,
@@ -263,85 +268,85 @@ void emitSplitScalar(ImplicitLocOpBuilder &b, const DecodeConfig &c,
                      Value logits, Value red) {
   Type f32 = b.getF32Type();
   const int64_t rows = c.rows();
-  {
-    {
-        Value tid = threadId(b);
-        // Scaled queries of every row.
-        forEach(b, tid, cIdx(b, rows * c.d), kSplitThreads,
-                [&](ImplicitLocOpBuilder &ib, Value e) {
-                  Value r = divU(ib, e, cIdx(ib, c.d)),
-                        x = remU(ib, e, cIdx(ib, c.d));
-                  Value head = add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries)));
-                  Value qv = loadF32(ib, in.q, {p.bi, head,
-                                             remU(ib, r, cIdx(ib, c.queries)), x});
-                  store(ib, arith::MulFOp::create(ib, qv, cF(ib, f32, c.scale)),
-                        qs, {e});
-                });
-        barrier(b);
-        // Logits: one warp per key row, lanes over D.
-        Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
-        forEach(b, warp, p.count, kSplitThreads / 32,
-                [&](ImplicitLocOpBuilder &ib, Value jj) {
-                  Value j = add(ib, p.start, jj);
-                  SmallVector<Value> zeros(rows, cF(ib, f32, 0.0));
-                  auto dots = forStep(
-                      ib, lane, cIdx(ib, c.d), 32, zeros,
-                      [&](ImplicitLocOpBuilder &xb, Value x, ValueRange acc) {
-                        Value kv = loadF32(xb, in.k, {p.bi, p.kvHead, j, x});
-                        SmallVector<Value> next;
-                        for (int64_t r = 0; r < rows; ++r)
-                          next.push_back(math::FmaOp::create(
-                              xb, kv, load(xb, qs, {add(xb, cIdx(xb, r * c.d), x)}),
-                              acc[r]));
-                        return next;
-                      });
-                  for (Value &dot : dots)
-                    dot = warpAllReduce(ib, Combine::Add, dot);
-                  ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
-                         [&](ImplicitLocOpBuilder &lb) {
-                           p.storeLogits(lb, logits, in.lw, j, jj, dots);
-                         });
-                });
-        barrier(b);
-        p.softmax(b, logits, red, in.partStats);
-        // Unnormalised P V: one thread per value column, kUnroll rows in
-        // flight per step.
-        forEach(b, tid, cIdx(b, c.dv), kSplitThreads,
-                [&](ImplicitLocOpBuilder &ib, Value x) {
-                  SmallVector<Value> zeros(rows, cF(ib, f32, 0.0));
-                  auto step = [&](ImplicitLocOpBuilder &sb, Value jj,
-                                  ValueRange acc, int64_t n) {
-                    SmallVector<Value> vals, next(acc);
-                    for (int64_t u = 0; u < n; ++u)
-                      vals.push_back(loadF32(
-                          sb, in.v,
-                          {p.bi, p.kvHead, add(sb, p.start, add(sb, jj, cIdx(sb, u))), x}));
-                    for (int64_t u = 0; u < n; ++u)
-                      for (int64_t r = 0; r < rows; ++r)
-                        next[r] = math::FmaOp::create(
-                            sb,
-                            load(sb, logits, {add(sb, cIdx(sb, r * c.chunk + u), jj)}),
-                            vals[u], next[r]);
-                    return next;
-                  };
-                  Value whole = mul(ib, divU(ib, p.count, cIdx(ib, kUnroll)),
-                                    cIdx(ib, kUnroll));
-                  auto acc = forStep(ib, cIdx(ib, 0), whole, kUnroll, zeros,
-                                     [&](ImplicitLocOpBuilder &sb, Value jj,
-                                         ValueRange a) { return step(sb, jj, a, kUnroll); });
-                  acc = forStep(ib, whole, p.count, 1, acc,
-                                [&](ImplicitLocOpBuilder &sb, Value jj,
-                                    ValueRange a) { return step(sb, jj, a, 1); });
+  Value tid = threadId(b);
+  // Scaled queries of every row.
+  forEach(
+      b, tid, cIdx(b, rows * c.d), kSplitThreads,
+      [&](ImplicitLocOpBuilder &ib, Value e) {
+        Value r = divU(ib, e, cIdx(ib, c.d)), x = remU(ib, e, cIdx(ib, c.d));
+        Value head = add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries)));
+        Value qv = loadF32(ib, in.q,
+                           {p.bi, head, remU(ib, r, cIdx(ib, c.queries)), x});
+        store(ib, arith::MulFOp::create(ib, qv, cF(ib, f32, c.scale)), qs, {e});
+      });
+  barrier(b);
+  // Logits: one warp per key row, lanes over D.
+  Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
+  forEach(b, warp, p.count, kSplitThreads / 32,
+          [&](ImplicitLocOpBuilder &ib, Value jj) {
+            Value j = add(ib, p.start, jj);
+            SmallVector<Value> zeros(rows, cF(ib, f32, 0.0));
+            auto dots = forStep(
+                ib, lane, cIdx(ib, c.d), 32, zeros,
+                [&](ImplicitLocOpBuilder &xb, Value x, ValueRange acc) {
+                  Value kv = loadF32(xb, in.k, {p.bi, p.kvHead, j, x});
+                  SmallVector<Value> next;
                   for (int64_t r = 0; r < rows; ++r)
-                    store(ib, acc[r], in.partO,
-                          {p.bi, p.headOf(ib, r), p.split, cIdx(ib, r % c.queries), x});
+                    next.push_back(math::FmaOp::create(
+                        xb, kv, load(xb, qs, {add(xb, cIdx(xb, r * c.d), x)}),
+                        acc[r]));
+                  return next;
                 });
-    }
-  }
+            for (Value &dot : dots)
+              dot = warpAllReduce(ib, Combine::Add, dot);
+            ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
+                   [&](ImplicitLocOpBuilder &lb) {
+                     p.storeLogits(lb, logits, in.lw, j, jj, dots);
+                   });
+          });
+  barrier(b);
+  p.softmax(b, logits, red, in.partStats);
+  // Unnormalised P V: one thread per value column, kUnroll rows in
+  // flight per step.
+  forEach(
+      b, tid, cIdx(b, c.dv), kSplitThreads,
+      [&](ImplicitLocOpBuilder &ib, Value x) {
+        SmallVector<Value> zeros(rows, cF(ib, f32, 0.0));
+        auto step = [&](ImplicitLocOpBuilder &sb, Value jj, ValueRange acc,
+                        int64_t n) {
+          SmallVector<Value> vals, next(acc);
+          for (int64_t u = 0; u < n; ++u)
+            vals.push_back(
+                loadF32(sb, in.v,
+                        {p.bi, p.kvHead,
+                         add(sb, p.start, add(sb, jj, cIdx(sb, u))), x}));
+          for (int64_t u = 0; u < n; ++u)
+            for (int64_t r = 0; r < rows; ++r)
+              next[r] = math::FmaOp::create(
+                  sb,
+                  load(sb, logits, {add(sb, cIdx(sb, r * c.chunk + u), jj)}),
+                  vals[u], next[r]);
+          return next;
+        };
+        Value whole =
+            mul(ib, divU(ib, p.count, cIdx(ib, kUnroll)), cIdx(ib, kUnroll));
+        auto acc =
+            forStep(ib, cIdx(ib, 0), whole, kUnroll, zeros,
+                    [&](ImplicitLocOpBuilder &sb, Value jj, ValueRange a) {
+                      return step(sb, jj, a, kUnroll);
+                    });
+        acc = forStep(ib, whole, p.count, 1, acc,
+                      [&](ImplicitLocOpBuilder &sb, Value jj, ValueRange a) {
+                        return step(sb, jj, a, 1);
+                      });
+        for (int64_t r = 0; r < rows; ++r)
+          store(ib, acc[r], in.partO,
+                {p.bi, p.headOf(ib, r), p.split, cIdx(ib, r % c.queries), x});
+      });
 }
 
-/// The split kernel with 16-byte loads (needs 16-byte aligned key/value
-/// buffers; the launch checks). Logits: LPK = D / vec lanes per key, each
+/// The split kernel's 16-byte path (16-byte aligned key/value buffers).
+/// Logits: LPK = D / vec lanes per key, each
 /// holding its vec query values of every row in registers, reduced with
 /// log2(LPK) shuffles. P V: thread = (key slot, vec value columns), rows x
 /// vec accumulators, key slots summed through workgroup memory at the end.
@@ -354,120 +359,118 @@ void emitSplitVectorized(ImplicitLocOpBuilder &b, const DecodeConfig &c,
   const int64_t colGroups = c.dv / vec, keySlots = kSplitThreads / colGroups;
   // The slot sums reuse the logits' workgroup memory after P V.
   Value slotSums = logits;
-  {
-    {
-        Value tid = threadId(b);
-        auto vecLoad = [&](ImplicitLocOpBuilder &ib, Value mem, ValueRange idx) {
-          return loadVectorF32(ib, mem, idx, vec);
-        };
-        auto lane32 = [&](ImplicitLocOpBuilder &ib, Value vecVal, int64_t i) {
-          return Value(vector::ExtractOp::create(ib, vecVal, i));
-        };
-        // Logits.
-        Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
-        Value part = remU(b, lane, cIdx(b, lanesPerKey));
-        Value keyInWarp = divU(b, lane, cIdx(b, lanesPerKey));
-        Value x0 = mul(b, part, cIdx(b, vec));
-        SmallVector<Value> qv; // rows x vec scaled query values
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t e = 0; e < vec; ++e)
-            qv.push_back(arith::MulFOp::create(
-                b,
-                loadF32(b, in.q, {p.bi, p.headOf(b, r), cIdx(b, r % c.queries),
-                               add(b, x0, cIdx(b, e))}),
-                cF(b, f32, c.scale)));
-        // Warp-uniform trip count (the shuffles need every lane): lanes past
-        // the end recompute the last key and do not store.
-        // kUnroll keys per lane in flight; warp-uniform trip count (the
-        // shuffles need every lane): lanes past the end recompute the last
-        // key and do not store.
-        const int64_t keyStride = keysPerWarp * (kSplitThreads / 32);
-        forEach(b, mul(b, warp, cIdx(b, keysPerWarp)), p.count,
-                kUnroll * keyStride,
-                [&](ImplicitLocOpBuilder &ib, Value base) {
-                  SmallVector<Value> jjs, valids, rowsK;
-                  for (int64_t u = 0; u < kUnroll; ++u) {
-                    Value jj = add(ib, base, add(ib, keyInWarp, cIdx(ib, u * keyStride)));
-                    valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
-                    jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
-                    rowsK.push_back(vecLoad(
-                        ib, in.k, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), x0}));
-                  }
-                  for (int64_t u = 0; u < kUnroll; ++u) {
-                    SmallVector<Value> dots;
-                    for (int64_t r = 0; r < rows; ++r) {
-                      Value d = cF(ib, f32, 0.0);
-                      for (int64_t e = 0; e < vec; ++e)
-                        d = math::FmaOp::create(ib, lane32(ib, rowsK[u], e),
-                                                qv[r * vec + e], d);
-                      for (int64_t off = lanesPerKey / 2; off >= 1; off /= 2)
-                        d = combine(ib, Combine::Add, d,
-                                    gpu::ShuffleOp::create(ib, d, int32_t(off), 32,
-                                                           gpu::ShuffleMode::XOR)
-                                        .getShuffleResult());
-                      dots.push_back(d);
-                    }
-                    Value writer = arith::AndIOp::create(
-                        ib, valids[u], cmp(ib, CmpIPredicate::eq, part, cIdx(ib, 0)));
-                    ifThen(ib, writer, [&](ImplicitLocOpBuilder &lb) {
-                      p.storeLogits(lb, logits, in.lw, add(lb, p.start, jjs[u]), jjs[u],
-                                    dots);
-                    });
-                  }
-                });
-        barrier(b);
-        p.softmax(b, logits, red, in.partStats);
-        // P V.
-        Value cg = remU(b, tid, cIdx(b, colGroups));
-        Value ks = divU(b, tid, cIdx(b, colGroups));
-        Value col0 = mul(b, cg, cIdx(b, vec));
-        SmallVector<Value> zeros(rows * vec, cF(b, f32, 0.0));
-        // kUnroll value rows in flight; past the end: the last row, weight 0.
-        auto acc = forStep(
-            b, ks, p.count, kUnroll * keySlots, zeros,
-            [&](ImplicitLocOpBuilder &ib, Value jj0, ValueRange a) {
-              SmallVector<Value> jjs, valids, vals;
-              for (int64_t u = 0; u < kUnroll; ++u) {
-                Value jj = add(ib, jj0, cIdx(ib, u * keySlots));
-                valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
-                jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
-                vals.push_back(vecLoad(
-                    ib, in.v, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), col0}));
-              }
-              SmallVector<Value> next(a);
-              for (int64_t u = 0; u < kUnroll; ++u)
-                for (int64_t r = 0; r < rows; ++r) {
-                  Value pr = select(
-                      ib, valids[u],
-                      load(ib, logits, {add(ib, cIdx(ib, r * c.chunk), jjs[u])}),
-                      cF(ib, f32, 0.0));
-                  for (int64_t e = 0; e < vec; ++e)
-                    next[r * vec + e] = math::FmaOp::create(
-                        ib, pr, lane32(ib, vals[u], e), next[r * vec + e]);
-                }
-              return next;
-            });
-        barrier(b); // the slot sums reuse the logits' memory
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t e = 0; e < vec; ++e)
-            store(b, acc[r * vec + e], slotSums,
-                  {add(b, mul(b, ks, cIdx(b, rows * c.dv)),
-                       add(b, cIdx(b, r * c.dv + e), col0))});
-        barrier(b);
-        forEach(b, tid, cIdx(b, rows * c.dv), kSplitThreads,
-                [&](ImplicitLocOpBuilder &ib, Value e) {
-                  Value sum = cF(ib, f32, 0.0);
-                  for (int64_t s = 0; s < keySlots; ++s)
-                    sum = arith::AddFOp::create(
-                        ib, sum,
-                        load(ib, slotSums, {add(ib, e, cIdx(ib, s * rows * c.dv))}));
-                  Value r = divU(ib, e, cIdx(ib, c.dv)), x = remU(ib, e, cIdx(ib, c.dv));
-                  store(ib, sum, in.partO,
-                        {p.bi, add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries))),
-                         p.split, remU(ib, r, cIdx(ib, c.queries)), x});
-                });
-    }
-  }
+  Value tid = threadId(b);
+  auto vecLoad = [&](ImplicitLocOpBuilder &ib, Value mem, ValueRange idx) {
+    return loadVectorF32(ib, mem, idx, vec);
+  };
+  auto lane32 = [&](ImplicitLocOpBuilder &ib, Value vecVal, int64_t i) {
+    return Value(vector::ExtractOp::create(ib, vecVal, i));
+  };
+  // Logits.
+  Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
+  Value part = remU(b, lane, cIdx(b, lanesPerKey));
+  Value keyInWarp = divU(b, lane, cIdx(b, lanesPerKey));
+  Value x0 = mul(b, part, cIdx(b, vec));
+  SmallVector<Value> qv; // rows x vec scaled query values
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t e = 0; e < vec; ++e)
+      qv.push_back(arith::MulFOp::create(
+          b,
+          loadF32(b, in.q,
+                  {p.bi, p.headOf(b, r), cIdx(b, r % c.queries),
+                   add(b, x0, cIdx(b, e))}),
+          cF(b, f32, c.scale)));
+  // Warp-uniform trip count (the shuffles need every lane): lanes past
+  // the end recompute the last key and do not store.
+  // kUnroll keys per lane in flight; warp-uniform trip count (the
+  // shuffles need every lane): lanes past the end recompute the last
+  // key and do not store.
+  const int64_t keyStride = keysPerWarp * (kSplitThreads / 32);
+  forEach(
+      b, mul(b, warp, cIdx(b, keysPerWarp)), p.count, kUnroll * keyStride,
+      [&](ImplicitLocOpBuilder &ib, Value base) {
+        SmallVector<Value> jjs, valids, rowsK;
+        for (int64_t u = 0; u < kUnroll; ++u) {
+          Value jj = add(ib, base, add(ib, keyInWarp, cIdx(ib, u * keyStride)));
+          valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
+          jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
+          rowsK.push_back(vecLoad(
+              ib, in.k, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), x0}));
+        }
+        for (int64_t u = 0; u < kUnroll; ++u) {
+          SmallVector<Value> dots;
+          for (int64_t r = 0; r < rows; ++r) {
+            Value d = cF(ib, f32, 0.0);
+            for (int64_t e = 0; e < vec; ++e)
+              d = math::FmaOp::create(ib, lane32(ib, rowsK[u], e),
+                                      qv[r * vec + e], d);
+            for (int64_t off = lanesPerKey / 2; off >= 1; off /= 2)
+              d = combine(ib, Combine::Add, d,
+                          gpu::ShuffleOp::create(ib, d, int32_t(off), 32,
+                                                 gpu::ShuffleMode::XOR)
+                              .getShuffleResult());
+            dots.push_back(d);
+          }
+          Value writer = arith::AndIOp::create(
+              ib, valids[u], cmp(ib, CmpIPredicate::eq, part, cIdx(ib, 0)));
+          ifThen(ib, writer, [&](ImplicitLocOpBuilder &lb) {
+            p.storeLogits(lb, logits, in.lw, add(lb, p.start, jjs[u]), jjs[u],
+                          dots);
+          });
+        }
+      });
+  barrier(b);
+  p.softmax(b, logits, red, in.partStats);
+  // P V.
+  Value cg = remU(b, tid, cIdx(b, colGroups));
+  Value ks = divU(b, tid, cIdx(b, colGroups));
+  Value col0 = mul(b, cg, cIdx(b, vec));
+  SmallVector<Value> zeros(rows * vec, cF(b, f32, 0.0));
+  // kUnroll value rows in flight; past the end: the last row, weight 0.
+  auto acc = forStep(
+      b, ks, p.count, kUnroll * keySlots, zeros,
+      [&](ImplicitLocOpBuilder &ib, Value jj0, ValueRange a) {
+        SmallVector<Value> jjs, valids, vals;
+        for (int64_t u = 0; u < kUnroll; ++u) {
+          Value jj = add(ib, jj0, cIdx(ib, u * keySlots));
+          valids.push_back(cmp(ib, CmpIPredicate::ult, jj, p.count));
+          jjs.push_back(minU(ib, jj, sub(ib, p.count, cIdx(ib, 1))));
+          vals.push_back(vecLoad(
+              ib, in.v, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), col0}));
+        }
+        SmallVector<Value> next(a);
+        for (int64_t u = 0; u < kUnroll; ++u)
+          for (int64_t r = 0; r < rows; ++r) {
+            Value pr = select(
+                ib, valids[u],
+                load(ib, logits, {add(ib, cIdx(ib, r * c.chunk), jjs[u])}),
+                cF(ib, f32, 0.0));
+            for (int64_t e = 0; e < vec; ++e)
+              next[r * vec + e] = math::FmaOp::create(
+                  ib, pr, lane32(ib, vals[u], e), next[r * vec + e]);
+          }
+        return next;
+      });
+  barrier(b); // the slot sums reuse the logits' memory
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t e = 0; e < vec; ++e)
+      store(b, acc[r * vec + e], slotSums,
+            {add(b, mul(b, ks, cIdx(b, rows * c.dv)),
+                 add(b, cIdx(b, r * c.dv + e), col0))});
+  barrier(b);
+  forEach(b, tid, cIdx(b, rows * c.dv), kSplitThreads,
+          [&](ImplicitLocOpBuilder &ib, Value e) {
+            Value sum = cF(ib, f32, 0.0);
+            for (int64_t s = 0; s < keySlots; ++s)
+              sum = arith::AddFOp::create(
+                  ib, sum,
+                  load(ib, slotSums, {add(ib, e, cIdx(ib, s * rows * c.dv))}));
+            Value r = divU(ib, e, cIdx(ib, c.dv)),
+                  x = remU(ib, e, cIdx(ib, c.dv));
+            store(ib, sum, in.partO,
+                  {p.bi, add(ib, p.firstHead, divU(ib, r, cIdx(ib, c.queries))),
+                   p.split, remU(ib, r, cIdx(ib, c.queries)), x});
+          });
 }
 
 /// The split kernel. Kernels with a 16-byte path take an i32 `vectorized`
@@ -520,53 +523,52 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
         Value head = blockId(b, gpu::Dimension::x),
               bi = blockId(b, gpu::Dimension::y), tid = threadId(b);
         Value zero = cF(b, f32, 0.0);
-        forEach(b, cIdx(b, 0), cIdx(b, c.queries), 1,
-                [&](ImplicitLocOpBuilder &lb, Value l) {
-                  auto stat = [&](ImplicitLocOpBuilder &ib, Value s, int64_t i) {
-                    return load(ib, partStats, {bi, head, s, l, cIdx(ib, i)});
-                  };
-                  Value mx = forStep(lb, cIdx(lb, 0), cIdx(lb, c.splits), 1,
-                                     {negInf(lb)},
-                                     [&](ImplicitLocOpBuilder &ib, Value s,
-                                         ValueRange a) {
-                                       return SmallVector<Value>{combine(
-                                           ib, Combine::Max, a[0], stat(ib, s, 0))};
-                                     })[0];
-                  Value empty = arith::CmpFOp::create(
-                      lb, arith::CmpFPredicate::OEQ, mx, negInf(lb));
-                  auto weight = [&](ImplicitLocOpBuilder &ib, Value s) {
-                    Value e = math::ExpOp::create(
-                        ib, arith::SubFOp::create(ib, stat(ib, s, 0), mx));
-                    return select(ib, empty, cF(ib, f32, 0.0), e);
-                  };
-                  Value den = forStep(lb, cIdx(lb, 0), cIdx(lb, c.splits), 1,
-                                      {zero},
-                                      [&](ImplicitLocOpBuilder &ib, Value s,
-                                          ValueRange a) {
-                                        return SmallVector<Value>{math::FmaOp::create(
-                                            ib, weight(ib, s), stat(ib, s, 1), a[0])};
-                                      })[0];
-                  forEach(lb, tid, cIdx(lb, c.dv), kCombineThreads,
-                          [&](ImplicitLocOpBuilder &ib, Value x) {
-                            Value num = forStep(
-                                ib, cIdx(ib, 0), cIdx(ib, c.splits), 1,
-                                {cF(ib, f32, 0.0)},
-                                [&](ImplicitLocOpBuilder &sb, Value s, ValueRange a) {
-                                  return SmallVector<Value>{math::FmaOp::create(
-                                      sb, weight(sb, s),
-                                      load(sb, partO, {bi, head, s, l, x}), a[0])};
-                                })[0];
-                            Value o = select(
-                                ib,
-                                arith::CmpFOp::create(ib, arith::CmpFPredicate::OGT,
-                                                      den, cF(ib, f32, 0.0)),
-                                arith::DivFOp::create(ib, num, den),
-                                cF(ib, f32, 0.0));
-                            if (c.outElem != f32)
-                              o = arith::TruncFOp::create(ib, c.outElem, o);
-                            store(ib, o, out, {bi, head, l, x});
-                          });
-                });
+        forEach(
+            b, cIdx(b, 0), cIdx(b, c.queries), 1,
+            [&](ImplicitLocOpBuilder &lb, Value l) {
+              auto stat = [&](ImplicitLocOpBuilder &ib, Value s, int64_t i) {
+                return load(ib, partStats, {bi, head, s, l, cIdx(ib, i)});
+              };
+              Value mx =
+                  forStep(lb, cIdx(lb, 0), cIdx(lb, c.splits), 1, {negInf(lb)},
+                          [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
+                            return SmallVector<Value>{combine(
+                                ib, Combine::Max, a[0], stat(ib, s, 0))};
+                          })[0];
+              Value empty = arith::CmpFOp::create(lb, arith::CmpFPredicate::OEQ,
+                                                  mx, negInf(lb));
+              auto weight = [&](ImplicitLocOpBuilder &ib, Value s) {
+                Value e = math::ExpOp::create(
+                    ib, arith::SubFOp::create(ib, stat(ib, s, 0), mx));
+                return select(ib, empty, cF(ib, f32, 0.0), e);
+              };
+              Value den =
+                  forStep(lb, cIdx(lb, 0), cIdx(lb, c.splits), 1, {zero},
+                          [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
+                            return SmallVector<Value>{math::FmaOp::create(
+                                ib, weight(ib, s), stat(ib, s, 1), a[0])};
+                          })[0];
+              forEach(
+                  lb, tid, cIdx(lb, c.dv), kCombineThreads,
+                  [&](ImplicitLocOpBuilder &ib, Value x) {
+                    Value num = forStep(
+                        ib, cIdx(ib, 0), cIdx(ib, c.splits), 1,
+                        {cF(ib, f32, 0.0)},
+                        [&](ImplicitLocOpBuilder &sb, Value s, ValueRange a) {
+                          return SmallVector<Value>{math::FmaOp::create(
+                              sb, weight(sb, s),
+                              load(sb, partO, {bi, head, s, l, x}), a[0])};
+                        })[0];
+                    Value o = select(
+                        ib,
+                        arith::CmpFOp::create(ib, arith::CmpFPredicate::OGT,
+                                              den, cF(ib, f32, 0.0)),
+                        arith::DivFOp::create(ib, num, den), cF(ib, f32, 0.0));
+                    if (c.outElem != f32)
+                      o = arith::TruncFOp::create(ib, c.outElem, o);
+                    store(ib, o, out, {bi, head, l, x});
+                  });
+            });
       });
 }
 
@@ -625,9 +627,9 @@ template <typename OpTy> LogicalResult checkDecode(OpTy op) {
              << "the GPU lowering needs static shapes, got " << v.getType();
   auto qT = cast<RankedTensorType>(op.getQuery().getType());
   if (qT.getDimSize(2) > kMaxQueries)
-    return op.emitOpError() << "the GPU decode kernel takes at most "
-                            << kMaxQueries << " queries, got "
-                            << qT.getDimSize(2);
+    return op.emitOpError()
+           << "the GPU decode kernel takes at most " << kMaxQueries
+           << " queries, got " << qT.getDimSize(2);
   if (qT.getDimSize(3) > 256 ||
       cast<RankedTensorType>(op.getValue().getType()).getDimSize(3) > 256)
     return op.emitOpError()
@@ -649,6 +651,7 @@ LogicalResult balancekv::checkAttentionForGPU(Operation *op) {
 void balancekv::populateAttentionToGPUPatterns(RewritePatternSet &patterns,
                                                KernelModule &km,
                                                int64_t smCount) {
-  patterns.add<AttentionToGPU<AttentionOp>, AttentionToGPU<WeightedAttentionOp>>(
-      patterns.getContext(), km, smCount);
+  patterns
+      .add<AttentionToGPU<AttentionOp>, AttentionToGPU<WeightedAttentionOp>>(
+          patterns.getContext(), km, smCount);
 }

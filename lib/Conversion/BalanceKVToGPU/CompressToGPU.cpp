@@ -63,8 +63,8 @@ struct CompressConfig {
     c.blockSize = op.getBlockSize();
     c.paddedBlock = llvm::alignTo(c.blockSize, 4);
     c.rounds = op.getRounds();
-    c.layout = CompressedLayout::compute(c.n, op.getSink(), op.getRecent(),
-                                         c.rounds);
+    c.layout =
+        CompressedLayout::compute(c.n, op.getSink(), op.getRecent(), c.rounds);
     c.gamma = op.getGamma().convertToDouble();
     c.expScale = op.getTemperature().convertToDouble() * op.getEffectiveScale();
     c.c0 = op.getC0().convertToDouble();
@@ -94,8 +94,9 @@ struct CompressConfig {
     WalkLayout l;
     l.gram = 0;
     l.staged = 4 * bp * bp;
-    l.mean = l.staged + llvm::alignTo(
-                            bp * stagedStride() * (useTensorCores() ? 2 : 4), 16);
+    l.mean =
+        l.staged +
+        llvm::alignTo(bp * stagedStride() * (useTensorCores() ? 2 : 4), 16);
     l.rowDot = l.mean + 4 * d;
     l.weight = l.rowDot + 4 * bp;
     l.sigma = l.weight + 4 * bp;
@@ -107,8 +108,8 @@ struct CompressConfig {
     std::string s;
     llvm::raw_string_ostream os(s);
     os << kernel << ':' << elem << ':' << batch << 'x' << heads << 'x' << n
-       << 'x' << d << 'x' << dv << ":b" << blockSize << ":s"
-       << layout.sink << ":w" << layout.recent << ":t" << rounds << ":g"
+       << 'x' << d << 'x' << dv << ":b" << blockSize << ":s" << layout.sink
+       << ":w" << layout.recent << ":t" << rounds << ":g"
        << llvm::format("%a", gamma) << ":e" << llvm::format("%a", expScale)
        << ":c" << llvm::format("%a", c0) << ":seed" << seed;
     return s;
@@ -124,7 +125,8 @@ struct Types {
     int64_t m = c.layout.compressedLength();
     key = MemRefType::get({c.batch, c.heads, c.n, c.d}, c.elem);
     value = MemRefType::get({c.batch, c.heads, c.n, c.dv}, c.elem);
-    tokens = MemRefType::get({c.batch, c.heads, mid}, IntegerType::get(ctx, 32));
+    tokens =
+        MemRefType::get({c.batch, c.heads, mid}, IntegerType::get(ctx, 32));
     signs = MemRefType::get({c.batch, c.heads, mid}, IntegerType::get(ctx, 8));
     outKey = MemRefType::get({c.batch, c.heads, m, c.d}, c.elem);
     outValue = MemRefType::get({c.batch, c.heads, m, c.dv}, c.elem);
@@ -171,36 +173,37 @@ void gramTilesFFMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
                    Value staged, int64_t dim, const EmitFn &emit) {
   const int64_t nt = c.paddedBlock / 4, xs = c.stagedStride();
   Value zero = cF(b, b.getF32Type(), 0.0);
-  forEach(b, threadId(b), cIdx(b, nt * nt), kWalkThreads,
-          [&](ImplicitLocOpBuilder &tb, Value tile) {
-            Value ti = divU(tb, tile, cIdx(tb, nt));
-            Value tj = remU(tb, tile, cIdx(tb, nt));
-            SmallVector<Value> rows, cols;
-            for (int64_t u = 0; u < 4; ++u) {
-              rows.push_back(add(tb, ti, cIdx(tb, u * nt)));
-              cols.push_back(add(tb, tj, cIdx(tb, u * nt)));
-            }
-            SmallVector<Value> inits(16, zero);
-            auto acc = forStep(
-                tb, cIdx(tb, 0), cIdx(tb, dim), 1, inits,
-                [&](ImplicitLocOpBuilder &xb, Value x, ValueRange a) {
-                  SmallVector<Value> ra, cb, out;
-                  for (int64_t u = 0; u < 4; ++u) {
-                    ra.push_back(load(
-                        xb, staged, {add(xb, mul(xb, rows[u], cIdx(xb, xs)), x)}));
-                    cb.push_back(load(
-                        xb, staged, {add(xb, mul(xb, cols[u], cIdx(xb, xs)), x)}));
-                  }
-                  for (int64_t u = 0; u < 4; ++u)
-                    for (int64_t v = 0; v < 4; ++v)
-                      out.push_back(
-                          math::FmaOp::create(xb, ra[u], cb[v], a[u * 4 + v]));
-                  return out;
-                });
-            for (int64_t u = 0; u < 4; ++u)
-              for (int64_t v = 0; v < 4; ++v)
-                emit(tb, rows[u], cols[v], acc[u * 4 + v]);
-          });
+  forEach(
+      b, threadId(b), cIdx(b, nt * nt), kWalkThreads,
+      [&](ImplicitLocOpBuilder &tb, Value tile) {
+        Value ti = divU(tb, tile, cIdx(tb, nt));
+        Value tj = remU(tb, tile, cIdx(tb, nt));
+        SmallVector<Value> rows, cols;
+        for (int64_t u = 0; u < 4; ++u) {
+          rows.push_back(add(tb, ti, cIdx(tb, u * nt)));
+          cols.push_back(add(tb, tj, cIdx(tb, u * nt)));
+        }
+        SmallVector<Value> inits(16, zero);
+        auto acc = forStep(
+            tb, cIdx(tb, 0), cIdx(tb, dim), 1, inits,
+            [&](ImplicitLocOpBuilder &xb, Value x, ValueRange a) {
+              SmallVector<Value> ra, cb, out;
+              for (int64_t u = 0; u < 4; ++u) {
+                ra.push_back(load(
+                    xb, staged, {add(xb, mul(xb, rows[u], cIdx(xb, xs)), x)}));
+                cb.push_back(load(
+                    xb, staged, {add(xb, mul(xb, cols[u], cIdx(xb, xs)), x)}));
+              }
+              for (int64_t u = 0; u < 4; ++u)
+                for (int64_t v = 0; v < 4; ++v)
+                  out.push_back(
+                      math::FmaOp::create(xb, ra[u], cb[v], a[u * 4 + v]));
+              return out;
+            });
+        for (int64_t u = 0; u < 4; ++u)
+          for (int64_t v = 0; v < 4; ++v)
+            emit(tb, rows[u], cols[v], acc[u * 4 + v]);
+      });
 }
 
 /// Tensor-core Gram over 16-bit rows staged with stride stagedStride()
@@ -217,52 +220,55 @@ void gramTilesMMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
   Type resTy = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
   const bool bf16 = c.elem.isBF16();
   auto operand = [&](ImplicitLocOpBuilder &ib, Value row, Value word) -> Value {
-    Value w = load(ib, stagedWords, {add(ib, mul(ib, row, cIdx(ib, words)), word)});
+    Value w =
+        load(ib, stagedWords, {add(ib, mul(ib, row, cIdx(ib, words)), word)});
     if (bf16)
       return w;
-    return LLVM::BitcastOp::create(ib, VectorType::get({2}, ib.getF16Type()), w);
+    return LLVM::BitcastOp::create(ib, VectorType::get({2}, ib.getF16Type()),
+                                   w);
   };
   Value tid = threadId(b);
   Value lane = remU(b, tid, cIdx(b, 32)), warp = divU(b, tid, cIdx(b, 32));
   Value grp = divU(b, lane, cIdx(b, 4)), tig = remU(b, lane, cIdx(b, 4));
-  forEach(b, warp, cIdx(b, tiles), kWalkThreads / 32,
-          [&](ImplicitLocOpBuilder &tb, Value tile) {
-            Value row0 = add(tb, mul(tb, divU(tb, tile, cIdx(tb, colTiles)),
-                                     cIdx(tb, 16)),
-                             grp);
-            Value row1 = add(tb, row0, cIdx(tb, 8));
-            Value col = add(tb, mul(tb, remU(tb, tile, cIdx(tb, colTiles)),
-                                    cIdx(tb, 8)),
-                            grp);
-            SmallVector<Value> zeros(4, cF(tb, f32, 0.0));
-            auto acc = forStep(
-                tb, cIdx(tb, 0), cIdx(tb, dim / 2), 8, zeros,
-                [&](ImplicitLocOpBuilder &kb, Value k2, ValueRange a) {
-                  Value w0 = add(kb, k2, tig), w1 = add(kb, w0, cIdx(kb, 4));
-                  SmallVector<Value> aOps{operand(kb, row0, w0), operand(kb, row1, w0),
-                                          operand(kb, row0, w1), operand(kb, row1, w1)};
-                  SmallVector<Value> bOps{operand(kb, col, w0), operand(kb, col, w1)};
-                  auto mma = NVVM::MmaOp::create(
-                      kb, resTy, aOps, bOps, a, {16, 8, 16}, std::nullopt,
-                      std::nullopt,
-                      std::array<NVVM::MMATypes, 2>{
-                          bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16,
-                          bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16},
-                      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                                     NVVM::MMALayout::col});
-                  SmallVector<Value> out;
-                  for (int64_t i = 0; i < 4; ++i)
-                    out.push_back(LLVM::ExtractValueOp::create(kb, mma, i));
-                  return out;
-                });
-            // C fragment: (grp, 2 tig + {0,1}) and (grp + 8, 2 tig + {0,1}).
-            Value c0 = add(tb, sub(tb, col, grp), mul(tb, tig, cIdx(tb, 2)));
-            Value c1 = add(tb, c0, cIdx(tb, 1));
-            emit(tb, row0, c0, acc[0]);
-            emit(tb, row0, c1, acc[1]);
-            emit(tb, row1, c0, acc[2]);
-            emit(tb, row1, c1, acc[3]);
-          });
+  forEach(
+      b, warp, cIdx(b, tiles), kWalkThreads / 32,
+      [&](ImplicitLocOpBuilder &tb, Value tile) {
+        Value row0 = add(
+            tb, mul(tb, divU(tb, tile, cIdx(tb, colTiles)), cIdx(tb, 16)), grp);
+        Value row1 = add(tb, row0, cIdx(tb, 8));
+        Value col = add(
+            tb, mul(tb, remU(tb, tile, cIdx(tb, colTiles)), cIdx(tb, 8)), grp);
+        SmallVector<Value> zeros(4, cF(tb, f32, 0.0));
+        auto acc = forStep(
+            tb, cIdx(tb, 0), cIdx(tb, dim / 2), 8, zeros,
+            [&](ImplicitLocOpBuilder &kb, Value k2, ValueRange a) {
+              Value w0 = add(kb, k2, tig), w1 = add(kb, w0, cIdx(kb, 4));
+              SmallVector<Value> aOps{
+                  operand(kb, row0, w0), operand(kb, row1, w0),
+                  operand(kb, row0, w1), operand(kb, row1, w1)};
+              SmallVector<Value> bOps{operand(kb, col, w0),
+                                      operand(kb, col, w1)};
+              auto mma = NVVM::MmaOp::create(
+                  kb, resTy, aOps, bOps, a, {16, 8, 16}, std::nullopt,
+                  std::nullopt,
+                  std::array<NVVM::MMATypes, 2>{
+                      bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16,
+                      bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16},
+                  std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                                 NVVM::MMALayout::col});
+              SmallVector<Value> out;
+              for (int64_t i = 0; i < 4; ++i)
+                out.push_back(LLVM::ExtractValueOp::create(kb, mma, i));
+              return out;
+            });
+        // C fragment: (grp, 2 tig + {0,1}) and (grp + 8, 2 tig + {0,1}).
+        Value c0 = add(tb, sub(tb, col, grp), mul(tb, tig, cIdx(tb, 2)));
+        Value c1 = add(tb, c0, cIdx(tb, 1));
+        emit(tb, row0, c0, acc[0]);
+        emit(tb, row0, c1, acc[1]);
+        emit(tb, row1, c0, acc[2]);
+        emit(tb, row1, c1, acc[3]);
+      });
 }
 
 /// The tensor-core variant takes an i32 `vectorized` argument (1 when key
@@ -270,12 +276,13 @@ void gramTilesMMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
 /// loads, all of a thread's loads issued before its stores.
 gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                           const Types &t) {
-  SmallVector<Type> args{t.key, t.value, t.tokens, t.tokens, t.signs, t.idx, t.idx};
+  SmallVector<Type> args{t.key,   t.value, t.tokens, t.tokens,
+                         t.signs, t.idx,   t.idx};
   if (c.useTensorCores())
     args.push_back(IntegerType::get(t.key.getContext(), 32));
   return km.getOrCreate(
-      "balancekv_walk", c.key("walk"), args,
-      kWalkThreads, {}, [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+      "balancekv_walk", c.key("walk"), args, kWalkThreads, {},
+      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
         Value key = fn.getArgument(0), value = fn.getArgument(1),
               cur = fn.getArgument(2), logW2 = fn.getArgument(3),
               sigma = fn.getArgument(4), len = fn.getArgument(5),
@@ -291,11 +298,11 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         Value bsz = minU(b, cIdx(b, c.blockSize), sub(b, len, start));
         Value base = dynamicSharedBase(b);
         Value gram = sharedView(b, base, layout.gram, bp * bp, f32);
-        Value staged = sharedView(b, base, layout.staged, bp * xs,
-                                  mma ? c.elem : f32);
-        Value stagedWords =
-            mma ? sharedView(b, base, layout.staged, bp * xs / 2, b.getI32Type())
-                : Value();
+        Value staged =
+            sharedView(b, base, layout.staged, bp * xs, mma ? c.elem : f32);
+        Value stagedWords = mma ? sharedView(b, base, layout.staged,
+                                             bp * xs / 2, b.getI32Type())
+                                : Value();
         Value mean = sharedView(b, base, layout.mean, c.d, f32);
         Value rowDot = sharedView(b, base, layout.rowDot, bp, f32);
         Value weight = sharedView(b, base, layout.weight, bp, f32);
@@ -327,7 +334,8 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
           SmallVector<Value> vals, dst;
           for (int64_t it = 0; it < iters; ++it) {
             Value e = add(sb, tid, cIdx(sb, it * kWalkThreads));
-            e = select(sb, cmp(sb, CmpIPredicate::ult, e, total), e, cIdx(sb, 0));
+            e = select(sb, cmp(sb, CmpIPredicate::ult, e, total), e,
+                       cIdx(sb, 0));
             Value r = divU(sb, e, cIdx(sb, perRow));
             Value x = mul(sb, remU(sb, e, cIdx(sb, perRow)), cIdx(sb, vec));
             vals.push_back(vector::LoadOp::create(
@@ -341,18 +349,19 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         };
         auto stageScalar = [&](ImplicitLocOpBuilder &sb, Value src, int64_t dim,
                                bool weighted) {
-          forEach(sb, tid, mul(sb, bsz, cIdx(sb, dim)), kWalkThreads,
-                  [&](ImplicitLocOpBuilder &ib, Value e) {
-                    Value r = divU(ib, e, cIdx(ib, dim)),
-                          x = remU(ib, e, cIdx(ib, dim));
-                    Value v = load(ib, src, {g.batch, g.head, cacheRow(ib, r), x});
-                    if (!mma) {
-                      v = loops::widen(ib, v, f32);
-                      if (weighted)
-                        v = arith::MulFOp::create(ib, load(ib, weight, {r}), v);
-                    }
-                    store(ib, v, staged, {stagedAt(ib, r, x)});
-                  });
+          forEach(
+              sb, tid, mul(sb, bsz, cIdx(sb, dim)), kWalkThreads,
+              [&](ImplicitLocOpBuilder &ib, Value e) {
+                Value r = divU(ib, e, cIdx(ib, dim)),
+                      x = remU(ib, e, cIdx(ib, dim));
+                Value v = load(ib, src, {g.batch, g.head, cacheRow(ib, r), x});
+                if (!mma) {
+                  v = loops::widen(ib, v, f32);
+                  if (weighted)
+                    v = arith::MulFOp::create(ib, load(ib, weight, {r}), v);
+                }
+                store(ib, v, staged, {stagedAt(ib, r, x)});
+              });
         };
         auto stage = [&](Value src, int64_t dim, bool weighted) {
           if (!vectorized)
@@ -360,35 +369,39 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
           ifFlag(
               b, vectorized,
               [&](ImplicitLocOpBuilder &ib) { stageVectorized(ib, src, dim); },
-              [&](ImplicitLocOpBuilder &ib) { stageScalar(ib, src, dim, weighted); });
+              [&](ImplicitLocOpBuilder &ib) {
+                stageScalar(ib, src, dim, weighted);
+              });
         };
         // w_i = 2^r_i exactly.
-        forEach(b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
-          store(ib,
-                math::Exp2Op::create(
-                    ib, arith::SIToFPOp::create(ib, f32, token(ib, logW2, r))),
-                weight, {r});
-        });
+        forEach(
+            b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
+              store(ib,
+                    math::Exp2Op::create(ib, arith::SIToFPOp::create(
+                                                 ib, f32, token(ib, logW2, r))),
+                    weight, {r});
+            });
         // Step 1: the block's key mean.
         stage(key, c.d, false);
         barrier(b);
-        Value bszF = arith::UIToFPOp::create(
-            b, f32, indexCast(b, b.getI32Type(), bsz));
+        Value bszF =
+            arith::UIToFPOp::create(b, f32, indexCast(b, b.getI32Type(), bsz));
         forEach(b, tid, cIdx(b, c.d), kWalkThreads,
                 [&](ImplicitLocOpBuilder &ib, Value x) {
-                  Value s = forStep(ib, cIdx(ib, 0), bsz, 1, {cF(ib, f32, 0.0)},
-                                    [&](ImplicitLocOpBuilder &rb, Value r,
-                                        ValueRange a) {
-                                      return SmallVector<Value>{arith::AddFOp::create(
-                                          rb, a[0], stagedF32(rb, r, x))};
-                                    })[0];
+                  Value s = forStep(
+                      ib, cIdx(ib, 0), bsz, 1, {cF(ib, f32, 0.0)},
+                      [&](ImplicitLocOpBuilder &rb, Value r, ValueRange a) {
+                        return SmallVector<Value>{arith::AddFOp::create(
+                            rb, a[0], stagedF32(rb, r, x))};
+                      })[0];
                   store(ib, arith::DivFOp::create(ib, s, bszF), mean, {x});
                 });
         barrier(b);
         auto dotWithMean = [&](ImplicitLocOpBuilder &ib, Value r) {
           return forStep(ib, cIdx(ib, 0), cIdx(ib, c.d), 1, {cF(ib, f32, 0.0)},
                          [&](ImplicitLocOpBuilder &xb, Value x, ValueRange a) {
-                           Value kx = r ? stagedF32(xb, r, x) : load(xb, mean, {x});
+                           Value kx =
+                               r ? stagedF32(xb, r, x) : load(xb, mean, {x});
                            return SmallVector<Value>{math::FmaOp::create(
                                xb, kx, load(xb, mean, {x}), a[0])};
                          })[0];
@@ -398,19 +411,21 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         };
         if (mma) {
           // <k~_i, k~_j> = <k_i, k_j> - <k_i, mu> - <k_j, mu> + <mu, mu>.
-          forEach(b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
-            store(ib, dotWithMean(ib, r), rowDot, {r});
-          });
+          forEach(b, tid, bsz, kWalkThreads,
+                  [&](ImplicitLocOpBuilder &ib, Value r) {
+                    store(ib, dotWithMean(ib, r), rowDot, {r});
+                  });
           barrier(b);
           Value muMu = dotWithMean(b, Value());
-          gramTilesMMA(b, c, stagedWords, c.d,
-                       [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
-                         Value v = arith::SubFOp::create(
-                             ib, arith::SubFOp::create(ib, kk, load(ib, rowDot, {i})),
-                             load(ib, rowDot, {j}));
-                         store(ib, arith::AddFOp::create(ib, v, muMu), gram,
-                               {gramAt(ib, i, j)});
-                       });
+          gramTilesMMA(
+              b, c, stagedWords, c.d,
+              [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
+                Value v = arith::SubFOp::create(
+                    ib, arith::SubFOp::create(ib, kk, load(ib, rowDot, {i})),
+                    load(ib, rowDot, {j}));
+                store(ib, arith::AddFOp::create(ib, v, muMu), gram,
+                      {gramAt(ib, i, j)});
+              });
         } else {
           forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
                   [&](ImplicitLocOpBuilder &ib, Value e) {
@@ -423,16 +438,18 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                           staged, {at});
                   });
           barrier(b);
-          gramTilesFFMA(b, c, staged, c.d,
-                        [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
-                          store(ib, kk, gram, {gramAt(ib, i, j)});
-                        });
+          gramTilesFFMA(
+              b, c, staged, c.d,
+              [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
+                store(ib, kk, gram, {gramAt(ib, i, j)});
+              });
         }
         barrier(b);
         // Step 2: G_ij = exp(tau s <k~_i, k~_j>) (<w_i v_i, w_j v_j> + c0).
         stage(value, c.dv, true);
         barrier(b);
-        auto combineVV = [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value vv) {
+        auto combineVV = [&](ImplicitLocOpBuilder &ib, Value i, Value j,
+                             Value vv) {
           if (mma)
             vv = arith::MulFOp::create(
                 ib, vv,
@@ -455,37 +472,37 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         // Step 3, the walk: thread k owns S_k; one barrier per step.
         Value u = buildSpecUniform(b, c.seed, tid, g.x, round, g.batch, g.head);
         Value col = minU(b, tid, cIdx(b, bp - 1));
-        forStep(b, cIdx(b, 0), bsz, 1, {cF(b, f32, 0.0)},
-                [&](ImplicitLocOpBuilder &ib, Value i, ValueRange a) {
-                  Value s = a[0];
-                  ifThen(ib, cmp(ib, CmpIPredicate::eq, tid, i),
-                         [&](ImplicitLocOpBuilder &db) {
-                           Value p = arith::SubFOp::create(
-                               db, cF(db, f32, 0.5),
-                               arith::MulFOp::create(db, cF(db, f32, c.gamma), s));
-                           p = arith::MinimumFOp::create(
-                               db,
-                               arith::MaximumFOp::create(db, p, cF(db, f32, 0.0)),
-                               cF(db, f32, 1.0));
-                           Value plus = arith::CmpFOp::create(
-                               db, arith::CmpFPredicate::OLT, u, p);
-                           store(db,
-                                 select(db, plus, cF(db, f32, 1.0),
-                                        cF(db, f32, -1.0)),
-                                 shSigma, {i});
-                           store(db,
-                                 select(db, plus,
-                                        arith::ConstantIntOp::create(
-                                            db, db.getI8Type(), 1),
-                                        arith::ConstantIntOp::create(
-                                            db, db.getI8Type(), -1)),
-                                 sigma, {g.batch, g.head, add(db, start, i)});
-                         });
-                  barrier(ib);
-                  Value gik = load(ib, gram, {gramAt(ib, i, col)});
-                  return SmallVector<Value>{math::FmaOp::create(
-                      ib, gik, load(ib, shSigma, {i}), s)};
-                });
+        forStep(
+            b, cIdx(b, 0), bsz, 1, {cF(b, f32, 0.0)},
+            [&](ImplicitLocOpBuilder &ib, Value i, ValueRange a) {
+              Value s = a[0];
+              ifThen(
+                  ib, cmp(ib, CmpIPredicate::eq, tid, i),
+                  [&](ImplicitLocOpBuilder &db) {
+                    Value p = arith::SubFOp::create(
+                        db, cF(db, f32, 0.5),
+                        arith::MulFOp::create(db, cF(db, f32, c.gamma), s));
+                    p = arith::MinimumFOp::create(
+                        db, arith::MaximumFOp::create(db, p, cF(db, f32, 0.0)),
+                        cF(db, f32, 1.0));
+                    Value plus = arith::CmpFOp::create(
+                        db, arith::CmpFPredicate::OLT, u, p);
+                    store(db,
+                          select(db, plus, cF(db, f32, 1.0), cF(db, f32, -1.0)),
+                          shSigma, {i});
+                    store(db,
+                          select(db, plus,
+                                 arith::ConstantIntOp::create(
+                                     db, db.getI8Type(), 1),
+                                 arith::ConstantIntOp::create(
+                                     db, db.getI8Type(), -1)),
+                          sigma, {g.batch, g.head, add(db, start, i)});
+                  });
+              barrier(ib);
+              Value gik = load(ib, gram, {gramAt(ib, i, col)});
+              return SmallVector<Value>{
+                  math::FmaOp::create(ib, gik, load(ib, shSigma, {i}), s)};
+            });
       });
 }
 
@@ -509,7 +526,8 @@ gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
           return blockExclusiveScan(ib, v, buf, kSelectThreads).first;
         };
         Value half = indexCast(b, i32, divU(b, len, cIdx(b, 2)));
-        Value chunk = arith::CeilDivUIOp::create(b, len, cIdx(b, kSelectThreads));
+        Value chunk =
+            arith::CeilDivUIOp::create(b, len, cIdx(b, kSelectThreads));
         Value lo = minU(b, mul(b, tid, chunk), len);
         Value hi = minU(b, add(b, lo, chunk), len);
         auto signAt = [&](ImplicitLocOpBuilder &ib, Value j) {
@@ -551,9 +569,10 @@ gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
           ifThen(b, holds, [&](ImplicitLocOpBuilder &ib) {
             forStep(ib, lo, hi, 1, {pre},
                     [&](ImplicitLocOpBuilder &jb, Value j, ValueRange a) {
-                      Value isColour = cmp(
-                          jb, colour == 0 ? CmpIPredicate::sgt : CmpIPredicate::slt,
-                          signAt(jb, j), i8c(jb, 0));
+                      Value isColour = cmp(jb,
+                                           colour == 0 ? CmpIPredicate::sgt
+                                                       : CmpIPredicate::slt,
+                                           signAt(jb, j), i8c(jb, 0));
                       Value next = add(jb, a[0], asI32(jb, isColour));
                       Value hit = arith::AndIOp::create(
                           jb, isColour, cmp(jb, CmpIPredicate::eq, next, half));
@@ -566,17 +585,19 @@ gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
           });
         }
         barrier(b);
-        Value cross = indexCast(
-            b, b.getIndexType(),
-            arith::MaxSIOp::create(b, load(b, crossing, {cIdx(b, 0)}),
-                                   load(b, crossing, {cIdx(b, 1)})));
+        Value cross =
+            indexCast(b, b.getIndexType(),
+                      arith::MaxSIOp::create(b, load(b, crossing, {cIdx(b, 0)}),
+                                             load(b, crossing, {cIdx(b, 1)})));
         Value kept = arith::SubIOp::create(b, i8c(b, 0), signAt(b, cross));
         // Candidates: kept-colour tokens up to c (doubled), then all after c.
         auto candidate = [&](ImplicitLocOpBuilder &ib, Value j) -> Value {
           Value upTo = cmp(ib, CmpIPredicate::ule, j, cross);
           return arith::OrIOp::create(
-              ib, arith::XOrIOp::create(
-                      ib, upTo, arith::ConstantIntOp::create(ib, ib.getI1Type(), 1)),
+              ib,
+              arith::XOrIOp::create(
+                  ib, upTo,
+                  arith::ConstantIntOp::create(ib, ib.getI1Type(), 1)),
               cmp(ib, CmpIPredicate::eq, signAt(ib, j), kept));
         };
         Value slot = scanPrefix(b, countIf(candidate), scan);
@@ -587,10 +608,12 @@ gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
                       ib, isCand, cmp(ib, CmpIPredicate::slt, a[0], half));
                   ifThen(ib, take, [&](ImplicitLocOpBuilder &sb) {
                     Value at = indexCast(sb, sb.getIndexType(), a[0]);
-                    Value doubled = asI32(sb, cmp(sb, CmpIPredicate::ule, j, cross));
+                    Value doubled =
+                        asI32(sb, cmp(sb, CmpIPredicate::ule, j, cross));
                     store(sb, load(sb, curIn, {g.batch, g.head, j}), curOut,
                           {g.batch, g.head, at});
-                    store(sb, add(sb, load(sb, rIn, {g.batch, g.head, j}), doubled),
+                    store(sb,
+                          add(sb, load(sb, rIn, {g.batch, g.head, j}), doubled),
                           rOut, {g.batch, g.head, at});
                   });
                   return SmallVector<Value>{add(ib, a[0], asI32(ib, isCand))};
@@ -603,7 +626,7 @@ gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
 /// 16-byte pieces of `vec` elements.
 gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
                             const Types &t, int64_t vec) {
-  SmallVector<Type> args{t.key,    t.value,    t.tokens,        t.tokens,
+  SmallVector<Type> args{t.key,    t.value,    t.tokens,       t.tokens,
                          t.outKey, t.outValue, t.outLogWeights};
   if (vec > 1)
     args.push_back(IntegerType::get(t.key.getContext(), 32));
@@ -620,72 +643,73 @@ gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
         Value lane = remU(b, tid, cIdx(b, 32));
         Value row = add(b, mul(b, g.x, cIdx(b, kGatherRowsPerBlock)),
                         divU(b, tid, cIdx(b, 32)));
-        ifThen(b, cmp(b, CmpIPredicate::ult, row, cIdx(b, l.compressedLength())),
-               [&](ImplicitLocOpBuilder &ib) {
-                 Value inSink = cmp(ib, CmpIPredicate::ult, row, cIdx(ib, l.sink));
-                 Value inMiddle = arith::AndIOp::create(
-                     ib, arith::XOrIOp::create(
-                             ib, inSink,
-                             arith::ConstantIntOp::create(ib, ib.getI1Type(), 1)),
-                     cmp(ib, CmpIPredicate::ult, row,
-                         cIdx(ib, l.sink + l.keptMiddle)));
-                 Value midIdx = select(ib, inMiddle,
-                                       sub(ib, row, cIdx(ib, l.sink)), cIdx(ib, 0));
-                 Value midRow = add(
-                     ib, cIdx(ib, l.sink),
-                     indexCast(ib, ib.getIndexType(),
-                               load(ib, cur, {g.batch, g.head, midIdx})));
-                 Value recentRow = add(ib, row,
-                                       cIdx(ib, c.n - l.recent - l.sink -
-                                                    l.keptMiddle));
-                 Value src = select(ib, inSink, row,
-                                    select(ib, inMiddle, midRow, recentRow));
-                 // `piece` elements per lane step: 1 (scalar) or vec.
-                 auto copyRow = [&](ImplicitLocOpBuilder &cb, Value from,
-                                    Value to, int64_t dim, int64_t piece) {
-                   forEach(cb, mul(cb, lane, cIdx(cb, piece)), cIdx(cb, dim),
-                           32 * piece, [&](ImplicitLocOpBuilder &xb, Value x) {
-                             if (piece == 1) {
-                               store(xb, load(xb, from, {g.batch, g.head, src, x}),
-                                     to, {g.batch, g.head, row, x});
-                               return;
-                             }
-                             Value v = vector::LoadOp::create(
-                                 xb, VectorType::get({piece}, c.elem), from,
-                                 ValueRange{g.batch, g.head, src, x}, false,
-                                 llvm::MaybeAlign(16));
-                             vector::StoreOp::create(
-                                 xb, v, to, ValueRange{g.batch, g.head, row, x},
-                                 false, llvm::MaybeAlign(16));
-                           });
-                 };
-                 auto copyRows = [&](ImplicitLocOpBuilder &cb, int64_t piece) {
-                   copyRow(cb, key, outK, c.d, piece);
-                   copyRow(cb, value, outV, c.dv, piece);
-                 };
-                 if (vec > 1)
-                   ifFlag(
-                       ib, fn.getArgument(7),
-                       [&](ImplicitLocOpBuilder &cb) { copyRows(cb, vec); },
-                       [&](ImplicitLocOpBuilder &cb) { copyRows(cb, 1); });
-                 else
-                   copyRows(ib, 1);
-                 ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
-                        [&](ImplicitLocOpBuilder &lb) {
-                          // r ln 2 in f64, rounded once (as the reference).
-                          Value r = arith::SIToFPOp::create(
-                              lb, lb.getF64Type(),
-                              load(lb, logW2, {g.batch, g.head, midIdx}));
-                          Value lw = arith::TruncFOp::create(
-                              lb, lb.getF32Type(),
-                              arith::MulFOp::create(
-                                  lb, r, cF(lb, lb.getF64Type(), std::log(2.0))));
-                          store(lb,
-                                select(lb, inMiddle, lw,
-                                       cF(lb, lb.getF32Type(), 0.0)),
-                                outLw, {g.batch, g.head, row});
+        ifThen(
+            b, cmp(b, CmpIPredicate::ult, row, cIdx(b, l.compressedLength())),
+            [&](ImplicitLocOpBuilder &ib) {
+              Value inSink = cmp(ib, CmpIPredicate::ult, row, cIdx(ib, l.sink));
+              Value inMiddle = arith::AndIOp::create(
+                  ib,
+                  arith::XOrIOp::create(
+                      ib, inSink,
+                      arith::ConstantIntOp::create(ib, ib.getI1Type(), 1)),
+                  cmp(ib, CmpIPredicate::ult, row,
+                      cIdx(ib, l.sink + l.keptMiddle)));
+              Value midIdx = select(
+                  ib, inMiddle, sub(ib, row, cIdx(ib, l.sink)), cIdx(ib, 0));
+              Value midRow =
+                  add(ib, cIdx(ib, l.sink),
+                      indexCast(ib, ib.getIndexType(),
+                                load(ib, cur, {g.batch, g.head, midIdx})));
+              Value recentRow = add(
+                  ib, row, cIdx(ib, c.n - l.recent - l.sink - l.keptMiddle));
+              Value src = select(ib, inSink, row,
+                                 select(ib, inMiddle, midRow, recentRow));
+              // `piece` elements per lane step: 1 (scalar) or vec.
+              auto copyRow = [&](ImplicitLocOpBuilder &cb, Value from, Value to,
+                                 int64_t dim, int64_t piece) {
+                forEach(cb, mul(cb, lane, cIdx(cb, piece)), cIdx(cb, dim),
+                        32 * piece, [&](ImplicitLocOpBuilder &xb, Value x) {
+                          if (piece == 1) {
+                            store(xb, load(xb, from, {g.batch, g.head, src, x}),
+                                  to, {g.batch, g.head, row, x});
+                            return;
+                          }
+                          Value v = vector::LoadOp::create(
+                              xb, VectorType::get({piece}, c.elem), from,
+                              ValueRange{g.batch, g.head, src, x}, false,
+                              llvm::MaybeAlign(16));
+                          vector::StoreOp::create(
+                              xb, v, to, ValueRange{g.batch, g.head, row, x},
+                              false, llvm::MaybeAlign(16));
                         });
-               });
+              };
+              auto copyRows = [&](ImplicitLocOpBuilder &cb, int64_t piece) {
+                copyRow(cb, key, outK, c.d, piece);
+                copyRow(cb, value, outV, c.dv, piece);
+              };
+              if (vec > 1)
+                ifFlag(
+                    ib, fn.getArgument(7),
+                    [&](ImplicitLocOpBuilder &cb) { copyRows(cb, vec); },
+                    [&](ImplicitLocOpBuilder &cb) { copyRows(cb, 1); });
+              else
+                copyRows(ib, 1);
+              ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
+                     [&](ImplicitLocOpBuilder &lb) {
+                       // r ln 2 in f64, rounded once (as the reference).
+                       Value r = arith::SIToFPOp::create(
+                           lb, lb.getF64Type(),
+                           load(lb, logW2, {g.batch, g.head, midIdx}));
+                       Value lw = arith::TruncFOp::create(
+                           lb, lb.getF32Type(),
+                           arith::MulFOp::create(
+                               lb, r, cF(lb, lb.getF64Type(), std::log(2.0))));
+                       store(lb,
+                             select(lb, inMiddle, lw,
+                                    cF(lb, lb.getF32Type(), 0.0)),
+                             outLw, {g.batch, g.head, row});
+                     });
+            });
       });
 }
 
@@ -702,7 +726,8 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
                       int64_t sharedBytes, ValueRange args) {
       Value smem = sharedBytes ? cI32(b, sharedBytes) : Value();
       gpu::LaunchFuncOp::create(
-          b, fn, gpu::KernelDim3{cIdx(b, gx), cIdx(b, c.heads), cIdx(b, c.batch)},
+          b, fn,
+          gpu::KernelDim3{cIdx(b, gx), cIdx(b, c.heads), cIdx(b, c.batch)},
           gpu::KernelDim3{cIdx(b, threads), cIdx(b, 1), cIdx(b, 1)}, smem,
           args);
     };
@@ -711,7 +736,8 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
                                   ValueRange{}, false)
           .getMemref();
     };
-    Value key = exactBuffer(b, op.getKey()), value = exactBuffer(b, op.getValue());
+    Value key = exactBuffer(b, op.getKey()),
+          value = exactBuffer(b, op.getValue());
     Value outK = alloc(t.outKey), outV = alloc(t.outValue),
           outLw = alloc(t.outLogWeights);
     Value cur[2] = {alloc(t.tokens), alloc(t.tokens)};
@@ -732,7 +758,7 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
         walk = walkKernel(km, c, t);
         sel = selectKernel(km, c, t);
       }
-      SmallVector<Value> args{key,   value,          cur[src],      logW2[src],
+      SmallVector<Value> args{key,   value,        cur[src],      logW2[src],
                               sigma, cIdx(b, len), cIdx(b, round)};
       if (c.useTensorCores())
         args.push_back(aligned);
@@ -744,8 +770,8 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
       src = 1 - src;
       len /= 2;
     }
-    SmallVector<Value> gatherArgs{key, value, cur[src], logW2[src],
-                                  outK, outV, outLw};
+    SmallVector<Value> gatherArgs{key,  value, cur[src], logW2[src],
+                                  outK, outV,  outLw};
     if (vecRows)
       gatherArgs.push_back(aligned);
     launch(gatherKernel(km, c, t, vecRows ? vec : 1),
@@ -753,9 +779,10 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
            kGatherRowsPerBlock * 32, 0, gatherArgs);
     for (Value scratch : {cur[0], cur[1], logW2[0], logW2[1], sigma})
       gpu::DeallocOp::create(b, Type(), ValueRange{}, scratch);
-    rewriter.replaceOp(op, {resultTensor(b, outK, op.getCompressedKey().getType()),
-                            resultTensor(b, outV, op.getCompressedValue().getType()),
-                            resultTensor(b, outLw, op.getLogWeights().getType())});
+    rewriter.replaceOp(
+        op, {resultTensor(b, outK, op.getCompressedKey().getType()),
+             resultTensor(b, outV, op.getCompressedValue().getType()),
+             resultTensor(b, outLw, op.getLogWeights().getType())});
     return success();
   }
 
@@ -784,11 +811,10 @@ LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
     return op.emitOpError() << "the GPU lowering takes at most 65535 batches "
                                "and heads (grid dimensions)";
   if (int64_t bytes = c.walkLayout().bytes; bytes > kMaxSharedBytes)
-    return op.emitOpError()
-           << "the walk kernel needs " << bytes
-           << " bytes of workgroup memory (block " << c.blockSize << ", D "
-           << c.d << ", Dv " << c.dv << "); at most " << kMaxSharedBytes
-           << " fit";
+    return op.emitOpError() << "the walk kernel needs " << bytes
+                            << " bytes of workgroup memory (block "
+                            << c.blockSize << ", D " << c.d << ", Dv " << c.dv
+                            << "); at most " << kMaxSharedBytes << " fit";
   return success();
 }
 

@@ -17,7 +17,8 @@ KernelModule::KernelModule(ModuleOp module) : module(module) {
       gpuModule = m;
   if (!gpuModule) {
     OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
-    gpuModule = gpu::GPUModuleOp::create(b, module.getLoc(), "balancekv_kernels");
+    gpuModule =
+        gpu::GPUModuleOp::create(b, module.getLoc(), "balancekv_kernels");
   }
 }
 
@@ -37,8 +38,7 @@ gpu::GPUFuncOp KernelModule::getOrCreate(
   auto fn = gpu::GPUFuncOp::create(b, symbol, b.getFunctionType(args, {}),
                                    workgroupBuffers);
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  fn.setKnownBlockSizeAttr(
-      b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
   Block &entry = fn.getBody().front();
   b.setInsertionPointToStart(&entry);
   auto ret = gpu::ReturnOp::create(b);
@@ -93,8 +93,8 @@ void ifFlag(ImplicitLocOpBuilder &b, Value flag,
       scf::YieldOp::create(ib);
     };
   };
-  Value set = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, flag,
-                                    cI32(b, 0));
+  Value set =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ne, flag, cI32(b, 0));
   scf::IfOp::create(b, set, branch(thenFn), branch(elseFn));
 }
 

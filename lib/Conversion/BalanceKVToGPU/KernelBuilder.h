@@ -22,11 +22,11 @@
 
 namespace balancekv::gpukernels {
 
+using loops::cF;
+using loops::cIdx;
 using mlir::ImplicitLocOpBuilder;
 using mlir::Type;
 using mlir::Value;
-using loops::cF;
-using loops::cIdx;
 
 /// The gpu.module that holds every generated kernel, and a cache so that ops
 /// with the same static configuration share one kernel.
@@ -36,12 +36,11 @@ public:
 
   /// The kernel for `key`; `build` fills a fresh one (body builder at the
   /// start of the entry block, gpu.return already there).
-  mlir::gpu::GPUFuncOp
-  getOrCreate(llvm::StringRef name, const std::string &key,
-              llvm::ArrayRef<Type> args, int64_t threads,
-              llvm::ArrayRef<Type> workgroupBuffers,
-              const std::function<void(ImplicitLocOpBuilder &,
-                                       mlir::gpu::GPUFuncOp)> &build);
+  mlir::gpu::GPUFuncOp getOrCreate(
+      llvm::StringRef name, const std::string &key, llvm::ArrayRef<Type> args,
+      int64_t threads, llvm::ArrayRef<Type> workgroupBuffers,
+      const std::function<void(ImplicitLocOpBuilder &, mlir::gpu::GPUFuncOp)>
+          &build);
 
 private:
   mlir::ModuleOp module;
@@ -71,8 +70,8 @@ inline Value remU(ImplicitLocOpBuilder &b, Value x, Value y) {
 inline Value minU(ImplicitLocOpBuilder &b, Value x, Value y) {
   return mlir::arith::MinUIOp::create(b, x, y);
 }
-inline Value cmp(ImplicitLocOpBuilder &b, mlir::arith::CmpIPredicate p,
-                 Value x, Value y) {
+inline Value cmp(ImplicitLocOpBuilder &b, mlir::arith::CmpIPredicate p, Value x,
+                 Value y) {
   return mlir::arith::CmpIOp::create(b, p, x, y);
 }
 inline Value select(ImplicitLocOpBuilder &b, Value c, Value x, Value y) {
@@ -91,7 +90,9 @@ inline Value threadId(ImplicitLocOpBuilder &b) {
 inline Value blockId(ImplicitLocOpBuilder &b, mlir::gpu::Dimension d) {
   return mlir::gpu::BlockIdOp::create(b, d);
 }
-inline void barrier(ImplicitLocOpBuilder &b) { mlir::gpu::BarrierOp::create(b); }
+inline void barrier(ImplicitLocOpBuilder &b) {
+  mlir::gpu::BarrierOp::create(b);
+}
 
 //===----------------------------------------------------------------------===//
 // Control flow
@@ -113,8 +114,9 @@ inline llvm::SmallVector<Value> forStep(ImplicitLocOpBuilder &b, Value lb,
 }
 
 /// for (iv = lb; iv < ub; iv += step) without results.
-inline void forEach(ImplicitLocOpBuilder &b, Value lb, Value ub, int64_t step,
-                    const std::function<void(ImplicitLocOpBuilder &, Value)> &fn) {
+inline void
+forEach(ImplicitLocOpBuilder &b, Value lb, Value ub, int64_t step,
+        const std::function<void(ImplicitLocOpBuilder &, Value)> &fn) {
   forStep(b, lb, ub, step, {},
           [&](ImplicitLocOpBuilder &ib, Value iv, mlir::ValueRange) {
             fn(ib, iv);

@@ -1,4 +1,5 @@
-//===- Buffers.h - tensor <-> buffer glue of the library lowerings -*- C++ -*-===//
+//===- Buffers.h - tensor <-> buffer glue of the library lowerings -*- C++
+//-*-===//
 //
 // The runtime-call and GPU lowerings replace a tensor op by code on buffers:
 // operands become read-only buffers, freshly allocated results become
