@@ -511,54 +511,83 @@ gpu::GPUFuncOp splitKernel(KernelModule &km, const DecodeConfig &c,
       });
 }
 
+/// One workgroup per (query head, batch). Per query row: the chunks' maxima
+/// reduced over the workgroup (one split per thread), their weights
+/// exp(m_s - max m) kept in workgroup memory, then each thread sums its
+/// value columns over the splits with kUnroll independent loads in flight
+/// (a serial chain of dependent loads per split made this kernel as slow as
+/// the split kernel at B = 1).
 gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
                              const DecodeTypes &t) {
+  MLIRContext *ctx = t.query.getContext();
+  Type f32 = Float32Type::get(ctx);
   return km.getOrCreate(
       "balancekv_decode_combine", c.key("combine"),
-      {t.partialOut, t.partialStats, t.out}, kCombineThreads, {},
+      {t.partialOut, t.partialStats, t.out}, kCombineThreads,
+      {workgroupBuffer(ctx, c.splits, f32),
+       workgroupBuffer(ctx, kCombineThreads / 32, f32)},
       [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
         Value partO = fn.getArgument(0), partStats = fn.getArgument(1),
               out = fn.getArgument(2);
-        Type f32 = b.getF32Type();
+        Value weights = fn.getWorkgroupAttributions()[0],
+              red = fn.getWorkgroupAttributions()[1];
         Value head = blockId(b, gpu::Dimension::x),
               bi = blockId(b, gpu::Dimension::y), tid = threadId(b);
-        Value zero = cF(b, f32, 0.0);
+        Value zero = cF(b, f32, 0.0), splits = cIdx(b, c.splits);
         forEach(
             b, cIdx(b, 0), cIdx(b, c.queries), 1,
             [&](ImplicitLocOpBuilder &lb, Value l) {
               auto stat = [&](ImplicitLocOpBuilder &ib, Value s, int64_t i) {
                 return load(ib, partStats, {bi, head, s, l, cIdx(ib, i)});
               };
-              Value mx =
-                  forStep(lb, cIdx(lb, 0), cIdx(lb, c.splits), 1, {negInf(lb)},
-                          [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
-                            return SmallVector<Value>{combine(
-                                ib, Combine::Max, a[0], stat(ib, s, 0))};
-                          })[0];
+              Value mx = forStep(
+                  lb, tid, splits, kCombineThreads, {negInf(lb)},
+                  [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
+                    return SmallVector<Value>{
+                        combine(ib, Combine::Max, a[0], stat(ib, s, 0))};
+                  })[0];
+              mx = blockAllReduce(lb, Combine::Max, mx, red, kCombineThreads);
               Value empty = arith::CmpFOp::create(lb, arith::CmpFPredicate::OEQ,
                                                   mx, negInf(lb));
-              auto weight = [&](ImplicitLocOpBuilder &ib, Value s) {
-                Value e = math::ExpOp::create(
-                    ib, arith::SubFOp::create(ib, stat(ib, s, 0), mx));
-                return select(ib, empty, cF(ib, f32, 0.0), e);
-              };
-              Value den =
-                  forStep(lb, cIdx(lb, 0), cIdx(lb, c.splits), 1, {zero},
-                          [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
-                            return SmallVector<Value>{math::FmaOp::create(
-                                ib, weight(ib, s), stat(ib, s, 1), a[0])};
-                          })[0];
+              Value den = forStep(
+                  lb, tid, splits, kCombineThreads, {zero},
+                  [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
+                    Value e = math::ExpOp::create(
+                        ib, arith::SubFOp::create(ib, stat(ib, s, 0), mx));
+                    Value w = select(ib, empty, cF(ib, f32, 0.0), e);
+                    store(ib, w, weights, {s});
+                    return SmallVector<Value>{
+                        math::FmaOp::create(ib, w, stat(ib, s, 1), a[0])};
+                  })[0];
+              // Its barriers also publish the weights.
+              den = blockAllReduce(lb, Combine::Add, den, red, kCombineThreads);
               forEach(
                   lb, tid, cIdx(lb, c.dv), kCombineThreads,
                   [&](ImplicitLocOpBuilder &ib, Value x) {
-                    Value num = forStep(
-                        ib, cIdx(ib, 0), cIdx(ib, c.splits), 1,
-                        {cF(ib, f32, 0.0)},
-                        [&](ImplicitLocOpBuilder &sb, Value s, ValueRange a) {
-                          return SmallVector<Value>{math::FmaOp::create(
-                              sb, weight(sb, s),
-                              load(sb, partO, {bi, head, s, l, x}), a[0])};
-                        })[0];
+                    auto step = [&](ImplicitLocOpBuilder &sb, Value s0,
+                                    ValueRange a, int64_t n) {
+                      SmallVector<Value> parts;
+                      for (int64_t u = 0; u < n; ++u)
+                        parts.push_back(load(
+                            sb, partO,
+                            {bi, head, add(sb, s0, cIdx(sb, u)), l, x}));
+                      Value acc = a[0];
+                      for (int64_t u = 0; u < n; ++u)
+                        acc = math::FmaOp::create(
+                            sb, load(sb, weights, {add(sb, s0, cIdx(sb, u))}),
+                            parts[u], acc);
+                      return SmallVector<Value>{acc};
+                    };
+                    const int64_t whole = c.splits / kUnroll * kUnroll;
+                    Value num = forStep(ib, cIdx(ib, 0), cIdx(ib, whole),
+                                        kUnroll, {zero},
+                                        [&](ImplicitLocOpBuilder &sb, Value s,
+                                            ValueRange a) {
+                                          return step(sb, s, a, kUnroll);
+                                        })[0];
+                    num = forStep(ib, cIdx(ib, whole), splits, 1, {num},
+                                  [&](ImplicitLocOpBuilder &sb, Value s,
+                                      ValueRange a) { return step(sb, s, a, 1); })[0];
                     Value o = select(
                         ib,
                         arith::CmpFOp::create(ib, arith::CmpFPredicate::OGT,
@@ -568,6 +597,8 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
                       o = arith::TruncFOp::create(ib, c.outElem, o);
                     store(ib, o, out, {bi, head, l, x});
                   });
+              // The next row rewrites the weights.
+              barrier(lb);
             });
       });
 }
