@@ -493,31 +493,45 @@ struct CombineParams {
   int qHeads, queryLen, splits, dv;
 };
 
+/// One warp per output row. The lanes split the splits: their maxima and
+/// weights exp2(m_s - max m) are warp-reduced and the weights kept in shared
+/// memory, so the value sums run over independent loads (a serial chain of
+/// dependent loads per split made this kernel cost as much as the split
+/// kernel for small batches).
 template <typename T> __global__ void combineKernel(CombineParams p) {
+  extern __shared__ float weights[]; // [warps per block][splits]
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
   if (row >= p.rows)
-    return;
-  const float *base = p.partial + row * p.splits * (p.dv + 2);
+    return; // whole warps only: no block-wide barrier below
+  float *w = weights + (threadIdx.x / 32) * p.splits;
+  const int stride = p.dv + 2;
+  const float *base = p.partial + row * p.splits * stride;
   float mMax = -INFINITY;
-  for (int s = 0; s < p.splits; ++s)
-    mMax = fmaxf(mMax, base[s * (p.dv + 2) + p.dv]);
+  for (int s = lane; s < p.splits; s += 32)
+    mMax = fmaxf(mMax, base[s * stride + p.dv]);
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2)
+    mMax = fmaxf(mMax, __shfl_xor_sync(0xffffffffu, mMax, o));
   float total = 0.0f;
-  for (int s = 0; s < p.splits; ++s) {
-    float m = base[s * (p.dv + 2) + p.dv];
-    if (m != -INFINITY)
-      total += base[s * (p.dv + 2) + p.dv + 1] * exp2f(m - mMax);
+  for (int s = lane; s < p.splits; s += 32) {
+    float m = base[s * stride + p.dv];
+    float ws = m == -INFINITY ? 0.0f : exp2f(m - mMax);
+    w[s] = ws;
+    total += base[s * stride + p.dv + 1] * ws;
   }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2)
+    total += __shfl_xor_sync(0xffffffffu, total, o);
+  __syncwarp();
   const int64_t l = row % p.queryLen, hq = (row / p.queryLen) % p.qHeads,
                 b = row / (int64_t(p.queryLen) * p.qHeads);
   T *out = static_cast<T *>(p.out) + b * p.os[0] + hq * p.os[1] + l * p.os[2];
   for (int x = lane; x < p.dv; x += 32) {
     float v = 0.0f;
-    for (int s = 0; s < p.splits; ++s) {
-      float m = base[s * (p.dv + 2) + p.dv];
-      if (m != -INFINITY)
-        v += base[s * (p.dv + 2) + x] * exp2f(m - mMax);
-    }
+#pragma unroll 4
+    for (int s = 0; s < p.splits; ++s)
+      v += base[s * stride + x] * w[s];
     out[x] = fromFloat<T>(total > 0.0f ? v / total : 0.0f);
   }
 }
@@ -576,7 +590,8 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
   cp.queryLen = int(a.queryLen);
   cp.splits = p.splits;
   cp.dv = p.dv;
-  combineKernel<T><<<unsigned((cp.rows + 7) / 8), 256, 0, stream>>>(cp);
+  combineKernel<T><<<unsigned((cp.rows + 7) / 8), 256,
+                     8 * sizeof(float) * size_t(cp.splits), stream>>>(cp);
   cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
