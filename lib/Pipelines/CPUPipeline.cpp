@@ -24,6 +24,21 @@ LogicalResult buildCPUPipeline(OpPassManager &pm) {
   return parsePassPipeline(kCPUPipeline, pm);
 }
 
+// Host code that calls the hand-tuned kernels (libbalancekv_cuda.so) on
+// device buffers; gpu.alloc'ed results go through the mgpu runtime.
+static constexpr const char *kRuntimeCallsPipeline =
+    "balancekv-lower-to-runtime-calls{device-alloc=true},canonicalize,cse,"
+    "one-shot-bufferize{bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map},"
+    "func.func(llvm-request-c-wrappers),convert-scf-to-cf,"
+    "expand-strided-metadata,finalize-memref-to-llvm,gpu-to-llvm,"
+    "convert-func-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
+    "convert-cf-to-llvm,reconcile-unrealized-casts";
+
+LogicalResult buildRuntimeCallsPipeline(OpPassManager &pm) {
+  return parsePassPipeline(kRuntimeCallsPipeline, pm);
+}
+
 void registerBalanceKVPipelines() {
   PassPipelineRegistration<>(
       "balancekv-cpu-pipeline",
@@ -32,6 +47,15 @@ void registerBalanceKVPipelines() {
       [](OpPassManager &pm) {
         if (failed(buildCPUPipeline(pm)))
           llvm::report_fatal_error("balancekv-cpu-pipeline: bad pipeline");
+      });
+  PassPipelineRegistration<>(
+      "balancekv-runtime-calls-pipeline",
+      "Lower balancekv ops to host LLVM IR calling the CUDA kernels' C API "
+      "(libbalancekv_cuda.so) on device buffers, results gpu.alloc'ed",
+      [](OpPassManager &pm) {
+        if (failed(buildRuntimeCallsPipeline(pm)))
+          llvm::report_fatal_error(
+              "balancekv-runtime-calls-pipeline: bad pipeline");
       });
   PassPipelineRegistration<GPUPipelineOptions>(
       "balancekv-gpu-pipeline",

@@ -3,6 +3,20 @@
 // RUN: balancekv-opt %s --balancekv-lower-to-runtime-calls --split-input-file --verify-diagnostics \
 // RUN:   --one-shot-bufferize="bufferize-function-boundaries" --finalize-memref-to-llvm \
 // RUN:   --convert-func-to-llvm --convert-arith-to-llvm --reconcile-unrealized-casts | FileCheck %s --check-prefix=LLVM
+// device-alloc: results in device memory (gpu.alloc, waited for before the call).
+// RUN: balancekv-opt %s --balancekv-lower-to-runtime-calls=device-alloc=true --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=DEV
+
+// DEV-LABEL: func.func @decode
+// DEV: %[[T0:.*]] = gpu.wait async
+// DEV: %[[CK:.*]], %[[T1:.*]] = gpu.alloc async [%[[T0]]] () : memref<1x8x1072x128xbf16>
+// DEV: gpu.wait [%[[T1]]]
+// DEV: gpu.alloc async
+// DEV: gpu.alloc async {{.*}} : memref<1x8x1072xf32>
+// DEV-NOT: memref.alloc()
+// DEV: call @balancekv_rt_compress_bf16
+// DEV: bufferization.to_tensor %[[CK]] restrict writable
+// DEV: gpu.alloc async {{.*}} : memref<1x32x1x128xbf16>
+// DEV: call @balancekv_rt_weighted_decode_bf16
 
 // CHECK-DAG: func.func private @balancekv_rt_compress_bf16(memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32) -> i32 attributes {llvm.emit_c_interface}
 // CHECK-DAG: func.func private @balancekv_rt_weighted_decode_bf16({{.*}}) -> i32 attributes {llvm.emit_c_interface}

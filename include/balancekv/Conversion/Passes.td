@@ -45,11 +45,20 @@ def BalanceKVLowerToRuntimeCallsPass
     Ops the kernels do not cover are diagnosed (other compression methods,
     more than 16 queries, value dims other than 32/64/128/256, `kv_len`
     that is not i32).
+
+    With `device-alloc`, results are `gpu.alloc`ed (device memory the caller
+    owns) instead of `memref.alloc`ed, so that host code compiled by
+    `--balancekv-runtime-calls-pipeline` runs as is when its operands are
+    device buffers.
   }];
+  let options = [
+    Option<"deviceAlloc", "device-alloc", "bool", /*default=*/"false",
+           "Allocate results with gpu.alloc (device memory)">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",
-    "::mlir::func::FuncDialect", "::mlir::memref::MemRefDialect",
-    "::mlir::tensor::TensorDialect"
+    "::mlir::func::FuncDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::tensor::TensorDialect"
   ];
 }
 

@@ -13,6 +13,13 @@ namespace balancekv {
 /// `mlir-runner` or the MLIR ExecutionEngine.
 llvm::LogicalResult buildCPUPipeline(mlir::OpPassManager &pm);
 
+/// balancekv ops on tensors down to host LLVM IR that calls the hand-tuned
+/// CUDA kernels through their memref entry points
+/// (`--balancekv-lower-to-runtime-calls{device-alloc}`, bufferization,
+/// `*-to-llvm` with `gpu-to-llvm` for the result allocations). Operands must
+/// be device buffers; link with libbalancekv_cuda.so and the mgpu runtime.
+llvm::LogicalResult buildRuntimeCallsPipeline(mlir::OpPassManager &pm);
+
 struct GPUPipelineOptions
     : public mlir::PassPipelineOptions<GPUPipelineOptions> {
   Option<std::string> chip{*this, "chip",
@@ -50,7 +57,8 @@ struct GPUPipelineOptions
 llvm::LogicalResult buildGPUPipeline(mlir::OpPassManager &pm,
                                      const GPUPipelineOptions &options);
 
-/// Registers `--balancekv-cpu-pipeline` and `--balancekv-gpu-pipeline`.
+/// Registers `--balancekv-cpu-pipeline`, `--balancekv-runtime-calls-pipeline`
+/// and `--balancekv-gpu-pipeline`.
 void registerBalanceKVPipelines();
 
 } // namespace balancekv

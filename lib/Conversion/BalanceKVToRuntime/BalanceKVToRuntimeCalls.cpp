@@ -11,6 +11,7 @@
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
 #include "mlir/Dialect/Func/Utils/Utils.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/DialectConversion.h"
 
@@ -50,15 +51,26 @@ Value asBuffer(ImplicitLocOpBuilder &b, Value tensor) {
 }
 
 /// A fresh buffer shaped like tensor type `t`, with `dims` for its dynamic
-/// sizes (in order).
+/// sizes (in order): `memref.alloc`, or `gpu.alloc` with `device` (the
+/// kernels need device memory; see the pass's `device-alloc` option).
 Value allocFor(ImplicitLocOpBuilder &b, RankedTensorType t,
-               ArrayRef<Value> allDims) {
+               ArrayRef<Value> allDims, bool device) {
   SmallVector<Value> dyn;
   for (int64_t i = 0; i < t.getRank(); ++i)
     if (t.isDynamicDim(i))
       dyn.push_back(allDims[i]);
-  return memref::AllocOp::create(
-      b, MemRefType::get(t.getShape(), t.getElementType()), dyn);
+  auto type = MemRefType::get(t.getShape(), t.getElementType());
+  if (device) {
+    // Async form (what gpu-to-llvm lowers), waited for at once: the kernels
+    // run on another stream.
+    Type token = gpu::AsyncTokenType::get(b.getContext());
+    Value start = gpu::WaitOp::create(b, token, ValueRange{}).getAsyncToken();
+    auto alloc = gpu::AllocOp::create(b, type, token, ValueRange{start}, dyn,
+                                      ValueRange{}, false);
+    gpu::WaitOp::create(b, Type(), ValueRange{alloc.getAsyncToken()});
+    return alloc.getMemref();
+  }
+  return memref::AllocOp::create(b, type, dyn);
 }
 
 Value erase(ImplicitLocOpBuilder &b, Value buf) {
@@ -113,7 +125,8 @@ template <typename OpTy> LogicalResult checkSupportedAttention(OpTy op) {
 }
 
 struct CompressToCall : OpConversionPattern<CompressOp> {
-  using OpConversionPattern::OpConversionPattern;
+  CompressToCall(MLIRContext *ctx, bool deviceAlloc)
+      : OpConversionPattern(ctx), deviceAlloc(deviceAlloc) {}
   LogicalResult
   matchAndRewrite(CompressOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
@@ -138,9 +151,9 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
     auto ckT = cast<RankedTensorType>(op.getCompressedKey().getType());
     auto cvT = cast<RankedTensorType>(op.getCompressedValue().getType());
     auto lwT = cast<RankedTensorType>(op.getLogWeights().getType());
-    Value ck = allocFor(b, ckT, {bDim, hDim, m, dim(key, 3)});
-    Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)});
-    Value lw = allocFor(b, lwT, {bDim, hDim, m});
+    Value ck = allocFor(b, ckT, {bDim, hDim, m, dim(key, 3)}, deviceAlloc);
+    Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)}, deviceAlloc);
+    Value lw = allocFor(b, lwT, {bDim, hDim, m}, deviceAlloc);
     Type et = ckT.getElementType();
     SmallVector<Value> args{asBuffer(b, key), asBuffer(b, value),
                             erase(b, ck), erase(b, cv), erase(b, lw)};
@@ -168,11 +181,14 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
                             resultTensor(b, lw, lwT)});
     return success();
   }
+
+  bool deviceAlloc;
 };
 
 template <typename OpTy>
 struct AttentionToCall : OpConversionPattern<OpTy> {
-  using OpConversionPattern<OpTy>::OpConversionPattern;
+  AttentionToCall(MLIRContext *ctx, bool deviceAlloc)
+      : OpConversionPattern<OpTy>(ctx), deviceAlloc(deviceAlloc) {}
   LogicalResult
   matchAndRewrite(OpTy op, typename OpTy::Adaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
@@ -184,7 +200,7 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
     for (int64_t i = 0; i < 3; ++i)
       outDims.push_back(tensor::DimOp::create(b, op.getQuery(), i));
     outDims.push_back(tensor::DimOp::create(b, op.getValue(), 3));
-    Value out = allocFor(b, resT, outDims);
+    Value out = allocFor(b, resT, outDims, deviceAlloc);
     // Absent log-weights / kv_len: empty buffers and a flag.
     Value lw, hasLw;
     if constexpr (std::is_same_v<OpTy, WeightedAttentionOp>) {
@@ -216,11 +232,14 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
     rewriter.replaceOp(op, resultTensor(b, out, resT));
     return success();
   }
+
+  bool deviceAlloc;
 };
 
 struct BalanceKVLowerToRuntimeCallsPass
     : balancekv::impl::BalanceKVLowerToRuntimeCallsPassBase<
           BalanceKVLowerToRuntimeCallsPass> {
+  using Base::Base;
   void runOnOperation() override {
     bool ok = true;
     getOperation()->walk([&](Operation *op) {
@@ -238,7 +257,8 @@ struct BalanceKVLowerToRuntimeCallsPass
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     RewritePatternSet patterns(&getContext());
     patterns.add<CompressToCall, AttentionToCall<AttentionOp>,
-                 AttentionToCall<WeightedAttentionOp>>(&getContext());
+                 AttentionToCall<WeightedAttentionOp>>(&getContext(),
+                                                       deviceAlloc);
     if (failed(applyPartialConversion(getOperation(), target,
                                       std::move(patterns))))
       signalPassFailure();
