@@ -35,6 +35,8 @@ CHECK_COMPRESS = [
     ("f32", 1, 2, 700, 32, 32, 2, 128),
     ("f16", 1, 2, 900, 80, 40, 2, 128),     # D % 16 != 0: FFMA Gram, 16-bit
     ("bf16", 1, 2, 40, 128, 128, 2, 128),   # N < S + W: no middle
+    ("bf16", 1, 2, 1500, 64, 64, 2, 100),   # block not a multiple of 16
+    ("f32", 1, 1, 900, 48, 24, 1, 98),      # FFMA, block not a multiple of 4
 ]
 # decode: (dtype, B, Hq, Hkv, L, M, D, Dv, causal, kv_len, log_weights)
 CHECK_DECODE = [

@@ -2,12 +2,13 @@
 //
 // balancekv.weighted_attention / attention (static shapes, L <= 16) =>
 //   split    one workgroup per (key chunk, KV head or query head, batch): the
-//            workgroup holds the scaled queries of all query heads of the
-//            GQA group that fit (so each loaded key/value row serves them
-//            all), one warp per key computes the logits (+ log-weight, masks)
-//            with a shuffle reduction, then the chunk's softmax partials:
-//            max m, sum l and the unnormalised P V (one thread per value
-//            column, four rows in flight);
+//            workgroup takes all query heads of the GQA group that fit (so
+//            each loaded key/value row serves them all); logits (+ log-weight,
+//            masks) with shuffle reductions, then the chunk's softmax
+//            partials: max m, sum l and the unnormalised P V. Two paths,
+//            chosen by a kernel argument: 16-byte loads (D/8 lanes per key,
+//            query values in registers, four rows in flight) when key and
+//            value are 16-byte aligned, element-wise loads otherwise;
 //   combine  one workgroup per (query head, batch): rescales the chunks'
 //            partials by exp(m_s - max m) and normalises (flash-decoding).
 // A row that sees no key gets zeros, as the CUDA kernels.

@@ -4,9 +4,10 @@
 // @balancekv_kernels and their launches (spec sections 2-3):
 //   init    one thread per middle token: cur[i] = i, r[i] = 0 (r = log2 w);
 //   walk    one workgroup per (block, head, batch) and round: the block's
-//           keys centred in workgroup memory, the Gram G in workgroup memory
-//           (4x4 register tiles, fp32), then the walk: thread k keeps S_k in
-//           a register and adds G[i][k] * sigma_i after step i decides;
+//           rows staged in workgroup memory, the Gram G there too (tensor
+//           cores on raw 16-bit rows, centred afterwards; FFMA 4x4 register
+//           tiles on centred f32 rows otherwise), then the walk: thread k
+//           keeps S_k in a register and adds G[i][k] * sigma_i after step i;
 //   select  one workgroup per (head, batch): the crossover (spec step 4) as
 //           a block scan of per-thread sign counts, then a second scan that
 //           compacts the kept tokens into the next round's cur / r;
@@ -61,7 +62,6 @@ struct CompressConfig {
     c.d = kT.getDimSize(3);
     c.dv = vT.getDimSize(3);
     c.blockSize = op.getBlockSize();
-    c.paddedBlock = llvm::alignTo(c.blockSize, 4);
     c.rounds = op.getRounds();
     c.layout =
         CompressedLayout::compute(c.n, op.getSink(), op.getRecent(), c.rounds);
@@ -70,6 +70,8 @@ struct CompressConfig {
     c.c0 = op.getC0().convertToDouble();
     c.seed = uint64_t(op.getSeed());
     c.elem = kT.getElementType();
+    // Whole m16n8 tiles for tensor cores, 4x4 register tiles otherwise.
+    c.paddedBlock = llvm::alignTo(c.blockSize, c.useTensorCores() ? 16 : 4);
     return c;
   }
   /// 16-bit keys and values with dims that are multiples of 16: the Gram
