@@ -183,3 +183,19 @@ func.func @attention_kv_len(%q: tensor<3x4x2x32xf16>, %k: tensor<3x4x300x32xf16>
         -> tensor<3x4x2x20xf16>
   return %o : tensor<3x4x2x20xf16>
 }
+
+// -----
+
+// A block of 100 rows on tensor cores is padded to whole 16-row tiles: G is
+// 112 x 112 and the mma loop covers 7 x 14 tiles.
+// CHECK-LABEL: func.func @compress_block_100
+// CHECK: gpu.func @balancekv_walk
+// CHECK: memref.view {{.*}} to memref<12544xf32, #gpu.address_space<workgroup>>
+// CHECK: %[[TILES:.*]] = arith.constant 98 : index
+// CHECK: nvvm.mma.sync
+func.func @compress_block_100(%k: tensor<1x1x1000x64xbf16>, %v: tensor<1x1x1000x64xbf16>)
+    -> tensor<1x1x298xf32> {
+  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 100 : i64}
+      : tensor<1x1x1000x64xbf16>, tensor<1x1x1000x64xbf16>
+  return %lw : tensor<1x1x298xf32>
+}
