@@ -25,7 +25,7 @@
 // CHECK: %[[EQ:.*]] = arith.cmpi eq, %[[REM]]
 // CHECK: %[[AL:.*]] = arith.extui %[[EQ]] : i1 to i32
 // CHECK-NOT: scf.if
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85760_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index, %[[AL]] : i32)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85248_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index, %[[AL]] : i32)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select blocks in (%c1{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c1024{{.*}}, {{.*}}) args(%[[SIG]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %c536{{.*}} : index)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index, %[[AL]] : i32)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select {{.*}} args(%[[SIG]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %c268{{.*}} : index)
@@ -44,7 +44,8 @@
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks
 // CHECK-NOT: @balancekv_walk_1
 // The kernels: the walk stages raw 16-bit rows in dynamic workgroup memory,
-// runs the Gram on tensor cores and the walk with one barrier per step.
+// runs the Gram on tensor cores and the walk in warp 0 (shuffles, no
+// barriers).
 // CHECK: gpu.module @balancekv_kernels
 // CHECK: gpu.func @balancekv_init_tokens({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
 // CHECK: gpu.func @balancekv_walk(%{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi8>, %{{.*}}: index, %{{.*}}: index, %[[FLAG:.*]]: i32) kernel
@@ -62,12 +63,16 @@
 // CHECK: }
 // CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
 // CHECK: math.exp
-// Philox-4x32-10 for u_i, then the walk over the block.
+// Philox-4x32-10 for u of each owned row (128 rows: 4 per lane), then the
+// walk over the block with S_i and u_i broadcast from their owner lane.
 // CHECK: arith.mului_extended
-// CHECK: scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}) -> (f32)
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (f32, f32, f32, f32)
+// CHECK: gpu.shuffle idx
+// CHECK: gpu.shuffle idx
 // CHECK: arith.cmpf olt
-// CHECK: gpu.barrier
-// CHECK: math.fma
+// CHECK-NOT: gpu.barrier
+// CHECK-COUNT-4: math.fma
+// CHECK: scf.yield
 // CHECK: gpu.func @balancekv_select({{.*}}) workgroup(%{{.*}} : memref<1024xi32, #gpu.address_space<workgroup>>, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>>) kernel attributes {known_block_size = array<i32: 1024, 1, 1>}
 // CHECK: gpu.func @balancekv_gather(
 // CHECK: vector.load

@@ -6,8 +6,10 @@
 //   walk    one workgroup per (block, head, batch) and round: the block's
 //           rows staged in workgroup memory, the Gram G there too (tensor
 //           cores on raw 16-bit rows, centred afterwards; FFMA 4x4 register
-//           tiles on centred f32 rows otherwise), then the walk: thread k
-//           keeps S_k in a register and adds G[i][k] * sigma_i after step i;
+//           tiles on centred f32 rows otherwise), then the walk in one
+//           warp: lane l keeps S_k of rows k = l + 32 q in registers, S_i
+//           and u_i come from their owner by shuffle, and every lane adds
+//           G[i][k] * sigma_i after step i;
 //   select  one workgroup per (head, batch): the crossover (spec step 4) as
 //           a block scan of per-thread sign counts, then a second scan that
 //           compacts the kept tokens into the next round's cur / r;
@@ -87,9 +89,9 @@ struct CompressConfig {
     return std::max(d, dv) + (useTensorCores() ? 8 : 1);
   }
   /// Workgroup memory of the walk kernel: G, the staged rows, the key mean
-  /// and per-row <k_i, mean>, w_i and sigma_i.
+  /// and per-row <k_i, mean> and w_i.
   struct WalkLayout {
-    int64_t gram, staged, mean, rowDot, weight, sigma, bytes;
+    int64_t gram, staged, mean, rowDot, weight, bytes;
   };
   WalkLayout walkLayout() const {
     const int64_t bp = paddedBlock;
@@ -101,8 +103,7 @@ struct CompressConfig {
         llvm::alignTo(bp * stagedStride() * (useTensorCores() ? 2 : 4), 16);
     l.rowDot = l.mean + 4 * d;
     l.weight = l.rowDot + 4 * bp;
-    l.sigma = l.weight + 4 * bp;
-    l.bytes = l.sigma + 4 * bp;
+    l.bytes = l.weight + 4 * bp;
     return l;
   }
   /// Everything that shapes the generated code.
@@ -308,7 +309,6 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         Value mean = sharedView(b, base, layout.mean, c.d, f32);
         Value rowDot = sharedView(b, base, layout.rowDot, bp, f32);
         Value weight = sharedView(b, base, layout.weight, bp, f32);
-        Value shSigma = sharedView(b, base, layout.sigma, bp, f32);
         auto token = [&](ImplicitLocOpBuilder &ib, Value mem, Value r) {
           return load(ib, mem, {g.batch, g.head, add(ib, start, r)});
         };
@@ -471,40 +471,70 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         else
           gramTilesFFMA(b, c, staged, c.dv, combineVV);
         barrier(b);
-        // Step 3, the walk: thread k owns S_k; one barrier per step.
-        Value u = buildSpecUniform(b, c.seed, tid, g.x, round, g.batch, g.head);
-        Value col = minU(b, tid, cIdx(b, bp - 1));
-        forStep(
-            b, cIdx(b, 0), bsz, 1, {cF(b, f32, 0.0)},
-            [&](ImplicitLocOpBuilder &ib, Value i, ValueRange a) {
-              Value s = a[0];
-              ifThen(
-                  ib, cmp(ib, CmpIPredicate::eq, tid, i),
-                  [&](ImplicitLocOpBuilder &db) {
-                    Value p = arith::SubFOp::create(
-                        db, cF(db, f32, 0.5),
-                        arith::MulFOp::create(db, cF(db, f32, c.gamma), s));
-                    p = arith::MinimumFOp::create(
-                        db, arith::MaximumFOp::create(db, p, cF(db, f32, 0.0)),
-                        cF(db, f32, 1.0));
-                    Value plus = arith::CmpFOp::create(
-                        db, arith::CmpFPredicate::OLT, u, p);
-                    store(db,
-                          select(db, plus, cF(db, f32, 1.0), cF(db, f32, -1.0)),
-                          shSigma, {i});
-                    store(db,
-                          select(db, plus,
-                                 arith::ConstantIntOp::create(
-                                     db, db.getI8Type(), 1),
-                                 arith::ConstantIntOp::create(
-                                     db, db.getI8Type(), -1)),
-                          sigma, {g.batch, g.head, add(db, start, i)});
-                  });
-              barrier(ib);
-              Value gik = load(ib, gram, {gramAt(ib, i, col)});
-              return SmallVector<Value>{
-                  math::FmaOp::create(ib, gik, load(ib, shSigma, {i}), s)};
-            });
+        // Step 3, the walk, in warp 0 alone (no barrier per step): lane l
+        // owns rows l + 32 q (S and u in registers); step i broadcasts
+        // S_i and u_i from their owner with gpu.shuffle idx, every lane
+        // decides sigma_i the same way and updates its rows.
+        const int64_t slots = llvm::divideCeil(bp, 32);
+        ifThen(b, cmp(b, CmpIPredicate::ult, tid, cIdx(b, 32)),
+               [&](ImplicitLocOpBuilder &wb) {
+                 Value lane = tid;
+                 SmallVector<Value> us, cols, zeros;
+                 for (int64_t q = 0; q < slots; ++q) {
+                   Value row = add(wb, lane, cIdx(wb, 32 * q));
+                   us.push_back(buildSpecUniform(wb, c.seed, row, g.x, round,
+                                                 g.batch, g.head));
+                   cols.push_back(minU(wb, row, cIdx(wb, bp - 1)));
+                   zeros.push_back(cF(wb, f32, 0.0));
+                 }
+                 Value width = cI32(wb, 32);
+                 forStep(
+                     wb, cIdx(wb, 0), bsz, 1, zeros,
+                     [&](ImplicitLocOpBuilder &ib, Value i, ValueRange sums) {
+                       // The owner's S_i and u_i (slot i / 32 is uniform).
+                       Value q = divU(ib, i, cIdx(ib, 32));
+                       Value ownS = sums[0], ownU = us[0];
+                       for (int64_t k = 1; k < slots; ++k) {
+                         Value isK = cmp(ib, CmpIPredicate::eq, q, cIdx(ib, k));
+                         ownS = select(ib, isK, sums[k], ownS);
+                         ownU = select(ib, isK, us[k], ownU);
+                       }
+                       Value owner = indexCast(ib, ib.getI32Type(),
+                                               remU(ib, i, cIdx(ib, 32)));
+                       auto bcast = [&](Value v) {
+                         return gpu::ShuffleOp::create(ib, v, owner, width,
+                                                       gpu::ShuffleMode::IDX)
+                             .getShuffleResult();
+                       };
+                       Value si = bcast(ownS), ui = bcast(ownU);
+                       Value p = arith::SubFOp::create(
+                           ib, cF(ib, f32, 0.5),
+                           arith::MulFOp::create(ib, cF(ib, f32, c.gamma), si));
+                       p = arith::MinimumFOp::create(
+                           ib, arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
+                           cF(ib, f32, 1.0));
+                       Value plus = arith::CmpFOp::create(
+                           ib, arith::CmpFPredicate::OLT, ui, p);
+                       ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
+                              [&](ImplicitLocOpBuilder &sb) {
+                                store(sb,
+                                      select(sb, plus,
+                                             arith::ConstantIntOp::create(
+                                                 sb, sb.getI8Type(), 1),
+                                             arith::ConstantIntOp::create(
+                                                 sb, sb.getI8Type(), -1)),
+                                      sigma, {g.batch, g.head, add(sb, start, i)});
+                              });
+                       Value sg = select(ib, plus, cF(ib, f32, 1.0),
+                                         cF(ib, f32, -1.0));
+                       SmallVector<Value> next;
+                       for (int64_t k = 0; k < slots; ++k)
+                         next.push_back(math::FmaOp::create(
+                             ib, load(ib, gram, {gramAt(ib, i, cols[k])}), sg,
+                             sums[k]));
+                       return next;
+                     });
+               });
       });
 }
 
