@@ -73,9 +73,11 @@ def BalanceKVLowerToGPUPass
 
     - `compress` (method `balance`, static shapes, `block_size <= 128`):
       per round a walk kernel with one workgroup per (block, head, batch)
-      (the block's centred keys and the Gram G in dynamic workgroup memory,
-      G by 4x4 register tiles in f32, the walk with each thread keeping its
-      running sum S_k and adding G[i][k] sigma_i after step i) and a select
+      (the block's rows and the Gram G in dynamic workgroup memory, G on
+      tensor cores with `nvvm.mma.sync` for 16-bit rows, by 4x4 FFMA
+      register tiles in f32 otherwise; the walk in one warp, each lane
+      keeping the running sums S_k of its rows in registers and adding
+      G[i][k] sigma_i after step i, S_i broadcast by `gpu.shuffle`) and a select
       kernel with one workgroup per (head, batch) (the spec's crossover as
       a block scan of sign counts, then a scan-based compaction); an init
       and a gather kernel around them. Kept indices equal the reference's
