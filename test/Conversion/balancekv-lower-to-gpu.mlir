@@ -25,7 +25,7 @@
 // CHECK: %[[EQ:.*]] = arith.cmpi eq, %[[REM]]
 // CHECK: %[[AL:.*]] = arith.extui %[[EQ]] : i1 to i32
 // CHECK-NOT: scf.if
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c85248_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index, %[[AL]] : i32)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c52224_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index, %[[AL]] : i32)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select blocks in (%c1{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c1024{{.*}}, {{.*}}) args(%[[SIG]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %c536{{.*}} : index)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index, %[[AL]] : i32)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select {{.*}} args(%[[SIG]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %c268{{.*}} : index)
@@ -50,7 +50,8 @@
 // CHECK: gpu.func @balancekv_init_tokens({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
 // CHECK: gpu.func @balancekv_walk(%{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x600x64xbf16>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi32>, %{{.*}}: memref<1x2x536xi8>, %{{.*}}: index, %{{.*}}: index, %[[FLAG:.*]]: i32) kernel
 // CHECK: gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
-// CHECK: memref.view {{.*}} to memref<16384xf32, #gpu.address_space<workgroup>>
+// G as its strict upper triangle: 128 * 127 / 2 floats.
+// CHECK: memref.view {{.*}} to memref<8128xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<9216xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<4608xi32, #gpu.address_space<workgroup>>
 // Staging: 16-byte loads when the flag is set, else element by element.
@@ -192,10 +193,10 @@ func.func @attention_kv_len(%q: tensor<3x4x2x32xf16>, %k: tensor<3x4x300x32xf16>
 // -----
 
 // A block of 100 rows on tensor cores is padded to whole 16-row tiles: G is
-// 112 x 112 and the mma loop covers 7 x 14 tiles.
+// the upper triangle of 112 x 112 and the mma loop covers 7 x 14 tiles.
 // CHECK-LABEL: func.func @compress_block_100
 // CHECK: gpu.func @balancekv_walk
-// CHECK: memref.view {{.*}} to memref<12544xf32, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<6216xf32, #gpu.address_space<workgroup>>
 // CHECK: %[[TILES:.*]] = arith.constant 98 : index
 // CHECK: nvvm.mma.sync
 func.func @compress_block_100(%k: tensor<1x1x1000x64xbf16>, %v: tensor<1x1x1000x64xbf16>)

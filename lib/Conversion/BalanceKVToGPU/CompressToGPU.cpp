@@ -88,6 +88,11 @@ struct CompressConfig {
   int64_t stagedStride() const {
     return std::max(d, dv) + (useTensorCores() ? 8 : 1);
   }
+  /// The walk reads only G[i][k] with k > i: G is kept as its strict upper
+  /// triangle, row after row (half the workgroup memory of the square).
+  int64_t packedGramFloats() const {
+    return paddedBlock * (paddedBlock - 1) / 2;
+  }
   /// Workgroup memory of the walk kernel: G, the staged rows, the key mean
   /// and per-row <k_i, mean> and w_i.
   struct WalkLayout {
@@ -97,7 +102,7 @@ struct CompressConfig {
     const int64_t bp = paddedBlock;
     WalkLayout l;
     l.gram = 0;
-    l.staged = 4 * bp * bp;
+    l.staged = llvm::alignTo(4 * packedGramFloats(), 16);
     l.mean =
         l.staged +
         llvm::alignTo(bp * stagedStride() * (useTensorCores() ? 2 : 4), 16);
@@ -300,7 +305,8 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         Value start = mul(b, g.x, cIdx(b, c.blockSize));
         Value bsz = minU(b, cIdx(b, c.blockSize), sub(b, len, start));
         Value base = dynamicSharedBase(b);
-        Value gram = sharedView(b, base, layout.gram, bp * bp, f32);
+        Value gram =
+            sharedView(b, base, layout.gram, c.packedGramFloats(), f32);
         Value staged =
             sharedView(b, base, layout.staged, bp * xs, mma ? c.elem : f32);
         Value stagedWords = mma ? sharedView(b, base, layout.staged,
@@ -408,8 +414,16 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                                xb, kx, load(xb, mean, {x}), a[0])};
                          })[0];
         };
+        // G[i][j], j > i, in the packed upper triangle: row i starts at
+        // i (2 bp - i - 1) / 2 (an even product).
         auto gramAt = [&](ImplicitLocOpBuilder &ib, Value i, Value j) {
-          return add(ib, mul(ib, i, cIdx(ib, bp)), j);
+          Value rowStart = divU(
+              ib, mul(ib, i, sub(ib, cIdx(ib, 2 * bp - 1), i)), cIdx(ib, 2));
+          return add(ib, rowStart, sub(ib, j, add(ib, i, cIdx(ib, 1))));
+        };
+        auto ifUpper = [&](ImplicitLocOpBuilder &ib, Value i, Value j,
+                           const std::function<void(ImplicitLocOpBuilder &)> &fn) {
+          ifThen(ib, cmp(ib, CmpIPredicate::ugt, j, i), fn);
         };
         if (mma) {
           // <k~_i, k~_j> = <k_i, k_j> - <k_i, mu> - <k_j, mu> + <mu, mu>.
@@ -421,12 +435,14 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
           Value muMu = dotWithMean(b, Value());
           gramTilesMMA(
               b, c, stagedWords, c.d,
-              [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
-                Value v = arith::SubFOp::create(
-                    ib, arith::SubFOp::create(ib, kk, load(ib, rowDot, {i})),
-                    load(ib, rowDot, {j}));
-                store(ib, arith::AddFOp::create(ib, v, muMu), gram,
-                      {gramAt(ib, i, j)});
+              [&](ImplicitLocOpBuilder &tb, Value i, Value j, Value kk) {
+                ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
+                  Value v = arith::SubFOp::create(
+                      ib, arith::SubFOp::create(ib, kk, load(ib, rowDot, {i})),
+                      load(ib, rowDot, {j}));
+                  store(ib, arith::AddFOp::create(ib, v, muMu), gram,
+                        {gramAt(ib, i, j)});
+                });
               });
         } else {
           forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
@@ -442,29 +458,34 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
           barrier(b);
           gramTilesFFMA(
               b, c, staged, c.d,
-              [&](ImplicitLocOpBuilder &ib, Value i, Value j, Value kk) {
-                store(ib, kk, gram, {gramAt(ib, i, j)});
+              [&](ImplicitLocOpBuilder &tb, Value i, Value j, Value kk) {
+                ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
+                  store(ib, kk, gram, {gramAt(ib, i, j)});
+                });
               });
         }
         barrier(b);
         // Step 2: G_ij = exp(tau s <k~_i, k~_j>) (<w_i v_i, w_j v_j> + c0).
         stage(value, c.dv, true);
         barrier(b);
-        auto combineVV = [&](ImplicitLocOpBuilder &ib, Value i, Value j,
+        auto combineVV = [&](ImplicitLocOpBuilder &tb, Value i, Value j,
                              Value vv) {
-          if (mma)
-            vv = arith::MulFOp::create(
-                ib, vv,
-                arith::MulFOp::create(ib, load(ib, weight, {i}),
-                                      load(ib, weight, {j})));
-          Value at = gramAt(ib, i, j);
-          Value e = math::ExpOp::create(
-              ib, arith::MulFOp::create(ib, load(ib, gram, {at}),
-                                        cF(ib, f32, c.expScale)));
-          store(ib,
-                arith::MulFOp::create(
-                    ib, e, arith::AddFOp::create(ib, vv, cF(ib, f32, c.c0))),
-                gram, {at});
+          ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
+            Value w = vv;
+            if (mma)
+              w = arith::MulFOp::create(
+                  ib, w,
+                  arith::MulFOp::create(ib, load(ib, weight, {i}),
+                                        load(ib, weight, {j})));
+            Value at = gramAt(ib, i, j);
+            Value e = math::ExpOp::create(
+                ib, arith::MulFOp::create(ib, load(ib, gram, {at}),
+                                          cF(ib, f32, c.expScale)));
+            store(ib,
+                  arith::MulFOp::create(
+                      ib, e, arith::AddFOp::create(ib, w, cF(ib, f32, c.c0))),
+                  gram, {at});
+          });
         };
         if (mma)
           gramTilesMMA(b, c, stagedWords, c.dv, combineVV);
@@ -528,10 +549,17 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                        Value sg = select(ib, plus, cF(ib, f32, 1.0),
                                          cF(ib, f32, -1.0));
                        SmallVector<Value> next;
-                       for (int64_t k = 0; k < slots; ++k)
+                       // Rows k <= i are decided: they may add anything
+                       // (a clamped in-bounds element) as they are not read
+                       // again.
+                       Value after = add(ib, i, cIdx(ib, 1));
+                       for (int64_t k = 0; k < slots; ++k) {
+                         Value j = arith::MaxUIOp::create(ib, cols[k], after);
+                         Value at = minU(ib, gramAt(ib, i, j),
+                                         cIdx(ib, c.packedGramFloats() - 1));
                          next.push_back(math::FmaOp::create(
-                             ib, load(ib, gram, {gramAt(ib, i, cols[k])}), sg,
-                             sums[k]));
+                             ib, load(ib, gram, {at}), sg, sums[k]));
+                       }
                        return next;
                      });
                });
