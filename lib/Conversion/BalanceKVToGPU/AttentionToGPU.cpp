@@ -204,10 +204,14 @@ struct SplitPrologue {
     return add(b, firstHead, cIdx(b, r / c.queries));
   }
 
-  /// logits[r][jj] = dots[r] + log-weight of key j, -inf where masked.
-  void storeLogits(ImplicitLocOpBuilder &b, Value logits, Value lw, Value j,
+  /// The log-weight of key j (0 without log-weights).
+  Value bias(ImplicitLocOpBuilder &b, Value lw, Value j) const {
+    return lw ? load(b, lw, {bi, kvHead, j}) : cF(b, b.getF32Type(), 0.0);
+  }
+
+  /// logits[r][jj] = dots[r] + bias, -inf where masked.
+  void storeLogits(ImplicitLocOpBuilder &b, Value logits, Value bias, Value j,
                    Value jj, ArrayRef<Value> dots) const {
-    Value bias = lw ? load(b, lw, {bi, kvHead, j}) : cF(b, b.getF32Type(), 0.0);
     for (int64_t r = 0; r < c.rows(); ++r) {
       Value logit = arith::AddFOp::create(b, dots[r], bias);
       if (c.causal) {
@@ -302,7 +306,8 @@ void emitSplitScalar(ImplicitLocOpBuilder &b, const DecodeConfig &c,
               dot = warpAllReduce(ib, Combine::Add, dot);
             ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
                    [&](ImplicitLocOpBuilder &lb) {
-                     p.storeLogits(lb, logits, in.lw, j, jj, dots);
+                     p.storeLogits(lb, logits, p.bias(lb, in.lw, j), j, jj,
+                                   dots);
                    });
           });
   barrier(b);
@@ -398,6 +403,11 @@ void emitSplitVectorized(ImplicitLocOpBuilder &b, const DecodeConfig &c,
           rowsK.push_back(vecLoad(
               ib, in.k, {p.bi, p.kvHead, add(ib, p.start, jjs.back()), x0}));
         }
+        // The log-weights in flight with the keys (a load in the writer
+        // lane's branch would stall the warp once per key).
+        SmallVector<Value> biases;
+        for (int64_t u = 0; u < kUnroll; ++u)
+          biases.push_back(p.bias(ib, in.lw, add(ib, p.start, jjs[u])));
         for (int64_t u = 0; u < kUnroll; ++u) {
           SmallVector<Value> dots;
           for (int64_t r = 0; r < rows; ++r) {
@@ -415,8 +425,8 @@ void emitSplitVectorized(ImplicitLocOpBuilder &b, const DecodeConfig &c,
           Value writer = arith::AndIOp::create(
               ib, valids[u], cmp(ib, CmpIPredicate::eq, part, cIdx(ib, 0)));
           ifThen(ib, writer, [&](ImplicitLocOpBuilder &lb) {
-            p.storeLogits(lb, logits, in.lw, add(lb, p.start, jjs[u]), jjs[u],
-                          dots);
+            p.storeLogits(lb, logits, biases[u], add(lb, p.start, jjs[u]),
+                          jjs[u], dots);
           });
         }
       });
