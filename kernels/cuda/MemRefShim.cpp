@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdio>
 
 namespace {
 
@@ -127,6 +128,16 @@ int32_t decode(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
       bytes, nullptr);
 }
 
+/// Compiled code calling these entry points cannot return the status
+/// through its tensor results (and our lowering discards it), so a failure
+/// is also printed, with the C API's message, instead of passing silently.
+int32_t loud(const char *entry, int32_t status) {
+  if (status != BALANCEKV_STATUS_OK)
+    std::fprintf(stderr, "%s: status %d: %s\n", entry, int(status),
+                 balancekv_last_error());
+  return status;
+}
+
 } // namespace
 
 #define BALANCEKV_SHIM(SUFFIX, DTYPE, ELEM)                                    \
@@ -135,15 +146,17 @@ int32_t decode(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
       int32_t method, int64_t rounds, int64_t block, int64_t sink,             \
       int64_t recent, double gamma, double temperature, double c0,             \
       int64_t seed, float scale) {                                             \
-    return compress(DTYPE, ELEM, k, v, ck, cv, lw, method, rounds, block,      \
-                    sink, recent, gamma, temperature, c0, seed, scale);        \
+    return loud("balancekv_rt_compress_" #SUFFIX,                              \
+                compress(DTYPE, ELEM, k, v, ck, cv, lw, method, rounds, block, \
+                         sink, recent, gamma, temperature, c0, seed, scale));  \
   }                                                                            \
   extern "C" int32_t _mlir_ciface_balancekv_rt_weighted_decode_##SUFFIX(       \
       MemRef<4> *q, MemRef<4> *k, MemRef<4> *v, MemRef<3> *lw, int32_t hasLw,  \
       MemRef<1> *lens, int32_t hasLens, MemRef<4> *out, float scale,           \
       int32_t causal) {                                                        \
-    return decode(DTYPE, ELEM, q, k, v, lw, hasLw, lens, hasLens, out, scale,  \
-                  causal);                                                     \
+    return loud("balancekv_rt_weighted_decode_" #SUFFIX,                       \
+                decode(DTYPE, ELEM, q, k, v, lw, hasLw, lens, hasLens, out,    \
+                       scale, causal));                                        \
   }
 
 BALANCEKV_SHIM(f16, BALANCEKV_DTYPE_F16, 2)

@@ -40,7 +40,8 @@ def BalanceKVLowerToRuntimeCallsPass
     `balancekv_weighted_decode_attention`, so a compiler links
     `libbalancekv_cuda.so` and needs no CUDA of its own. The buffers must be
     device memory (e.g. after `gpu.alloc`-based bufferization); each call
-    returns the C API status as an i32.
+    returns the C API status as an i32, and the entry points print a
+    failure's message to stderr (the lowered code does not branch on it).
 
     Ops the kernels do not cover are diagnosed (other compression methods,
     more than 16 queries, value dims other than 32/64/128/256, `kv_len`
