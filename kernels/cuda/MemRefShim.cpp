@@ -77,8 +77,15 @@ int32_t compress(balancekv_dtype dt, int elem, MemRef<4> *k, MemRef<4> *v,
                  int64_t rounds, int64_t block, int64_t sink, int64_t recent,
                  double gamma, double temperature, double c0, int64_t seed,
                  float scale) {
-  balancekv_compress_params p{balancekv_method(method), rounds, block, sink,
-                              recent, gamma, temperature, c0, uint64_t(seed),
+  balancekv_compress_params p{balancekv_method(method),
+                              rounds,
+                              block,
+                              sink,
+                              recent,
+                              gamma,
+                              temperature,
+                              c0,
+                              uint64_t(seed),
                               scale};
   size_t bytes = 0;
   if (balancekv_status s = balancekv_compress_workspace_size(

@@ -205,3 +205,19 @@ func.func @compress_block_100(%k: tensor<1x1x1000x64xbf16>, %v: tensor<1x1x1000x
       : tensor<1x1x1000x64xbf16>, tensor<1x1x1000x64xbf16>
   return %lw : tensor<1x1x298xf32>
 }
+
+// -----
+
+// Ops in a nested module get their kernels in that module (the closest
+// module of a gpu.launch_func must be a gpu.container_module holding them).
+// CHECK-LABEL: module @inner attributes {gpu.container_module}
+// CHECK: func.func @nested
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_init_tokens
+// CHECK: gpu.module @balancekv_kernels
+module @inner {
+  func.func @nested(%k: tensor<1x1x100x16xf16>, %v: tensor<1x1x100x16xf16>) -> tensor<1x1x82xf32> {
+    %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 1 : i64}
+        : tensor<1x1x100x16xf16>, tensor<1x1x100x16xf16>
+    return %lw : tensor<1x1x82xf32>
+  }
+}

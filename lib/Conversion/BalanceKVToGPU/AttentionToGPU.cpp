@@ -551,12 +551,12 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
               auto stat = [&](ImplicitLocOpBuilder &ib, Value s, int64_t i) {
                 return load(ib, partStats, {bi, head, s, l, cIdx(ib, i)});
               };
-              Value mx = forStep(
-                  lb, tid, splits, kCombineThreads, {negInf(lb)},
-                  [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
-                    return SmallVector<Value>{
-                        combine(ib, Combine::Max, a[0], stat(ib, s, 0))};
-                  })[0];
+              Value mx =
+                  forStep(lb, tid, splits, kCombineThreads, {negInf(lb)},
+                          [&](ImplicitLocOpBuilder &ib, Value s, ValueRange a) {
+                            return SmallVector<Value>{combine(
+                                ib, Combine::Max, a[0], stat(ib, s, 0))};
+                          })[0];
               mx = blockAllReduce(lb, Combine::Max, mx, red, kCombineThreads);
               Value empty = arith::CmpFOp::create(lb, arith::CmpFPredicate::OEQ,
                                                   mx, negInf(lb));
@@ -579,9 +579,9 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
                                     ValueRange a, int64_t n) {
                       SmallVector<Value> parts;
                       for (int64_t u = 0; u < n; ++u)
-                        parts.push_back(load(
-                            sb, partO,
-                            {bi, head, add(sb, s0, cIdx(sb, u)), l, x}));
+                        parts.push_back(
+                            load(sb, partO,
+                                 {bi, head, add(sb, s0, cIdx(sb, u)), l, x}));
                       Value acc = a[0];
                       for (int64_t u = 0; u < n; ++u)
                         acc = math::FmaOp::create(
@@ -590,15 +590,16 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
                       return SmallVector<Value>{acc};
                     };
                     const int64_t whole = c.splits / kUnroll * kUnroll;
-                    Value num = forStep(ib, cIdx(ib, 0), cIdx(ib, whole),
-                                        kUnroll, {zero},
-                                        [&](ImplicitLocOpBuilder &sb, Value s,
-                                            ValueRange a) {
-                                          return step(sb, s, a, kUnroll);
-                                        })[0];
-                    num = forStep(ib, cIdx(ib, whole), splits, 1, {num},
-                                  [&](ImplicitLocOpBuilder &sb, Value s,
-                                      ValueRange a) { return step(sb, s, a, 1); })[0];
+                    Value num = forStep(
+                        ib, cIdx(ib, 0), cIdx(ib, whole), kUnroll, {zero},
+                        [&](ImplicitLocOpBuilder &sb, Value s, ValueRange a) {
+                          return step(sb, s, a, kUnroll);
+                        })[0];
+                    num = forStep(
+                        ib, cIdx(ib, whole), splits, 1, {num},
+                        [&](ImplicitLocOpBuilder &sb, Value s, ValueRange a) {
+                          return step(sb, s, a, 1);
+                        })[0];
                     Value o = select(
                         ib,
                         arith::CmpFOp::create(ib, arith::CmpFPredicate::OGT,
@@ -615,13 +616,14 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
 }
 
 template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
-  AttentionToGPU(MLIRContext *ctx, KernelModule &km, int64_t smCount)
-      : OpRewritePattern<OpTy>(ctx), km(km), smCount(smCount) {}
+  AttentionToGPU(MLIRContext *ctx, KernelModules &kms, int64_t smCount)
+      : OpRewritePattern<OpTy>(ctx), kms(kms), smCount(smCount) {}
 
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
     const DecodeConfig c = DecodeConfig::get(op, smCount);
     const DecodeTypes t(op.getContext(), c);
+    KernelModule &km = kms.forOp(op);
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     auto alloc = [&](MemRefType type) -> Value {
       return gpu::AllocOp::create(b, type, Type(), ValueRange{}, ValueRange{},
@@ -658,7 +660,7 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     return success();
   }
 
-  KernelModule &km;
+  KernelModules &kms;
   int64_t smCount;
 };
 
@@ -691,9 +693,9 @@ LogicalResult balancekv::checkAttentionForGPU(Operation *op) {
 }
 
 void balancekv::populateAttentionToGPUPatterns(RewritePatternSet &patterns,
-                                               KernelModule &km,
+                                               KernelModules &kms,
                                                int64_t smCount) {
   patterns
       .add<AttentionToGPU<AttentionOp>, AttentionToGPU<WeightedAttentionOp>>(
-          patterns.getContext(), km, smCount);
+          patterns.getContext(), kms, smCount);
 }

@@ -9,7 +9,7 @@
 
 namespace balancekv {
 namespace gpukernels {
-class KernelModule;
+class KernelModules;
 } // namespace gpukernels
 
 /// What the generated kernels cover; anything else gets a diagnostic.
@@ -18,9 +18,9 @@ llvm::LogicalResult checkAttentionForGPU(mlir::Operation *op);
 
 /// `smCount` sizes the split-K grid of the decode kernels.
 void populateCompressToGPUPatterns(mlir::RewritePatternSet &patterns,
-                                   gpukernels::KernelModule &km);
+                                   gpukernels::KernelModules &kms);
 void populateAttentionToGPUPatterns(mlir::RewritePatternSet &patterns,
-                                    gpukernels::KernelModule &km,
+                                    gpukernels::KernelModules &kms,
                                     int64_t smCount);
 
 } // namespace balancekv

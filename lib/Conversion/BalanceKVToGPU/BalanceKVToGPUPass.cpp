@@ -37,10 +37,10 @@ struct BalanceKVLowerToGPUPass
       return signalPassFailure();
     if (!any)
       return;
-    gpukernels::KernelModule km(module);
+    gpukernels::KernelModules kms;
     RewritePatternSet patterns(&getContext());
-    populateCompressToGPUPatterns(patterns, km);
-    populateAttentionToGPUPatterns(patterns, km, smCount);
+    populateCompressToGPUPatterns(patterns, kms);
+    populateAttentionToGPUPatterns(patterns, kms, smCount);
     walkAndApplyPatterns(module, std::move(patterns));
   }
 };

@@ -421,10 +421,11 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
               ib, mul(ib, i, sub(ib, cIdx(ib, 2 * bp - 1), i)), cIdx(ib, 2));
           return add(ib, rowStart, sub(ib, j, add(ib, i, cIdx(ib, 1))));
         };
-        auto ifUpper = [&](ImplicitLocOpBuilder &ib, Value i, Value j,
-                           const std::function<void(ImplicitLocOpBuilder &)> &fn) {
-          ifThen(ib, cmp(ib, CmpIPredicate::ugt, j, i), fn);
-        };
+        auto ifUpper =
+            [&](ImplicitLocOpBuilder &ib, Value i, Value j,
+                const std::function<void(ImplicitLocOpBuilder &)> &fn) {
+              ifThen(ib, cmp(ib, CmpIPredicate::ugt, j, i), fn);
+            };
         if (mma) {
           // <k~_i, k~_j> = <k_i, k_j> - <k_i, mu> - <k_j, mu> + <mu, mu>.
           forEach(b, tid, bsz, kWalkThreads,
@@ -497,72 +498,73 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         // S_i and u_i from their owner with gpu.shuffle idx, every lane
         // decides sigma_i the same way and updates its rows.
         const int64_t slots = llvm::divideCeil(bp, 32);
-        ifThen(b, cmp(b, CmpIPredicate::ult, tid, cIdx(b, 32)),
-               [&](ImplicitLocOpBuilder &wb) {
-                 Value lane = tid;
-                 SmallVector<Value> us, cols, zeros;
-                 for (int64_t q = 0; q < slots; ++q) {
-                   Value row = add(wb, lane, cIdx(wb, 32 * q));
-                   us.push_back(buildSpecUniform(wb, c.seed, row, g.x, round,
-                                                 g.batch, g.head));
-                   cols.push_back(minU(wb, row, cIdx(wb, bp - 1)));
-                   zeros.push_back(cF(wb, f32, 0.0));
-                 }
-                 Value width = cI32(wb, 32);
-                 forStep(
-                     wb, cIdx(wb, 0), bsz, 1, zeros,
-                     [&](ImplicitLocOpBuilder &ib, Value i, ValueRange sums) {
-                       // The owner's S_i and u_i (slot i / 32 is uniform).
-                       Value q = divU(ib, i, cIdx(ib, 32));
-                       Value ownS = sums[0], ownU = us[0];
-                       for (int64_t k = 1; k < slots; ++k) {
-                         Value isK = cmp(ib, CmpIPredicate::eq, q, cIdx(ib, k));
-                         ownS = select(ib, isK, sums[k], ownS);
-                         ownU = select(ib, isK, us[k], ownU);
-                       }
-                       Value owner = indexCast(ib, ib.getI32Type(),
-                                               remU(ib, i, cIdx(ib, 32)));
-                       auto bcast = [&](Value v) {
-                         return gpu::ShuffleOp::create(ib, v, owner, width,
-                                                       gpu::ShuffleMode::IDX)
-                             .getShuffleResult();
-                       };
-                       Value si = bcast(ownS), ui = bcast(ownU);
-                       Value p = arith::SubFOp::create(
-                           ib, cF(ib, f32, 0.5),
-                           arith::MulFOp::create(ib, cF(ib, f32, c.gamma), si));
-                       p = arith::MinimumFOp::create(
-                           ib, arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
-                           cF(ib, f32, 1.0));
-                       Value plus = arith::CmpFOp::create(
-                           ib, arith::CmpFPredicate::OLT, ui, p);
-                       ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
-                              [&](ImplicitLocOpBuilder &sb) {
-                                store(sb,
-                                      select(sb, plus,
-                                             arith::ConstantIntOp::create(
-                                                 sb, sb.getI8Type(), 1),
-                                             arith::ConstantIntOp::create(
-                                                 sb, sb.getI8Type(), -1)),
-                                      sigma, {g.batch, g.head, add(sb, start, i)});
-                              });
-                       Value sg = select(ib, plus, cF(ib, f32, 1.0),
-                                         cF(ib, f32, -1.0));
-                       SmallVector<Value> next;
-                       // Rows k <= i are decided: they may add anything
-                       // (a clamped in-bounds element) as they are not read
-                       // again.
-                       Value after = add(ib, i, cIdx(ib, 1));
-                       for (int64_t k = 0; k < slots; ++k) {
-                         Value j = arith::MaxUIOp::create(ib, cols[k], after);
-                         Value at = minU(ib, gramAt(ib, i, j),
-                                         cIdx(ib, c.packedGramFloats() - 1));
-                         next.push_back(math::FmaOp::create(
-                             ib, load(ib, gram, {at}), sg, sums[k]));
-                       }
-                       return next;
-                     });
-               });
+        ifThen(
+            b, cmp(b, CmpIPredicate::ult, tid, cIdx(b, 32)),
+            [&](ImplicitLocOpBuilder &wb) {
+              Value lane = tid;
+              SmallVector<Value> us, cols, zeros;
+              for (int64_t q = 0; q < slots; ++q) {
+                Value row = add(wb, lane, cIdx(wb, 32 * q));
+                us.push_back(buildSpecUniform(wb, c.seed, row, g.x, round,
+                                              g.batch, g.head));
+                cols.push_back(minU(wb, row, cIdx(wb, bp - 1)));
+                zeros.push_back(cF(wb, f32, 0.0));
+              }
+              Value width = cI32(wb, 32);
+              forStep(
+                  wb, cIdx(wb, 0), bsz, 1, zeros,
+                  [&](ImplicitLocOpBuilder &ib, Value i, ValueRange sums) {
+                    // The owner's S_i and u_i (slot i / 32 is uniform).
+                    Value q = divU(ib, i, cIdx(ib, 32));
+                    Value ownS = sums[0], ownU = us[0];
+                    for (int64_t k = 1; k < slots; ++k) {
+                      Value isK = cmp(ib, CmpIPredicate::eq, q, cIdx(ib, k));
+                      ownS = select(ib, isK, sums[k], ownS);
+                      ownU = select(ib, isK, us[k], ownU);
+                    }
+                    Value owner = indexCast(ib, ib.getI32Type(),
+                                            remU(ib, i, cIdx(ib, 32)));
+                    auto bcast = [&](Value v) {
+                      return gpu::ShuffleOp::create(ib, v, owner, width,
+                                                    gpu::ShuffleMode::IDX)
+                          .getShuffleResult();
+                    };
+                    Value si = bcast(ownS), ui = bcast(ownU);
+                    Value p = arith::SubFOp::create(
+                        ib, cF(ib, f32, 0.5),
+                        arith::MulFOp::create(ib, cF(ib, f32, c.gamma), si));
+                    p = arith::MinimumFOp::create(
+                        ib, arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
+                        cF(ib, f32, 1.0));
+                    Value plus = arith::CmpFOp::create(
+                        ib, arith::CmpFPredicate::OLT, ui, p);
+                    ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
+                           [&](ImplicitLocOpBuilder &sb) {
+                             store(sb,
+                                   select(sb, plus,
+                                          arith::ConstantIntOp::create(
+                                              sb, sb.getI8Type(), 1),
+                                          arith::ConstantIntOp::create(
+                                              sb, sb.getI8Type(), -1)),
+                                   sigma, {g.batch, g.head, add(sb, start, i)});
+                           });
+                    Value sg =
+                        select(ib, plus, cF(ib, f32, 1.0), cF(ib, f32, -1.0));
+                    SmallVector<Value> next;
+                    // Rows k <= i are decided: they may add anything
+                    // (a clamped in-bounds element) as they are not read
+                    // again.
+                    Value after = add(ib, i, cIdx(ib, 1));
+                    for (int64_t k = 0; k < slots; ++k) {
+                      Value j = arith::MaxUIOp::create(ib, cols[k], after);
+                      Value at = minU(ib, gramAt(ib, i, j),
+                                      cIdx(ib, c.packedGramFloats() - 1));
+                      next.push_back(math::FmaOp::create(
+                          ib, load(ib, gram, {at}), sg, sums[k]));
+                    }
+                    return next;
+                  });
+            });
       });
 }
 
@@ -774,13 +776,14 @@ gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
 }
 
 struct CompressToGPU : OpRewritePattern<CompressOp> {
-  CompressToGPU(MLIRContext *ctx, KernelModule &km)
-      : OpRewritePattern(ctx), km(km) {}
+  CompressToGPU(MLIRContext *ctx, KernelModules &kms)
+      : OpRewritePattern(ctx), kms(kms) {}
 
   LogicalResult matchAndRewrite(CompressOp op,
                                 PatternRewriter &rewriter) const override {
     const CompressConfig c = CompressConfig::get(op);
     const Types t(op.getContext(), c);
+    KernelModule &km = kms.forOp(op);
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     auto launch = [&](gpu::GPUFuncOp fn, int64_t gx, int64_t threads,
                       int64_t sharedBytes, ValueRange args) {
@@ -846,7 +849,7 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
     return success();
   }
 
-  KernelModule &km;
+  KernelModules &kms;
 };
 
 } // namespace
@@ -879,6 +882,6 @@ LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
 }
 
 void balancekv::populateCompressToGPUPatterns(RewritePatternSet &patterns,
-                                              gpukernels::KernelModule &km) {
-  patterns.add<CompressToGPU>(patterns.getContext(), km);
+                                              gpukernels::KernelModules &kms) {
+  patterns.add<CompressToGPU>(patterns.getContext(), kms);
 }

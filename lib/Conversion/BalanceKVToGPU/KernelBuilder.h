@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 
 namespace balancekv::gpukernels {
 
@@ -46,6 +47,23 @@ private:
   mlir::ModuleOp module;
   mlir::gpu::GPUModuleOp gpuModule;
   std::map<std::string, mlir::gpu::GPUFuncOp> cache;
+};
+
+/// One KernelModule per builtin.module that holds ops being lowered: a
+/// gpu.launch_func resolves its kernel in the closest module, which must be
+/// a gpu.container_module.
+class KernelModules {
+public:
+  KernelModule &forOp(mlir::Operation *op) {
+    auto module = op->getParentOfType<mlir::ModuleOp>();
+    auto &slot = modules[module.getOperation()];
+    if (!slot)
+      slot = std::make_unique<KernelModule>(module);
+    return *slot;
+  }
+
+private:
+  std::map<mlir::Operation *, std::unique_ptr<KernelModule>> modules;
 };
 
 //===----------------------------------------------------------------------===//
