@@ -53,8 +53,9 @@ struct DecodeConfig {
   int64_t rows() const { return headsPerBlock * queries; }
   /// Elements per 16-byte load.
   int64_t vec() const { return 16 / (elem.getIntOrFloatBitWidth() / 8); }
-  /// The vectorised split kernel: rows of D and Dv elements split in 16-byte
-  /// pieces, D in at most 32 of them (lanes per key a power of two).
+  /// Whether the split kernel gets its 16-byte path: rows of D and Dv
+  /// elements split in 16-byte pieces, D in at most 32 of them (lanes per
+  /// key a power of two), and both paths' workgroup memory within 48 KB.
   bool vectorizable() const {
     int64_t lanes = d / vec();
     return d % vec() == 0 && dv % vec() == 0 && lanes <= 32 &&
