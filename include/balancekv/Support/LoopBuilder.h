@@ -44,17 +44,25 @@ inline Value widen(ImplicitLocOpBuilder &b, Value v, mlir::Type t) {
   return v.getType() == t ? v : mlir::arith::ExtFOp::create(b, t, v).getResult();
 }
 
-/// scf.for lb..ub step 1 with iter_args; returns the loop's results.
-inline llvm::SmallVector<Value> forLoop(ImplicitLocOpBuilder &b, Value lb,
-                                        Value ub, ValueRange inits,
-                                        const LoopFn &body) {
+/// scf.for (iv = lb; iv < ub; iv += step) with iter_args; returns the
+/// loop's results.
+inline llvm::SmallVector<Value> forStep(ImplicitLocOpBuilder &b, Value lb,
+                                        Value ub, int64_t step,
+                                        ValueRange inits, const LoopFn &body) {
   auto loop = mlir::scf::ForOp::create(
-      b, lb, ub, cIdx(b, 1), inits,
+      b, lb, ub, cIdx(b, step), inits,
       [&](mlir::OpBuilder &nb, mlir::Location loc, Value iv, ValueRange args) {
         ImplicitLocOpBuilder ib(loc, nb);
         mlir::scf::YieldOp::create(ib, body(ib, iv, args));
       });
   return llvm::SmallVector<Value>(loop.getResults());
+}
+
+/// scf.for lb..ub step 1 with iter_args; returns the loop's results.
+inline llvm::SmallVector<Value> forLoop(ImplicitLocOpBuilder &b, Value lb,
+                                        Value ub, ValueRange inits,
+                                        const LoopFn &body) {
+  return forStep(b, lb, ub, 1, inits, body);
 }
 
 /// linalg.generic over `outs`; `iters` uses 'p'/'r' per loop.

@@ -626,11 +626,6 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     const DecodeTypes t(op.getContext(), c);
     KernelModule &km = kms.forOp(op);
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    auto alloc = [&](MemRefType type) -> Value {
-      return gpu::AllocOp::create(b, type, Type(), ValueRange{}, ValueRange{},
-                                  ValueRange{}, false)
-          .getMemref();
-    };
     SmallVector<Value> args{exactBuffer(b, op.getQuery()),
                             exactBuffer(b, op.getKey()),
                             exactBuffer(b, op.getValue())};
@@ -638,25 +633,20 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
       args.push_back(exactBuffer(b, op.getLogWeights()));
     if (op.getKvLen())
       args.push_back(exactBuffer(b, op.getKvLen()));
-    Value partO = alloc(t.partialOut), partStats = alloc(t.partialStats),
-          out = alloc(t.out);
+    Value partO = deviceAlloc(b, t.partialOut),
+          partStats = deviceAlloc(b, t.partialStats),
+          out = deviceAlloc(b, t.out);
     args.append({partO, partStats});
     // The 16-byte path needs 16-byte aligned key and value buffers.
     if (c.vectorizable())
       args.push_back(aligned16Flag(b, {args[1], args[2]}));
-    gpu::LaunchFuncOp::create(
-        b, splitKernel(km, c, t),
-        gpu::KernelDim3{cIdx(b, c.splits), cIdx(b, c.qHeads / c.headsPerBlock),
-                        cIdx(b, c.batch)},
-        gpu::KernelDim3{cIdx(b, kSplitThreads), cIdx(b, 1), cIdx(b, 1)},
-        Value(), args);
-    gpu::LaunchFuncOp::create(
-        b, combineKernel(km, c, t),
-        gpu::KernelDim3{cIdx(b, c.qHeads), cIdx(b, c.batch), cIdx(b, 1)},
-        gpu::KernelDim3{cIdx(b, kCombineThreads), cIdx(b, 1), cIdx(b, 1)},
-        Value(), ValueRange{partO, partStats, out});
-    gpu::DeallocOp::create(b, Type(), ValueRange{}, partO);
-    gpu::DeallocOp::create(b, Type(), ValueRange{}, partStats);
+    launch(b, splitKernel(km, c, t),
+           {c.splits, c.qHeads / c.headsPerBlock, c.batch}, kSplitThreads, 0,
+           args);
+    launch(b, combineKernel(km, c, t), {c.qHeads, c.batch, 1}, kCombineThreads,
+           0, ValueRange{partO, partStats, out});
+    deviceFree(b, partO);
+    deviceFree(b, partStats);
     rewriter.replaceOp(op, resultTensor(b, out, op.getResult().getType()));
     return success();
   }

@@ -23,8 +23,9 @@ struct BalanceKVLowerToGPUPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     if (smCount < 1) {
-      module.emitError() << "balancekv-lower-to-gpu: sm-count must be >= 1, got "
-                         << int64_t(smCount);
+      module.emitError()
+          << "balancekv-lower-to-gpu: sm-count must be >= 1, got "
+          << int64_t(smCount);
       return signalPassFailure();
     }
     // Diagnose everything first so that a failing module is left untouched.

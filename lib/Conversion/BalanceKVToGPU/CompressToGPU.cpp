@@ -785,20 +785,12 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
     const Types t(op.getContext(), c);
     KernelModule &km = kms.forOp(op);
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    auto launch = [&](gpu::GPUFuncOp fn, int64_t gx, int64_t threads,
-                      int64_t sharedBytes, ValueRange args) {
-      Value smem = sharedBytes ? cI32(b, sharedBytes) : Value();
-      gpu::LaunchFuncOp::create(
-          b, fn,
-          gpu::KernelDim3{cIdx(b, gx), cIdx(b, c.heads), cIdx(b, c.batch)},
-          gpu::KernelDim3{cIdx(b, threads), cIdx(b, 1), cIdx(b, 1)}, smem,
-          args);
+    // Grids are (x, head, batch).
+    auto launchOnHeads = [&](gpu::GPUFuncOp fn, int64_t gx, int64_t threads,
+                             int64_t sharedBytes, ValueRange args) {
+      launch(b, fn, {gx, c.heads, c.batch}, threads, sharedBytes, args);
     };
-    auto alloc = [&](MemRefType type) -> Value {
-      return gpu::AllocOp::create(b, type, Type(), ValueRange{}, ValueRange{},
-                                  ValueRange{}, false)
-          .getMemref();
-    };
+    auto alloc = [&](MemRefType type) { return deviceAlloc(b, type); };
     Value key = exactBuffer(b, op.getKey()),
           value = exactBuffer(b, op.getValue());
     Value outK = alloc(t.outKey), outV = alloc(t.outValue),
@@ -808,8 +800,8 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
     Value sigma = alloc(t.signs);
     int64_t len = c.layout.middle, src = 0;
     if (len > 0)
-      launch(initKernel(km, c, t), llvm::divideCeil(len, kInitThreads),
-             kInitThreads, 0, {cur[0], logW2[0]});
+      launchOnHeads(initKernel(km, c, t), llvm::divideCeil(len, kInitThreads),
+                    kInitThreads, 0, {cur[0], logW2[0]});
     // 16-byte loads of key/value rows where the buffers allow it: the
     // kernels take the run-time alignment as an argument.
     const int64_t vec = 16 / (c.elem.getIntOrFloatBitWidth() / 8);
@@ -825,11 +817,11 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
                               sigma, cIdx(b, len), cIdx(b, round)};
       if (c.useTensorCores())
         args.push_back(aligned);
-      launch(walk, llvm::divideCeil(len, c.blockSize), kWalkThreads,
-             c.walkLayout().bytes, args);
-      launch(sel, 1, kSelectThreads, 0,
-             {sigma, cur[src], logW2[src], cur[1 - src], logW2[1 - src],
-              cIdx(b, len)});
+      launchOnHeads(walk, llvm::divideCeil(len, c.blockSize), kWalkThreads,
+                    c.walkLayout().bytes, args);
+      launchOnHeads(sel, 1, kSelectThreads, 0,
+                    {sigma, cur[src], logW2[src], cur[1 - src], logW2[1 - src],
+                     cIdx(b, len)});
       src = 1 - src;
       len /= 2;
     }
@@ -837,11 +829,12 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
                                   outK, outV,  outLw};
     if (vecRows)
       gatherArgs.push_back(aligned);
-    launch(gatherKernel(km, c, t, vecRows ? vec : 1),
-           llvm::divideCeil(c.layout.compressedLength(), kGatherRowsPerBlock),
-           kGatherRowsPerBlock * 32, 0, gatherArgs);
+    launchOnHeads(
+        gatherKernel(km, c, t, vecRows ? vec : 1),
+        llvm::divideCeil(c.layout.compressedLength(), kGatherRowsPerBlock),
+        kGatherRowsPerBlock * 32, 0, gatherArgs);
     for (Value scratch : {cur[0], cur[1], logW2[0], logW2[1], sigma})
-      gpu::DeallocOp::create(b, Type(), ValueRange{}, scratch);
+      deviceFree(b, scratch);
     rewriter.replaceOp(
         op, {resultTensor(b, outK, op.getCompressedKey().getType()),
              resultTensor(b, outV, op.getCompressedValue().getType()),

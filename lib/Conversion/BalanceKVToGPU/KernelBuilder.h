@@ -17,6 +17,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,6 +26,7 @@ namespace balancekv::gpukernels {
 
 using loops::cF;
 using loops::cIdx;
+using loops::forStep;
 using mlir::ImplicitLocOpBuilder;
 using mlir::Type;
 using mlir::Value;
@@ -116,21 +118,6 @@ inline void barrier(ImplicitLocOpBuilder &b) {
 // Control flow
 //===----------------------------------------------------------------------===//
 
-/// for (iv = lb; iv < ub; iv += step) with iter_args.
-inline llvm::SmallVector<Value> forStep(ImplicitLocOpBuilder &b, Value lb,
-                                        Value ub, int64_t step,
-                                        mlir::ValueRange inits,
-                                        const loops::LoopFn &body) {
-  auto loop = mlir::scf::ForOp::create(
-      b, lb, ub, cIdx(b, step), inits,
-      [&](mlir::OpBuilder &nb, mlir::Location loc, Value iv,
-          mlir::ValueRange args) {
-        ImplicitLocOpBuilder ib(loc, nb);
-        mlir::scf::YieldOp::create(ib, body(ib, iv, args));
-      });
-  return llvm::SmallVector<Value>(loop.getResults());
-}
-
 /// for (iv = lb; iv < ub; iv += step) without results.
 inline void
 forEach(ImplicitLocOpBuilder &b, Value lb, Value ub, int64_t step,
@@ -194,6 +181,30 @@ Value loadVectorF32(ImplicitLocOpBuilder &b, Value mem, mlir::ValueRange idx,
 //===----------------------------------------------------------------------===//
 // Host side
 //===----------------------------------------------------------------------===//
+
+/// A device buffer (synchronous gpu.alloc; gpu-async-region chains it).
+inline Value deviceAlloc(ImplicitLocOpBuilder &b, mlir::MemRefType type) {
+  return mlir::gpu::AllocOp::create(b, type, Type(), mlir::ValueRange{},
+                                    mlir::ValueRange{}, mlir::ValueRange{},
+                                    false)
+      .getMemref();
+}
+inline void deviceFree(ImplicitLocOpBuilder &b, Value buffer) {
+  mlir::gpu::DeallocOp::create(b, Type(), mlir::ValueRange{}, buffer);
+}
+
+/// gpu.launch_func of `kernel` on a grid of `grid` workgroups of `threads`
+/// threads (x only), with `sharedBytes` of dynamic workgroup memory (0: none).
+inline void launch(ImplicitLocOpBuilder &b, mlir::gpu::GPUFuncOp kernel,
+                   std::array<int64_t, 3> grid, int64_t threads,
+                   int64_t sharedBytes, mlir::ValueRange args) {
+  mlir::gpu::LaunchFuncOp::create(
+      b, kernel,
+      mlir::gpu::KernelDim3{cIdx(b, grid[0]), cIdx(b, grid[1]),
+                            cIdx(b, grid[2])},
+      mlir::gpu::KernelDim3{cIdx(b, threads), cIdx(b, 1), cIdx(b, 1)},
+      sharedBytes ? Value(cI32(b, sharedBytes)) : Value(), args);
+}
 
 /// 1 (i32) when every buffer's aligned pointer is a multiple of 16 bytes,
 /// else 0: the `vectorized` argument of kernels that have a 16-byte path.
