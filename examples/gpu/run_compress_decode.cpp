@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "kernels/reference/Reference.h"
+#include "mlir/ExecutionEngine/CRunnerUtils.h"
 
 #include <cuda_runtime.h>
 
@@ -25,19 +26,14 @@ namespace {
 
 constexpr int64_t B = 2, Hkv = 2, Hq = 8, N = 2112, D = 128, M = 576;
 
-/// The C layout of MLIR's memref descriptor.
-template <int Rank> struct MemRef {
-  void *allocated = nullptr;
-  void *aligned = nullptr;
-  int64_t offset = 0;
-  int64_t sizes[Rank];
-  int64_t strides[Rank];
-};
+/// MLIR's memref descriptor (the elements are only passed through).
+template <int Rank> using MemRef = StridedMemRefType<char, Rank>;
 
 template <int Rank>
 MemRef<Rank> describe(void *ptr, const int64_t (&shape)[Rank]) {
   MemRef<Rank> m;
-  m.allocated = m.aligned = ptr;
+  m.basePtr = m.data = static_cast<char *>(ptr);
+  m.offset = 0;
   int64_t stride = 1;
   for (int i = Rank - 1; i >= 0; --i) {
     m.sizes[i] = shape[i];
@@ -134,9 +130,9 @@ int main() {
   check(st.ok && sel.m == M, "reference compressed length");
   Tensor refK = balancekv::reference::gather(k.ref(), sel),
          refV = balancekv::reference::gather(v.ref(), sel);
-  auto gotK = download(c.key.aligned, refK.bytes.size()),
-       gotV = download(c.value.aligned, refV.bytes.size()),
-       gotLw = download(c.logWeights.aligned, sel.logWeights.size() * 4);
+  auto gotK = download(c.key.data, refK.bytes.size()),
+       gotV = download(c.value.data, refV.bytes.size()),
+       gotLw = download(c.logWeights.data, sel.logWeights.size() * 4);
   int64_t rowsDiffer = 0;
   for (int64_t r = 0; r < B * Hkv * M; ++r)
     rowsDiffer += std::memcmp(gotK.data() + r * D * 2,
@@ -163,9 +159,9 @@ int main() {
   std::vector<double> exact;
   balancekv::reference::weightedAttention(q.ref(), refK.ref(), refV.ref(),
                                           sel.logWeights.data(), aopts, exact);
-  double e = decodeError(download(out.aligned, exact.size() * 2), exact);
+  double e = decodeError(download(out.data, exact.size() * 2), exact);
   check(e < 1e-2, "weighted decode vs float64 (mean rel err)", e);
-  mgpuMemFree(out.aligned, nullptr);
+  mgpuMemFree(out.data, nullptr);
 
   // Full-cache attention, and how far the compressed answer is from it.
   MemRef<4> full;
@@ -173,13 +169,13 @@ int main() {
   check(cudaDeviceSynchronize() == cudaSuccess, "full attention ran");
   std::vector<double> exactFull;
   balancekv::reference::attention(q.ref(), k.ref(), v.ref(), aopts, exactFull);
-  e = decodeError(download(full.aligned, exactFull.size() * 2), exactFull);
+  e = decodeError(download(full.data, exactFull.size() * 2), exactFull);
   check(e < 1e-2, "full attention vs float64 (mean rel err)", e);
   std::printf("%-48s      %.3g\n", "compressed vs full (i.i.d. data: output ~0, so ~1)",
               balancekv::reference::meanRelativeError(exact, exactFull, D));
-  mgpuMemFree(full.aligned, nullptr);
+  mgpuMemFree(full.data, nullptr);
 
-  for (void *p : {c.key.aligned, c.value.aligned, c.logWeights.aligned})
+  for (void *p : {c.key.data, c.value.data, c.logWeights.data})
     mgpuMemFree(p, nullptr);
   cudaFree(dk);
   cudaFree(dv);

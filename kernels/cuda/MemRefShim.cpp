@@ -11,6 +11,7 @@
 
 #include "balancekv/Runtime/BalanceKVRuntime.h"
 #include "kernels/cuda/Launch.h"
+#include "mlir/ExecutionEngine/CRunnerUtils.h"
 
 #include <cuda_runtime.h>
 
@@ -19,14 +20,9 @@
 
 namespace {
 
-/// MLIR's ranked memref descriptor (StridedMemRefType) for rank N.
-template <int N> struct MemRef {
-  void *basePtr;
-  void *data;
-  int64_t offset;
-  int64_t sizes[N];
-  int64_t strides[N];
-};
+/// MLIR's ranked memref descriptor for rank N (the elements are only passed
+/// through, hence char).
+template <int N> using MemRef = StridedMemRefType<char, N>;
 
 template <int N> const void *start(const MemRef<N> *m, int elemSize) {
   return static_cast<const char *>(m->data) + m->offset * elemSize;
