@@ -171,7 +171,8 @@ int main() {
   balancekv::reference::attention(q.ref(), k.ref(), v.ref(), aopts, exactFull);
   e = decodeError(download(full.data, exactFull.size() * 2), exactFull);
   check(e < 1e-2, "full attention vs float64 (mean rel err)", e);
-  std::printf("%-48s      %.3g\n", "compressed vs full (i.i.d. data: output ~0, so ~1)",
+  std::printf("%-48s      %.3g\n",
+              "compressed vs full (i.i.d. data: output ~0, so ~1)",
               balancekv::reference::meanRelativeError(exact, exactFull, D));
   mgpuMemFree(full.data, nullptr);
 
