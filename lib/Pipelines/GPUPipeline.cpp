@@ -2,12 +2,35 @@
 
 #include "balancekv/Pipelines/Pipelines.h"
 
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVM/NVVM/Utils.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
+
+namespace {
+
+/// Stands in for the pipeline when its options are wrong: one diagnostic and
+/// a failure. (Upstream gpu-module-to-binary reports a bad format or toolkit
+/// but does not fail, so the bad options would otherwise yield a zero exit
+/// status and, without libdevice, PTX with unresolved __nv_* calls.)
+struct GPUPipelineOptionError
+    : PassWrapper<GPUPipelineOptionError, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(GPUPipelineOptionError)
+  explicit GPUPipelineOptionError(std::string message)
+      : message(std::move(message)) {}
+  StringRef getArgument() const final { return "balancekv-gpu-pipeline-error"; }
+  void runOnOperation() override {
+    getOperation().emitError() << "balancekv-gpu-pipeline: " << message;
+    signalPassFailure();
+  }
+  std::string message;
+};
+
+} // namespace
 
 namespace balancekv {
 
@@ -43,10 +66,27 @@ static constexpr const char *kGPUPipeline =
 
 LogicalResult buildGPUPipeline(OpPassManager &pm,
                                const GPUPipelineOptions &options) {
+  auto optionError = [&](std::string message) {
+    pm.addPass(std::make_unique<GPUPipelineOptionError>(std::move(message)));
+    return success();
+  };
+  // gpu-module-to-binary's spellings.
+  static constexpr StringLiteral kFormats[] = {
+      "isa",    "assembly",  "bin",        "binary",
+      "fatbin", "fatbinary", "offloading", "llvm"};
+  if (!llvm::is_contained(kFormats, StringRef(options.format)))
+    return optionError("format must be isa, bin, fatbin or offloading, got '" +
+                       options.format + "'");
+  const std::string toolkit = cudaToolkitPath(options);
+  if (toolkit.empty() || !llvm::sys::fs::is_directory(toolkit))
+    return optionError(
+        "no CUDA toolkit" +
+        (toolkit.empty() ? std::string() : " at '" + toolkit + "'") +
+        " (libdevice, ptxas): pass toolkit=<dir> or set CUDA_HOME");
   std::string text = llvm::formatv(
       kGPUPipeline, int64_t(options.smCount), std::string(options.chip),
       std::string(options.features), int(options.optLevel),
-      std::string(options.format), cudaToolkitPath(options));
+      std::string(options.format), toolkit);
   return parsePassPipeline(text, pm);
 }
 
