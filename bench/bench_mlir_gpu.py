@@ -84,19 +84,19 @@ class Generated:
         for m in ms:
             self.rt.mgpuMemFree(m.aligned, self.stream())
 
+    def call(self, name, result, *tensors):
+        """Calls _mlir_ciface_<name>(&result, &descriptor...) and returns
+        the result descriptor(s)."""
+        descs = [describe(t) for t in tensors]
+        getattr(self.lib, "_mlir_ciface_" + name)(
+            ctypes.byref(result), *[ctypes.byref(d) for d in descs])
+        return result
+
     def compress(self, n, h, k, v):
-        out = CompressResult()
-        dk, dv = describe(k), describe(v)
-        getattr(self.lib, "_mlir_ciface_" + S.compress_name(n, h))(
-            ctypes.byref(out), ctypes.byref(dk), ctypes.byref(dv))
-        return out
+        return self.call(S.compress_name(n, h), CompressResult(), k, v)
 
     def decode(self, b, n, r, q, k, v, lw):
-        out = M4()
-        args = [describe(x) for x in (q, k, v, lw)]
-        getattr(self.lib, "_mlir_ciface_" + S.decode_name(b, n, r))(
-            ctypes.byref(out), *[ctypes.byref(a) for a in args])
-        return out
+        return self.call(S.decode_name(b, n, r), M4(), q, k, v, lw)
 
 
 def queued(fn, reps=30, warmup=3):

@@ -4,7 +4,6 @@ against the CPU reference (compression: identical rows and log-weights) and
 float64 attention (decode), including misaligned buffers (scalar fallback
 kernels). Cases: gpu_bench_shapes.CHECK_*; functions compiled by
 bench/build_gpu_bench.sh. Prints one line per case and ALL CORRECT."""
-import ctypes
 import math
 import os
 import sys
@@ -15,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gpu_bench_shapes as S  # noqa: E402
 from bench_kernels import Lib, attention64, rel  # noqa: E402
-from bench_mlir_gpu import (M4, CompressResult, Generated, describe,  # noqa: E402
+from bench_mlir_gpu import (M4, CompressResult, Generated,  # noqa: E402
                             lib_args, report)
 
 DT = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
@@ -32,19 +31,13 @@ def misaligned(t):
 
 
 def run_compress(gen, i, k, v):
-    res = CompressResult()
-    dk, dv = describe(k), describe(v)
-    getattr(gen.lib, "_mlir_ciface_" + S.check_compress_name(i))(
-        ctypes.byref(res), ctypes.byref(dk), ctypes.byref(dv))
+    res = gen.call(S.check_compress_name(i), CompressResult(), k, v)
     return (gen.fetch(res.key, k.dtype), gen.fetch(res.value, v.dtype),
             gen.fetch(res.log_weights, torch.float32))
 
 
 def run_decode(gen, i, *tensors):
-    out = M4()
-    descs = [describe(t) for t in tensors]
-    getattr(gen.lib, "_mlir_ciface_" + S.check_decode_name(i))(
-        ctypes.byref(out), *[ctypes.byref(d) for d in descs])
+    out = gen.call(S.check_decode_name(i), M4(), *tensors)
     return gen.fetch(out, tensors[0].dtype)
 
 
