@@ -8,7 +8,9 @@
 //   key/value byte is read from HBM once. Warps split the query rows; in a
 //   warp, lane l scores key l of the tile, the online softmax runs on
 //   warp-wide max/sum, and P·V splits Dv across lanes. Each CTA writes
-//   (max, sum, acc) per row; a combine kernel merges the splits.
+//   (max, sum, acc) per row; a combine kernel (one CTA per row, launched
+//   as a programmatic dependent of the split kernel) merges the splits.
+// Splits: one wave of CTAs, down to one tile per split for small batches.
 //
 //===----------------------------------------------------------------------===//
 
@@ -29,6 +31,21 @@ constexpr int kRowsPerWarp = 8;
 constexpr int kRowsPerCta = kWarps * kRowsPerWarp;
 constexpr float kLog2e = 1.4426950408889634f;
 
+// Programmatic dependent launch (sm_90): the split kernel lets the combine
+// kernel be scheduled while its last CTAs run; the combine kernel waits for
+// the split kernel's results before reading them. Hides one launch latency.
+__device__ __forceinline__ void allowDependentLaunch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void waitForPrerequisiteGrid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 struct DecodeParams {
   const void *q, *k, *v;
   int64_t qs[4], ks[3], vs[3];
@@ -43,7 +60,9 @@ struct DecodeParams {
 
 /// Keys [t0, t0 + rows) of one KV head and their values into shared memory
 /// (rows past `len` repeat the last key; the caller masks them), and their
-/// log-weights times log2(e). One cp.async group on the vector path.
+/// log-weights (natural log; 0 past `len`; scaled by log2(e) where used).
+/// One cp.async group on the vector path. (Copying the log-weights with
+/// 4-byte cp.async instead was 1-3 % slower on large caches.)
 template <typename T, bool kVec>
 __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
                            const T *kHead, int64_t kStride, const T *vHead,
@@ -76,7 +95,7 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
   }
   if (tid < rows) {
     int64_t j = t0 + tid;
-    lwd[tid] = lwHead && j < len ? lwHead[j] * kLog2e : 0.0f;
+    lwd[tid] = lwHead && j < len ? lwHead[j] : 0.0f;
   }
   __pipeline_commit();
 }
@@ -223,7 +242,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
       }
     }
-    const float lwj = lws[stage * kTile + lane];
+    const float lwj = lws[stage * kTile + lane] * kLog2e;
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
       int r = warp + rr * kWarps;
@@ -258,6 +277,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   });
 
+  allowDependentLaunch(); // only the partial results are left to write
   // Partial results: [row][split][Dv + 2] = acc, max, sum.
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; ++rr) {
@@ -395,7 +415,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int e = 0; e < 2; ++e) {
           int kk = nt * 8 + 2 * t + e;
           int64_t j = key0 + kk;
-          float v = sAcc[nt][2 * hr + e] * p.scaleLog2 + lwt[kk];
+          float v = fmaf(lwt[kk], kLog2e, sAcc[nt][2 * hr + e] * p.scaleLog2);
           v = j < end && j < limit[hr] ? v : -INFINITY;
           pv[nt][2 * hr + e] = v;
           mt = fmaxf(mt, v);
@@ -444,6 +464,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   });
 
+  allowDependentLaunch(); // only the partial results are left to write
   // Merge the four warps through shared memory (the tile buffers are free).
   float *red = reinterpret_cast<float *>(smem); // [kWarps][16][DV + 2]
   constexpr int kRed = DV + 2;
@@ -493,61 +514,87 @@ struct CombineParams {
   int qHeads, queryLen, splits, dv;
 };
 
-/// One warp per output row. The lanes split the splits: their maxima and
-/// weights exp2(m_s - max m) are warp-reduced and the weights kept in shared
-/// memory, so the value sums run over independent loads (a serial chain of
-/// dependent loads per split made this kernel cost as much as the split
-/// kernel for small batches).
+constexpr int kCombineThreads = 512;
+
+/// One CTA per output row. Warp 0 turns the splits' maxima into weights
+/// exp2(m_s - max m) in shared memory; then thread (part, x) sums value
+/// column x over every `parts`-th split. The loads are independent and spread
+/// over the GPU: with one warp per row this kernel was latency-bound and cost
+/// more than the split kernel at small batches (42 µs at B 1 x 32k x 4).
 template <typename T> __global__ void combineKernel(CombineParams p) {
-  extern __shared__ float weights[]; // [warps per block][splits]
-  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x & 31;
-  if (row >= p.rows)
-    return; // whole warps only: no block-wide barrier below
-  float *w = weights + (threadIdx.x / 32) * p.splits;
-  const int stride = p.dv + 2;
+  extern __shared__ float combineSmem[]; // [splits] weights, [blockDim] sums
+  __shared__ float total;
+  const int64_t row = blockIdx.x;
+  const int tid = threadIdx.x, dv = p.dv, parts = blockDim.x / dv;
+  float *w = combineSmem, *sums = combineSmem + p.splits;
+  const int stride = dv + 2;
   const float *base = p.partial + row * p.splits * stride;
-  float mMax = -INFINITY;
-  for (int s = lane; s < p.splits; s += 32)
-    mMax = fmaxf(mMax, base[s * stride + p.dv]);
+  waitForPrerequisiteGrid(); // the partial results are complete
+  if (tid < 32) {
+    float mMax = -INFINITY;
+    for (int s = tid; s < p.splits; s += 32)
+      mMax = fmaxf(mMax, base[s * stride + dv]);
 #pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-    mMax = fmaxf(mMax, __shfl_xor_sync(0xffffffffu, mMax, o));
-  float total = 0.0f;
-  for (int s = lane; s < p.splits; s += 32) {
-    float m = base[s * stride + p.dv];
-    float ws = m == -INFINITY ? 0.0f : exp2f(m - mMax);
-    w[s] = ws;
-    total += base[s * stride + p.dv + 1] * ws;
+    for (int o = 16; o > 0; o /= 2)
+      mMax = fmaxf(mMax, __shfl_xor_sync(0xffffffffu, mMax, o));
+    float sum = 0.0f;
+    for (int s = tid; s < p.splits; s += 32) {
+      float m = base[s * stride + dv];
+      float ws = m == -INFINITY ? 0.0f : exp2f(m - mMax);
+      w[s] = ws;
+      sum += base[s * stride + dv + 1] * ws;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2)
+      sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (tid == 0)
+      total = sum;
   }
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-    total += __shfl_xor_sync(0xffffffffu, total, o);
-  __syncwarp();
-  const int64_t l = row % p.queryLen, hq = (row / p.queryLen) % p.qHeads,
-                b = row / (int64_t(p.queryLen) * p.qHeads);
-  T *out = static_cast<T *>(p.out) + b * p.os[0] + hq * p.os[1] + l * p.os[2];
-  for (int x = lane; x < p.dv; x += 32) {
-    float v = 0.0f;
-#pragma unroll 4
-    for (int s = 0; s < p.splits; ++s)
-      v += base[s * stride + x] * w[s];
-    out[x] = fromFloat<T>(total > 0.0f ? v / total : 0.0f);
+  __syncthreads();
+  const int x = tid % dv, part = tid / dv;
+  float v = 0.0f;
+#pragma unroll 8
+  for (int s = part; s < p.splits; s += parts)
+    v += base[s * stride + x] * w[s];
+  sums[tid] = v;
+  __syncthreads();
+  if (tid < dv) {
+    for (int q = 1; q < parts; ++q)
+      v += sums[q * dv + tid];
+    const int64_t l = row % p.queryLen, hq = (row / p.queryLen) % p.qHeads,
+                  b = row / (int64_t(p.queryLen) * p.qHeads);
+    T *out =
+        static_cast<T *>(p.out) + b * p.os[0] + hq * p.os[1] + l * p.os[2];
+    out[tid] = fromFloat<T>(total > 0.0f ? v / total : 0.0f);
   }
 }
 
-/// The workspace holds partial results for at most this many splits.
-int64_t maxSplits(int64_t m) {
-  return std::max<int64_t>(1, std::min<int64_t>((m + 8 * kTile - 1) / (8 * kTile),
-                                                1024));
+/// The most splits the workspace holds for `batch` sequences of `m` keys:
+/// one tensor-core tile of keys each, and no more CTAs than 8 per
+/// multiprocessor (every CTA serves at least one sequence). Small batches
+/// need many splits to fill the GPU; large ones need few.
+int64_t splitCap(int64_t batch, int64_t m) {
+  const int64_t tiles = (m + kMmaTile - 1) / kMmaTile;
+  const int64_t fill = (int64_t(multiprocessorCount()) * 8 + batch - 1) /
+                       std::max<int64_t>(batch, 1);
+  return std::clamp<int64_t>(std::min(tiles, fill), 1, 1024);
 }
 
 int chooseSplits(int64_t batch, int64_t kvHeads, int64_t rowChunks,
                  int64_t m) {
-  // About 8 CTAs per SM on a 132-SM part, chunks of >= 8 tiles.
+  // About 8 CTAs per SM, chunks of >= 8 tiles.
   int64_t ctas = batch * kvHeads * rowChunks;
-  int64_t want = (132 * 8 + ctas - 1) / std::max<int64_t>(ctas, 1);
-  return int(std::clamp<int64_t>(want, 1, maxSplits(m)));
+  int64_t want = (multiprocessorCount() * 8 + ctas - 1) / std::max<int64_t>(ctas, 1);
+  want = std::min(want, (m + 8 * kTile - 1) / (8 * kTile));
+  return int(std::clamp<int64_t>(want, 1, splitCap(batch, m)));
+}
+
+/// Chunks of whole tiles for about `p.splits` splits of the `p.m` keys; the
+/// split count then drops to the chunks that hold keys.
+void splitIntoChunks(DecodeParams &p, int tile) {
+  const int64_t per = (p.m + p.splits - 1) / p.splits;
+  p.chunk = std::max<int64_t>(tile, (per + tile - 1) / tile * tile);
+  p.splits = int(std::max<int64_t>(1, (p.m + p.chunk - 1) / p.chunk));
 }
 
 bool vecOk(const void *ptr, const int64_t *strides, int dim, int elem) {
@@ -590,21 +637,30 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
   cp.queryLen = int(a.queryLen);
   cp.splits = p.splits;
   cp.dv = p.dv;
-  combineKernel<T><<<unsigned((cp.rows + 7) / 8), 256,
-                     8 * sizeof(float) * size_t(cp.splits), stream>>>(cp);
+  cudaLaunchConfig_t cfg{};
+  // Value columns x split slices; dv divides kCombineThreads.
+  const int parts = std::min(kCombineThreads / cp.dv, cp.splits);
+  cfg.gridDim = dim3(unsigned(cp.rows));
+  cfg.blockDim = dim3(unsigned(parts * cp.dv));
+  cfg.dynamicSmemBytes = sizeof(float) * size_t(cp.splits + parts * cp.dv);
+  cfg.stream = stream;
+  cudaLaunchAttribute overlap{};
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &overlap;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, combineKernel<T>, cp);
   cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 /// Splits for the tensor-core path: fill whole waves of `perSM` resident
-/// CTAs per multiprocessor (no half-empty tail wave), at least two tiles per
-/// CTA so that each pipelines one tile ahead.
-int chooseMmaSplits(int64_t base, int64_t m, int perSM) {
+/// CTAs per multiprocessor (no half-empty tail wave), down to one tile per
+/// CTA: with few sequences the GPU only fills up with short splits.
+int chooseMmaSplits(int64_t base, int64_t batch, int64_t m, int perSM) {
   const int64_t wave = int64_t(multiprocessorCount()) * perSM;
-  const int64_t tiles = std::max<int64_t>(1, (m + kMmaTile - 1) / kMmaTile);
-  const int64_t most = std::max<int64_t>(1, tiles / 2);
-  int64_t splits = std::max<int64_t>(1, wave / std::max<int64_t>(base, 1));
-  splits = std::min({splits, most, maxSplits(m)});
+  const int64_t splits = std::min(wave / std::max<int64_t>(base, 1),
+                                  splitCap(batch, m));
   return int(std::max<int64_t>(splits, 1));
 }
 
@@ -613,9 +669,8 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int rowChunks = (p.rows + kMmaRows - 1) / kMmaRows;
   // 3 CTAs per SM: ~70 KB of shared memory and 168 registers each.
-  p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.m, 3);
-  p.chunk =
-      ((a.m + p.splits - 1) / p.splits + kMmaTile - 1) / kMmaTile * kMmaTile;
+  p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m, 3);
+  splitIntoChunks(p, kMmaTile);
   const size_t tiles = sizeof(T) * 2 * kMmaTile * (D + 8 + DV + 8) +
                        sizeof(float) * 2 * kMmaTile;
   const size_t red = sizeof(float) * kWarps * kMmaRows * (DV + 2);
@@ -674,7 +729,7 @@ int multiprocessorCount() {
 size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
                             int64_t m, int64_t dv) {
   return sizeof(float) * size_t(batch * qHeads * queryLen) *
-         size_t(maxSplits(m)) * size_t(dv + 2);
+         size_t(splitCap(batch, m)) * size_t(dv + 2);
 }
 
 const char *launchWeightedDecode(const DecodeArgs &a) {
@@ -702,7 +757,7 @@ const char *launchWeightedDecode(const DecodeArgs &a) {
   p.causal = a.causal;
   const int rowChunks = (p.rows + kRowsPerCta - 1) / kRowsPerCta;
   p.splits = chooseSplits(a.batch, a.kvHeads, rowChunks, a.m);
-  p.chunk = ((a.m + p.splits - 1) / p.splits + kTile - 1) / kTile * kTile;
+  splitIntoChunks(p, kTile);
   switch (a.dtype) {
   case BALANCEKV_DTYPE_F16:
     return launchDecodeDtype<__half>(a, p, rowChunks);
