@@ -58,6 +58,15 @@ struct DecodeParams {
   bool causal;
 };
 
+/// 16 bytes global -> shared, bypassing L1, with an L2 prefetch of the
+/// surrounding 256 bytes (a key row): the tiles stream once, in whole rows.
+__device__ __forceinline__ void copyAsync16(void *dst, const void *src) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(d),
+               "l"(src)
+               : "memory");
+}
+
 /// Keys [t0, t0 + rows) of one KV head and their values into shared memory
 /// (rows past `len` repeat the last key; the caller masks them), and their
 /// log-weights (natural log; 0 past `len`; scaled by log2(e) where used).
@@ -74,14 +83,12 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
     for (int e = tid; e < rows * (d / kPer); e += nthreads) {
       int r = e / (d / kPer), c = e % (d / kPer);
       int64_t j = min(t0 + r, len - 1);
-      __pipeline_memcpy_async(kd + r * ldk + c * kPer,
-                              kHead + j * kStride + c * kPer, 16);
+      copyAsync16(kd + r * ldk + c * kPer, kHead + j * kStride + c * kPer);
     }
     for (int e = tid; e < rows * (dv / kPer); e += nthreads) {
       int r = e / (dv / kPer), c = e % (dv / kPer);
       int64_t j = min(t0 + r, len - 1);
-      __pipeline_memcpy_async(vd + r * ldv + c * kPer,
-                              vHead + j * vStride + c * kPer, 16);
+      copyAsync16(vd + r * ldv + c * kPer, vHead + j * vStride + c * kPer);
     }
   } else {
     for (int e = tid; e < rows * d; e += nthreads) {
@@ -668,8 +675,10 @@ template <typename T, int D, int DV>
 const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int rowChunks = (p.rows + kMmaRows - 1) / kMmaRows;
-  // 3 CTAs per SM: ~70 KB of shared memory and 168 registers each.
-  p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m, 3);
+  // Up to 3 CTAs fit per SM (~70 KB of shared memory, 168 registers each),
+  // but a wave of 2 per SM streams 1-2 % faster on large caches (fewer
+  // concurrent streams; bench/results/2026-11-24-h100-decode-splits.md).
+  p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m, 2);
   splitIntoChunks(p, kMmaTile);
   const size_t tiles = sizeof(T) * 2 * kMmaTile * (D + 8 + DV + 8) +
                        sizeof(float) * 2 * kMmaTile;

@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""Compresses one cache a few times, for ncu:
+
+  ncu -k regex:walkRound --launch-count 1 \\
+      python3 bench/profile_compress.py --lib build/lib/libbalancekv_cuda.so \\
+      --heads 32 --tokens 32768
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_kernels import Lib  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--lib", required=True)
+ap.add_argument("--heads", type=int, default=32)
+ap.add_argument("--tokens", type=int, default=32768)
+ap.add_argument("--rounds", type=int, default=2)
+ap.add_argument("--calls", type=int, default=2)
+args = ap.parse_args()
+lib = Lib(args.lib)
+k = torch.randn(1, args.heads, args.tokens, 128, device="cuda",
+                dtype=torch.bfloat16)
+v = torch.randn_like(k)
+p = lib.params(rounds=args.rounds)
+o = lib.compress_prepare(k, v, p)
+for _ in range(args.calls):
+    lib.compress(k, v, p, o, indices=False)
+torch.cuda.synchronize()
