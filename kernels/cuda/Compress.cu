@@ -87,18 +87,19 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
   }
 }
 
-/// raw_ij = <row_i, row_j> on tensor cores for one warp's 16 rows
-/// m0..m0+15 against all (up to 128) rows, handed to `epilogue(i, j, raw)` for
-/// i, j < bsz; optionally also the row means of raw into `rowMean`. 16-bit T,
-/// dim % 16 == 0.
-template <typename T, typename Epilogue>
-__device__ void gramRows16(const T *buf, int ld, int bsz, int dim, int m0,
-                           int lane, Epilogue &epilogue,
-                           float *rowMean = nullptr) {
+/// acc[nt] = raw products of one warp's 16 rows m0..m0+15 with rows
+/// nt*8..nt*8+7, nt < 16 (mma.sync m16n8k16 fragment layout: lane (g, t)
+/// holds rows g, g + 8 and columns 2t, 2t + 1). 16-bit T, dim % 16 == 0.
+template <typename T>
+__device__ __forceinline__ void mmaRowTile(const T *buf, int ld, int dim,
+                                           int m0, int lane,
+                                           float (&acc)[16][4]) {
   const int g = lane >> 2, t = lane & 3;
-  if (m0 >= bsz)
-    return;
-  float acc[16][4] = {};
+#pragma unroll
+  for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      acc[nt][r] = 0.0f;
   for (int k0 = 0; k0 < dim; k0 += 16) {
     const T *r0 = buf + (m0 + g) * ld + k0 + t * 2, *r1 = r0 + 8 * ld;
     uint32_t a[4] = {*reinterpret_cast<const uint32_t *>(r0),
@@ -113,6 +114,46 @@ __device__ void gramRows16(const T *buf, int ld, int bsz, int dim, int m0,
       Mma16816<T>::run(acc[nt], a, b[0], b[1]);
     }
   }
+}
+
+/// rowMean[i] = (1/bsz) sum_j raw_ij for the 16 rows of a warp's full-width
+/// tile (mmaRowTile over all columns): only the 4 lanes of a row add up;
+/// zero-filled columns past bsz add nothing.
+__device__ __forceinline__ void storeRowMeans(const float (&acc)[16][4],
+                                              int m0, int bsz, int lane,
+                                              float *rowMean) {
+  const int g = lane >> 2, t = lane & 3;
+  float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+  for (int nt = 0; nt < 16; ++nt) {
+    s0 += acc[nt][0] + acc[nt][1];
+    s1 += acc[nt][2] + acc[nt][3];
+  }
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+  if (t == 0) {
+    if (m0 + g < bsz)
+      rowMean[m0 + g] = s0 / float(bsz);
+    if (m0 + g + 8 < bsz)
+      rowMean[m0 + g + 8] = s1 / float(bsz);
+  }
+}
+
+/// raw_ij = <row_i, row_j> on tensor cores for one warp's 16 rows
+/// m0..m0+15 against all (up to 128) rows, handed to `epilogue(i, j, raw)` for
+/// i, j < bsz; optionally also the row means of raw into `rowMean`. 16-bit T,
+/// dim % 16 == 0.
+template <typename T, typename Epilogue>
+__device__ void gramRows16(const T *buf, int ld, int bsz, int dim, int m0,
+                           int lane, Epilogue &epilogue,
+                           float *rowMean = nullptr) {
+  const int g = lane >> 2, t = lane & 3;
+  if (m0 >= bsz)
+    return;
+  float acc[16][4];
+  mmaRowTile(buf, ld, dim, m0, lane, acc);
 #pragma unroll
   for (int nt = 0; nt < 16; ++nt)
 #pragma unroll
@@ -121,28 +162,9 @@ __device__ void gramRows16(const T *buf, int ld, int bsz, int dim, int m0,
       if (i < bsz && j < bsz)
         epilogue(i, j, acc[nt][r]);
     }
-  if (rowMean) {
-    // The warp covers all columns: the row sums need only the 4 lanes of a
-    // row (zero-filled columns past bsz add nothing).
-    float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < 16; ++nt) {
-      s0 += acc[nt][0] + acc[nt][1];
-      s1 += acc[nt][2] + acc[nt][3];
-    }
-    s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-    s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
-    if (t == 0) {
-      if (m0 + g < bsz)
-        rowMean[m0 + g] = s0 / float(bsz);
-      if (m0 + g + 8 < bsz)
-        rowMean[m0 + g + 8] = s1 / float(bsz);
-    }
-  }
+  if (rowMean)
+    storeRowMeans(acc, m0, bsz, lane, rowMean);
 }
-
 
 /// raw_ij = <row_i, row_j> for i, j < bsz, handed to `epilogue(i, j, raw)`.
 /// Tensor cores for 16-bit types with dim % 16 == 0, f32 FMA otherwise.
@@ -303,15 +325,6 @@ __device__ __forceinline__ void namedArrive(int id, int n) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
 }
 
-/// raw_ij for i, j < bsz by the producer warps: warp w owns rows 16w..16w+15.
-template <typename T, typename Epilogue>
-__device__ void rawGramProducers(const T *buf, int ld, int bsz, int dim,
-                                 int ptid, Epilogue epilogue,
-                                 float *rowMean = nullptr) {
-  gramRows16(buf, ld, bsz, dim, (ptid >> 5) * 16, ptid & 31, epilogue,
-             rowMean);
-}
-
 struct SlotInfo {
   int bsz, blk, b, h;
 };
@@ -325,8 +338,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   float *ws = as + 2 * kMaxBlock;                        // [128] (producers)
   float *us = ws + kMaxBlock;                            // [2][128]
   float *sig = us + 2 * kMaxBlock;                       // [128] (consumer)
-  float *muNorm = sig + kMaxBlock;                       // [2]
-  int *rows = reinterpret_cast<int *>(muNorm + 4);       // [128]
+  // 16 bytes of padding keep the row buffer 16-byte aligned.
+  int *rows = reinterpret_cast<int *>(sig + kMaxBlock + 4); // [128]
   SlotInfo *info = reinterpret_cast<SlotInfo *>(rows + kMaxBlock); // [2]
   T *buf = reinterpret_cast<T *>(info + 2);
   const int tid = threadIdx.x;
@@ -416,38 +429,53 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     if (ptid == 0)
       info[slot] = SlotInfo{bsz, blk, b, h};
     namedSync(kBarProducers, kProducers);
+    // Warp w owns rows 16w..16w+15 of G, all columns. Its raw key Gram
+    // stays in registers while the values load (no round trip through G):
+    // G_ij = exp(tau s (raw_ij - a_i - a_j + |mu|^2)) (w_i w_j <v_i, v_j> + c0)
+    // with a_i = <k_i, mu> the row means of the raw key Gram and |mu|^2 =
+    // mean of a_i.
+    const int lane = ptid & 31, m0 = (ptid >> 5) * 16;
+    const bool mine = m0 < bsz;
+    float rawK[16][4], rawV[16][4];
     const T *keyHead =
         static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
     loadRows(keyHead, p.ks[2], rows, bsz, p.d, buf, p.ld, p.vecKey, ptid,
              kProducers);
     __pipeline_wait_prior(0);
     namedSync(kBarProducers, kProducers);
-    rawGramProducers(
-        buf, p.ld, bsz, p.d, ptid,
-        [&](int i, int jj, float raw) { G[i * kGStride + jj] = raw; }, a);
-    namedSync(kBarProducers, kProducers);
+    if (mine) {
+      mmaRowTile(buf, p.ld, p.d, m0, lane, rawK);
+      storeRowMeans(rawK, m0, bsz, lane, a);
+    }
+    namedSync(kBarProducers, kProducers); // buf free, every a_i written
     const T *valueHead =
         static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
     loadRows(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.ld, p.vecValue, ptid,
              kProducers);
-    if (ptid < 32) {
-      float s = 0.0f;
-      for (int i = ptid; i < bsz; i += 32)
-        s += a[i];
-      for (int o = 16; o > 0; o >>= 1)
-        s += __shfl_xor_sync(0xffffffffu, s, o);
-      if (ptid == 0)
-        muNorm[slot] = s / float(bsz);
-    }
+    float mm = 0.0f; // every warp the same sum, in the same order
+    for (int i = lane; i < bsz; i += 32)
+      mm += a[i];
+    for (int o = 16; o > 0; o >>= 1)
+      mm += __shfl_xor_sync(0xffffffffu, mm, o);
+    mm /= float(bsz);
     __pipeline_wait_prior(0);
     namedSync(kBarProducers, kProducers);
-    // G_ij = exp(tau s (raw_ij - a_i - a_j + |mu|^2)) (w_i w_j <v_i, v_j> + c0)
-    const float mm = muNorm[slot], e2 = p.expScale * 1.4426950408889634f;
-    const float c0 = p.c0;
-    rawGramProducers(buf, p.ld, bsz, p.dv, ptid, [&](int i, int jj, float raw) {
-      float kk = G[i * kGStride + jj] - a[i] - a[jj] + mm;
-      G[i * kGStride + jj] = fastExp2(e2 * kk) * (ws[i] * ws[jj] * raw + c0);
-    });
+    if (mine) {
+      mmaRowTile(buf, p.ld, p.dv, m0, lane, rawV);
+      const float e2 = p.expScale * 1.4426950408889634f, c0 = p.c0;
+      const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+      for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          int i = m0 + g + (r >= 2 ? 8 : 0), jj = nt * 8 + t * 2 + (r & 1);
+          if (i < bsz && jj < bsz) {
+            float kk = rawK[nt][r] - a[i] - a[jj] + mm;
+            G[i * kGStride + jj] =
+                fastExp2(e2 * kk) * (ws[i] * ws[jj] * rawV[nt][r] + c0);
+          }
+        }
+    }
     // G[slot] is complete: hand it to the walk. The producer barrier makes
     // buf, rows and ws reusable for the next item.
     namedSync(kBarProducers, kProducers);
