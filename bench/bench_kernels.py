@@ -264,6 +264,8 @@ def check_decode(lib, rows):
         (torch.bfloat16, 2, 16, 2, 2, 3000, 128, True, True),
         (torch.float32, 1, 4, 1, 16, 777, 128, False, True),
         (torch.bfloat16, 1, 8, 1, 1, 33, 256, False, False),
+        # Many splits, all but one empty, and a sequence with no keys.
+        (torch.bfloat16, 2, 32, 8, 1, 5000, 128, False, [0, 70]),
     ]
     ok = True
     for dt, b, hq, hkv, l, m, d, causal, use_len in cases:
@@ -272,8 +274,11 @@ def check_decode(lib, rows):
         k = torch.randn(b, hkv, m, d, device="cuda").to(dt)
         v = torch.randn(b, hkv, m, d, device="cuda").to(dt)
         lw = (torch.randint(0, 3, (b, hkv, m), device="cuda").float() * math.log(2.0))
-        kv_len = (torch.randint(m // 2, m + 1, (b,), device="cuda").int()
-                  if use_len else None)
+        if isinstance(use_len, list):
+            kv_len = torch.tensor(use_len, device="cuda", dtype=torch.int32)
+        else:
+            kv_len = (torch.randint(m // 2, m + 1, (b,), device="cuda").int()
+                      if use_len else None)
         o = lib.decode_prepare(q, k, v)
         o["out"].fill_(float("nan"))
         lib.decode(q, k, v, lw, o, kv_len=kv_len, causal=causal)
@@ -284,7 +289,8 @@ def check_decode(lib, rows):
         good = err < tol and not o["out"].isnan().any().item()
         ok &= good
         rows.append(dict(kind="decode", dtype=str(dt).split(".")[1], B=b, Hq=hq,
-                         Hkv=hkv, L=l, M=m, D=d, causal=causal, kv_len=use_len,
+                         Hkv=hkv, L=l, M=m, D=d, causal=causal,
+                         kv_len=str(use_len),
                          rel_err=f"{err:.2e}", result="PASS" if good else "FAIL"))
     return ok
 
