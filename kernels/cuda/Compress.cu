@@ -464,17 +464,26 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       mmaRowTile(buf, p.ld, p.dv, m0, lane, rawV);
       const float e2 = p.expScale * 1.4426950408889634f, c0 = p.c0;
       const int g = lane >> 2, t = lane & 3;
+      // The row and column terms go to registers first: read from shared
+      // memory between the G stores, which the compiler must assume alias
+      // them, they were reloaded for every element (ncu: half of the
+      // producers' stall samples were shared-load waits here).
+      const int i0 = m0 + g, i1 = i0 + 8;
+      const float ai[2] = {a[i0], a[i1]}, wi[2] = {ws[i0], ws[i1]};
 #pragma unroll
-      for (int nt = 0; nt < 16; ++nt)
+      for (int nt = 0; nt < 16; ++nt) {
+        const int j0 = nt * 8 + t * 2;
+        const float aj[2] = {a[j0], a[j0 + 1]}, wj[2] = {ws[j0], ws[j0 + 1]};
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          int i = m0 + g + (r >= 2 ? 8 : 0), jj = nt * 8 + t * 2 + (r & 1);
-          if (i < bsz && jj < bsz) {
-            float kk = rawK[nt][r] - a[i] - a[jj] + mm;
-            G[i * kGStride + jj] =
-                fastExp2(e2 * kk) * (ws[i] * ws[jj] * rawV[nt][r] + c0);
-          }
+          const int hi = r >> 1, e = r & 1, i = hi ? i1 : i0, jj = j0 + e;
+          const float kk = rawK[nt][r] - ai[hi] - aj[e] + mm;
+          const float v =
+              fastExp2(e2 * kk) * (wi[hi] * wj[e] * rawV[nt][r] + c0);
+          if (i < bsz && jj < bsz)
+            G[i * kGStride + jj] = v;
         }
+      }
     }
     // G[slot] is complete: hand it to the walk. The producer barrier makes
     // buf, rows and ws reusable for the next item.
