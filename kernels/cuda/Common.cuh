@@ -63,6 +63,27 @@ template <> struct Mma16816<__nv_bfloat16> {
 /// Inclusive sum over a block of `kThreads` threads (multiple of 32);
 /// `scratch` holds kThreads / 32 ints. Returns the inclusive prefix and
 /// writes the block total to `total`.
+/// Four 8 x 8 16-bit matrices from shared memory, lanes 8i..8i+7 giving the
+/// row addresses of matrix i; thread (g, t) of the warp receives row g,
+/// columns 2t and 2t + 1 of each: the mma.sync m16n8k16 fragment layout of
+/// A (row-major) and of B stored n-major.
+__device__ __forceinline__ void ldmatrixX4(uint32_t *r, const void *p) {
+  uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 "
+               "{%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+/// ldmatrixX4 with each matrix transposed (B stored k-major).
+__device__ __forceinline__ void ldmatrixX4Trans(uint32_t *r, const void *p) {
+  uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
+               "{%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
 template <int kThreads>
 __device__ __forceinline__ int blockInclusiveScan(int v, int *scratch,
                                                   int &total) {

@@ -94,24 +94,26 @@ template <typename T>
 __device__ __forceinline__ void mmaRowTile(const T *buf, int ld, int dim,
                                            int m0, int lane,
                                            float (&acc)[16][4]) {
-  const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int nt = 0; nt < 16; ++nt)
 #pragma unroll
     for (int r = 0; r < 4; ++r)
       acc[nt][r] = 0.0f;
+  // Fragments by ldmatrix (one instruction for four 32-bit loads per lane;
+  // the padded rows keep its eight row addresses on distinct banks). Lane
+  // l addresses row (l & 7) of matrix l >> 3.
+  const int mi = lane >> 3, mr = lane & 7;
+  const T *aRow = buf + (m0 + mr + (mi & 1) * 8) * ld + (mi >> 1) * 8;
+  const T *bRow = buf + ((mi >> 1) * 8 + mr) * ld + (mi & 1) * 8;
   for (int k0 = 0; k0 < dim; k0 += 16) {
-    const T *r0 = buf + (m0 + g) * ld + k0 + t * 2, *r1 = r0 + 8 * ld;
-    uint32_t a[4] = {*reinterpret_cast<const uint32_t *>(r0),
-                     *reinterpret_cast<const uint32_t *>(r1),
-                     *reinterpret_cast<const uint32_t *>(r0 + 8),
-                     *reinterpret_cast<const uint32_t *>(r1 + 8)};
+    uint32_t a[4];
+    ldmatrixX4(a, aRow + k0);
 #pragma unroll
-    for (int nt = 0; nt < 16; ++nt) {
-      const T *c0 = buf + (nt * 8 + g) * ld + k0 + t * 2;
-      uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(c0),
-                       *reinterpret_cast<const uint32_t *>(c0 + 8)};
-      Mma16816<T>::run(acc[nt], a, b[0], b[1]);
+    for (int np = 0; np < 8; ++np) { // n-tiles 2np and 2np + 1
+      uint32_t b[4];
+      ldmatrixX4(b, bRow + np * 16 * ld + k0);
+      Mma16816<T>::run(acc[2 * np], a, b[0], b[1]);
+      Mma16816<T>::run(acc[2 * np + 1], a, b[2], b[3]);
     }
   }
 }

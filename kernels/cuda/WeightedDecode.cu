@@ -313,13 +313,6 @@ __global__ void __launch_bounds__(kWarps * 32)
 constexpr int kMmaRows = 16;  // query rows per CTA (one m16 tile)
 constexpr int kMmaTile = 64;  // keys per CTA tile; 16 per warp
 
-__device__ __forceinline__ void ldmatrixX4Trans(uint32_t *r, const void *p) {
-  uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
-               "{%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
 
 template <typename T, int D, int DV>
 __global__ void __launch_bounds__(kWarps * 32)
