@@ -584,7 +584,8 @@ int chooseSplits(int64_t batch, int64_t kvHeads, int64_t rowChunks,
                  int64_t m) {
   // About 8 CTAs per SM, chunks of >= 8 tiles.
   int64_t ctas = batch * kvHeads * rowChunks;
-  int64_t want = (multiprocessorCount() * 8 + ctas - 1) / std::max<int64_t>(ctas, 1);
+  int64_t want =
+      (multiprocessorCount() * 8 + ctas - 1) / std::max<int64_t>(ctas, 1);
   want = std::min(want, (m + 8 * kTile - 1) / (8 * kTile));
   return int(std::clamp<int64_t>(want, 1, splitCap(batch, m)));
 }
