@@ -180,12 +180,44 @@ def bench_graph_cycle(fns, calls=20, reps=30):
     return bench(graph.replay, reps=reps, warmup=3) / len(seq)
 
 
-def copies_beyond_l2(nbytes, l2_bytes=None):
-    """How many copies of `nbytes` of inputs make the cycled working set
-    at least four times the L2 cache."""
-    if l2_bytes is None:
-        l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
-    return max(1, min(64, math.ceil(4 * l2_bytes / max(nbytes, 1))))
+def copies_beyond_l2(tensors, warm_l2=False):
+    """`tensors` and enough clones of them that cycling through the copies
+    works on at least four times the L2 cache (one copy with `warm_l2`)."""
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    n = 1 if warm_l2 else max(1, min(64, math.ceil(4 * l2 / max(nbytes, 1))))
+    return [tuple(tensors)] + [tuple(t.clone() for t in tensors)
+                               for _ in range(n - 1)]
+
+
+def with_float_masks(sets, group):
+    """Appends to each (key, value, log-weights) copy the float mask that
+    SDPA takes for the log-weights: repeated per query head of a group."""
+    return [a + (a[2].repeat_interleave(group, 1)[:, :, None, :]
+                 .to(torch.bfloat16),) for a in sets]
+
+
+def time_sdpa_full(q, kvs):
+    """Full-cache SDPA cycled over the (key, value) copies `kvs`."""
+    return bench_graph_cycle([
+        lambda kk=kk, vv=vv: F.scaled_dot_product_attention(
+            q, kk, vv, enable_gqa=True) for kk, vv in kvs])
+
+
+def time_sdpa_masked(q, sets):
+    """SDPA over compressed caches with the log-weights as a float mask,
+    cycled over the (key, value, log-weights, mask) copies `sets`."""
+    return bench_graph_cycle([
+        lambda a=a: F.scaled_dot_product_attention(
+            q, a[0], a[1], attn_mask=a[3], enable_gqa=True) for a in sets])
+
+
+def time_weighted_decode(lib, q, sets):
+    """Our weighted decode cycled over the same `sets`."""
+    outs = [lib.decode_prepare(q, a[0], a[1]) for a in sets]
+    return bench_graph_cycle([
+        lambda a=a, o=o: lib.decode(q, a[0], a[1], a[2], o)
+        for a, o in zip(sets, outs)])
 
 
 def attention64(q, k, v, lw=None, causal=False, kv_len=None):
@@ -319,33 +351,18 @@ def time_decode(lib, rows, peak, quick):
             q = torch.randn(b, hq, 1, d, device="cuda", dtype=torch.bfloat16)
             # Every timing cycles through enough copies of its inputs that
             # nothing stays in L2 between calls (like the layers of a model).
-            nf = copies_beyond_l2(2 * k.numel() * 2)
-            kvs = [(k, v)] + [(k.clone(), v.clone()) for _ in range(nf - 1)]
-            t_full = bench_graph_cycle([
-                lambda kk=kk, vv=vv: F.scaled_dot_product_attention(
-                    q, kk, vv, enable_gqa=True) for kk, vv in kvs])
-            del kvs
+            t_full = time_sdpa_full(q, copies_beyond_l2((k, v)))
             for ratio in (4, 16):
                 m = lib.m(n, lib.params(rounds=int(math.log2(ratio))))
                 ck, cv = k[:, :, :m].contiguous(), v[:, :, :m].contiguous()
                 lw = torch.zeros(b, hkv, m, device="cuda")
-                mask = lw.repeat_interleave(hq // hkv, 1)[:, :, None, :].to(torch.bfloat16)
-                nc = copies_beyond_l2(2 * ck.numel() * 2 + lw.numel() * 4)
-                sets = [(ck, cv, lw, mask)] + [
-                    (ck.clone(), cv.clone(), lw.clone(), mask.clone())
-                    for _ in range(nc - 1)]
-                outs = [lib.decode_prepare(q, ck, cv) for _ in range(nc)]
-                t_ours = bench_graph_cycle([
-                    lambda a=a, o=o: lib.decode(q, a[0], a[1], a[2], o)
-                    for a, o in zip(sets, outs)])
-                t_mask = bench_graph_cycle([
-                    lambda a=a: F.scaled_dot_product_attention(
-                        q, a[0], a[1], attn_mask=a[3], enable_gqa=True)
-                    for a in sets])
+                sets = with_float_masks(copies_beyond_l2((ck, cv, lw)), hq // hkv)
+                t_ours = time_weighted_decode(lib, q, sets)
+                t_mask = time_sdpa_masked(q, sets)
                 nbytes = ck.numel() * 2 + cv.numel() * 2 + lw.numel() * 4
                 gbs = nbytes / (t_ours * 1e-3) / 1e9
                 rows.append(dict(N=n, B=b, ratio=ratio, M=m,
-                                 cache_MB=round(nbytes / 1e6, 1), copies=nc,
+                                 cache_MB=round(nbytes / 1e6, 1), copies=len(sets),
                                  ours_us=round(t_ours * 1e3, 1),
                                  GBps=round(gbs), pct_peak=round(100 * gbs / peak, 1),
                                  sdpa_full_us=round(t_full * 1e3, 1),
@@ -353,7 +370,7 @@ def time_decode(lib, rows, peak, quick):
                                  sdpa_masked_us=round(t_mask * 1e3, 1),
                                  speedup_vs_masked=round(t_mask / t_ours, 2)))
                 print(rows[-1], flush=True)
-                del ck, cv, lw, outs, mask, sets
+                del ck, cv, lw, sets
             del k, v, q
             torch.cuda.empty_cache()
 

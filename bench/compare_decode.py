@@ -14,11 +14,11 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import (Lib, attention64, bench_graph_cycle,  # noqa: E402
-                           copies_beyond_l2, rel, table)
+from bench_kernels import (Lib, attention64, copies_beyond_l2,  # noqa: E402
+                           rel, table, time_sdpa_full, time_sdpa_masked,
+                           time_weighted_decode, with_float_masks)
 
 
 def main():
@@ -40,51 +40,34 @@ def main():
             k = torch.randn(b, hkv, n, d, device="cuda", dtype=torch.bfloat16)
             v = torch.randn_like(k)
             q = torch.randn(b, hq, 1, d, device="cuda", dtype=torch.bfloat16)
-            nf = 1 if args.warm_l2 else copies_beyond_l2(2 * k.numel() * 2)
-            kvs = [(k, v)] + [(k.clone(), v.clone()) for _ in range(nf - 1)]
-            t_full = bench_graph_cycle([
-                lambda kk=kk, vv=vv: F.scaled_dot_product_attention(
-                    q, kk, vv, enable_gqa=True) for kk, vv in kvs])
-            del kvs
+            t_full = time_sdpa_full(q, copies_beyond_l2((k, v), args.warm_l2))
             for ratio in (4, 16):
                 m = libs[0].m(n, libs[0].params(rounds=int(math.log2(ratio))))
                 ck, cv = k[:, :, :m].contiguous(), v[:, :, :m].contiguous()
                 lw = torch.randn(b, hkv, m, device="cuda") * 0.5
-                mask = lw.repeat_interleave(hq // hkv, 1)[:, :, None, :].to(
-                    torch.bfloat16)
-                nc = 1 if args.warm_l2 else copies_beyond_l2(
-                    2 * ck.numel() * 2 + lw.numel() * 4)
-                sets = [(ck, cv, lw, mask)] + [
-                    (ck.clone(), cv.clone(), lw.clone(), mask.clone())
-                    for _ in range(nc - 1)]
-                t_mask = bench_graph_cycle([
-                    lambda a=a: F.scaled_dot_product_attention(
-                        q, a[0], a[1], attn_mask=a[3], enable_gqa=True)
-                    for a in sets])
+                sets = with_float_masks(
+                    copies_beyond_l2((ck, cv, lw), args.warm_l2), hq // hkv)
+                t_mask = time_sdpa_masked(q, sets)
                 ref = attention64(q, ck, cv, lw) if b * m <= 8 * 33000 else None
                 row = dict(N=n, B=b, ratio=ratio,
                            MB=round((ck.numel() + cv.numel()) * 2 / 1e6, 1),
-                           copies=nc,
+                           copies=len(sets),
                            sdpa_full_us=round(t_full * 1e3, 1),
                            sdpa_mask_us=round(t_mask * 1e3, 1))
                 for name, lib in zip(names, libs):
                     o = lib.decode_prepare(q, ck, cv)
-                    outs = [o] + [lib.decode_prepare(q, ck, cv)
-                                  for _ in range(nc - 1)]
                     lib.decode(q, ck, cv, lw, o)
                     if ref is not None:
                         err = rel(o["out"], ref)
                         ok &= err < 1e-2
                         row[f"{name}_err"] = f"{err:.1e}"
-                    t = bench_graph_cycle([
-                        lambda a=a, oo=oo: lib.decode(q, a[0], a[1], a[2], oo)
-                        for a, oo in zip(sets, outs)])
+                    t = time_weighted_decode(lib, q, sets)
                     row[f"{name}_us"] = round(t * 1e3, 1)
                     row[f"{name}_vs_full"] = round(t_full / t, 2)
                     row[f"{name}_vs_mask"] = round(t_mask / t, 2)
                 rows.append(row)
                 print(row, flush=True)
-                del ck, cv, lw, mask, sets
+                del ck, cv, lw, sets
             del k, v, q
             torch.cuda.empty_cache()
     print(table(rows))
