@@ -298,6 +298,13 @@ def check_decode(lib, rows):
         (torch.bfloat16, 1, 8, 1, 1, 33, 256, False, False),
         # Many splits, all but one empty, and a sequence with no keys.
         (torch.bfloat16, 2, 32, 8, 1, 5000, 128, False, [0, 70]),
+        # Two row chunks per (sequence, KV head); 16 rows over 250 one-tile
+        # splits.
+        (torch.bfloat16, 16, 32, 2, 2, 2000, 128, True, True),
+        (torch.bfloat16, 1, 16, 1, 1, 16000, 128, False, False),
+        # Long splits (> 1024 keys): log-weights by plain loads, both paths.
+        (torch.bfloat16, 32, 32, 8, 1, 3000, 128, False, True),
+        (torch.float32, 64, 8, 8, 1, 4000, 64, False, False),
     ]
     ok = True
     for dt, b, hq, hkv, l, m, d, causal, use_len in cases:

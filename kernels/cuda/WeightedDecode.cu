@@ -30,6 +30,8 @@ constexpr int kTile = 32;
 constexpr int kRowsPerWarp = 8;
 constexpr int kRowsPerCta = kWarps * kRowsPerWarp;
 constexpr float kLog2e = 1.4426950408889634f;
+// Splits of at most this many keys copy their log-weights asynchronously.
+constexpr int64_t kAsyncLogWeightKeys = 1024;
 
 // Programmatic dependent launch (sm_90): the split kernel lets the combine
 // kernel be scheduled while its last CTAs run; the combine kernel waits for
@@ -55,7 +57,7 @@ struct DecodeParams {
   int64_t m, chunk;
   int d, dv, group, queryLen, rows, kvHeads, splits, ldk;
   float scaleLog2;
-  bool causal;
+  bool causal, lwAsync;
 };
 
 /// 16 bytes global -> shared, bypassing L1, with an L2 prefetch of the
@@ -67,28 +69,84 @@ __device__ __forceinline__ void copyAsync16(void *dst, const void *src) {
                : "memory");
 }
 
+/// cp.async of `bytes` <= 16 (16-byte copy) or <= 4 (4-byte copy) from
+/// global memory, the rest of the destination zero-filled.
+__device__ __forceinline__ void copyAsync16Fill(void *dst, const void *src,
+                                                int bytes) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void copyAsync4Fill(void *dst, const void *src,
+                                               int bytes) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+
+/// Rows [t0, t0 + rows) of one head (`perRow` 16-byte chunks each) into
+/// shared memory; rows past `len` repeat the last one. On whole tiles a
+/// thread keeps one column and steps its source pointer by rows instead of
+/// clamping and multiplying a 64-bit row index per chunk.
+template <typename T>
+__device__ __forceinline__ void copyRows16(T *dst, int ld, const T *head,
+                                           int64_t stride, int64_t t0,
+                                           int64_t len, int rows, int perRow) {
+  constexpr int kPer = 16 / sizeof(T);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  if (t0 + rows <= len && nthreads % perRow == 0) {
+    const int r0 = tid / perRow, c = tid % perRow, step = nthreads / perRow;
+    const T *src = head + (t0 + r0) * stride + c * kPer;
+    T *out = dst + r0 * ld + c * kPer;
+    const int64_t srcStep = int64_t(step) * stride;
+    for (int r = r0; r < rows; r += step, src += srcStep, out += step * ld)
+      copyAsync16(out, src);
+    return;
+  }
+  for (int e = tid; e < rows * perRow; e += nthreads) {
+    int r = e / perRow, c = e % perRow;
+    int64_t j = min(t0 + r, len - 1);
+    copyAsync16(dst + r * ld + c * kPer, head + j * stride + c * kPer);
+  }
+}
+
 /// Keys [t0, t0 + rows) of one KV head and their values into shared memory
 /// (rows past `len` repeat the last key; the caller masks them), and their
 /// log-weights (natural log; 0 past `len`; scaled by log2(e) where used).
-/// One cp.async group on the vector path. (Copying the log-weights with
-/// 4-byte cp.async instead was 1-3 % slower on large caches.)
+/// One cp.async group on the vector path; the log-weights join it for
+/// short splits (`lwAsync`).
 template <typename T, bool kVec>
 __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
                            const T *kHead, int64_t kStride, const T *vHead,
                            int64_t vStride, const float *lwHead, int64_t t0,
-                           int64_t len, int rows, int d, int dv) {
+                           int64_t len, int rows, int d, int dv,
+                           bool lwAsync) {
   const int tid = threadIdx.x, nthreads = blockDim.x;
+  const bool asyncLw = kVec && lwAsync && lwHead;
   if constexpr (kVec) {
     constexpr int kPer = 16 / sizeof(T);
-    for (int e = tid; e < rows * (d / kPer); e += nthreads) {
-      int r = e / (d / kPer), c = e % (d / kPer);
-      int64_t j = min(t0 + r, len - 1);
-      copyAsync16(kd + r * ldk + c * kPer, kHead + j * kStride + c * kPer);
-    }
-    for (int e = tid; e < rows * (dv / kPer); e += nthreads) {
-      int r = e / (dv / kPer), c = e % (dv / kPer);
-      int64_t j = min(t0 + r, len - 1);
-      copyAsync16(vd + r * ldv + c * kPer, vHead + j * vStride + c * kPer);
+    copyRows16<T>(kd, ldk, kHead, kStride, t0, len, rows, d / kPer);
+    copyRows16<T>(vd, ldv, vHead, vStride, t0, len, rows, dv / kPer);
+    // Short splits copy the log-weights in the same cp.async group: a plain
+    // load stalls the issuing warps for a DRAM round trip on every tile,
+    // which a CTA of a few tiles cannot hide (-5 to -8 % on 18-136 MB
+    // caches). Long streams keep the plain load: measured 1-4 % faster on
+    // 0.3-4 GB caches (it paces each CTA's requests).
+    // bench/results/2026-11-24-h100-decode-logweights.md
+    if (asyncLw && reinterpret_cast<uintptr_t>(lwHead + t0) % 16 == 0) {
+      for (int e = tid; e < rows / 4; e += nthreads) {
+        const int64_t j = t0 + 4 * e;
+        const int64_t left = len - j;
+        const int bytes = left <= 0 ? 0 : left >= 4 ? 16 : 4 * int(left);
+        copyAsync16Fill(lwd + 4 * e, lwHead + (bytes ? j : 0), bytes);
+      }
+    } else if (asyncLw) {
+      for (int e = tid; e < rows; e += nthreads) {
+        const int64_t j = t0 + e;
+        copyAsync4Fill(lwd + e, lwHead + (j < len ? j : 0), j < len ? 4 : 0);
+      }
     }
   } else {
     for (int e = tid; e < rows * d; e += nthreads) {
@@ -100,7 +158,7 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
       vd[r * ldv + x] = vHead[min(t0 + r, len - 1) * vStride + x];
     }
   }
-  if (tid < rows) {
+  if (!asyncLw && tid < rows) {
     int64_t j = t0 + tid;
     lwd[tid] = lwHead && j < len ? lwHead[j] : 0.0f;
   }
@@ -109,23 +167,29 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
 
 /// Runs `body(stage, t0)` over the tiles [begin, end) of `tile` keys with a
 /// two-stage cp.async pipeline: tile t + 1 streams in while tile t is used.
-template <typename Load, typename Body>
+/// The first two tiles are requested before `started()` runs, so whatever
+/// it loads (the queries) overlaps their round trip.
+template <typename Load, typename Started, typename Body>
 __device__ __forceinline__ void pipelinedTiles(int64_t begin, int64_t end,
                                                int tile, Load &&load,
+                                               Started &&started,
                                                Body &&body) {
   if (begin < end)
     load(0, begin);
+  if (begin + tile < end)
+    load(1, begin + tile);
+  started();
   int stage = 0;
   for (int64_t t0 = begin; t0 < end; t0 += tile, stage ^= 1) {
-    if (t0 + tile < end) {
-      load(stage ^ 1, t0 + tile);
+    if (t0 + tile < end)
       __pipeline_wait_prior(1);
-    } else {
+    else
       __pipeline_wait_prior(0);
-    }
     __syncthreads();
     body(stage, t0);
     __syncthreads(); // the stage is refilled next
+    if (t0 + 2 * tile < end)
+      load(stage, t0 + 2 * tile);
   }
 }
 
@@ -175,13 +239,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   T *vsm = ks + 2 * kTile * ldk;                   // [2][kTile][dv]
 
   // Query rows of this chunk, pre-scaled by scale * log2(e).
-  for (int e = tid; e < ctaRows * d; e += blockDim.x) {
-    int r = e / d, x = e % d, gr = row0 + r;
-    int hq = hkv * p.group + gr / p.queryLen, l = gr % p.queryLen;
-    const T *qp = static_cast<const T *>(p.q) + b * p.qs[0] + hq * p.qs[1] +
-                  l * p.qs[2];
-    qs[r * d + x] = toFloat(qp[x]) * p.scaleLog2;
-  }
+  auto loadQueries = [&] {
+    for (int e = tid; e < ctaRows * d; e += blockDim.x) {
+      int r = e / d, x = e % d, gr = row0 + r;
+      int hq = hkv * p.group + gr / p.queryLen, l = gr % p.queryLen;
+      const T *qp = static_cast<const T *>(p.q) + b * p.qs[0] +
+                    hq * p.qs[1] + l * p.qs[2];
+      qs[r * d + x] = toFloat(qp[x]) * p.scaleLog2;
+    }
+  };
 
   const SplitSlice<T> sl = splitSlice<T>(p, b, hkv, bh, split);
   const int64_t len = sl.len, begin = sl.begin, end = sl.end;
@@ -191,7 +257,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   auto loadTile = [&](int stage, int64_t t0) {
     loadKVTile<T, kVec>(ks + stage * kTile * ldk, ldk, vsm + stage * kTile * dv,
                         dv, lws + stage * kTile, kHead, p.ks[2], vHead,
-                        p.vs[2], lwHead, t0, len, kTile, d, dv);
+                        p.vs[2], lwHead, t0, len, kTile, d, dv, p.lwAsync);
   };
 
   // Rows of this warp: warp, warp + kWarps, ... (at most kRowsPerWarp).
@@ -208,7 +274,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     limit[rr] = visibleKeys(len, p.queryLen, gr % p.queryLen, p.causal);
   }
 
-  pipelinedTiles(begin, end, kTile, loadTile, [&](int stage, int64_t t0) {
+  pipelinedTiles(begin, end, kTile, loadTile, loadQueries,
+                 [&](int stage, int64_t t0) {
     const T *kt = ks + stage * kTile * ldk;
     const T *vt = vsm + stage * kTile * dv;
     const int64_t j = t0 + lane;
@@ -333,7 +400,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // Q fragments (A operand), rows g and g + 8 of this row chunk; rows past
   // the group are zero. Q stays in its storage type: no extra rounding.
   uint32_t qa[kKSteps][4];
-  {
+  auto loadQueries = [&] {
     auto rowPtr = [&](int r) -> const T * {
       if (r >= ctaRows)
         return nullptr;
@@ -362,7 +429,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       qa[ks][2] = pair(r0, x + 8);
       qa[ks][3] = pair(r1, x + 8);
     }
-  }
+  };
 
   const SplitSlice<T> sl = splitSlice<T>(p, b, hkv, bh, split);
   const int64_t len = sl.len, begin = sl.begin, end = sl.end;
@@ -373,7 +440,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     loadKVTile<T, true>(kBuf + stage * kMmaTile * kLdk, kLdk,
                         vBuf + stage * kMmaTile * kLdv, kLdv,
                         lwBuf + stage * kMmaTile, kHead, p.ks[2], vHead,
-                        p.vs[2], lwHead, t0, len, kMmaTile, D, DV);
+                        p.vs[2], lwHead, t0, len, kMmaTile, D, DV,
+                        p.lwAsync);
   };
 
   // Per lane: rows g (index 0) and g + 8 (index 1).
@@ -386,7 +454,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         visibleKeys(len, p.queryLen, (row0 + g + 8 * hr) % p.queryLen, p.causal);
   }
 
-  pipelinedTiles(begin, end, kMmaTile, loadTile, [&](int stage, int64_t t0) {
+  pipelinedTiles(begin, end, kMmaTile, loadTile, loadQueries,
+                 [&](int stage, int64_t t0) {
     const T *kt = kBuf + stage * kMmaTile * kLdk + warp * 16 * kLdk;
     const T *vt = vBuf + stage * kMmaTile * kLdv + warp * 16 * kLdv;
     const float *lwt = lwBuf + stage * kMmaTile + warp * 16;
@@ -596,6 +665,7 @@ void splitIntoChunks(DecodeParams &p, int tile) {
   const int64_t per = (p.m + p.splits - 1) / p.splits;
   p.chunk = std::max<int64_t>(tile, (per + tile - 1) / tile * tile);
   p.splits = int(std::max<int64_t>(1, (p.m + p.chunk - 1) / p.chunk));
+  p.lwAsync = p.chunk <= kAsyncLogWeightKeys;
 }
 
 bool vecOk(const void *ptr, const int64_t *strides, int dim, int elem) {
