@@ -166,30 +166,60 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
 }
 
 /// Runs `body(stage, t0)` over the tiles [begin, end) of `tile` keys with a
-/// two-stage cp.async pipeline: tile t + 1 streams in while tile t is used.
-/// The first two tiles are requested before `started()` runs, so whatever
-/// it loads (the queries) overlaps their round trip.
-template <typename Load, typename Started, typename Body>
+/// cp.async pipeline of `kStages` buffers. The first tiles are requested
+/// before `started()` runs, so whatever it loads (the queries) overlaps
+/// their round trip. Two stages: tile t + 1 streams in while tile t is
+/// used. More: one barrier per tile, and the tile kStages - 1 ahead is
+/// requested before tile t is used (the buffer it refills was used by tile
+/// t - 1, which every thread has finished at that barrier).
+template <int kStages, typename Load, typename Started, typename Body>
 __device__ __forceinline__ void pipelinedTiles(int64_t begin, int64_t end,
                                                int tile, Load &&load,
                                                Started &&started,
                                                Body &&body) {
-  if (begin < end)
-    load(0, begin);
-  if (begin + tile < end)
-    load(1, begin + tile);
-  started();
-  int stage = 0;
-  for (int64_t t0 = begin; t0 < end; t0 += tile, stage ^= 1) {
-    if (t0 + tile < end)
-      __pipeline_wait_prior(1);
-    else
-      __pipeline_wait_prior(0);
-    __syncthreads();
-    body(stage, t0);
-    __syncthreads(); // the stage is refilled next
-    if (t0 + 2 * tile < end)
-      load(stage, t0 + 2 * tile);
+  static_assert(kStages >= 2, "a pipeline needs two buffers");
+  if constexpr (kStages == 2) {
+    if (begin < end)
+      load(0, begin);
+    if (begin + tile < end)
+      load(1, begin + tile);
+    started();
+    int stage = 0;
+    for (int64_t t0 = begin; t0 < end; t0 += tile, stage ^= 1) {
+      if (t0 + tile < end)
+        __pipeline_wait_prior(1);
+      else
+        __pipeline_wait_prior(0);
+      __syncthreads();
+      body(stage, t0);
+      __syncthreads(); // the stage is refilled next
+      if (t0 + 2 * tile < end)
+        load(stage, t0 + 2 * tile);
+    }
+  } else {
+    // One cp.async group per tile slot, empty past the end, so that
+    // "all but the newest kStages - 2 groups" is always tile t.
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (begin + s * tile < end)
+        load(s, begin + s * tile);
+      else
+        __pipeline_commit();
+    }
+    started();
+    int stage = 0;
+    for (int64_t t0 = begin; t0 < end; t0 += tile) {
+      __pipeline_wait_prior(kStages - 2);
+      __syncthreads();
+      const int64_t ahead = t0 + int64_t(kStages - 1) * tile;
+      const int refill = stage == 0 ? kStages - 1 : stage - 1;
+      if (ahead < end)
+        load(refill, ahead);
+      else
+        __pipeline_commit();
+      body(stage, t0);
+      stage = stage + 1 == kStages ? 0 : stage + 1;
+    }
+    __syncthreads(); // the caller may reuse the buffers
   }
 }
 
@@ -274,7 +304,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     limit[rr] = visibleKeys(len, p.queryLen, gr % p.queryLen, p.causal);
   }
 
-  pipelinedTiles(begin, end, kTile, loadTile, loadQueries,
+  pipelinedTiles<2>(begin, end, kTile, loadTile, loadQueries,
                  [&](int stage, int64_t t0) {
     const T *kt = ks + stage * kTile * ldk;
     const T *vt = vsm + stage * kTile * dv;
@@ -379,6 +409,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 constexpr int kMmaRows = 16;  // query rows per CTA (one m16 tile)
 constexpr int kMmaTile = 64;  // keys per CTA tile; 16 per warp
+// Three buffers (two CTAs of 105 KB per SM at D = 128): 0.5-1 % faster than
+// two on most shapes, never measurably slower (2026-11-24-h100-decode-stages).
+constexpr int kMmaStages = 3;
 
 
 template <typename T, int D, int DV>
@@ -393,9 +426,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int bh = blockIdx.z, b = bh / p.kvHeads, hkv = bh % p.kvHeads;
   const int ctaRows = min(kMmaRows, p.rows - row0);
 
-  T *kBuf = reinterpret_cast<T *>(smem);          // [2][kMmaTile][kLdk]
-  T *vBuf = kBuf + 2 * kMmaTile * kLdk;           // [2][kMmaTile][kLdv]
-  float *lwBuf = reinterpret_cast<float *>(vBuf + 2 * kMmaTile * kLdv);
+  T *kBuf = reinterpret_cast<T *>(smem); // [stages][kMmaTile][kLdk]
+  T *vBuf = kBuf + kMmaStages * kMmaTile * kLdk; // [stages][kMmaTile][kLdv]
+  float *lwBuf =
+      reinterpret_cast<float *>(vBuf + kMmaStages * kMmaTile * kLdv);
 
   // Q fragments (A operand), rows g and g + 8 of this row chunk; rows past
   // the group are zero. Q stays in its storage type: no extra rounding.
@@ -454,7 +488,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         visibleKeys(len, p.queryLen, (row0 + g + 8 * hr) % p.queryLen, p.causal);
   }
 
-  pipelinedTiles(begin, end, kMmaTile, loadTile, loadQueries,
+  pipelinedTiles<kMmaStages>(begin, end, kMmaTile, loadTile, loadQueries,
                  [&](int stage, int64_t t0) {
     const T *kt = kBuf + stage * kMmaTile * kLdk + warp * 16 * kLdk;
     const T *vt = vBuf + stage * kMmaTile * kLdv + warp * 16 * kLdv;
@@ -739,13 +773,13 @@ template <typename T, int D, int DV>
 const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int rowChunks = (p.rows + kMmaRows - 1) / kMmaRows;
-  // Up to 3 CTAs fit per SM (~70 KB of shared memory, 168 registers each),
-  // but a wave of 2 per SM streams 1-2 % faster on large caches (fewer
-  // concurrent streams; bench/results/2026-11-24-h100-decode-splits.md).
+  // Waves of 2 CTAs per SM: with two buffers 3 fitted (~70 KB, 162
+  // registers each) but streamed 1-2 % slower on large caches
+  // (bench/results/2026-11-24-h100-decode-splits.md); three buffers fit 2.
   p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m, 2);
   splitIntoChunks(p, kMmaTile);
-  const size_t tiles = sizeof(T) * 2 * kMmaTile * (D + 8 + DV + 8) +
-                       sizeof(float) * 2 * kMmaTile;
+  const size_t tiles = sizeof(T) * kMmaStages * kMmaTile * (D + 8 + DV + 8) +
+                       sizeof(float) * kMmaStages * kMmaTile;
   const size_t red = sizeof(float) * kWarps * kMmaRows * (DV + 2);
   const size_t smem = std::max(tiles, red);
   static bool configured = false; // once per instantiation
