@@ -60,9 +60,6 @@ template <> struct Mma16816<__nv_bfloat16> {
   }
 };
 
-/// Inclusive sum over a block of `kThreads` threads (multiple of 32);
-/// `scratch` holds kThreads / 32 ints. Returns the inclusive prefix and
-/// writes the block total to `total`.
 /// Four 8 x 8 16-bit matrices from shared memory, lanes 8i..8i+7 giving the
 /// row addresses of matrix i; thread (g, t) of the warp receives row g,
 /// columns 2t and 2t + 1 of each: the mma.sync m16n8k16 fragment layout of
@@ -84,6 +81,9 @@ __device__ __forceinline__ void ldmatrixX4Trans(uint32_t *r, const void *p) {
                : "r"(addr));
 }
 
+/// Inclusive sum over a block of `kThreads` threads (multiple of 32);
+/// `scratch` holds kThreads / 32 ints. Returns the inclusive prefix and
+/// writes the block total to `total`.
 template <int kThreads>
 __device__ __forceinline__ int blockInclusiveScan(int v, int *scratch,
                                                   int &total) {

@@ -145,12 +145,10 @@ __device__ __forceinline__ void storeRowMeans(const float (&acc)[16][4],
 
 /// raw_ij = <row_i, row_j> on tensor cores for one warp's 16 rows
 /// m0..m0+15 against all (up to 128) rows, handed to `epilogue(i, j, raw)` for
-/// i, j < bsz; optionally also the row means of raw into `rowMean`. 16-bit T,
-/// dim % 16 == 0.
+/// i, j < bsz. 16-bit T, dim % 16 == 0.
 template <typename T, typename Epilogue>
 __device__ void gramRows16(const T *buf, int ld, int bsz, int dim, int m0,
-                           int lane, Epilogue &epilogue,
-                           float *rowMean = nullptr) {
+                           int lane, Epilogue &epilogue) {
   const int g = lane >> 2, t = lane & 3;
   if (m0 >= bsz)
     return;
@@ -164,8 +162,6 @@ __device__ void gramRows16(const T *buf, int ld, int bsz, int dim, int m0,
       if (i < bsz && j < bsz)
         epilogue(i, j, acc[nt][r]);
     }
-  if (rowMean)
-    storeRowMeans(acc, m0, bsz, lane, rowMean);
 }
 
 /// raw_ij = <row_i, row_j> for i, j < bsz, handed to `epilogue(i, j, raw)`.

@@ -716,9 +716,11 @@ template <typename T>
 const char *launchCombine(const DecodeArgs &a, const DecodeParams &p);
 
 template <typename T, int VPL, bool kVec>
-const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p,
-                              int rowChunks) {
+const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
+  const int rowChunks = (p.rows + kRowsPerCta - 1) / kRowsPerCta;
+  p.splits = chooseSplits(a.batch, a.kvHeads, rowChunks, a.m);
+  splitIntoChunks(p, kTile);
   const size_t smem = sizeof(float) * (kRowsPerCta * p.d + 2 * kTile) +
                       sizeof(T) * 2 * kTile * (p.ldk + p.dv);
   cudaFuncSetAttribute(decodeSplitKernel<T, VPL, kVec>,
@@ -795,8 +797,7 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
 }
 
 template <typename T>
-const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p,
-                              int rowChunks) {
+const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p) {
   const int elem = int(sizeof(T));
   bool vec = vecOk(a.key.data, a.key.strides, int(a.d), elem) &&
              vecOk(a.value.data, a.value.strides, int(a.dv), elem);
@@ -811,8 +812,8 @@ const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p,
   p.ldk = int(a.d) + (vec ? 16 / elem : 1);
 #define BALANCEKV_DECODE_CASE(VPL)                                           \
   if (a.dv == 32 * VPL)                                                      \
-    return vec ? launchDecodeTyped<T, VPL, true>(a, p, rowChunks)            \
-               : launchDecodeTyped<T, VPL, false>(a, p, rowChunks);
+    return vec ? launchDecodeTyped<T, VPL, true>(a, p)                       \
+               : launchDecodeTyped<T, VPL, false>(a, p);
   BALANCEKV_DECODE_CASE(1)
   BALANCEKV_DECODE_CASE(2)
   BALANCEKV_DECODE_CASE(4)
@@ -862,16 +863,14 @@ const char *launchWeightedDecode(const DecodeArgs &a) {
   p.kvHeads = int(a.kvHeads);
   p.scaleLog2 = a.scale * kLog2e;
   p.causal = a.causal;
-  const int rowChunks = (p.rows + kRowsPerCta - 1) / kRowsPerCta;
-  p.splits = chooseSplits(a.batch, a.kvHeads, rowChunks, a.m);
-  splitIntoChunks(p, kTile);
+  // Each path chooses its own splits (launchMma, launchDecodeTyped).
   switch (a.dtype) {
   case BALANCEKV_DTYPE_F16:
-    return launchDecodeDtype<__half>(a, p, rowChunks);
+    return launchDecodeDtype<__half>(a, p);
   case BALANCEKV_DTYPE_BF16:
-    return launchDecodeDtype<__nv_bfloat16>(a, p, rowChunks);
+    return launchDecodeDtype<__nv_bfloat16>(a, p);
   case BALANCEKV_DTYPE_F32:
-    return launchDecodeDtype<float>(a, p, rowChunks);
+    return launchDecodeDtype<float>(a, p);
   }
   return "unknown dtype";
 }
