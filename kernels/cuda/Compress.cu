@@ -13,14 +13,18 @@
 // so no centred key is ever rounded to 16 bits. f32 storage and dims that
 // are not multiples of 16 use an f32 FMA path.
 //
-// Walk: warp 0, lane l owns the running sums S_k of k = l + 32 j; after
-// sigma_i is decided every lane adds G_ki sigma_i to its own sums: one
-// shuffle and four conflict-free shared loads per step, no reduction.
+// Walk: one warp, lane l owns the running sums S_k of its four rows
+// k = 4l..4l+3, so each chunk of four steps is decided inside one lane (the
+// owner's chain is four compare-and-FMA steps); one shuffle hands the
+// chunk's four signs to every lane, which adds them to its own sums. G is
+// stored in the walk's order (`walkIndex`): a lane's four rows of a chunk are
+// one float4 per row, conflict-free.
 //
 //===----------------------------------------------------------------------===//
 
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/Launch.h"
+#include "kernels/cuda/Wgmma.cuh"
 #include "kernels/reference/Philox.h"
 
 #include <cuda_pipeline.h>
@@ -32,7 +36,7 @@ namespace {
 
 constexpr int kThreads = 128;    // walk CTA
 constexpr int kMaxBlock = 128;   // largest walk block
-constexpr int kGStride = kMaxBlock + 1;
+constexpr int kGSize = kMaxBlock * kMaxBlock; // one G, walk order
 constexpr int kSelectThreads = 1024;
 
 /// 2^x by the SFU (relative error < 2^-22; no overflow branches).
@@ -40,6 +44,87 @@ __device__ __forceinline__ float fastExp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+}
+
+/// Position of G_ki (row k, column i) in the walk's order: column chunk
+/// i / 4, then row k % 4, then the owner lane k / 4 (XOR-swizzled by 2 (k % 4)
+/// so that the producers' fragment stores spread over the banks), then i % 4.
+__device__ __forceinline__ int walkRowOffset(int k) {
+  const int q = k & 3;
+  return q * kMaxBlock + (((k >> 2) ^ (q << 1)) << 2);
+}
+__device__ __forceinline__ int walkColumnOffset(int i) {
+  return (i >> 2) * (4 * kMaxBlock) + (i & 3);
+}
+__device__ __forceinline__ int walkIndex(int k, int i) {
+  return walkRowOffset(k) + walkColumnOffset(i);
+}
+
+/// Spec section 3, step 3, for one block on one warp: writes the signs of
+/// steps 0..bsz-1 to `out` and returns their count of +1 (on every lane).
+/// `G` holds the block's kernel in `walkIndex` order, `u` its uniforms.
+///
+/// sigma_i = +1 iff u_i < clamp(1/2 - gamma S_i, 0, 1), which for u_i in
+/// [0, 1) is u_i < 1/2 - gamma S_i (a NaN compares false either way).
+/// Every S_k still adds G_ki sigma_i in step order, as a serial walk would.
+__device__ __forceinline__ int selfBalancingWalk(const float *G,
+                                                 const float *u, int bsz,
+                                                 float gamma, int lane,
+                                                 int8_t *out) {
+  const float4 *Gv = reinterpret_cast<const float4 *>(G);
+  const float4 *uv = reinterpret_cast<const float4 *>(u);
+  const int chunks = (bsz + 3) >> 2;
+  float S[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  int myMask = 0;
+  // Unrolled by two so that the next chunk's loads issue during this
+  // chunk's chain.
+#pragma unroll 2
+  for (int c = 0; c < chunks; ++c) {
+    float4 g[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+      g[q] = Gv[c * kMaxBlock + q * (kMaxBlock / 4) + (lane ^ (q << 1))];
+    const float4 uu = uv[c];
+    // The owner's (lane c's) four decisions; other lanes' results are unused.
+    const bool p0 = uu.x < 0.5f - gamma * S[0];
+    const float s0 = p0 ? 1.0f : -1.0f;
+    const float t1 = fmaf(g[1].x, s0, S[1]);
+    const bool p1 = uu.y < 0.5f - gamma * t1;
+    const float s1 = p1 ? 1.0f : -1.0f;
+    const float t2 = fmaf(g[2].y, s1, fmaf(g[2].x, s0, S[2]));
+    const bool p2 = uu.z < 0.5f - gamma * t2;
+    const float s2 = p2 ? 1.0f : -1.0f;
+    const float t3 =
+        fmaf(g[3].z, s2, fmaf(g[3].y, s1, fmaf(g[3].x, s0, S[3])));
+    const bool p3 = uu.w < 0.5f - gamma * t3;
+    const int mask = __shfl_sync(0xffffffffu,
+                                 int(p0) | int(p1) << 1 | int(p2) << 2 |
+                                     int(p3) << 3,
+                                 c & 31);
+    myMask = c == lane ? mask : myMask;
+    const float sg[4] = {mask & 1 ? 1.0f : -1.0f, mask & 2 ? 1.0f : -1.0f,
+                         mask & 4 ? 1.0f : -1.0f, mask & 8 ? 1.0f : -1.0f};
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      S[q] = fmaf(g[q].x, sg[0], S[q]);
+      S[q] = fmaf(g[q].y, sg[1], S[q]);
+      S[q] = fmaf(g[q].z, sg[2], S[q]);
+      S[q] = fmaf(g[q].w, sg[3], S[q]);
+    }
+  }
+  int plus = 0;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int i = 4 * lane + r;
+    if (i < bsz) {
+      const bool pos = (myMask >> r) & 1;
+      out[i] = pos ? 1 : -1;
+      plus += pos;
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1)
+    plus += __shfl_xor_sync(0xffffffffu, plus, o);
+  return plus;
 }
 
 struct RoundParams {
@@ -83,6 +168,33 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
       int i = e / dim, x = e % dim;
       buf[i * ld + x] = i < bsz ? head[rows[i] * rowStride + x]
                                 : fromFloat<T>(0.0f);
+    }
+  }
+}
+
+/// loadRows for the warpgroup MMA: 16-bit rows in coreMatrixOffset order.
+/// Thread e copies 16-byte piece e, so a warp fills 512 contiguous bytes
+/// (four core matrices) from 8 rows x 64 contiguous bytes.
+template <typename T>
+__device__ void loadRowsCore(const T *head, int64_t rowStride,
+                             const int *rows, int bsz, int dim, T *buf,
+                             bool vec, int tid, int nthreads) {
+  if (vec) {
+    const int perRow = dim / 8;
+    for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
+      const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
+      T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
+      if (i < bsz)
+        __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * 8, 16);
+      else
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+    }
+    __pipeline_commit();
+  } else {
+    for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
+      const int i = e / dim, x = e % dim;
+      buf[coreMatrixOffset(i, x, dim)] =
+          i < bsz ? head[rows[i] * rowStride + x] : fromFloat<T>(0.0f);
     }
   }
 }
@@ -190,12 +302,11 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   float *G = reinterpret_cast<float *>(smem);
-  float *a = G + kMaxBlock * kGStride;
+  float *a = G + kGSize;
   float *w = a + kMaxBlock;
   float *u = w + kMaxBlock;
   int *rows = reinterpret_cast<int *>(u + kMaxBlock);
-  float *sig = reinterpret_cast<float *>(rows + kMaxBlock);
-  float *muNorm = sig + kMaxBlock;
+  float *muNorm = reinterpret_cast<float *>(rows + kMaxBlock);
   T *buf = reinterpret_cast<T *>(muNorm + 4);
 
   const int tid = threadIdx.x;
@@ -221,7 +332,7 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   __pipeline_wait_prior(0);
   __syncthreads();
   rawGram(buf, p.ld, bsz, p.d,
-          [&](int i, int j, float raw) { G[i * kGStride + j] = raw; });
+          [&](int i, int j, float raw) { G[walkIndex(i, j)] = raw; });
   __syncthreads();
   // The values stream in while the key statistics and the exp pass run.
   const T *valueHead =
@@ -230,7 +341,7 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   if (tid < bsz) {
     float s = 0.0f;
     for (int j = 0; j < bsz; ++j)
-      s += G[tid * kGStride + j]; // (tid + j) % 32 banks: conflict-free
+      s += G[walkIndex(tid, j)];
     a[tid] = s / float(bsz);
   }
   __syncthreads();
@@ -249,8 +360,8 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
     for (int e = tid; e < bsz * kMaxBlock; e += kThreads) {
       int i = e >> 7, j = e & (kMaxBlock - 1);
       if (j < bsz)
-        G[i * kGStride + j] =
-            fastExp2(e2 * (G[i * kGStride + j] - a[i] - a[j] + mm));
+        G[walkIndex(i, j)] =
+            fastExp2(e2 * (G[walkIndex(i, j)] - a[i] - a[j] + mm));
     }
   }
   __syncthreads();
@@ -260,42 +371,16 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   __syncthreads();
   const float c0 = p.c0;
   rawGram(buf, p.ld, bsz, p.dv, [&](int i, int j, float raw) {
-    G[i * kGStride + j] *= w[i] * w[j] * raw + c0;
+    G[walkIndex(i, j)] *= w[i] * w[j] * raw + c0;
   });
   __syncthreads();
 
   if (tid >= 32)
     return;
   // The walk (warp 0).
-  const int lane = tid;
-  const float gamma = p.gamma;
-  float S[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-  for (int jj = 0; jj < 4; ++jj) {
-    for (int l = 0; l < 32; ++l) {
-      const int i = jj * 32 + l;
-      if (i >= bsz)
-        break;
-      float si = __shfl_sync(0xffffffffu, S[jj], l);
-      float prob = fminf(fmaxf(0.5f - gamma * si, 0.0f), 1.0f);
-      float sg = u[i] < prob ? 1.0f : -1.0f;
-      if (lane == 0)
-        sig[i] = sg;
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-        S[j] += G[(lane + 32 * j) * kGStride + i] * sg;
-    }
-  }
-  __syncwarp();
-  int8_t *sigmaOut = p.sigma + bh * p.l0 + start;
-  int plus = 0;
-  for (int i = lane; i < bsz; i += 32) {
-    sigmaOut[i] = sig[i] > 0.0f ? 1 : -1;
-    plus += sig[i] > 0.0f;
-  }
-  for (int o = 16; o > 0; o >>= 1)
-    plus += __shfl_xor_sync(0xffffffffu, plus, o);
-  if (lane == 0)
+  const int plus = selfBalancingWalk(G, u, bsz, p.gamma, tid,
+                                     p.sigma + bh * p.l0 + start);
+  if (tid == 0)
     p.blockPlus[bh * p.numBlocks + blk] = plus;
 }
 
@@ -331,15 +416,13 @@ template <typename T>
 __global__ void __launch_bounds__(kPersistentThreads, 1)
     walkRoundPersistentKernel(RoundParams p, int64_t items) {
   extern __shared__ __align__(16) unsigned char smem[];
-  float *Gs = reinterpret_cast<float *>(smem);          // [2][128][129]
-  float *as = Gs + 2 * kMaxBlock * kGStride;             // [2][128]
+  float *Gs = reinterpret_cast<float *>(smem);          // [2][kGSize]
+  float *as = Gs + 2 * kGSize;                           // [2][128]
   float *ws = as + 2 * kMaxBlock;                        // [128] (producers)
   float *us = ws + kMaxBlock;                            // [2][128]
-  float *sig = us + 2 * kMaxBlock;                       // [128] (consumer)
-  // 16 bytes of padding keep the row buffer 16-byte aligned.
-  int *rows = reinterpret_cast<int *>(sig + kMaxBlock + 4); // [128]
+  int *rows = reinterpret_cast<int *>(us + 2 * kMaxBlock); // [128]
   SlotInfo *info = reinterpret_cast<SlotInfo *>(rows + kMaxBlock); // [2]
-  T *buf = reinterpret_cast<T *>(info + 2);
+  T *buf = reinterpret_cast<T *>(info + 2); // 16-byte aligned
   const int tid = threadIdx.x;
   const int64_t numBlocks = p.numBlocks;
   const int heads = p.heads;
@@ -354,43 +437,10 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       const int slot = int(j & 1);
       namedSync(kBarFull0 + slot, kPersistentThreads);
       const SlotInfo si = info[slot];
-      const float *G = Gs + slot * kMaxBlock * kGStride;
-      const float *u = us + slot * kMaxBlock;
-      const float gamma = p.gamma;
-      float S[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      // Branch-free (sigma = 0 past bsz) so that the loads of G for the
-      // next steps are issued ahead of the dependent chain.
-#pragma unroll
-      for (int jj = 0; jj < 4; ++jj) {
-        if (jj * 32 >= si.bsz)
-          break;
-#pragma unroll 8
-        for (int l = 0; l < 32; ++l) {
-          const int i = jj * 32 + l;
-          float s = __shfl_sync(0xffffffffu, S[jj], l);
-          float prob = fminf(fmaxf(0.5f - gamma * s, 0.0f), 1.0f);
-          const bool live = i < si.bsz;
-          float sg = u[i] < prob ? 1.0f : -1.0f;
-          if (lane == 0)
-            sig[i] = sg;
-          // Columns past bsz hold stale values: select, never multiply.
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            float gq = G[(lane + 32 * q) * kGStride + i];
-            S[q] = live ? fmaf(gq, sg, S[q]) : S[q];
-          }
-        }
-      }
-      __syncwarp();
       const int64_t bh = int64_t(si.b) * heads + si.h;
-      int8_t *out = p.sigma + bh * p.l0 + int64_t(si.blk) * p.blockSize;
-      int plus = 0;
-      for (int i = lane; i < si.bsz; i += 32) {
-        out[i] = sig[i] > 0.0f ? 1 : -1;
-        plus += sig[i] > 0.0f;
-      }
-      for (int o = 16; o > 0; o >>= 1)
-        plus += __shfl_xor_sync(0xffffffffu, plus, o);
+      const int plus = selfBalancingWalk(
+          Gs + slot * kGSize, us + slot * kMaxBlock, si.bsz, p.gamma, lane,
+          p.sigma + bh * p.l0 + int64_t(si.blk) * p.blockSize);
       if (lane == 0)
         p.blockPlus[bh * numBlocks + si.blk] = plus;
       __syncwarp();
@@ -412,7 +462,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     const int bsz = int(min(int64_t(p.blockSize), p.len - start));
     const int32_t *cur = p.cur + bh * p.l0 + start;
     const float *lw = p.lw + bh * p.l0 + start;
-    float *G = Gs + slot * kMaxBlock * kGStride;
+    float *G = Gs + slot * kGSize;
     float *a = as + slot * kMaxBlock;
     float *u = us + slot * kMaxBlock;
     // The previous item's value Gram has finished with rows/ws/buf (the
@@ -427,29 +477,32 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     if (ptid == 0)
       info[slot] = SlotInfo{bsz, blk, b, h};
     namedSync(kBarProducers, kProducers);
-    // Warp w owns rows 16w..16w+15 of G, all columns. Its raw key Gram
-    // stays in registers while the values load (no round trip through G):
+    // Warp w owns rows 16w..16w+15 of G, all columns; the four warps of
+    // warpgroup wg compute their 64 rows' raw Grams together (wgmma). The
+    // raw key Gram stays in registers while the values load (no round trip
+    // through G):
     // G_ij = exp(tau s (raw_ij - a_i - a_j + |mu|^2)) (w_i w_j <v_i, v_j> + c0)
     // with a_i = <k_i, mu> the row means of the raw key Gram and |mu|^2 =
     // mean of a_i.
-    const int lane = ptid & 31, m0 = (ptid >> 5) * 16;
-    const bool mine = m0 < bsz;
+    const int lane = ptid & 31, m0 = (ptid >> 5) * 16, wg = ptid >> 7;
+    const bool mine = m0 < bsz, wgLive = wg * 64 < bsz;
     float rawK[16][4], rawV[16][4];
     const T *keyHead =
         static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
-    loadRows(keyHead, p.ks[2], rows, bsz, p.d, buf, p.ld, p.vecKey, ptid,
-             kProducers);
+    loadRowsCore(keyHead, p.ks[2], rows, bsz, p.d, buf, p.vecKey, ptid,
+                 kProducers);
     __pipeline_wait_prior(0);
+    fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
-    if (mine) {
-      mmaRowTile(buf, p.ld, p.d, m0, lane, rawK);
+    if (wgLive)
+      wgmmaGramRows64(buf, p.d, wg, rawK);
+    if (mine)
       storeRowMeans(rawK, m0, bsz, lane, a);
-    }
     namedSync(kBarProducers, kProducers); // buf free, every a_i written
     const T *valueHead =
         static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
-    loadRows(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.ld, p.vecValue, ptid,
-             kProducers);
+    loadRowsCore(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.vecValue, ptid,
+                 kProducers);
     float mm = 0.0f; // every warp the same sum, in the same order
     for (int i = lane; i < bsz; i += 32)
       mm += a[i];
@@ -457,9 +510,11 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       mm += __shfl_xor_sync(0xffffffffu, mm, o);
     mm /= float(bsz);
     __pipeline_wait_prior(0);
+    fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
+    if (wgLive)
+      wgmmaGramRows64(buf, p.dv, wg, rawV);
     if (mine) {
-      mmaRowTile(buf, p.ld, p.dv, m0, lane, rawV);
       const float e2 = p.expScale * 1.4426950408889634f, c0 = p.c0;
       const int g = lane >> 2, t = lane & 3;
       // The row and column terms go to registers first: read from shared
@@ -468,6 +523,11 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       // producers' stall samples were shared-load waits here).
       const int i0 = m0 + g, i1 = i0 + 8;
       const float ai[2] = {a[i0], a[i1]}, wi[2] = {ws[i0], ws[i1]};
+      // Columns nt * 8 + 2t + e sit at nt * 8 * kMaxBlock + e past the
+      // thread's two row bases: immediate offsets, no address registers.
+      const int col = walkColumnOffset(2 * t);
+      float *gRow[2] = {G + walkRowOffset(i0) + col,
+                        G + walkRowOffset(i1) + col};
 #pragma unroll
       for (int nt = 0; nt < 16; ++nt) {
         const int j0 = nt * 8 + t * 2;
@@ -479,7 +539,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
           const float v =
               fastExp2(e2 * kk) * (wi[hi] * wj[e] * rawV[nt][r] + c0);
           if (i < bsz && jj < bsz)
-            G[i * kGStride + jj] = v;
+            gRow[hi][nt * 8 * kMaxBlock + e] = v;
         }
       }
     }
@@ -853,8 +913,7 @@ const char *launchTyped(const CompressArgs &a) {
     rp.vecKey = elem == 2 && aligned16(a.key.data, a.key.strides, 3, rp.d, elem);
     rp.vecValue =
         elem == 2 && aligned16(a.value.data, a.value.strides, 3, rp.dv, elem);
-    const size_t smem = sizeof(float) * (kMaxBlock * kGStride +
-                                         5 * kMaxBlock + 4) +
+    const size_t smem = sizeof(float) * (kGSize + 4 * kMaxBlock + 4) +
                         size_t(kMaxBlock) * rp.ld * elem;
     cudaFuncSetAttribute(walkRoundKernel<T>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -862,9 +921,9 @@ const char *launchTyped(const CompressArgs &a) {
     // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0.
     const bool persistent = elem == 2 && rp.d % 16 == 0 && rp.dv % 16 == 0;
     const size_t smemP =
-        sizeof(float) * (2 * kMaxBlock * kGStride + 6 * kMaxBlock + 4) +
+        sizeof(float) * (2 * kGSize + 5 * kMaxBlock) +
         sizeof(int) * kMaxBlock + sizeof(SlotInfo) * 2 +
-        size_t(kMaxBlock) * rp.ld * elem;
+        size_t(kMaxBlock) * maxDim * elem; // core matrices, no padding
     const int sms = multiprocessorCount();
     if constexpr (sizeof(T) == 2) {
       if (persistent) {
