@@ -63,6 +63,8 @@ __device__ __forceinline__ int walkIndex(int k, int i) {
 /// Spec section 3, step 3, for one block on one warp: writes the signs of
 /// steps 0..bsz-1 to `out` and returns their count of +1 (on every lane).
 /// `G` holds the block's kernel in `walkIndex` order, `u` its uniforms.
+/// Entries in rows or columns >= bsz may hold anything: a live step i < bsz
+/// reads only G[i][j < i], and the updates from dead columns come last.
 ///
 /// sigma_i = +1 iff u_i < clamp(1/2 - gamma S_i, 0, 1), which for u_i in
 /// [0, 1) is u_i < 1/2 - gamma S_i (a NaN compares false either way).
@@ -140,6 +142,7 @@ struct RoundParams {
   uint64_t seed;
   float gamma, expScale, c0;
   bool vecKey, vecValue;
+  int gSlots; // G buffers of the persistent round kernel
 };
 
 /// Starts loading the block's rows into `buf` (rows past bsz are zeroed).
@@ -174,22 +177,41 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
 
 /// loadRows for the warpgroup MMA: 16-bit rows in coreMatrixOffset order.
 /// Thread e copies 16-byte piece e, so a warp fills 512 contiguous bytes
-/// (four core matrices) from 8 rows x 64 contiguous bytes.
+/// (four core matrices) from 8 rows x 64 contiguous bytes. kDim > 0 fixes
+/// the row width at compile time, which turns the piece -> (row, column)
+/// arithmetic into shifts (ncu: with a run-time width it was a quarter of
+/// the producers' issue slots). The caller commits the copies.
+template <int kDim, typename T>
+__device__ __forceinline__ void loadRowsCoreFor(const T *head,
+                                                int64_t rowStride,
+                                                const int *rows, int bsz,
+                                                int dim, T *buf, int tid,
+                                                int nthreads) {
+  const int perRow = kDim > 0 ? kDim / 8 : dim / 8;
+  for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
+    const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
+    T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
+    if (i < bsz)
+      __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * 8, 16);
+    else
+      *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+  }
+}
+
 template <typename T>
 __device__ void loadRowsCore(const T *head, int64_t rowStride,
                              const int *rows, int bsz, int dim, T *buf,
                              bool vec, int tid, int nthreads) {
   if (vec) {
-    const int perRow = dim / 8;
-    for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
-      const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
-      T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
-      if (i < bsz)
-        __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * 8, 16);
-      else
-        *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
-    }
-    __pipeline_commit();
+    if (dim == 128)
+      loadRowsCoreFor<128>(head, rowStride, rows, bsz, dim, buf, tid,
+                           nthreads);
+    else if (dim == 64)
+      loadRowsCoreFor<64>(head, rowStride, rows, bsz, dim, buf, tid,
+                          nthreads);
+    else
+      loadRowsCoreFor<0>(head, rowStride, rows, bsz, dim, buf, tid,
+                         nthreads);
   } else {
     for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
       const int i = e / dim, x = e % dim;
@@ -412,71 +434,126 @@ struct SlotInfo {
   int bsz, blk, b, h;
 };
 
+/// Which (batch, head, block) an item is and where its tokens are (32-bit
+/// arithmetic: a 64-bit division is a long software sequence).
+struct RoundItem {
+  int blk, h, b, bsz;
+  int64_t bh, start;
+  __device__ RoundItem(const RoundParams &p, int64_t item) {
+    const int nb = int(p.numBlocks), bhi = int(item) / nb;
+    blk = int(item) - bhi * nb;
+    b = bhi / p.heads;
+    h = bhi - b * p.heads;
+    bh = bhi;
+    start = int64_t(blk) * p.blockSize;
+    bsz = int(min(int64_t(p.blockSize), p.len - start));
+  }
+};
+
+/// Starts copying an item's token positions and log-weights (4-byte
+/// cp.async, one token per thread) into `rows` and `ws`; the same thread
+/// turns them into row indices and weights after its wait (finishIndices).
+__device__ __forceinline__ void fetchIndices(const RoundParams &p,
+                                             const RoundItem &it, int *rows,
+                                             float *ws, int ptid) {
+  if (ptid < it.bsz) {
+    const int64_t at = it.bh * p.l0 + it.start + ptid;
+    __pipeline_memcpy_async(rows + ptid, p.cur + at, 4);
+    __pipeline_memcpy_async(ws + ptid, p.lw + at, 4);
+  }
+}
+__device__ __forceinline__ void finishIndices(const RoundParams &p,
+                                              const RoundItem &it, int *rows,
+                                              float *ws, int ptid) {
+  if (ptid < it.bsz) {
+    rows[ptid] += int(p.mid0);
+    ws[ptid] = expf(ws[ptid]);
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kPersistentThreads, 1)
     walkRoundPersistentKernel(RoundParams p, int64_t items) {
   extern __shared__ __align__(16) unsigned char smem[];
-  float *Gs = reinterpret_cast<float *>(smem);          // [2][kGSize]
-  float *as = Gs + 2 * kGSize;                           // [2][128]
-  float *ws = as + 2 * kMaxBlock;                        // [128] (producers)
-  float *us = ws + kMaxBlock;                            // [2][128]
-  int *rows = reinterpret_cast<int *>(us + 2 * kMaxBlock); // [128]
-  SlotInfo *info = reinterpret_cast<SlotInfo *>(rows + kMaxBlock); // [2]
-  T *buf = reinterpret_cast<T *>(info + 2); // 16-byte aligned
+  const int slots = p.gSlots; // G buffers: 2, or 1 for wide rows
+  float *Gs = reinterpret_cast<float *>(smem);           // [slots][kGSize]
+  float *us = Gs + slots * kGSize;                       // [2][128]
+  float *a = us + 2 * kMaxBlock;                         // [128]
+  float *wsAll = a + kMaxBlock;                          // [3][128]
+  int *rowsAll = reinterpret_cast<int *>(wsAll + 3 * kMaxBlock); // [3][128]
+  SlotInfo *info = reinterpret_cast<SlotInfo *>(rowsAll + 3 * kMaxBlock);
+  // Items j, j+1, j+2 (by j % 3), kept here rather than in registers.
+  RoundItem *ring = reinterpret_cast<RoundItem *>(info + 2);
+  // Keys and values each have a row buffer (16-byte aligned).
+  T *keyBuf = reinterpret_cast<T *>(ring + 3);
+  T *valueBuf = keyBuf + kMaxBlock * max(p.d, p.dv);
   const int tid = threadIdx.x;
-  const int64_t numBlocks = p.numBlocks;
-  const int heads = p.heads;
 
   if (tid >= kProducers) {
     // Consumer: the walk.
     const int lane = tid - kProducers;
-    namedArrive(kBarEmpty0 + 0, kPersistentThreads);
-    namedArrive(kBarEmpty0 + 1, kPersistentThreads);
-    int64_t j = 0;
+    for (int s = 0; s < slots; ++s)
+      namedArrive(kBarEmpty0 + s, kPersistentThreads);
+    int j = 0; // items so far (32-bit: j % 3 and j % slots stay cheap)
     for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
-      const int slot = int(j & 1);
+      const int slot = int(j % slots);
       namedSync(kBarFull0 + slot, kPersistentThreads);
       const SlotInfo si = info[slot];
-      const int64_t bh = int64_t(si.b) * heads + si.h;
+      const int64_t bh = int64_t(si.b) * p.heads + si.h;
       const int plus = selfBalancingWalk(
           Gs + slot * kGSize, us + slot * kMaxBlock, si.bsz, p.gamma, lane,
           p.sigma + bh * p.l0 + int64_t(si.blk) * p.blockSize);
       if (lane == 0)
-        p.blockPlus[bh * numBlocks + si.blk] = plus;
+        p.blockPlus[bh * p.numBlocks + si.blk] = plus;
       __syncwarp();
       namedArrive(kBarEmpty0 + slot, kPersistentThreads);
     }
     return;
   }
 
-  // Producers.
+  // Producers. Loads run one item ahead: while item j's Grams run, item
+  // j+1's keys, values and (two items ahead) indices are in flight, so no
+  // DRAM round trip sits on the chain. cp.async groups in flight when item
+  // j starts, oldest first: keys j, indices j+1, values j.
   const int ptid = tid;
-  int64_t j = 0;
-  for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
-    const int slot = int(j & 1);
-    const int blk = int(item % numBlocks);
-    const int h = int((item / numBlocks) % heads);
-    const int b = int(item / (numBlocks * heads));
-    const int64_t bh = int64_t(b) * heads + h;
-    const int64_t start = int64_t(blk) * p.blockSize;
-    const int bsz = int(min(int64_t(p.blockSize), p.len - start));
-    const int32_t *cur = p.cur + bh * p.l0 + start;
-    const float *lw = p.lw + bh * p.l0 + start;
-    float *G = Gs + slot * kGSize;
-    float *a = as + slot * kMaxBlock;
-    float *u = us + slot * kMaxBlock;
-    // The previous item's value Gram has finished with rows/ws/buf (the
-    // producer barrier at its end); wait until the walk freed G[slot].
-    namedSync(kBarEmpty0 + slot, kPersistentThreads);
-    if (ptid < bsz) {
-      rows[ptid] = int(p.mid0 + cur[ptid]);
-      ws[ptid] = expf(lw[ptid]);
-      u[ptid] = walkUniform(p.seed, uint32_t(ptid), uint32_t(blk), p.round,
-                            uint32_t(b), uint32_t(h));
+  const int lane = ptid & 31, m0 = (ptid >> 5) * 16, wg = ptid >> 7;
+  const T *key = static_cast<const T *>(p.key);
+  const T *value = static_cast<const T *>(p.value);
+  auto rowsOf = [&](int j) { return rowsAll + (j % 3) * kMaxBlock; };
+  auto wsOf = [&](int j) { return wsAll + (j % 3) * kMaxBlock; };
+  auto fetchKeys = [&](const RoundItem &it, const int *rows) {
+    loadRowsCore(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rows,
+                 it.bsz, p.d, keyBuf, p.vecKey, ptid, kProducers);
+  };
+  auto fetchValues = [&](const RoundItem &it, const int *rows) {
+    loadRowsCore(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rows,
+                 it.bsz, p.dv, valueBuf, p.vecValue, ptid, kProducers);
+  };
+  if (blockIdx.x < items) {
+    const RoundItem it(p, blockIdx.x), nextIt(p, blockIdx.x + gridDim.x);
+    if (ptid == 0) {
+      ring[0] = it;
+      ring[1] = nextIt;
     }
-    if (ptid == 0)
-      info[slot] = SlotInfo{bsz, blk, b, h};
+    fetchIndices(p, it, rowsOf(0), wsOf(0), ptid);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+    finishIndices(p, it, rowsOf(0), wsOf(0), ptid);
     namedSync(kBarProducers, kProducers);
+    fetchKeys(it, rowsOf(0));
+    __pipeline_commit();
+    if (blockIdx.x + gridDim.x < items)
+      fetchIndices(p, nextIt, rowsOf(1), wsOf(1), ptid);
+    __pipeline_commit();
+    fetchValues(it, rowsOf(0));
+    __pipeline_commit();
+  }
+  int j = 0; // items so far (32-bit: j % 3 and j % slots stay cheap)
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
+    const int64_t next = item + gridDim.x, afterNext = next + gridDim.x;
+    const RoundItem &it = ring[j % 3], &nextIt = ring[(j + 1) % 3];
+    const int bsz = it.bsz;
+    const bool mine = m0 < bsz, wgLive = wg * 64 < bsz;
     // Warp w owns rows 16w..16w+15 of G, all columns; the four warps of
     // warpgroup wg compute their 64 rows' raw Grams together (wgmma). The
     // raw key Gram stays in registers while the values load (no round trip
@@ -484,45 +561,63 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // G_ij = exp(tau s (raw_ij - a_i - a_j + |mu|^2)) (w_i w_j <v_i, v_j> + c0)
     // with a_i = <k_i, mu> the row means of the raw key Gram and |mu|^2 =
     // mean of a_i.
-    const int lane = ptid & 31, m0 = (ptid >> 5) * 16, wg = ptid >> 7;
-    const bool mine = m0 < bsz, wgLive = wg * 64 < bsz;
     float rawK[16][4], rawV[16][4];
-    const T *keyHead =
-        static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
-    loadRowsCore(keyHead, p.ks[2], rows, bsz, p.d, buf, p.vecKey, ptid,
-                 kProducers);
-    __pipeline_wait_prior(0);
+    __pipeline_wait_prior(2); // keys j
     fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
     if (wgLive)
-      wgmmaGramRows64(buf, p.d, wg, rawK);
+      wgmmaGramRows64(keyBuf, p.d, wg, rawK);
     if (mine)
       storeRowMeans(rawK, m0, bsz, lane, a);
-    namedSync(kBarProducers, kProducers); // buf free, every a_i written
-    const T *valueHead =
-        static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
-    loadRowsCore(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.vecValue, ptid,
-                 kProducers);
+    __pipeline_wait_prior(1); // indices j+1
+    if (next < items)
+      finishIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ptid);
+    namedSync(kBarProducers, kProducers); // key buffer free, a_i written
+    if (next < items)
+      fetchKeys(nextIt, rowsOf(j + 1));
+    __pipeline_commit();
     float mm = 0.0f; // every warp the same sum, in the same order
     for (int i = lane; i < bsz; i += 32)
       mm += a[i];
     for (int o = 16; o > 0; o >>= 1)
       mm += __shfl_xor_sync(0xffffffffu, mm, o);
     mm /= float(bsz);
-    __pipeline_wait_prior(0);
+    __pipeline_wait_prior(1); // values j
     fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
     if (wgLive)
-      wgmmaGramRows64(buf, p.dv, wg, rawV);
+      wgmmaGramRows64(valueBuf, p.dv, wg, rawV);
+    namedSync(kBarProducers, kProducers); // value buffer free
+    if (afterNext < items) {
+      const RoundItem nn(p, afterNext);
+      if (ptid == 0)
+        ring[(j + 2) % 3] = nn; // read after the next producer barrier
+      fetchIndices(p, nn, rowsOf(j + 2), wsOf(j + 2), ptid);
+    }
+    __pipeline_commit();
+    // Wait until the walk freed G[slot] (it walks item j - slots).
+    const int slot = int(j % slots);
+    float *G = Gs + slot * kGSize;
+    namedSync(kBarEmpty0 + slot, kPersistentThreads);
+    if (ptid < bsz)
+      us[slot * kMaxBlock + ptid] =
+          walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk), p.round,
+                      uint32_t(it.b), uint32_t(it.h));
+    if (ptid == 0)
+      info[slot] = SlotInfo{bsz, it.blk, it.b, it.h};
     if (mine) {
+      const float *ws = wsOf(j);
       const float e2 = p.expScale * 1.4426950408889634f, c0 = p.c0;
       const int g = lane >> 2, t = lane & 3;
       // The row and column terms go to registers first: read from shared
       // memory between the G stores, which the compiler must assume alias
       // them, they were reloaded for every element (ncu: half of the
       // producers' stall samples were shared-load waits here).
+      // The exponent e2 (raw - a_i - a_j + |mu|^2) as one FFMA on a row
+      // and a column term (7 instructions an element instead of 11).
       const int i0 = m0 + g, i1 = i0 + 8;
-      const float ai[2] = {a[i0], a[i1]}, wi[2] = {ws[i0], ws[i1]};
+      const float rowTerm[2] = {e2 * (mm - a[i0]), e2 * (mm - a[i1])};
+      const float wi[2] = {ws[i0], ws[i1]};
       // Columns nt * 8 + 2t + e sit at nt * 8 * kMaxBlock + e past the
       // thread's two row bases: immediate offsets, no address registers.
       const int col = walkColumnOffset(2 * t);
@@ -531,20 +626,26 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
 #pragma unroll
       for (int nt = 0; nt < 16; ++nt) {
         const int j0 = nt * 8 + t * 2;
-        const float aj[2] = {a[j0], a[j0 + 1]}, wj[2] = {ws[j0], ws[j0 + 1]};
+        const float colTerm[2] = {e2 * a[j0], e2 * a[j0 + 1]};
+        const float wj[2] = {ws[j0], ws[j0 + 1]};
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          const int hi = r >> 1, e = r & 1, i = hi ? i1 : i0, jj = j0 + e;
-          const float kk = rawK[nt][r] - ai[hi] - aj[e] + mm;
-          const float v =
-              fastExp2(e2 * kk) * (wi[hi] * wj[e] * rawV[nt][r] + c0);
-          if (i < bsz && jj < bsz)
-            gRow[hi][nt * 8 * kMaxBlock + e] = v;
+          const int hi = r >> 1, e = r & 1;
+          const float x = fmaf(e2, rawK[nt][r], rowTerm[hi] - colTerm[e]);
+          // Rows and columns past bsz get values too: the walk never lets
+          // them reach a live decision (see selfBalancingWalk).
+          gRow[hi][nt * 8 * kMaxBlock + e] =
+              fastExp2(x) * fmaf(wi[hi] * wj[e], rawV[nt][r], c0);
         }
       }
     }
-    // G[slot] is complete: hand it to the walk. The producer barrier makes
-    // buf, rows and ws reusable for the next item.
+    // The value buffer is free since the barrier after the value Gram;
+    // issued here, with no accumulators live, the copies need no spills.
+    if (next < items)
+      fetchValues(nextIt, rowsOf(j + 1));
+    __pipeline_commit();
+    // G[slot] is complete: hand it to the walk. The producer barrier also
+    // makes `a` reusable for the next item.
     namedSync(kBarProducers, kProducers);
     namedArrive(kBarFull0 + slot, kPersistentThreads);
   }
@@ -918,12 +1019,19 @@ const char *launchTyped(const CompressArgs &a) {
     cudaFuncSetAttribute(walkRoundKernel<T>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem));
-    // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0.
-    const bool persistent = elem == 2 && rp.d % 16 == 0 && rp.dv % 16 == 0;
-    const size_t smemP =
-        sizeof(float) * (2 * kGSize + 5 * kMaxBlock) +
-        sizeof(int) * kMaxBlock + sizeof(SlotInfo) * 2 +
-        size_t(kMaxBlock) * maxDim * elem; // core matrices, no padding
+    // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0 and
+    // its two row buffers next to one or (if they fit) two G buffers.
+    auto persistentSmem = [&](int slots) {
+      return sizeof(float) * (size_t(slots) * kGSize + 6 * kMaxBlock) +
+             sizeof(int) * 3 * kMaxBlock + sizeof(SlotInfo) * 2 +
+             sizeof(RoundItem) * 3 +
+             2 * size_t(kMaxBlock) * maxDim * elem; // core matrices
+    };
+    rp.gSlots = persistentSmem(2) <= sharedMemoryPerBlockOptin() ? 2 : 1;
+    const size_t smemP = persistentSmem(rp.gSlots);
+    const bool persistent = elem == 2 && rp.d % 16 == 0 &&
+                            rp.dv % 16 == 0 &&
+                            smemP <= sharedMemoryPerBlockOptin();
     const int sms = multiprocessorCount();
     if constexpr (sizeof(T) == 2) {
       if (persistent) {

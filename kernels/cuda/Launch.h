@@ -57,6 +57,9 @@ const char *launchWeightedDecode(const DecodeArgs &args);
 /// Multiprocessors of the current device (queried once).
 int multiprocessorCount();
 
+/// Shared memory one block may opt in to on the current device (bytes).
+size_t sharedMemoryPerBlockOptin();
+
 /// Records a failure for balancekv_last_error() and returns `status`.
 balancekv_status reportError(balancekv_status status, const char *message);
 

@@ -824,14 +824,25 @@ const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p) {
 
 } // namespace
 
+/// An attribute of the current device (`fallback` if it cannot be read),
+/// read once per process.
+static int currentDeviceAttribute(cudaDeviceAttr attr, int fallback) {
+  int dev = 0, n = fallback;
+  if (cudaGetDevice(&dev) == cudaSuccess)
+    cudaDeviceGetAttribute(&n, attr, dev);
+  return n;
+}
+
 int multiprocessorCount() {
-  static int count = [] {
-    int dev = 0, n = 132;
-    if (cudaGetDevice(&dev) == cudaSuccess)
-      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-    return n;
-  }();
+  static int count =
+      currentDeviceAttribute(cudaDevAttrMultiProcessorCount, 132);
   return count;
+}
+
+size_t sharedMemoryPerBlockOptin() {
+  static int bytes =
+      currentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 232448);
+  return size_t(bytes);
 }
 
 size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
