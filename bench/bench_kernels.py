@@ -258,6 +258,11 @@ def check_compress(lib, rows):
         (torch.bfloat16, 1, 2, 40, 128, 128, 2, 0, 128),
         # Dv % 16 != 0: the one-block-per-CTA kernel, keys on tensor cores.
         (torch.bfloat16, 2, 4, 2000, 128, 40, 2, 0, 128),
+        # 256-wide rows: the persistent kernel with one G buffer.
+        (torch.bfloat16, 1, 4, 2500, 256, 256, 2, 0, 128),
+        # 96-wide rows: run-time row width in the copies, one k-step at a
+        # time on the warpgroup MMA.
+        (torch.float16, 1, 3, 1500, 96, 96, 2, 0, 128),
     ]
     ok = True
     for dt, b, h, n, d, dv, t, method, block in cases:

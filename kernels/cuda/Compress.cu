@@ -34,8 +34,8 @@
 namespace balancekv::cuda {
 namespace {
 
-constexpr int kThreads = 128;    // walk CTA
-constexpr int kMaxBlock = 128;   // largest walk block
+constexpr int kThreads = 128;                 // walk CTA
+constexpr int kMaxBlock = 128;                // largest walk block
 constexpr int kGSize = kMaxBlock * kMaxBlock; // one G, walk order
 constexpr int kSelectThreads = 1024;
 
@@ -69,9 +69,8 @@ __device__ __forceinline__ int walkIndex(int k, int i) {
 /// sigma_i = +1 iff u_i < clamp(1/2 - gamma S_i, 0, 1), which for u_i in
 /// [0, 1) is u_i < 1/2 - gamma S_i (a NaN compares false either way).
 /// Every S_k still adds G_ki sigma_i in step order, as a serial walk would.
-__device__ __forceinline__ int selfBalancingWalk(const float *G,
-                                                 const float *u, int bsz,
-                                                 float gamma, int lane,
+__device__ __forceinline__ int selfBalancingWalk(const float *G, const float *u,
+                                                 int bsz, float gamma, int lane,
                                                  int8_t *out) {
   const float4 *Gv = reinterpret_cast<const float4 *>(G);
   const float4 *uv = reinterpret_cast<const float4 *>(u);
@@ -96,13 +95,11 @@ __device__ __forceinline__ int selfBalancingWalk(const float *G,
     const float t2 = fmaf(g[2].y, s1, fmaf(g[2].x, s0, S[2]));
     const bool p2 = uu.z < 0.5f - gamma * t2;
     const float s2 = p2 ? 1.0f : -1.0f;
-    const float t3 =
-        fmaf(g[3].z, s2, fmaf(g[3].y, s1, fmaf(g[3].x, s0, S[3])));
+    const float t3 = fmaf(g[3].z, s2, fmaf(g[3].y, s1, fmaf(g[3].x, s0, S[3])));
     const bool p3 = uu.w < 0.5f - gamma * t3;
-    const int mask = __shfl_sync(0xffffffffu,
-                                 int(p0) | int(p1) << 1 | int(p2) << 2 |
-                                     int(p3) << 3,
-                                 c & 31);
+    const int mask = __shfl_sync(
+        0xffffffffu, int(p0) | int(p1) << 1 | int(p2) << 2 | int(p3) << 3,
+        c & 31);
     myMask = c == lane ? mask : myMask;
     const float sg[4] = {mask & 1 ? 1.0f : -1.0f, mask & 2 ? 1.0f : -1.0f,
                          mask & 4 ? 1.0f : -1.0f, mask & 8 ? 1.0f : -1.0f};
@@ -169,8 +166,8 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
   } else {
     for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
       int i = e / dim, x = e % dim;
-      buf[i * ld + x] = i < bsz ? head[rows[i] * rowStride + x]
-                                : fromFloat<T>(0.0f);
+      buf[i * ld + x] =
+          i < bsz ? head[rows[i] * rowStride + x] : fromFloat<T>(0.0f);
     }
   }
 }
@@ -182,11 +179,9 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
 /// arithmetic into shifts (ncu: with a run-time width it was a quarter of
 /// the producers' issue slots). The caller commits the copies.
 template <int kDim, typename T>
-__device__ __forceinline__ void loadRowsCoreFor(const T *head,
-                                                int64_t rowStride,
-                                                const int *rows, int bsz,
-                                                int dim, T *buf, int tid,
-                                                int nthreads) {
+__device__ __forceinline__ void
+loadRowsCoreFor(const T *head, int64_t rowStride, const int *rows, int bsz,
+                int dim, T *buf, int tid, int nthreads) {
   const int perRow = kDim > 0 ? kDim / 8 : dim / 8;
   for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
     const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
@@ -199,19 +194,16 @@ __device__ __forceinline__ void loadRowsCoreFor(const T *head,
 }
 
 template <typename T>
-__device__ void loadRowsCore(const T *head, int64_t rowStride,
-                             const int *rows, int bsz, int dim, T *buf,
-                             bool vec, int tid, int nthreads) {
+__device__ void loadRowsCore(const T *head, int64_t rowStride, const int *rows,
+                             int bsz, int dim, T *buf, bool vec, int tid,
+                             int nthreads) {
   if (vec) {
     if (dim == 128)
-      loadRowsCoreFor<128>(head, rowStride, rows, bsz, dim, buf, tid,
-                           nthreads);
+      loadRowsCoreFor<128>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
     else if (dim == 64)
-      loadRowsCoreFor<64>(head, rowStride, rows, bsz, dim, buf, tid,
-                          nthreads);
+      loadRowsCoreFor<64>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
     else
-      loadRowsCoreFor<0>(head, rowStride, rows, bsz, dim, buf, tid,
-                         nthreads);
+      loadRowsCoreFor<0>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
   } else {
     for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
       const int i = e / dim, x = e % dim;
@@ -255,8 +247,8 @@ __device__ __forceinline__ void mmaRowTile(const T *buf, int ld, int dim,
 /// rowMean[i] = (1/bsz) sum_j raw_ij for the 16 rows of a warp's full-width
 /// tile (mmaRowTile over all columns): only the 4 lanes of a row add up;
 /// zero-filled columns past bsz add nothing.
-__device__ __forceinline__ void storeRowMeans(const float (&acc)[16][4],
-                                              int m0, int bsz, int lane,
+__device__ __forceinline__ void storeRowMeans(const float (&acc)[16][4], int m0,
+                                              int bsz, int lane,
                                               float *rowMean) {
   const int g = lane >> 2, t = lane & 3;
   float s0 = 0.0f, s1 = 0.0f;
@@ -400,12 +392,11 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   if (tid >= 32)
     return;
   // The walk (warp 0).
-  const int plus = selfBalancingWalk(G, u, bsz, p.gamma, tid,
-                                     p.sigma + bh * p.l0 + start);
+  const int plus =
+      selfBalancingWalk(G, u, bsz, p.gamma, tid, p.sigma + bh * p.l0 + start);
   if (tid == 0)
     p.blockPlus[bh * p.numBlocks + blk] = plus;
 }
-
 
 //===----------------------------------------------------------------------===//
 // Persistent, warp-specialised round (16-bit types, dims % 16 == 0)
@@ -476,10 +467,10 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     walkRoundPersistentKernel(RoundParams p, int64_t items) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int slots = p.gSlots; // G buffers: 2, or 1 for wide rows
-  float *Gs = reinterpret_cast<float *>(smem);           // [slots][kGSize]
-  float *us = Gs + slots * kGSize;                       // [2][128]
-  float *a = us + 2 * kMaxBlock;                         // [128]
-  float *wsAll = a + kMaxBlock;                          // [3][128]
+  float *Gs = reinterpret_cast<float *>(smem); // [slots][kGSize]
+  float *us = Gs + slots * kGSize;             // [2][128]
+  float *a = us + 2 * kMaxBlock;               // [128]
+  float *wsAll = a + kMaxBlock;                // [3][128]
   int *rowsAll = reinterpret_cast<int *>(wsAll + 3 * kMaxBlock); // [3][128]
   SlotInfo *info = reinterpret_cast<SlotInfo *>(rowsAll + 3 * kMaxBlock);
   // Items j, j+1, j+2 (by j % 3), kept here rather than in registers.
@@ -522,12 +513,12 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   auto rowsOf = [&](int j) { return rowsAll + (j % 3) * kMaxBlock; };
   auto wsOf = [&](int j) { return wsAll + (j % 3) * kMaxBlock; };
   auto fetchKeys = [&](const RoundItem &it, const int *rows) {
-    loadRowsCore(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rows,
-                 it.bsz, p.d, keyBuf, p.vecKey, ptid, kProducers);
+    loadRowsCore(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rows, it.bsz,
+                 p.d, keyBuf, p.vecKey, ptid, kProducers);
   };
   auto fetchValues = [&](const RoundItem &it, const int *rows) {
-    loadRowsCore(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rows,
-                 it.bsz, p.dv, valueBuf, p.vecValue, ptid, kProducers);
+    loadRowsCore(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rows, it.bsz,
+                 p.dv, valueBuf, p.vecValue, ptid, kProducers);
   };
   if (blockIdx.x < items) {
     const RoundItem it(p, blockIdx.x), nextIt(p, blockIdx.x + gridDim.x);
@@ -691,18 +682,21 @@ __global__ void crossoverScanKernel(SelectParams p) {
         int src = __ffs(hit) - 1;
         int64_t kb = k0 + src;
         int64_t need = h - (before + __shfl_sync(0xffffffffu, incl - n, src));
-        // Walk the crossing block's signs (at most 128) on lane 0.
-        int64_t idx = 0;
-        if (lane == 0) {
-          int64_t cnt = 0;
-          for (int64_t i = kb * p.blockSize; i < kb * p.blockSize + blockLen(kb);
-               ++i)
-            if ((sigma[i] > 0) == wantPlus && ++cnt == need) {
-              idx = i;
-              break;
-            }
+        // The need-th wanted sign of the crossing block, 32 signs a step
+        // across the warp (a serial walk on one lane was ~16 us a round).
+        const int64_t s0 = kb * p.blockSize, len = blockLen(kb);
+        int64_t cnt = 0;
+        for (int64_t off = 0; off < len; off += 32) {
+          const bool want =
+              off + lane < len && (sigma[s0 + off + lane] > 0) == wantPlus;
+          const unsigned mask = __ballot_sync(0xffffffffu, want);
+          const int64_t upTo = cnt + __popc(mask & ((2u << lane) - 1u));
+          const unsigned at = __ballot_sync(0xffffffffu, want && upTo == need);
+          if (at)
+            return s0 + off + __ffs(at) - 1;
+          cnt += __popc(mask);
         }
-        return __shfl_sync(0xffffffffu, idx, 0);
+        return 0; // unreachable: the block holds `need` wanted signs
       }
       before += __shfl_sync(0xffffffffu, incl, 31);
     }
@@ -712,6 +706,12 @@ __global__ void crossoverScanKernel(SelectParams p) {
   const int kappa = h > 0 ? -sigma[c] : 0;
   // Candidates per block: kappa-coloured up to c, everything after c.
   const int64_t cBlock = c / p.blockSize;
+  // Of the crossing block, the kappa-coloured signs at positions <= c.
+  int kappaUpToC = 0;
+  for (int64_t i = cBlock * p.blockSize + lane; i <= c; i += 32)
+    kappaUpToC += sigma[i] == kappa;
+  for (int o = 16; o > 0; o >>= 1)
+    kappaUpToC += __shfl_xor_sync(0xffffffffu, kappaUpToC, o);
   int64_t before = 0;
   for (int64_t k0 = 0; k0 < p.numBlocks; k0 += 32) {
     int64_t k = k0 + lane;
@@ -724,10 +724,7 @@ __global__ void crossoverScanKernel(SelectParams p) {
       } else if (k > cBlock) {
         n = len;
       } else {
-        int64_t s0 = k * p.blockSize;
-        for (int64_t i = s0; i <= c; ++i)
-          n += sigma[i] == kappa;
-        n += int(s0 + len - 1 - c);
+        n = kappaUpToC + int(k * p.blockSize + len - 1 - c);
       }
     }
     int incl = n;
@@ -762,7 +759,8 @@ struct CompactParams {
 
 __global__ void __launch_bounds__(kThreads) compactKernel(CompactParams p) {
   __shared__ int scratch[kThreads / 32];
-  const int64_t blk = blockIdx.x, bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  const int64_t blk = blockIdx.x,
+                bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
   const int64_t h = p.len / 2, c = p.crossing[bh * 2];
   const int kappa = int(p.crossing[bh * 2 + 1]);
   const int64_t i = blk * p.blockSize + threadIdx.x;
@@ -873,56 +871,93 @@ struct GatherParams {
   int32_t *outIdx;
   const int32_t *cur;
   const float *lw;
-  int64_t n, l0, sink, lt, recent, m, heads, rows;
+  int64_t n, l0, sink, lt, recent, m, heads, bhCount;
   int d, dv;
   bool vec;
 };
 
-template <typename T>
-__device__ void copyRow(const T *src, T *dst, int dim, bool vec, int lane) {
-  constexpr int kPerVec = 16 / sizeof(T);
-  if (vec) {
-    for (int c = lane; c < dim / kPerVec; c += 32)
-      reinterpret_cast<uint4 *>(dst)[c] =
-          reinterpret_cast<const uint4 *>(src)[c];
-  } else {
-    for (int x = lane; x < dim; x += 32)
-      dst[x] = src[x];
-  }
-}
+constexpr int kGatherRowsPerWarp = 4;
 
+/// Warp w of CTA x copies output rows (8 x + w) * 4 .. +3 of (batch, head)
+/// blockIdx.y (+ gridDim.y steps). All four rows' 16-byte pieces are loaded
+/// before any is stored (a row at a time left the kernel latency-bound at
+/// ~1.7 TB/s), and there is no 64-bit division per row.
 template <typename T> __global__ void gatherKernel(GatherParams p) {
-  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  constexpr int kR = kGatherRowsPerWarp;
+  const int64_t m0 =
+      (blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32) * kR;
   const int lane = threadIdx.x & 31;
-  if (row >= p.rows)
+  if (m0 >= p.m)
     return;
-  const int64_t m = row % p.m, bh = row / p.m;
-  const int64_t b = bh / p.heads, h = bh % p.heads;
-  int64_t pos;
-  float lwv = 0.0f;
-  if (m < p.sink) {
-    pos = m;
-  } else if (m < p.sink + p.lt) {
-    int64_t j = m - p.sink;
-    pos = p.sink + p.cur[bh * p.l0 + j];
-    lwv = p.lw[bh * p.l0 + j];
-  } else {
-    pos = p.n - p.recent + (m - p.sink - p.lt);
-  }
-  copyRow(static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1] +
-              pos * p.ks[2],
-          static_cast<T *>(p.outKey) + b * p.oks[0] + h * p.oks[1] +
-              m * p.oks[2],
-          p.d, p.vec, lane);
-  copyRow(static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1] +
-              pos * p.vs[2],
-          static_cast<T *>(p.outValue) + b * p.ovs[0] + h * p.ovs[1] +
-              m * p.ovs[2],
-          p.dv, p.vec, lane);
-  if (lane == 0) {
-    p.outLw[row] = lwv;
-    if (p.outIdx)
-      p.outIdx[row] = int32_t(pos);
+  for (int64_t bh = blockIdx.y; bh < p.bhCount; bh += gridDim.y) {
+    const int64_t b = int(bh) / int(p.heads), h = bh - b * p.heads;
+    int64_t pos[kR];
+    float lwv[kR];
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      const int64_t m = min(m0 + r, p.m - 1); // tail rows repeat the last
+      lwv[r] = 0.0f;
+      if (m < p.sink) {
+        pos[r] = m;
+      } else if (m < p.sink + p.lt) {
+        const int64_t j = m - p.sink;
+        pos[r] = p.sink + p.cur[bh * p.l0 + j];
+        lwv[r] = p.lw[bh * p.l0 + j];
+      } else {
+        pos[r] = p.n - p.recent + (m - p.sink - p.lt);
+      }
+    }
+    const T *srcK = static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
+    const T *srcV = static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
+    T *dstK = static_cast<T *>(p.outKey) + b * p.oks[0] + h * p.oks[1];
+    T *dstV = static_cast<T *>(p.outValue) + b * p.ovs[0] + h * p.ovs[1];
+    constexpr int kPerVec = 16 / sizeof(T);
+    const int kc = p.d / kPerVec, vc = p.dv / kPerVec;
+    if (p.vec && kc + vc <= 32) {
+      // One 16-byte piece per lane and row (key pieces, then value pieces).
+      const bool isKey = lane < kc, live = lane < kc + vc;
+      uint4 piece[kR];
+#pragma unroll
+      for (int r = 0; r < kR; ++r)
+        if (live)
+          piece[r] = isKey ? reinterpret_cast<const uint4 *>(
+                                 srcK + pos[r] * p.ks[2])[lane]
+                           : reinterpret_cast<const uint4 *>(
+                                 srcV + pos[r] * p.vs[2])[lane - kc];
+#pragma unroll
+      for (int r = 0; r < kR; ++r)
+        if (live && m0 + r < p.m) {
+          if (isKey)
+            reinterpret_cast<uint4 *>(dstK + (m0 + r) * p.oks[2])[lane] =
+                piece[r];
+          else
+            reinterpret_cast<uint4 *>(dstV + (m0 + r) * p.ovs[2])[lane - kc] =
+                piece[r];
+        }
+    } else {
+      for (int r = 0; r < kR && m0 + r < p.m; ++r) {
+        const int64_t m = m0 + r;
+        for (int x = lane; x < p.d; x += 32)
+          dstK[m * p.oks[2] + x] = srcK[pos[r] * p.ks[2] + x];
+        for (int x = lane; x < p.dv; x += 32)
+          dstV[m * p.ovs[2] + x] = srcV[pos[r] * p.vs[2] + x];
+      }
+    }
+    if (lane < kR && m0 + lane < p.m) {
+      // Lane r writes row r's weight and index (registers indexed by lane
+      // through a small unrolled select).
+      int64_t pr = pos[0];
+      float lr = lwv[0];
+#pragma unroll
+      for (int r = 1; r < kR; ++r)
+        if (lane == r) {
+          pr = pos[r];
+          lr = lwv[r];
+        }
+      p.outLw[bh * p.m + m0 + lane] = lr;
+      if (p.outIdx)
+        p.outIdx[bh * p.m + m0 + lane] = int32_t(pr);
+    }
   }
 }
 
@@ -964,8 +999,7 @@ struct WorkspaceLayout {
   }
 };
 
-template <typename T>
-const char *launchTyped(const CompressArgs &a) {
+template <typename T> const char *launchTyped(const CompressArgs &a) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int64_t bhCount = a.batch * a.heads, l0 = a.middle;
   WorkspaceLayout wl(a.batch, a.heads, l0);
@@ -1011,7 +1045,8 @@ const char *launchTyped(const CompressArgs &a) {
     rp.gamma = float(prm.gamma);
     rp.expScale = float(prm.temperature * double(a.scale));
     rp.c0 = float(prm.c0);
-    rp.vecKey = elem == 2 && aligned16(a.key.data, a.key.strides, 3, rp.d, elem);
+    rp.vecKey =
+        elem == 2 && aligned16(a.key.data, a.key.strides, 3, rp.d, elem);
     rp.vecValue =
         elem == 2 && aligned16(a.value.data, a.value.strides, 3, rp.dv, elem);
     const size_t smem = sizeof(float) * (kGSize + 4 * kMaxBlock + 4) +
@@ -1029,8 +1064,7 @@ const char *launchTyped(const CompressArgs &a) {
     };
     rp.gSlots = persistentSmem(2) <= sharedMemoryPerBlockOptin() ? 2 : 1;
     const size_t smemP = persistentSmem(rp.gSlots);
-    const bool persistent = elem == 2 && rp.d % 16 == 0 &&
-                            rp.dv % 16 == 0 &&
+    const bool persistent = elem == 2 && rp.d % 16 == 0 && rp.dv % 16 == 0 &&
                             smemP <= sharedMemoryPerBlockOptin();
     const int sms = multiprocessorCount();
     if constexpr (sizeof(T) == 2) {
@@ -1065,10 +1099,10 @@ const char *launchTyped(const CompressArgs &a) {
       SelectParams sp{sigma, blockPlus, blockOffset, crossing,
                       l0,    len,       numBlocks,   prm.block_size};
       crossoverScanKernel<<<unsigned(bhCount), 32, 0, stream>>>(sp);
-      CompactParams cp{sigma,         blockOffset,        crossing,
-                       curBuf[which], lwBuf[which],       curBuf[which ^ 1],
-                       lwBuf[which ^ 1], l0,              len,
-                       numBlocks,     prm.block_size,     int(a.heads)};
+      CompactParams cp{
+          sigma,        blockOffset,       crossing,         curBuf[which],
+          lwBuf[which], curBuf[which ^ 1], lwBuf[which ^ 1], l0,
+          len,          numBlocks,         prm.block_size,   int(a.heads)};
       compactKernel<<<grid, kThreads, 0, stream>>>(cp);
       which ^= 1;
       len /= 2;
@@ -1102,15 +1136,19 @@ const char *launchTyped(const CompressArgs &a) {
   gp.recent = a.recent;
   gp.m = a.m;
   gp.heads = a.heads;
-  gp.rows = bhCount * a.m;
+  gp.bhCount = bhCount;
   gp.d = int(a.d);
   gp.dv = int(a.dv);
   gp.vec = aligned16(a.key.data, a.key.strides, 3, gp.d, elem) &&
            aligned16(a.value.data, a.value.strides, 3, gp.dv, elem) &&
            aligned16(a.outKey.data, a.outKey.strides, 3, gp.d, elem) &&
            aligned16(a.outValue.data, a.outValue.strides, 3, gp.dv, elem);
-  if (gp.rows > 0)
-    gatherKernel<T><<<unsigned((gp.rows + 7) / 8), 256, 0, stream>>>(gp);
+  if (a.m > 0 && bhCount > 0) {
+    const int64_t perCta = 8 * kGatherRowsPerWarp;
+    const dim3 grid(unsigned((a.m + perCta - 1) / perCta),
+                    unsigned(std::min<int64_t>(bhCount, 65535)));
+    gatherKernel<T><<<grid, 256, 0, stream>>>(gp);
+  }
   cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
