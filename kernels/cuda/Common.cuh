@@ -60,6 +60,17 @@ template <> struct Mma16816<__nv_bfloat16> {
   }
 };
 
+/// cp.async of `bytes` <= 16 from global memory into a 16-byte slot of
+/// shared memory, the rest of the slot zero-filled (`src` is not read when
+/// `bytes` is 0 but must still be a valid address).
+__device__ __forceinline__ void copyAsync16Fill(void *dst, const void *src,
+                                                int bytes) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+
 /// Four 8 x 8 16-bit matrices from shared memory, lanes 8i..8i+7 giving the
 /// row addresses of matrix i; thread (g, t) of the warp receives row g,
 /// columns 2t and 2t + 1 of each: the mma.sync m16n8k16 fragment layout of

@@ -37,6 +37,10 @@ namespace {
 constexpr int kThreads = 128;                 // walk CTA
 constexpr int kMaxBlock = 128;                // largest walk block
 constexpr int kGSize = kMaxBlock * kMaxBlock; // one G, walk order
+// The persistent round kernel: producer warps and one walking warp.
+constexpr int kProducerWarps = 8;
+constexpr int kProducers = kProducerWarps * 32;
+constexpr int kPersistentThreads = kProducers + 32;
 constexpr int kSelectThreads = 1024;
 
 /// 2^x by the SFU (relative error < 2^-22; no overflow branches).
@@ -182,14 +186,33 @@ template <int kDim, typename T>
 __device__ __forceinline__ void
 loadRowsCoreFor(const T *head, int64_t rowStride, const int *rows, int bsz,
                 int dim, T *buf, int tid, int nthreads) {
-  const int perRow = kDim > 0 ? kDim / 8 : dim / 8;
-  for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
-    const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
-    T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
-    if (i < bsz)
-      __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * 8, 16);
-    else
-      *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+  if constexpr (kDim > 0) {
+    // nthreads (the producers) is a multiple of 8 * perRow: a thread keeps
+    // its column and its row within the block of 8 and steps by whole rows,
+    // branch-free (rows past bsz are zero-filled; their source is unread).
+    constexpr int perRow = kDim / 8;
+    static_assert(kProducers % (8 * perRow) == 0, "whole rows per pass");
+    const int c = (tid >> 3) % perRow;
+    const int i0 = (tid >> 3) / perRow * 8 + (tid & 7),
+              step = nthreads / perRow;
+    const T *src = head + c * 8;
+#pragma unroll
+    for (int k = 0; k < kMaxBlock * perRow / kProducers; ++k) {
+      const int i = i0 + k * step;
+      const bool live = i < bsz;
+      copyAsync16Fill(buf + (tid + k * nthreads) * 8,
+                      live ? src + rows[i] * rowStride : head, live ? 16 : 0);
+    }
+  } else {
+    const int perRow = dim / 8;
+    for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
+      const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
+      T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
+      if (i < bsz)
+        __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * 8, 16);
+      else
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+    }
   }
 }
 
@@ -200,6 +223,8 @@ __device__ void loadRowsCore(const T *head, int64_t rowStride, const int *rows,
   if (vec) {
     if (dim == 128)
       loadRowsCoreFor<128>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
+    else if (dim == 256)
+      loadRowsCoreFor<256>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
     else if (dim == 64)
       loadRowsCoreFor<64>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
     else
@@ -409,9 +434,6 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
 //   FULL[s]  producers bar.arrive, consumer bar.sync  (G[s] ready)
 //   EMPTY[s] consumer bar.arrive, producers bar.sync  (G[s] free again)
 
-constexpr int kProducerWarps = 8;
-constexpr int kProducers = kProducerWarps * 32;
-constexpr int kPersistentThreads = kProducers + 32;
 enum : int { kBarProducers = 1, kBarFull0 = 2, kBarEmpty0 = 4 };
 
 __device__ __forceinline__ void namedSync(int id, int n) {

@@ -69,15 +69,8 @@ __device__ __forceinline__ void copyAsync16(void *dst, const void *src) {
                : "memory");
 }
 
-/// cp.async of `bytes` <= 16 (16-byte copy) or <= 4 (4-byte copy) from
-/// global memory, the rest of the destination zero-filled.
-__device__ __forceinline__ void copyAsync16Fill(void *dst, const void *src,
-                                                int bytes) {
-  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
-               "l"(src), "r"(bytes)
-               : "memory");
-}
+/// cp.async of `bytes` <= 4 from global memory (copyAsync16Fill in
+/// Common.cuh for 16), the rest of the destination zero-filled.
 __device__ __forceinline__ void copyAsync4Fill(void *dst, const void *src,
                                                int bytes) {
   const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
