@@ -37,10 +37,15 @@ namespace {
 constexpr int kThreads = 128;                 // walk CTA
 constexpr int kMaxBlock = 128;                // largest walk block
 constexpr int kGSize = kMaxBlock * kMaxBlock; // one G, walk order
-// The persistent round kernel: producer warps and one walking warp.
+// The persistent round kernel: producer warps and two walking warps (one
+// per G buffer). Ten warps keep the register cap of nine (168: at most three
+// warps share a scheduler's register file).
 constexpr int kProducerWarps = 8;
 constexpr int kProducers = kProducerWarps * 32;
-constexpr int kPersistentThreads = kProducers + 32;
+constexpr int kWalkers = 2;
+constexpr int kPersistentThreads = kProducers + 32 * kWalkers;
+// FULL[s] and EMPTY[s] join the producers and the walker of buffer s.
+constexpr int kHandOffThreads = kProducers + 32;
 constexpr int kSelectThreads = 1024;
 
 /// 2^x by the SFU (relative error < 2^-22; no overflow branches).
@@ -429,10 +434,11 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
 //
 // One CTA per SM walks a strided list of (batch, head, block) items. Eight
 // producer warps prepare item j+1 (rows, loads, Gram, epilogues) into one of
-// two G buffers while the consumer warp walks item j from the other, so the
-// serial walk overlaps everything else. Hand-off by named barriers:
-//   FULL[s]  producers bar.arrive, consumer bar.sync  (G[s] ready)
-//   EMPTY[s] consumer bar.arrive, producers bar.sync  (G[s] free again)
+// two G buffers while walker warp s walks the items of buffer s, so the
+// serial walks overlap everything else and each other. Hand-off by named
+// barriers:
+//   FULL[s]  producers bar.arrive, walker s bar.sync  (G[s] ready)
+//   EMPTY[s] walker s bar.arrive, producers bar.sync  (G[s] free again)
 
 enum : int { kBarProducers = 1, kBarFull0 = 2, kBarEmpty0 = 4 };
 
@@ -503,14 +509,14 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   const int tid = threadIdx.x;
 
   if (tid >= kProducers) {
-    // Consumer: the walk.
-    const int lane = tid - kProducers;
-    for (int s = 0; s < slots; ++s)
-      namedArrive(kBarEmpty0 + s, kPersistentThreads);
-    int j = 0; // items so far (32-bit: j % 3 and j % slots stay cheap)
-    for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
-      const int slot = int(j % slots);
-      namedSync(kBarFull0 + slot, kPersistentThreads);
+    // Walker `slot` walks the items j with j % slots == slot.
+    const int slot = (tid - kProducers) >> 5, lane = tid & 31;
+    if (slot >= slots)
+      return; // one G buffer: one walker
+    namedArrive(kBarEmpty0 + slot, kHandOffThreads);
+    for (int64_t item = blockIdx.x + slot * int64_t(gridDim.x); item < items;
+         item += slots * int64_t(gridDim.x)) {
+      namedSync(kBarFull0 + slot, kHandOffThreads);
       const SlotInfo si = info[slot];
       const int64_t bh = int64_t(si.b) * p.heads + si.h;
       const int plus = selfBalancingWalk(
@@ -519,7 +525,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       if (lane == 0)
         p.blockPlus[bh * p.numBlocks + si.blk] = plus;
       __syncwarp();
-      namedArrive(kBarEmpty0 + slot, kPersistentThreads);
+      namedArrive(kBarEmpty0 + slot, kHandOffThreads);
     }
     return;
   }
@@ -611,7 +617,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // Wait until the walk freed G[slot] (it walks item j - slots).
     const int slot = int(j % slots);
     float *G = Gs + slot * kGSize;
-    namedSync(kBarEmpty0 + slot, kPersistentThreads);
+    namedSync(kBarEmpty0 + slot, kHandOffThreads);
     if (ptid < bsz)
       us[slot * kMaxBlock + ptid] =
           walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk), p.round,
@@ -660,7 +666,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // G[slot] is complete: hand it to the walk. The producer barrier also
     // makes `a` reusable for the next item.
     namedSync(kBarProducers, kProducers);
-    namedArrive(kBarFull0 + slot, kPersistentThreads);
+    namedArrive(kBarFull0 + slot, kHandOffThreads);
   }
 }
 
