@@ -881,12 +881,16 @@ __global__ void __launch_bounds__(kSelectThreads)
   }
 }
 
+/// Every (batch, head) keeps its whole middle with weight 1: x = position,
+/// y = (batch, head) + gridDim.y steps (no 64-bit modulo per element).
 __global__ void initKeptKernel(int32_t *cur, float *lw, int64_t l0,
-                               int64_t total) {
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    cur[e] = int32_t(e % l0);
-    lw[e] = 0.0f;
+                               int64_t bhCount) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= l0)
+    return;
+  for (int64_t bh = blockIdx.y; bh < bhCount; bh += gridDim.y) {
+    cur[bh * l0 + i] = int32_t(i);
+    lw[bh * l0 + i] = 0.0f;
   }
 }
 
@@ -1045,8 +1049,9 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
   const int elem = int(sizeof(T));
 
   if (bhCount * l0 > 0)
-    initKeptKernel<<<int(std::min<int64_t>((bhCount * l0 + 255) / 256, 65535)),
-                     256, 0, stream>>>(cur, lw, l0, bhCount * l0);
+    initKeptKernel<<<dim3(unsigned((l0 + 255) / 256),
+                          unsigned(std::min<int64_t>(bhCount, 65535))),
+                     256, 0, stream>>>(cur, lw, l0, bhCount);
 
   const balancekv_compress_params &prm = a.params;
   if (prm.method == BALANCEKV_METHOD_BALANCE) {
