@@ -586,26 +586,34 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     namedSync(kBarProducers, kProducers);
     if (wgLive)
       wgmmaGramRows64(keyBuf, p.d, wg, rawK);
-    if (mine)
-      storeRowMeans(rawK, m0, bsz, lane, a);
+    // While the key Gram runs: this item's uniform, the next one's indices.
+    const float uniform =
+        ptid < bsz ? walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk),
+                                 p.round, uint32_t(it.b), uint32_t(it.h))
+                   : 0.0f;
     __pipeline_wait_prior(1); // indices j+1
     if (next < items)
       finishIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ptid);
+    wgmmaWait();
+    if (mine)
+      storeRowMeans(rawK, m0, bsz, lane, a);
     namedSync(kBarProducers, kProducers); // key buffer free, a_i written
-    if (next < items)
-      fetchKeys(nextIt, rowsOf(j + 1));
-    __pipeline_commit();
     float mm = 0.0f; // every warp the same sum, in the same order
     for (int i = lane; i < bsz; i += 32)
       mm += a[i];
     for (int o = 16; o > 0; o >>= 1)
       mm += __shfl_xor_sync(0xffffffffu, mm, o);
     mm /= float(bsz);
-    __pipeline_wait_prior(1); // values j
+    __pipeline_wait_prior(0); // values j
     fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
     if (wgLive)
       wgmmaGramRows64(valueBuf, p.dv, wg, rawV);
+    // While the value Gram runs: the next item's keys.
+    if (next < items)
+      fetchKeys(nextIt, rowsOf(j + 1));
+    __pipeline_commit();
+    wgmmaWait();
     namedSync(kBarProducers, kProducers); // value buffer free
     if (afterNext < items) {
       const RoundItem nn(p, afterNext);
@@ -619,9 +627,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     float *G = Gs + slot * kGSize;
     namedSync(kBarEmpty0 + slot, kHandOffThreads);
     if (ptid < bsz)
-      us[slot * kMaxBlock + ptid] =
-          walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk), p.round,
-                      uint32_t(it.b), uint32_t(it.h));
+      us[slot * kMaxBlock + ptid] = uniform;
     if (ptid == 0)
       info[slot] = SlotInfo{bsz, it.blk, it.b, it.h};
     if (mine) {

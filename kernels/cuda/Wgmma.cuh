@@ -83,26 +83,33 @@ template <> struct Wgmma64x128x16<__half> {
 };
 #undef BALANCEKV_WGMMA_64x128x16
 
-/// acc (+)= kSteps k-steps from descriptors a, b (2 core matrices = 256
-/// bytes = 16 descriptor units per step), fully unrolled so that the
-/// accumulators stay in place between the MMAs.
+/// Issues kSteps k-steps from descriptors a, b (2 core matrices = 256 bytes
+/// = 16 descriptor units per step) as one wgmma group, fully unrolled so
+/// that the accumulators stay in place between the MMAs. acc must not be
+/// touched before wgmmaWait().
 template <typename T, int kSteps>
-__device__ __forceinline__ void
-wgmmaGramSteps(uint64_t a, uint64_t b, bool accumulate, float (&acc)[16][4]) {
+__device__ __forceinline__ void wgmmaGramSteps(uint64_t a, uint64_t b,
+                                               bool accumulate,
+                                               float (&acc)[16][4]) {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
   for (int k = 0; k < kSteps; ++k)
     Wgmma64x128x16<T>::run(acc, a + 16 * k, b + 16 * k, accumulate || k > 0);
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+/// Waits for this warpgroup's wgmma groups.
+__device__ __forceinline__ void wgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 }
 
-/// acc = rows 64 wg..64 wg+63 of `buf` times all 128 rows of `buf`,
-/// transposed (a raw Gram row block), over `dim` columns (dim % 16 == 0).
-/// Warpgroup-collective: all four warps of warpgroup `wg` call it; warp w of
-/// the group receives rows 64 wg + 16 w.. in the mma.sync m16n8 C layout.
-/// `buf` is in coreMatrixOffset order and was made visible to the async
-/// proxy (fenceAsyncShared + barrier) after it was written.
+/// Starts acc = rows 64 wg..64 wg+63 of `buf` times all 128 rows of `buf`,
+/// transposed (a raw Gram row block), over `dim` columns (dim % 16 == 0);
+/// work that leaves acc alone may run before wgmmaWait(). Warpgroup-
+/// collective: all four warps of warpgroup `wg` call it; warp w of the
+/// group receives rows 64 wg + 16 w.. in the mma.sync m16n8 C layout. `buf`
+/// is in coreMatrixOffset order and was made visible to the async proxy
+/// (fenceAsyncShared + barrier) after it was written.
 template <typename T>
 __device__ __forceinline__ void wgmmaGramRows64(const T *buf, int dim, int wg,
                                                 float (&acc)[16][4]) {
@@ -116,9 +123,12 @@ __device__ __forceinline__ void wgmmaGramRows64(const T *buf, int dim, int wg,
   } else if (dim == 256) {
     wgmmaGramSteps<T, 16>(a, b, false, acc);
   } else {
-    // Other sizes one k-step at a time (each waited for).
-    for (int k = 0; k < dim / 16; ++k)
+    // Other sizes one k-step at a time (each waited for but the last).
+    for (int k = 0; k < dim / 16; ++k) {
+      if (k > 0)
+        wgmmaWait();
       wgmmaGramSteps<T, 1>(a + 16 * k, b + 16 * k, k > 0, acc);
+    }
   }
 }
 
