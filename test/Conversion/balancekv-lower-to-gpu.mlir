@@ -65,14 +65,26 @@
 // CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
 // CHECK: math.exp
 // Philox-4x32-10 for u of each owned row (128 rows: 4 per lane), then the
-// walk over the block with S_i and u_i broadcast from their owner lane.
+// walk over the block four steps at a time: the chunk's S_i and u_i fetched
+// from their owner lanes (8 independent shuffles), four decisions in every
+// lane with the chunk's own G entries (1 + 2 + 3 FMAs), then four updates
+// of each of the lane's 4 rows.
 // CHECK: arith.mului_extended
-// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (f32, f32, f32, f32)
-// CHECK: gpu.shuffle idx
-// CHECK: gpu.shuffle idx
+// CHECK: %[[FOUR:.*]] = arith.constant 4 : index
+// CHECK-NEXT: scf.for {{.*}} step %[[FOUR]] iter_args({{.*}}) -> (f32, f32, f32, f32)
+// CHECK-COUNT-8: gpu.shuffle idx
+// CHECK-NOT: gpu.shuffle
+// CHECK: arith.cmpf olt
+// CHECK: math.fma
+// CHECK: arith.cmpf olt
+// CHECK-COUNT-2: math.fma
+// CHECK: arith.cmpf olt
+// CHECK-COUNT-3: math.fma
 // CHECK: arith.cmpf olt
 // CHECK-NOT: gpu.barrier
-// CHECK-COUNT-4: math.fma
+// CHECK-NOT: gpu.shuffle
+// CHECK-COUNT-16: math.fma
+// CHECK-NOT: math.fma
 // CHECK: scf.yield
 // CHECK: gpu.func @balancekv_select({{.*}}) workgroup(%{{.*}} : memref<1024xi32, #gpu.address_space<workgroup>>, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>>) kernel attributes {known_block_size = array<i32: 1024, 1, 1>}
 // CHECK: gpu.func @balancekv_gather(

@@ -493,10 +493,14 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
         else
           gramTilesFFMA(b, c, staged, c.dv, combineVV);
         barrier(b);
-        // Step 3, the walk, in warp 0 alone (no barrier per step): lane l
-        // owns rows l + 32 q (S and u in registers); step i broadcasts
-        // S_i and u_i from their owner with gpu.shuffle idx, every lane
-        // decides sigma_i the same way and updates its rows.
+        // Step 3, the walk, in warp 0 alone (no barrier per step), four
+        // steps at a time: lane l owns rows l + 32 q (S and u in
+        // registers). For the chunk i0..i0+3 every lane fetches the four
+        // S_i and u_i from their owners (independent shuffles), decides the
+        // four signs itself with the chunk's own G entries (the same
+        // arithmetic as one step at a time), then adds the four updates to
+        // its rows: one shuffle round per four steps instead of a chain of
+        // four.
         const int64_t slots = llvm::divideCeil(bp, 32);
         ifThen(
             b, cmp(b, CmpIPredicate::ult, tid, cIdx(b, 32)),
@@ -511,56 +515,81 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                 zeros.push_back(cF(wb, f32, 0.0));
               }
               Value width = cI32(wb, 32);
+              Value lastAt = cIdx(wb, c.packedGramFloats() - 1);
+              auto gramIJ = [&](ImplicitLocOpBuilder &ib, Value i, Value j) {
+                return load(ib, gram, {minU(ib, gramAt(ib, i, j), lastAt)});
+              };
               forStep(
-                  wb, cIdx(wb, 0), bsz, 1, zeros,
-                  [&](ImplicitLocOpBuilder &ib, Value i, ValueRange sums) {
-                    // The owner's S_i and u_i (slot i / 32 is uniform).
-                    Value q = divU(ib, i, cIdx(ib, 32));
+                  wb, cIdx(wb, 0), bsz, 4, zeros,
+                  [&](ImplicitLocOpBuilder &ib, Value i0, ValueRange sums) {
+                    // The chunk's rows share slot q = i0 / 32 (uniform).
+                    Value q = divU(ib, i0, cIdx(ib, 32));
                     Value ownS = sums[0], ownU = us[0];
                     for (int64_t k = 1; k < slots; ++k) {
                       Value isK = cmp(ib, CmpIPredicate::eq, q, cIdx(ib, k));
                       ownS = select(ib, isK, sums[k], ownS);
                       ownU = select(ib, isK, us[k], ownU);
                     }
-                    Value owner = indexCast(ib, ib.getI32Type(),
-                                            remU(ib, i, cIdx(ib, 32)));
-                    auto bcast = [&](Value v) {
-                      return gpu::ShuffleOp::create(ib, v, owner, width,
-                                                    gpu::ShuffleMode::IDX)
-                          .getShuffleResult();
-                    };
-                    Value si = bcast(ownS), ui = bcast(ownU);
-                    Value p = arith::SubFOp::create(
-                        ib, cF(ib, f32, 0.5),
-                        arith::MulFOp::create(ib, cF(ib, f32, c.gamma), si));
-                    p = arith::MinimumFOp::create(
-                        ib, arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
-                        cF(ib, f32, 1.0));
-                    Value plus = arith::CmpFOp::create(
-                        ib, arith::CmpFPredicate::OLT, ui, p);
-                    ifThen(ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
-                           [&](ImplicitLocOpBuilder &sb) {
-                             store(sb,
-                                   select(sb, plus,
-                                          arith::ConstantIntOp::create(
-                                              sb, sb.getI8Type(), 1),
-                                          arith::ConstantIntOp::create(
-                                              sb, sb.getI8Type(), -1)),
-                                   sigma, {g.batch, g.head, add(sb, start, i)});
-                           });
-                    Value sg =
-                        select(ib, plus, cF(ib, f32, 1.0), cF(ib, f32, -1.0));
-                    SmallVector<Value> next;
-                    // Rows k <= i are decided: they may add anything
-                    // (a clamped in-bounds element) as they are not read
-                    // again.
-                    Value after = add(ib, i, cIdx(ib, 1));
-                    for (int64_t k = 0; k < slots; ++k) {
-                      Value j = arith::MaxUIOp::create(ib, cols[k], after);
-                      Value at = minU(ib, gramAt(ib, i, j),
-                                      cIdx(ib, c.packedGramFloats() - 1));
-                      next.push_back(math::FmaOp::create(
-                          ib, load(ib, gram, {at}), sg, sums[k]));
+                    Value base = remU(ib, i0, cIdx(ib, 32));
+                    Value step[4], si[4], ui[4];
+                    for (int r = 0; r < 4; ++r) {
+                      step[r] = add(ib, i0, cIdx(ib, r));
+                      Value owner = indexCast(ib, ib.getI32Type(),
+                                              add(ib, base, cIdx(ib, r)));
+                      si[r] = gpu::ShuffleOp::create(ib, ownS, owner, width,
+                                                     gpu::ShuffleMode::IDX)
+                                  .getShuffleResult();
+                      ui[r] = gpu::ShuffleOp::create(ib, ownU, owner, width,
+                                                     gpu::ShuffleMode::IDX)
+                                  .getShuffleResult();
+                    }
+                    // S_{i0+r} += G[i0+t][i0+r] sigma_t for t < r, in step
+                    // order, then sigma_{i0+r}.
+                    Value sg[4];
+                    for (int r = 0; r < 4; ++r) {
+                      Value s = si[r];
+                      for (int t = 0; t < r; ++t)
+                        s = math::FmaOp::create(
+                            ib, gramIJ(ib, step[t], step[r]), sg[t], s);
+                      Value p = arith::SubFOp::create(
+                          ib, cF(ib, f32, 0.5),
+                          arith::MulFOp::create(ib, cF(ib, f32, c.gamma), s));
+                      p = arith::MinimumFOp::create(
+                          ib,
+                          arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
+                          cF(ib, f32, 1.0));
+                      Value plus = arith::CmpFOp::create(
+                          ib, arith::CmpFPredicate::OLT, ui[r], p);
+                      sg[r] = select(ib, plus, cF(ib, f32, 1.0),
+                                     cF(ib, f32, -1.0));
+                      ifThen(
+                          ib,
+                          arith::AndIOp::create(
+                              ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
+                              cmp(ib, CmpIPredicate::ult, step[r], bsz)),
+                          [&](ImplicitLocOpBuilder &sb) {
+                            store(sb,
+                                  select(sb, plus,
+                                         arith::ConstantIntOp::create(
+                                             sb, sb.getI8Type(), 1),
+                                         arith::ConstantIntOp::create(
+                                             sb, sb.getI8Type(), -1)),
+                                  sigma,
+                                  {g.batch, g.head, add(sb, start, step[r])});
+                          });
+                    }
+                    // Every row adds the chunk's four steps in order. Rows
+                    // k <= i are decided: they may add anything (a clamped
+                    // in-bounds element) as they are not read again; steps
+                    // past bsz come after every live one.
+                    SmallVector<Value> next(sums.begin(), sums.end());
+                    for (int r = 0; r < 4; ++r) {
+                      Value after = add(ib, step[r], cIdx(ib, 1));
+                      for (int64_t k = 0; k < slots; ++k) {
+                        Value j = arith::MaxUIOp::create(ib, cols[k], after);
+                        next[k] = math::FmaOp::create(
+                            ib, gramIJ(ib, step[r], j), sg[r], next[k]);
+                      }
                     }
                     return next;
                   });
