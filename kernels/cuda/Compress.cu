@@ -530,10 +530,11 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     return;
   }
 
-  // Producers. Loads run one item ahead: while item j's Grams run, item
-  // j+1's keys, values and (two items ahead) indices are in flight, so no
-  // DRAM round trip sits on the chain. cp.async groups in flight when item
-  // j starts, oldest first: keys j, indices j+1, values j.
+  // Producers. Copies are issued while the wgmma Grams run: item j's
+  // values during its key Gram, item j+1's keys during item j's value Gram,
+  // indices two items ahead; so no DRAM round trip of keys or indices sits
+  // on the chain. cp.async groups in flight when item j starts, oldest
+  // first: keys j, indices j+1.
   const int ptid = tid;
   const int lane = ptid & 31, m0 = (ptid >> 5) * 16, wg = ptid >> 7;
   const T *key = static_cast<const T *>(p.key);
@@ -564,8 +565,6 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     if (blockIdx.x + gridDim.x < items)
       fetchIndices(p, nextIt, rowsOf(1), wsOf(1), ptid);
     __pipeline_commit();
-    fetchValues(it, rowsOf(0));
-    __pipeline_commit();
   }
   int j = 0; // items so far (32-bit: j % 3 and j % slots stay cheap)
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
@@ -581,12 +580,15 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // with a_i = <k_i, mu> the row means of the raw key Gram and |mu|^2 =
     // mean of a_i.
     float rawK[16][4], rawV[16][4];
-    __pipeline_wait_prior(2); // keys j
+    __pipeline_wait_prior(1); // keys j
     fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
     if (wgLive)
       wgmmaGramRows64(keyBuf, p.d, wg, rawK);
-    // While the key Gram runs: this item's uniform, the next one's indices.
+    // While the key Gram runs: this item's values (their buffer is free since
+    // the last value Gram), its uniform and the next item's indices.
+    fetchValues(it, rowsOf(j));
+    __pipeline_commit();
     const float uniform =
         ptid < bsz ? walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk),
                                  p.round, uint32_t(it.b), uint32_t(it.h))
@@ -664,11 +666,6 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         }
       }
     }
-    // The value buffer is free since the barrier after the value Gram;
-    // issued here, with no accumulators live, the copies need no spills.
-    if (next < items)
-      fetchValues(nextIt, rowsOf(j + 1));
-    __pipeline_commit();
     // G[slot] is complete: hand it to the walk. The producer barrier also
     // makes `a` reusable for the next item.
     namedSync(kBarProducers, kProducers);
@@ -914,12 +911,13 @@ struct GatherParams {
   bool vec;
 };
 
-constexpr int kGatherRowsPerWarp = 4;
+constexpr int kGatherRowsPerWarp = 2;
 
-/// Warp w of CTA x copies output rows (8 x + w) * 4 .. +3 of (batch, head)
-/// blockIdx.y (+ gridDim.y steps). All four rows' 16-byte pieces are loaded
-/// before any is stored (a row at a time left the kernel latency-bound at
-/// ~1.7 TB/s), and there is no 64-bit division per row.
+/// Warp w of CTA x copies output rows (8 x + w) * R .. + R - 1 of (batch,
+/// head) blockIdx.y (+ gridDim.y steps), R = kGatherRowsPerWarp. All R
+/// rows' 16-byte pieces are loaded before any is stored (a row at a time
+/// left the kernel latency-bound at ~1.7 TB/s; R = 2: 98 us at 32k x 32,
+/// R = 4: 111 us, R = 8: 135 us), and there is no 64-bit division per row.
 template <typename T> __global__ void gatherKernel(GatherParams p) {
   constexpr int kR = kGatherRowsPerWarp;
   const int64_t m0 =
