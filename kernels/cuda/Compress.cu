@@ -1088,9 +1088,8 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
         elem == 2 && aligned16(a.value.data, a.value.strides, 3, rp.dv, elem);
     const size_t smem = sizeof(float) * (kGSize + 4 * kMaxBlock + 4) +
                         size_t(kMaxBlock) * rp.ld * elem;
-    cudaFuncSetAttribute(walkRoundKernel<T>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(smem));
+    allowDynamicSharedMemory(reinterpret_cast<const void *>(walkRoundKernel<T>),
+                             smem);
     // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0 and
     // its two row buffers next to one or (if they fit) two G buffers.
     auto persistentSmem = [&](int slots) {
@@ -1106,9 +1105,9 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     const int sms = multiprocessorCount();
     if constexpr (sizeof(T) == 2) {
       if (persistent) {
-        cudaFuncSetAttribute(walkRoundPersistentKernel<T>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(smemP));
+        allowDynamicSharedMemory(
+            reinterpret_cast<const void *>(walkRoundPersistentKernel<T>),
+            smemP);
       }
     }
     int64_t len = l0;

@@ -60,6 +60,13 @@ int multiprocessorCount();
 /// Shared memory one block may opt in to on the current device (bytes).
 size_t sharedMemoryPerBlockOptin();
 
+/// Lets kernel `func` use `bytes` of dynamic shared memory on the current
+/// device (cudaFuncSetAttribute), calling the runtime only when that
+/// function and device have not been allowed as much yet: the attribute is
+/// per device, and setting it on every launch cost host time per call.
+/// Thread-safe.
+void allowDynamicSharedMemory(const void *func, size_t bytes);
+
 /// Records a failure for balancekv_last_error() and returns `status`.
 balancekv_status reportError(balancekv_status status, const char *message);
 

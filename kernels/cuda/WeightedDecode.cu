@@ -21,6 +21,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 
 namespace balancekv::cuda {
 namespace {
@@ -716,8 +718,8 @@ const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p) {
   splitIntoChunks(p, kTile);
   const size_t smem = sizeof(float) * (kRowsPerCta * p.d + 2 * kTile) +
                       sizeof(T) * 2 * kTile * (p.ldk + p.dv);
-  cudaFuncSetAttribute(decodeSplitKernel<T, VPL, kVec>,
-                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  allowDynamicSharedMemory(
+      reinterpret_cast<const void *>(decodeSplitKernel<T, VPL, kVec>), smem);
   dim3 grid(unsigned(p.splits), unsigned(rowChunks),
             unsigned(a.batch * a.kvHeads));
   decodeSplitKernel<T, VPL, kVec><<<grid, kWarps * 32, smem, stream>>>(p);
@@ -777,12 +779,8 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
                        sizeof(float) * kMmaStages * kMmaTile;
   const size_t red = sizeof(float) * kWarps * kMmaRows * (DV + 2);
   const size_t smem = std::max(tiles, red);
-  static bool configured = false; // once per instantiation
-  if (!configured) {
-    cudaFuncSetAttribute(decodeMmaKernel<T, D, DV>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    configured = true;
-  }
+  allowDynamicSharedMemory(
+      reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV>), smem);
   dim3 grid(unsigned(p.splits), unsigned(rowChunks),
             unsigned(a.batch * a.kvHeads));
   decodeMmaKernel<T, D, DV><<<grid, kWarps * 32, smem, stream>>>(p);
@@ -836,6 +834,19 @@ size_t sharedMemoryPerBlockOptin() {
   static int bytes =
       currentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 232448);
   return size_t(bytes);
+}
+
+void allowDynamicSharedMemory(const void *func, size_t bytes) {
+  static std::mutex mutex;
+  static std::map<std::pair<const void *, int>, size_t> allowed;
+  int dev = 0;
+  cudaGetDevice(&dev);
+  std::lock_guard<std::mutex> lock(mutex);
+  size_t &have = allowed[{func, dev}];
+  if (bytes > have &&
+      cudaFuncSetAttribute(func, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           int(bytes)) == cudaSuccess)
+    have = bytes;
 }
 
 size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
