@@ -673,9 +673,9 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   }
 }
 
-/// Step 4, part 1, one warp per (batch, head): finds c (from the blocks'
-/// sign counts, then inside the crossing block) and kappa, and the output
-/// offset of every block's candidates.
+/// Step 4, part 1, per (batch, head): finds c (from the blocks' sign
+/// counts, then inside the crossing block) and kappa, and the output offset
+/// of every block's candidates.
 struct SelectParams {
   const int8_t *sigma;
   const int32_t *blockPlus;
@@ -684,91 +684,114 @@ struct SelectParams {
   int64_t l0, len, numBlocks, blockSize;
 };
 
-__global__ void crossoverScanKernel(SelectParams p) {
+/// Index of the need-th (1-based) sign of colour `wantPlus` among
+/// sigma[s0, s0 + len), on one warp, 32 signs a step (a serial walk on one
+/// lane was ~16 us a round); 0 if there are fewer.
+__device__ int64_t nthSign(const int8_t *sigma, int64_t s0, int64_t len,
+                           bool wantPlus, int64_t need, int lane) {
+  int64_t cnt = 0;
+  for (int64_t off = 0; off < len; off += 32) {
+    const bool want =
+        off + lane < len && (sigma[s0 + off + lane] > 0) == wantPlus;
+    const unsigned mask = __ballot_sync(0xffffffffu, want);
+    const int64_t upTo = cnt + __popc(mask & ((2u << lane) - 1u));
+    const unsigned at = __ballot_sync(0xffffffffu, want && upTo == need);
+    if (at)
+      return s0 + off + __ffs(at) - 1;
+    cnt += __popc(mask);
+  }
+  return 0;
+}
+
+/// One CTA of kSelectThreads per (batch, head): thread t sums the sign
+/// counts of its blocks, CTA-wide scans find the block where each colour
+/// reaches h and two warps the exact index in it, then a third scan gives
+/// every block's output offset (a single warp doing this in chunks of 32
+/// blocks took 11 us a round at 32k tokens).
+__global__ void __launch_bounds__(kSelectThreads)
+    crossoverScanKernel(SelectParams p) {
+  __shared__ int scratch[kSelectThreads / 32];
+  __shared__ int64_t crossBlock[2], crossNeed[2], found[2];
+  __shared__ int kappaUpToC;
   const int64_t bh = blockIdx.x;
-  const int lane = threadIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int8_t *sigma = p.sigma + bh * p.l0;
   const int32_t *plus = p.blockPlus + bh * p.numBlocks;
-  const int64_t h = p.len / 2;
-  auto blockLen = [&](int64_t k) {
-    return min(p.blockSize, p.len - k * p.blockSize);
-  };
-  // The first index where the count of `colour` reaches h (0 if never).
-  auto firstReach = [&](bool wantPlus) -> int64_t {
-    int64_t before = 0;
-    for (int64_t k0 = 0; k0 < p.numBlocks; k0 += 32) {
-      int64_t k = k0 + lane;
-      int n = 0;
-      if (k < p.numBlocks)
-        n = wantPlus ? plus[k] : int(blockLen(k)) - plus[k];
-      int incl = n;
-      for (int o = 1; o < 32; o <<= 1) {
-        int x = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o)
-          incl += x;
-      }
-      unsigned hit = __ballot_sync(0xffffffffu, before + incl >= h && n > 0 &&
-                                                    before + incl - n < h);
-      if (hit) {
-        int src = __ffs(hit) - 1;
-        int64_t kb = k0 + src;
-        int64_t need = h - (before + __shfl_sync(0xffffffffu, incl - n, src));
-        // The need-th wanted sign of the crossing block, 32 signs a step
-        // across the warp (a serial walk on one lane was ~16 us a round).
-        const int64_t s0 = kb * p.blockSize, len = blockLen(kb);
-        int64_t cnt = 0;
-        for (int64_t off = 0; off < len; off += 32) {
-          const bool want =
-              off + lane < len && (sigma[s0 + off + lane] > 0) == wantPlus;
-          const unsigned mask = __ballot_sync(0xffffffffu, want);
-          const int64_t upTo = cnt + __popc(mask & ((2u << lane) - 1u));
-          const unsigned at = __ballot_sync(0xffffffffu, want && upTo == need);
-          if (at)
-            return s0 + off + __ffs(at) - 1;
-          cnt += __popc(mask);
-        }
-        return 0; // unreachable: the block holds `need` wanted signs
-      }
-      before += __shfl_sync(0xffffffffu, incl, 31);
-    }
-    return 0;
-  };
-  const int64_t c = h > 0 ? max(firstReach(true), firstReach(false)) : 0;
-  const int kappa = h > 0 ? -sigma[c] : 0;
-  // Candidates per block: kappa-coloured up to c, everything after c.
-  const int64_t cBlock = c / p.blockSize;
-  // Of the crossing block, the kappa-coloured signs at positions <= c.
-  int kappaUpToC = 0;
-  for (int64_t i = cBlock * p.blockSize + lane; i <= c; i += 32)
-    kappaUpToC += sigma[i] == kappa;
-  for (int o = 16; o > 0; o >>= 1)
-    kappaUpToC += __shfl_xor_sync(0xffffffffu, kappaUpToC, o);
-  int64_t before = 0;
-  for (int64_t k0 = 0; k0 < p.numBlocks; k0 += 32) {
-    int64_t k = k0 + lane;
-    int n = 0;
-    if (k < p.numBlocks) {
-      int len = int(blockLen(k));
-      int kappaCount = kappa > 0 ? plus[k] : len - plus[k];
-      if (k < cBlock) {
-        n = kappaCount;
-      } else if (k > cBlock) {
-        n = len;
-      } else {
-        n = kappaUpToC + int(k * p.blockSize + len - 1 - c);
-      }
-    }
-    int incl = n;
-    for (int o = 1; o < 32; o <<= 1) {
-      int x = __shfl_up_sync(0xffffffffu, incl, o);
-      if (lane >= o)
-        incl += x;
-    }
-    if (k < p.numBlocks)
-      p.blockOffset[bh * p.numBlocks + k] = int32_t(before + incl - n);
-    before += __shfl_sync(0xffffffffu, incl, 31);
+  const int64_t h = p.len / 2, nb = p.numBlocks, bs = p.blockSize;
+  auto blockLen = [&](int64_t k) { return int(min(bs, p.len - k * bs)); };
+  const int64_t per = (nb + kSelectThreads - 1) / kSelectThreads;
+  const int64_t k0 = min(nb, tid * per), k1 = min(nb, k0 + per);
+  int64_t myPlus = 0, myMinus = 0;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int n = plus[k];
+    myPlus += n;
+    myMinus += blockLen(k) - n;
   }
-  if (lane == 0) {
+  if (tid < 2) {
+    crossBlock[tid] = -1;
+    found[tid] = 0; // "0 if never"
+  }
+  int total;
+  const int64_t beforePlus =
+      blockInclusiveScan<kSelectThreads>(int(myPlus), scratch, total) - myPlus;
+  const int64_t beforeMinus =
+      blockInclusiveScan<kSelectThreads>(int(myMinus), scratch, total) -
+      myMinus;
+  for (int colour = 0; colour < 2; ++colour) {
+    int64_t run = colour == 0 ? beforePlus : beforeMinus;
+    const int64_t mine = colour == 0 ? myPlus : myMinus;
+    if (run < h && run + mine >= h) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const int n = colour == 0 ? plus[k] : blockLen(k) - plus[k];
+        if (run + n >= h) {
+          crossBlock[colour] = k;
+          crossNeed[colour] = h - run;
+          break;
+        }
+        run += n;
+      }
+    }
+  }
+  __syncthreads();
+  if (warp < 2 && crossBlock[warp] >= 0) {
+    const int64_t kb = crossBlock[warp];
+    const int64_t c = nthSign(sigma, kb * bs, blockLen(kb), warp == 0,
+                              crossNeed[warp], lane);
+    if (lane == 0)
+      found[warp] = c;
+  }
+  __syncthreads();
+  const int64_t c = h > 0 ? max(found[0], found[1]) : 0;
+  const int kappa = h > 0 ? -sigma[c] : 0;
+  const int64_t cBlock = c / bs;
+  if (warp == 0) {
+    int n = 0;
+    for (int64_t i = cBlock * bs + lane; i <= c; i += 32)
+      n += sigma[i] == kappa;
+    for (int o = 16; o > 0; o >>= 1)
+      n += __shfl_xor_sync(0xffffffffu, n, o);
+    if (lane == 0)
+      kappaUpToC = n;
+  }
+  __syncthreads();
+  // Candidates per block: kappa-coloured up to c, everything after c.
+  auto candidates = [&](int64_t k) {
+    const int len = blockLen(k);
+    if (k < cBlock)
+      return kappa > 0 ? plus[k] : len - plus[k];
+    if (k > cBlock)
+      return len;
+    return kappaUpToC + int(k * bs + len - 1 - c);
+  };
+  int myN = 0;
+  for (int64_t k = k0; k < k1; ++k)
+    myN += candidates(k);
+  int at = blockInclusiveScan<kSelectThreads>(myN, scratch, total) - myN;
+  for (int64_t k = k0; k < k1; ++k) {
+    p.blockOffset[bh * nb + k] = at;
+    at += candidates(k);
+  }
+  if (tid == 0) {
     p.crossing[bh * 2] = c;
     p.crossing[bh * 2 + 1] = kappa;
   }
@@ -1134,7 +1157,8 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
         walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
       SelectParams sp{sigma, blockPlus, blockOffset, crossing,
                       l0,    len,       numBlocks,   prm.block_size};
-      crossoverScanKernel<<<unsigned(bhCount), 32, 0, stream>>>(sp);
+      crossoverScanKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(
+          sp);
       CompactParams cp{
           sigma,        blockOffset,       crossing,         curBuf[which],
           lwBuf[which], curBuf[which ^ 1], lwBuf[which ^ 1], l0,
