@@ -566,7 +566,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       fetchIndices(p, nextIt, rowsOf(1), wsOf(1), ptid);
     __pipeline_commit();
   }
-  int j = 0; // items so far (32-bit: j % 3 and j % slots stay cheap)
+  int j = 0; // items so far (32-bit: j % 3 stays cheap)
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
     const int64_t next = item + gridDim.x, afterNext = next + gridDim.x;
     const RoundItem &it = ring[j % 3], &nextIt = ring[(j + 1) % 3];
@@ -584,7 +584,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
     if (wgLive)
-      wgmmaGramRows64(keyBuf, p.d, wg, rawK);
+      wgmmaGramRows64<T>(wgmmaRowBlock(keyBuf, p.d, wg), rawK);
     // While the key Gram runs: this item's values (their buffer is free since
     // the last value Gram), its uniform and the next item's indices.
     fetchValues(it, rowsOf(j));
@@ -610,24 +610,25 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     fenceAsyncShared();
     namedSync(kBarProducers, kProducers);
     if (wgLive)
-      wgmmaGramRows64(valueBuf, p.dv, wg, rawV);
+      wgmmaGramRows64<T>(wgmmaRowBlock(valueBuf, p.dv, wg), rawV);
     // While the value Gram runs: the next item's keys.
     if (next < items)
       fetchKeys(nextIt, rowsOf(j + 1));
     __pipeline_commit();
     wgmmaWait();
     namedSync(kBarProducers, kProducers); // value buffer free
-    if (afterNext < items) {
-      const RoundItem nn(p, afterNext);
-      if (ptid == 0)
-        ring[(j + 2) % 3] = nn; // read after the next producer barrier
-      fetchIndices(p, nn, rowsOf(j + 2), wsOf(j + 2), ptid);
-    }
-    __pipeline_commit();
-    // Wait until the walk freed G[slot] (it walks item j - slots).
-    const int slot = int(j % slots);
+    // Item j+2 is decomposed once, by one thread (two integer divisions
+    // per thread were 5 % of the producers' instructions).
+    if (ptid == 0 && afterNext < items)
+      ring[(j + 2) % 3] = RoundItem(p, afterNext);
+    // Wait until the walk freed G[slot] (it walks item j - slots); the
+    // barrier also publishes ring[(j + 2) % 3].
+    const int slot = slots == 2 ? (j & 1) : 0; // j % slots, slots in {1, 2}
     float *G = Gs + slot * kGSize;
     namedSync(kBarEmpty0 + slot, kHandOffThreads);
+    if (afterNext < items)
+      fetchIndices(p, ring[(j + 2) % 3], rowsOf(j + 2), wsOf(j + 2), ptid);
+    __pipeline_commit();
     if (ptid < bsz)
       us[slot * kMaxBlock + ptid] = uniform;
     if (ptid == 0)
@@ -755,8 +756,8 @@ __global__ void __launch_bounds__(kSelectThreads)
   __syncthreads();
   if (warp < 2 && crossBlock[warp] >= 0) {
     const int64_t kb = crossBlock[warp];
-    const int64_t c = nthSign(sigma, kb * bs, blockLen(kb), warp == 0,
-                              crossNeed[warp], lane);
+    const int64_t c =
+        nthSign(sigma, kb * bs, blockLen(kb), warp == 0, crossNeed[warp], lane);
     if (lane == 0)
       found[warp] = c;
   }
@@ -1157,8 +1158,7 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
         walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
       SelectParams sp{sigma, blockPlus, blockOffset, crossing,
                       l0,    len,       numBlocks,   prm.block_size};
-      crossoverScanKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(
-          sp);
+      crossoverScanKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(sp);
       CompactParams cp{
           sigma,        blockOffset,       crossing,         curBuf[which],
           lwBuf[which], curBuf[which ^ 1], lwBuf[which ^ 1], l0,

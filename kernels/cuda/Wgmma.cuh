@@ -88,13 +88,17 @@ template <> struct Wgmma64x128x16<__half> {
 /// that the accumulators stay in place between the MMAs. acc must not be
 /// touched before wgmmaWait().
 template <typename T, int kSteps>
-__device__ __forceinline__ void wgmmaGramSteps(uint64_t a, uint64_t b,
-                                               bool accumulate,
-                                               float (&acc)[16][4]) {
+__device__ __forceinline__ void
+wgmmaGramSteps(uint64_t a, uint64_t b, bool accumulate, float (&acc)[16][4]) {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+  // Only the start-address field (the low word, no carry: shared memory is
+  // below 256 KB) moves from step to step.
+  const uint64_t aHi = a & ~0xffffffffull, bHi = b & ~0xffffffffull;
 #pragma unroll
   for (int k = 0; k < kSteps; ++k)
-    Wgmma64x128x16<T>::run(acc, a + 16 * k, b + 16 * k, accumulate || k > 0);
+    Wgmma64x128x16<T>::run(acc, aHi | uint32_t(uint32_t(a) + 16 * k),
+                           bHi | uint32_t(uint32_t(b) + 16 * k),
+                           accumulate || k > 0);
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
 
@@ -103,31 +107,43 @@ __device__ __forceinline__ void wgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 }
 
-/// Starts acc = rows 64 wg..64 wg+63 of `buf` times all 128 rows of `buf`,
+/// The descriptors of rows 64 wg..64 wg+63 (A) and of all 128 rows (B) of
+/// a `dim`-wide row buffer in coreMatrixOffset order (loop-invariant: make
+/// them once per kernel).
+struct WgmmaRowBlock {
+  uint64_t a, b;
+  int dim;
+};
+template <typename T>
+__device__ __forceinline__ WgmmaRowBlock wgmmaRowBlock(const T *buf, int dim,
+                                                       int wg) {
+  const uint32_t sbo = uint32_t(dim) * 16; // one block of 8 rows
+  return {wgmmaDescriptor(buf + wg * 64 * dim, 128, sbo),
+          wgmmaDescriptor(buf, 128, sbo), dim};
+}
+
+/// Starts acc = rows 64 wg..64 wg+63 of the buffer times all its 128 rows,
 /// transposed (a raw Gram row block), over `dim` columns (dim % 16 == 0);
 /// work that leaves acc alone may run before wgmmaWait(). Warpgroup-
 /// collective: all four warps of warpgroup `wg` call it; warp w of the
-/// group receives rows 64 wg + 16 w.. in the mma.sync m16n8 C layout. `buf`
-/// is in coreMatrixOffset order and was made visible to the async proxy
-/// (fenceAsyncShared + barrier) after it was written.
+/// group receives rows 64 wg + 16 w.. in the mma.sync m16n8 C layout. The
+/// buffer was made visible to the async proxy (fenceAsyncShared + barrier)
+/// after it was written.
 template <typename T>
-__device__ __forceinline__ void wgmmaGramRows64(const T *buf, int dim, int wg,
+__device__ __forceinline__ void wgmmaGramRows64(const WgmmaRowBlock &rb,
                                                 float (&acc)[16][4]) {
-  const uint32_t sbo = uint32_t(dim) * 16; // one block of 8 rows
-  const uint64_t a = wgmmaDescriptor(buf + wg * 64 * dim, 128, sbo);
-  const uint64_t b = wgmmaDescriptor(buf, 128, sbo);
-  if (dim == 128) {
-    wgmmaGramSteps<T, 8>(a, b, false, acc);
-  } else if (dim == 64) {
-    wgmmaGramSteps<T, 4>(a, b, false, acc);
-  } else if (dim == 256) {
-    wgmmaGramSteps<T, 16>(a, b, false, acc);
+  if (rb.dim == 128) {
+    wgmmaGramSteps<T, 8>(rb.a, rb.b, false, acc);
+  } else if (rb.dim == 64) {
+    wgmmaGramSteps<T, 4>(rb.a, rb.b, false, acc);
+  } else if (rb.dim == 256) {
+    wgmmaGramSteps<T, 16>(rb.a, rb.b, false, acc);
   } else {
     // Other sizes one k-step at a time (each waited for but the last).
-    for (int k = 0; k < dim / 16; ++k) {
+    for (int k = 0; k < rb.dim / 16; ++k) {
       if (k > 0)
         wgmmaWait();
-      wgmmaGramSteps<T, 1>(a + 16 * k, b + 16 * k, k > 0, acc);
+      wgmmaGramSteps<T, 1>(rb.a + 16 * k, rb.b + 16 * k, k > 0, acc);
     }
   }
 }
