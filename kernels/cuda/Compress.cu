@@ -148,7 +148,8 @@ struct RoundParams {
   uint64_t seed;
   float gamma, expScale, c0;
   bool vecKey, vecValue;
-  int gSlots; // G buffers of the persistent round kernel
+  int gSlots;    // G buffers of the persistent round kernel
+  bool identity; // round 0: cur[i] = i, lw[i] = 0 (not loaded)
 };
 
 /// Starts loading the block's rows into `buf` (rows past bsz are zeroed).
@@ -362,8 +363,8 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   const float *lw = p.lw + bh * p.l0 + start;
 
   if (tid < bsz) {
-    rows[tid] = int(p.mid0 + cur[tid]);
-    w[tid] = expf(lw[tid]);
+    rows[tid] = int(p.mid0 + (p.identity ? start + tid : cur[tid]));
+    w[tid] = p.identity ? 1.0f : expf(lw[tid]);
     u[tid] = walkUniform(p.seed, uint32_t(tid), blk, p.round, b, h);
   }
   __syncthreads();
@@ -476,6 +477,11 @@ __device__ __forceinline__ void fetchIndices(const RoundParams &p,
                                              const RoundItem &it, int *rows,
                                              float *ws, int ptid) {
   if (ptid < it.bsz) {
+    if (p.identity) { // finishIndices, by this thread, turns 0 into w = 1
+      rows[ptid] = int(it.start + ptid);
+      ws[ptid] = 0.0f;
+      return;
+    }
     const int64_t at = it.bh * p.l0 + it.start + ptid;
     __pipeline_memcpy_async(rows + ptid, p.cur + at, 4);
     __pipeline_memcpy_async(ws + ptid, p.lw + at, 4);
@@ -810,25 +816,35 @@ struct CompactParams {
   float *lwOut;
   int64_t l0, len, numBlocks, blockSize;
   int heads;
+  bool identity; // round 0: curIn[i] = i, lwIn[i] = 0 (not loaded)
 };
 
-__global__ void __launch_bounds__(kThreads) compactKernel(CompactParams p) {
-  __shared__ int scratch[kThreads / 32];
-  const int64_t blk = blockIdx.x,
+/// Step 4, part 2: a warp per block (8 blocks a CTA), one ballot per 32
+/// tokens, no CTA barrier (a CTA per block with a block scan took 11 us a
+/// round at 32k tokens).
+__global__ void __launch_bounds__(256) compactKernel(CompactParams p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t blk = blockIdx.x * int64_t(8) + (threadIdx.x >> 5),
                 bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  if (blk >= p.numBlocks)
+    return;
   const int64_t h = p.len / 2, c = p.crossing[bh * 2];
   const int kappa = int(p.crossing[bh * 2 + 1]);
-  const int64_t i = blk * p.blockSize + threadIdx.x;
-  bool cand = false;
-  if (threadIdx.x < p.blockSize && i < p.len)
-    cand = i <= c ? p.sigma[bh * p.l0 + i] == kappa : true;
-  int total;
-  int pos = blockInclusiveScan<kThreads>(cand, scratch, total) - cand +
-            p.blockOffset[bh * p.numBlocks + blk];
-  if (cand && pos < h) {
-    p.curOut[bh * p.l0 + pos] = p.curIn[bh * p.l0 + i];
-    p.lwOut[bh * p.l0 + pos] =
-        p.lwIn[bh * p.l0 + i] + (i <= c ? 0.69314718055994531f : 0.0f);
+  const int64_t s0 = blk * p.blockSize, len = min(p.blockSize, p.len - s0);
+  int64_t off = p.blockOffset[bh * p.numBlocks + blk];
+  for (int64_t e = 0; e < len; e += 32) {
+    const int64_t i = s0 + e + lane;
+    const bool cand =
+        e + lane < len && (i <= c ? p.sigma[bh * p.l0 + i] == kappa : true);
+    const unsigned mask = __ballot_sync(0xffffffffu, cand);
+    const int64_t pos = off + __popc(mask & ((1u << lane) - 1u));
+    if (cand && pos < h) {
+      p.curOut[bh * p.l0 + pos] =
+          p.identity ? int32_t(i) : p.curIn[bh * p.l0 + i];
+      p.lwOut[bh * p.l0 + pos] = (p.identity ? 0.0f : p.lwIn[bh * p.l0 + i]) +
+                                 (i <= c ? 0.69314718055994531f : 0.0f);
+    }
+    off += __popc(mask);
   }
 }
 
@@ -1076,7 +1092,11 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
   float *lw = lwBuf[0];
   const int elem = int(sizeof(T));
 
-  if (bhCount * l0 > 0)
+  // A balance compression with a round to run reads round 0's kept set as
+  // the identity (RoundParams::identity) instead of initialising it.
+  const bool skipInit = a.params.method == BALANCEKV_METHOD_BALANCE &&
+                        a.params.rounds > 0 && l0 > 1;
+  if (bhCount * l0 > 0 && !skipInit)
     initKeptKernel<<<dim3(unsigned((l0 + 255) / 256),
                           unsigned(std::min<int64_t>(bhCount, 65535))),
                      256, 0, stream>>>(cur, lw, l0, bhCount);
@@ -1143,6 +1163,7 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
       rp.len = len;
       rp.numBlocks = numBlocks;
       rp.round = uint32_t(t);
+      rp.identity = t == 0 && skipInit;
       dim3 grid(unsigned(numBlocks), unsigned(a.heads), unsigned(a.batch));
       bool launched = false;
       if constexpr (sizeof(T) == 2) {
@@ -1162,8 +1183,11 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
       CompactParams cp{
           sigma,        blockOffset,       crossing,         curBuf[which],
           lwBuf[which], curBuf[which ^ 1], lwBuf[which ^ 1], l0,
-          len,          numBlocks,         prm.block_size,   int(a.heads)};
-      compactKernel<<<grid, kThreads, 0, stream>>>(cp);
+          len,          numBlocks,         prm.block_size,   int(a.heads),
+          rp.identity};
+      compactKernel<<<dim3(unsigned((numBlocks + 7) / 8), unsigned(a.heads),
+                           unsigned(a.batch)),
+                      256, 0, stream>>>(cp);
       which ^= 1;
       len /= 2;
     }
