@@ -1,14 +1,18 @@
 //===- Compress.cu - BalanceKV compression on the GPU ---------------------===//
 //
-// Per round, one CTA per (batch, KV head, block) computes the block's Gram
-// and runs the self-balancing walk (spec section 3, steps 1-3); then one CTA
-// per (batch, KV head) applies the crossover selection (step 4) in place.
-// A final kernel gathers sink + kept middle + recent window.
+// Per round, the blocks' Grams and self-balancing walks (spec section 3,
+// steps 1-3): for 16-bit rows with dims % 16 == 0 a persistent
+// warp-specialised kernel (one CTA per SM; producer warpgroups build G on
+// wgmma while walker warps walk), otherwise one CTA per (batch, KV head,
+// block). Then the crossover selection (step 4): a CTA per (batch, KV head)
+// finds c and kappa and the blocks' offsets, a warp per block compacts. A
+// final kernel gathers sink + kept middle + recent window.
 //
 // Gram: G_ij = exp(tau s <k_i - mu, k_j - mu>) (w_i w_j <v_i, v_j> + c0).
 // The raw products <k_i, k_j>, <v_i, v_j> of the stored f16/bf16 rows run on
-// tensor cores (mma.sync m16n8k16; the products are exact in the f32
-// accumulator) and the centring is applied afterwards in f32:
+// tensor cores (wgmma, or mma.sync m16n8k16 in the one-block kernel; the
+// products are exact in the f32 accumulator) and the centring is applied
+// afterwards in f32:
 //   <k_i - mu, k_j - mu> = raw_ij - a_i - a_j + |mu|^2,  a_i = <k_i, mu>,
 // so no centred key is ever rounded to 16 bits. f32 storage and dims that
 // are not multiples of 16 use an f32 FMA path.
