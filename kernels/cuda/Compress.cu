@@ -454,10 +454,6 @@ __device__ __forceinline__ void namedArrive(int id, int n) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
 }
 
-struct SlotInfo {
-  int bsz, blk, b, h;
-};
-
 /// Which (batch, head, block) an item is and where its tokens are (32-bit
 /// arithmetic: a 64-bit division is a long software sequence).
 struct RoundItem {
@@ -510,7 +506,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   float *a = us + 2 * kMaxBlock;               // [128]
   float *wsAll = a + kMaxBlock;                // [3][128]
   int *rowsAll = reinterpret_cast<int *>(wsAll + 3 * kMaxBlock); // [3][128]
-  SlotInfo *info = reinterpret_cast<SlotInfo *>(rowsAll + 3 * kMaxBlock);
+  // The item in each G buffer, for its walker.
+  RoundItem *info = reinterpret_cast<RoundItem *>(rowsAll + 3 * kMaxBlock);
   // Items j, j+1, j+2 (by j % 3), kept here rather than in registers.
   RoundItem *ring = reinterpret_cast<RoundItem *>(info + 2);
   // Keys and values each have a row buffer (16-byte aligned).
@@ -527,13 +524,12 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     for (int64_t item = blockIdx.x + slot * int64_t(gridDim.x); item < items;
          item += slots * int64_t(gridDim.x)) {
       namedSync(kBarFull0 + slot, kHandOffThreads);
-      const SlotInfo si = info[slot];
-      const int64_t bh = int64_t(si.b) * p.heads + si.h;
-      const int plus = selfBalancingWalk(
-          Gs + slot * kGSize, us + slot * kMaxBlock, si.bsz, p.gamma, lane,
-          p.sigma + bh * p.l0 + int64_t(si.blk) * p.blockSize);
+      const RoundItem it = info[slot];
+      const int plus =
+          selfBalancingWalk(Gs + slot * kGSize, us + slot * kMaxBlock, it.bsz,
+                            p.gamma, lane, p.sigma + it.bh * p.l0 + it.start);
       if (lane == 0)
-        p.blockPlus[bh * p.numBlocks + si.blk] = plus;
+        p.blockPlus[it.bh * p.numBlocks + it.blk] = plus;
       __syncwarp();
       namedArrive(kBarEmpty0 + slot, kHandOffThreads);
     }
@@ -642,7 +638,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     if (ptid < bsz)
       us[slot * kMaxBlock + ptid] = uniform;
     if (ptid == 0)
-      info[slot] = SlotInfo{bsz, it.blk, it.b, it.h};
+      info[slot] = it;
     if (mine) {
       const float *ws = wsOf(j);
       const float e2 = p.expScale * 1.4426950408889634f, c0 = p.c0;
@@ -1142,7 +1138,7 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     // its two row buffers next to one or (if they fit) two G buffers.
     auto persistentSmem = [&](int slots) {
       return sizeof(float) * (size_t(slots) * kGSize + 6 * kMaxBlock) +
-             sizeof(int) * 3 * kMaxBlock + sizeof(SlotInfo) * 2 +
+             sizeof(int) * 3 * kMaxBlock + sizeof(RoundItem) * 2 +
              sizeof(RoundItem) * 3 +
              2 * size_t(kMaxBlock) * maxDim * elem; // core matrices
     };
