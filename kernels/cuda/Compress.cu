@@ -41,15 +41,22 @@ namespace {
 constexpr int kThreads = 128;                 // walk CTA
 constexpr int kMaxBlock = 128;                // largest walk block
 constexpr int kGSize = kMaxBlock * kMaxBlock; // one G, walk order
-// The persistent round kernel: producer warps and two walking warps (one
-// per G buffer). Ten warps keep the register cap of nine (168: at most three
-// warps share a scheduler's register file).
+// The persistent kernel keeps only what the walk reads of G (its lower
+// triangle): columns 0..63 for all rows as in walkIndex order, columns
+// 64..127 for rows 64..127 only (walkLowerIndex), 48 KB instead of 64.
+constexpr int kGLowerSize = kGSize / 2 + kGSize / 4;
+// The persistent round kernel: producer warps, two walking warps (one per G
+// buffer) and two loader warps. Twelve warps keep the register cap of ten
+// (168: at most three warps share a scheduler's register file).
 constexpr int kProducerWarps = 8;
 constexpr int kProducers = kProducerWarps * 32;
 constexpr int kWalkers = 2;
-constexpr int kPersistentThreads = kProducers + 32 * kWalkers;
+constexpr int kLoaders = 64;
+constexpr int kPersistentThreads = kProducers + 32 * kWalkers + kLoaders;
 // FULL[s] and EMPTY[s] join the producers and the walker of buffer s.
 constexpr int kHandOffThreads = kProducers + 32;
+// The row-buffer barriers join the producers and the loaders.
+constexpr int kRowsThreads = kProducers + kLoaders;
 constexpr int kSelectThreads = 1024;
 
 /// 2^x by the SFU (relative error < 2^-22; no overflow branches).
@@ -72,16 +79,30 @@ __device__ __forceinline__ int walkColumnOffset(int i) {
 __device__ __forceinline__ int walkIndex(int k, int i) {
   return walkRowOffset(k) + walkColumnOffset(i);
 }
+/// The same order for columns i >= 64 of rows k >= 64 in the lower-
+/// triangle G: chunks of 16 lanes after the kGSize / 2 floats of columns
+/// 0..63 (whose positions are walkIndex's).
+__device__ __forceinline__ int walkLowerRowOffset(int k) {
+  const int q = k & 3;
+  return q * (kMaxBlock / 2) + ((((k >> 2) ^ (q << 1)) & 15) << 2);
+}
+__device__ __forceinline__ int walkLowerColumnOffset(int i) {
+  return kGSize / 2 + ((i >> 2) - 16) * (2 * kMaxBlock) + (i & 3);
+}
 
 /// Spec section 3, step 3, for one block on one warp: writes the signs of
 /// steps 0..bsz-1 to `out` and returns their count of +1 (on every lane).
-/// `G` holds the block's kernel in `walkIndex` order, `u` its uniforms.
-/// Entries in rows or columns >= bsz may hold anything: a live step i < bsz
-/// reads only G[i][j < i], and the updates from dead columns come last.
+/// `G` holds the block's kernel in `walkIndex` order (kLower: its lower
+/// triangle, walkLowerIndex order for columns >= 64), `u` its uniforms.
+/// Entries in rows or columns >= bsz, and above the diagonal, may hold
+/// anything: a live step i < bsz reads only G[i][j < i] (the owner's own
+/// chunk: G[4c + q][4c + r < 4c + q]), and a lane's sums of rows already
+/// decided are never read again; the updates from dead columns come last.
 ///
 /// sigma_i = +1 iff u_i < clamp(1/2 - gamma S_i, 0, 1), which for u_i in
 /// [0, 1) is u_i < 1/2 - gamma S_i (a NaN compares false either way).
 /// Every S_k still adds G_ki sigma_i in step order, as a serial walk would.
+template <bool kLower>
 __device__ __forceinline__ int selfBalancingWalk(const float *G, const float *u,
                                                  int bsz, float gamma, int lane,
                                                  int8_t *out) {
@@ -95,9 +116,16 @@ __device__ __forceinline__ int selfBalancingWalk(const float *G, const float *u,
 #pragma unroll 2
   for (int c = 0; c < chunks; ++c) {
     float4 g[4];
+    // Chunks of columns >= 64 keep rows >= 64 only (kLower): lanes 0..15
+    // read lanes 16..31's entries, into sums they no longer use.
+    const bool half = kLower && c >= 16;
+    const int base = half ? kGSize / 8 + (c - 16) * (kMaxBlock / 2)
+                          : c * kMaxBlock,
+              qStride = half ? kMaxBlock / 8 : kMaxBlock / 4,
+              laneMask = half ? 15 : 31;
 #pragma unroll
     for (int q = 0; q < 4; ++q)
-      g[q] = Gv[c * kMaxBlock + q * (kMaxBlock / 4) + (lane ^ (q << 1))];
+      g[q] = Gv[base + q * qStride + ((lane ^ (q << 1)) & laneMask)];
     const float4 uu = uv[c];
     // The owner's (lane c's) four decisions; other lanes' results are unused.
     const bool p0 = uu.x < 0.5f - gamma * S[0];
@@ -186,39 +214,55 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
   }
 }
 
-/// loadRows for the warpgroup MMA: 16-bit rows in coreMatrixOffset order.
-/// Thread e copies 16-byte piece e, so a warp fills 512 contiguous bytes
-/// (four core matrices) from 8 rows x 64 contiguous bytes. kDim > 0 fixes
-/// the row width at compile time, which turns the piece -> (row, column)
-/// arithmetic into shifts (ncu: with a run-time width it was a quarter of
-/// the producers' issue slots). The caller commits the copies.
+/// The persistent kernel stores a block's rows *folded*: its 16 groups of
+/// 8 rows in the order 0, 15, 1, 14, ..., 7, 8 (physical group p holds
+/// token group p / 2 for even p, 15 - p / 2 for odd p). The walk reads only
+/// the lower triangle of G (G_ki with k > i), and warp w's fragment rows
+/// are physical groups 2w, 2w + 1, i.e. token groups w and 15 - w: every
+/// warp then has 17 of its 32 (row group, column group) tiles on or below
+/// the diagonal, where in token order the work would range from 2 to 32
+/// tiles a warp. foldedRow(i) is the physical row of token row i.
+__device__ __forceinline__ int foldedRow(int i) {
+  const int g = i >> 3;
+  return (g < 8 ? 2 * g : 31 - 2 * g) * 8 + (i & 7);
+}
+
+/// loadRows for the warpgroup MMA, by the kLoaders loader threads: 16-bit
+/// rows in coreMatrixOffset order. `rows` is in physical (folded) order, -1
+/// for rows past the block, which are zero-filled. kDim > 0 (a multiple of
+/// 64) fixes the row width at compile time: thread (cs, r) copies the
+/// 16-byte pieces cs, cs + 8, ... of row r of every group of 8 rows, and
+/// reads each row index once for all of them; a warp fills 512 contiguous
+/// bytes (four core matrices) from 8 rows x 64 bytes, conflict-free. (With
+/// four lanes a row instead, so that a quarter-warp reads whole sectors,
+/// ncu still counts 32 sectors an instruction, and the shared-memory side
+/// conflicts 4-way.) The caller commits the copies.
 template <int kDim, typename T>
-__device__ __forceinline__ void
-loadRowsCoreFor(const T *head, int64_t rowStride, const int *rows, int bsz,
-                int dim, T *buf, int tid, int nthreads) {
+__device__ __forceinline__ void loadRowsCoreFor(const T *head,
+                                                int64_t rowStride,
+                                                const int *rows, int dim,
+                                                T *buf, int tid) {
+  static_assert(kLoaders == 64, "eight piece columns of eight rows");
   if constexpr (kDim > 0) {
-    // nthreads (the producers) is a multiple of 8 * perRow: a thread keeps
-    // its column and its row within the block of 8 and steps by whole rows,
-    // branch-free (rows past bsz are zero-filled; their source is unread).
-    constexpr int perRow = kDim / 8;
-    static_assert(kProducers % (8 * perRow) == 0, "whole rows per pass");
-    const int c = (tid >> 3) % perRow;
-    const int i0 = (tid >> 3) / perRow * 8 + (tid & 7),
-              step = nthreads / perRow;
-    const T *src = head + c * 8;
+    constexpr int perRow = kDim / 8; // 16-byte pieces
+    static_assert(perRow % 8 == 0, "whole piece columns");
+    const int r = tid & 7, cs = tid >> 3;
+#pragma unroll 4
+    for (int g = 0; g < kMaxBlock / 8; ++g) {
+      const int row = rows[g * 8 + r];
+      const bool live = row >= 0; // a dead row's source is unread
+      const T *src = live ? head + row * rowStride + cs * 8 : head;
 #pragma unroll
-    for (int k = 0; k < kMaxBlock * perRow / kProducers; ++k) {
-      const int i = i0 + k * step;
-      const bool live = i < bsz;
-      copyAsync16Fill(buf + (tid + k * nthreads) * 8,
-                      live ? src + rows[i] * rowStride : head, live ? 16 : 0);
+      for (int cb = 0; cb < perRow / 8; ++cb)
+        copyAsync16Fill(buf + ((g * perRow + cb * 8 + cs) * 8 + r) * 8,
+                        src + (live ? cb * 64 : 0), live ? 16 : 0);
     }
   } else {
     const int perRow = dim / 8;
-    for (int e = tid; e < kMaxBlock * perRow; e += nthreads) {
+    for (int e = tid; e < kMaxBlock * perRow; e += kLoaders) {
       const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
       T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
-      if (i < bsz)
+      if (rows[i] >= 0)
         __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * 8, 16);
       else
         *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
@@ -228,22 +272,21 @@ loadRowsCoreFor(const T *head, int64_t rowStride, const int *rows, int bsz,
 
 template <typename T>
 __device__ void loadRowsCore(const T *head, int64_t rowStride, const int *rows,
-                             int bsz, int dim, T *buf, bool vec, int tid,
-                             int nthreads) {
+                             int dim, T *buf, bool vec, int tid) {
   if (vec) {
     if (dim == 128)
-      loadRowsCoreFor<128>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
+      loadRowsCoreFor<128>(head, rowStride, rows, dim, buf, tid);
     else if (dim == 256)
-      loadRowsCoreFor<256>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
+      loadRowsCoreFor<256>(head, rowStride, rows, dim, buf, tid);
     else if (dim == 64)
-      loadRowsCoreFor<64>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
+      loadRowsCoreFor<64>(head, rowStride, rows, dim, buf, tid);
     else
-      loadRowsCoreFor<0>(head, rowStride, rows, bsz, dim, buf, tid, nthreads);
+      loadRowsCoreFor<0>(head, rowStride, rows, dim, buf, tid);
   } else {
-    for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
+    for (int e = tid; e < kMaxBlock * dim; e += kLoaders) {
       const int i = e / dim, x = e % dim;
       buf[coreMatrixOffset(i, x, dim)] =
-          i < bsz ? head[rows[i] * rowStride + x] : fromFloat<T>(0.0f);
+          rows[i] >= 0 ? head[rows[i] * rowStride + x] : fromFloat<T>(0.0f);
     }
   }
 }
@@ -280,12 +323,12 @@ __device__ __forceinline__ void mmaRowTile(const T *buf, int ld, int dim,
 }
 
 /// rowMean[i] = (1/bsz) sum_j raw_ij for the 16 rows of a warp's full-width
-/// tile (mmaRowTile over all columns): only the 4 lanes of a row add up;
-/// zero-filled columns past bsz add nothing.
-__device__ __forceinline__ void storeRowMeans(const float (&acc)[16][4], int m0,
-                                              int bsz, int lane,
+/// tile: token rows i0 (fragment rows g) and i1 (rows g + 8) of lane (g, t);
+/// only the 4 lanes of a row add up; zero-filled columns add nothing.
+__device__ __forceinline__ void storeRowMeans(const float (&acc)[16][4], int i0,
+                                              int i1, int bsz, int lane,
                                               float *rowMean) {
-  const int g = lane >> 2, t = lane & 3;
+  const int t = lane & 3;
   float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
   for (int nt = 0; nt < 16; ++nt) {
@@ -297,10 +340,10 @@ __device__ __forceinline__ void storeRowMeans(const float (&acc)[16][4], int m0,
   s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
   s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
   if (t == 0) {
-    if (m0 + g < bsz)
-      rowMean[m0 + g] = s0 / float(bsz);
-    if (m0 + g + 8 < bsz)
-      rowMean[m0 + g + 8] = s1 / float(bsz);
+    if (i0 < bsz)
+      rowMean[i0] = s0 / float(bsz);
+    if (i1 < bsz)
+      rowMean[i1] = s1 / float(bsz);
   }
 }
 
@@ -428,7 +471,8 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
     return;
   // The walk (warp 0).
   const int plus =
-      selfBalancingWalk(G, u, bsz, p.gamma, tid, p.sigma + bh * p.l0 + start);
+      selfBalancingWalk<false>(G, u, bsz, p.gamma, tid,
+                               p.sigma + bh * p.l0 + start);
   if (tid == 0)
     p.blockPlus[bh * p.numBlocks + blk] = plus;
 }
@@ -445,7 +489,16 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
 //   FULL[s]  producers bar.arrive, walker s bar.sync  (G[s] ready)
 //   EMPTY[s] walker s bar.arrive, producers bar.sync  (G[s] free again)
 
-enum : int { kBarProducers = 1, kBarFull0 = 2, kBarEmpty0 = 4 };
+enum : int {
+  kBarProducers = 1,
+  kBarFull0 = 2,
+  kBarEmpty0 = 4,
+  kBarKeysFull = 6,
+  kBarKeysFree = 7,
+  kBarValuesFull = 8,
+  kBarValuesFree = 9,
+  kBarLoaders = 10
+};
 
 __device__ __forceinline__ void namedSync(int id, int n) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
@@ -471,28 +524,106 @@ struct RoundItem {
 };
 
 /// Starts copying an item's token positions and log-weights (4-byte
-/// cp.async, one token per thread) into `rows` and `ws`; the same thread
-/// turns them into row indices and weights after its wait (finishIndices).
+/// cp.async, tokens ltid, ltid + kLoaders, ...) into `rows` (in physical,
+/// folded order; -1 past the block) and `ws`; the same thread turns them
+/// into row indices and weights after its wait (finishIndices).
 __device__ __forceinline__ void fetchIndices(const RoundParams &p,
                                              const RoundItem &it, int *rows,
-                                             float *ws, int ptid) {
-  if (ptid < it.bsz) {
-    if (p.identity) { // finishIndices, by this thread, turns 0 into w = 1
-      rows[ptid] = int(it.start + ptid);
-      ws[ptid] = 0.0f;
-      return;
+                                             float *ws, int ltid) {
+#pragma unroll
+  for (int i = ltid; i < kMaxBlock; i += kLoaders) {
+    int *row = rows + foldedRow(i);
+    if (i >= it.bsz) {
+      *row = -1;
+    } else if (p.identity) { // finishIndices turns 0 into w = 1
+      *row = int(it.start + i);
+      ws[i] = 0.0f;
+    } else {
+      const int64_t at = it.bh * p.l0 + it.start + i;
+      __pipeline_memcpy_async(row, p.cur + at, 4);
+      __pipeline_memcpy_async(ws + i, p.lw + at, 4);
     }
-    const int64_t at = it.bh * p.l0 + it.start + ptid;
-    __pipeline_memcpy_async(rows + ptid, p.cur + at, 4);
-    __pipeline_memcpy_async(ws + ptid, p.lw + at, 4);
   }
 }
 __device__ __forceinline__ void finishIndices(const RoundParams &p,
                                               const RoundItem &it, int *rows,
-                                              float *ws, int ptid) {
-  if (ptid < it.bsz) {
-    rows[ptid] += int(p.mid0);
-    ws[ptid] = expf(ws[ptid]);
+                                              float *ws, int ltid) {
+#pragma unroll
+  for (int i = ltid; i < kMaxBlock; i += kLoaders) {
+    if (i < it.bsz) {
+      rows[foldedRow(i)] += int(p.mid0);
+      ws[i] = expf(ws[i]);
+    }
+  }
+}
+
+/// The persistent kernel's epilogue for producer warp `warp`: from the raw
+/// Grams of its fragment rows (token rows 8 warp + g and 8 (15 - warp) + g
+/// of lane (g, t), the fold) stores
+///   G_ij = exp2(e2 (raw_ij - a_i - a_j + |mu|^2)) (w_i w_j <v_i, v_j> + c0)
+/// for the tiles of 8 x 8 on or below the diagonal, the only ones the walk
+/// reads (G_ki, k > i): 17 of the warp's 32, in one code path for all warps
+/// (a copy per warp thrashed the instruction cache). Rows and columns past
+/// bsz get values too; the walk never lets them reach a live decision.
+__device__ __forceinline__ void
+storeLowerTriangle(float *__restrict__ G, const float *__restrict__ a,
+                   const float *__restrict__ ws, const float (&rawK)[16][4],
+                   const float (&rawV)[16][4], float e2, float mm, float c0,
+                   int lane, int warp) {
+  const int t = lane & 3;
+  const int i0 = warp * 8 + (lane >> 2), i1 = (15 - warp) * 8 + (lane >> 2);
+  // The exponent e2 (raw - a_i - a_j + |mu|^2) as one FFMA on a row and a
+  // column term. (The pointers are __restrict__: a and ws may then be read
+  // ahead of the G stores.)
+  const float rowTerm[2] = {e2 * (mm - a[i0]), e2 * (mm - a[i1])};
+  const float wi[2] = {ws[i0], ws[i1]};
+  // Column group cg < 8 (columns 8 cg + 2t + e) sits at cg * 8 * kMaxBlock
+  // + e past the thread's row base in walkIndex order, column group cg >= 8
+  // at (cg - 8) * 4 * kMaxBlock + e past its walkLowerIndex row base (row
+  // group 15 - w only).
+  const int col = walkColumnOffset(2 * t);
+  float *gRow[2] = {G + walkRowOffset(i0) + col, G + walkRowOffset(i1) + col};
+  float *gRowLower =
+      G + walkLowerRowOffset(i1) + walkLowerColumnOffset(64 + 2 * t);
+  // Two elements of one tile: row group hi (as its row base for the tile,
+  // row term and weight) against column group cg, fragment entries k0, k1
+  // and v0, v1.
+  auto tile = [&](float *gr, float rt, float w, int cg, float k0, float k1,
+                  float v0, float v1) {
+    const int j0 = cg * 8 + 2 * t;
+    const float2 aj = *reinterpret_cast<const float2 *>(a + j0);
+    const float2 wj = *reinterpret_cast<const float2 *>(ws + j0);
+    gr[0] =
+        fastExp2(fmaf(e2, k0, fmaf(-e2, aj.x, rt))) * fmaf(w * wj.x, v0, c0);
+    gr[1] =
+        fastExp2(fmaf(e2, k1, fmaf(-e2, aj.y, rt))) * fmaf(w * wj.y, v1, c0);
+  };
+  auto at = [&](int hi, int cg) {
+    return cg < 8 ? gRow[hi] + cg * 8 * kMaxBlock
+                  : gRowLower + (cg - 8) * 4 * kMaxBlock;
+  };
+  // Fragment column tile nt holds column group foldedGroup(nt): cg = nt / 2
+  // for even nt, 15 - nt / 2 for odd. Row group 15 - w needs column groups
+  // 0..15 - w, row group w needs 0..w.
+#pragma unroll
+  for (int m = 0; m < 8; ++m) // row group 15 - w, column groups 0..7
+    tile(at(1, m), rowTerm[1], wi[1], m, rawK[2 * m][2], rawK[2 * m][3],
+         rawV[2 * m][2], rawV[2 * m][3]);
+  tile(at(0, 0), rowTerm[0], wi[0], 0, rawK[0][0], rawK[0][1], rawV[0][0],
+       rawV[0][1]);
+  tile(at(1, 8), rowTerm[1], wi[1], 8, rawK[15][2], rawK[15][3], rawV[15][2],
+       rawV[15][3]);
+  // Slot s = 1..7: row group w against column group s (tile 2s) while
+  // s <= w, else row group 15 - w against column group 16 - s (tile 2s - 1).
+#pragma unroll
+  for (int s = 1; s < 8; ++s) {
+    const bool lo = s <= warp;
+    tile(lo ? at(0, s) : at(1, 16 - s), lo ? rowTerm[0] : rowTerm[1],
+         lo ? wi[0] : wi[1], lo ? s : 16 - s,
+         lo ? rawK[2 * s][0] : rawK[2 * s - 1][2],
+         lo ? rawK[2 * s][1] : rawK[2 * s - 1][3],
+         lo ? rawV[2 * s][0] : rawV[2 * s - 1][2],
+         lo ? rawV[2 * s][1] : rawV[2 * s - 1][3]);
   }
 }
 
@@ -501,8 +632,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     walkRoundPersistentKernel(RoundParams p, int64_t items) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int slots = p.gSlots; // G buffers: 2, or 1 for wide rows
-  float *Gs = reinterpret_cast<float *>(smem); // [slots][kGSize]
-  float *us = Gs + slots * kGSize;             // [2][128]
+  float *Gs = reinterpret_cast<float *>(smem); // [slots][kGLowerSize]
+  float *us = Gs + slots * kGLowerSize;        // [2][128]
   float *a = us + 2 * kMaxBlock;               // [128]
   float *wsAll = a + kMaxBlock;                // [3][128]
   int *rowsAll = reinterpret_cast<int *>(wsAll + 3 * kMaxBlock); // [3][128]
@@ -514,6 +645,63 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   T *keyBuf = reinterpret_cast<T *>(ring + 3);
   T *valueBuf = keyBuf + kMaxBlock * max(p.d, p.dv);
   const int tid = threadIdx.x;
+  auto rowsOf = [&](int j) { return rowsAll + (j % 3) * kMaxBlock; };
+  auto wsOf = [&](int j) { return wsAll + (j % 3) * kMaxBlock; };
+
+  if (tid >= kProducers + 32 * kWalkers) {
+    // Loaders: item j's keys as soon as the producers' key Gram of item j-1
+    // is done, its values as soon as their value Gram is, item j+1's
+    // indices and decomposition after that. (Issued by the producers
+    // themselves, the copies cost them a quarter of the round: ncu showed
+    // stalls on the copies' address registers.)
+    const int ltid = tid - kProducers - 32 * kWalkers;
+    const T *key = static_cast<const T *>(p.key);
+    const T *value = static_cast<const T *>(p.value);
+    if (blockIdx.x < items) {
+      const RoundItem it(p, blockIdx.x);
+      if (ltid == 0)
+        ring[0] = it;
+      fetchIndices(p, it, rowsOf(0), wsOf(0), ltid);
+      __pipeline_commit();
+      __pipeline_wait_prior(0);
+      finishIndices(p, it, rowsOf(0), wsOf(0), ltid);
+      namedSync(kBarLoaders, kLoaders);
+    }
+    int j = 0;
+    for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
+      const RoundItem &it = ring[j % 3];
+      const int *rows = rowsOf(j);
+      namedSync(kBarKeysFree, kRowsThreads);
+      loadRowsCore(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rows, p.d,
+                   keyBuf, p.vecKey, ltid);
+      __pipeline_commit();
+      namedSync(kBarValuesFree, kRowsThreads);
+      loadRowsCore(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rows,
+                   p.dv, valueBuf, p.vecValue, ltid);
+      __pipeline_commit();
+      // Item j+1 (its ring entry and index buffers were last read for item
+      // j-2, which the producers have finished).
+      const int64_t next = item + gridDim.x;
+      if (next < items) {
+        const RoundItem nextIt(p, next);
+        if (ltid == 0)
+          ring[(j + 1) % 3] = nextIt;
+        fetchIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ltid);
+      }
+      __pipeline_commit();
+      __pipeline_wait_prior(2); // keys j
+      fenceAsyncShared();
+      namedArrive(kBarKeysFull, kRowsThreads);
+      __pipeline_wait_prior(1); // values j
+      fenceAsyncShared();
+      namedArrive(kBarValuesFull, kRowsThreads);
+      __pipeline_wait_prior(0); // indices j+1
+      if (next < items)
+        finishIndices(p, ring[(j + 1) % 3], rowsOf(j + 1), wsOf(j + 1), ltid);
+      namedSync(kBarLoaders, kLoaders);
+    }
+    return;
+  }
 
   if (tid >= kProducers) {
     // Walker `slot` walks the items j with j % slots == slot.
@@ -526,8 +714,9 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       namedSync(kBarFull0 + slot, kHandOffThreads);
       const RoundItem it = info[slot];
       const int plus =
-          selfBalancingWalk(Gs + slot * kGSize, us + slot * kMaxBlock, it.bsz,
-                            p.gamma, lane, p.sigma + it.bh * p.l0 + it.start);
+          selfBalancingWalk<true>(Gs + slot * kGLowerSize,
+                                  us + slot * kMaxBlock, it.bsz, p.gamma, lane,
+                                  p.sigma + it.bh * p.l0 + it.start);
       if (lane == 0)
         p.blockPlus[it.bh * p.numBlocks + it.blk] = plus;
       __syncwarp();
@@ -536,143 +725,67 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     return;
   }
 
-  // Producers. Copies are issued while the wgmma Grams run: item j's
-  // values during its key Gram, item j+1's keys during item j's value Gram,
-  // indices two items ahead; so no DRAM round trip of keys or indices sits
-  // on the chain. cp.async groups in flight when item j starts, oldest
-  // first: keys j, indices j+1.
+  // Producers: Grams, row means and the epilogue of item j, while the
+  // loaders bring item j+1's rows and the walkers walk earlier items.
   const int ptid = tid;
-  const int lane = ptid & 31, m0 = (ptid >> 5) * 16, wg = ptid >> 7;
-  const T *key = static_cast<const T *>(p.key);
-  const T *value = static_cast<const T *>(p.value);
-  auto rowsOf = [&](int j) { return rowsAll + (j % 3) * kMaxBlock; };
-  auto wsOf = [&](int j) { return wsAll + (j % 3) * kMaxBlock; };
-  auto fetchKeys = [&](const RoundItem &it, const int *rows) {
-    loadRowsCore(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rows, it.bsz,
-                 p.d, keyBuf, p.vecKey, ptid, kProducers);
+  const int lane = ptid & 31, warp = ptid >> 5, wg = ptid >> 7;
+  // Warp w's fragment rows g and g + 8 are token rows 8 w + g and
+  // 8 (15 - w) + g (the fold). (Recomputed where used: kept live across
+  // the item loop they spill.)
+  auto tokenRow = [&](int hi) {
+    return (hi ? 15 - warp : warp) * 8 + (lane >> 2);
   };
-  auto fetchValues = [&](const RoundItem &it, const int *rows) {
-    loadRowsCore(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rows, it.bsz,
-                 p.dv, valueBuf, p.vecValue, ptid, kProducers);
-  };
-  if (blockIdx.x < items) {
-    const RoundItem it(p, blockIdx.x), nextIt(p, blockIdx.x + gridDim.x);
-    if (ptid == 0) {
-      ring[0] = it;
-      ring[1] = nextIt;
-    }
-    fetchIndices(p, it, rowsOf(0), wsOf(0), ptid);
-    __pipeline_commit();
-    __pipeline_wait_prior(0);
-    finishIndices(p, it, rowsOf(0), wsOf(0), ptid);
-    namedSync(kBarProducers, kProducers);
-    fetchKeys(it, rowsOf(0));
-    __pipeline_commit();
-    if (blockIdx.x + gridDim.x < items)
-      fetchIndices(p, nextIt, rowsOf(1), wsOf(1), ptid);
-    __pipeline_commit();
-  }
+  namedArrive(kBarKeysFree, kRowsThreads);
+  namedArrive(kBarValuesFree, kRowsThreads);
   int j = 0; // items so far (32-bit: j % 3 stays cheap)
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
-    const int64_t next = item + gridDim.x, afterNext = next + gridDim.x;
-    const RoundItem &it = ring[j % 3], &nextIt = ring[(j + 1) % 3];
-    const int bsz = it.bsz;
-    const bool mine = m0 < bsz, wgLive = wg * 64 < bsz;
-    // Warp w owns rows 16w..16w+15 of G, all columns; the four warps of
-    // warpgroup wg compute their 64 rows' raw Grams together (wgmma). The
-    // raw key Gram stays in registers while the values load (no round trip
+    // Warp w owns physical rows 16w..16w+15 of the Grams, all columns; the
+    // four warps of warpgroup wg compute their 64 rows together (wgmma). The
+    // raw key Gram stays in registers while the values wait (no round trip
     // through G):
     // G_ij = exp(tau s (raw_ij - a_i - a_j + |mu|^2)) (w_i w_j <v_i, v_j> + c0)
     // with a_i = <k_i, mu> the row means of the raw key Gram and |mu|^2 =
     // mean of a_i.
     float rawK[16][4], rawV[16][4];
-    __pipeline_wait_prior(1); // keys j
-    fenceAsyncShared();
-    namedSync(kBarProducers, kProducers);
+    namedSync(kBarKeysFull, kRowsThreads); // also publishes ring[j % 3]
+    const RoundItem &it = ring[j % 3];
+    const int bsz = it.bsz;
+    // Warpgroup 1 holds token groups 4..11.
+    const bool mine = warp * 8 < bsz, wgLive = wg == 0 || bsz > 32;
     if (wgLive)
       wgmmaGramRows64<T>(wgmmaRowBlock(keyBuf, p.d, wg), rawK);
-    // While the key Gram runs: this item's values (their buffer is free since
-    // the last value Gram), its uniform and the next item's indices.
-    fetchValues(it, rowsOf(j));
-    __pipeline_commit();
     const float uniform =
         ptid < bsz ? walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk),
                                  p.round, uint32_t(it.b), uint32_t(it.h))
                    : 0.0f;
-    __pipeline_wait_prior(1); // indices j+1
-    if (next < items)
-      finishIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ptid);
     wgmmaWait();
+    namedArrive(kBarKeysFree, kRowsThreads);
     if (mine)
-      storeRowMeans(rawK, m0, bsz, lane, a);
-    namedSync(kBarProducers, kProducers); // key buffer free, a_i written
+      storeRowMeans(rawK, tokenRow(0), tokenRow(1), bsz, lane, a);
+    namedSync(kBarProducers, kProducers); // a_i written
     float mm = 0.0f; // every warp the same sum, in the same order
     for (int i = lane; i < bsz; i += 32)
       mm += a[i];
     for (int o = 16; o > 0; o >>= 1)
       mm += __shfl_xor_sync(0xffffffffu, mm, o);
     mm /= float(bsz);
-    __pipeline_wait_prior(0); // values j
-    fenceAsyncShared();
-    namedSync(kBarProducers, kProducers);
+    namedSync(kBarValuesFull, kRowsThreads);
     if (wgLive)
       wgmmaGramRows64<T>(wgmmaRowBlock(valueBuf, p.dv, wg), rawV);
-    // While the value Gram runs: the next item's keys.
-    if (next < items)
-      fetchKeys(nextIt, rowsOf(j + 1));
-    __pipeline_commit();
     wgmmaWait();
-    namedSync(kBarProducers, kProducers); // value buffer free
-    // Item j+2 is decomposed once, by one thread (two integer divisions
-    // per thread were 5 % of the producers' instructions).
-    if (ptid == 0 && afterNext < items)
-      ring[(j + 2) % 3] = RoundItem(p, afterNext);
-    // Wait until the walk freed G[slot] (it walks item j - slots); the
-    // barrier also publishes ring[(j + 2) % 3].
+    namedArrive(kBarValuesFree, kRowsThreads);
+    // Wait until the walk freed G[slot] (it walks item j - slots).
     const int slot = slots == 2 ? (j & 1) : 0; // j % slots, slots in {1, 2}
-    float *G = Gs + slot * kGSize;
+    float *G = Gs + slot * kGLowerSize;
     namedSync(kBarEmpty0 + slot, kHandOffThreads);
-    if (afterNext < items)
-      fetchIndices(p, ring[(j + 2) % 3], rowsOf(j + 2), wsOf(j + 2), ptid);
-    __pipeline_commit();
     if (ptid < bsz)
       us[slot * kMaxBlock + ptid] = uniform;
     if (ptid == 0)
       info[slot] = it;
-    if (mine) {
-      const float *ws = wsOf(j);
-      const float e2 = p.expScale * 1.4426950408889634f, c0 = p.c0;
-      const int g = lane >> 2, t = lane & 3;
-      // The row and column terms go to registers first: read from shared
-      // memory between the G stores, which the compiler must assume alias
-      // them, they were reloaded for every element (ncu: half of the
-      // producers' stall samples were shared-load waits here).
-      // The exponent e2 (raw - a_i - a_j + |mu|^2) as one FFMA on a row
-      // and a column term (7 instructions an element instead of 11).
-      const int i0 = m0 + g, i1 = i0 + 8;
-      const float rowTerm[2] = {e2 * (mm - a[i0]), e2 * (mm - a[i1])};
-      const float wi[2] = {ws[i0], ws[i1]};
-      // Columns nt * 8 + 2t + e sit at nt * 8 * kMaxBlock + e past the
-      // thread's two row bases: immediate offsets, no address registers.
-      const int col = walkColumnOffset(2 * t);
-      float *gRow[2] = {G + walkRowOffset(i0) + col,
-                        G + walkRowOffset(i1) + col};
-#pragma unroll
-      for (int nt = 0; nt < 16; ++nt) {
-        const int j0 = nt * 8 + t * 2;
-        const float colTerm[2] = {e2 * a[j0], e2 * a[j0 + 1]};
-        const float wj[2] = {ws[j0], ws[j0 + 1]};
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int hi = r >> 1, e = r & 1;
-          const float x = fmaf(e2, rawK[nt][r], rowTerm[hi] - colTerm[e]);
-          // Rows and columns past bsz get values too: the walk never lets
-          // them reach a live decision (see selfBalancingWalk).
-          gRow[hi][nt * 8 * kMaxBlock + e] =
-              fastExp2(x) * fmaf(wi[hi] * wj[e], rawV[nt][r], c0);
-        }
-      }
-    }
+    if (mine)
+      storeLowerTriangle(G, a, wsOf(j), rawK, rawV,
+                         p.expScale * 1.4426950408889634f, mm, p.c0, lane,
+                         warp);
     // G[slot] is complete: hand it to the walk. The producer barrier also
     // makes `a` reusable for the next item.
     namedSync(kBarProducers, kProducers);
@@ -1137,7 +1250,7 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0 and
     // its two row buffers next to one or (if they fit) two G buffers.
     auto persistentSmem = [&](int slots) {
-      return sizeof(float) * (size_t(slots) * kGSize + 6 * kMaxBlock) +
+      return sizeof(float) * (size_t(slots) * kGLowerSize + 6 * kMaxBlock) +
              sizeof(int) * 3 * kMaxBlock + sizeof(RoundItem) * 2 +
              sizeof(RoundItem) * 3 +
              2 * size_t(kMaxBlock) * maxDim * elem; // core matrices
