@@ -71,6 +71,42 @@ __device__ __forceinline__ void copyAsync16Fill(void *dst, const void *src,
                : "memory");
 }
 
+/// Shared-memory mbarriers (sm_90): a phase completes after `count`
+/// arrivals; waiters name the phase by its parity (0 for the first).
+__device__ __forceinline__ uint32_t sharedAddress(const void *p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbarrierInit(uint64_t *bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(
+                   sharedAddress(bar)),
+               "r"(count)
+               : "memory");
+}
+/// Arrives (release: this thread's earlier writes are visible to whoever
+/// waits for the phase).
+__device__ __forceinline__ void mbarrierArrive(uint64_t *bar) {
+  asm volatile("{\n.reg .b64 state;\n"
+               "mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(
+                   sharedAddress(bar))
+               : "memory");
+}
+/// Arrives once this thread's earlier cp.async copies have landed; counts
+/// as one of the phase's arrivals (.noinc).
+__device__ __forceinline__ void cpAsyncMbarrierArrive(uint64_t *bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                   sharedAddress(bar))
+               : "memory");
+}
+/// Waits (acquire) until the phase of the given parity has completed.
+__device__ __forceinline__ void mbarrierWait(uint64_t *bar, uint32_t parity) {
+  asm volatile("{\n.reg .pred done;\n"
+               "wait:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra wait;\n}\n" ::"r"(sharedAddress(bar)),
+               "r"(parity)
+               : "memory");
+}
+
 /// Four 8 x 8 16-bit matrices from shared memory, lanes 8i..8i+7 giving the
 /// row addresses of matrix i; thread (g, t) of the warp receives row g,
 /// columns 2t and 2t + 1 of each: the mma.sync m16n8k16 fragment layout of

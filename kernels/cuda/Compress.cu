@@ -34,6 +34,7 @@
 #include <cuda_pipeline.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace balancekv::cuda {
 namespace {
@@ -181,6 +182,7 @@ struct RoundParams {
   float gamma, expScale, c0;
   bool vecKey, vecValue;
   int gSlots;    // G buffers of the persistent round kernel
+  int rowSlots;  // its row buffers (keys and values in turn): 2 or 3
   bool identity; // round 0: cur[i] = i, lw[i] = 0 (not loaded)
 };
 
@@ -493,11 +495,8 @@ enum : int {
   kBarProducers = 1,
   kBarFull0 = 2,
   kBarEmpty0 = 4,
-  kBarKeysFull = 6,
-  kBarKeysFree = 7,
-  kBarValuesFull = 8,
-  kBarValuesFree = 9,
-  kBarLoaders = 10
+  kBarRowsFree0 = 6, // 6, 7, 8: row buffer free (producers arrive)
+  kBarLoaders = 9
 };
 
 __device__ __forceinline__ void namedSync(int id, int n) {
@@ -523,36 +522,25 @@ struct RoundItem {
   }
 };
 
-/// Starts copying an item's token positions and log-weights (4-byte
-/// cp.async, tokens ltid, ltid + kLoaders, ...) into `rows` (in physical,
-/// folded order; -1 past the block) and `ws`; the same thread turns them
-/// into row indices and weights after its wait (finishIndices).
-__device__ __forceinline__ void fetchIndices(const RoundParams &p,
-                                             const RoundItem &it, int *rows,
-                                             float *ws, int ltid) {
+/// Writes an item's row indices (in physical, folded order; -1 past the
+/// block) and weights into `rows` and `ws`, tokens ltid, ltid + kLoaders,
+/// ... (plain loads: the loader warps' copies of rows are in flight
+/// meanwhile).
+__device__ __forceinline__ void loadIndices(const RoundParams &p,
+                                            const RoundItem &it, int *rows,
+                                            float *ws, int ltid) {
 #pragma unroll
   for (int i = ltid; i < kMaxBlock; i += kLoaders) {
     int *row = rows + foldedRow(i);
     if (i >= it.bsz) {
       *row = -1;
-    } else if (p.identity) { // finishIndices turns 0 into w = 1
-      *row = int(it.start + i);
-      ws[i] = 0.0f;
+    } else if (p.identity) {
+      *row = int(p.mid0 + it.start) + i;
+      ws[i] = 1.0f;
     } else {
       const int64_t at = it.bh * p.l0 + it.start + i;
-      __pipeline_memcpy_async(row, p.cur + at, 4);
-      __pipeline_memcpy_async(ws + i, p.lw + at, 4);
-    }
-  }
-}
-__device__ __forceinline__ void finishIndices(const RoundParams &p,
-                                              const RoundItem &it, int *rows,
-                                              float *ws, int ltid) {
-#pragma unroll
-  for (int i = ltid; i < kMaxBlock; i += kLoaders) {
-    if (i < it.bsz) {
-      rows[foldedRow(i)] += int(p.mid0);
-      ws[i] = expf(ws[i]);
+      *row = int(p.mid0) + p.cur[at];
+      ws[i] = expf(p.lw[at]);
     }
   }
 }
@@ -641,19 +629,28 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   RoundItem *info = reinterpret_cast<RoundItem *>(rowsAll + 3 * kMaxBlock);
   // Items j, j+1, j+2 (by j % 3), kept here rather than in registers.
   RoundItem *ring = reinterpret_cast<RoundItem *>(info + 2);
-  // Keys and values each have a row buffer (16-byte aligned).
-  T *keyBuf = reinterpret_cast<T *>(ring + 3);
-  T *valueBuf = keyBuf + kMaxBlock * max(p.d, p.dv);
+  // rowSlots row buffers (16-byte aligned), filled with item j's keys, item
+  // j's values, item j+1's keys, ... in turn; rowsFull[b] completes a phase
+  // when buffer b has landed (one arrival per loader thread when its copies
+  // have, one more by loader thread 0, which publishes the item's ring entry
+  // and indices).
+  uint64_t *rowsFull = reinterpret_cast<uint64_t *>(ring + 3); // [4]
+  T *rowBufs = reinterpret_cast<T *>(rowsFull + 4);
+  const int rowElems = kMaxBlock * max(p.d, p.dv);
   const int tid = threadIdx.x;
+  if (tid == 0)
+    for (int b = 0; b < p.rowSlots; ++b)
+      mbarrierInit(&rowsFull[b], kLoaders + 1);
+  __syncthreads();
   auto rowsOf = [&](int j) { return rowsAll + (j % 3) * kMaxBlock; };
   auto wsOf = [&](int j) { return wsAll + (j % 3) * kMaxBlock; };
 
   if (tid >= kProducers + 32 * kWalkers) {
-    // Loaders: item j's keys as soon as the producers' key Gram of item j-1
-    // is done, its values as soon as their value Gram is, item j+1's
-    // indices and decomposition after that. (Issued by the producers
-    // themselves, the copies cost them a quarter of the round: ncu showed
-    // stalls on the copies' address registers.)
+    // Loaders: each row buffer is refilled as soon as the producers' Gram
+    // of its previous contents is done, so with three buffers item j+1's
+    // keys load from the end of item j-1's value Gram on. (Issued by the
+    // producers themselves, the copies cost them a quarter of the round:
+    // ncu showed stalls on the copies' address registers.)
     const int ltid = tid - kProducers - 32 * kWalkers;
     const T *key = static_cast<const T *>(p.key);
     const T *value = static_cast<const T *>(p.value);
@@ -661,43 +658,42 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       const RoundItem it(p, blockIdx.x);
       if (ltid == 0)
         ring[0] = it;
-      fetchIndices(p, it, rowsOf(0), wsOf(0), ltid);
-      __pipeline_commit();
-      __pipeline_wait_prior(0);
-      finishIndices(p, it, rowsOf(0), wsOf(0), ltid);
+      loadIndices(p, it, rowsOf(0), wsOf(0), ltid);
       namedSync(kBarLoaders, kLoaders);
     }
+    int buf = 0;
+    auto fill = [&](const T *head, int64_t rowStride, const int *rows,
+                    int dim, bool vec) {
+      namedSync(kBarRowsFree0 + buf, kRowsThreads);
+      loadRowsCore(head, rowStride, rows, dim, rowBufs + buf * rowElems, vec,
+                   ltid);
+      if (vec && dim % 64 == 0) { // cp.async only
+        cpAsyncMbarrierArrive(&rowsFull[buf]);
+      } else { // also plain stores: wait, then a releasing arrival
+        __pipeline_wait_prior(0);
+        mbarrierArrive(&rowsFull[buf]);
+      }
+      if (ltid == 0)
+        mbarrierArrive(&rowsFull[buf]);
+      buf = buf + 1 == p.rowSlots ? 0 : buf + 1;
+    };
     int j = 0;
     for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
       const RoundItem &it = ring[j % 3];
-      const int *rows = rowsOf(j);
-      namedSync(kBarKeysFree, kRowsThreads);
-      loadRowsCore(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rows, p.d,
-                   keyBuf, p.vecKey, ltid);
-      __pipeline_commit();
-      namedSync(kBarValuesFree, kRowsThreads);
-      loadRowsCore(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rows,
-                   p.dv, valueBuf, p.vecValue, ltid);
-      __pipeline_commit();
+      fill(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rowsOf(j), p.d,
+           p.vecKey);
+      fill(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rowsOf(j), p.dv,
+           p.vecValue);
       // Item j+1 (its ring entry and index buffers were last read for item
-      // j-2, which the producers have finished).
+      // j-2, which the producers have finished: they are past the Gram
+      // that freed the buffer just filled).
       const int64_t next = item + gridDim.x;
       if (next < items) {
         const RoundItem nextIt(p, next);
         if (ltid == 0)
           ring[(j + 1) % 3] = nextIt;
-        fetchIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ltid);
+        loadIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ltid);
       }
-      __pipeline_commit();
-      __pipeline_wait_prior(2); // keys j
-      fenceAsyncShared();
-      namedArrive(kBarKeysFull, kRowsThreads);
-      __pipeline_wait_prior(1); // values j
-      fenceAsyncShared();
-      namedArrive(kBarValuesFull, kRowsThreads);
-      __pipeline_wait_prior(0); // indices j+1
-      if (next < items)
-        finishIndices(p, ring[(j + 1) % 3], rowsOf(j + 1), wsOf(j + 1), ltid);
       namedSync(kBarLoaders, kLoaders);
     }
     return;
@@ -735,8 +731,22 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   auto tokenRow = [&](int hi) {
     return (hi ? 15 - warp : warp) * 8 + (lane >> 2);
   };
-  namedArrive(kBarKeysFree, kRowsThreads);
-  namedArrive(kBarValuesFree, kRowsThreads);
+  int buf = 0;          // row buffer of the next Gram
+  uint32_t parity = 0;  // of its rowsFull phase
+  for (int b = 0; b < p.rowSlots; ++b)
+    namedArrive(kBarRowsFree0 + b, kRowsThreads);
+  auto acquireRows = [&] {
+    mbarrierWait(&rowsFull[buf], parity);
+    fenceAsyncShared(); // the landed copies, before the wgmma reads them
+    return rowBufs + buf * rowElems;
+  };
+  auto releaseRows = [&] { // after this thread's wgmmaWait
+    namedArrive(kBarRowsFree0 + buf, kRowsThreads);
+    if (++buf == p.rowSlots) {
+      buf = 0;
+      parity ^= 1;
+    }
+  };
   int j = 0; // items so far (32-bit: j % 3 stays cheap)
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
     // Warp w owns physical rows 16w..16w+15 of the Grams, all columns; the
@@ -747,19 +757,19 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // with a_i = <k_i, mu> the row means of the raw key Gram and |mu|^2 =
     // mean of a_i.
     float rawK[16][4], rawV[16][4];
-    namedSync(kBarKeysFull, kRowsThreads); // also publishes ring[j % 3]
+    const T *keyRows = acquireRows(); // also publishes ring[j % 3]
     const RoundItem &it = ring[j % 3];
     const int bsz = it.bsz;
     // Warpgroup 1 holds token groups 4..11.
     const bool mine = warp * 8 < bsz, wgLive = wg == 0 || bsz > 32;
     if (wgLive)
-      wgmmaGramRows64<T>(wgmmaRowBlock(keyBuf, p.d, wg), rawK);
+      wgmmaGramRows64<T>(wgmmaRowBlock(keyRows, p.d, wg), rawK);
     const float uniform =
         ptid < bsz ? walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk),
                                  p.round, uint32_t(it.b), uint32_t(it.h))
                    : 0.0f;
     wgmmaWait();
-    namedArrive(kBarKeysFree, kRowsThreads);
+    releaseRows();
     if (mine)
       storeRowMeans(rawK, tokenRow(0), tokenRow(1), bsz, lane, a);
     namedSync(kBarProducers, kProducers); // a_i written
@@ -769,11 +779,11 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     for (int o = 16; o > 0; o >>= 1)
       mm += __shfl_xor_sync(0xffffffffu, mm, o);
     mm /= float(bsz);
-    namedSync(kBarValuesFull, kRowsThreads);
+    const T *valueRows = acquireRows();
     if (wgLive)
-      wgmmaGramRows64<T>(wgmmaRowBlock(valueBuf, p.dv, wg), rawV);
+      wgmmaGramRows64<T>(wgmmaRowBlock(valueRows, p.dv, wg), rawV);
     wgmmaWait();
-    namedArrive(kBarValuesFree, kRowsThreads);
+    releaseRows();
     // Wait until the walk freed G[slot] (it walks item j - slots).
     const int slot = slots == 2 ? (j & 1) : 0; // j % slots, slots in {1, 2}
     float *G = Gs + slot * kGLowerSize;
@@ -1249,14 +1259,22 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
                              smem);
     // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0 and
     // its two row buffers next to one or (if they fit) two G buffers.
-    auto persistentSmem = [&](int slots) {
-      return sizeof(float) * (size_t(slots) * kGLowerSize + 6 * kMaxBlock) +
+    auto persistentSmem = [&](int gSlots, int rowSlots) {
+      return sizeof(float) * (size_t(gSlots) * kGLowerSize + 6 * kMaxBlock) +
              sizeof(int) * 3 * kMaxBlock + sizeof(RoundItem) * 2 +
-             sizeof(RoundItem) * 3 +
-             2 * size_t(kMaxBlock) * maxDim * elem; // core matrices
+             sizeof(RoundItem) * 3 + sizeof(uint64_t) * 4 +
+             size_t(rowSlots) * kMaxBlock * maxDim * elem; // core matrices
     };
-    rp.gSlots = persistentSmem(2) <= sharedMemoryPerBlockOptin() ? 2 : 1;
-    const size_t smemP = persistentSmem(rp.gSlots);
+    // Two G buffers and three row buffers fit for rows up to 128 wide.
+    rp.gSlots = 1;
+    rp.rowSlots = 2;
+    for (const auto [g, r] : {std::pair{2, 3}, {2, 2}, {1, 3}})
+      if (persistentSmem(g, r) <= sharedMemoryPerBlockOptin()) {
+        rp.gSlots = g;
+        rp.rowSlots = r;
+        break;
+      }
+    const size_t smemP = persistentSmem(rp.gSlots, rp.rowSlots);
     const bool persistent = elem == 2 && rp.d % 16 == 0 && rp.dv % 16 == 0 &&
                             smemP <= sharedMemoryPerBlockOptin();
     const int sms = multiprocessorCount();
