@@ -615,9 +615,14 @@ storeLowerTriangle(float *__restrict__ G, const float *__restrict__ a,
   }
 }
 
-template <typename T>
+/// kDim > 0: keys and values are kDim wide (64 or 128), and the value Gram
+/// is issued right behind the key Gram, so that the row means overlap it.
+/// kDim = 0: any widths (multiples of 16), one Gram at a time (with the
+/// width chosen at run time, ptxas would serialise overlapping wgmma).
+template <typename T, int kDim>
 __global__ void __launch_bounds__(kPersistentThreads, 1)
     walkRoundPersistentKernel(RoundParams p, int64_t items) {
+  constexpr bool kOverlap = kDim > 0;
   extern __shared__ __align__(16) unsigned char smem[];
   const int slots = p.gSlots; // G buffers: 2, or 1 for wide rows
   float *Gs = reinterpret_cast<float *>(smem); // [slots][kGLowerSize]
@@ -733,19 +738,22 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   };
   int buf = 0;          // row buffer of the next Gram
   uint32_t parity = 0;  // of its rowsFull phase
+  int doneBuf = 0;      // row buffer of the next Gram to finish
   for (int b = 0; b < p.rowSlots; ++b)
     namedArrive(kBarRowsFree0 + b, kRowsThreads);
   auto acquireRows = [&] {
     mbarrierWait(&rowsFull[buf], parity);
     fenceAsyncShared(); // the landed copies, before the wgmma reads them
-    return rowBufs + buf * rowElems;
-  };
-  auto releaseRows = [&] { // after this thread's wgmmaWait
-    namedArrive(kBarRowsFree0 + buf, kRowsThreads);
+    const T *rows = rowBufs + buf * rowElems;
     if (++buf == p.rowSlots) {
       buf = 0;
       parity ^= 1;
     }
+    return rows;
+  };
+  auto releaseRows = [&] { // after this thread's wgmmaWait
+    namedArrive(kBarRowsFree0 + doneBuf, kRowsThreads);
+    doneBuf = doneBuf + 1 == p.rowSlots ? 0 : doneBuf + 1;
   };
   int j = 0; // items so far (32-bit: j % 3 stays cheap)
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
@@ -762,13 +770,33 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     const int bsz = it.bsz;
     // Warpgroup 1 holds token groups 4..11.
     const bool mine = warp * 8 < bsz, wgLive = wg == 0 || bsz > 32;
-    if (wgLive)
-      wgmmaGramRows64<T>(wgmmaRowBlock(keyRows, p.d, wg), rawK);
+    // kOverlap: the value Gram queues behind the key Gram (as soon as the
+    // values have landed, which in round 0 they mostly have), and the row
+    // means below overlap it.
+    auto gram = [&](const T *rows, int dim, float(&acc)[16][4]) {
+      if constexpr (kOverlap) {
+        const WgmmaRowBlock rb = wgmmaRowBlock(rows, kDim, wg);
+        wgmmaGramSteps<T, kDim / 16>(rb.a, rb.b, false, acc);
+      } else {
+        wgmmaGramRows64<T>(wgmmaRowBlock(rows, dim, wg), acc);
+      }
+    };
+    const T *valueRows = nullptr;
+    if (wgLive) {
+      gram(keyRows, p.d, rawK);
+      if constexpr (kOverlap) {
+        valueRows = acquireRows();
+        gram(valueRows, p.dv, rawV);
+      }
+    } else if constexpr (kOverlap) {
+      valueRows = acquireRows();
+    }
     const float uniform =
         ptid < bsz ? walkUniform(p.seed, uint32_t(ptid), uint32_t(it.blk),
                                  p.round, uint32_t(it.b), uint32_t(it.h))
                    : 0.0f;
-    wgmmaWait();
+    wgmmaWait<kOverlap ? 1 : 0>(); // the key Gram
+    wgmmaFenceOperands(rawK);
     releaseRows();
     if (mine)
       storeRowMeans(rawK, tokenRow(0), tokenRow(1), bsz, lane, a);
@@ -779,10 +807,13 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     for (int o = 16; o > 0; o >>= 1)
       mm += __shfl_xor_sync(0xffffffffu, mm, o);
     mm /= float(bsz);
-    const T *valueRows = acquireRows();
-    if (wgLive)
-      wgmmaGramRows64<T>(wgmmaRowBlock(valueRows, p.dv, wg), rawV);
-    wgmmaWait();
+    if constexpr (!kOverlap) {
+      valueRows = acquireRows();
+      if (wgLive)
+        gram(valueRows, p.dv, rawV);
+    }
+    wgmmaWait<0>(); // the value Gram
+    wgmmaFenceOperands(rawV);
     releaseRows();
     // Wait until the walk freed G[slot] (it walks item j - slots).
     const int slot = slots == 2 ? (j & 1) : 0; // j % slots, slots in {1, 2}
@@ -1278,11 +1309,15 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     const bool persistent = elem == 2 && rp.d % 16 == 0 && rp.dv % 16 == 0 &&
                             smemP <= sharedMemoryPerBlockOptin();
     const int sms = multiprocessorCount();
+    void (*persistentKernel)(RoundParams, int64_t) = nullptr;
     if constexpr (sizeof(T) == 2) {
       if (persistent) {
+        persistentKernel =
+            rp.d == 128 && rp.dv == 128 ? walkRoundPersistentKernel<T, 128>
+            : rp.d == 64 && rp.dv == 64 ? walkRoundPersistentKernel<T, 64>
+                                        : walkRoundPersistentKernel<T, 0>;
         allowDynamicSharedMemory(
-            reinterpret_cast<const void *>(walkRoundPersistentKernel<T>),
-            smemP);
+            reinterpret_cast<const void *>(persistentKernel), smemP);
       }
     }
     int64_t len = l0;
@@ -1296,18 +1331,13 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
       rp.round = uint32_t(t);
       rp.identity = t == 0 && skipInit;
       dim3 grid(unsigned(numBlocks), unsigned(a.heads), unsigned(a.batch));
-      bool launched = false;
-      if constexpr (sizeof(T) == 2) {
-        if (persistent) {
-          const int64_t items = numBlocks * a.heads * a.batch;
-          walkRoundPersistentKernel<T>
-              <<<unsigned(std::min<int64_t>(items, sms)), kPersistentThreads,
-                 smemP, stream>>>(rp, items);
-          launched = true;
-        }
-      }
-      if (!launched)
+      if (persistentKernel) {
+        const int64_t items = numBlocks * a.heads * a.batch;
+        persistentKernel<<<unsigned(std::min<int64_t>(items, sms)),
+                           kPersistentThreads, smemP, stream>>>(rp, items);
+      } else {
         walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
+      }
       SelectParams sp{sigma, blockPlus, blockOffset, crossing,
                       l0,    len,       numBlocks,   prm.block_size};
       crossoverScanKernel<<<unsigned(bhCount), kSelectThreads, 0, stream>>>(sp);

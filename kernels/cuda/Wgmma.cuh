@@ -102,9 +102,11 @@ wgmmaGramSteps(uint64_t a, uint64_t b, bool accumulate, float (&acc)[16][4]) {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
 
-/// Waits for this warpgroup's wgmma groups.
-__device__ __forceinline__ void wgmmaWait() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+/// Waits until at most kPending of this warpgroup's wgmma groups are in
+/// flight (0: all done).
+template <int kPending = 0> __device__ __forceinline__ void wgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending)
+               : "memory");
 }
 
 /// The descriptors of rows 64 wg..64 wg+63 (A) and of all 128 rows (B) of
@@ -146,6 +148,17 @@ __device__ __forceinline__ void wgmmaGramRows64(const WgmmaRowBlock &rb,
       wgmmaGramSteps<T, 1>(rb.a + 16 * k, rb.b + 16 * k, k > 0, acc);
     }
   }
+}
+
+/// Pins the accumulators in place around wgmma: reads after a wgmmaWait
+/// cannot be hoisted above it (the wait names no registers), so ptxas
+/// does not see them inside a later wgmma's window and serialise it.
+__device__ __forceinline__ void wgmmaFenceOperands(float (&acc)[16][4]) {
+#pragma unroll
+  for (int n = 0; n < 16; ++n)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      asm volatile("" : "+f"(acc[n][r])::"memory");
 }
 
 /// Orders this thread's earlier generic-proxy writes to shared memory
