@@ -628,18 +628,19 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   float *Gs = reinterpret_cast<float *>(smem); // [slots][kGLowerSize]
   float *us = Gs + slots * kGLowerSize;        // [2][128]
   float *a = us + 2 * kMaxBlock;               // [128]
-  float *wsAll = a + kMaxBlock;                // [3][128]
-  int *rowsAll = reinterpret_cast<int *>(wsAll + 3 * kMaxBlock); // [3][128]
+  float *wsAll = a + kMaxBlock;                // [4][128]
+  int *rowsAll = reinterpret_cast<int *>(wsAll + 4 * kMaxBlock); // [4][128]
   // The item in each G buffer, for its walker.
-  RoundItem *info = reinterpret_cast<RoundItem *>(rowsAll + 3 * kMaxBlock);
-  // Items j, j+1, j+2 (by j % 3), kept here rather than in registers.
+  RoundItem *info = reinterpret_cast<RoundItem *>(rowsAll + 4 * kMaxBlock);
+  // Items j, j+1 (by j & 3; four deep for the loaders' lead), kept here
+  // rather than in registers.
   RoundItem *ring = reinterpret_cast<RoundItem *>(info + 2);
   // rowSlots row buffers (16-byte aligned), filled with item j's keys, item
   // j's values, item j+1's keys, ... in turn; rowsFull[b] completes a phase
   // when buffer b has landed (one arrival per loader thread when its copies
   // have, one more by loader thread 0, which publishes the item's ring entry
   // and indices).
-  uint64_t *rowsFull = reinterpret_cast<uint64_t *>(ring + 3); // [4]
+  uint64_t *rowsFull = reinterpret_cast<uint64_t *>(ring + 4); // [4]
   T *rowBufs = reinterpret_cast<T *>(rowsFull + 4);
   const int rowElems = kMaxBlock * max(p.d, p.dv);
   const int tid = threadIdx.x;
@@ -647,8 +648,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     for (int b = 0; b < p.rowSlots; ++b)
       mbarrierInit(&rowsFull[b], kLoaders + 1);
   __syncthreads();
-  auto rowsOf = [&](int j) { return rowsAll + (j % 3) * kMaxBlock; };
-  auto wsOf = [&](int j) { return wsAll + (j % 3) * kMaxBlock; };
+  auto rowsOf = [&](int j) { return rowsAll + (j & 3) * kMaxBlock; };
+  auto wsOf = [&](int j) { return wsAll + (j & 3) * kMaxBlock; };
 
   if (tid >= kProducers + 32 * kWalkers) {
     // Loaders: each row buffer is refilled as soon as the producers' Gram
@@ -684,21 +685,22 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     };
     int j = 0;
     for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
-      const RoundItem &it = ring[j % 3];
+      const RoundItem &it = ring[j & 3];
       fill(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rowsOf(j), p.d,
            p.vecKey);
-      fill(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rowsOf(j), p.dv,
-           p.vecValue);
-      // Item j+1 (its ring entry and index buffers were last read for item
-      // j-2, which the producers have finished: they are past the Gram
-      // that freed the buffer just filled).
+      // Item j+1's indices while item j's keys land (its ring entry and
+      // index buffers were last read for item j-3, which the producers
+      // have finished: they are past the Gram that freed the buffer just
+      // filled, item j-2's value Gram or later).
       const int64_t next = item + gridDim.x;
       if (next < items) {
         const RoundItem nextIt(p, next);
         if (ltid == 0)
-          ring[(j + 1) % 3] = nextIt;
+          ring[(j + 1) & 3] = nextIt;
         loadIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ltid);
       }
+      fill(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rowsOf(j), p.dv,
+           p.vecValue);
       namedSync(kBarLoaders, kLoaders);
     }
     return;
@@ -755,7 +757,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     namedArrive(kBarRowsFree0 + doneBuf, kRowsThreads);
     doneBuf = doneBuf + 1 == p.rowSlots ? 0 : doneBuf + 1;
   };
-  int j = 0; // items so far (32-bit: j % 3 stays cheap)
+  int j = 0; // items so far
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
     // Warp w owns physical rows 16w..16w+15 of the Grams, all columns; the
     // four warps of warpgroup wg compute their 64 rows together (wgmma). The
@@ -765,8 +767,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // with a_i = <k_i, mu> the row means of the raw key Gram and |mu|^2 =
     // mean of a_i.
     float rawK[16][4], rawV[16][4];
-    const T *keyRows = acquireRows(); // also publishes ring[j % 3]
-    const RoundItem &it = ring[j % 3];
+    const T *keyRows = acquireRows(); // also publishes ring[j & 3]
+    const RoundItem &it = ring[j & 3];
     const int bsz = it.bsz;
     // Warpgroup 1 holds token groups 4..11.
     const bool mine = warp * 8 < bsz, wgLive = wg == 0 || bsz > 32;
@@ -1291,9 +1293,9 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     // The warp-specialised kernel needs 16-bit rows with dims % 16 == 0 and
     // its two row buffers next to one or (if they fit) two G buffers.
     auto persistentSmem = [&](int gSlots, int rowSlots) {
-      return sizeof(float) * (size_t(gSlots) * kGLowerSize + 6 * kMaxBlock) +
-             sizeof(int) * 3 * kMaxBlock + sizeof(RoundItem) * 2 +
-             sizeof(RoundItem) * 3 + sizeof(uint64_t) * 4 +
+      return sizeof(float) * (size_t(gSlots) * kGLowerSize + 7 * kMaxBlock) +
+             sizeof(int) * 4 * kMaxBlock + sizeof(RoundItem) * 2 +
+             sizeof(RoundItem) * 4 + sizeof(uint64_t) * 4 +
              size_t(rowSlots) * kMaxBlock * maxDim * elem; // core matrices
     };
     // Two G buffers and three row buffers fit for rows up to 128 wide.
