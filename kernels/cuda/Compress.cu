@@ -2,9 +2,9 @@
 //
 // Per round, the blocks' Grams and self-balancing walks (spec section 3,
 // steps 1-3): for 16-bit rows with dims % 16 == 0 a persistent
-// warp-specialised kernel (one CTA per SM; producer warpgroups build G on
-// wgmma while walker warps walk), otherwise one CTA per (batch, KV head,
-// block). Then the crossover selection (step 4): a CTA per (batch, KV head)
+// warp-specialised kernel (one CTA per SM; loader warps copy rows ahead,
+// producer warpgroups build G on wgmma, walker warps walk), otherwise one
+// CTA per (batch, KV head, block). Then the crossover selection (step 4): a CTA per (batch, KV head)
 // finds c and kappa and the blocks' offsets, a warp per block compacts. A
 // final kernel gathers sink + kept middle + recent window.
 //
@@ -238,7 +238,7 @@ __device__ __forceinline__ int foldedRow(int i) {
 /// bytes (four core matrices) from 8 rows x 64 bytes, conflict-free. (With
 /// four lanes a row instead, so that a quarter-warp reads whole sectors,
 /// ncu still counts 32 sectors an instruction, and the shared-memory side
-/// conflicts 4-way.) The caller commits the copies.
+/// conflicts 4-way.) The caller signals their completion.
 template <int kDim, typename T>
 __device__ __forceinline__ void loadRowsCoreFor(const T *head,
                                                 int64_t rowStride,
@@ -272,8 +272,10 @@ __device__ __forceinline__ void loadRowsCoreFor(const T *head,
   }
 }
 
+/// Returns whether every write was a cp.async (else some were plain
+/// stores, and the caller must wait for its copies before publishing).
 template <typename T>
-__device__ void loadRowsCore(const T *head, int64_t rowStride, const int *rows,
+__device__ bool loadRowsCore(const T *head, int64_t rowStride, const int *rows,
                              int dim, T *buf, bool vec, int tid) {
   if (vec) {
     if (dim == 128)
@@ -284,12 +286,14 @@ __device__ void loadRowsCore(const T *head, int64_t rowStride, const int *rows,
       loadRowsCoreFor<64>(head, rowStride, rows, dim, buf, tid);
     else
       loadRowsCoreFor<0>(head, rowStride, rows, dim, buf, tid);
+    return dim == 128 || dim == 256 || dim == 64;
   } else {
     for (int e = tid; e < kMaxBlock * dim; e += kLoaders) {
       const int i = e / dim, x = e % dim;
       buf[coreMatrixOffset(i, x, dim)] =
           rows[i] >= 0 ? head[rows[i] * rowStride + x] : fromFloat<T>(0.0f);
     }
+    return false;
   }
 }
 
@@ -483,19 +487,22 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
 // Persistent, warp-specialised round (16-bit types, dims % 16 == 0)
 //===----------------------------------------------------------------------===//
 //
-// One CTA per SM walks a strided list of (batch, head, block) items. Eight
-// producer warps prepare item j+1 (rows, loads, Gram, epilogues) into one of
-// two G buffers while walker warp s walks the items of buffer s, so the
-// serial walks overlap everything else and each other. Hand-off by named
-// barriers:
-//   FULL[s]  producers bar.arrive, walker s bar.sync  (G[s] ready)
-//   EMPTY[s] walker s bar.arrive, producers bar.sync  (G[s] free again)
+// One CTA per SM walks a strided list of (batch, head, block) items. Two
+// loader warps copy the items' rows into a ring of row buffers (keys j,
+// values j, keys j+1, ...); eight producer warps build item j+1's G (Grams,
+// row means, epilogue) into one of two G buffers while walker warp s walks
+// the items of buffer s, so the serial walks overlap everything else and
+// each other. Hand-off:
+//   rowsFull[b]   loaders' cp.async arrive (mbarrier), producers wait
+//   ROWS_FREE[b]  producers bar.arrive, loaders bar.sync  (buffer b free)
+//   FULL[s]       producers bar.arrive, walker s bar.sync  (G[s] ready)
+//   EMPTY[s]      walker s bar.arrive, producers bar.sync  (G[s] free again)
 
 enum : int {
   kBarProducers = 1,
   kBarFull0 = 2,
   kBarEmpty0 = 4,
-  kBarRowsFree0 = 6, // 6, 7, 8: row buffer free (producers arrive)
+  kBarRowsFree0 = 6, // 6, 7, 8: ROWS_FREE[b]
   kBarLoaders = 9
 };
 
@@ -671,9 +678,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     auto fill = [&](const T *head, int64_t rowStride, const int *rows,
                     int dim, bool vec) {
       namedSync(kBarRowsFree0 + buf, kRowsThreads);
-      loadRowsCore(head, rowStride, rows, dim, rowBufs + buf * rowElems, vec,
-                   ltid);
-      if (vec && dim % 64 == 0) { // cp.async only
+      if (loadRowsCore(head, rowStride, rows, dim, rowBufs + buf * rowElems,
+                       vec, ltid)) {
         cpAsyncMbarrierArrive(&rowsFull[buf]);
       } else { // also plain stores: wait, then a releasing arrival
         __pipeline_wait_prior(0);
