@@ -266,12 +266,16 @@ def check_compress(lib, rows):
         # Blocks of 2: more blocks than the fused select's shared memory
         # holds in round 1 (the two-kernel selection), fused in round 2.
         (torch.float16, 1, 2, 9000, 64, 64, 2, 0, 2),
+        # Rows one element apart from 16-byte alignment (views of wider
+        # rows): the persistent kernel's plain-load path.
+        (torch.bfloat16, 2, 2, 1500, 128, 128, 2, 0, 128, 1),
     ]
     ok = True
-    for dt, b, h, n, d, dv, t, method, block in cases:
+    for dt, b, h, n, d, dv, t, method, block, *pad in cases:
         torch.manual_seed(n + d + t)
-        k = torch.randn(b, h, n, d, device="cuda").to(dt)
-        v = torch.randn(b, h, n, dv, device="cuda").to(dt)
+        pad = pad[0] if pad else 0  # leading elements of each stored row
+        k = torch.randn(b, h, n, pad + d, device="cuda").to(dt)[..., pad:]
+        v = torch.randn(b, h, n, pad + dv, device="cuda").to(dt)[..., pad:]
         p = lib.params(rounds=t, method=method, seed=1234, block=block)
         o = lib.compress_prepare(k, v, p)
         for key in ("ck", "cv", "lw"):
