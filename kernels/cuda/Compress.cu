@@ -47,8 +47,8 @@ constexpr int kGSize = kMaxBlock * kMaxBlock; // one G, walk order
 // 64..127 for rows 64..127 only (walkLowerIndex), 48 KB instead of 64.
 constexpr int kGLowerSize = kGSize / 2 + kGSize / 4;
 // The persistent round kernel: producer warps, two walking warps (one per G
-// buffer) and two loader warps. Twelve warps keep the register cap of ten
-// (168: at most three warps share a scheduler's register file).
+// buffer) and two loader warps: twelve warps, at most three to a
+// scheduler, so the register cap stays 168 as with ten.
 constexpr int kProducerWarps = 8;
 constexpr int kProducers = kProducerWarps * 32;
 constexpr int kWalkers = 2;
