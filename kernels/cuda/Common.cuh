@@ -71,6 +71,19 @@ __device__ __forceinline__ void copyAsync16Fill(void *dst, const void *src,
                : "memory");
 }
 
+/// copyAsync16Fill that also has the L2 fetch the aligned 128 bytes around
+/// `src` from DRAM: for rows whose 16-byte pieces arrive from different
+/// quarter-warps, so the later pieces hit in L2.
+__device__ __forceinline__ void copyAsync16FillL2Line(void *dst,
+                                                      const void *src,
+                                                      int bytes) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(
+                   d),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+
 /// Shared-memory mbarriers (sm_90): a phase completes after `count`
 /// arrivals; waiters name the phase by its parity (0 for the first).
 __device__ __forceinline__ uint32_t sharedAddress(const void *p) {

@@ -238,7 +238,9 @@ __device__ __forceinline__ int foldedRow(int i) {
 /// bytes (four core matrices) from 8 rows x 64 bytes, conflict-free. (With
 /// four lanes a row instead, so that a quarter-warp reads whole sectors,
 /// ncu still counts 32 sectors an instruction, and the shared-memory side
-/// conflicts 4-way.) The caller signals their completion.
+/// conflicts 4-way.) The copies fetch whole 128-byte lines into L2 (2 %
+/// faster rounds; 256 bytes: 3 % slower). The caller signals their
+/// completion.
 template <int kDim, typename T>
 __device__ __forceinline__ void loadRowsCoreFor(const T *head,
                                                 int64_t rowStride,
@@ -256,8 +258,8 @@ __device__ __forceinline__ void loadRowsCoreFor(const T *head,
       const T *src = live ? head + row * rowStride + cs * 8 : head;
 #pragma unroll
       for (int cb = 0; cb < perRow / 8; ++cb)
-        copyAsync16Fill(buf + ((g * perRow + cb * 8 + cs) * 8 + r) * 8,
-                        src + (live ? cb * 64 : 0), live ? 16 : 0);
+        copyAsync16FillL2Line(buf + ((g * perRow + cb * 8 + cs) * 8 + r) * 8,
+                              src + (live ? cb * 64 : 0), live ? 16 : 0);
     }
   } else {
     const int perRow = dim / 8;
