@@ -31,6 +31,8 @@
 #include "kernels/cuda/Wgmma.cuh"
 #include "kernels/reference/Philox.h"
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -183,6 +185,9 @@ struct RoundParams {
   bool vecKey, vecValue;
   int gSlots;    // G buffers of the persistent round kernel
   int rowSlots;  // its row buffers (keys and values in turn): 2 or 3
+  // Round 0 of 128-wide rows: full blocks below row tmaRowEnd load by TMA
+  // (keyMap/valueMap: one box per group of 8 rows), 0 if unavailable.
+  int64_t tmaRowEnd;
   bool identity; // round 0: cur[i] = i, lw[i] = 0 (not loaded)
 };
 
@@ -624,13 +629,38 @@ storeLowerTriangle(float *__restrict__ G, const float *__restrict__ a,
   }
 }
 
+/// Arrives and adds `bytes` to the phase's expected transaction count.
+__device__ __forceinline__ void mbarrierArriveExpectTx(uint64_t *bar,
+                                                       uint32_t bytes) {
+  asm volatile("{\n.reg .b64 state;\n"
+               "mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n"
+               ::"r"(sharedAddress(bar)), "r"(bytes)
+               : "memory");
+}
+/// TMA: rows 8 group .. 8 group + 7 of head bh (a rowGroupMap box, 8 core
+/// matrices of every 16-byte column) into dst, completing on bar.
+__device__ __forceinline__ void tmaLoadRowGroup(void *dst,
+                                                const CUtensorMap *map,
+                                                int group, int bh,
+                                                uint64_t *bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::"
+      "bytes [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(
+          sharedAddress(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(0), "r"(0),
+      "r"(group), "r"(bh), "r"(sharedAddress(bar))
+      : "memory");
+}
+
 /// kDim > 0: keys and values are kDim wide (64 or 128), and the value Gram
 /// is issued right behind the key Gram, so that the row means overlap it.
 /// kDim = 0: any widths (multiples of 16), one Gram at a time (with the
 /// width chosen at run time, ptxas would serialise overlapping wgmma).
 template <typename T, int kDim>
 __global__ void __launch_bounds__(kPersistentThreads, 1)
-    walkRoundPersistentKernel(RoundParams p, int64_t items) {
+    walkRoundPersistentKernel(RoundParams p, int64_t items,
+                              const __grid_constant__ CUtensorMap keyMap,
+                              const __grid_constant__ CUtensorMap valueMap) {
   constexpr bool kOverlap = kDim > 0;
   extern __shared__ __align__(16) unsigned char smem[];
   const int slots = p.gSlots; // G buffers: 2, or 1 for wide rows
@@ -650,7 +680,9 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   // have, one more by loader thread 0, which publishes the item's ring entry
   // and indices).
   uint64_t *rowsFull = reinterpret_cast<uint64_t *>(ring + 4); // [4]
-  T *rowBufs = reinterpret_cast<T *>(rowsFull + 4);
+  // 128-byte aligned (TMA destinations).
+  T *rowBufs = reinterpret_cast<T *>(
+      (reinterpret_cast<uintptr_t>(rowsFull + 4) + 127) & ~uintptr_t(127));
   const int rowElems = kMaxBlock * max(p.d, p.dv);
   const int tid = threadIdx.x;
   if (tid == 0)
@@ -678,10 +710,29 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     }
     int buf = 0;
     auto fill = [&](const T *head, int64_t rowStride, const int *rows,
-                    int dim, bool vec) {
+                    int dim, bool vec, const CUtensorMap *map,
+                    const RoundItem &it) {
       namedSync(kBarRowsFree0 + buf, kRowsThreads);
-      if (loadRowsCore(head, rowStride, rows, dim, rowBufs + buf * rowElems,
-                       vec, ltid)) {
+      T *dst = rowBufs + buf * rowElems;
+      if (kDim == 128 && p.identity && it.bsz == kMaxBlock &&
+          p.mid0 + it.start + kMaxBlock <= p.tmaRowEnd) {
+        // Round 0's rows are contiguous: one thread copies the block by
+        // TMA, 16 boxes of 8 rows (2 KB), token group g into physical group
+        // 2g or 31 - 2g (the fold); the phase completes when the bytes
+        // have landed.
+        if (ltid == 0) {
+          mbarrierArriveExpectTx(&rowsFull[buf], kMaxBlock * kDim * 2);
+          const int g0 = int((p.mid0 + it.start) >> 3), bh = int(it.bh);
+#pragma unroll 4
+          for (int g = 0; g < 16; ++g) {
+            const int pg = g < 8 ? 2 * g : 31 - 2 * g;
+            tmaLoadRowGroup(dst + pg * 8 * kDim, map, g0 + g, bh,
+                            &rowsFull[buf]);
+          }
+        } else {
+          mbarrierArrive(&rowsFull[buf]);
+        }
+      } else if (loadRowsCore(head, rowStride, rows, dim, dst, vec, ltid)) {
         cpAsyncMbarrierArrive(&rowsFull[buf]);
       } else { // also plain stores: wait, then a releasing arrival
         __pipeline_wait_prior(0);
@@ -695,7 +746,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
       const RoundItem &it = ring[j & 3];
       fill(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rowsOf(j), p.d,
-           p.vecKey);
+           p.vecKey, &keyMap, it);
       // Item j+1's indices while item j's keys land (its ring entry and
       // index buffers were last read for item j-3, which the producers
       // have finished: they are past the Gram that freed the buffer just
@@ -708,7 +759,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         loadIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ltid);
       }
       fill(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rowsOf(j), p.dv,
-           p.vecValue);
+           p.vecValue, &valueMap, it);
       namedSync(kBarLoaders, kLoaders);
     }
     return;
@@ -1239,6 +1290,51 @@ struct WorkspaceLayout {
   }
 };
 
+/// cuTensorMapEncodeTiled through the runtime (no libcuda link), or null.
+PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void *f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
+                                         cudaEnableDefault, &q) !=
+            cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+/// A TMA map of [B, H, N, dim] 16-bit rows whose box is one group of 8 rows
+/// in the core-matrix layout: dimensions (8 elements, 8 rows, dim / 8
+/// pieces, N / 8 groups, B * H heads), box (8, 8, dim / 8, 1, 1), so one
+/// copy lands the group's dim / 8 core matrices as wgmma reads them. Needs
+/// the batch stride to be H head strides; false otherwise. (Round 0 by TMA
+/// instead of 16-byte cp.async: 297 -> 282 us at 32k x 32.)
+bool rowGroupMap(CUtensorMap *map, const balancekv_tensor &t, int64_t batch,
+                 int64_t heads, int64_t n, int dim, int elem,
+                 balancekv_dtype dtype) {
+  const auto encode = tensorMapEncoder();
+  if (!encode || (batch > 1 && t.strides[0] != heads * t.strides[1]) ||
+      n < 8)
+    return false;
+  const cuuint64_t dims[5] = {8, 8, cuuint64_t(dim / 8), cuuint64_t(n / 8),
+                              cuuint64_t(batch * heads)};
+  const cuuint64_t strides[4] = {
+      cuuint64_t(t.strides[2] * elem), 16, cuuint64_t(8 * t.strides[2] * elem),
+      cuuint64_t(t.strides[1] * elem)};
+  const cuuint32_t box[5] = {8, 8, cuuint32_t(dim / 8), 1, 1};
+  const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
+  const CUresult r = encode(
+      map,
+      dtype == BALANCEKV_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+      5, const_cast<void *>(t.data), dims, strides, box, unit,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS; // else the copies stay on cp.async
+}
+
 template <typename T> const char *launchTyped(const CompressArgs &a) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int64_t bhCount = a.batch * a.heads, l0 = a.middle;
@@ -1303,7 +1399,7 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     auto persistentSmem = [&](int gSlots, int rowSlots) {
       return sizeof(float) * (size_t(gSlots) * kGLowerSize + 7 * kMaxBlock) +
              sizeof(int) * 4 * kMaxBlock + sizeof(RoundItem) * 2 +
-             sizeof(RoundItem) * 4 + sizeof(uint64_t) * 4 +
+             sizeof(RoundItem) * 4 + sizeof(uint64_t) * 4 + 128 +
              size_t(rowSlots) * kMaxBlock * maxDim * elem; // core matrices
     };
     // Two G buffers and three row buffers fit for rows up to 128 wide.
@@ -1319,7 +1415,17 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     const bool persistent = elem == 2 && rp.d % 16 == 0 && rp.dv % 16 == 0 &&
                             smemP <= sharedMemoryPerBlockOptin();
     const int sms = multiprocessorCount();
-    void (*persistentKernel)(RoundParams, int64_t) = nullptr;
+    void (*persistentKernel)(RoundParams, int64_t, CUtensorMap,
+                             CUtensorMap) = nullptr;
+    CUtensorMap keyMap{}, valueMap{};
+    rp.tmaRowEnd = 0;
+    if (elem == 2 && rp.d == 128 && rp.dv == 128 && rp.vecKey &&
+        rp.vecValue && a.sink % 8 == 0 &&
+        rowGroupMap(&keyMap, a.key, a.batch, a.heads, a.n, rp.d, elem,
+                    a.dtype) &&
+        rowGroupMap(&valueMap, a.value, a.batch, a.heads, a.n, rp.dv, elem,
+                    a.dtype))
+      rp.tmaRowEnd = a.n / 8 * 8;
     if constexpr (sizeof(T) == 2) {
       if (persistent) {
         persistentKernel =
@@ -1344,7 +1450,8 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
       if (persistentKernel) {
         const int64_t items = numBlocks * a.heads * a.batch;
         persistentKernel<<<unsigned(std::min<int64_t>(items, sms)),
-                           kPersistentThreads, smemP, stream>>>(rp, items);
+                           kPersistentThreads, smemP, stream>>>(
+            rp, items, keyMap, valueMap);
       } else {
         walkRoundKernel<T><<<grid, kThreads, smem, stream>>>(rp);
       }
