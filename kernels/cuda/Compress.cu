@@ -496,7 +496,7 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
 //
 // One CTA per SM walks a strided list of (batch, head, block) items. Two
 // loader warps copy the items' rows into a ring of row buffers (keys j,
-// values j, keys j+1, ...); eight producer warps build item j+1's G (Grams,
+// values j, keys j+1, ...; round 0's contiguous blocks by TMA); eight producer warps build item j+1's G (Grams,
 // row means, epilogue) into one of two G buffers while walker warp s walks
 // the items of buffer s, so the serial walks overlap everything else and
 // each other. Hand-off:
