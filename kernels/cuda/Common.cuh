@@ -60,35 +60,35 @@ template <> struct Mma16816<__nv_bfloat16> {
   }
 };
 
-/// cp.async of `bytes` <= 16 from global memory into a 16-byte slot of
-/// shared memory, the rest of the slot zero-filled (`src` is not read when
-/// `bytes` is 0 but must still be a valid address).
-__device__ __forceinline__ void copyAsync16Fill(void *dst, const void *src,
-                                                int bytes) {
-  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
-               "l"(src), "r"(bytes)
-               : "memory");
-}
-
-/// copyAsync16Fill that also has the L2 fetch the aligned 128 bytes around
-/// `src` from DRAM: for rows whose 16-byte pieces arrive from different
-/// quarter-warps, so the later pieces hit in L2.
-__device__ __forceinline__ void copyAsync16FillL2Line(void *dst,
-                                                      const void *src,
-                                                      int bytes) {
-  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(
-                   d),
-               "l"(src), "r"(bytes)
-               : "memory");
-}
-
-/// Shared-memory mbarriers (sm_90): a phase completes after `count`
-/// arrivals; waiters name the phase by its parity (0 for the first).
+/// The shared-memory address (state space offset) of a generic pointer.
 __device__ __forceinline__ uint32_t sharedAddress(const void *p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
+
+/// cp.async of `bytes` <= 16 from global memory into a 16-byte slot of
+/// shared memory, the rest of the slot zero-filled (`src` is not read when
+/// `bytes` is 0 but must still be a valid address). kL2Line: the L2 also
+/// fetches the aligned 128 bytes around `src` from DRAM, for rows whose
+/// 16-byte pieces arrive from different quarter-warps (the later pieces
+/// then hit in L2).
+template <bool kL2Line = false>
+__device__ __forceinline__ void copyAsync16Fill(void *dst, const void *src,
+                                                int bytes) {
+  if constexpr (kL2Line)
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::
+                     "r"(sharedAddress(dst)),
+                 "l"(src), "r"(bytes)
+                 : "memory");
+  else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                     sharedAddress(dst)),
+                 "l"(src), "r"(bytes)
+                 : "memory");
+}
+
+/// Shared-memory mbarriers (sm_90): a phase completes after `count`
+/// arrivals (and, with expect_tx, the transactions' bytes); waiters name
+/// the phase by its parity (0 for the first).
 __device__ __forceinline__ void mbarrierInit(uint64_t *bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(
                    sharedAddress(bar)),
@@ -102,6 +102,16 @@ __device__ __forceinline__ void mbarrierArrive(uint64_t *bar) {
                "mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(
                    sharedAddress(bar))
                : "memory");
+}
+/// Arrives and adds `bytes` to the phase's expected transaction count.
+__device__ __forceinline__ void mbarrierArriveExpectTx(uint64_t *bar,
+                                                       uint32_t bytes) {
+  asm volatile(
+      "{\n.reg .b64 state;\n"
+      "mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n" ::"r"(
+          sharedAddress(bar)),
+      "r"(bytes)
+      : "memory");
 }
 /// Arrives once this thread's earlier cp.async copies have landed; counts
 /// as one of the phase's arrivals (.noinc).
@@ -125,7 +135,7 @@ __device__ __forceinline__ void mbarrierWait(uint64_t *bar, uint32_t parity) {
 /// columns 2t and 2t + 1 of each: the mma.sync m16n8k16 fragment layout of
 /// A (row-major) and of B stored n-major.
 __device__ __forceinline__ void ldmatrixX4(uint32_t *r, const void *p) {
-  uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  const uint32_t addr = sharedAddress(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 "
                "{%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -134,7 +144,7 @@ __device__ __forceinline__ void ldmatrixX4(uint32_t *r, const void *p) {
 
 /// ldmatrixX4 with each matrix transposed (B stored k-major).
 __device__ __forceinline__ void ldmatrixX4Trans(uint32_t *r, const void *p) {
-  uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  const uint32_t addr = sharedAddress(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
                "{%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])

@@ -263,7 +263,7 @@ __device__ __forceinline__ void loadRowsCoreFor(const T *head,
       const T *src = live ? head + row * rowStride + cs * 8 : head;
 #pragma unroll
       for (int cb = 0; cb < perRow / 8; ++cb)
-        copyAsync16FillL2Line(buf + ((g * perRow + cb * 8 + cs) * 8 + r) * 8,
+        copyAsync16Fill<true>(buf + ((g * perRow + cb * 8 + cs) * 8 + r) * 8,
                               src + (live ? cb * 64 : 0), live ? 16 : 0);
     }
   } else {
@@ -629,14 +629,6 @@ storeLowerTriangle(float *__restrict__ G, const float *__restrict__ a,
   }
 }
 
-/// Arrives and adds `bytes` to the phase's expected transaction count.
-__device__ __forceinline__ void mbarrierArriveExpectTx(uint64_t *bar,
-                                                       uint32_t bytes) {
-  asm volatile("{\n.reg .b64 state;\n"
-               "mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n"
-               ::"r"(sharedAddress(bar)), "r"(bytes)
-               : "memory");
-}
 /// TMA: rows 8 group .. 8 group + 7 of head bh (a rowGroupMap box, 8 core
 /// matrices of every 16-byte column) into dst, completing on bar.
 __device__ __forceinline__ void tmaLoadRowGroup(void *dst,

@@ -65,7 +65,7 @@ struct DecodeParams {
 /// 16 bytes global -> shared, bypassing L1, with an L2 prefetch of the
 /// surrounding 256 bytes (a key row): the tiles stream once, in whole rows.
 __device__ __forceinline__ void copyAsync16(void *dst, const void *src) {
-  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  const uint32_t d = sharedAddress(dst);
   asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(d),
                "l"(src)
                : "memory");
@@ -75,7 +75,7 @@ __device__ __forceinline__ void copyAsync16(void *dst, const void *src) {
 /// Common.cuh for 16), the rest of the destination zero-filled.
 __device__ __forceinline__ void copyAsync4Fill(void *dst, const void *src,
                                                int bytes) {
-  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  const uint32_t d = sharedAddress(dst);
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d),
                "l"(src), "r"(bytes)
                : "memory");

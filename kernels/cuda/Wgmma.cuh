@@ -11,6 +11,8 @@
 #ifndef BALANCEKV_KERNELS_CUDA_WGMMA_CUH
 #define BALANCEKV_KERNELS_CUDA_WGMMA_CUH
 
+#include "kernels/cuda/Common.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -29,7 +31,7 @@ __device__ __forceinline__ int coreMatrixOffset(int row, int x, int dim) {
 /// matrices adjacent in K, `sbo` between those adjacent in M/N.
 __device__ __forceinline__ uint64_t wgmmaDescriptor(const void *p, uint32_t lbo,
                                                     uint32_t sbo) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  const uint32_t addr = sharedAddress(p);
   return uint64_t((addr & 0x3ffff) >> 4) | uint64_t(lbo >> 4) << 16 |
          uint64_t(sbo >> 4) << 32;
 }
