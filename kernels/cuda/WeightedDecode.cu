@@ -614,56 +614,75 @@ struct CombineParams {
 
 constexpr int kCombineThreads = 512;
 
-/// One CTA per output row. Warp 0 turns the splits' maxima into weights
-/// exp2(m_s - max m) in shared memory; then thread (part, x) sums value
-/// column x over every `parts`-th split. The loads are independent and spread
-/// over the GPU: with one warp per row this kernel was latency-bound and cost
-/// more than the split kernel at small batches (42 µs at B 1 x 32k x 4).
-template <typename T> __global__ void combineKernel(CombineParams p) {
-  extern __shared__ float combineSmem[]; // [splits] weights, [blockDim] sums
-  __shared__ float total;
+/// One CTA per output row; thread (part, x) merges value column x of every
+/// `parts`-th split. A thread loads its splits' (max, sum, value) in batches
+/// of kBatch (1, 2, 4 or 8: the launch picks the fewest that cover a
+/// thread's splits, up to 8), all in flight together, so the row costs one
+/// round trip to L2 on every shape of the benchmark; batches are merged
+/// online. The parts then meet in shared
+/// memory. (Warp 0 first turning all maxima into weights, then everyone
+/// loading values, took two round trips and a barrier between them; one
+/// warp per row was latency-bound: 42 µs at B 1 x 32k x 4.)
+template <typename T, int kBatch>
+__global__ void combineKernel(CombineParams p) {
+  extern __shared__ float combineSmem[]; // [parts][dv + 2]
   const int64_t row = blockIdx.x;
   const int tid = threadIdx.x, dv = p.dv, parts = blockDim.x / dv;
-  float *w = combineSmem, *sums = combineSmem + p.splits;
+  const int x = tid % dv, part = tid / dv;
   const int stride = dv + 2;
   const float *base = p.partial + row * p.splits * stride;
   waitForPrerequisiteGrid(); // the partial results are complete
-  if (tid < 32) {
-    float mMax = -INFINITY;
-    for (int s = tid; s < p.splits; s += 32)
-      mMax = fmaxf(mMax, base[s * stride + dv]);
+  float mRun = -INFINITY, vRun = 0.0f, lRun = 0.0f;
+  for (int s0 = part; s0 < p.splits; s0 += parts * kBatch) {
+    float m[kBatch], v[kBatch], l[kBatch];
 #pragma unroll
-    for (int o = 16; o > 0; o /= 2)
-      mMax = fmaxf(mMax, __shfl_xor_sync(0xffffffffu, mMax, o));
-    float sum = 0.0f;
-    for (int s = tid; s < p.splits; s += 32) {
-      float m = base[s * stride + dv];
-      float ws = m == -INFINITY ? 0.0f : exp2f(m - mMax);
-      w[s] = ws;
-      sum += base[s * stride + dv + 1] * ws;
+    for (int k = 0; k < kBatch; ++k) {
+      const int s = s0 + k * parts;
+      const bool in = s < p.splits;
+      m[k] = in ? base[s * stride + dv] : -INFINITY;
+      l[k] = in ? base[s * stride + dv + 1] : 0.0f;
+      v[k] = in ? base[s * stride + x] : 0.0f;
     }
+    float mNew = mRun;
 #pragma unroll
-    for (int o = 16; o > 0; o /= 2)
-      sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (tid == 0)
-      total = sum;
+    for (int k = 0; k < kBatch; ++k)
+      mNew = fmaxf(mNew, m[k]);
+    if (mNew == -INFINITY)
+      continue; // nothing seen yet
+    const float corr = exp2f(mRun - mNew);
+    vRun *= corr;
+    lRun *= corr;
+#pragma unroll
+    for (int k = 0; k < kBatch; ++k) {
+      const float w = exp2f(m[k] - mNew); // 0 for empty splits
+      vRun += w == 0.0f ? 0.0f : v[k] * w;
+      lRun += w == 0.0f ? 0.0f : l[k] * w;
+    }
+    mRun = mNew;
+  }
+  float *mine = combineSmem + part * stride;
+  mine[x] = vRun;
+  if (x == 0) {
+    mine[dv] = mRun;
+    mine[dv + 1] = lRun;
   }
   __syncthreads();
-  const int x = tid % dv, part = tid / dv;
-  float v = 0.0f;
-#pragma unroll 8
-  for (int s = part; s < p.splits; s += parts)
-    v += base[s * stride + x] * w[s];
-  sums[tid] = v;
-  __syncthreads();
   if (tid < dv) {
-    for (int q = 1; q < parts; ++q)
-      v += sums[q * dv + tid];
+    float mMax = -INFINITY;
+    for (int q = 0; q < parts; ++q)
+      mMax = fmaxf(mMax, combineSmem[q * stride + dv]);
+    float num = 0.0f, den = 0.0f;
+    if (mMax != -INFINITY)
+      for (int q = 0; q < parts; ++q) {
+        const float w = exp2f(combineSmem[q * stride + dv] - mMax);
+        num += combineSmem[q * stride + tid] * w;
+        den += combineSmem[q * stride + dv + 1] * w;
+      }
     const int64_t l = row % p.queryLen, hq = (row / p.queryLen) % p.qHeads,
                   b = row / (int64_t(p.queryLen) * p.qHeads);
     T *out =
         static_cast<T *>(p.out) + b * p.os[0] + hq * p.os[1] + l * p.os[2];
-    out[tid] = fromFloat<T>(total > 0.0f ? v / total : 0.0f);
+    out[tid] = fromFloat<T>(den > 0.0f ? num / den : 0.0f);
   }
 }
 
@@ -744,14 +763,22 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
   const int parts = std::min(kCombineThreads / cp.dv, cp.splits);
   cfg.gridDim = dim3(unsigned(cp.rows));
   cfg.blockDim = dim3(unsigned(parts * cp.dv));
-  cfg.dynamicSmemBytes = sizeof(float) * size_t(cp.splits + parts * cp.dv);
+  cfg.dynamicSmemBytes = sizeof(float) * size_t(parts * (cp.dv + 2));
   cfg.stream = stream;
   cudaLaunchAttribute overlap{};
   overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   overlap.val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = &overlap;
   cfg.numAttrs = 1;
-  cudaLaunchKernelEx(&cfg, combineKernel<T>, cp);
+  const int perThread = (cp.splits + parts - 1) / parts;
+  if (perThread <= 1)
+    cudaLaunchKernelEx(&cfg, combineKernel<T, 1>, cp);
+  else if (perThread <= 2)
+    cudaLaunchKernelEx(&cfg, combineKernel<T, 2>, cp);
+  else if (perThread <= 4)
+    cudaLaunchKernelEx(&cfg, combineKernel<T, 4>, cp);
+  else
+    cudaLaunchKernelEx(&cfg, combineKernel<T, 8>, cp);
   cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
