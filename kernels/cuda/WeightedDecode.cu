@@ -250,6 +250,7 @@ template <typename T, int VPL, bool kVec>
 __global__ void __launch_bounds__(kWarps * 32)
     decodeSplitKernel(DecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
+  waitForPrerequisiteGrid(); // launched early: inputs and workspace are ready
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int split = blockIdx.x, rowChunk = blockIdx.y;
   const int bh = blockIdx.z;
@@ -413,6 +414,7 @@ template <typename T, int D, int DV>
 __global__ void __launch_bounds__(kWarps * 32)
     decodeMmaKernel(DecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
+  waitForPrerequisiteGrid(); // launched early: inputs and workspace are ready
   constexpr int kLdk = D + 8, kLdv = DV + 8; // 16-byte padded rows
   constexpr int kKSteps = D / 16, kNTiles = DV / 8;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -631,6 +633,9 @@ __global__ void combineKernel(CombineParams p) {
   const int x = tid % dv, part = tid / dv;
   const int stride = dv + 2;
   const float *base = p.partial + row * p.splits * stride;
+  // Whatever follows may launch now (a next decode call waits for this grid
+  // before it reads anything): its CTAs start while these finish.
+  allowDependentLaunch();
   waitForPrerequisiteGrid(); // the partial results are complete
   float mRun = -INFINITY, vRun = 0.0f, lRun = 0.0f;
   for (int s0 = part; s0 < p.splits; s0 += parts * kBatch) {
@@ -729,6 +734,26 @@ bool vecOk(const void *ptr, const int64_t *strides, int dim, int elem) {
 template <typename T>
 const char *launchCombine(const DecodeArgs &a, const DecodeParams &p);
 
+/// Launches a split kernel as a programmatic dependent of whatever precedes
+/// it in the stream: its CTAs may be placed while that kernel's last ones
+/// finish (if it allows it, as the combine kernel does), and wait for it
+/// (griddepcontrol.wait) before touching memory.
+void launchEarly(const void *kernel, dim3 grid, size_t smem,
+                 cudaStream_t stream, DecodeParams &p) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(kWarps * 32);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute early{};
+  early.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  early.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &early;
+  cfg.numAttrs = 1;
+  void *args[] = {&p};
+  cudaLaunchKernelExC(&cfg, kernel, args);
+}
+
 template <typename T, int VPL, bool kVec>
 const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
@@ -741,7 +766,8 @@ const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p) {
       reinterpret_cast<const void *>(decodeSplitKernel<T, VPL, kVec>), smem);
   dim3 grid(unsigned(p.splits), unsigned(rowChunks),
             unsigned(a.batch * a.kvHeads));
-  decodeSplitKernel<T, VPL, kVec><<<grid, kWarps * 32, smem, stream>>>(p);
+  launchEarly(reinterpret_cast<const void *>(decodeSplitKernel<T, VPL, kVec>),
+              grid, smem, stream, p);
   return launchCombine<T>(a, p);
 }
 
@@ -810,7 +836,8 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
       reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV>), smem);
   dim3 grid(unsigned(p.splits), unsigned(rowChunks),
             unsigned(a.batch * a.kvHeads));
-  decodeMmaKernel<T, D, DV><<<grid, kWarps * 32, smem, stream>>>(p);
+  launchEarly(reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV>), grid,
+              smem, stream, p);
   return launchCombine<T>(a, p);
 }
 
