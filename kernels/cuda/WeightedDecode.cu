@@ -12,7 +12,8 @@
 //   as a programmatic dependent of the split kernel) merges the splits.
 // That is the CUDA-core path; f16/bf16 with D = Dv = 64 or 128 take the
 // tensor-core kernel below (64-key tiles, three buffers, mma.sync).
-// Splits: one wave of CTAs, down to one tile per split for small batches.
+// Splits: one wave of CTAs, down to one tile per split for small batches;
+// with one split a head the tensor-core kernel writes the output itself.
 // The split kernels are programmatic dependents of whatever precedes them
 // (they wait for it before touching memory) and the combine lets its own
 // dependents launch at once, so back-to-back calls overlap.
