@@ -770,22 +770,33 @@ bool vecOk(const void *ptr, const int64_t *strides, int dim, int elem) {
 template <typename T>
 const char *launchCombine(const DecodeArgs &a, const DecodeParams &p);
 
+/// A launch of a programmatic dependent of the kernel before it in the
+/// stream (`attr` holds the attribute and must outlive the launch).
+cudaLaunchConfig_t programmaticLaunch(dim3 grid, dim3 block, size_t smem,
+                                      cudaStream_t stream,
+                                      cudaLaunchAttribute &attr) {
+  attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cfg;
+}
+
 /// Launches a split kernel as a programmatic dependent of whatever precedes
 /// it in the stream: its CTAs may be placed while that kernel's last ones
 /// finish (if it allows it, as the combine kernel does), and wait for it
 /// (griddepcontrol.wait) before touching memory.
 void launchEarly(const void *kernel, dim3 grid, size_t smem,
                  cudaStream_t stream, DecodeParams &p) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(kWarps * 32);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute early{};
-  early.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  early.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &early;
-  cfg.numAttrs = 1;
+  cudaLaunchAttribute early;
+  cudaLaunchConfig_t cfg =
+      programmaticLaunch(grid, dim3(kWarps * 32), smem, stream, early);
   void *args[] = {&p};
   cudaLaunchKernelExC(&cfg, kernel, args);
 }
@@ -820,18 +831,12 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
   cp.queryLen = int(a.queryLen);
   cp.splits = p.splits;
   cp.dv = p.dv;
-  cudaLaunchConfig_t cfg{};
   // Value columns x split slices; dv divides kCombineThreads.
   const int parts = std::min(kCombineThreads / cp.dv, cp.splits);
-  cfg.gridDim = dim3(unsigned(cp.rows));
-  cfg.blockDim = dim3(unsigned(parts * cp.dv));
-  cfg.dynamicSmemBytes = sizeof(float) * size_t(parts * (cp.dv + 2));
-  cfg.stream = stream;
-  cudaLaunchAttribute overlap{};
-  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  overlap.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &overlap;
-  cfg.numAttrs = 1;
+  cudaLaunchAttribute overlap;
+  cudaLaunchConfig_t cfg = programmaticLaunch(
+      dim3(unsigned(cp.rows)), dim3(unsigned(parts * cp.dv)),
+      sizeof(float) * size_t(parts * (cp.dv + 2)), stream, overlap);
   const int perThread = (cp.splits + parts - 1) / parts;
   if (perThread <= 1)
     cudaLaunchKernelEx(&cfg, combineKernel<T, 1>, cp);
