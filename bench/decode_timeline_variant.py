@@ -51,6 +51,18 @@ rep('''    const int64_t key0 = t0 + warp * 16;
     if (t0 == begin)
       tFirst = globalTimer();
 ''')
+rep('''      out[x] = fromFloat<T>(sum > 0.0f ? v / sum : 0.0f);
+    }
+    return;''', '''      out[x] = fromFloat<T>(sum > 0.0f ? v / sum : 0.0f);
+    }
+    __syncthreads(); // the direct output (one split a head) returns here
+    if (tid == 0 && ctaId < 8192) {
+      decodeTimeline[ctaId][0] = smId() | (nTiles << 16);
+      decodeTimeline[ctaId][1] = tStart;
+      decodeTimeline[ctaId][2] = tFirst ? tFirst : tStart;
+      decodeTimeline[ctaId][3] = globalTimer();
+    }
+    return;''')
 rep('''    p.partial[(rowId * p.splits + split) * (DV + 2) + x] = v;
   }
 }''','''    p.partial[(rowId * p.splits + split) * (DV + 2) + x] = v;
