@@ -180,6 +180,13 @@ def bench_graph_cycle(fns, calls=20, reps=30):
     return bench(graph.replay, reps=reps, warmup=3) / len(seq)
 
 
+def compress_cache(heads, tokens, d=128):
+    """Random bf16 keys and values of one sequence, the compression
+    benchmark's shape ([1, heads, tokens, d])."""
+    k = torch.randn(1, heads, tokens, d, device="cuda", dtype=torch.bfloat16)
+    return k, torch.randn_like(k)
+
+
 def copies_beyond_l2(tensors, warm_l2=False):
     """`tensors` and enough clones of them that cycling through the copies
     works on at least four times the L2 cache (one copy with `warm_l2`)."""
@@ -398,8 +405,7 @@ def time_compress(lib, rows, quick):
     lengths = [8192, 32768] if quick else [8192, 32768, 131072]
     for n in lengths:
         for h in (8, 32):
-            k = torch.randn(1, h, n, 128, device="cuda", dtype=torch.bfloat16)
-            v = torch.randn(1, h, n, 128, device="cuda", dtype=torch.bfloat16)
+            k, v = compress_cache(h, n)
             p = lib.params(rounds=2)
             o = lib.compress_prepare(k, v, p)
             long = n >= 131072

@@ -19,7 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import Lib  # noqa: E402
+from bench_kernels import Lib, compress_cache  # noqa: E402
 
 
 def main():
@@ -30,9 +30,7 @@ def main():
     ap.add_argument("--calls", type=int, default=3)
     args = ap.parse_args()
     lib = Lib(args.lib)
-    k = torch.randn(1, args.heads, args.tokens, 128, device="cuda",
-                    dtype=torch.bfloat16)
-    v = torch.randn_like(k)
+    k, v = compress_cache(args.heads, args.tokens)
     p = lib.params(rounds=2)
     o = lib.compress_prepare(k, v, p)
     for _ in range(3):

@@ -12,7 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import Lib  # noqa: E402
+from bench_kernels import Lib, compress_cache  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lib", required=True)
@@ -22,9 +22,7 @@ ap.add_argument("--rounds", type=int, default=2)
 ap.add_argument("--calls", type=int, default=2)
 args = ap.parse_args()
 lib = Lib(args.lib)
-k = torch.randn(1, args.heads, args.tokens, 128, device="cuda",
-                dtype=torch.bfloat16)
-v = torch.randn_like(k)
+k, v = compress_cache(args.heads, args.tokens)
 p = lib.params(rounds=args.rounds)
 o = lib.compress_prepare(k, v, p)
 for _ in range(args.calls):
