@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Runtime/BalanceKVRuntime.h"
+#include "balancekv/Support/CompressParams.h"
 #include "balancekv/Support/CompressedLayout.h"
 #include "kernels/cuda/Launch.h"
 
@@ -77,26 +78,29 @@ balancekv_status checkWorkspace(size_t need, const void *workspace,
   return BALANCEKV_STATUS_OK;
 }
 
+CompressParams toParams(const balancekv_compress_params &p) {
+  CompressParams c;
+  c.rounds = p.rounds;
+  c.blockSize = p.block_size;
+  c.sink = p.sink;
+  c.recent = p.recent;
+  c.gamma = p.gamma;
+  c.temperature = p.temperature;
+  c.c0 = p.c0;
+  c.seed = p.seed;
+  c.scale = p.scale;
+  return c;
+}
+
 balancekv_status checkParams(const balancekv_compress_params *p) {
   BALANCEKV_CHECK(p, "params is null");
   BALANCEKV_CHECK(p->method == BALANCEKV_METHOD_BALANCE ||
                       p->method == BALANCEKV_METHOD_UNIFORM,
                   "params.method must be balance or uniform");
-  BALANCEKV_CHECK(p->rounds >= 0 && p->rounds <= 16,
-                  "params.rounds must be in [0, 16]");
-  BALANCEKV_CHECK(p->block_size >= 2 && p->block_size % 2 == 0 &&
-                      p->block_size <= 128,
-                  "params.block_size must be even and in [2, 128]");
-  BALANCEKV_CHECK(p->sink >= 0 && p->recent >= 0,
-                  "params.sink and params.recent must be >= 0");
-  BALANCEKV_CHECK(std::isfinite(p->gamma) && p->gamma >= 0,
-                  "params.gamma must be finite and >= 0");
-  BALANCEKV_CHECK(std::isfinite(p->temperature) && p->temperature > 0,
-                  "params.temperature must be finite and > 0");
-  BALANCEKV_CHECK(std::isfinite(p->c0) && p->c0 >= 0,
-                  "params.c0 must be finite and >= 0");
-  BALANCEKV_CHECK(std::isfinite(p->scale) && p->scale >= 0,
-                  "params.scale must be finite and >= 0 (0: 1/sqrt(D))");
+  if (std::string bad = toParams(*p).validate(); !bad.empty())
+    return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, "params." + bad);
+  // The kernels' one limit beyond the spec: a walk block fits one CTA.
+  BALANCEKV_CHECK(p->block_size <= 128, "params.block_size must be <= 128");
   return BALANCEKV_STATUS_OK;
 }
 
@@ -114,7 +118,10 @@ const char *balancekv_last_error(void) { return lastError.c_str(); }
 void balancekv_compress_params_init(balancekv_compress_params *p) {
   if (!p)
     return;
-  *p = {BALANCEKV_METHOD_BALANCE, 2, 128, 32, 32, 4.0, 1.0, 0.025, 0, 0.0f};
+  const CompressParams d;
+  *p = {BALANCEKV_METHOD_BALANCE, d.rounds,      d.blockSize, d.sink,
+        d.recent,                 d.gamma,       d.temperature, d.c0,
+        d.seed,                   float(d.scale)};
 }
 
 int64_t balancekv_compressed_length(int64_t n, int64_t sink, int64_t recent,

@@ -48,22 +48,8 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape)
       bytes(size_t(product(this->shape) * dtypeSize(dtype))) {}
 
 Status validate(const CompressOptions &o) {
-  if (o.rounds < 0 || o.rounds > 16)
-    return Status::error("rounds must be in [0, 16], got " +
-                         std::to_string(o.rounds));
-  if (o.blockSize < 2 || o.blockSize % 2)
-    return Status::error("block size must be even and >= 2, got " +
-                         std::to_string(o.blockSize));
-  if (o.sink < 0 || o.recent < 0)
-    return Status::error("sink and recent must be >= 0");
-  if (!(o.gamma >= 0) || !std::isfinite(o.gamma))
-    return Status::error("gamma must be finite and >= 0");
-  if (!(o.temperature > 0) || !std::isfinite(o.temperature))
-    return Status::error("temperature must be finite and > 0");
-  if (!(o.c0 >= 0) || !std::isfinite(o.c0))
-    return Status::error("c0 must be finite and >= 0");
-  if (!(o.scale >= 0) || !std::isfinite(o.scale))
-    return Status::error("scale must be finite and > 0 (or 0 for 1/sqrt(D))");
+  if (std::string bad = o.validate(); !bad.empty())
+    return Status::error(bad);
   if (o.snapkvPool < 1 || o.snapkvPool % 2 == 0)
     return Status::error("SnapKV pool kernel must be odd and >= 1");
   return {};

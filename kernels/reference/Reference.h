@@ -8,6 +8,7 @@
 #ifndef BALANCEKV_KERNELS_REFERENCE_REFERENCE_H
 #define BALANCEKV_KERNELS_REFERENCE_REFERENCE_H
 
+#include "balancekv/Support/CompressParams.h"
 #include "balancekv/Support/CompressedLayout.h"
 #include "kernels/reference/FloatStorage.h"
 
@@ -53,17 +54,10 @@ struct Status {
   static Status error(std::string m) { return {false, std::move(m)}; }
 };
 
-struct CompressOptions {
+/// The spec's parameters (defaults and ranges in CompressParams.h) plus the
+/// reference's method choice and SnapKV's pooling kernel.
+struct CompressOptions : CompressParams {
   Method method = Method::Balance;
-  int64_t rounds = 2;
-  int64_t blockSize = 128;
-  int64_t sink = 32;
-  int64_t recent = 32;
-  double gamma = 4.0;
-  double temperature = 1.0;
-  double c0 = 0.025;
-  uint64_t seed = 0;
-  double scale = 0.0; ///< 0 means 1/sqrt(D)
   int64_t snapkvPool = 7; ///< SnapKV max-pool kernel (odd)
 };
 Status validate(const CompressOptions &opts);

@@ -13,7 +13,8 @@ namespace balancekv {
 static constexpr const char *kCPUPipeline =
     "balancekv-lower-to-loops,canonicalize,cse,"
     "one-shot-bufferize{bufferize-function-boundaries "
-    "function-boundary-type-conversion=identity-layout-map},"
+    "function-boundary-type-conversion=identity-layout-map "
+    "allow-return-allocs-from-loops},"
     "buffer-deallocation-pipeline,"
     "convert-linalg-to-loops,convert-scf-to-cf,expand-strided-metadata,"
     "lower-affine,finalize-memref-to-llvm,convert-math-to-llvm,"
@@ -29,7 +30,8 @@ LogicalResult buildCPUPipeline(OpPassManager &pm) {
 static constexpr const char *kRuntimeCallsPipeline =
     "balancekv-lower-to-runtime-calls{device-alloc=true},canonicalize,cse,"
     "one-shot-bufferize{bufferize-function-boundaries "
-    "function-boundary-type-conversion=identity-layout-map},"
+    "function-boundary-type-conversion=identity-layout-map "
+    "allow-return-allocs-from-loops},"
     "func.func(llvm-request-c-wrappers),convert-scf-to-cf,"
     "expand-strided-metadata,finalize-memref-to-llvm,gpu-to-llvm,"
     "convert-func-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"

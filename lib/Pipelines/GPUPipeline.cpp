@@ -2,12 +2,19 @@
 
 #include "balancekv/Pipelines/Pipelines.h"
 
+#include "balancekv/Conversion/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
-#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVM/NVVM/Utils.h"
+#include "mlir/Transforms/Passes.h"
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Regex.h"
 
 using namespace mlir;
 
@@ -45,49 +52,97 @@ std::string cudaToolkitPath(const GPUPipelineOptions &options) {
                                                         : "";
 }
 
+/// Empty when the options make a pipeline, else what is wrong. Every option
+/// is checked here because each ends up in a pass or a tool's command line.
+static std::string checkGPUPipelineOptions(const GPUPipelineOptions &options) {
+  static const llvm::Regex chip("^sm_[0-9]+[a-z]?$");
+  static const llvm::Regex features("^([+-][a-z0-9]+(,[+-][a-z0-9]+)*)?$");
+  // gpu-module-to-binary's spellings.
+  static constexpr StringLiteral kFormats[] = {
+      "isa",    "assembly",  "bin",        "binary",
+      "fatbin", "fatbinary", "offloading", "llvm"};
+  if (!chip.match(options.chip))
+    return "chip must look like sm_90 or sm_90a, got '" + options.chip + "'";
+  if (!features.match(options.features))
+    return "features must be a comma list of +name or -name (e.g. +ptx80), "
+           "got '" +
+           options.features + "'";
+  if (options.optLevel < 0 || options.optLevel > 3)
+    return "opt-level must be in [0, 3], got " +
+           std::to_string(options.optLevel);
+  if (options.smCount < 1 || options.smCount > kMaxSMCount)
+    return "sm-count must be in [1, " + std::to_string(kMaxSMCount) +
+           "], got " + std::to_string(options.smCount);
+  if (!llvm::is_contained(kFormats, StringRef(options.format)))
+    return "format must be isa, bin, fatbin or offloading, got '" +
+           options.format + "'";
+  return {};
+}
+
 // Upstream's gpu-lower-to-nvvm-pipeline (as of MLIR 22) behind our lowering,
 // bufferization, gpu-async-region and C wrappers, spelled out so that
 // gpu-module-to-binary gets the CUDA toolkit: without it libdevice (exp) is
-// not linked and the PTX keeps unresolved __nv_* calls.
-static constexpr const char *kGPUPipeline =
-    "balancekv-lower-to-gpu{{sm-count={0}},canonicalize,cse,"
-    "one-shot-bufferize{{bufferize-function-boundaries "
-    "function-boundary-type-conversion=identity-layout-map},"
-    "func.func(gpu-async-region,llvm-request-c-wrappers),"
-    "convert-nvgpu-to-nvvm,gpu-kernel-outlining,convert-vector-to-scf,"
-    "convert-scf-to-cf,convert-nvvm-to-llvm,convert-func-to-llvm,"
-    "expand-strided-metadata,"
-    "nvvm-attach-target{{chip={1} features={2} O={3}},"
-    "lower-affine,convert-arith-to-llvm,convert-index-to-llvm,canonicalize,cse,"
-    "gpu.module(convert-gpu-to-nvvm,canonicalize,cse,"
-    "reconcile-unrealized-casts),"
-    "gpu-to-llvm,gpu-module-to-binary{{format={4} toolkit={5}},"
-    "convert-math-to-llvm,canonicalize,cse,reconcile-unrealized-casts";
-
+// not linked and the PTX keeps unresolved __nv_* calls. Built from passes,
+// not text, so that no option value is ever parsed as pipeline syntax.
 LogicalResult buildGPUPipeline(OpPassManager &pm,
                                const GPUPipelineOptions &options) {
   auto optionError = [&](std::string message) {
     pm.addPass(std::make_unique<GPUPipelineOptionError>(std::move(message)));
     return success();
   };
-  // gpu-module-to-binary's spellings.
-  static constexpr StringLiteral kFormats[] = {
-      "isa",    "assembly",  "bin",        "binary",
-      "fatbin", "fatbinary", "offloading", "llvm"};
-  if (!llvm::is_contained(kFormats, StringRef(options.format)))
-    return optionError("format must be isa, bin, fatbin or offloading, got '" +
-                       options.format + "'");
+  if (std::string bad = checkGPUPipelineOptions(options); !bad.empty())
+    return optionError(std::move(bad));
   const std::string toolkit = cudaToolkitPath(options);
   if (toolkit.empty() || !llvm::sys::fs::is_directory(toolkit))
     return optionError(
         "no CUDA toolkit" +
         (toolkit.empty() ? std::string() : " at '" + toolkit + "'") +
         " (libdevice, ptxas): pass toolkit=<dir> or set CUDA_HOME");
-  std::string text = llvm::formatv(
-      kGPUPipeline, int64_t(options.smCount), std::string(options.chip),
-      std::string(options.features), int(options.optLevel),
-      std::string(options.format), toolkit);
-  return parsePassPipeline(text, pm);
+
+  pm.addPass(createBalanceKVLowerToGPUPass({options.smCount}));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  bufferize.allowReturnAllocsFromLoops = true;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  OpPassManager &funcs = pm.nest<func::FuncOp>();
+  funcs.addPass(createGpuAsyncRegionPass());
+  funcs.addPass(LLVM::createLLVMRequestCWrappersPass());
+  pm.addPass(createConvertNVGPUToNVVMPass());
+  pm.addPass(createGpuKernelOutliningPass());
+  pm.addPass(createConvertVectorToSCFPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertNVVMToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.features = options.features;
+  target.optLevel = unsigned(options.optLevel);
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(createCanonicalizerPass());
+  kernels.addPass(createCSEPass());
+  kernels.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createGpuToLLVMConversionPass());
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = options.format;
+  binary.toolkitPath = toolkit;
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  return success();
 }
 
 } // namespace balancekv

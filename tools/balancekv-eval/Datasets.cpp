@@ -153,26 +153,35 @@ std::string readNpy(const std::string &path, Tensor &out) {
   std::ifstream f(path, std::ios::binary);
   if (!f)
     return "cannot open " + path;
+  f.seekg(0, std::ios::end);
+  const std::streamoff fileSize = f.tellg();
+  f.seekg(0);
   char magic[8];
-  if (!f.read(magic, 8) || std::string(magic + 1, 5) != "NUMPY")
+  if (!f.read(magic, 8) || magic[0] != '\x93' ||
+      std::string(magic + 1, 5) != "NUMPY")
     return path + ": not a .npy file";
+  // Versions 1.0 (2-byte header length), 2.0 and 3.0 (4 bytes; 3.0 only
+  // allows UTF-8 in the header).
+  const int major = static_cast<unsigned char>(magic[6]),
+            minor = static_cast<unsigned char>(magic[7]);
+  if (major < 1 || major > 3 || minor != 0)
+    return path + ": unsupported .npy version " + std::to_string(major) + "." +
+           std::to_string(minor) + " (expected 1.0, 2.0 or 3.0)";
   uint32_t headerLen = 0;
-  if (magic[6] == 1) {
-    unsigned char b[2];
-    f.read(reinterpret_cast<char *>(b), 2);
-    headerLen = b[0] | (b[1] << 8);
-  } else {
-    unsigned char b[4];
-    f.read(reinterpret_cast<char *>(b), 4);
-    headerLen = b[0] | (b[1] << 8) | (b[2] << 16) | (uint32_t(b[3]) << 24);
-  }
+  unsigned char b[4] = {0, 0, 0, 0};
+  if (!f.read(reinterpret_cast<char *>(b), major == 1 ? 2 : 4))
+    return path + ": truncated header";
+  headerLen = b[0] | (b[1] << 8) | (b[2] << 16) | (uint32_t(b[3]) << 24);
+  if (headerLen > (1u << 20))
+    return path + ": header of " + std::to_string(headerLen) +
+           " bytes is not plausible";
   std::string header(headerLen, '\0');
   if (!f.read(header.data(), headerLen))
     return path + ": truncated header";
   std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([<|=])([fi])(\\d)'")))
+  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([<|=>])([fi])(\\d)'")))
     return path + ": no dtype in header";
-  if (m[1] != "<" && m[1] != "=")
+  if (m[1] == ">")
     return path + ": big-endian arrays are not supported";
   DType dtype;
   if (m[2] == "f" && m[3] == "4")
@@ -185,12 +194,36 @@ std::string readNpy(const std::string &path, Tensor &out) {
     return path + ": Fortran-order arrays are not supported";
   if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)")))
     return path + ": no shape in header";
+  // Each entry a non-negative decimal integer; "(3,)" has a trailing comma.
   std::vector<int64_t> shape;
   std::string dims = m[1];
-  std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num);
-       it != std::sregex_iterator(); ++it)
-    shape.push_back(std::stoll(it->str()));
+  std::stringstream entries(dims);
+  std::string entry;
+  uint64_t elements = 1;
+  bool sawEmpty = false;
+  while (std::getline(entries, entry, ',')) {
+    entry.erase(0, entry.find_first_not_of(" \t"));
+    entry.erase(entry.find_last_not_of(" \t") + 1);
+    if (entry.empty()) {
+      sawEmpty = true;
+      continue;
+    }
+    if (sawEmpty || entry.size() > 18 ||
+        entry.find_first_not_of("0123456789") != std::string::npos)
+      return path + ": bad shape entry '" + entry + "' in (" + dims + ")";
+    const int64_t dim = std::stoll(entry);
+    if (dim != 0 && elements > (uint64_t(1) << 62) / uint64_t(dim))
+      return path + ": shape (" + dims + ") is too large";
+    elements *= uint64_t(dim);
+    shape.push_back(dim);
+  }
+  // Compare with what the file holds before allocating anything.
+  const uint64_t dataBytes = elements * uint64_t(dtypeSize(dtype));
+  const std::streamoff offset = f.tellg();
+  if (fileSize < offset || uint64_t(fileSize - offset) != dataBytes)
+    return path + ": shape (" + dims + ") needs " + std::to_string(dataBytes) +
+           " data bytes, the file has " +
+           std::to_string(fileSize < offset ? 0 : fileSize - offset);
   out = Tensor(dtype, shape);
   if (!f.read(reinterpret_cast<char *>(out.bytes.data()),
               std::streamsize(out.bytes.size())))
@@ -239,8 +272,19 @@ std::string loadKV(const std::string &prefix, int64_t queries, Instance &out) {
     return "k and v disagree on heads or tokens";
   if (q.shape[2] != d || q.shape[1] != n)
     return "q must be [Hq, tokens, dim] with the key's tokens and dim";
-  if (hkv == 0 || hq % hkv)
+  if (hq < 1 || hkv < 1 || n < 1 || d < 1 || v.shape[2] < 1)
+    return "heads, tokens and dims must be >= 1, got q (" +
+           std::to_string(hq) + ", " + std::to_string(n) + ", " +
+           std::to_string(d) + "), v dim " + std::to_string(v.shape[2]);
+  if (hq % hkv)
     return "q heads must be a multiple of kv heads";
+  // The relative error of non-finite attention means nothing.
+  for (auto [t, suffix] : {std::pair<Tensor *, const char *>{&q, "_q.npy"},
+                           {&k, "_k.npy"}, {&v, "_v.npy"}})
+    for (int64_t i = 0, e = t->numElements(); i < e; ++i)
+      if (!std::isfinite(t->at(i)))
+        return prefix + suffix + ": element " + std::to_string(i) +
+               " is not finite";
   if (queries < 1 || queries > n)
     return "--queries must be in [1, tokens]";
   // Keep storage type; lift to rank 4 with batch 1.

@@ -8,6 +8,7 @@
 #include "Datasets.h"
 
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <new>
 
 using namespace balancekv;
 using namespace balancekv::reference;
@@ -77,6 +79,10 @@ struct Cell {
   }
 };
 
+/// Largest generated cache (elements of one of q, k, v) and head dim.
+constexpr int64_t kMaxElements = int64_t(1) << 28;
+constexpr int64_t kMaxDim = 4096;
+
 [[noreturn]] void fail(const std::string &msg) {
   llvm::errs() << "balancekv-eval: " << msg << "\n";
   std::exit(1);
@@ -125,7 +131,7 @@ double evaluate(const eval::Instance &in, const std::vector<double> &exact,
 
 } // namespace
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
   cl::ParseCommandLineOptions(
       argc, argv,
       "balancekv-eval: relative attention error of KV-cache compression\n");
@@ -136,14 +142,19 @@ int main(int argc, char **argv) {
   llvm::StringRef(methods).split(parts, ',', -1, false);
   for (auto p : parts)
     methodList.push_back(p.trim().str());
+  if (methodList.empty())
+    fail("--methods is empty");
   parts.clear();
   llvm::StringRef(ratios).split(parts, ',', -1, false);
   for (auto p : parts) {
     int64_t r;
-    if (p.trim().getAsInteger(10, r) || r < 1 || (r & (r - 1)))
-      fail("ratios must be powers of two, got '" + p.str() + "'");
-    roundsList.push_back(int64_t(std::log2(double(r)) + 0.5));
+    if (p.trim().getAsInteger(10, r) || r < 1 || (r & (r - 1)) ||
+        r > (int64_t(1) << CompressParams::kMaxRounds))
+      fail("ratios must be powers of two up to 2^16, got '" + p.str() + "'");
+    roundsList.push_back(int64_t(llvm::Log2_64(uint64_t(r))));
   }
+  if (roundsList.empty())
+    fail("--ratios is empty");
   if (!kvPrefix.empty())
     datasetList = {"kv:" + kvPrefix};
   else if (dataset == "both")
@@ -154,6 +165,14 @@ int main(int argc, char **argv) {
     fail("unknown dataset '" + dataset + "'");
   if (tokens < 1 || heads < 1 || dim < 1 || queries < 1 || seeds < 1)
     fail("--tokens, --heads, --dim, --queries and --seeds must be >= 1");
+  // Generated caches are held in memory (and the synthetic one has a
+  // dim x dim value map): bound them before any size product can overflow.
+  if (dim > kMaxDim || tokens > kMaxElements || heads > kMaxElements ||
+      heads * tokens > kMaxElements / dim)
+    fail("--heads x --tokens x --dim must be at most 2^28 elements with "
+         "--dim <= 4096, got " +
+         std::to_string(heads) + " x " + std::to_string(tokens) + " x " +
+         std::to_string(dim));
   if (queries > tokens)
     fail("--queries must not exceed --tokens");
   for (const auto &m : methodList)
@@ -250,4 +269,11 @@ int main(int argc, char **argv) {
     f << mdOs.str();
   }
   return 0;
+}
+
+int main(int argc, char **argv) {
+  // Built without exceptions: an allocation failure (a real cache larger
+  // than memory) ends with a message instead of std::terminate.
+  std::set_new_handler([] { fail("out of memory"); });
+  return run(argc, argv);
 }

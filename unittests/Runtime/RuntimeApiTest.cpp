@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Support/BadCompressParams.h"
 #include "balancekv/Runtime/BalanceKVRuntime.h"
 
 #include <gtest/gtest.h>
@@ -50,6 +51,23 @@ TEST(RuntimeApi, DefaultsAndLength) {
   EXPECT_DOUBLE_EQ(p.c0, 0.025);
   EXPECT_EQ(balancekv_compressed_length(4096, 32, 32, 2), 1072);
   EXPECT_EQ(balancekv_compressed_length(-1, 32, 32, 2), -1);
+}
+
+// The same values as the op verifier, the pass and the reference reject
+// (CompressParamsTest.cpp), with the same message behind "params.".
+TEST(RuntimeApi, CompressRejectsWhatEveryLayerRejects) {
+  for (const auto &bad : balancekv::testing::badCompressParams()) {
+    CompressCall c;
+    c.params.rounds = bad.params.rounds;
+    c.params.block_size = bad.params.blockSize;
+    c.params.sink = bad.params.sink;
+    c.params.recent = bad.params.recent;
+    c.params.gamma = bad.params.gamma;
+    c.params.temperature = bad.params.temperature;
+    c.params.c0 = bad.params.c0;
+    EXPECT_EQ(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT);
+    EXPECT_EQ(std::string(balancekv_last_error()), "params." + bad.message);
+  }
 }
 
 TEST(RuntimeApi, CompressRejectsBadArguments) {

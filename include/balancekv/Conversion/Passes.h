@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
@@ -17,6 +18,9 @@
 #include "mlir/Pass/Pass.h"
 
 namespace balancekv {
+
+/// Largest `sm-count` the GPU lowering takes (it sizes grids by it).
+constexpr int64_t kMaxSMCount = 1 << 16;
 
 #define GEN_PASS_DECL
 #include "balancekv/Conversion/Passes.h.inc"

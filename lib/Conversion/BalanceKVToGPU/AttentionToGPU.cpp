@@ -622,6 +622,14 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
 
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
+    // No output element (batch, heads, L or Dv of 0): nothing to launch, and
+    // the launch shapes below would divide by zero.
+    auto resultType = cast<RankedTensorType>(op.getResult().getType());
+    if (resultType.getNumElements() == 0) {
+      rewriter.replaceOpWithNewOp<tensor::EmptyOp>(
+          op, resultType.getShape(), resultType.getElementType());
+      return success();
+    }
     const DecodeConfig c = DecodeConfig::get(op, smCount);
     const DecodeTypes t(op.getContext(), c);
     KernelModule &km = kms.forOp(op);

@@ -22,10 +22,9 @@ struct BalanceKVLowerToGPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (smCount < 1) {
-      module.emitError()
-          << "balancekv-lower-to-gpu: sm-count must be >= 1, got "
-          << int64_t(smCount);
+    if (smCount < 1 || smCount > kMaxSMCount) {
+      module.emitError() << "balancekv-lower-to-gpu: sm-count must be in [1, "
+                         << kMaxSMCount << "], got " << int64_t(smCount);
       return signalPassFailure();
     }
     // Diagnose everything first so that a failing module is left untouched.

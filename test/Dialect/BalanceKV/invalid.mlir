@@ -249,7 +249,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x255x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects rounds in [0, 16], got 17}}
+  // expected-error @+1 {{'balancekv.compress' op rounds must be in [0, 16], got 17}}
   %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 17 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -257,7 +257,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects rounds in [0, 16], got -1}}
+  // expected-error @+1 {{'balancekv.compress' op rounds must be in [0, 16], got -1}}
   %ck, %cv, %lw = balancekv.compress %k, %v {rounds = -1 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -265,7 +265,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects an even block_size >= 2, got 7}}
+  // expected-error @+1 {{'balancekv.compress' op block_size must be even and >= 2, got 7}}
   %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 7 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -273,7 +273,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects an even block_size >= 2, got 0}}
+  // expected-error @+1 {{'balancekv.compress' op block_size must be even and >= 2, got 0}}
   %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 0 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -281,7 +281,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects sink >= 0, got -1}}
+  // expected-error @+1 {{'balancekv.compress' op sink must be >= 0, got -1}}
   %ck, %cv, %lw = balancekv.compress %k, %v {sink = -1 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -289,7 +289,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects recent >= 0, got -3}}
+  // expected-error @+1 {{'balancekv.compress' op recent must be >= 0, got -3}}
   %ck, %cv, %lw = balancekv.compress %k, %v {recent = -3 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -297,7 +297,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects a finite gamma >= 0, got -1}}
+  // expected-error @+1 {{'balancekv.compress' op gamma must be finite and >= 0, got -1}}
   %ck, %cv, %lw = balancekv.compress %k, %v {gamma = -1.0 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -305,7 +305,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects a finite temperature > 0, got 0}}
+  // expected-error @+1 {{'balancekv.compress' op temperature must be finite and > 0, got 0}}
   %ck, %cv, %lw = balancekv.compress %k, %v {temperature = 0.0 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -313,8 +313,32 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op expects a finite c0 >= 0, got -5.000000e-01}}
+  // expected-error @+1 {{'balancekv.compress' op c0 must be finite and >= 0, got -0.5}}
   %ck, %cv, %lw = balancekv.compress %k, %v {c0 = -0.5 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op gamma must be finite and >= 0, got inf}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {gamma = 0x7FF0000000000000 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op temperature must be finite and > 0, got inf}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {temperature = 0x7FF0000000000000 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op c0 must be finite and >= 0, got inf}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {c0 = 0x7FF0000000000000 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 

@@ -14,6 +14,7 @@
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
 #include "balancekv/Support/LoopBuilder.h"
 
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 
 #include <cmath>
@@ -39,19 +40,69 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
   auto size = [&](Value v, int64_t d) {
     return tensor::getMixedSize(b, b.getLoc(), v, d);
   };
-  OpFoldResult B = size(a.query, 0), Hkv = size(a.key, 1), L = size(a.query, 2),
+  OpFoldResult B = size(a.query, 0), Hq = size(a.query, 1),
+               Hkv = size(a.key, 1), L = size(a.query, 2),
                D = size(a.query, 3), N = size(a.key, 2), Dv = size(a.value, 3);
+  Value key = a.key, value = a.value, logWeights = a.logWeights;
   // G = Hq / Hkv.
   OpFoldResult G;
-  auto hq = getConstantIntValue(size(a.query, 1)),
-       hkv = getConstantIntValue(Hkv);
-  if (hq && hkv)
+  auto hq = getConstantIntValue(Hq), hkv = getConstantIntValue(Hkv);
+  if (hq && hkv) {
     G = b.getIndexAttr(*hq / *hkv);
-  else
+  } else if (hkv) {
     G = arith::DivUIOp::create(
-            b, getValueOrCreateConstantIndexOp(b, b.getLoc(), size(a.query, 1)),
-            getValueOrCreateConstantIndexOp(b, b.getLoc(), Hkv))
+            b, getValueOrCreateConstantIndexOp(b, b.getLoc(), Hq),
+            cIdx(b, *hkv))
             .getResult();
+  } else {
+    // A dynamic KV head count: Q cannot be viewed as [B, Hkv, G, L, D] (two
+    // dynamic sizes in one expand_shape group, which MLIR 22's
+    // expand-strided-metadata cannot lower), so K, V and the log-weights are
+    // broadcast to the query heads instead (G = 1). The verifier cannot check
+    // dynamic head counts: the program checks them when it runs.
+    Value hqV = getValueOrCreateConstantIndexOp(b, b.getLoc(), Hq);
+    Value hkvV = getValueOrCreateConstantIndexOp(b, b.getLoc(), Hkv);
+    Value zero = cIdx(b, 0);
+    Value divides = arith::AndIOp::create(
+        b,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, hkvV, zero),
+        arith::CmpIOp::create(
+            b, arith::CmpIPredicate::eq,
+            arith::RemUIOp::create(
+                b, hqV,
+                arith::MaxUIOp::create(b, hkvV, cIdx(b, 1))),
+            zero));
+    cf::AssertOp::create(b, divides,
+                         "balancekv attention: the query head count must be "
+                         "a positive multiple of the KV head count");
+    Value group = arith::DivUIOp::create(
+        b, hqV, arith::MaxUIOp::create(b, hkvV, cIdx(b, 1)));
+    auto broadcastHeads = [&](Value t) {
+      auto type = cast<RankedTensorType>(t.getType());
+      SmallVector<OpFoldResult> shape;
+      for (int64_t i = 0; i < type.getRank(); ++i)
+        shape.push_back(i == 1 ? Hq : size(t, i));
+      Value out = tensor::EmptyOp::create(b, shape, type.getElementType());
+      unsigned rank = type.getRank();
+      return generic(b, {}, {out},
+                     {AffineMap::getMultiDimIdentityMap(rank, ctx)},
+                     std::string(rank, 'p'),
+                     [&](ImplicitLocOpBuilder &nb, ValueRange) {
+                       SmallVector<Value> idx;
+                       for (unsigned i = 0; i < rank; ++i)
+                         idx.push_back(linalgIndex(nb, i));
+                       idx[1] = arith::DivUIOp::create(nb, idx[1], group);
+                       return SmallVector<Value>{
+                           tensor::ExtractOp::create(nb, t, idx)};
+                     })[0];
+    };
+    key = broadcastHeads(key);
+    value = broadcastHeads(value);
+    if (logWeights)
+      logWeights = broadcastHeads(logWeights);
+    Hkv = Hq;
+    G = b.getIndexAttr(1);
+  }
   auto staticOf = [](ArrayRef<OpFoldResult> s) {
     SmallVector<int64_t> out;
     for (OpFoldResult o : s)
@@ -73,7 +124,7 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
 
   // S[b,h,g,l,n] = sum_d q[b,h,g,l,d] k[b,h,n,d]
   Value s = filled(b, {B, Hkv, G, L, N}, cF(b, f32, 0.0));
-  s = generic(b, {q, a.key}, {s},
+  s = generic(b, {q, key}, {s},
               {map(6, {0, 1, 2, 3, 5}), map(6, {0, 1, 4, 5}),
                map(6, {0, 1, 2, 3, 4})},
               "pppppr", [&](ImplicitLocOpBuilder &nb, ValueRange x) {
@@ -86,8 +137,8 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
   AffineMap id5 = AffineMap::getMultiDimIdentityMap(5, ctx);
   SmallVector<Value> ins{s};
   SmallVector<AffineMap> maps{id5};
-  if (a.logWeights) {
-    ins.push_back(a.logWeights);
+  if (logWeights) {
+    ins.push_back(logWeights);
     maps.push_back(map(5, {0, 1, 4}));
   }
   if (a.kvLen) {
@@ -103,7 +154,7 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
               [&](ImplicitLocOpBuilder &nb, ValueRange x) {
                 Value v = arith::MulFOp::create(nb, x[0], scaleV);
                 unsigned next = 1;
-                if (a.logWeights)
+                if (logWeights)
                   v = arith::AddFOp::create(nb, v, x[next++]);
                 if (!a.kvLen && !a.causal)
                   return SmallVector<Value>{v};
@@ -157,7 +208,7 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
                 })[0];
   // O[b,h,g,l,e] = sum_n P[b,h,g,l,n] v[b,h,n,e]
   Value o = filled(b, {B, Hkv, G, L, Dv}, zero);
-  o = generic(b, {s, a.value}, {o},
+  o = generic(b, {s, value}, {o},
               {map(6, {0, 1, 2, 3, 5}), map(6, {0, 1, 5, 4}),
                map(6, {0, 1, 2, 3, 4})},
               "pppppr", [&](ImplicitLocOpBuilder &nb, ValueRange x) {

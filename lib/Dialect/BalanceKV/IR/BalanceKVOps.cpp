@@ -190,6 +190,20 @@ float CompressOp::getEffectiveScale() {
   return effectiveScale(toFloat(getScale()), getKey());
 }
 
+CompressParams CompressOp::getParams() {
+  CompressParams p;
+  p.rounds = getRounds();
+  p.blockSize = getBlockSize();
+  p.sink = getSink();
+  p.recent = getRecent();
+  p.gamma = getGamma().convertToDouble();
+  p.temperature = getTemperature().convertToDouble();
+  p.c0 = getC0().convertToDouble();
+  p.seed = uint64_t(getSeed());
+  p.scale = getScale() ? double(getScale()->convertToFloat()) : 0.0;
+  return p;
+}
+
 LogicalResult CompressOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
     SmallVectorImpl<Type> &inferredReturnTypes) {
@@ -249,27 +263,11 @@ LogicalResult CompressOp::verify() {
                        v.getDimSize(2), "value")))
     return failure();
 
-  if (getRounds() < 0 || getRounds() > 16)
-    return emitOpError() << "expects rounds in [0, 16], got " << getRounds();
-  if (getBlockSize() < 2 || getBlockSize() % 2 != 0)
-    return emitOpError() << "expects an even block_size >= 2, got "
-                         << getBlockSize();
-  if (getSink() < 0)
-    return emitOpError() << "expects sink >= 0, got " << getSink();
-  if (getRecent() < 0)
-    return emitOpError() << "expects recent >= 0, got " << getRecent();
-  if (!(getGamma().convertToDouble() >= 0.0) ||
-      !std::isfinite(getGamma().convertToDouble()))
-    return emitOpError() << "expects a finite gamma >= 0, got "
-                         << getGamma().convertToDouble();
-  if (!(getTemperature().convertToDouble() > 0.0) ||
-      !std::isfinite(getTemperature().convertToDouble()))
-    return emitOpError() << "expects a finite temperature > 0, got "
-                         << getTemperature().convertToDouble();
-  if (!(getC0().convertToDouble() >= 0.0) ||
-      !std::isfinite(getC0().convertToDouble()))
-    return emitOpError() << "expects a finite c0 >= 0, got "
-                         << getC0().convertToDouble();
+  // The scale is checked below by the attention ops' rule (if set, > 0).
+  CompressParams params = getParams();
+  params.scale = 0;
+  if (std::string bad = params.validate(); !bad.empty())
+    return emitOpError() << bad;
   if (failed(verifyScale(op, toFloat(getScale()), k.getDimSize(3))))
     return failure();
 

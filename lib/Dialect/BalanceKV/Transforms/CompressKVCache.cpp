@@ -92,17 +92,17 @@ struct BalanceKVCompressKVCachePass
     CompressionConfig cfg{*m,        rounds,    blockSize, sink,
                           recent,    seed,      minKvLen,  maxQueryLen,
                           gamma,     temperature, c0,      allowDynamic};
-    // Reject what the op verifier would reject, once, with the option names.
-    std::string bad;
-    if (rounds < 0 || rounds > 16)
-      bad = "rounds must be in [0, 16]";
-    else if (blockSize < 2 || blockSize % 2)
-      bad = "block-size must be even and >= 2";
-    else if (sink < 0 || recent < 0)
-      bad = "sink and recent must be >= 0";
-    else if (!(gamma >= 0) || !(temperature > 0) || !(c0 >= 0))
-      bad = "gamma and c0 must be >= 0 and temperature > 0";
-    else if (maxQueryLen < 0 || minKvLen < 0)
+    // Reject what the op verifier would reject, once, before any rewrite.
+    CompressParams params;
+    params.rounds = rounds;
+    params.blockSize = blockSize;
+    params.sink = sink;
+    params.recent = recent;
+    params.gamma = gamma;
+    params.temperature = temperature;
+    params.c0 = c0;
+    std::string bad = params.validate();
+    if (bad.empty() && (maxQueryLen < 0 || minKvLen < 0))
       bad = "max-query-len and min-kv-len must be >= 0";
     if (!bad.empty()) {
       getOperation()->emitError() << "balancekv-compress-kv-cache: " << bad;

@@ -236,10 +236,19 @@ bool matchCausalMask(Value v, Value &input) {
     int64_t l = shape[r - 2], n = shape[r - 1];
     auto values = attr.getValues<APFloat>();
     bool causal = true;
-    for (int64_t i = 0, e = attr.getNumElements(); i < e && causal; ++i) {
-      int64_t row = (i / n) % l, col = i % n;
-      double x = values[i].convertToDouble();
-      causal = col <= n - l + row ? x == 0.0 : x <= -1e4;
+    if (attr.isSplat()) {
+      // One value everywhere (any size, read in O(1)): causal only where no
+      // key is masked, i.e. every row sees all n keys (l <= 1), and then the
+      // value must be 0.
+      causal = attr.empty() ||
+               (l <= 1 && values[0].convertToDouble() == 0.0);
+    } else {
+      // Walks the stored elements, which the constant already holds.
+      for (int64_t i = 0, e = attr.getNumElements(); i < e && causal; ++i) {
+        int64_t row = (i / n) % l, col = i % n;
+        double x = values[i].convertToDouble();
+        causal = col <= n - l + row ? x == 0.0 : x <= -1e4;
+      }
     }
     if (!causal)
       continue;

@@ -3,6 +3,7 @@
 #define BALANCEKV_DIALECT_BALANCEKV_IR_BALANCEKVOPS_H
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
+#include "balancekv/Support/CompressParams.h"
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/IR/BuiltinTypes.h"

@@ -106,13 +106,13 @@ def BalanceKV_CompressOp : BalanceKV_Op<"compress",
     Optional<BalanceKV_FloatTensor>:$observation,
     DefaultValuedAttr<BalanceKV_CompressionMethodAttr,
                       "CompressionMethod::Balance">:$method,
-    DefaultValuedAttr<BalanceKV_I64Attr, "2">:$rounds,
-    DefaultValuedAttr<BalanceKV_I64Attr, "128">:$block_size,
-    DefaultValuedAttr<BalanceKV_I64Attr, "32">:$sink,
-    DefaultValuedAttr<BalanceKV_I64Attr, "32">:$recent,
-    DefaultValuedAttr<F64Attr, "4.0">:$gamma,
-    DefaultValuedAttr<F64Attr, "1.0">:$temperature,
-    DefaultValuedAttr<F64Attr, "0.025">:$c0,
+    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.rounds">:$rounds,
+    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.blockSize">:$block_size,
+    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.sink">:$sink,
+    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.recent">:$recent,
+    DefaultValuedAttr<F64Attr, "::balancekv::CompressParams{}.gamma">:$gamma,
+    DefaultValuedAttr<F64Attr, "::balancekv::CompressParams{}.temperature">:$temperature,
+    DefaultValuedAttr<F64Attr, "::balancekv::CompressParams{}.c0">:$c0,
     DefaultValuedAttr<BalanceKV_I64Attr, "0">:$seed,
     OptionalAttr<F32Attr>:$scale);
   let results = (outs BalanceKV_FloatTensor:$compressed_key,
@@ -127,6 +127,9 @@ def BalanceKV_CompressOp : BalanceKV_Op<"compress",
   let extraClassDeclaration = [{
     /// Compressed length M for a static cache length `n`.
     int64_t getCompressedLength(int64_t n);
+    /// The spec's parameters as the attributes set them (scale 0 when
+    /// absent).
+    ::balancekv::CompressParams getParams();
     /// The effective scale s used in the kernel exponent: the attribute, or
     /// 1/sqrt(D).
     float getEffectiveScale();
