@@ -182,7 +182,8 @@ std::vector<int64_t> smallestInPositionOrder(const std::vector<double> &score,
 
 struct HeadInput {
   std::vector<double> keys, values; // [n, d], [n, dv]
-  std::vector<double> queries;      // SnapKV: [g * lobs, d]
+  std::vector<double> queries;      // SnapKV: [queryRows, d]
+  int64_t queryRows = 0;            // SnapKV: g * lobs (also when d = 0)
 };
 
 /// SnapKV: attention mass of the observation queries on each middle token,
@@ -191,8 +192,7 @@ std::vector<double> snapkvScores(const HeadInput &in, int64_t n, int64_t d,
                                  int64_t mid0, int64_t midLen, double scale,
                                  int64_t pool) {
   std::vector<double> mass(n, 0.0), logits(n);
-  int64_t rows = int64_t(in.queries.size()) / d;
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < in.queryRows; ++r) {
     const double *q = &in.queries[r * d];
     double mx = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
@@ -355,7 +355,7 @@ Status compress(const TensorRef &key, const TensorRef &value,
     loadRows(key, bh * N * D, N * D, in.keys);
     loadRows(value, bh * N * Dv, N * Dv, in.values);
     if (observation) {
-      int64_t rows = groups * lobs;
+      const int64_t rows = in.queryRows = groups * lobs;
       loadRows(*observation, (b * observation->shape[1] + h * groups) * lobs * D,
                rows * D, in.queries);
     }
@@ -398,16 +398,14 @@ Status attention(const TensorRef &q, const TensorRef &k, const TensorRef &v,
     return Status::error("query heads must be a multiple of KV heads");
   if (!(o.scale >= 0) || !std::isfinite(o.scale))
     return Status::error("scale must be finite and > 0");
-  for (int64_t b = 0; o.kvLen && b < B; ++b)
-    if (o.kvLen[b] < 0 || o.kvLen[b] > N)
-      return Status::error("kv_len[" + std::to_string(b) + "] out of [0, N]");
   const double scale = o.scale > 0 ? o.scale : 1.0 / std::sqrt(double(D));
   const int64_t group = Hq / Hkv;
   out.assign(size_t(B * Hq * L * Dv), 0.0);
   parallelFor(B * Hq, [&](int64_t bq) {
     const int64_t b = bq / Hq, hkv = (bq % Hq) / group;
     const int64_t kvBase = (b * Hkv + hkv) * N;
-    const int64_t len = o.kvLen ? o.kvLen[b] : N;
+    // kv_len is clamped to [0, N] on every back end (the op's contract).
+    const int64_t len = o.kvLen ? std::clamp<int64_t>(o.kvLen[b], 0, N) : N;
     std::vector<double> logits(N), qrow(D);
     for (int64_t l = 0; l < L; ++l) {
       loadRows(q, (bq * L + l) * D, D, qrow);

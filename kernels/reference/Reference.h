@@ -111,7 +111,8 @@ Tensor gather(const TensorRef &src, const Selection &sel);
 struct AttentionOptions {
   double scale = 0.0; ///< 0 means 1/sqrt(D)
   bool causal = false;
-  const int64_t *kvLen = nullptr; ///< optional [B] valid lengths
+  const int64_t *kvLen = nullptr; ///< optional [B] valid lengths, clamped
+                                  ///< to [0, N] as on every back end
 };
 
 /// softmax(scale q kᵀ + logWeights) v in fp64, `[B, Hq, L, Dv]`. GQA maps

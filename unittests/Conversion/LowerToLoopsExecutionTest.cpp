@@ -63,6 +63,16 @@ const char *methodKeyword(Method m) {
   return m == Method::Balance ? "" : methodName(m);
 }
 
+/// `scale = ... : f32` after `sep` when the case sets a scale, else "".
+std::string scaleAttr(const CompressOptions &o, const char *sep) {
+  if (o.scale <= 0)
+    return "";
+  std::ostringstream s;
+  s.precision(9);
+  s << sep << "scale = " << std::scientific << float(o.scale) << " : f32";
+  return s.str();
+}
+
 /// The function under test: inputs q, k, v; outputs compressed k, v, log
 /// weights, weighted attention and exact attention, all as memrefs.
 std::string buildModule(const Case &c, int64_t m) {
@@ -97,9 +107,11 @@ std::string buildModule(const Case &c, int64_t m) {
   s << " {rounds = " << o.rounds << " : i64, block_size = " << o.blockSize
     << " : i64, sink = " << o.sink << " : i64, recent = " << o.recent
     << " : i64, gamma = " << std::fixed << o.gamma << std::defaultfloat
-    << " : f64, seed = " << o.seed
-    << " : i64} : " << ten(kS, e) << ", " << ten(vS, e) << "\n";
-  const char *causal = c.causal ? " causal" : "";
+    << " : f64, seed = " << o.seed << " : i64" << scaleAttr(o, ", ")
+    << "} : " << ten(kS, e) << ", " << ten(vS, e) << "\n";
+  // The attention ops' attribute dictionaries: causal, scale.
+  std::string causal = (c.causal ? " causal" : "") +
+                       (o.scale > 0 ? " {" + scaleAttr(o, "") + "}" : "");
   s << "  %ow_t = balancekv.weighted_attention %qt, %a, %b, %w" << causal
     << " : " << ten(qS, e) << ", " << ten(ckS, e) << ", " << ten(cvS, e)
     << ", " << ten(lwS, "f32") << " -> " << ten(oS, e) << "\n";
@@ -218,6 +230,7 @@ TEST_P(LowerToLoopsExecution, MatchesReference) {
 
   AttentionOptions ao;
   ao.causal = c.causal;
+  ao.scale = c.opts.scale;
   std::vector<double> wantW, wantE;
   ASSERT_TRUE(attention(q.ref(), rk.ref(), rv.ref(), ao, wantW,
                         sel.logWeights.data())
@@ -229,8 +242,9 @@ TEST_P(LowerToLoopsExecution, MatchesReference) {
 }
 
 CompressOptions opts(Method m, int64_t rounds, int64_t block, int64_t seed,
-                     double gamma = 4.0) {
+                     double gamma = 4.0, double scale = 0.0) {
   CompressOptions o;
+  o.scale = scale;
   o.method = m;
   o.rounds = rounds;
   o.blockSize = block;
@@ -257,7 +271,19 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"knorm_f16", DType::F16, 1, 2, 4, 260, 16, 16, 2,
              opts(Method::KNorm, 2, 128, 0)},
         Case{"snapkv_f32", DType::F32, 1, 2, 4, 270, 16, 8, 4,
-             opts(Method::SnapKV, 2, 128, 0)}),
+             opts(Method::SnapKV, 2, 128, 0)},
+        // Empty caches and zero-width keys: the reference's answer (empty
+        // or zero scores), not out-of-bounds slices.
+        Case{"knorm_empty_cache", DType::F32, 1, 2, 2, 0, 16, 8, 1,
+             opts(Method::KNorm, 2, 128, 0)},
+        Case{"snapkv_empty_cache", DType::F32, 1, 2, 2, 0, 16, 8, 2,
+             opts(Method::SnapKV, 2, 128, 0)},
+        Case{"knorm_zero_width_keys", DType::F32, 1, 2, 2, 100, 0, 8, 1,
+             opts(Method::KNorm, 2, 128, 0, 4.0, 1.0)},
+        Case{"snapkv_zero_width_keys", DType::F32, 1, 2, 4, 100, 0, 8, 2,
+             opts(Method::SnapKV, 2, 128, 0, 4.0, 1.0)},
+        Case{"balance_zero_width_keys", DType::F32, 1, 1, 1, 300, 0, 8, 1,
+             opts(Method::Balance, 2, 64, 3, 4.0, 1.0)}),
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.name);
     });

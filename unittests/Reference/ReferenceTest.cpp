@@ -398,6 +398,18 @@ TEST(Attention, HandComputedCausalAndKvLen) {
   ASSERT_TRUE(attention(q.ref(), k.ref(), v.ref(), o, out).ok);
   EXPECT_NEAR(out[0], 10.0, 1e-12);
   EXPECT_NEAR(out[1], (10 * e0 + 20 * e1) / (e0 + e1), 1e-12);
+  // Out-of-range lengths are clamped to [0, N], as on every back end.
+  std::vector<double> clamped;
+  int64_t tooLong[1] = {7}, full[1] = {3};
+  o.kvLen = tooLong;
+  ASSERT_TRUE(attention(q.ref(), k.ref(), v.ref(), o, out).ok);
+  o.kvLen = full;
+  ASSERT_TRUE(attention(q.ref(), k.ref(), v.ref(), o, clamped).ok);
+  EXPECT_EQ(out, clamped);
+  int64_t negative[1] = {-2};
+  o.kvLen = negative;
+  ASSERT_TRUE(attention(q.ref(), k.ref(), v.ref(), o, out).ok);
+  EXPECT_EQ(out, std::vector<double>(out.size(), 0.0));
   // Log-weights: weight 2 on key 0 equals duplicating it.
   float lw[3] = {float(std::log(2.0)), 0.0f, 0.0f};
   o = {};

@@ -90,6 +90,18 @@ inline Value filled(ImplicitLocOpBuilder &b,
   return mlir::linalg::FillOp::create(b, value, empty).getResult(0);
 }
 
+/// Dimension `d` of ranked tensor `v` as its type states it: a constant
+/// where the type is static, else a `tensor.dim` (not folded through a
+/// `tensor.cast`, so that result types built from these sizes agree with the
+/// operand types they are views of).
+inline mlir::OpFoldResult typedSize(ImplicitLocOpBuilder &b, Value v,
+                                    int64_t d) {
+  auto type = mlir::cast<mlir::RankedTensorType>(v.getType());
+  if (!type.isDynamicDim(d))
+    return b.getIndexAttr(type.getDimSize(d));
+  return mlir::tensor::DimOp::create(b, v, d).getResult();
+}
+
 inline Value linalgIndex(ImplicitLocOpBuilder &b, int64_t dim) {
   return mlir::linalg::IndexOp::create(b, dim);
 }

@@ -41,8 +41,13 @@ public:
   SmallVector<Value> run();
 
 private:
-  OpFoldResult size(Value v, int64_t d) {
-    return tensor::getMixedSize(b, b.getLoc(), v, d);
+  OpFoldResult size(Value v, int64_t d) { return typedSize(b, v, d); }
+  /// Whether the key has no token or no feature (a static 0 in N or D):
+  /// every score is then 0, and slices of it would have out-of-bounds
+  /// static offsets.
+  bool keyIsEmpty() {
+    auto t = cast<RankedTensorType>(op.getKey().getType());
+    return t.getDimSize(2) == 0 || t.getDimSize(3) == 0;
   }
   Value toValue(ImplicitLocOpBuilder &nb, OpFoldResult o) {
     return getValueOrCreateConstantIndexOp(nb, nb.getLoc(), o);
@@ -326,6 +331,8 @@ Value CompressLowering::snapkvScores(Value bi, Value hi) {
   Value rowsV = arith::MulIOp::create(b, group, lobs);
   OpFoldResult R = rowsV, N = nV, L0 = l0;
   // logits[r, n] = scale <q_r, k_n>, r over the group's queries.
+  Value logits = filled(b, {R, N}, cF(b, f64, 0.0));
+  if (!keyIsEmpty()) {
   Value keyHead = tensor::ExtractSliceOp::create(
       b, RankedTensorType::get({ShapedType::kDynamic, ShapedType::kDynamic},
                                cast<ShapedType>(op.getKey().getType())
@@ -336,7 +343,6 @@ Value CompressLowering::snapkvScores(Value bi, Value hi) {
                              OpFoldResult(dV)},
       ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
                              b.getIndexAttr(1), b.getIndexAttr(1)});
-  Value logits = filled(b, {R, N}, cF(b, f64, 0.0));
   logits = generic(
       b, {keyHead}, {logits}, {map(3, {1, 2}), map(3, {0, 1})}, "ppr",
       [&](ImplicitLocOpBuilder &nb, ValueRange a) {
@@ -354,6 +360,7 @@ Value CompressLowering::snapkvScores(Value bi, Value hi) {
             cF(nb, f64, scale));
         return SmallVector<Value>{arith::AddFOp::create(nb, a[1], prod)};
       })[0];
+  }
   AffineMap id2 = map(2, {0, 1}), row = map(2, {0});
   Value mx = filled(b, {R}, cF(b, f64, -INFINITY));
   mx = generic(b, {logits}, {mx}, {id2, row}, "pr",
@@ -466,6 +473,7 @@ SmallVector<Value> CompressLowering::run() {
               }
               case CompressionMethod::KNorm: {
                 Value norms = filled(b, {OpFoldResult(l0)}, cF(b, f64, 0.0));
+                if (!keyIsEmpty()) {
                 Value keyHead = tensor::ExtractSliceOp::create(
                     b,
                     RankedTensorType::get(
@@ -486,6 +494,7 @@ SmallVector<Value> CompressLowering::run() {
                                   return SmallVector<Value>{arith::AddFOp::create(
                                       nb, a[1], arith::MulFOp::create(nb, k, k))};
                                 })[0];
+                }
                 std::tie(kept, keptLw) = rankSelectHead(norms, cF(b, f64, 0.0));
                 break;
               }

@@ -37,9 +37,7 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
   Type f32 = b.getF32Type();
   auto qType = cast<RankedTensorType>(a.query.getType());
   Type elem = qType.getElementType();
-  auto size = [&](Value v, int64_t d) {
-    return tensor::getMixedSize(b, b.getLoc(), v, d);
-  };
+  auto size = [&](Value v, int64_t d) { return typedSize(b, v, d); };
   OpFoldResult B = size(a.query, 0), Hq = size(a.query, 1),
                Hkv = size(a.key, 1), L = size(a.query, 2),
                D = size(a.query, 3), N = size(a.key, 2), Dv = size(a.value, 3);
@@ -161,11 +159,15 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
                 Value len = nVal;
                 if (a.kvLen) {
                   Value raw = x[next++];
-                  len = raw.getType().isIndex()
+                  raw = raw.getType().isIndex()
                             ? raw
                             : arith::IndexCastOp::create(nb, nb.getIndexType(),
                                                          raw)
                                   .getResult();
+                  // Clamped to [0, N] (the op's contract) before the causal
+                  // position is taken from it.
+                  len = arith::MinSIOp::create(
+                      nb, arith::MaxSIOp::create(nb, raw, cIdx(nb, 0)), nVal);
                 }
                 Value limit = len;
                 if (a.causal) {

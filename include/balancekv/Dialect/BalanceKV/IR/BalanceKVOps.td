@@ -43,7 +43,9 @@ def BalanceKV_AttentionOp : BalanceKV_Op<"attention",
       positions `<= N - L + i`.
     - `kv_len` (optional, `[B]` integers): cache positions `>= kv_len[b]` of
       batch `b` are padding and are ignored; with `causal`, query `i` then
-      sits at `kv_len[b] - L + i`.
+      sits at `kv_len[b] - L + i`. Every back end (reference, CPU and GPU
+      lowerings, CUDA kernels) clamps `kv_len[b]` to `[0, N]` first: a
+      negative length sees no key (zeros), one past `N` is `N`.
 
     Example:
 

@@ -1,6 +1,6 @@
 // REQUIRES: mlir-runner
-// Attention with dynamic head counts and sizes through --balancekv-cpu-pipeline
-// equals the same attention on static shapes: all-dynamic MHA, GQA 4/2 with
+// Edge cases of attention through --balancekv-cpu-pipeline, executed.
+// 1-4: dynamic head counts and sizes give what static shapes give: all-dynamic MHA, GQA 4/2 with
 // every dimension dynamic, static Hq with dynamic Hkv, weighted_attention
 // with dynamic Hkv. (MLIR 22's expand-strided-metadata crashed on the
 // [B, Hkv, G, L, D] view of Q that these used to get.) Head counts that do
@@ -13,8 +13,15 @@
 // RUN: balancekv-opt %s --balancekv-cpu-pipeline \
 // RUN:   | not --crash mlir-runner -e bad_groups -entry-point-result=void -shared-libs=%mlir_lib_dir/libmlir_c_runner_utils.so
 
-// Max |dynamic - static| per case.
+// 5: kv_len out of [0, N] is clamped (the op's contract, as the reference and
+// the CUDA kernels do): kv_len (-3, 100) with N = 40, causal, equals
+// kv_len (0, 40); the batch with no key gets zeros.
+
+// Max |dynamic - static| per case, then max |kv_len (-3, 100) - (0, 40)| and
+// max |row with no key|.
 // CHECK: 0
+// CHECK-NEXT: 0
+// CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
@@ -155,6 +162,24 @@ func.func @main() {
   %o4d = tensor.cast %o4 : tensor<2x4x1x16xf32> to tensor<?x?x?x?xf32>
   %r4d = tensor.cast %r4 : tensor<2x4x1x16xf32> to tensor<?x?x?x?xf32>
   call @maxdiff(%o4d, %r4d) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
+
+  // 5. kv_len clamping.
+  %out_of_range = arith.constant dense<[-3, 100]> : tensor<2xi32>
+  %clamped = arith.constant dense<[0, 40]> : tensor<2xi32>
+  %o5 = balancekv.weighted_attention %q4s, %k4s, %v4s, %lw kv_len(%out_of_range : tensor<2xi32>) causal
+      : tensor<2x4x1x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40xf32> -> tensor<2x4x1x16xf32>
+  %r5 = balancekv.weighted_attention %q4s, %k4s, %v4s, %lw kv_len(%clamped : tensor<2xi32>) causal
+      : tensor<2x4x1x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40xf32> -> tensor<2x4x1x16xf32>
+  %o5d = tensor.cast %o5 : tensor<2x4x1x16xf32> to tensor<?x?x?x?xf32>
+  %r5d = tensor.cast %r5 : tensor<2x4x1x16xf32> to tensor<?x?x?x?xf32>
+  call @maxdiff(%o5d, %r5d) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
+  %none = tensor.extract_slice %o5d[0, 0, 0, 0] [1, 4, 1, 16] [1, 1, 1, 1] : tensor<?x?x?x?xf32> to tensor<1x4x1x16xf32>
+  %zero = arith.constant 0.0 : f32
+  %z0 = tensor.empty() : tensor<1x4x1x16xf32>
+  %zeros = linalg.fill ins(%zero : f32) outs(%z0 : tensor<1x4x1x16xf32>) -> tensor<1x4x1x16xf32>
+  %noned = tensor.cast %none : tensor<1x4x1x16xf32> to tensor<?x?x?x?xf32>
+  %zerosd = tensor.cast %zeros : tensor<1x4x1x16xf32> to tensor<?x?x?x?xf32>
+  call @maxdiff(%noned, %zerosd) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
   return
 }
 
