@@ -42,7 +42,11 @@ bool validDtype(balancekv_dtype t) {
 }
 
 balancekv_status checkTensor(const void *data, const int64_t *strides,
-                             const char *name) {
+                             const char *name, bool empty) {
+  // A tensor with no element may have no storage (PyTorch hands over null
+  // for empty tensors); nothing of it is ever read or written.
+  if (empty)
+    return BALANCEKV_STATUS_OK;
   if (!data)
     return fail(BALANCEKV_STATUS_INVALID_ARGUMENT,
                 std::string(name) + " is null");
@@ -60,11 +64,12 @@ struct TensorArg {
   const void *data;
   const int64_t *strides;
   const char *name;
+  bool empty; ///< has a zero-sized dimension
 };
 
 balancekv_status checkTensors(std::initializer_list<TensorArg> tensors) {
   for (const TensorArg &t : tensors)
-    if (balancekv_status s = checkTensor(t.data, t.strides, t.name))
+    if (balancekv_status s = checkTensor(t.data, t.strides, t.name, t.empty))
       return s;
   return BALANCEKV_STATUS_OK;
 }
@@ -164,15 +169,21 @@ balancekv_status balancekv_compress(
                   "head_dim must be in [1, 256]");
   BALANCEKV_CHECK(valueDim >= 1 && valueDim <= 256,
                   "value_dim must be in [1, 256]");
-  if (balancekv_status s = checkTensors({{key.data, key.strides, "key"},
-                                         {value.data, value.strides, "value"},
-                                         {outKey.data, outKey.strides, "out_key"},
-                                         {outValue.data, outValue.strides,
-                                          "out_value"}}))
-    return s;
-  BALANCEKV_CHECK(outLogWeights, "out_log_weights is null");
   auto layout =
       CompressedLayout::compute(n, params->sink, params->recent, params->rounds);
+  // An empty cache (or batch) is valid input with an empty result.
+  const bool noInput = batch == 0 || heads == 0 || n == 0;
+  const bool noOutput = batch == 0 || heads == 0 ||
+                        layout.compressedLength() == 0;
+  if (balancekv_status s = checkTensors(
+          {{key.data, key.strides, "key", noInput},
+           {value.data, value.strides, "value", noInput},
+           {outKey.data, outKey.strides, "out_key", noOutput},
+           {outValue.data, outValue.strides, "out_value", noOutput}}))
+    return s;
+  BALANCEKV_CHECK(outLogWeights || noOutput, "out_log_weights is null");
+  if (noOutput)
+    return ok(); // nothing to compute, no workspace needed
   if (balancekv_status s = checkWorkspace(
           compressWorkspaceBytes(batch, heads, layout.middle), workspace,
           workspaceBytes))
@@ -200,8 +211,6 @@ balancekv_status balancekv_compress(
   a.middle = layout.middle;
   a.keptMiddle = layout.keptMiddle;
   a.m = layout.compressedLength();
-  if (batch == 0 || heads == 0 || a.m == 0)
-    return ok();
   if (const char *err = launchCompress(a))
     return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
   return ok();
@@ -241,10 +250,13 @@ balancekv_status balancekv_weighted_decode_attention(
                 "value_dim must be 32, 64, 128 or 256");
   BALANCEKV_CHECK(std::isfinite(scale) && scale > 0,
                   "scale must be finite and > 0");
-  if (balancekv_status s = checkTensors({{query.data, query.strides, "query"},
-                                         {key.data, key.strides, "key"},
-                                         {value.data, value.strides, "value"},
-                                         {out.data, out.strides, "out"}}))
+  // m = 0 is an empty (compressed) cache: every row sees no key and gets
+  // zeros.
+  if (balancekv_status s = checkTensors(
+          {{query.data, query.strides, "query", batch == 0},
+           {key.data, key.strides, "key", batch == 0 || m == 0},
+           {value.data, value.strides, "value", batch == 0 || m == 0},
+           {out.data, out.strides, "out", batch == 0}}))
     return s;
   if (balancekv_status s = checkWorkspace(
           decodeWorkspaceBytes(batch, qHeads, queryLen, m, valueDim),

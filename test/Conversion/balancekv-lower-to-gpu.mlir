@@ -233,3 +233,32 @@ module @inner {
     return %lw : tensor<1x1x82xf32>
   }
 }
+
+// -----
+
+// Zero-sized outputs (value dim, queries or batch of 0) launch nothing: the
+// result is an empty tensor (the launch shapes used to divide by zero).
+// CHECK-LABEL: func.func @empty_value_dim
+// CHECK-NOT: gpu.launch_func
+// CHECK: %[[E:.*]] = tensor.empty() : tensor<1x4x1x0xf32>
+// CHECK: return %[[E]]
+func.func @empty_value_dim(%q: tensor<1x4x1x16xf32>, %k: tensor<1x2x10x16xf32>, %v: tensor<1x2x10x0xf32>) -> tensor<1x4x1x0xf32> {
+  %o = balancekv.attention %q, %k, %v : tensor<1x4x1x16xf32>, tensor<1x2x10x16xf32>, tensor<1x2x10x0xf32> -> tensor<1x4x1x0xf32>
+  return %o : tensor<1x4x1x0xf32>
+}
+
+// CHECK-LABEL: func.func @empty_queries
+// CHECK-NOT: gpu.launch_func
+// CHECK: tensor.empty() : tensor<1x4x0x16xf32>
+func.func @empty_queries(%q: tensor<1x4x0x16xf32>, %k: tensor<1x2x10x16xf32>, %v: tensor<1x2x10x16xf32>, %lw: tensor<1x2x10xf32>) -> tensor<1x4x0x16xf32> {
+  %o = balancekv.weighted_attention %q, %k, %v, %lw : tensor<1x4x0x16xf32>, tensor<1x2x10x16xf32>, tensor<1x2x10x16xf32>, tensor<1x2x10xf32> -> tensor<1x4x0x16xf32>
+  return %o : tensor<1x4x0x16xf32>
+}
+
+// CHECK-LABEL: func.func @empty_batch
+// CHECK-NOT: gpu.launch_func
+// CHECK: tensor.empty() : tensor<0x4x1x16xf32>
+func.func @empty_batch(%q: tensor<0x4x1x16xf32>, %k: tensor<0x2x10x16xf32>, %v: tensor<0x2x10x16xf32>) -> tensor<0x4x1x16xf32> {
+  %o = balancekv.attention %q, %k, %v : tensor<0x4x1x16xf32>, tensor<0x2x10x16xf32>, tensor<0x2x10x16xf32> -> tensor<0x4x1x16xf32>
+  return %o : tensor<0x4x1x16xf32>
+}

@@ -17,9 +17,13 @@
 // the CUDA kernels do): kv_len (-3, 100) with N = 40, causal, equals
 // kv_len (0, 40); the batch with no key gets zeros.
 
-// Max |dynamic - static| per case, then max |kv_len (-3, 100) - (0, 40)| and
-// max |row with no key|.
+// 6: a query carried through scf.for iter_args (bufferization must return
+// a new allocation from the loop) equals the same steps unrolled.
+
+// Max |dynamic - static| per case, then max |kv_len (-3, 100) - (0, 40)|,
+// max |row with no key| and max |loop - unrolled|.
 // CHECK: 0
+// CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
@@ -180,6 +184,19 @@ func.func @main() {
   %noned = tensor.cast %none : tensor<1x4x1x16xf32> to tensor<?x?x?x?xf32>
   %zerosd = tensor.cast %zeros : tensor<1x4x1x16xf32> to tensor<?x?x?x?xf32>
   call @maxdiff(%noned, %zerosd) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
+
+  // 6. The output of each step is the next step's query.
+  %c0 = arith.constant 0 : index
+  %loop = scf.for %i = %c0 to %c3 step %c1 iter_args(%qi = %q2s) -> (tensor<1x4x3x16xf32>) {
+    %oi = balancekv.attention %qi, %k1s, %v1s : tensor<1x4x3x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32> -> tensor<1x4x3x16xf32>
+    scf.yield %oi : tensor<1x4x3x16xf32>
+  }
+  %u1 = balancekv.attention %q2s, %k1s, %v1s : tensor<1x4x3x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32> -> tensor<1x4x3x16xf32>
+  %u2 = balancekv.attention %u1, %k1s, %v1s : tensor<1x4x3x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32> -> tensor<1x4x3x16xf32>
+  %u3 = balancekv.attention %u2, %k1s, %v1s : tensor<1x4x3x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32> -> tensor<1x4x3x16xf32>
+  %loopd = tensor.cast %loop : tensor<1x4x3x16xf32> to tensor<?x?x?x?xf32>
+  %u3d = tensor.cast %u3 : tensor<1x4x3x16xf32> to tensor<?x?x?x?xf32>
+  call @maxdiff(%loopd, %u3d) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
   return
 }
 

@@ -313,3 +313,43 @@ func.func @no_softmax(%a: tensor<2x8xf32>, %b: tensor<8x10xf32>, %c: tensor<10x4
   %o = linalg.matmul ins(%s, %c : tensor<2x10xf32>, tensor<10x4xf32>) outs(%oz : tensor<2x4xf32>) -> tensor<2x4xf32>
   return %o : tensor<2x4xf32>
 }
+
+// -----
+
+// Splat masks are read in O(1), whatever their size (a 1e10-element splat was
+// walked element by element: > 30 s). A zero splat with one query masks
+// nothing, which is causal; with several queries it is not.
+// CHECK-LABEL: func.func @huge_splat_zero_mask_one_query
+// CHECK: balancekv.attention
+// CHECK-SAME: causal
+func.func @huge_splat_zero_mask_one_query(%q: tensor<100000x1x4xf32>, %kt: tensor<100000x4x100000xf32>, %v: tensor<100000x100000x4xf32>) -> tensor<100000x1x4xf32> {
+  %zero = arith.constant 0.0 : f32
+  %mask = arith.constant dense<0.0> : tensor<100000x1x100000xf32>
+  %s0 = tensor.empty() : tensor<100000x1x100000xf32>
+  %sz = linalg.fill ins(%zero : f32) outs(%s0 : tensor<100000x1x100000xf32>) -> tensor<100000x1x100000xf32>
+  %s = linalg.batch_matmul ins(%q, %kt : tensor<100000x1x4xf32>, tensor<100000x4x100000xf32>) outs(%sz : tensor<100000x1x100000xf32>) -> tensor<100000x1x100000xf32>
+  %sm = linalg.add ins(%s, %mask : tensor<100000x1x100000xf32>, tensor<100000x1x100000xf32>) outs(%s0 : tensor<100000x1x100000xf32>) -> tensor<100000x1x100000xf32>
+  %p = linalg.softmax dimension(2) ins(%sm : tensor<100000x1x100000xf32>) outs(%s0 : tensor<100000x1x100000xf32>) -> tensor<100000x1x100000xf32>
+  %o0 = tensor.empty() : tensor<100000x1x4xf32>
+  %oz = linalg.fill ins(%zero : f32) outs(%o0 : tensor<100000x1x4xf32>) -> tensor<100000x1x4xf32>
+  %o = linalg.batch_matmul ins(%p, %v : tensor<100000x1x100000xf32>, tensor<100000x100000x4xf32>) outs(%oz : tensor<100000x1x4xf32>) -> tensor<100000x1x4xf32>
+  return %o : tensor<100000x1x4xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @huge_splat_zero_mask_two_queries
+// CHECK-NOT: balancekv.attention
+func.func @huge_splat_zero_mask_two_queries(%q: tensor<100000x2x4xf32>, %kt: tensor<100000x4x100000xf32>, %v: tensor<100000x100000x4xf32>) -> tensor<100000x2x4xf32> {
+  %zero = arith.constant 0.0 : f32
+  %mask = arith.constant dense<0.0> : tensor<100000x2x100000xf32>
+  %s0 = tensor.empty() : tensor<100000x2x100000xf32>
+  %sz = linalg.fill ins(%zero : f32) outs(%s0 : tensor<100000x2x100000xf32>) -> tensor<100000x2x100000xf32>
+  %s = linalg.batch_matmul ins(%q, %kt : tensor<100000x2x4xf32>, tensor<100000x4x100000xf32>) outs(%sz : tensor<100000x2x100000xf32>) -> tensor<100000x2x100000xf32>
+  %sm = linalg.add ins(%s, %mask : tensor<100000x2x100000xf32>, tensor<100000x2x100000xf32>) outs(%s0 : tensor<100000x2x100000xf32>) -> tensor<100000x2x100000xf32>
+  %p = linalg.softmax dimension(2) ins(%sm : tensor<100000x2x100000xf32>) outs(%s0 : tensor<100000x2x100000xf32>) -> tensor<100000x2x100000xf32>
+  %o0 = tensor.empty() : tensor<100000x2x4xf32>
+  %oz = linalg.fill ins(%zero : f32) outs(%o0 : tensor<100000x2x4xf32>) -> tensor<100000x2x4xf32>
+  %o = linalg.batch_matmul ins(%p, %v : tensor<100000x2x100000xf32>, tensor<100000x100000x4xf32>) outs(%oz : tensor<100000x2x4xf32>) -> tensor<100000x2x4xf32>
+  return %o : tensor<100000x2x4xf32>
+}

@@ -70,6 +70,27 @@ TEST(RuntimeApi, CompressRejectsWhatEveryLayerRejects) {
   }
 }
 
+// An empty cache is valid input (PyTorch passes null for empty tensors):
+// nothing to read, an empty result, nothing launched (so no GPU needed).
+TEST(RuntimeApi, CompressAcceptsAnEmptyCache) {
+  for (int which = 0; which < 3; ++which) {
+    CompressCall c;
+    (which == 0 ? c.n : which == 1 ? c.batch : c.heads) = 0;
+    c.key.data = c.value.data = nullptr;
+    c.outKey.data = c.outValue.data = nullptr;
+    EXPECT_EQ(balancekv_compress(c.dtype, c.key, c.value, c.batch, c.heads,
+                                 c.n, c.d, c.dv, &c.params, c.outKey,
+                                 c.outValue, /*out_log_weights=*/nullptr,
+                                 nullptr, nullptr, 0, nullptr),
+              BALANCEKV_STATUS_OK)
+        << balancekv_last_error();
+  }
+  // A cache that is not empty still needs its data.
+  CompressCall c;
+  c.key.data = nullptr;
+  expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "key is null");
+}
+
 TEST(RuntimeApi, CompressRejectsBadArguments) {
   {
     CompressCall c;

@@ -79,7 +79,9 @@ balancekv_status balancekv_compress_workspace_size(
 /* Compresses key [B, H, N, D] / value [B, H, N, Dv] into out_key
  * [B, H, M, D], out_value [B, H, M, Dv] (same dtype), out_log_weights
  * [B, H, M] (f32, contiguous) and, when non-null, out_indices [B, H, M]
- * (int32, contiguous: the kept cache positions). D, Dv <= 256. */
+ * (int32, contiguous: the kept cache positions). D, Dv <= 256. An empty
+ * cache (N = 0, or B or H = 0) is valid: tensors with no element may be
+ * null and nothing is launched. */
 balancekv_status balancekv_compress(
     balancekv_dtype dtype, balancekv_tensor key, balancekv_tensor value,
     int64_t batch, int64_t heads, int64_t n, int64_t head_dim,
@@ -98,8 +100,10 @@ balancekv_status balancekv_weighted_decode_workspace_size(
  * [B, Hkv, M] f32 contiguous or null (all weights 1), kv_len [B] int32 or
  * null (all M valid; values are clamped to [0, M], and a row that sees no key
  * gets zeros). causal: query l sits at kv_len - L + l. Accumulates
- * in f32; split-K over M with a combine step. D, Dv in {64, 128} or any
- * multiple of 8 up to 256. */
+ * in f32; split-K over M with a combine step. D: a multiple of 8 up to 256;
+ * Dv: 32, 64, 128 or 256 (BALANCEKV_STATUS_UNSUPPORTED otherwise). M = 0
+ * (an empty cache) is valid: the output is zeros, and key, value and
+ * log_weights may be null. */
 balancekv_status balancekv_weighted_decode_attention(
     balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
     balancekv_tensor value, const float *log_weights, const int32_t *kv_len,
