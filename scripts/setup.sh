@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 lld-22
-      ninja-build cmake libgtest-dev)
+      ninja-build cmake libgtest-dev libclang-rt-22-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -12,7 +12,8 @@ config.suffixes = [".mlir", ".test", ".ttir"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.balancekv_obj_root, "test")
 config.excludes = ["Inputs", "Unit", "CMakeLists.txt", "lit.cfg.py",
-                   "lit.site.cfg.py", "README.md"]
+                   "lit.site.cfg.py", "README.md", "balancekv-fuzz-mlir",
+                   "balancekv-fuzz-ops"]
 
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%python", config.python_executable or "python3"))
@@ -26,7 +27,8 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.balancekv_tools_dir, config.llvm_tools_dir]
-tools = ["balancekv-opt", "balancekv-eval", "mlir-runner", "mlir-translate", "llvm-nm",
+tools = ["balancekv-opt", "balancekv-eval", "balancekv-fuzz-mlir",
+         "balancekv-fuzz-ops", "mlir-runner", "mlir-translate", "llvm-nm",
          "mlir-tblgen", "mlir-opt"]
 llvm_config.add_tool_substitutions(
     [t for t in tools if shutil.which(t, path=os.pathsep.join(tool_dirs))],

@@ -12,6 +12,7 @@
 #include "kernels/cuda/Launch.h"
 
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 
@@ -36,9 +37,19 @@ balancekv_status ok() {
       return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, msg);                     \
   } while (0)
 
-bool validDtype(balancekv_dtype t) {
-  return t == BALANCEKV_DTYPE_F16 || t == BALANCEKV_DTYPE_BF16 ||
-         t == BALANCEKV_DTYPE_F32;
+/// The value of a C enum argument as an int: a C caller may pass any int,
+/// and loading an out-of-range value through the C++ enum type is undefined.
+template <typename Enum> int enumValue(const Enum &e) {
+  static_assert(sizeof(Enum) == sizeof(int), "C enums are int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
+bool validDtype(const balancekv_dtype &t) {
+  const int v = enumValue(t);
+  return v == BALANCEKV_DTYPE_F16 || v == BALANCEKV_DTYPE_BF16 ||
+         v == BALANCEKV_DTYPE_F32;
 }
 
 balancekv_status checkTensor(const void *data, const int64_t *strides,
@@ -99,8 +110,9 @@ CompressParams toParams(const balancekv_compress_params &p) {
 
 balancekv_status checkParams(const balancekv_compress_params *p) {
   BALANCEKV_CHECK(p, "params is null");
-  BALANCEKV_CHECK(p->method == BALANCEKV_METHOD_BALANCE ||
-                      p->method == BALANCEKV_METHOD_UNIFORM,
+  const int method = enumValue(p->method);
+  BALANCEKV_CHECK(method == BALANCEKV_METHOD_BALANCE ||
+                      method == BALANCEKV_METHOD_UNIFORM,
                   "params.method must be balance or uniform");
   if (std::string bad = toParams(*p).validate(); !bad.empty())
     return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, "params." + bad);

@@ -193,7 +193,7 @@ std::vector<double> snapkvScores(const HeadInput &in, int64_t n, int64_t d,
                                  int64_t pool) {
   std::vector<double> mass(n, 0.0), logits(n);
   for (int64_t r = 0; r < in.queryRows; ++r) {
-    const double *q = &in.queries[r * d];
+    const double *q = in.queries.data() + r * d; // d may be 0
     double mx = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
       double s = 0;
@@ -360,7 +360,8 @@ Status compress(const TensorRef &key, const TensorRef &value,
                rows * D, in.queries);
     }
     selectHead(in, N, D, Dv, o, scale, lay, uint32_t(b), uint32_t(h),
-               &out.indices[bh * out.m], &out.logWeights[bh * out.m]);
+               out.indices.data() + bh * out.m,
+               out.logWeights.data() + bh * out.m); // m may be 0
   });
   return {};
 }
@@ -422,7 +423,7 @@ Status attention(const TensorRef &q, const TensorRef &k, const TensorRef &v,
       double z = 0;
       for (int64_t j = 0; j < visible; ++j)
         z += (logits[j] = std::exp(logits[j] - mx));
-      double *o_ = &out[(bq * L + l) * Dv];
+      double *o_ = out.data() + (bq * L + l) * Dv; // Dv may be 0
       for (int64_t j = 0; j < visible; ++j)
         for (int64_t x = 0; x < Dv; ++x)
           o_[x] += logits[j] / z * v.at((kvBase + j) * Dv + x);

@@ -16,7 +16,8 @@
 namespace {
 
 struct CompressCall {
-  balancekv_dtype dtype = BALANCEKV_DTYPE_BF16;
+  // An int: tests pass values outside the enum, as C callers can.
+  int dtype = BALANCEKV_DTYPE_BF16;
   int dummy = 0;
   balancekv_tensor key{&dummy, {8 * 64 * 128, 64 * 128, 128, 1}};
   balancekv_tensor value{&dummy, {8 * 64 * 128, 64 * 128, 128, 1}};
@@ -28,7 +29,7 @@ struct CompressCall {
   size_t wsBytes = 1 << 20;
   CompressCall() { balancekv_compress_params_init(&params); }
   balancekv_status run() {
-    return balancekv_compress(dtype, key, value, batch, heads, n, d, dv,
+    return balancekv_compress(balancekv_dtype(dtype), key, value, batch, heads, n, d, dv,
                               &params, outKey, outValue, &lw, nullptr, &dummy,
                               wsBytes, nullptr);
   }
@@ -78,7 +79,7 @@ TEST(RuntimeApi, CompressAcceptsAnEmptyCache) {
     (which == 0 ? c.n : which == 1 ? c.batch : c.heads) = 0;
     c.key.data = c.value.data = nullptr;
     c.outKey.data = c.outValue.data = nullptr;
-    EXPECT_EQ(balancekv_compress(c.dtype, c.key, c.value, c.batch, c.heads,
+    EXPECT_EQ(balancekv_compress(balancekv_dtype(c.dtype), c.key, c.value, c.batch, c.heads,
                                  c.n, c.d, c.dv, &c.params, c.outKey,
                                  c.outValue, /*out_log_weights=*/nullptr,
                                  nullptr, nullptr, 0, nullptr),
@@ -137,7 +138,7 @@ TEST(RuntimeApi, CompressRejectsBadArguments) {
   }
   {
     CompressCall c;
-    c.dtype = balancekv_dtype(9);
+    c.dtype = 9;
     expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "dtype");
   }
   {
@@ -204,7 +205,7 @@ TEST(RuntimeApi, CompressRejectsBadArguments) {
   {
     CompressCall c;
     CompressCall *self = &c;
-    expectError(balancekv_compress(self->dtype, self->key, self->value, 1, 8,
+    expectError(balancekv_compress(balancekv_dtype(self->dtype), self->key, self->value, 1, 8,
                                    64, 128, 128, &self->params, self->outKey,
                                    self->outValue, nullptr, nullptr,
                                    &self->dummy, self->wsBytes, nullptr),
@@ -233,7 +234,8 @@ TEST(RuntimeApi, CompressRejectsBadArguments) {
 
 struct DecodeCall {
   int dummy = 0;
-  balancekv_dtype dtype = BALANCEKV_DTYPE_BF16;
+  // An int: tests pass values outside the enum, as C callers can.
+  int dtype = BALANCEKV_DTYPE_BF16;
   balancekv_tensor q{&dummy, {32 * 128, 128, 128, 1}};
   balancekv_tensor k{&dummy, {8 * 1024 * 128, 1024 * 128, 128, 1}};
   balancekv_tensor v{&dummy, {8 * 1024 * 128, 1024 * 128, 128, 1}};
@@ -244,7 +246,7 @@ struct DecodeCall {
   size_t wsBytes = 1 << 24;
   balancekv_status run() {
     return balancekv_weighted_decode_attention(
-        dtype, q, k, v, nullptr, nullptr, batch, qHeads, kvHeads, l, m, d, dv,
+        balancekv_dtype(dtype), q, k, v, nullptr, nullptr, batch, qHeads, kvHeads, l, m, d, dv,
         scale, 0, out, &dummy, wsBytes, nullptr);
   }
 };
@@ -289,7 +291,7 @@ TEST(RuntimeApi, DecodeRejectsBadArguments) {
   }
   {
     DecodeCall c;
-    c.dtype = balancekv_dtype(5);
+    c.dtype = 5;
     expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "dtype");
   }
   {
