@@ -145,8 +145,17 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
       for (int e = tid; e < rows / 4; e += nthreads) {
         const int64_t j = t0 + 4 * e;
         const int64_t left = len - j;
-        const int bytes = left <= 0 ? 0 : left >= 4 ? 16 : 4 * int(left);
-        copyAsync16Fill(lwd + 4 * e, lwHead + (bytes ? j : 0), bytes);
+        if (left >= 4 || left <= 0) {
+          copyAsync16Fill(lwd + 4 * e, lwHead + (left > 0 ? j : 0),
+                          left > 0 ? 16 : 0);
+        } else {
+          // The last 1-3 weights: 4-byte copies, so that no 16-byte access
+          // reaches past the tensor (compute-sanitizer initcheck flagged the
+          // zero-filling 16-byte form at the end of an M = 70 cache).
+          for (int i = 0; i < 4; ++i)
+            copyAsync4Fill(lwd + 4 * e + i, lwHead + (i < left ? j + i : 0),
+                           i < left ? 4 : 0);
+        }
       }
     } else if (asyncLw) {
       for (int e = tid; e < rows; e += nthreads) {
