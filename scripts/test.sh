@@ -25,5 +25,22 @@ passed=$(count Passed "Expectedly Failed")
 failed=$(count Failed "Unexpectedly Passed" Unresolved "Timed Out")
 skipped=$(count Unsupported Skipped Excluded)
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+
+# The reliability suite (docs/reliability.md): the same tests on an
+# ASan+UBSan build, then bounded fuzz runs. BALANCEKV_SANITIZER_SUITE=0
+# skips it.
+if [ "${BALANCEKV_SANITIZER_SUITE:-1}" != 0 ]; then
+  sanlog="$build/sanitizers.log"
+  bash "$root/scripts/sanitize.sh" 2>&1 | tee "$sanlog"
+  line=$(grep -E "^sanitizers: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$" "$sanlog" | tail -n 1)
+  if [ -n "$line" ]; then
+    read -r sp sf ss <<<"$(echo "$line" | sed -E 's/^sanitizers: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/')"
+    passed=$((passed + sp)); failed=$((failed + sf)); skipped=$((skipped + ss))
+  else
+    failed=$((failed + 1)) # the sanitizer build itself failed
+  fi
+else
+  echo "sanitizer suite skipped (BALANCEKV_SANITIZER_SUITE=0)"
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

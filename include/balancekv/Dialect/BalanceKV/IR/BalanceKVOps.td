@@ -46,6 +46,11 @@ def BalanceKV_AttentionOp : BalanceKV_Op<"attention",
       sits at `kv_len[b] - L + i`. Every back end (reference, CPU and GPU
       lowerings, CUDA kernels) clamps `kv_len[b]` to `[0, N]` first: a
       negative length sees no key (zeros), one past `N` is `N`.
+    - Range: the compiled back ends compute logits in f32 (the reference in
+      f64). Where `|scale * <q, k>|` overflows f32 (about 3.4e38, e.g. keys
+      near the f32 maximum) they give NaN; scale such inputs down first.
+      Head counts that the verifier cannot see (dynamic `Hq`, `Hkv`) are
+      checked when the program runs.
 
     Example:
 
