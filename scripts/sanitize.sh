@@ -27,21 +27,8 @@ ninja -C "$build" || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 # Leaks are reported too; one report fails the test that made it.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
-log="$build/test-results.log"
-/usr/lib/llvm-22/bin/lit -sv "$build/test" "$build/test/Unit" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-count() {
-  local n=0 v
-  for name in "$@"; do
-    v=$(sed -nE "s/^ *${name} *: *([0-9]+).*/\1/p" "$log" | tail -n 1)
-    n=$((n + ${v:-0}))
-  done
-  echo "$n"
-}
-passed=$(count Passed "Expectedly Failed")
-failed=$(count Failed "Unexpectedly Passed" Unresolved "Timed Out")
-skipped=$(count Unsupported Skipped Excluded)
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+source "$root/scripts/lit-suite.sh"
+run_lit_suite "$build"
 
 # Bounded, reproducible fuzz runs (about a minute each on 2 cores; the
 # structured target runs its programs through every pipeline, so it is slower).

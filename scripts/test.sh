@@ -9,22 +9,8 @@ bash "$root/scripts/build.sh" || { echo "0 passed, 1 failed, 0 skipped"; exit 1;
 
 bash "$root/scripts/setup-triton.sh" "$build"
 
-log="$build/test-results.log"
-/usr/lib/llvm-22/bin/lit -sv "$build/test" "$build/test/Unit" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-
-count() { # sums lit's summary lines for the given result names
-  local n=0 v
-  for name in "$@"; do
-    v=$(sed -nE "s/^ *${name} *: *([0-9]+).*/\1/p" "$log" | tail -n 1)
-    n=$((n + ${v:-0}))
-  done
-  echo "$n"
-}
-passed=$(count Passed "Expectedly Failed")
-failed=$(count Failed "Unexpectedly Passed" Unresolved "Timed Out")
-skipped=$(count Unsupported Skipped Excluded)
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+source "$root/scripts/lit-suite.sh"
+run_lit_suite "$build"
 
 # The reliability suite (docs/reliability.md): the same tests on an
 # ASan+UBSan build, then bounded fuzz runs. BALANCEKV_SANITIZER_SUITE=0

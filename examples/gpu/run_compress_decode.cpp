@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "GpuCheck.h"
 #include "kernels/reference/Reference.h"
-#include "mlir/ExecutionEngine/CRunnerUtils.h"
 
 #include <cuda_runtime.h>
 
@@ -22,31 +22,12 @@
 
 extern "C" void mgpuMemFree(void *ptr, void *stream);
 
+using balancekv::gpucheck::CompressResult;
+using balancekv::gpucheck::MemRef;
+
 namespace {
 
 constexpr int64_t B = 2, Hkv = 2, Hq = 8, N = 2112, D = 128, M = 576;
-
-/// MLIR's memref descriptor (the elements are only passed through).
-template <int Rank> using MemRef = StridedMemRefType<char, Rank>;
-
-template <int Rank>
-MemRef<Rank> describe(void *ptr, const int64_t (&shape)[Rank]) {
-  MemRef<Rank> m;
-  m.basePtr = m.data = static_cast<char *>(ptr);
-  m.offset = 0;
-  int64_t stride = 1;
-  for (int i = Rank - 1; i >= 0; --i) {
-    m.sizes[i] = shape[i];
-    m.strides[i] = stride;
-    stride *= shape[i];
-  }
-  return m;
-}
-
-struct CompressResult {
-  MemRef<4> key, value;
-  MemRef<3> logWeights;
-};
 
 } // namespace
 
@@ -60,27 +41,15 @@ void _mlir_ciface_full_attention(MemRef<4> *, MemRef<4> *, MemRef<4> *,
 
 namespace {
 
+using namespace balancekv::gpucheck;
 using balancekv::DType;
 using balancekv::reference::Tensor;
-
-bool failed = false;
-
-void check(bool ok, const char *what, double value = 0) {
-  std::printf("%-48s %-4s %.3g\n", what, ok ? "ok" : "FAIL", value);
-  failed |= !ok;
-}
 
 void *upload(const Tensor &t) {
   void *p = nullptr;
   cudaMalloc(&p, t.bytes.size());
   cudaMemcpy(p, t.bytes.data(), t.bytes.size(), cudaMemcpyHostToDevice);
   return p;
-}
-
-std::vector<uint8_t> download(const void *p, size_t bytes) {
-  std::vector<uint8_t> out(bytes);
-  cudaMemcpy(out.data(), p, bytes, cudaMemcpyDeviceToHost);
-  return out;
 }
 
 Tensor randomTensor(std::vector<int64_t> shape, std::mt19937 &rng) {
@@ -102,11 +71,8 @@ double decodeError(const std::vector<uint8_t> &got,
 } // namespace
 
 int main() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("no CUDA device\n");
+  if (!haveDevice())
     return 2;
-  }
   std::mt19937 rng(7);
   Tensor k = randomTensor({B, Hkv, N, D}, rng),
          v = randomTensor({B, Hkv, N, D}, rng),
@@ -115,8 +81,8 @@ int main() {
   for (int64_t i = 0; i < k.numElements(); ++i)
     k.set(i, float(k.at(i) + 0.5 * std::sin(double(i % D))));
   void *dk = upload(k), *dv = upload(v), *dq = upload(q);
-  MemRef<4> mk = describe(dk, {B, Hkv, N, D}),
-            mv = describe(dv, {B, Hkv, N, D}), mq = describe(dq, {B, Hq, 1, D});
+  MemRef<4> mk = describe<4>(dk, {B, Hkv, N, D}),
+            mv = describe<4>(dv, {B, Hkv, N, D}), mq = describe<4>(dq, {B, Hq, 1, D});
 
   // Compression: the same rows and log-weights as the reference.
   CompressResult c;
