@@ -129,6 +129,15 @@ void _mlir_ciface_decode_clamped(MemRef<4> *, MemRef<4> *, MemRef<4> *,
                                  MemRef<4> *, MemRef<3> *, MemRef<1> *);
 void _mlir_ciface_attention_odd(MemRef<4> *, MemRef<4> *, MemRef<4> *,
                                 MemRef<4> *);
+// The memref entry points of --balancekv-lower-to-runtime-calls
+// (kernels/cuda/MemRefShim.cpp).
+int32_t _mlir_ciface_balancekv_rt_compress_bf16(
+    MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<3> *, int32_t,
+    int64_t, int64_t, int64_t, int64_t, double, double, double, int64_t,
+    float);
+int32_t _mlir_ciface_balancekv_rt_weighted_decode_bf16(
+    MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<3> *, int32_t, MemRef<1> *,
+    int32_t, MemRef<4> *, float, int32_t);
 }
 
 namespace {
@@ -473,6 +482,37 @@ std::vector<uint8_t> runApi(int which) {
   }
 }
 
+/// The memref shim on an empty cache: compression of N = 0 tokens (null
+/// data everywhere) and decode over M = 0 keys (null keys and values; the
+/// output must be zeros, not left unwritten).
+std::vector<uint8_t> runShimEmptyCache() {
+  MemRef<4> k = describe<4>(nullptr, {1, 2, 0, 64}),
+            v = describe<4>(nullptr, {1, 2, 0, 64}),
+            ck = describe<4>(nullptr, {1, 2, 0, 64}),
+            cv = describe<4>(nullptr, {1, 2, 0, 64});
+  MemRef<3> lw = describe<3>(nullptr, {1, 2, 0});
+  int32_t st = _mlir_ciface_balancekv_rt_compress_bf16(
+      &k, &v, &ck, &cv, &lw, BALANCEKV_METHOD_BALANCE, 2, 128, 32, 32, 4.0, 1.0,
+      0.025, 0, 0.0f);
+  check(st == BALANCEKV_STATUS_OK, "memref shim compress, N = 0");
+  Tensor q = randomTensor(DType::BF16, {1, 4, 1, 64}, 14);
+  DeviceBuffer dq(q.bytes.data(), q.bytes.size());
+  DeviceBuffer out(size_t(1 * 4 * 1 * 64) * 2);
+  MemRef<4> mq = describe<4>(dq.data, q.shape),
+            mo = describe<4>(out.data, {1, 4, 1, 64});
+  MemRef<1> lens = describe<1>(nullptr, {1});
+  st = _mlir_ciface_balancekv_rt_weighted_decode_bf16(
+      &mq, &k, &v, &lw, 1, &lens, 0, &mo, 0.125f, 1);
+  cudaDeviceSynchronize();
+  auto got = out.download();
+  bool zeros = true;
+  for (uint8_t byte : got)
+    zeros &= byte == 0;
+  check(st == BALANCEKV_STATUS_OK && zeros,
+        "memref shim decode, M = 0: zeros");
+  return got;
+}
+
 } // namespace
 
 int main() {
@@ -488,6 +528,8 @@ int main() {
     check(first == second,
           "C API case " + std::to_string(i) + ": identical bytes run to run");
   }
+  auto first = runShimEmptyCache(), second = runShimEmptyCache();
+  check(first == second, "memref shim: identical bytes run to run");
   // Value dims the decode kernel does not take are refused, not misread.
   balancekv_tensor t{reinterpret_cast<void *>(16), {0, 0, 0, 1}};
   balancekv_mutable_tensor mt{reinterpret_cast<void *>(16), {0, 0, 0, 1}};

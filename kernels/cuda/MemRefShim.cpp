@@ -48,6 +48,15 @@ bool onDevice(const void *p) {
   return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
+/// A buffer the kernels may use: device memory, or no element at all (an
+/// empty cache or result, whose data pointer may be anything, even null).
+template <int N> bool deviceOrEmpty(const MemRef<N> *m) {
+  for (int i = 0; i < N; ++i)
+    if (m->sizes[i] == 0)
+      return true;
+  return onDevice(m->data);
+}
+
 int32_t notOnDevice() {
   return balancekv::cuda::reportError(
       BALANCEKV_STATUS_INVALID_ARGUMENT,
@@ -92,8 +101,8 @@ int32_t compress(balancekv_dtype dt, int elem, MemRef<4> *k, MemRef<4> *v,
     return balancekv::cuda::reportError(
         BALANCEKV_STATUS_UNSUPPORTED,
         "balancekv_rt_compress: log-weights must be contiguous");
-  if (!onDevice(k->data) || !onDevice(v->data) || !onDevice(ck->data) ||
-      !onDevice(cv->data) || !onDevice(lw->data))
+  if (!deviceOrEmpty(k) || !deviceOrEmpty(v) || !deviceOrEmpty(ck) ||
+      !deviceOrEmpty(cv) || !deviceOrEmpty(lw))
     return notOnDevice();
   Workspace ws(bytes);
   if (ws.err != cudaSuccess)
@@ -115,9 +124,9 @@ int32_t decode(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
           q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], v->sizes[3],
           &bytes))
     return s;
-  if (!onDevice(q->data) || !onDevice(k->data) || !onDevice(v->data) ||
-      !onDevice(out->data) || (hasLw && !onDevice(lw->data)) ||
-      (hasLens && !onDevice(lens->data)))
+  if (!deviceOrEmpty(q) || !deviceOrEmpty(k) || !deviceOrEmpty(v) ||
+      !deviceOrEmpty(out) || (hasLw && !deviceOrEmpty(lw)) ||
+      (hasLens && !deviceOrEmpty(lens)))
     return notOnDevice();
   Workspace ws(bytes);
   if (ws.err != cudaSuccess)
