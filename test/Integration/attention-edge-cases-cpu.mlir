@@ -1,6 +1,7 @@
 // REQUIRES: mlir-runner
 // Edge cases of attention through --balancekv-cpu-pipeline, executed.
-// 1-4: dynamic head counts and sizes give what static shapes give: all-dynamic MHA, GQA 4/2 with
+// 1-4: dynamic head counts and sizes give what static shapes give (2b:
+// dynamic Hq over a static Hkv): all-dynamic MHA, GQA 4/2 with
 // every dimension dynamic, static Hq with dynamic Hkv, weighted_attention
 // with dynamic Hkv. (MLIR 22's expand-strided-metadata crashed on the
 // [B, Hkv, G, L, D] view of Q that these used to get.) Head counts that do
@@ -12,6 +13,8 @@
 // RUN:   | FileCheck %s
 // RUN: balancekv-opt %s --balancekv-cpu-pipeline \
 // RUN:   | not --crash mlir-runner -e bad_groups -entry-point-result=void -shared-libs=%mlir_lib_dir/libmlir_c_runner_utils.so
+// RUN: balancekv-opt %s --balancekv-cpu-pipeline \
+// RUN:   | not --crash mlir-runner -e bad_groups_static_kv -entry-point-result=void -shared-libs=%mlir_lib_dir/libmlir_c_runner_utils.so
 
 // 5: kv_len out of [0, N] is clamped (the op's contract, as the reference and
 // the CUDA kernels do): kv_len (-3, 100) with N = 40, causal, equals
@@ -23,6 +26,7 @@
 // Max |dynamic - static| per case, then max |kv_len (-3, 100) - (0, 40)|,
 // max |row with no key| and max |loop - unrolled|.
 // CHECK: 0
+// CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
@@ -134,6 +138,14 @@ func.func @main() {
       : tensor<1x4x3x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32> -> tensor<1x4x3x16xf32>
   %r2d = tensor.cast %r2 : tensor<1x4x3x16xf32> to tensor<?x?x?x?xf32>
   call @maxdiff(%o2, %r2d) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
+  // 2b. GQA 4/2 with dynamic Hq and static Hkv (query 0 of each head).
+  %q2b = tensor.extract_slice %q2s[0, 0, 0, 0] [1, 4, 1, 16] [1, 1, 1, 1] : tensor<1x4x3x16xf32> to tensor<1x4x1x16xf32>
+  %q2bd = tensor.cast %q2b : tensor<1x4x1x16xf32> to tensor<1x?x1x16xf32>
+  %o2b = call @attention_dynamic_q_heads(%q2bd, %k1s, %v1s) : (tensor<1x?x1x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32>) -> tensor<1x?x1x16xf32>
+  %r2b = balancekv.attention %q2b, %k1s, %v1s : tensor<1x4x1x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32> -> tensor<1x4x1x16xf32>
+  %o2bd = tensor.cast %o2b : tensor<1x?x1x16xf32> to tensor<?x?x?x?xf32>
+  %r2bd = tensor.cast %r2b : tensor<1x4x1x16xf32> to tensor<?x?x?x?xf32>
+  call @maxdiff(%o2bd, %r2bd) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
 
   // 3. Static Hq = 4 with a dynamic Hkv = 2, causal, Dv = 8.
   %v3 = call @make(%c1, %c2, %c40, %c8, %p2) : (index, index, index, index, f32) -> tensor<?x?x?x?xf32>
@@ -211,5 +223,27 @@ func.func @bad_groups() {
   %q = call @make(%c1, %c3, %c1, %c16, %p0) : (index, index, index, index, f32) -> tensor<?x?x?x?xf32>
   %k = call @make(%c1, %c2, %c40, %c16, %p0) : (index, index, index, index, f32) -> tensor<?x?x?x?xf32>
   %o = call @attention_dynamic(%q, %k, %k) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> tensor<?x?x?x?xf32>
+  return
+}
+
+// 3 query heads (dynamic) over 2 static KV heads.
+func.func @attention_dynamic_q_heads(%q: tensor<1x?x1x16xf32>, %k: tensor<1x2x40x16xf32>, %v: tensor<1x2x40x16xf32>) -> tensor<1x?x1x16xf32> {
+  %o = balancekv.attention %q, %k, %v
+      : tensor<1x?x1x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32> -> tensor<1x?x1x16xf32>
+  return %o : tensor<1x?x1x16xf32>
+}
+
+func.func @bad_groups_static_kv() {
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %c16 = arith.constant 16 : index
+  %c40 = arith.constant 40 : index
+  %p0 = arith.constant 0.0 : f32
+  %q = call @make(%c1, %c3, %c1, %c16, %p0) : (index, index, index, index, f32) -> tensor<?x?x?x?xf32>
+  %k = call @make(%c1, %c2, %c40, %c16, %p0) : (index, index, index, index, f32) -> tensor<?x?x?x?xf32>
+  %qd = tensor.cast %q : tensor<?x?x?x?xf32> to tensor<1x?x1x16xf32>
+  %ks = tensor.cast %k : tensor<?x?x?x?xf32> to tensor<1x2x40x16xf32>
+  %o = call @attention_dynamic_q_heads(%qd, %ks, %ks) : (tensor<1x?x1x16xf32>, tensor<1x2x40x16xf32>, tensor<1x2x40x16xf32>) -> tensor<1x?x1x16xf32>
   return
 }

@@ -42,39 +42,33 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
                Hkv = size(a.key, 1), L = size(a.query, 2),
                D = size(a.query, 3), N = size(a.key, 2), Dv = size(a.value, 3);
   Value key = a.key, value = a.value, logWeights = a.logWeights;
-  // G = Hq / Hkv.
+  // G = Hq / Hkv. Head counts the verifier cannot see are checked when the
+  // program runs (a wrong grouping would read past the KV heads).
   OpFoldResult G;
   auto hq = getConstantIntValue(Hq), hkv = getConstantIntValue(Hkv);
+  Value group;
   if (hq && hkv) {
     G = b.getIndexAttr(*hq / *hkv);
-  } else if (hkv) {
-    G = arith::DivUIOp::create(
-            b, getValueOrCreateConstantIndexOp(b, b.getLoc(), Hq),
-            cIdx(b, *hkv))
-            .getResult();
   } else {
-    // A dynamic KV head count: Q cannot be viewed as [B, Hkv, G, L, D] (two
-    // dynamic sizes in one expand_shape group, which MLIR 22's
-    // expand-strided-metadata cannot lower), so K, V and the log-weights are
-    // broadcast to the query heads instead (G = 1). The verifier cannot check
-    // dynamic head counts: the program checks them when it runs.
     Value hqV = getValueOrCreateConstantIndexOp(b, b.getLoc(), Hq);
     Value hkvV = getValueOrCreateConstantIndexOp(b, b.getLoc(), Hkv);
     Value zero = cIdx(b, 0);
+    Value safeHkv = arith::MaxUIOp::create(b, hkvV, cIdx(b, 1));
     Value divides = arith::AndIOp::create(
-        b,
-        arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, hkvV, zero),
-        arith::CmpIOp::create(
-            b, arith::CmpIPredicate::eq,
-            arith::RemUIOp::create(
-                b, hqV,
-                arith::MaxUIOp::create(b, hkvV, cIdx(b, 1))),
-            zero));
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, hkvV, zero),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                              arith::RemUIOp::create(b, hqV, safeHkv), zero));
     cf::AssertOp::create(b, divides,
                          "balancekv attention: the query head count must be "
                          "a positive multiple of the KV head count");
-    Value group = arith::DivUIOp::create(
-        b, hqV, arith::MaxUIOp::create(b, hkvV, cIdx(b, 1)));
+    group = arith::DivUIOp::create(b, hqV, safeHkv);
+    G = group;
+  }
+  if (!hkv) {
+    // A dynamic KV head count: Q cannot be viewed as [B, Hkv, G, L, D] (two
+    // dynamic sizes in one expand_shape group, which MLIR 22's
+    // expand-strided-metadata cannot lower), so K, V and the log-weights are
+    // broadcast to the query heads instead (G = 1).
     auto broadcastHeads = [&](Value t) {
       auto type = cast<RankedTensorType>(t.getType());
       SmallVector<OpFoldResult> shape;
