@@ -2,13 +2,12 @@
 # Runs one libFuzzer target of the sanitizer build (scripts/sanitize.sh).
 # Usage: scripts/fuzz.sh balancekv-fuzz-mlir|balancekv-fuzz-ops
 #          (--runs N | --seconds S) [libFuzzer flags...]
-# --runs gives a reproducible run (seed 1); --seconds a long one. libFuzzer
-# runs in fork mode and goes on after a crash; each crash, hang, leak or
-# out-of-memory input is then run again and triaged: a crash inside MLIR's
-# own parser on mutated text (its stack runs through mlir::parseSourceString
-# and never reaches a pass) is an upstream bug, kept under
-# fuzz-findings/upstream/ and listed; anything else is a finding of ours and
-# fails the run. The corpus grows in $FUZZ_BUILD_DIR/fuzz-corpus/TARGET
+# --runs gives a reproducible run (seeds 1, 2, ...); --seconds a long one.
+# Each crash, hang, leak or out-of-memory input is triaged from its report:
+# a crash inside MLIR's own parser on mutated text (its stack runs through
+# mlir::parseSourceString and never reaches a pass) is an upstream bug, kept
+# under fuzz-findings/upstream/ and listed, and the run goes on; anything
+# else is a finding of ours and ends the run with a failure. The corpus grows in $FUZZ_BUILD_DIR/fuzz-corpus/TARGET
 # (seeded from test/ for the MLIR target, plus the committed test/Fuzz
 # inputs); findings land in $FUZZ_BUILD_DIR/fuzz-findings/.
 set -uo pipefail
@@ -35,28 +34,63 @@ fi
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 # -timeout: a hang is a finding (the raise pass once walked 1e10 mask
 # elements); -rss_limit_mb: so is a blow-up of memory.
-flags=(-timeout=20 -rss_limit_mb=4096 -max_len=4096)
-(cd "$findings" && "$binary" "${limit[@]}" "${flags[@]}" -fork=1 \
-  -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-  -artifact_prefix="$findings/$target-" "${extra[@]}" "$corpus" \
-  "$root/test/Fuzz/$target") > "$findings/$target.log" 2>&1
-grep -E "^#[0-9]+: cov|INFO: fuzzed for|exec/s" "$findings/$target.log" | tail -n 3
+flags=(-timeout=20 -rss_limit_mb=4096 -max_len=4096 -print_final_stats=1)
+log="$findings/$target.log"
+: > "$log"
 
+# libFuzzer stops at the first crash. Crashes of MLIR's own parser on
+# mutated text are upstream bugs (below), so the run goes on after one,
+# from the grown corpus with the next seed, until the budget is spent; any
+# other crash ends it. (Fork mode would go on by itself, but restarts a
+# process per job and runs at a fifth of the speed.)
+executed=0 start=$SECONDS attempt=0
+budget_left() {
+  if [ -n "$runs" ]; then [ "$executed" -lt "$runs" ]
+  else [ $((SECONDS - start)) -lt "$seconds" ]; fi
+}
+runs="" seconds=""
+case "${limit[0]}" in
+  -runs=*) runs="${limit[0]#-runs=}" ;;
+  -max_total_time=*) seconds="${limit[0]#-max_total_time=}" ;;
+esac
 status=0
-for input in "$findings/$target"-{crash,timeout,leak,oom}-*; do
-  [ -e "$input" ] || continue
-  report="$findings/$(basename "$input").report"
-  (cd "$findings" && "$binary" "${flags[@]}" "$input") > "$report" 2>&1
-  if grep -q "mlir::parseSourceString" "$report" &&
-     ! grep -q "balancekv-fuzz: FINDING" "$report"; then
-    frame=$(grep -m1 -E "^ +#[0-9]+ .* in mlir::.*::parse\(" "$report" |
-            sed -E 's/.* in //; s/\(.*//')
-    echo "fuzz: upstream MLIR parser bug (not ours), in $frame: $(basename "$input")"
-    mv "$input" "$report" "$findings/upstream/"
-  else
-    echo "fuzz: FINDING: $input (report: $report)"
-    status=1
-  fi
+while budget_left && [ "$attempt" -lt 200 ]; do
+  attempt=$((attempt + 1))
+  if [ -n "$runs" ]; then step=(-runs=$((runs - executed)) -seed=$attempt)
+  else step=(-max_total_time=$((seconds - (SECONDS - start))) -seed=$attempt); fi
+  before=$(ls "$findings" | grep -c "^$target-" || true)
+  (cd "$findings" && "$binary" "${step[@]}" "${flags[@]}" \
+    -artifact_prefix="$findings/$target-" "${extra[@]}" "$corpus" \
+    "$root/test/Fuzz/$target") > "$findings/$target.attempt.log" 2>&1
+  cat "$findings/$target.attempt.log" >> "$log"
+  done_now=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' \
+               "$findings/$target.attempt.log" | tail -n 1)
+  [ -n "$done_now" ] || done_now=$(grep -oE "^#[0-9]+" \
+    "$findings/$target.attempt.log" | tail -n 1 | tr -d '#')
+  executed=$((executed + ${done_now:-0}))
+  after=$(ls "$findings" | grep -c "^$target-" || true)
+  [ "$after" -gt "$before" ] || break # ended without a crash: budget spent
+  # Triage the new crash; stop unless it is upstream's.
+  for input in "$findings/$target"-{crash,timeout,leak,oom}-*; do
+    [ -e "$input" ] || continue
+    report="$findings/$(basename "$input").report"
+    cp "$findings/$target.attempt.log" "$report"
+    if grep -q "mlir::parseSourceString" "$report" &&
+       ! grep -q "balancekv-fuzz: FINDING" "$report"; then
+      frame=$(grep -m1 -E "^ +#[0-9]+ .* in mlir::.*::parse\(" "$report" |
+              sed -E 's/.* in //; s/\(.*//')
+      echo "fuzz: upstream MLIR parser bug (not ours), in $frame: $(basename "$input")"
+      # Out of the corpus too (libFuzzer names corpus files by their SHA-1),
+      # so that the next run does not load it again.
+      rm -f "$corpus/$(sha1sum "$input" | cut -d' ' -f1)"
+      mv "$input" "$report" "$findings/upstream/"
+    else
+      echo "fuzz: FINDING: $input (report: $report)"
+      status=1
+    fi
+  done
+  [ $status -eq 0 ] || break
 done
+echo "fuzz: $target: $executed executions in $((SECONDS - start)) s, $attempt run(s)"
 [ $status -eq 0 ] && echo "fuzz: $target: no finding of ours"
 exit $status

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Runtime/BalanceKVRuntime.h"
+#include "balancekv/Runtime/RuntimeCallABI.h"
 #include "kernels/cuda/Launch.h"
 #include "mlir/ExecutionEngine/CRunnerUtils.h"
 
@@ -17,6 +18,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 
 namespace {
 
@@ -77,14 +79,32 @@ struct Workspace {
   }
 };
 
-int32_t compress(balancekv_dtype dt, int elem, MemRef<4> *k, MemRef<4> *v,
-                 MemRef<4> *ck, MemRef<4> *cv, MemRef<3> *lw, int32_t method,
-                 int64_t rounds, int64_t block, int64_t sink, int64_t recent,
-                 double gamma, double temperature, double c0, int64_t seed,
-                 float scale) {
-  balancekv_compress_params p{balancekv_method(method),
+// Parameter lists generated from RuntimeCallABI.h (the lowering builds its
+// calls from the same tables).
+#define BALANCEKV_ABI_MEMREF1 MemRef<1> *
+#define BALANCEKV_ABI_MEMREF3 MemRef<3> *
+#define BALANCEKV_ABI_MEMREF4 MemRef<4> *
+#define BALANCEKV_ABI_I32 int32_t
+#define BALANCEKV_ABI_I64 int64_t
+#define BALANCEKV_ABI_F32 float
+#define BALANCEKV_ABI_F64 double
+#define BALANCEKV_ABI_PARAM(KIND, NAME) , BALANCEKV_ABI_##KIND NAME
+#define BALANCEKV_ABI_ARG(KIND, NAME) , NAME
+#define BALANCEKV_ABI_DROP_FIRST(first, ...) __VA_ARGS__
+#define BALANCEKV_ABI_APPLY(macro, ...) macro(__VA_ARGS__)
+/// `TABLE`'s parameters as a declaration list / as call arguments.
+#define BALANCEKV_ABI_PARAMS(TABLE)                                            \
+  BALANCEKV_ABI_APPLY(BALANCEKV_ABI_DROP_FIRST, 0 TABLE(BALANCEKV_ABI_PARAM))
+#define BALANCEKV_ABI_ARGS(TABLE)                                              \
+  BALANCEKV_ABI_APPLY(BALANCEKV_ABI_DROP_FIRST, 0 TABLE(BALANCEKV_ABI_ARG))
+
+int32_t compress(balancekv_dtype dt, int elem,
+                 BALANCEKV_ABI_PARAMS(BALANCEKV_RT_COMPRESS_PARAMS)) {
+  MemRef<4> *k = key, *v = value, *ck = compressed_key, *cv = compressed_value;
+  MemRef<3> *lw = log_weights;
+  balancekv_compress_params p{BALANCEKV_METHOD_BALANCE,
                               rounds,
-                              block,
+                              block_size,
                               sink,
                               recent,
                               gamma,
@@ -92,6 +112,10 @@ int32_t compress(balancekv_dtype dt, int elem, MemRef<4> *k, MemRef<4> *v,
                               c0,
                               uint64_t(seed),
                               scale};
+  // The C enum's bits as the caller passed them (the C API checks the value;
+  // an int outside the enum must not be converted to it).
+  static_assert(sizeof p.method == sizeof method, "C enums are int-sized");
+  std::memcpy(&p.method, &method, sizeof method);
   size_t bytes = 0;
   if (balancekv_status s = balancekv_compress_workspace_size(
           k->sizes[0], k->sizes[1], k->sizes[2], &p, &bytes))
@@ -116,9 +140,12 @@ int32_t compress(balancekv_dtype dt, int elem, MemRef<4> *k, MemRef<4> *v,
       bytes, nullptr);
 }
 
-int32_t decode(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
-               MemRef<4> *v, MemRef<3> *lw, int32_t hasLw, MemRef<1> *lens,
-               int32_t hasLens, MemRef<4> *out, float scale, int32_t causal) {
+int32_t decode(balancekv_dtype dt, int elem,
+               BALANCEKV_ABI_PARAMS(BALANCEKV_RT_WEIGHTED_DECODE_PARAMS)) {
+  MemRef<4> *q = query, *k = key, *v = value;
+  MemRef<3> *lw = log_weights;
+  MemRef<1> *lens = kv_len;
+  const int32_t hasLw = has_log_weights, hasLens = has_kv_len;
   size_t bytes = 0;
   if (balancekv_status s = balancekv_weighted_decode_workspace_size(
           q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], v->sizes[3],
@@ -154,21 +181,17 @@ int32_t loud(const char *entry, int32_t status) {
 
 #define BALANCEKV_SHIM(SUFFIX, DTYPE, ELEM)                                    \
   extern "C" int32_t _mlir_ciface_balancekv_rt_compress_##SUFFIX(              \
-      MemRef<4> *k, MemRef<4> *v, MemRef<4> *ck, MemRef<4> *cv, MemRef<3> *lw, \
-      int32_t method, int64_t rounds, int64_t block, int64_t sink,             \
-      int64_t recent, double gamma, double temperature, double c0,             \
-      int64_t seed, float scale) {                                             \
-    return loud("balancekv_rt_compress_" #SUFFIX,                              \
-                compress(DTYPE, ELEM, k, v, ck, cv, lw, method, rounds, block, \
-                         sink, recent, gamma, temperature, c0, seed, scale));  \
+      BALANCEKV_ABI_PARAMS(BALANCEKV_RT_COMPRESS_PARAMS)) {                    \
+    return loud(BALANCEKV_RT_COMPRESS_PREFIX #SUFFIX,                          \
+                compress(DTYPE, ELEM,                                          \
+                         BALANCEKV_ABI_ARGS(BALANCEKV_RT_COMPRESS_PARAMS)));   \
   }                                                                            \
   extern "C" int32_t _mlir_ciface_balancekv_rt_weighted_decode_##SUFFIX(       \
-      MemRef<4> *q, MemRef<4> *k, MemRef<4> *v, MemRef<3> *lw, int32_t hasLw,  \
-      MemRef<1> *lens, int32_t hasLens, MemRef<4> *out, float scale,           \
-      int32_t causal) {                                                        \
-    return loud("balancekv_rt_weighted_decode_" #SUFFIX,                       \
-                decode(DTYPE, ELEM, q, k, v, lw, hasLw, lens, hasLens, out,    \
-                       scale, causal));                                        \
+      BALANCEKV_ABI_PARAMS(BALANCEKV_RT_WEIGHTED_DECODE_PARAMS)) {             \
+    return loud(                                                               \
+        BALANCEKV_RT_WEIGHTED_DECODE_PREFIX #SUFFIX,                           \
+        decode(DTYPE, ELEM,                                                    \
+               BALANCEKV_ABI_ARGS(BALANCEKV_RT_WEIGHTED_DECODE_PARAMS)));      \
   }
 
 BALANCEKV_SHIM(f16, BALANCEKV_DTYPE_F16, 2)

@@ -16,6 +16,7 @@
 #include "balancekv/Conversion/BalanceKVToLoops/BalanceKVToLoops.h"
 #include "balancekv/Support/LoopBuilder.h"
 
+#include "balancekv/Conversion/Utils/Layout.h"
 #include "balancekv/Conversion/Utils/Philox.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
@@ -419,13 +420,14 @@ SmallVector<Value> CompressLowering::run() {
     scale = 1.0 / std::sqrt(double(
                 cast<ShapedType>(key.getType()).getDimSize(3)));
   // Spec section 2: S' = min(S, n), W' = min(W, n - S'), L_0, L_T, M.
-  Value sinkP = arith::MinUIOp::create(b, cIdx(b, op.getSink()), nV);
-  recentP = arith::MinUIOp::create(b, cIdx(b, op.getRecent()),
-                                   arith::SubIOp::create(b, nV, sinkP));
-  mid0 = sinkP;
-  l0 = arith::SubIOp::create(b, arith::SubIOp::create(b, nV, sinkP), recentP);
-  lT = arith::ShRUIOp::create(b, l0, cIdx(b, op.getRounds()));
-  mV = arith::AddIOp::create(b, arith::AddIOp::create(b, sinkP, lT), recentP);
+  LayoutValues layout = buildCompressedLayout(b, nV, op.getSink(),
+                                              op.getRecent(), op.getRounds());
+  Value sinkP = layout.sink;
+  recentP = layout.recent;
+  mid0 = layout.sink;
+  l0 = layout.middle;
+  lT = layout.keptMiddle;
+  mV = layout.length;
   OpFoldResult M = mV;
 
   Value indices = filled(b, {B, H, M}, cIdx(b, 0));

@@ -6,19 +6,22 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "balancekv/Conversion/Passes.h"
+#include "balancekv/Conversion/BalanceKVToRuntime/BalanceKVToRuntime.h"
 #include "balancekv/Conversion/Utils/Buffers.h"
-
+#include "balancekv/Conversion/Utils/Layout.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
+#include "balancekv/Runtime/BalanceKVRuntime.h"
+#include "balancekv/Runtime/RuntimeCallABI.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Func/Utils/Utils.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/IR/PatternMatch.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Transforms/DialectConversion.h"
 
-namespace balancekv {
-#define GEN_PASS_DEF_BALANCEKVLOWERTORUNTIMECALLSPASS
-#include "balancekv/Conversion/Passes.h.inc"
-} // namespace balancekv
+#include <optional>
 
 using namespace mlir;
 using namespace balancekv;
@@ -31,6 +34,78 @@ std::string typeSuffix(Type t) {
   if (t.isBF16())
     return "bf16";
   return "f32";
+}
+
+/// The kinds of RuntimeCallABI.h's tables.
+enum class AbiKind { MEMREF1, MEMREF3, MEMREF4, I32, I64, F32, F64 };
+
+struct AbiParam {
+  const char *name;
+  AbiKind kind;
+};
+
+#define BALANCEKV_ABI_ENTRY(KIND, NAME) {#NAME, AbiKind::KIND},
+constexpr AbiParam kCompressAbi[] = {
+    BALANCEKV_RT_COMPRESS_PARAMS(BALANCEKV_ABI_ENTRY)};
+constexpr AbiParam kWeightedDecodeAbi[] = {
+    BALANCEKV_RT_WEIGHTED_DECODE_PARAMS(BALANCEKV_ABI_ENTRY)};
+#undef BALANCEKV_ABI_ENTRY
+
+bool hasKind(Type t, AbiKind kind) {
+  switch (kind) {
+  case AbiKind::MEMREF1:
+  case AbiKind::MEMREF3:
+  case AbiKind::MEMREF4: {
+    auto m = dyn_cast<MemRefType>(t);
+    int64_t rank = kind == AbiKind::MEMREF1 ? 1
+                   : kind == AbiKind::MEMREF3 ? 3
+                                              : 4;
+    return m && m.getRank() == rank;
+  }
+  case AbiKind::I32:
+    return t.isInteger(32);
+  case AbiKind::I64:
+    return t.isInteger(64);
+  case AbiKind::F32:
+    return t.isF32();
+  case AbiKind::F64:
+    return t.isF64();
+  }
+  return false;
+}
+
+/// The call's operands in the order of `abi`, each checked against its kind:
+/// the lowering names its values, the table orders them.
+FailureOr<SmallVector<Value>> abiOperands(Operation *op,
+                                          ArrayRef<AbiParam> abi,
+                                          const llvm::StringMap<Value> &named) {
+  SmallVector<Value> args;
+  for (const AbiParam &p : abi) {
+    Value v = named.lookup(p.name);
+    if (!v || !hasKind(v.getType(), p.kind))
+      return op->emitOpError()
+             << "internal error: no operand of the right type for runtime-call "
+                "parameter '"
+             << p.name << "' (RuntimeCallABI.h)";
+    args.push_back(v);
+  }
+  return args;
+}
+
+/// The C API's method number, spelled out (the two enums are not assumed
+/// to agree); none for methods without a CUDA kernel.
+std::optional<balancekv_method> runtimeMethod(CompressionMethod m) {
+  switch (m) {
+  case CompressionMethod::Balance:
+    return BALANCEKV_METHOD_BALANCE;
+  case CompressionMethod::Uniform:
+    return BALANCEKV_METHOD_UNIFORM;
+  case CompressionMethod::Streaming:
+  case CompressionMethod::SnapKV:
+  case CompressionMethod::KNorm:
+    return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 /// memref<?x...x?xT, strided<[?, ...], offset: ?>>: one declaration serves
@@ -93,8 +168,7 @@ FailureOr<func::FuncOp> declare(Operation *op, StringRef name,
 
 /// What the CUDA kernels cover; anything else gets a diagnostic.
 LogicalResult checkSupported(CompressOp op) {
-  if (op.getMethod() != CompressionMethod::Balance &&
-      op.getMethod() != CompressionMethod::Uniform)
+  if (!runtimeMethod(op.getMethod()))
     return op.emitOpError()
            << "method '" << stringifyCompressionMethod(op.getMethod())
            << "' has no CUDA kernel; lower it with --balancekv-lower-to-loops";
@@ -135,18 +209,9 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
     auto dim = [&](Value t, int64_t i) -> Value {
       return tensor::DimOp::create(b, t, i);
     };
-    Value n = dim(key, 2);
-    auto idx = [&](int64_t v) { return arith::ConstantIndexOp::create(b, v); };
-    Value sink = arith::MinUIOp::create(b, idx(op.getSink()), n);
-    Value recent = arith::MinUIOp::create(
-        b, idx(op.getRecent()), arith::SubIOp::create(b, n, sink));
-    Value middle = arith::SubIOp::create(
-        b, arith::SubIOp::create(b, n, sink), recent);
-    Value m = arith::AddIOp::create(
-        b,
-        arith::AddIOp::create(
-            b, sink, arith::ShRUIOp::create(b, middle, idx(op.getRounds()))),
-        recent);
+    Value m = buildCompressedLayout(b, dim(key, 2), op.getSink(),
+                                    op.getRecent(), op.getRounds())
+                  .length;
     Value bDim = dim(key, 0), hDim = dim(key, 1);
     auto ckT = cast<RankedTensorType>(op.getCompressedKey().getType());
     auto cvT = cast<RankedTensorType>(op.getCompressedValue().getType());
@@ -154,29 +219,42 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
     Value ck = allocFor(b, ckT, {bDim, hDim, m, dim(key, 3)}, deviceAlloc);
     Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)}, deviceAlloc);
     Value lw = allocFor(b, lwT, {bDim, hDim, m}, deviceAlloc);
-    Type et = ckT.getElementType();
-    SmallVector<Value> args{asBuffer(b, key), asBuffer(b, value),
-                            erase(b, ck), erase(b, cv), erase(b, lw)};
+    auto i32 = [&](int64_t v) {
+      return arith::ConstantIntOp::create(b, b.getI32Type(), v).getResult();
+    };
     auto i64 = [&](int64_t v) {
       return arith::ConstantIntOp::create(b, b.getI64Type(), v).getResult();
     };
     auto f64 = [&](APFloat v) {
       return arith::ConstantFloatOp::create(b, b.getF64Type(), v).getResult();
     };
-    args.append({arith::ConstantIntOp::create(b, b.getI32Type(),
-                                              int64_t(op.getMethod())),
-                 i64(op.getRounds()), i64(op.getBlockSize()), i64(op.getSink()),
-                 i64(op.getRecent()), f64(op.getGamma()),
-                 f64(op.getTemperature()), f64(op.getC0()), i64(op.getSeed()),
-                 arith::ConstantFloatOp::create(
-                     b, b.getF32Type(),
-                     APFloat(op.getScale() ? op.getScale()->convertToFloat()
-                                           : 0.0f))});
-    auto fn = declare(op, "balancekv_rt_compress_" + typeSuffix(et),
-                      TypeRange(ValueRange(args)));
+    const CompressParams params = op.getParams();
+    llvm::StringMap<Value> named{
+        {"key", asBuffer(b, key)},
+        {"value", asBuffer(b, value)},
+        {"compressed_key", erase(b, ck)},
+        {"compressed_value", erase(b, cv)},
+        {"log_weights", erase(b, lw)},
+        {"method", i32(*runtimeMethod(op.getMethod()))},
+        {"rounds", i64(params.rounds)},
+        {"block_size", i64(params.blockSize)},
+        {"sink", i64(params.sink)},
+        {"recent", i64(params.recent)},
+        {"gamma", f64(op.getGamma())},
+        {"temperature", f64(op.getTemperature())},
+        {"c0", f64(op.getC0())},
+        {"seed", i64(op.getSeed())},
+        {"scale", arith::ConstantFloatOp::create(b, b.getF32Type(),
+                                                 APFloat(float(params.scale)))}};
+    FailureOr<SmallVector<Value>> args = abiOperands(op, kCompressAbi, named);
+    if (failed(args))
+      return failure();
+    Type et = ckT.getElementType();
+    auto fn = declare(op, BALANCEKV_RT_COMPRESS_PREFIX + typeSuffix(et),
+                      TypeRange(ValueRange(*args)));
     if (failed(fn))
       return op.emitOpError() << "conflicting runtime declaration";
-    func::CallOp::create(b, *fn, args);
+    func::CallOp::create(b, *fn, *args);
     rewriter.replaceOp(op, {resultTensor(b, ck, ckT), resultTensor(b, cv, cvT),
                             resultTensor(b, lw, lwT)});
     return success();
@@ -214,21 +292,32 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
     Value lens = kvLen ? asBuffer(b, kvLen)
                        : erase(b, memref::AllocaOp::create(
                                       b, MemRefType::get({0}, b.getI32Type())));
-    SmallVector<Value> args{
-        asBuffer(b, op.getQuery()), asBuffer(b, op.getKey()),
-        asBuffer(b, op.getValue()), lw, hasLw, lens,
-        arith::ConstantIntOp::create(b, b.getI32Type(), kvLen ? 1 : 0),
-        erase(b, out),
-        arith::ConstantFloatOp::create(b, b.getF32Type(),
-                                       APFloat(op.getEffectiveScale())),
-        arith::ConstantIntOp::create(b, b.getI32Type(), op.getCausal() ? 1 : 0)};
+    auto i32 = [&](int64_t v) {
+      return arith::ConstantIntOp::create(b, b.getI32Type(), v).getResult();
+    };
+    llvm::StringMap<Value> named{
+        {"query", asBuffer(b, op.getQuery())},
+        {"key", asBuffer(b, op.getKey())},
+        {"value", asBuffer(b, op.getValue())},
+        {"log_weights", lw},
+        {"has_log_weights", hasLw},
+        {"kv_len", lens},
+        {"has_kv_len", i32(kvLen ? 1 : 0)},
+        {"out", erase(b, out)},
+        {"scale", arith::ConstantFloatOp::create(
+                      b, b.getF32Type(), APFloat(op.getEffectiveScale()))},
+        {"causal", i32(op.getCausal() ? 1 : 0)}};
+    FailureOr<SmallVector<Value>> args =
+        abiOperands(op, kWeightedDecodeAbi, named);
+    if (failed(args))
+      return failure();
     auto fn = declare(op,
-                      "balancekv_rt_weighted_decode_" +
+                      BALANCEKV_RT_WEIGHTED_DECODE_PREFIX +
                           typeSuffix(qT.getElementType()),
-                      TypeRange(ValueRange(args)));
+                      TypeRange(ValueRange(*args)));
     if (failed(fn))
       return op.emitOpError() << "conflicting runtime declaration";
-    func::CallOp::create(b, *fn, args);
+    func::CallOp::create(b, *fn, *args);
     rewriter.replaceOp(op, resultTensor(b, out, resT));
     return success();
   }
@@ -236,33 +325,21 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
   bool deviceAlloc;
 };
 
-struct BalanceKVLowerToRuntimeCallsPass
-    : balancekv::impl::BalanceKVLowerToRuntimeCallsPassBase<
-          BalanceKVLowerToRuntimeCallsPass> {
-  using Base::Base;
-  void runOnOperation() override {
-    bool ok = true;
-    getOperation()->walk([&](Operation *op) {
-      if (auto c = dyn_cast<CompressOp>(op))
-        ok &= succeeded(checkSupported(c));
-      else if (auto a = dyn_cast<AttentionOp>(op))
-        ok &= succeeded(checkSupportedAttention(a));
-      else if (auto w = dyn_cast<WeightedAttentionOp>(op))
-        ok &= succeeded(checkSupportedAttention(w));
-    });
-    if (!ok)
-      return signalPassFailure();
-    ConversionTarget target(getContext());
-    target.addIllegalDialect<BalanceKVDialect>();
-    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
-    RewritePatternSet patterns(&getContext());
-    patterns.add<CompressToCall, AttentionToCall<AttentionOp>,
-                 AttentionToCall<WeightedAttentionOp>>(&getContext(),
-                                                       deviceAlloc);
-    if (failed(applyPartialConversion(getOperation(), target,
-                                      std::move(patterns))))
-      signalPassFailure();
-  }
-};
-
 } // namespace
+
+LogicalResult balancekv::checkRuntimeCallsSupported(Operation *op) {
+  if (auto c = dyn_cast<CompressOp>(op))
+    return checkSupported(c);
+  if (auto a = dyn_cast<AttentionOp>(op))
+    return checkSupportedAttention(a);
+  if (auto w = dyn_cast<WeightedAttentionOp>(op))
+    return checkSupportedAttention(w);
+  return success();
+}
+
+void balancekv::populateBalanceKVToRuntimeCallsPatterns(
+    RewritePatternSet &patterns, bool deviceAlloc) {
+  patterns.add<CompressToCall, AttentionToCall<AttentionOp>,
+               AttentionToCall<WeightedAttentionOp>>(patterns.getContext(),
+                                                     deviceAlloc);
+}

@@ -1,0 +1,21 @@
+//===- BalanceKVToRuntime.h - ops => calls into the CUDA C API --*- C++ -*-===//
+#ifndef BALANCEKV_CONVERSION_BALANCEKVTORUNTIME_BALANCEKVTORUNTIME_H
+#define BALANCEKV_CONVERSION_BALANCEKVTORUNTIME_BALANCEKVTORUNTIME_H
+
+#include "mlir/IR/PatternMatch.h"
+
+namespace balancekv {
+
+/// Whether the hand-tuned kernels take `op` (a balancekv op); emits the
+/// diagnostic that says why not.
+llvm::LogicalResult checkRuntimeCallsSupported(mlir::Operation *op);
+
+/// compress / attention / weighted_attention => func.call of the memref
+/// entry points declared in balancekv/Runtime/RuntimeCallABI.h, on buffers
+/// allocated with memref.alloc, or gpu.alloc with `deviceAlloc`.
+void populateBalanceKVToRuntimeCallsPatterns(mlir::RewritePatternSet &patterns,
+                                             bool deviceAlloc);
+
+} // namespace balancekv
+
+#endif // BALANCEKV_CONVERSION_BALANCEKVTORUNTIME_BALANCEKVTORUNTIME_H

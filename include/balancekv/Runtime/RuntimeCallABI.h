@@ -1,0 +1,52 @@
+/*===- RuntimeCallABI.h - the memref entry points' calling convention -----===*
+ *
+ * The one declaration of the calls that --balancekv-lower-to-runtime-calls
+ * emits and kernels/cuda/MemRefShim.cpp implements: entry names and, per
+ * entry, every parameter in call order with its kind. The lowering builds
+ * its operand list from these tables (and checks each operand's type against
+ * the kind); the shim's signatures are generated from them. Changing an
+ * entry point means changing its table here, nothing else in step.
+ *
+ * Kinds: MEMREF1/3/4 (a ranked memref of that rank, any layout, passed as a
+ * descriptor pointer through `llvm.emit_c_interface`), I32, I64, F32, F64.
+ * Every entry returns the C API's balancekv_status as i32.
+ *===----------------------------------------------------------------------===*/
+#ifndef BALANCEKV_RUNTIME_RUNTIMECALLABI_H
+#define BALANCEKV_RUNTIME_RUNTIMECALLABI_H
+
+/* balancekv_rt_compress_<f16|bf16|f32>: compression into fresh buffers. */
+#define BALANCEKV_RT_COMPRESS_PARAMS(X)                                        \
+  X(MEMREF4, key)                                                              \
+  X(MEMREF4, value)                                                            \
+  X(MEMREF4, compressed_key)                                                   \
+  X(MEMREF4, compressed_value)                                                 \
+  X(MEMREF3, log_weights)                                                      \
+  X(I32, method) /* balancekv_method */                                        \
+  X(I64, rounds)                                                               \
+  X(I64, block_size)                                                           \
+  X(I64, sink)                                                                 \
+  X(I64, recent)                                                               \
+  X(F64, gamma)                                                                \
+  X(F64, temperature)                                                          \
+  X(F64, c0)                                                                   \
+  X(I64, seed)                                                                 \
+  X(F32, scale) /* 0: 1/sqrt(D) */
+
+/* balancekv_rt_weighted_decode_<f16|bf16|f32>: attention over a (compressed)
+ * cache; absent log-weights and kv_len are empty buffers with a 0 flag. */
+#define BALANCEKV_RT_WEIGHTED_DECODE_PARAMS(X)                                 \
+  X(MEMREF4, query)                                                            \
+  X(MEMREF4, key)                                                              \
+  X(MEMREF4, value)                                                            \
+  X(MEMREF3, log_weights)                                                      \
+  X(I32, has_log_weights)                                                      \
+  X(MEMREF1, kv_len)                                                           \
+  X(I32, has_kv_len)                                                           \
+  X(MEMREF4, out)                                                              \
+  X(F32, scale)                                                                \
+  X(I32, causal)
+
+#define BALANCEKV_RT_COMPRESS_PREFIX "balancekv_rt_compress_"
+#define BALANCEKV_RT_WEIGHTED_DECODE_PREFIX "balancekv_rt_weighted_decode_"
+
+#endif /* BALANCEKV_RUNTIME_RUNTIMECALLABI_H */

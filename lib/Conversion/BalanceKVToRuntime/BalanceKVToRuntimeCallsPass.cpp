@@ -1,0 +1,41 @@
+//===- BalanceKVToRuntimeCallsPass.cpp - --balancekv-lower-to-runtime-calls ===//
+
+#include "balancekv/Conversion/BalanceKVToRuntime/BalanceKVToRuntime.h"
+#include "balancekv/Conversion/Passes.h"
+
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+namespace balancekv {
+#define GEN_PASS_DEF_BALANCEKVLOWERTORUNTIMECALLSPASS
+#include "balancekv/Conversion/Passes.h.inc"
+} // namespace balancekv
+
+using namespace mlir;
+
+namespace {
+
+struct BalanceKVLowerToRuntimeCallsPass
+    : balancekv::impl::BalanceKVLowerToRuntimeCallsPassBase<
+          BalanceKVLowerToRuntimeCallsPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    // Diagnose everything first so that a failing module is left untouched.
+    bool ok = true;
+    getOperation()->walk([&](Operation *op) {
+      ok &= succeeded(balancekv::checkRuntimeCallsSupported(op));
+    });
+    if (!ok)
+      return signalPassFailure();
+    ConversionTarget target(getContext());
+    target.addIllegalDialect<balancekv::BalanceKVDialect>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    RewritePatternSet patterns(&getContext());
+    balancekv::populateBalanceKVToRuntimeCallsPatterns(patterns, deviceAlloc);
+    if (failed(applyPartialConversion(getOperation(), target,
+                                      std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace
