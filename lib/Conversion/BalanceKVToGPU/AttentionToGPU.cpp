@@ -617,8 +617,8 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
 }
 
 template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
-  AttentionToGPU(MLIRContext *ctx, KernelModules &kms, int64_t smCount)
-      : OpRewritePattern<OpTy>(ctx), kms(kms), smCount(smCount) {}
+  AttentionToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms, int64_t smCount)
+      : OpRewritePattern<OpTy>(ctx), kms(std::move(kms)), smCount(smCount) {}
 
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
@@ -632,7 +632,7 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     }
     const DecodeConfig c = DecodeConfig::get(op, smCount);
     const DecodeTypes t(op.getContext(), c);
-    KernelModule &km = kms.forOp(op);
+    KernelModule &km = kms->forOp(op);
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     SmallVector<Value> args{exactBuffer(b, op.getQuery()),
                             exactBuffer(b, op.getKey()),
@@ -659,7 +659,7 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     return success();
   }
 
-  KernelModules &kms;
+  std::shared_ptr<KernelModules> kms;
   int64_t smCount;
 };
 
@@ -692,7 +692,7 @@ LogicalResult balancekv::checkAttentionForGPU(Operation *op) {
 }
 
 void balancekv::populateAttentionToGPUPatterns(RewritePatternSet &patterns,
-                                               KernelModules &kms,
+                                               std::shared_ptr<KernelModules> kms,
                                                int64_t smCount) {
   patterns
       .add<AttentionToGPU<AttentionOp>, AttentionToGPU<WeightedAttentionOp>>(

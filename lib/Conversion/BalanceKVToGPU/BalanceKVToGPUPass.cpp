@@ -30,11 +30,8 @@ struct BalanceKVLowerToGPUPass
     // Diagnose everything first so that a failing module is left untouched.
     bool ok = true, any = false;
     module->walk([&](Operation *op) {
-      if (auto c = dyn_cast<CompressOp>(op)) {
-        ok &= succeeded(checkCompressForGPU(c));
-        any = true;
-      } else if (isa<AttentionOp, WeightedAttentionOp>(op)) {
-        ok &= succeeded(checkAttentionForGPU(op));
+      if (isa<CompressOp, AttentionOp, WeightedAttentionOp>(op)) {
+        ok &= succeeded(checkGPUSupported(op));
         any = true;
       }
     });
@@ -42,12 +39,25 @@ struct BalanceKVLowerToGPUPass
       return signalPassFailure();
     if (!any)
       return;
-    gpukernels::KernelModules kms;
     RewritePatternSet patterns(&getContext());
-    populateCompressToGPUPatterns(patterns, kms);
-    populateAttentionToGPUPatterns(patterns, kms, smCount);
+    populateBalanceKVToGPUPatterns(patterns, smCount);
     walkAndApplyPatterns(module, std::move(patterns));
   }
 };
 
 } // namespace
+
+LogicalResult balancekv::checkGPUSupported(Operation *op) {
+  if (auto c = dyn_cast<CompressOp>(op))
+    return checkCompressForGPU(c);
+  if (isa<AttentionOp, WeightedAttentionOp>(op))
+    return checkAttentionForGPU(op);
+  return success();
+}
+
+void balancekv::populateBalanceKVToGPUPatterns(RewritePatternSet &patterns,
+                                               int64_t smCount) {
+  auto kms = std::make_shared<gpukernels::KernelModules>();
+  populateCompressToGPUPatterns(patterns, kms);
+  populateAttentionToGPUPatterns(patterns, kms, smCount);
+}

@@ -805,14 +805,14 @@ gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
 }
 
 struct CompressToGPU : OpRewritePattern<CompressOp> {
-  CompressToGPU(MLIRContext *ctx, KernelModules &kms)
-      : OpRewritePattern(ctx), kms(kms) {}
+  CompressToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
+      : OpRewritePattern(ctx), kms(std::move(kms)) {}
 
   LogicalResult matchAndRewrite(CompressOp op,
                                 PatternRewriter &rewriter) const override {
     const CompressConfig c = CompressConfig::get(op);
     const Types t(op.getContext(), c);
-    KernelModule &km = kms.forOp(op);
+    KernelModule &km = kms->forOp(op);
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     // Grids are (x, head, batch).
     auto launchOnHeads = [&](gpu::GPUFuncOp fn, int64_t gx, int64_t threads,
@@ -871,7 +871,7 @@ struct CompressToGPU : OpRewritePattern<CompressOp> {
     return success();
   }
 
-  KernelModules &kms;
+  std::shared_ptr<KernelModules> kms;
 };
 
 } // namespace
@@ -904,6 +904,6 @@ LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
 }
 
 void balancekv::populateCompressToGPUPatterns(RewritePatternSet &patterns,
-                                              gpukernels::KernelModules &kms) {
+                                              std::shared_ptr<gpukernels::KernelModules> kms) {
   patterns.add<CompressToGPU>(patterns.getContext(), kms);
 }

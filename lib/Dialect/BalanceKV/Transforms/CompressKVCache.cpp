@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
 #include "balancekv/Support/CompressedLayout.h"
 
 #include "mlir/IR/PatternMatch.h"
@@ -20,15 +21,8 @@ using namespace balancekv;
 
 namespace {
 
-struct CompressionConfig {
-  CompressionMethod method;
-  int64_t rounds, blockSize, sink, recent, seed, minKvLen, maxQueryLen;
-  double gamma, temperature, c0;
-  bool allowDynamic;
-};
-
 struct CompressAttention : OpRewritePattern<AttentionOp> {
-  CompressAttention(MLIRContext *ctx, CompressionConfig cfg)
+  CompressAttention(MLIRContext *ctx, CompressKVCacheOptions cfg)
       : OpRewritePattern(ctx), cfg(cfg) {}
 
   LogicalResult matchAndRewrite(AttentionOp op,
@@ -50,8 +44,9 @@ struct CompressAttention : OpRewritePattern<AttentionOp> {
         return rewriter.notifyMatchFailure(op, "causal with dynamic L");
       int64_t window =
           ShapedType::isDynamic(n)
-              ? cfg.recent
-              : CompressedLayout::compute(n, cfg.sink, cfg.recent, cfg.rounds)
+              ? cfg.params.recent
+              : CompressedLayout::compute(n, cfg.params.sink, cfg.params.recent,
+                                          cfg.params.rounds)
                     .recent;
       if (l - 1 > window)
         return rewriter.notifyMatchFailure(op, "queries outside the window");
@@ -60,11 +55,12 @@ struct CompressAttention : OpRewritePattern<AttentionOp> {
     Value observation;
     if (cfg.method == CompressionMethod::SnapKV)
       observation = op.getQuery();
+    const CompressParams &p = cfg.params;
     auto compress = CompressOp::create(
         rewriter, op.getLoc(), op.getKey(), op.getValue(), observation,
-        cfg.method, cfg.rounds, cfg.blockSize, cfg.sink, cfg.recent,
-        llvm::APFloat(cfg.gamma), llvm::APFloat(cfg.temperature),
-        llvm::APFloat(cfg.c0), cfg.seed, op.getScaleAttr());
+        cfg.method, p.rounds, p.blockSize, p.sink, p.recent,
+        llvm::APFloat(p.gamma), llvm::APFloat(p.temperature),
+        llvm::APFloat(p.c0), int64_t(p.seed), op.getScaleAttr());
     rewriter.replaceOpWithNewOp<WeightedAttentionOp>(
         op, op.getResult().getType(), op.getQuery(),
         compress.getCompressedKey(), compress.getCompressedValue(),
@@ -73,7 +69,7 @@ struct CompressAttention : OpRewritePattern<AttentionOp> {
     return success();
   }
 
-  CompressionConfig cfg;
+  CompressKVCacheOptions cfg;
 };
 
 struct BalanceKVCompressKVCachePass
@@ -89,19 +85,21 @@ struct BalanceKVCompressKVCachePass
           << "' (expected balance, uniform, streaming, snapkv or knorm)";
       return signalPassFailure();
     }
-    CompressionConfig cfg{*m,        rounds,    blockSize, sink,
-                          recent,    seed,      minKvLen,  maxQueryLen,
-                          gamma,     temperature, c0,      allowDynamic};
     // Reject what the op verifier would reject, once, before any rewrite.
-    CompressParams params;
-    params.rounds = rounds;
-    params.blockSize = blockSize;
-    params.sink = sink;
-    params.recent = recent;
-    params.gamma = gamma;
-    params.temperature = temperature;
-    params.c0 = c0;
-    std::string bad = params.validate();
+    CompressKVCacheOptions cfg;
+    cfg.method = *m;
+    cfg.params.rounds = rounds;
+    cfg.params.blockSize = blockSize;
+    cfg.params.sink = sink;
+    cfg.params.recent = recent;
+    cfg.params.gamma = gamma;
+    cfg.params.temperature = temperature;
+    cfg.params.c0 = c0;
+    cfg.params.seed = uint64_t(int64_t(seed));
+    cfg.minKvLen = minKvLen;
+    cfg.maxQueryLen = maxQueryLen;
+    cfg.allowDynamic = allowDynamic;
+    std::string bad = cfg.params.validate();
     if (bad.empty() && (maxQueryLen < 0 || minKvLen < 0))
       bad = "max-query-len and min-kv-len must be >= 0";
     if (!bad.empty()) {
@@ -109,7 +107,7 @@ struct BalanceKVCompressKVCachePass
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
-    patterns.add<CompressAttention>(&getContext(), cfg);
+    populateCompressKVCachePatterns(patterns, cfg);
     // One rewrite per op; the pattern's own ops are never matched again.
     GreedyRewriteConfig config;
     config.setRegionSimplificationLevel(GreedySimplifyRegionLevel::Disabled)
@@ -121,3 +119,8 @@ struct BalanceKVCompressKVCachePass
 };
 
 } // namespace
+
+void balancekv::populateCompressKVCachePatterns(
+    RewritePatternSet &patterns, const CompressKVCacheOptions &options) {
+  patterns.add<CompressAttention>(patterns.getContext(), options);
+}

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
@@ -513,7 +514,7 @@ struct BalanceKVRaiseAttentionPass
           BalanceKVRaiseAttentionPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<RaiseAttention>(&getContext());
+    populateRaiseAttentionPatterns(patterns);
     // Dead producers (softmax, Q·Kᵀ, ...) are erased by the driver.
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
@@ -521,3 +522,7 @@ struct BalanceKVRaiseAttentionPass
 };
 
 } // namespace
+
+void balancekv::populateRaiseAttentionPatterns(RewritePatternSet &patterns) {
+  patterns.add<RaiseAttention>(patterns.getContext());
+}

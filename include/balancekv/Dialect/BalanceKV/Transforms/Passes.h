@@ -3,6 +3,7 @@
 #define BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_PASSES_H
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
+#include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
 #include "mlir/Pass/Pass.h"
 
 namespace balancekv {

@@ -53,12 +53,16 @@ def BalanceKVCompressKVCachePass : Pass<"balancekv-compress-kv-cache"> {
     Option<"temperature", "temperature", "double",
            "::balancekv::CompressParams{}.temperature", "kernel temperature">,
     Option<"c0", "c0", "double", "::balancekv::CompressParams{}.c0", "normaliser coordinate">,
-    Option<"seed", "seed", "int64_t", "0", "Philox seed">,
-    Option<"minKvLen", "min-kv-len", "int64_t", "1024",
+    Option<"seed", "seed", "int64_t", "::balancekv::CompressParams{}.seed",
+           "Philox seed">,
+    Option<"minKvLen", "min-kv-len", "int64_t",
+           "::balancekv::CompressKVCacheOptions{}.minKvLen",
            "compress only caches at least this long">,
-    Option<"allowDynamic", "allow-dynamic", "bool", "false",
+    Option<"allowDynamic", "allow-dynamic", "bool",
+           "::balancekv::CompressKVCacheOptions{}.allowDynamic",
            "also compress caches of dynamic length">,
-    Option<"maxQueryLen", "max-query-len", "int64_t", "16",
+    Option<"maxQueryLen", "max-query-len", "int64_t",
+           "::balancekv::CompressKVCacheOptions{}.maxQueryLen",
            "compress only attention with at most this many queries "
            "(0: any)">
   ];

@@ -1,0 +1,21 @@
+//===- BalanceKVToGPU.h - ops => generated GPU kernels ----------*- C++ -*-===//
+#ifndef BALANCEKV_CONVERSION_BALANCEKVTOGPU_BALANCEKVTOGPU_H
+#define BALANCEKV_CONVERSION_BALANCEKVTOGPU_BALANCEKVTOGPU_H
+
+#include "mlir/IR/PatternMatch.h"
+
+namespace balancekv {
+
+/// Whether the generated kernels take `op` (a balancekv op); emits the
+/// diagnostic that says why not.
+llvm::LogicalResult checkGPUSupported(mlir::Operation *op);
+
+/// compress (balance) and decode attention => gpu.func kernels in one
+/// gpu.module per builtin.module, launched by gpu.launch_func on device
+/// buffers. `smCount` sizes the decode kernels' split-K grid.
+void populateBalanceKVToGPUPatterns(mlir::RewritePatternSet &patterns,
+                                    int64_t smCount);
+
+} // namespace balancekv
+
+#endif // BALANCEKV_CONVERSION_BALANCEKVTOGPU_BALANCEKVTOGPU_H

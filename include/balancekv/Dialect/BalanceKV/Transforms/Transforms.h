@@ -1,0 +1,39 @@
+//===- Transforms.h - BalanceKV rewrite patterns ----------------*- C++ -*-===//
+//
+// The patterns behind --balancekv-raise-attention and
+// --balancekv-compress-kv-cache, for compilers that run them in their own
+// pass pipelines or pattern sets.
+//
+//===----------------------------------------------------------------------===//
+#ifndef BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_TRANSFORMS_H
+#define BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_TRANSFORMS_H
+
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
+#include "balancekv/Support/CompressParams.h"
+
+#include "mlir/IR/PatternMatch.h"
+
+namespace balancekv {
+
+/// Attention spelled in linalg/tensor IR (contraction, optional scale and
+/// causal mask, softmax, contraction) => balancekv.attention.
+void populateRaiseAttentionPatterns(mlir::RewritePatternSet &patterns);
+
+/// Which attention --balancekv-compress-kv-cache rewrites, and how.
+struct CompressKVCacheOptions {
+  CompressionMethod method = CompressionMethod::Balance;
+  CompressParams params;
+  int64_t minKvLen = 1024;   ///< compress only caches at least this long
+  int64_t maxQueryLen = 16;  ///< only attention with <= this many queries (0: any)
+  bool allowDynamic = false; ///< also caches of dynamic length
+};
+
+/// attention => weighted_attention over compress(key, value), where the
+/// rewrite keeps the structure exact (see the pass's description).
+/// `options.params` must be valid (CompressParams::validate()).
+void populateCompressKVCachePatterns(mlir::RewritePatternSet &patterns,
+                                     const CompressKVCacheOptions &options);
+
+} // namespace balancekv
+
+#endif // BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_TRANSFORMS_H
