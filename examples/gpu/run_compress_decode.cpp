@@ -82,7 +82,8 @@ int main() {
     k.set(i, float(k.at(i) + 0.5 * std::sin(double(i % D))));
   void *dk = upload(k), *dv = upload(v), *dq = upload(q);
   MemRef<4> mk = describe<4>(dk, {B, Hkv, N, D}),
-            mv = describe<4>(dv, {B, Hkv, N, D}), mq = describe<4>(dq, {B, Hq, 1, D});
+            mv = describe<4>(dv, {B, Hkv, N, D}),
+            mq = describe<4>(dq, {B, Hq, 1, D});
 
   // Compression: the same rows and log-weights as the reference.
   CompressResult c;

@@ -13,8 +13,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "balancekv/Runtime/BalanceKVRuntime.h"
 #include "GpuCheck.h"
+#include "balancekv/Runtime/BalanceKVRuntime.h"
 #include "kernels/reference/Reference.h"
 
 #include <cuda_runtime.h>
@@ -133,11 +133,12 @@ void _mlir_ciface_attention_odd(MemRef<4> *, MemRef<4> *, MemRef<4> *,
 // (kernels/cuda/MemRefShim.cpp).
 int32_t _mlir_ciface_balancekv_rt_compress_bf16(
     MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<3> *, int32_t,
-    int64_t, int64_t, int64_t, int64_t, double, double, double, int64_t,
-    float);
-int32_t _mlir_ciface_balancekv_rt_weighted_decode_bf16(
-    MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<3> *, int32_t, MemRef<1> *,
-    int32_t, MemRef<4> *, float, int32_t);
+    int64_t, int64_t, int64_t, int64_t, double, double, double, int64_t, float);
+int32_t _mlir_ciface_balancekv_rt_weighted_decode_bf16(MemRef<4> *, MemRef<4> *,
+                                                       MemRef<4> *, MemRef<3> *,
+                                                       int32_t, MemRef<1> *,
+                                                       int32_t, MemRef<4> *,
+                                                       float, int32_t);
 }
 
 namespace {
@@ -174,8 +175,8 @@ std::vector<uint8_t> runGeneratedCompress(const GeneratedCompress &c) {
        gv = download(r.value.data, rv.bytes.size()),
        gl = download(r.logWeights.data, sel.logWeights.size() * 4);
   const int64_t rows = c.b * c.h * sel.m, es = balancekv::dtypeSize(c.dtype);
-  int64_t differ = rowsDiffer(gk, rk, rows, c.d * es) +
-                   rowsDiffer(gv, rv, rows, c.dv * es);
+  int64_t differ =
+      rowsDiffer(gk, rk, rows, c.d * es) + rowsDiffer(gv, rv, rows, c.dv * es);
   check(differ == 0, std::string("generated ") + c.name + ": kept rows",
         double(differ));
   check(std::memcmp(gl.data(), sel.logWeights.data(), gl.size()) == 0,
@@ -200,12 +201,13 @@ CompressOptions options(int64_t rounds, int64_t block, int64_t sink,
 }
 
 /// decode_short / decode_clamped: weighted attention with kv_len.
-std::vector<uint8_t> runGeneratedDecode(
-    const char *name,
-    void (*fn)(MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<3> *,
-               MemRef<1> *),
-    DType t, int64_t b, int64_t hq, int64_t hkv, int64_t l, int64_t m,
-    int64_t d, int64_t dv, std::vector<int32_t> lens) {
+std::vector<uint8_t>
+runGeneratedDecode(const char *name,
+                   void (*fn)(MemRef<4> *, MemRef<4> *, MemRef<4> *,
+                              MemRef<4> *, MemRef<3> *, MemRef<1> *),
+                   DType t, int64_t b, int64_t hq, int64_t hkv, int64_t l,
+                   int64_t m, int64_t d, int64_t dv,
+                   std::vector<int32_t> lens) {
   Tensor q = randomTensor(t, {b, hq, l, d}, 3),
          k = randomTensor(t, {b, hkv, m, d}, 4),
          v = randomTensor(t, {b, hkv, m, dv}, 5);
@@ -319,8 +321,8 @@ std::vector<uint8_t> runApiCompress(const ApiCompress &c) {
   p.sink = c.opts.sink;
   p.recent = c.opts.recent;
   p.seed = c.opts.seed;
-  const int64_t m =
-      balancekv_compressed_length(c.n, c.opts.sink, c.opts.recent, c.opts.rounds);
+  const int64_t m = balancekv_compressed_length(c.n, c.opts.sink, c.opts.recent,
+                                                c.opts.rounds);
   const size_t es = size_t(balancekv::dtypeSize(c.dtype));
   // An empty cache gets no storage at all (null data, as PyTorch passes).
   const bool empty = c.b * c.h * c.n == 0;
@@ -443,11 +445,11 @@ std::vector<uint8_t> runApiDecode(const ApiDecode &c) {
 std::vector<uint8_t> runApi(int which) {
   switch (which) {
   case 0: // M = 11 < one 16-row tile, value dim not a power of two
-    return runApiCompress({"short f32", DType::F32, 1, 2, 20, 24, 40,
-                           options(2, 8, 4, 4, 3)});
+    return runApiCompress(
+        {"short f32", DType::F32, 1, 2, 20, 24, 40, options(2, 8, 4, 4, 3)});
   case 1: // odd dims, rows of 6 and 10 bytes (never 16-byte aligned)
-    return runApiCompress({"odd dims f16", DType::F16, 1, 2, 300, 3, 5,
-                           options(3, 6, 2, 7, 5)});
+    return runApiCompress(
+        {"odd dims f16", DType::F16, 1, 2, 300, 3, 5, options(3, 6, 2, 7, 5)});
   case 2: // 128-wide rows shifted by one element: not 16-byte aligned
     return runApiCompress({"unaligned bf16", DType::BF16, 1, 2, 700, 128, 128,
                            options(2, 128, 32, 32, 1), 2});
@@ -455,30 +457,76 @@ std::vector<uint8_t> runApi(int which) {
     return runApiCompress({"aligned bf16 d128", DType::BF16, 2, 2, 1100, 128,
                            128, options(3, 128, 32, 32, 9)});
   case 4: // empty cache, null data
-    return runApiCompress({"empty cache", DType::BF16, 1, 2, 0, 64, 64,
-                           CompressOptions{}});
+    return runApiCompress(
+        {"empty cache", DType::BF16, 1, 2, 0, 64, 64, CompressOptions{}});
   case 5: // no middle: everything kept
-    return runApiCompress({"no middle", DType::F16, 2, 1, 50, 64, 64,
-                           CompressOptions{}});
+    return runApiCompress(
+        {"no middle", DType::F16, 2, 1, 50, 64, 64, CompressOptions{}});
   case 6:
-    return runApiDecode({"M = 11, d 24, GQA 2, L 3, causal, kv_len", DType::F32,
-                         2, 4, 2, 3, 11, 24, 32, true, {5, 11}});
+    return runApiDecode({"M = 11, d 24, GQA 2, L 3, causal, kv_len",
+                         DType::F32,
+                         2,
+                         4,
+                         2,
+                         3,
+                         11,
+                         24,
+                         32,
+                         true,
+                         {5, 11}});
     // (value dims other than 32/64/128/256 are UNSUPPORTED, see below)
   case 7:
-    return runApiDecode({"kv_len out of range (-3, 999), bf16", DType::BF16, 2,
-                         8, 1, 1, 17, 64, 64, true, {-3, 999}});
+    return runApiDecode({"kv_len out of range (-3, 999), bf16",
+                         DType::BF16,
+                         2,
+                         8,
+                         1,
+                         1,
+                         17,
+                         64,
+                         64,
+                         true,
+                         {-3, 999}});
   case 8:
-    return runApiDecode({"empty cache (M = 0, null data)", DType::BF16, 1, 8,
-                         2, 1, 0, 128, 128, false, {}});
+    return runApiDecode({"empty cache (M = 0, null data)",
+                         DType::BF16,
+                         1,
+                         8,
+                         2,
+                         1,
+                         0,
+                         128,
+                         128,
+                         false,
+                         {}});
   case 9:
-    return runApiDecode({"unaligned rows, f16 d 64", DType::F16, 1, 4, 4, 2,
-                         300, 64, 64, false, {}, 2});
+    return runApiDecode({"unaligned rows, f16 d 64",
+                         DType::F16,
+                         1,
+                         4,
+                         4,
+                         2,
+                         300,
+                         64,
+                         64,
+                         false,
+                         {},
+                         2});
   case 10:
-    return runApiDecode({"L 16, GQA 8, d 256", DType::BF16, 1, 8, 1, 16, 70,
-                         256, 256, true, {}});
+    return runApiDecode({"L 16, GQA 8, d 256",
+                         DType::BF16,
+                         1,
+                         8,
+                         1,
+                         16,
+                         70,
+                         256,
+                         256,
+                         true,
+                         {}});
   default:
-    return runApiDecode({"d 8, dv 32, M 1", DType::F32, 3, 2, 1, 1, 1, 8, 32,
-                         false, {}});
+    return runApiDecode(
+        {"d 8, dv 32, M 1", DType::F32, 3, 2, 1, 1, 1, 8, 32, false, {}});
   }
 }
 
@@ -501,15 +549,14 @@ std::vector<uint8_t> runShimEmptyCache() {
   MemRef<4> mq = describe<4>(dq.data, q.shape),
             mo = describe<4>(out.data, {1, 4, 1, 64});
   MemRef<1> lens = describe<1>(nullptr, {1});
-  st = _mlir_ciface_balancekv_rt_weighted_decode_bf16(
-      &mq, &k, &v, &lw, 1, &lens, 0, &mo, 0.125f, 1);
+  st = _mlir_ciface_balancekv_rt_weighted_decode_bf16(&mq, &k, &v, &lw, 1,
+                                                      &lens, 0, &mo, 0.125f, 1);
   cudaDeviceSynchronize();
   auto got = out.download();
   bool zeros = true;
   for (uint8_t byte : got)
     zeros &= byte == 0;
-  check(st == BALANCEKV_STATUS_OK && zeros,
-        "memref shim decode, M = 0: zeros");
+  check(st == BALANCEKV_STATUS_OK && zeros, "memref shim decode, M = 0: zeros");
   return got;
 }
 
@@ -535,8 +582,8 @@ int main() {
   balancekv_mutable_tensor mt{reinterpret_cast<void *>(16), {0, 0, 0, 1}};
   check(balancekv_weighted_decode_attention(
             BALANCEKV_DTYPE_BF16, t, t, t, nullptr, nullptr, 1, 1, 1, 1, 4, 64,
-            40, 0.125f, 0, mt, nullptr, 0, nullptr) ==
-            BALANCEKV_STATUS_UNSUPPORTED,
+            40, 0.125f, 0, mt, nullptr, 0,
+            nullptr) == BALANCEKV_STATUS_UNSUPPORTED,
         "C API decode value dim 40: UNSUPPORTED");
   std::printf("%s\n", failed ? "FAIL" : "PASS");
   return failed ? 1 : 0;

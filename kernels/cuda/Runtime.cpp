@@ -136,9 +136,16 @@ void balancekv_compress_params_init(balancekv_compress_params *p) {
   if (!p)
     return;
   const CompressParams d;
-  *p = {BALANCEKV_METHOD_BALANCE, d.rounds,      d.blockSize, d.sink,
-        d.recent,                 d.gamma,       d.temperature, d.c0,
-        d.seed,                   float(d.scale)};
+  *p = {BALANCEKV_METHOD_BALANCE,
+        d.rounds,
+        d.blockSize,
+        d.sink,
+        d.recent,
+        d.gamma,
+        d.temperature,
+        d.c0,
+        d.seed,
+        float(d.scale)};
 }
 
 int64_t balancekv_compressed_length(int64_t n, int64_t sink, int64_t recent,
@@ -185,8 +192,8 @@ balancekv_status balancekv_compress(
       CompressedLayout::compute(n, params->sink, params->recent, params->rounds);
   // An empty cache (or batch) is valid input with an empty result.
   const bool noInput = batch == 0 || heads == 0 || n == 0;
-  const bool noOutput = batch == 0 || heads == 0 ||
-                        layout.compressedLength() == 0;
+  const bool noOutput =
+      batch == 0 || heads == 0 || layout.compressedLength() == 0;
   if (balancekv_status s = checkTensors(
           {{key.data, key.strides, "key", noInput},
            {value.data, value.strides, "value", noInput},

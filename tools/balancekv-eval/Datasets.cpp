@@ -179,7 +179,8 @@ std::string readNpy(const std::string &path, Tensor &out) {
   if (!f.read(header.data(), headerLen))
     return path + ": truncated header";
   std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([<|=>])([fi])(\\d)'")))
+  if (!std::regex_search(header, m,
+                         std::regex("'descr':\\s*'([<|=>])([fi])(\\d)'")))
     return path + ": no dtype in header";
   if (m[1] == ">")
     return path + ": big-endian arrays are not supported";
@@ -273,14 +274,15 @@ std::string loadKV(const std::string &prefix, int64_t queries, Instance &out) {
   if (q.shape[2] != d || q.shape[1] != n)
     return "q must be [Hq, tokens, dim] with the key's tokens and dim";
   if (hq < 1 || hkv < 1 || n < 1 || d < 1 || v.shape[2] < 1)
-    return "heads, tokens and dims must be >= 1, got q (" +
-           std::to_string(hq) + ", " + std::to_string(n) + ", " +
-           std::to_string(d) + "), v dim " + std::to_string(v.shape[2]);
+    return "heads, tokens and dims must be >= 1, got q (" + std::to_string(hq) +
+           ", " + std::to_string(n) + ", " + std::to_string(d) + "), v dim " +
+           std::to_string(v.shape[2]);
   if (hq % hkv)
     return "q heads must be a multiple of kv heads";
   // The relative error of non-finite attention means nothing.
   for (auto [t, suffix] : {std::pair<Tensor *, const char *>{&q, "_q.npy"},
-                           {&k, "_k.npy"}, {&v, "_v.npy"}})
+                           {&k, "_k.npy"},
+                           {&v, "_v.npy"}})
     for (int64_t i = 0, e = t->numElements(); i < e; ++i)
       if (!std::isfinite(t->at(i)))
         return prefix + suffix + ": element " + std::to_string(i) +

@@ -1,4 +1,5 @@
-//===- FuzzPipelines.h - run every balancekv pipeline on one input -*- C++ -*-===//
+//===- FuzzPipelines.h - run every balancekv pipeline on one input -*- C++
+//-*-===//
 //
 // The oracle both fuzz targets share. An input is fine when it does not
 // parse or verify (the parser and verifier said why), or when each pipeline

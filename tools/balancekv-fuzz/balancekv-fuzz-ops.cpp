@@ -42,8 +42,7 @@ struct Program {
   }
   std::string text() const {
     std::ostringstream s;
-    s << "func.func @f(" << args.str() << ") -> (" << results.str()
-      << ") {\n"
+    s << "func.func @f(" << args.str() << ") -> (" << results.str() << ") {\n"
       << body.str() << "  return " << returns.str() << " : " << results.str()
       << "\n}\n";
     if (firstResult) // nothing to return
@@ -72,19 +71,18 @@ T pick(FuzzedDataProvider &fdp, const std::vector<T> &values) {
   return values[fdp.ConsumeIntegralInRange<size_t>(0, values.size() - 1)];
 }
 
-
 std::string build(FuzzedDataProvider &fdp) {
   Program p;
   const std::string elem = pick<std::string>(fdp, {"f16", "bf16", "f32"});
   const int64_t batch = pickDim(fdp, {0, 1, 2, 3});
   const int64_t kvHeads = pickDim(fdp, {1, 2, 3, 8});
   const int64_t group = pick<int64_t>(fdp, {1, 2, 3, 4, 0});
-  const int64_t qHeads =
-      kvHeads == kDynamic ? pickDim(fdp, {1, 2, 4, 6})
-                          : (group == 0 ? 5 : kvHeads * group); // 5: bad GQA
+  const int64_t qHeads = kvHeads == kDynamic
+                             ? pickDim(fdp, {1, 2, 4, 6})
+                             : (group == 0 ? 5 : kvHeads * group); // 5: bad GQA
   const int64_t queries = pickDim(fdp, {0, 1, 2, 3, 16, 17});
-  const int64_t n = pickDim(fdp, {0, 1, 2, 7, 31, 32, 33, 64, 65, 100, 127,
-                                  128, 129, 200, 300, 1000});
+  const int64_t n = pickDim(fdp, {0, 1, 2, 7, 31, 32, 33, 64, 65, 100, 127, 128,
+                                  129, 200, 300, 1000});
   const int64_t d = pickDim(fdp, {0, 1, 3, 8, 16, 64, 128, 256, 257});
   const int64_t dv = pickDim(fdp, {0, 1, 8, 16, 32, 64, 128, 256, 257});
   const bool causal = fdp.ConsumeBool();
@@ -101,7 +99,8 @@ std::string build(FuzzedDataProvider &fdp) {
         s += (s.empty() ? "" : ", ") + a;
     return s.empty() ? std::string() : " {" + s + "}";
   };
-  const std::string scaleAttr = scale.empty() ? "" : "scale = " + scale + " : f32";
+  const std::string scaleAttr =
+      scale.empty() ? "" : "scale = " + scale + " : f32";
 
   const std::string qT = tensorType({batch, qHeads, queries, d}, elem);
   const std::string kT = tensorType({batch, kvHeads, n, d}, elem);
@@ -119,8 +118,8 @@ std::string build(FuzzedDataProvider &fdp) {
   switch (fdp.ConsumeIntegralInRange<int>(0, 2)) {
   case 0: // attention, as a front end hands it over
     p.body << "  %o = balancekv.attention " << q << ", " << k << ", " << v
-           << lenClause << causalKw << attrs({scaleAttr}) << " : " << qT
-           << ", " << kT << ", " << vT << " -> " << oT << "\n";
+           << lenClause << causalKw << attrs({scaleAttr}) << " : " << qT << ", "
+           << kT << ", " << vT << " -> " << oT << "\n";
     p.result("%o", oT);
     break;
   case 1: { // weighted_attention over a given compressed cache
@@ -128,8 +127,8 @@ std::string build(FuzzedDataProvider &fdp) {
     const std::string lw = p.arg(lwT);
     p.body << "  %o = balancekv.weighted_attention " << q << ", " << k << ", "
            << v << ", " << lw << lenClause << causalKw << attrs({scaleAttr})
-           << " : " << qT << ", " << kT << ", " << vT << ", " << lwT
-           << " -> " << oT << "\n";
+           << " : " << qT << ", " << kT << ", " << vT << ", " << lwT << " -> "
+           << oT << "\n";
     p.result("%o", oT);
     break;
   }
@@ -138,12 +137,16 @@ std::string build(FuzzedDataProvider &fdp) {
         fdp, {"balance", "uniform", "streaming", "snapkv", "knorm"});
     const int64_t rounds = pick<int64_t>(fdp, {0, 1, 2, 3, 4, 7, 16, 17, -1});
     const int64_t block = pick<int64_t>(fdp, {2, 4, 8, 64, 128, 130, 256, 7});
-    const int64_t sink = pick<int64_t>(fdp, {0, 1, 4, 32, 300, int64_t(1) << 40});
+    const int64_t sink =
+        pick<int64_t>(fdp, {0, 1, 4, 32, 300, int64_t(1) << 40});
     const int64_t recent = pick<int64_t>(fdp, {0, 1, 3, 32, 500, -2});
-    const std::string gamma = pick<std::string>(fdp, {"4.0", "0.0", "1.0e+300", "1.0e-300"});
-    const std::string temp = pick<std::string>(fdp, {"1.0", "1.0e-30", "1.0e+30"});
+    const std::string gamma =
+        pick<std::string>(fdp, {"4.0", "0.0", "1.0e+300", "1.0e-300"});
+    const std::string temp =
+        pick<std::string>(fdp, {"1.0", "1.0e-30", "1.0e+30"});
     const std::string c0 = pick<std::string>(fdp, {"0.025", "0.0", "1.0e+30"});
-    const std::string seed = pick<std::string>(fdp, {"0", "7", "9223372036854775807", "-1"});
+    const std::string seed =
+        pick<std::string>(fdp, {"0", "7", "9223372036854775807", "-1"});
     std::string observe;
     if (method == "snapkv")
       observe = " observe(" + q + " : " + qT + ")";
@@ -154,8 +157,9 @@ std::string build(FuzzedDataProvider &fdp) {
                      "sink = " + std::to_string(sink) + " : i64",
                      "recent = " + std::to_string(recent) + " : i64",
                      "gamma = " + gamma + " : f64",
-                     "temperature = " + temp + " : f64", "c0 = " + c0 + " : f64",
-                     "seed = " + seed + " : i64", scaleAttr})
+                     "temperature = " + temp + " : f64",
+                     "c0 = " + c0 + " : f64", "seed = " + seed + " : i64",
+                     scaleAttr})
            << " : " << kT << ", " << vT << "\n";
     int64_t m = kDynamic;
     if (n != kDynamic && rounds >= 0 && sink >= 0 && recent >= 0)

@@ -29,9 +29,9 @@ struct CompressCall {
   size_t wsBytes = 1 << 20;
   CompressCall() { balancekv_compress_params_init(&params); }
   balancekv_status run() {
-    return balancekv_compress(balancekv_dtype(dtype), key, value, batch, heads, n, d, dv,
-                              &params, outKey, outValue, &lw, nullptr, &dummy,
-                              wsBytes, nullptr);
+    return balancekv_compress(balancekv_dtype(dtype), key, value, batch, heads,
+                              n, d, dv, &params, outKey, outValue, &lw, nullptr,
+                              &dummy, wsBytes, nullptr);
   }
 };
 
@@ -79,10 +79,10 @@ TEST(RuntimeApi, CompressAcceptsAnEmptyCache) {
     (which == 0 ? c.n : which == 1 ? c.batch : c.heads) = 0;
     c.key.data = c.value.data = nullptr;
     c.outKey.data = c.outValue.data = nullptr;
-    EXPECT_EQ(balancekv_compress(balancekv_dtype(c.dtype), c.key, c.value, c.batch, c.heads,
-                                 c.n, c.d, c.dv, &c.params, c.outKey,
-                                 c.outValue, /*out_log_weights=*/nullptr,
-                                 nullptr, nullptr, 0, nullptr),
+    EXPECT_EQ(balancekv_compress(
+                  balancekv_dtype(c.dtype), c.key, c.value, c.batch, c.heads,
+                  c.n, c.d, c.dv, &c.params, c.outKey, c.outValue,
+                  /*out_log_weights=*/nullptr, nullptr, nullptr, 0, nullptr),
               BALANCEKV_STATUS_OK)
         << balancekv_last_error();
   }
@@ -205,10 +205,10 @@ TEST(RuntimeApi, CompressRejectsBadArguments) {
   {
     CompressCall c;
     CompressCall *self = &c;
-    expectError(balancekv_compress(balancekv_dtype(self->dtype), self->key, self->value, 1, 8,
-                                   64, 128, 128, &self->params, self->outKey,
-                                   self->outValue, nullptr, nullptr,
-                                   &self->dummy, self->wsBytes, nullptr),
+    expectError(balancekv_compress(
+                    balancekv_dtype(self->dtype), self->key, self->value, 1, 8,
+                    64, 128, 128, &self->params, self->outKey, self->outValue,
+                    nullptr, nullptr, &self->dummy, self->wsBytes, nullptr),
                 BALANCEKV_STATUS_INVALID_ARGUMENT, "out_log_weights is null");
   }
   {
@@ -246,8 +246,8 @@ struct DecodeCall {
   size_t wsBytes = 1 << 24;
   balancekv_status run() {
     return balancekv_weighted_decode_attention(
-        balancekv_dtype(dtype), q, k, v, nullptr, nullptr, batch, qHeads, kvHeads, l, m, d, dv,
-        scale, 0, out, &dummy, wsBytes, nullptr);
+        balancekv_dtype(dtype), q, k, v, nullptr, nullptr, batch, qHeads,
+        kvHeads, l, m, d, dv, scale, 0, out, &dummy, wsBytes, nullptr);
   }
 };
 

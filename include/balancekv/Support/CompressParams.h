@@ -1,4 +1,5 @@
-//===- CompressParams.h - compression parameters, defaults, checks -*- C++ -*-===//
+//===- CompressParams.h - compression parameters, defaults, checks -*- C++
+//-*-===//
 //
 // The spec's compression parameters (section 3) with their defaults and the
 // one check of their ranges. Header-only and free of MLIR, like

@@ -617,7 +617,8 @@ gpu::GPUFuncOp combineKernel(KernelModule &km, const DecodeConfig &c,
 }
 
 template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
-  AttentionToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms, int64_t smCount)
+  AttentionToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms,
+                 int64_t smCount)
       : OpRewritePattern<OpTy>(ctx), kms(std::move(kms)), smCount(smCount) {}
 
   LogicalResult matchAndRewrite(OpTy op,
@@ -626,8 +627,8 @@ template <typename OpTy> struct AttentionToGPU : OpRewritePattern<OpTy> {
     // the launch shapes below would divide by zero.
     auto resultType = cast<RankedTensorType>(op.getResult().getType());
     if (resultType.getNumElements() == 0) {
-      rewriter.replaceOpWithNewOp<tensor::EmptyOp>(
-          op, resultType.getShape(), resultType.getElementType());
+      rewriter.replaceOpWithNewOp<tensor::EmptyOp>(op, resultType.getShape(),
+                                                   resultType.getElementType());
       return success();
     }
     const DecodeConfig c = DecodeConfig::get(op, smCount);
@@ -691,9 +692,9 @@ LogicalResult balancekv::checkAttentionForGPU(Operation *op) {
   return checkDecode(cast<WeightedAttentionOp>(op));
 }
 
-void balancekv::populateAttentionToGPUPatterns(RewritePatternSet &patterns,
-                                               std::shared_ptr<KernelModules> kms,
-                                               int64_t smCount) {
+void balancekv::populateAttentionToGPUPatterns(
+    RewritePatternSet &patterns, std::shared_ptr<KernelModules> kms,
+    int64_t smCount) {
   patterns
       .add<AttentionToGPU<AttentionOp>, AttentionToGPU<WeightedAttentionOp>>(
           patterns.getContext(), kms, smCount);

@@ -903,7 +903,8 @@ LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
   return success();
 }
 
-void balancekv::populateCompressToGPUPatterns(RewritePatternSet &patterns,
-                                              std::shared_ptr<gpukernels::KernelModules> kms) {
+void balancekv::populateCompressToGPUPatterns(
+    RewritePatternSet &patterns,
+    std::shared_ptr<gpukernels::KernelModules> kms) {
   patterns.add<CompressToGPU>(patterns.getContext(), kms);
 }

@@ -334,33 +334,35 @@ Value CompressLowering::snapkvScores(Value bi, Value hi) {
   // logits[r, n] = scale <q_r, k_n>, r over the group's queries.
   Value logits = filled(b, {R, N}, cF(b, f64, 0.0));
   if (!keyIsEmpty()) {
-  Value keyHead = tensor::ExtractSliceOp::create(
-      b, RankedTensorType::get({ShapedType::kDynamic, ShapedType::kDynamic},
-                               cast<ShapedType>(op.getKey().getType())
-                                   .getElementType()),
-      op.getKey(),
-      ArrayRef<OpFoldResult>{bi, hi, b.getIndexAttr(0), b.getIndexAttr(0)},
-      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), N,
-                             OpFoldResult(dV)},
-      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
-                             b.getIndexAttr(1), b.getIndexAttr(1)});
-  logits = generic(
-      b, {keyHead}, {logits}, {map(3, {1, 2}), map(3, {0, 1})}, "ppr",
-      [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-        Value r = linalgIndex(nb, 0);
-        Value qh = arith::AddIOp::create(
-            nb, arith::MulIOp::create(nb, hi, group),
-            arith::DivUIOp::create(nb, r, lobs));
-        Value qi = arith::RemUIOp::create(nb, r, lobs);
-        Value q = widen(nb,
-                        tensor::ExtractOp::create(
-                            nb, obs, ValueRange{bi, qh, qi, linalgIndex(nb, 2)}),
-                        f64);
-        Value prod = arith::MulFOp::create(
-            nb, arith::MulFOp::create(nb, q, widen(nb, a[0], f64)),
-            cF(nb, f64, scale));
-        return SmallVector<Value>{arith::AddFOp::create(nb, a[1], prod)};
-      })[0];
+    Value keyHead = tensor::ExtractSliceOp::create(
+        b,
+        RankedTensorType::get(
+            {ShapedType::kDynamic, ShapedType::kDynamic},
+            cast<ShapedType>(op.getKey().getType()).getElementType()),
+        op.getKey(),
+        ArrayRef<OpFoldResult>{bi, hi, b.getIndexAttr(0), b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), N,
+                               OpFoldResult(dV)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                               b.getIndexAttr(1), b.getIndexAttr(1)});
+    logits = generic(
+        b, {keyHead}, {logits}, {map(3, {1, 2}), map(3, {0, 1})}, "ppr",
+        [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+          Value r = linalgIndex(nb, 0);
+          Value qh =
+              arith::AddIOp::create(nb, arith::MulIOp::create(nb, hi, group),
+                                    arith::DivUIOp::create(nb, r, lobs));
+          Value qi = arith::RemUIOp::create(nb, r, lobs);
+          Value q =
+              widen(nb,
+                    tensor::ExtractOp::create(
+                        nb, obs, ValueRange{bi, qh, qi, linalgIndex(nb, 2)}),
+                    f64);
+          Value prod = arith::MulFOp::create(
+              nb, arith::MulFOp::create(nb, q, widen(nb, a[0], f64)),
+              cF(nb, f64, scale));
+          return SmallVector<Value>{arith::AddFOp::create(nb, a[1], prod)};
+        })[0];
   }
   AffineMap id2 = map(2, {0, 1}), row = map(2, {0});
   Value mx = filled(b, {R}, cF(b, f64, -INFINITY));
@@ -476,26 +478,27 @@ SmallVector<Value> CompressLowering::run() {
               case CompressionMethod::KNorm: {
                 Value norms = filled(b, {OpFoldResult(l0)}, cF(b, f64, 0.0));
                 if (!keyIsEmpty()) {
-                Value keyHead = tensor::ExtractSliceOp::create(
-                    b,
-                    RankedTensorType::get(
-                        {ShapedType::kDynamic, ShapedType::kDynamic},
-                        cast<ShapedType>(key.getType()).getElementType()),
-                    key,
-                    ArrayRef<OpFoldResult>{bi, hi, OpFoldResult(mid0),
-                                           b.getIndexAttr(0)},
-                    ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
-                                           OpFoldResult(l0), OpFoldResult(dV)},
-                    ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
-                                           b.getIndexAttr(1),
-                                           b.getIndexAttr(1)});
-                norms = generic(b, {keyHead}, {norms},
-                                {map(2, {0, 1}), map(2, {0})}, "pr",
-                                [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                                  Value k = widen(nb, a[0], f64);
-                                  return SmallVector<Value>{arith::AddFOp::create(
-                                      nb, a[1], arith::MulFOp::create(nb, k, k))};
-                                })[0];
+                  Value keyHead = tensor::ExtractSliceOp::create(
+                      b,
+                      RankedTensorType::get(
+                          {ShapedType::kDynamic, ShapedType::kDynamic},
+                          cast<ShapedType>(key.getType()).getElementType()),
+                      key,
+                      ArrayRef<OpFoldResult>{bi, hi, OpFoldResult(mid0),
+                                             b.getIndexAttr(0)},
+                      ArrayRef<OpFoldResult>{
+                          b.getIndexAttr(1), b.getIndexAttr(1),
+                          OpFoldResult(l0), OpFoldResult(dV)},
+                      ArrayRef<OpFoldResult>{
+                          b.getIndexAttr(1), b.getIndexAttr(1),
+                          b.getIndexAttr(1), b.getIndexAttr(1)});
+                  norms = generic(
+                      b, {keyHead}, {norms}, {map(2, {0, 1}), map(2, {0})},
+                      "pr", [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                        Value k = widen(nb, a[0], f64);
+                        return SmallVector<Value>{arith::AddFOp::create(
+                            nb, a[1], arith::MulFOp::create(nb, k, k))};
+                      })[0];
                 }
                 std::tie(kept, keptLw) = rankSelectHead(norms, cF(b, f64, 0.0));
                 break;

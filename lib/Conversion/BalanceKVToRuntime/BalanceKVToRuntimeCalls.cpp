@@ -57,7 +57,7 @@ bool hasKind(Type t, AbiKind kind) {
   case AbiKind::MEMREF3:
   case AbiKind::MEMREF4: {
     auto m = dyn_cast<MemRefType>(t);
-    int64_t rank = kind == AbiKind::MEMREF1 ? 1
+    int64_t rank = kind == AbiKind::MEMREF1   ? 1
                    : kind == AbiKind::MEMREF3 ? 3
                                               : 4;
     return m && m.getRank() == rank;
@@ -76,8 +76,7 @@ bool hasKind(Type t, AbiKind kind) {
 
 /// The call's operands in the order of `abi`, each checked against its kind:
 /// the lowering names its values, the table orders them.
-FailureOr<SmallVector<Value>> abiOperands(Operation *op,
-                                          ArrayRef<AbiParam> abi,
+FailureOr<SmallVector<Value>> abiOperands(Operation *op, ArrayRef<AbiParam> abi,
                                           const llvm::StringMap<Value> &named) {
   SmallVector<Value> args;
   for (const AbiParam &p : abi) {
@@ -244,8 +243,8 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
         {"temperature", f64(op.getTemperature())},
         {"c0", f64(op.getC0())},
         {"seed", i64(op.getSeed())},
-        {"scale", arith::ConstantFloatOp::create(b, b.getF32Type(),
-                                                 APFloat(float(params.scale)))}};
+        {"scale", arith::ConstantFloatOp::create(
+                      b, b.getF32Type(), APFloat(float(params.scale)))}};
     FailureOr<SmallVector<Value>> args = abiOperands(op, kCompressAbi, named);
     if (failed(args))
       return failure();

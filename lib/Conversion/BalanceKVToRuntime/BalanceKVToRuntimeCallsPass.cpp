@@ -1,4 +1,5 @@
-//===- BalanceKVToRuntimeCallsPass.cpp - --balancekv-lower-to-runtime-calls ===//
+//===- BalanceKVToRuntimeCallsPass.cpp - --balancekv-lower-to-runtime-calls
+//===//
 
 #include "balancekv/Conversion/BalanceKVToRuntime/BalanceKVToRuntime.h"
 #include "balancekv/Conversion/Passes.h"

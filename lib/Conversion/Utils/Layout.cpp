@@ -16,8 +16,8 @@ LayoutValues buildCompressedLayout(ImplicitLocOpBuilder &b, Value n,
   l.sink = arith::MinUIOp::create(b, idx(sink), n);
   l.recent = arith::MinUIOp::create(b, idx(recent),
                                     arith::SubIOp::create(b, n, l.sink));
-  l.middle = arith::SubIOp::create(b, arith::SubIOp::create(b, n, l.sink),
-                                   l.recent);
+  l.middle =
+      arith::SubIOp::create(b, arith::SubIOp::create(b, n, l.sink), l.recent);
   // Rounds are verified to be <= 16, so the shift is defined.
   l.keptMiddle = arith::ShRUIOp::create(b, l.middle, idx(rounds));
   l.length = arith::AddIOp::create(

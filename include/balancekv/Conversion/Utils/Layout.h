@@ -21,8 +21,8 @@ struct LayoutValues {
   mlir::Value length;     ///< M = S' + L_T + W'
 };
 
-LayoutValues buildCompressedLayout(mlir::ImplicitLocOpBuilder &b,
-                                   mlir::Value n, int64_t sink, int64_t recent,
+LayoutValues buildCompressedLayout(mlir::ImplicitLocOpBuilder &b, mlir::Value n,
+                                   int64_t sink, int64_t recent,
                                    int64_t rounds);
 
 } // namespace balancekv

@@ -39,8 +39,8 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
   Type elem = qType.getElementType();
   auto size = [&](Value v, int64_t d) { return typedSize(b, v, d); };
   OpFoldResult B = size(a.query, 0), Hq = size(a.query, 1),
-               Hkv = size(a.key, 1), L = size(a.query, 2),
-               D = size(a.query, 3), N = size(a.key, 2), Dv = size(a.value, 3);
+               Hkv = size(a.key, 1), L = size(a.query, 2), D = size(a.query, 3),
+               N = size(a.key, 2), Dv = size(a.value, 3);
   Value key = a.key, value = a.value, logWeights = a.logWeights;
   // G = Hq / Hkv. Head counts the verifier cannot see are checked when the
   // program runs (a wrong grouping would read past the KV heads).
@@ -76,17 +76,15 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
         shape.push_back(i == 1 ? Hq : size(t, i));
       Value out = tensor::EmptyOp::create(b, shape, type.getElementType());
       unsigned rank = type.getRank();
-      return generic(b, {}, {out},
-                     {AffineMap::getMultiDimIdentityMap(rank, ctx)},
-                     std::string(rank, 'p'),
-                     [&](ImplicitLocOpBuilder &nb, ValueRange) {
-                       SmallVector<Value> idx;
-                       for (unsigned i = 0; i < rank; ++i)
-                         idx.push_back(linalgIndex(nb, i));
-                       idx[1] = arith::DivUIOp::create(nb, idx[1], group);
-                       return SmallVector<Value>{
-                           tensor::ExtractOp::create(nb, t, idx)};
-                     })[0];
+      return generic(
+          b, {}, {out}, {AffineMap::getMultiDimIdentityMap(rank, ctx)},
+          std::string(rank, 'p'), [&](ImplicitLocOpBuilder &nb, ValueRange) {
+            SmallVector<Value> idx;
+            for (unsigned i = 0; i < rank; ++i)
+              idx.push_back(linalgIndex(nb, i));
+            idx[1] = arith::DivUIOp::create(nb, idx[1], group);
+            return SmallVector<Value>{tensor::ExtractOp::create(nb, t, idx)};
+          })[0];
     };
     key = broadcastHeads(key);
     value = broadcastHeads(value);
@@ -204,13 +202,13 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
                 })[0];
   // O[b,h,g,l,e] = sum_n P[b,h,g,l,n] v[b,h,n,e]
   Value o = filled(b, {B, Hkv, G, L, Dv}, zero);
-  o = generic(b, {s, value}, {o},
-              {map(6, {0, 1, 2, 3, 5}), map(6, {0, 1, 5, 4}),
-               map(6, {0, 1, 2, 3, 4})},
-              "pppppr", [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                Value p = arith::MulFOp::create(nb, x[0], widen(nb, x[1], f32));
-                return SmallVector<Value>{arith::AddFOp::create(nb, x[2], p)};
-              })[0];
+  o = generic(
+      b, {s, value}, {o},
+      {map(6, {0, 1, 2, 3, 5}), map(6, {0, 1, 5, 4}), map(6, {0, 1, 2, 3, 4})},
+      "pppppr", [&](ImplicitLocOpBuilder &nb, ValueRange x) {
+        Value p = arith::MulFOp::create(nb, x[0], widen(nb, x[1], f32));
+        return SmallVector<Value>{arith::AddFOp::create(nb, x[2], p)};
+      })[0];
   Value out = tensor::EmptyOp::create(b, SmallVector<OpFoldResult>{B, Hkv, G, L, Dv},
                                       elem);
   out = generic(b, {o, sum}, {out}, {id5, row5, id5}, "ppppp",

@@ -241,8 +241,7 @@ bool matchCausalMask(Value v, Value &input) {
       // One value everywhere (any size, read in O(1)): causal only where no
       // key is masked, i.e. every row sees all n keys (l <= 1), and then the
       // value must be 0.
-      causal = attr.empty() ||
-               (l <= 1 && values[0].convertToDouble() == 0.0);
+      causal = attr.empty() || (l <= 1 && values[0].convertToDouble() == 0.0);
     } else {
       // Walks the stored elements, which the constant already holds.
       for (int64_t i = 0, e = attr.getNumElements(); i < e && causal; ++i) {

@@ -23,8 +23,9 @@ void populateRaiseAttentionPatterns(mlir::RewritePatternSet &patterns);
 struct CompressKVCacheOptions {
   CompressionMethod method = CompressionMethod::Balance;
   CompressParams params;
-  int64_t minKvLen = 1024;   ///< compress only caches at least this long
-  int64_t maxQueryLen = 16;  ///< only attention with <= this many queries (0: any)
+  int64_t minKvLen = 1024; ///< compress only caches at least this long
+  int64_t maxQueryLen =
+      16; ///< only attention with <= this many queries (0: any)
   bool allowDynamic = false; ///< also caches of dynamic length
 };
 
