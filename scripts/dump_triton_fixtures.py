@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Dumps real Triton 3.6 TTIR for test/Triton/Inputs (run on a GPU machine).
+"""Dumps real Triton 3.6 TTIR for test/Dialect/TritonCompat/Inputs (run on a GPU machine).
 
   TRITON_KERNEL_DUMP=1 TRITON_DUMP_DIR=/tmp/tdump TRITON_ALWAYS_COMPILE=1 \
       python3 scripts/dump_triton_fixtures.py

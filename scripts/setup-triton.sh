@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs triton==3.6.0 from PyPI into <build>/triton-venv for the Triton
-# interop tests (test/Triton/triton-compile.test). When PyPI cannot be
+# interop tests (test/Dialect/TritonCompat/triton-compile.test). When PyPI cannot be
 # reached, says so and leaves no venv: lit then reports those tests as
 # unsupported (skipped). Nothing is installed when the venv already works.
 set -u
