@@ -62,6 +62,8 @@ class Lib:
             ctypes.c_void_p] + [ctypes.c_int64] * 7 + [
             ctypes.c_float, ctypes.c_int, Tensor, ctypes.c_void_p,
             ctypes.c_size_t, ctypes.c_void_p]
+        L.balancekv_compress_params_init.argtypes = [ctypes.POINTER(Params)]
+        L.balancekv_compress_params_init.restype = None
         L.balancekv_reference_compress.argtypes = [
             ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [
             ctypes.c_int64] * 5 + [ctypes.POINTER(Params), ctypes.c_void_p,
@@ -76,8 +78,16 @@ class Lib:
     def view(t):
         return Tensor(t.data_ptr(), (ctypes.c_int64 * 4)(*t.stride()))
 
-    def params(self, rounds=2, method=0, seed=0, block=128):
-        return Params(method, rounds, block, 32, 32, 4.0, 1.0, 0.025, seed, 0.0)
+    def params(self, rounds=None, method=None, seed=None, block=None):
+        """The C API's defaults (balancekv_compress_params_init, i.e.
+        CompressParams.h), with the given fields replaced."""
+        p = Params()
+        self.lib.balancekv_compress_params_init(ctypes.byref(p))
+        for name, value in (("rounds", rounds), ("method", method),
+                            ("seed", seed), ("block_size", block)):
+            if value is not None:
+                setattr(p, name, value)
+        return p
 
     def m(self, n, p):
         return self.lib.balancekv_compressed_length(n, p.sink, p.recent, p.rounds)
