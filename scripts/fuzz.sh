@@ -14,12 +14,12 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$(realpath -m "${FUZZ_BUILD_DIR:-$root/build-sanitize}")"
 target="$1"; shift
-limit=(-runs=20000 -seed=1)
+runs=20000 seconds=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runs) limit=(-runs="$2" -seed=1); shift 2 ;;
-    --seconds) limit=(-max_total_time="$2"); shift 2 ;;
+    --runs) runs="$2" seconds=""; shift 2 ;;
+    --seconds) seconds="$2" runs=""; shift 2 ;;
     *) extra+=("$1"); shift ;;
   esac
 done
@@ -48,11 +48,6 @@ budget_left() {
   if [ -n "$runs" ]; then [ "$executed" -lt "$runs" ]
   else [ $((SECONDS - start)) -lt "$seconds" ]; fi
 }
-runs="" seconds=""
-case "${limit[0]}" in
-  -runs=*) runs="${limit[0]#-runs=}" ;;
-  -max_total_time=*) seconds="${limit[0]#-max_total_time=}" ;;
-esac
 status=0
 while budget_left && [ "$attempt" -lt 200 ]; do
   attempt=$((attempt + 1))

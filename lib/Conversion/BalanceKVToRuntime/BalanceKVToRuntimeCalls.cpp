@@ -36,6 +36,16 @@ std::string typeSuffix(Type t) {
   return "f32";
 }
 
+Value constI32(ImplicitLocOpBuilder &b, int64_t v) {
+  return arith::ConstantIntOp::create(b, b.getI32Type(), v);
+}
+Value constI64(ImplicitLocOpBuilder &b, int64_t v) {
+  return arith::ConstantIntOp::create(b, b.getI64Type(), v);
+}
+Value constF64(ImplicitLocOpBuilder &b, const APFloat &v) {
+  return arith::ConstantFloatOp::create(b, b.getF64Type(), v);
+}
+
 /// The kinds of RuntimeCallABI.h's tables.
 enum class AbiKind { MEMREF1, MEMREF3, MEMREF4, I32, I64, F32, F64 };
 
@@ -218,15 +228,6 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
     Value ck = allocFor(b, ckT, {bDim, hDim, m, dim(key, 3)}, deviceAlloc);
     Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)}, deviceAlloc);
     Value lw = allocFor(b, lwT, {bDim, hDim, m}, deviceAlloc);
-    auto i32 = [&](int64_t v) {
-      return arith::ConstantIntOp::create(b, b.getI32Type(), v).getResult();
-    };
-    auto i64 = [&](int64_t v) {
-      return arith::ConstantIntOp::create(b, b.getI64Type(), v).getResult();
-    };
-    auto f64 = [&](APFloat v) {
-      return arith::ConstantFloatOp::create(b, b.getF64Type(), v).getResult();
-    };
     const CompressParams params = op.getParams();
     llvm::StringMap<Value> named{
         {"key", asBuffer(b, key)},
@@ -234,15 +235,15 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
         {"compressed_key", erase(b, ck)},
         {"compressed_value", erase(b, cv)},
         {"log_weights", erase(b, lw)},
-        {"method", i32(*runtimeMethod(op.getMethod()))},
-        {"rounds", i64(params.rounds)},
-        {"block_size", i64(params.blockSize)},
-        {"sink", i64(params.sink)},
-        {"recent", i64(params.recent)},
-        {"gamma", f64(op.getGamma())},
-        {"temperature", f64(op.getTemperature())},
-        {"c0", f64(op.getC0())},
-        {"seed", i64(op.getSeed())},
+        {"method", constI32(b, *runtimeMethod(op.getMethod()))},
+        {"rounds", constI64(b, params.rounds)},
+        {"block_size", constI64(b, params.blockSize)},
+        {"sink", constI64(b, params.sink)},
+        {"recent", constI64(b, params.recent)},
+        {"gamma", constF64(b, op.getGamma())},
+        {"temperature", constF64(b, op.getTemperature())},
+        {"c0", constF64(b, op.getC0())},
+        {"seed", constI64(b, op.getSeed())},
         {"scale", arith::ConstantFloatOp::create(
                       b, b.getF32Type(), APFloat(float(params.scale)))}};
     FailureOr<SmallVector<Value>> args = abiOperands(op, kCompressAbi, named);
@@ -282,18 +283,15 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
     Value lw, hasLw;
     if constexpr (std::is_same_v<OpTy, WeightedAttentionOp>) {
       lw = asBuffer(b, op.getLogWeights());
-      hasLw = arith::ConstantIntOp::create(b, b.getI32Type(), 1);
+      hasLw = constI32(b, 1);
     } else {
       lw = erase(b, memref::AllocaOp::create(
                         b, MemRefType::get({0, 0, 0}, b.getF32Type())));
-      hasLw = arith::ConstantIntOp::create(b, b.getI32Type(), 0);
+      hasLw = constI32(b, 0);
     }
     Value lens = kvLen ? asBuffer(b, kvLen)
                        : erase(b, memref::AllocaOp::create(
                                       b, MemRefType::get({0}, b.getI32Type())));
-    auto i32 = [&](int64_t v) {
-      return arith::ConstantIntOp::create(b, b.getI32Type(), v).getResult();
-    };
     llvm::StringMap<Value> named{
         {"query", asBuffer(b, op.getQuery())},
         {"key", asBuffer(b, op.getKey())},
@@ -301,11 +299,11 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
         {"log_weights", lw},
         {"has_log_weights", hasLw},
         {"kv_len", lens},
-        {"has_kv_len", i32(kvLen ? 1 : 0)},
+        {"has_kv_len", constI32(b, kvLen ? 1 : 0)},
         {"out", erase(b, out)},
         {"scale", arith::ConstantFloatOp::create(
                       b, b.getF32Type(), APFloat(op.getEffectiveScale()))},
-        {"causal", i32(op.getCausal() ? 1 : 0)}};
+        {"causal", constI32(b, op.getCausal() ? 1 : 0)}};
     FailureOr<SmallVector<Value>> args =
         abiOperands(op, kWeightedDecodeAbi, named);
     if (failed(args))
