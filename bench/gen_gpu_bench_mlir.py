@@ -18,7 +18,7 @@ for n, h in S.COMPRESS:
     m = S.compressed_length(n, 2)
     k, ck, lw = ty(1, h, n, S.D), ty(1, h, m, S.D), ty(1, h, m, e="f32")
     out.append(f"""func.func @{S.compress_name(n, h)}(%k: {k}, %v: {k}) -> ({ck}, {ck}, {lw}) {{
-  %ck, %cv, %lw = balancekv.compress %k, %v {{rounds = 2 : i64}} : {k}, {k}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 2> : {k}, {k}
   return %ck, %cv, %lw : {ck}, {ck}, {lw}
 }}""")
 for b, n, r in S.DECODE:
@@ -33,7 +33,7 @@ for i, (e, b, h, n, d, dv, rounds, blk) in enumerate(S.CHECK_COMPRESS):
     k, v = ty(b, h, n, d, e=e), ty(b, h, n, dv, e=e)
     ck, cv, lw = ty(b, h, m, d, e=e), ty(b, h, m, dv, e=e), ty(b, h, m, e="f32")
     out.append(f"""func.func @{S.check_compress_name(i)}(%k: {k}, %v: {v}) -> ({ck}, {cv}, {lw}) {{
-  %ck, %cv, %lw = balancekv.compress %k, %v {{rounds = {rounds} : i64, block_size = {blk} : i64, seed = 1234 : i64}} : {k}, {v}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = {rounds}, block_size = {blk}, seed = 1234> : {k}, {v}
   return %ck, %cv, %lw : {ck}, {cv}, {lw}
 }}""")
 for i, (e, b, hq, hkv, l, m, d, dv, causal, kv_len, has_lw) in enumerate(S.CHECK_DECODE):

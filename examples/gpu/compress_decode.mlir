@@ -15,7 +15,7 @@
 
 func.func @compress(%k: tensor<2x2x2112x128xbf16>, %v: tensor<2x2x2112x128xbf16>)
     -> (tensor<2x2x576x128xbf16>, tensor<2x2x576x128xbf16>, tensor<2x2x576xf32>) {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 2 : i64, seed = 42 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 2, seed = 42>
       : tensor<2x2x2112x128xbf16>, tensor<2x2x2112x128xbf16>
   return %ck, %cv, %lw
       : tensor<2x2x576x128xbf16>, tensor<2x2x576x128xbf16>, tensor<2x2x576xf32>

@@ -11,7 +11,7 @@
 func.func @compress_short(%k: tensor<1x2x20x24xf32>, %v: tensor<1x2x20x40xf32>)
     -> (tensor<1x2x11x24xf32>, tensor<1x2x11x40xf32>, tensor<1x2x11xf32>) {
   %ck, %cv, %lw = balancekv.compress %k, %v
-      {rounds = 2 : i64, block_size = 8 : i64, sink = 4 : i64, recent = 4 : i64, seed = 3 : i64}
+      <rounds = 2, block_size = 8, sink = 4, recent = 4, seed = 3>
       : tensor<1x2x20x24xf32>, tensor<1x2x20x40xf32>
   return %ck, %cv, %lw : tensor<1x2x11x24xf32>, tensor<1x2x11x40xf32>, tensor<1x2x11xf32>
 }
@@ -28,7 +28,7 @@ func.func @compress_no_middle(%k: tensor<2x1x30x64xbf16>, %v: tensor<2x1x30x64xb
 func.func @compress_odd(%k: tensor<1x3x75x17xbf16>, %v: tensor<1x3x75x9xbf16>)
     -> (tensor<1x3x66x17xbf16>, tensor<1x3x66x9xbf16>, tensor<1x3x66xf32>) {
   %ck, %cv, %lw = balancekv.compress %k, %v
-      {rounds = 3 : i64, block_size = 4 : i64, sink = 1 : i64, recent = 64 : i64, seed = 11 : i64}
+      <rounds = 3, block_size = 4, sink = 1, recent = 64, seed = 11>
       : tensor<1x3x75x17xbf16>, tensor<1x3x75x9xbf16>
   return %ck, %cv, %lw : tensor<1x3x66x17xbf16>, tensor<1x3x66x9xbf16>, tensor<1x3x66xf32>
 }

@@ -88,7 +88,9 @@ struct Workspace {
 #define BALANCEKV_ABI_I64 int64_t
 #define BALANCEKV_ABI_F32 float
 #define BALANCEKV_ABI_F64 double
-#define BALANCEKV_ABI_PARAM(KIND, NAME) , BALANCEKV_ABI_##KIND NAME
+// One more level so that a KIND given as a macro (RuntimeCallABI.h) expands.
+#define BALANCEKV_ABI_PARAM(KIND, NAME) BALANCEKV_ABI_PARAM_(KIND, NAME)
+#define BALANCEKV_ABI_PARAM_(KIND, NAME) , BALANCEKV_ABI_##KIND NAME
 #define BALANCEKV_ABI_ARG(KIND, NAME) , NAME
 #define BALANCEKV_ABI_DROP_FIRST(first, ...) __VA_ARGS__
 #define BALANCEKV_ABI_APPLY(macro, ...) macro(__VA_ARGS__)
@@ -102,16 +104,10 @@ int32_t compress(balancekv_dtype dt, int elem,
                  BALANCEKV_ABI_PARAMS(BALANCEKV_RT_COMPRESS_PARAMS)) {
   MemRef<4> *k = key, *v = value, *ck = compressed_key, *cv = compressed_value;
   MemRef<3> *lw = log_weights;
-  balancekv_compress_params p{BALANCEKV_METHOD_BALANCE,
-                              rounds,
-                              block_size,
-                              sink,
-                              recent,
-                              gamma,
-                              temperature,
-                              c0,
-                              uint64_t(seed),
-                              scale};
+  balancekv_compress_params p{};
+#define BALANCEKV_PARAM_FROM_ARG(type, member, name, dflt, doc) p.name = type(name);
+  BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_FROM_ARG)
+#undef BALANCEKV_PARAM_FROM_ARG
   // The C enum's bits as the caller passed them (the C API checks the value;
   // an int outside the enum must not be converted to it).
   static_assert(sizeof p.method == sizeof method, "C enums are int-sized");

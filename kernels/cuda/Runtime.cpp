@@ -7,7 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Runtime/BalanceKVRuntime.h"
-#include "balancekv/Support/CompressParams.h"
+#include "balancekv/Runtime/CompressParamsC.h"
 #include "balancekv/Support/CompressedLayout.h"
 #include "kernels/cuda/Launch.h"
 
@@ -94,27 +94,13 @@ balancekv_status checkWorkspace(size_t need, const void *workspace,
   return BALANCEKV_STATUS_OK;
 }
 
-CompressParams toParams(const balancekv_compress_params &p) {
-  CompressParams c;
-  c.rounds = p.rounds;
-  c.blockSize = p.block_size;
-  c.sink = p.sink;
-  c.recent = p.recent;
-  c.gamma = p.gamma;
-  c.temperature = p.temperature;
-  c.c0 = p.c0;
-  c.seed = p.seed;
-  c.scale = p.scale;
-  return c;
-}
-
 balancekv_status checkParams(const balancekv_compress_params *p) {
   BALANCEKV_CHECK(p, "params is null");
   const int method = enumValue(p->method);
   BALANCEKV_CHECK(method == BALANCEKV_METHOD_BALANCE ||
                       method == BALANCEKV_METHOD_UNIFORM,
                   "params.method must be balance or uniform");
-  if (std::string bad = toParams(*p).validate(); !bad.empty())
+  if (std::string bad = fromC(*p).validate(); !bad.empty())
     return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, "params." + bad);
   // The kernels' one limit beyond the spec: a walk block fits one CTA.
   BALANCEKV_CHECK(p->block_size <= 128, "params.block_size must be <= 128");
@@ -135,17 +121,7 @@ const char *balancekv_last_error(void) { return lastError.c_str(); }
 void balancekv_compress_params_init(balancekv_compress_params *p) {
   if (!p)
     return;
-  const CompressParams d;
-  *p = {BALANCEKV_METHOD_BALANCE,
-        d.rounds,
-        d.blockSize,
-        d.sink,
-        d.recent,
-        d.gamma,
-        d.temperature,
-        d.c0,
-        d.seed,
-        float(d.scale)};
+  *p = toC(CompressParams{}, BALANCEKV_METHOD_BALANCE);
 }
 
 int64_t balancekv_compressed_length(int64_t n, int64_t sink, int64_t recent,

@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "balancekv/Runtime/BalanceKVRuntime.h"
+#include "balancekv/Runtime/CompressParamsC.h"
 #include "kernels/reference/Reference.h"
 
 using namespace balancekv;
@@ -45,15 +45,7 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
   CompressOptions o;
   o.method = params->method == BALANCEKV_METHOD_UNIFORM ? Method::Uniform
                                                         : Method::Balance;
-  o.rounds = params->rounds;
-  o.blockSize = params->block_size;
-  o.sink = params->sink;
-  o.recent = params->recent;
-  o.gamma = params->gamma;
-  o.temperature = params->temperature;
-  o.c0 = params->c0;
-  o.seed = params->seed;
-  o.scale = params->scale;
+  static_cast<CompressParams &>(o) = fromC(*params);
   Selection sel;
   Status st = compress({key, t, {batch, heads, n, d}},
                        {value, t, {batch, heads, n, dv}}, o, sel);

@@ -2,7 +2,7 @@
 
 func.func @uniform(%k: tensor<1x1x300x16xf16>, %v: tensor<1x1x300x16xf16>) -> tensor<1x1x123xf32> {
   // expected-error @below {{method 'uniform' has no GPU lowering; use --balancekv-lower-to-runtime-calls or --balancekv-lower-to-loops}}
-  %ck, %cv, %lw = balancekv.compress method<uniform> %k, %v
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = uniform>
       : tensor<1x1x300x16xf16>, tensor<1x1x300x16xf16>
   return %lw : tensor<1x1x123xf32>
 }
@@ -19,7 +19,7 @@ func.func @dynamic(%k: tensor<1x1x?x16xf16>, %v: tensor<1x1x?x16xf16>) -> tensor
 
 func.func @big_block(%k: tensor<1x1x600x16xf16>, %v: tensor<1x1x600x16xf16>) -> tensor<1x1x198xf32> {
   // expected-error @below {{the GPU lowering takes block_size <= 128 (one workgroup per block), got 256}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 256 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <block_size = 256>
       : tensor<1x1x600x16xf16>, tensor<1x1x600x16xf16>
   return %lw : tensor<1x1x198xf32>
 }

@@ -94,13 +94,13 @@
 // CHECK-NOT: gpu.func @balancekv_walk
 func.func @compress_bf16(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf16>)
     -> (tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>) {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 2 : i64, seed = 7 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 2, seed = 7>
       : tensor<1x2x600x64xbf16>, tensor<1x2x600x64xbf16>
   return %ck, %cv, %lw : tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>
 }
 func.func @compress_again(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf16>)
     -> tensor<1x2x198xf32> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 2 : i64, seed = 7 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 2, seed = 7>
       : tensor<1x2x600x64xbf16>, tensor<1x2x600x64xbf16>
   return %lw : tensor<1x2x198xf32>
 }
@@ -117,7 +117,7 @@ func.func @compress_again(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf1
 // CHECK: gpu.func @balancekv_select
 func.func @compress_f32(%k: tensor<2x1x256x32xf32>, %v: tensor<2x1x256x16xf32>)
     -> tensor<2x1x160xf32> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 1 : i64, block_size = 64 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 1, block_size = 64>
       : tensor<2x1x256x32xf32>, tensor<2x1x256x16xf32>
   return %lw : tensor<2x1x160xf32>
 }
@@ -131,7 +131,7 @@ func.func @compress_f32(%k: tensor<2x1x256x32xf32>, %v: tensor<2x1x256x16xf32>)
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_gather
 func.func @compress_no_rounds(%k: tensor<1x1x100x16xf16>, %v: tensor<1x1x100x16xf16>)
     -> tensor<1x1x100xf32> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 0 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 0>
       : tensor<1x1x100x16xf16>, tensor<1x1x100x16xf16>
   return %lw : tensor<1x1x100xf32>
 }
@@ -215,7 +215,7 @@ func.func @attention_kv_len(%q: tensor<3x4x2x32xf16>, %k: tensor<3x4x300x32xf16>
 // CHECK: nvvm.mma.sync
 func.func @compress_block_100(%k: tensor<1x1x1000x64xbf16>, %v: tensor<1x1x1000x64xbf16>)
     -> tensor<1x1x298xf32> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 100 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <block_size = 100>
       : tensor<1x1x1000x64xbf16>, tensor<1x1x1000x64xbf16>
   return %lw : tensor<1x1x298xf32>
 }
@@ -230,7 +230,7 @@ func.func @compress_block_100(%k: tensor<1x1x1000x64xbf16>, %v: tensor<1x1x1000x
 // CHECK: gpu.module @balancekv_kernels
 module @inner {
   func.func @nested(%k: tensor<1x1x100x16xf16>, %v: tensor<1x1x100x16xf16>) -> tensor<1x1x82xf32> {
-    %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 1 : i64}
+    %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 1>
         : tensor<1x1x100x16xf16>, tensor<1x1x100x16xf16>
     return %lw : tensor<1x1x82xf32>
   }

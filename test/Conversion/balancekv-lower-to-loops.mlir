@@ -91,7 +91,7 @@ func.func @weighted_attention_kv_len(%q: tensor<2x1x1x4xf32>, %k: tensor<2x1x6x4
 // BUF: return
 func.func @compress_balance(%k: tensor<1x2x300x16xf32>, %v: tensor<1x2x300x8xf32>)
     -> (tensor<1x2x123x16xf32>, tensor<1x2x123x8xf32>, tensor<1x2x123xf32>) {
-  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 64 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <block_size = 64>
       : tensor<1x2x300x16xf32>, tensor<1x2x300x8xf32>
   return %ck, %cv, %lw : tensor<1x2x123x16xf32>, tensor<1x2x123x8xf32>, tensor<1x2x123xf32>
 }
@@ -104,7 +104,7 @@ func.func @compress_balance(%k: tensor<1x2x300x16xf32>, %v: tensor<1x2x300x8xf32
 // CHECK-COUNT-20: arith.mului_extended
 // CHECK: math.log
 func.func @compress_uniform(%k: tensor<1x1x100x8xf16>, %v: tensor<1x1x100x8xf16>) -> tensor<1x1x?xf32> {
-  %ck, %cv, %lw = balancekv.compress method<uniform> %k, %v : tensor<1x1x100x8xf16>, tensor<1x1x100x8xf16>
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = uniform> : tensor<1x1x100x8xf16>, tensor<1x1x100x8xf16>
   %c = tensor.cast %lw : tensor<1x1x73xf32> to tensor<1x1x?xf32>
   return %c : tensor<1x1x?xf32>
 }
@@ -118,6 +118,6 @@ func.func @compress_uniform(%k: tensor<1x1x100x8xf16>, %v: tensor<1x1x100x8xf16>
 // CHECK-NOT: balancekv.
 func.func @compress_dynamic(%k: tensor<?x?x?x8xbf16>, %v: tensor<?x?x?x8xbf16>)
     -> (tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>, tensor<?x?x?xf32>) {
-  %ck, %cv, %lw = balancekv.compress method<knorm> %k, %v : tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = knorm> : tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>
   return %ck, %cv, %lw : tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>, tensor<?x?x?xf32>
 }

@@ -41,7 +41,7 @@
 // LLVM: llvm.call @balancekv_rt_compress_bf16(
 // LLVM: llvm.call @balancekv_rt_weighted_decode_bf16(
 func.func @decode(%q: tensor<1x32x1x128xbf16>, %k: tensor<1x8x4096x128xbf16>, %v: tensor<1x8x4096x128xbf16>) -> tensor<1x32x1x128xbf16> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {seed = 3 : i64} : tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16>
+  %ck, %cv, %lw = balancekv.compress %k, %v <seed = 3> : tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16>
   %o = balancekv.weighted_attention %q, %ck, %cv, %lw causal : tensor<1x32x1x128xbf16>, tensor<1x8x1072x128xbf16>, tensor<1x8x1072x128xbf16>, tensor<1x8x1072xf32> -> tensor<1x32x1x128xbf16>
   return %o : tensor<1x32x1x128xbf16>
 }
@@ -71,7 +71,7 @@ func.func @attention_kv_len(%q: tensor<?x8x2x64xf16>, %k: tensor<?x2x?x64xf16>, 
 func.func @snapkv_has_no_kernel(%k: tensor<1x8x4096x128xbf16>, %v: tensor<1x8x4096x128xbf16>,
                                 %q: tensor<1x8x1x128xbf16>) -> tensor<1x8x1072xf32> {
   // expected-error @+1 {{'balancekv.compress' op method 'snapkv' has no CUDA kernel; lower it with --balancekv-lower-to-loops}}
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%q : tensor<1x8x1x128xbf16>)
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%q : tensor<1x8x1x128xbf16>) <method = snapkv>
       : tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16>
   return %lw : tensor<1x8x1072xf32>
 }

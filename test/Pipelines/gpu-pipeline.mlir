@@ -50,7 +50,7 @@
 
 func.func @compress(%k: tensor<1x2x600x64xbf16>, %v: tensor<1x2x600x64xbf16>)
     -> (tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>) {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 2 : i64, seed = 7 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 2, seed = 7>
       : tensor<1x2x600x64xbf16>, tensor<1x2x600x64xbf16>
   return %ck, %cv, %lw : tensor<1x2x198x64xbf16>, tensor<1x2x198x64xbf16>, tensor<1x2x198xf32>
 }

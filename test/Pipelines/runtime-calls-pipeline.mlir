@@ -21,7 +21,7 @@
 // CHECK: declare ptr @mgpuMemAlloc(i64, ptr, i8)
 func.func @decode(%q: tensor<1x32x1x128xbf16>, %k: tensor<1x8x4096x128xbf16>,
                   %v: tensor<1x8x4096x128xbf16>) -> tensor<1x32x1x128xbf16> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {seed = 3 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <seed = 3>
       : tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16>
   %o = balancekv.weighted_attention %q, %ck, %cv, %lw causal
       : tensor<1x32x1x128xbf16>, tensor<1x8x1072x128xbf16>,

@@ -10,11 +10,11 @@
 // CHECK: %[[O:.*]] = balancekv.weighted_attention %[[Q]], %[[CK]], %[[CV]], %[[LW]] causal : tensor<1x32x1x128xf16>, tensor<1x8x1072x128xf16>, tensor<1x8x1072x128xf16>, tensor<1x8x1072xf32> -> tensor<1x32x1x128xf16>
 // CHECK: return %[[O]]
 // OPTS-LABEL: func.func @decode
-// OPTS: balancekv.compress method<uniform> %{{.*}}, %{{.*}} {recent = 8 : i64, rounds = 3 : i64, seed = 9 : i64, sink = 4 : i64}
+// OPTS: balancekv.compress %{{.*}}, %{{.*}} <method = uniform, rounds = 3, sink = 4, recent = 8, seed = 9>
 // OPTS: tensor<1x8x522x128xf16>
 // SNAP-LABEL: func.func @decode
 // SNAP-SAME: (%[[Q:.*]]: tensor<1x32x1x128xf16>
-// SNAP: balancekv.compress method<snapkv> %{{.*}}, %{{.*}} observe(%[[Q]] : tensor<1x32x1x128xf16>)
+// SNAP: balancekv.compress %{{.*}}, %{{.*}} observe(%[[Q]] : tensor<1x32x1x128xf16>) <method = snapkv>
 func.func @decode(%q: tensor<1x32x1x128xf16>, %k: tensor<1x8x4096x128xf16>,
                   %v: tensor<1x8x4096x128xf16>) -> tensor<1x32x1x128xf16> {
   %o = balancekv.attention %q, %k, %v causal
@@ -27,7 +27,7 @@ func.func @decode(%q: tensor<1x32x1x128xf16>, %k: tensor<1x8x4096x128xf16>,
 
 // The scale carries over to both ops.
 // CHECK-LABEL: func.func @explicit_scale
-// CHECK: balancekv.compress %{{.*}}, %{{.*}} {scale = 5.000000e-01 : f32}
+// CHECK: balancekv.compress %{{.*}}, %{{.*}} <scale = 5.000000e-01>
 // CHECK: balancekv.weighted_attention {{.*}} scale(5.000000e-01)
 func.func @explicit_scale(%q: tensor<2x4x2x64xbf16>, %k: tensor<2x4x2048x64xbf16>,
                           %v: tensor<2x4x2048x64xbf16>) -> tensor<2x4x2x64xbf16> {

@@ -13,7 +13,9 @@
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -46,12 +48,20 @@ static cl::opt<int64_t> queries("queries",
                                 cl::init(32));
 static cl::opt<int64_t> seeds("seeds", cl::desc("seeds per cell"),
                               cl::init(3));
-static cl::opt<int64_t> blockSize("block-size", cl::init(128));
-static cl::opt<int64_t> sink("sink", cl::init(32));
-static cl::opt<int64_t> recent("recent", cl::init(32));
-static cl::opt<double> gamma_("gamma", cl::init(4.0));
-static cl::opt<double> temperature("temperature", cl::init(1.0));
-static cl::opt<double> c0("c0", cl::init(0.025));
+/// A parameter's flag: its table name with '-' for '_'.
+static llvm::StringRef flagName(const char *name) {
+  static std::deque<std::string> names; // stable storage for cl::opt
+  names.emplace_back(name);
+  std::replace(names.back().begin(), names.back().end(), '_', '-');
+  return names.back();
+}
+// One flag per compression parameter of CompressParams.h's table (--ratios
+// chooses the rounds; --seed is the first seed of each cell's --seeds).
+#define BALANCEKV_PARAM_FLAG(type, member, name, dflt, doc)                    \
+  static cl::opt<type> member##Flag(flagName(#name), cl::desc(doc),            \
+                                    cl::init(CompressParams{}.member));
+BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_FLAG)
+#undef BALANCEKV_PARAM_FLAG
 static cl::opt<std::string> csvPath("csv", cl::desc("write CSV here"),
                                     cl::init(""));
 static cl::opt<std::string> mdPath("markdown",
@@ -98,14 +108,14 @@ CompressOptions optionsFor(const std::string &name, int64_t rounds,
   if (!m)
     fail("unknown method '" + name + "'");
   o.method = *m;
+#define BALANCEKV_PARAM_FROM_FLAG(type, member, name, dflt, doc)               \
+  o.member = member##Flag;
+  BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_FROM_FLAG)
+#undef BALANCEKV_PARAM_FROM_FLAG
   o.rounds = rounds;
-  o.blockSize = blockSize;
-  o.sink = sink;
-  o.recent = recent;
-  o.gamma = name == "balance-gamma0" ? 0.0 : gamma_.getValue();
-  o.temperature = temperature;
-  o.c0 = c0;
-  o.seed = seed;
+  o.seed = seedFlag + seed;
+  if (name == "balance-gamma0")
+    o.gamma = 0.0;
   Status st = validate(o);
   if (!st.ok)
     fail(st.message);
@@ -155,6 +165,8 @@ static int run(int argc, char **argv) {
   }
   if (roundsList.empty())
     fail("--ratios is empty");
+  if (roundsFlag.getNumOccurrences())
+    fail("--rounds is set per cell by --ratios");
   if (!kvPrefix.empty())
     datasetList = {"kv:" + kvPrefix};
   else if (dataset == "both")

@@ -146,21 +146,19 @@ std::string build(FuzzedDataProvider &fdp) {
         pick<std::string>(fdp, {"1.0", "1.0e-30", "1.0e+30"});
     const std::string c0 = pick<std::string>(fdp, {"0.025", "0.0", "1.0e+30"});
     const std::string seed =
-        pick<std::string>(fdp, {"0", "7", "9223372036854775807", "-1"});
+        pick<std::string>(fdp, {"0", "7", "9223372036854775807",
+                                "18446744073709551615", "-1"});
     std::string observe;
     if (method == "snapkv")
       observe = " observe(" + q + " : " + qT + ")";
-    p.body << "  %ck, %cv, %lw = balancekv.compress method<" << method << "> "
-           << k << ", " << v << observe
-           << attrs({"rounds = " + std::to_string(rounds) + " : i64",
-                     "block_size = " + std::to_string(block) + " : i64",
-                     "sink = " + std::to_string(sink) + " : i64",
-                     "recent = " + std::to_string(recent) + " : i64",
-                     "gamma = " + gamma + " : f64",
-                     "temperature = " + temp + " : f64",
-                     "c0 = " + c0 + " : f64", "seed = " + seed + " : i64",
-                     scaleAttr})
-           << " : " << kT << ", " << vT << "\n";
+    p.body << "  %ck, %cv, %lw = balancekv.compress " << k << ", " << v
+           << observe << " <method = " << method
+           << ", rounds = " << rounds << ", block_size = " << block
+           << ", sink = " << sink << ", recent = " << recent
+           << ", gamma = " << gamma << ", temperature = " << temp
+           << ", c0 = " << c0 << ", seed = " << seed
+           << (scale.empty() ? "" : ", scale = " + scale) << "> : " << kT
+           << ", " << vT << "\n";
     int64_t m = kDynamic;
     if (n != kDynamic && rounds >= 0 && sink >= 0 && recent >= 0)
       m = balancekv::CompressedLayout::compute(n, sink, recent, rounds)

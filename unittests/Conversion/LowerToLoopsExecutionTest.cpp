@@ -59,10 +59,6 @@ std::string tensorType(const std::string &kind, std::vector<int64_t> shape,
   return s.str();
 }
 
-const char *methodKeyword(Method m) {
-  return m == Method::Balance ? "" : methodName(m);
-}
-
 /// `scale = ... : f32` after `sep` when the case sets a scale, else "".
 std::string scaleAttr(const CompressOptions &o, const char *sep) {
   if (o.scale <= 0)
@@ -99,16 +95,20 @@ std::string buildModule(const Case &c, int64_t m) {
     s << "  %" << name << "t = bufferization.to_tensor %" << name
       << " restrict : " << mem(shape, e) << " to " << ten(shape, e) << "\n";
   s << "  %a, %b, %w = balancekv.compress ";
-  if (*methodKeyword(o.method))
-    s << "method<" << methodKeyword(o.method) << "> ";
   s << "%kt, %vt";
   if (o.method == Method::SnapKV)
     s << " observe(%qt : " << ten(qS, e) << ")";
-  s << " {rounds = " << o.rounds << " : i64, block_size = " << o.blockSize
-    << " : i64, sink = " << o.sink << " : i64, recent = " << o.recent
-    << " : i64, gamma = " << std::fixed << o.gamma << std::defaultfloat
-    << " : f64, seed = " << o.seed << " : i64" << scaleAttr(o, ", ")
-    << "} : " << ten(kS, e) << ", " << ten(vS, e) << "\n";
+  s << " <method = " << methodName(o.method) << ", rounds = " << o.rounds
+    << ", block_size = " << o.blockSize << ", sink = " << o.sink
+    << ", recent = " << o.recent << ", gamma = " << std::fixed << o.gamma
+    << std::defaultfloat << ", seed = " << o.seed;
+  if (o.scale > 0) {
+    std::ostringstream sc;
+    sc.precision(9);
+    sc << std::scientific << float(o.scale);
+    s << ", scale = " << sc.str();
+  }
+  s << "> : " << ten(kS, e) << ", " << ten(vS, e) << "\n";
   // The attention ops' attribute dictionaries: causal, scale.
   std::string causal = (c.causal ? " causal" : "") +
                        (o.scale > 0 ? " {" + scaleAttr(o, "") + "}" : "");

@@ -56,11 +56,11 @@ TEST_F(CompressOpTest, BuilderInfersCompressedLength) {
   st.addTypes({kt, vt});
   Operation *src = b.create(st);
   for (int64_t rounds : {0, 1, 2, 3, 4}) {
+    balancekv::CompressParams params;
+    params.rounds = rounds;
     auto op = balancekv::CompressOp::create(
         b, loc, src->getResult(0), src->getResult(1), /*observation=*/Value(),
-        balancekv::CompressionMethod::Balance, rounds, /*block_size=*/128,
-        /*sink=*/32, /*recent=*/32, /*gamma=*/llvm::APFloat(4.0), /*temperature=*/llvm::APFloat(1.0),
-        /*c0=*/llvm::APFloat(0.025), /*seed=*/0, /*scale=*/nullptr);
+        balancekv::CompressionMethod::Balance, params);
     int64_t m = 64 + (936 >> rounds);
     auto ck = cast<RankedTensorType>(op.getCompressedKey().getType());
     auto lw = cast<RankedTensorType>(op.getLogWeights().getType());
@@ -77,7 +77,7 @@ TEST_F(CompressOpTest, ParsedAttributesDriveInference) {
   ctx.loadDialect<func::FuncDialect>();
   const char *ir = R"mlir(
     func.func private @f(%k: tensor<1x1x300x8xf32>, %v: tensor<1x1x300x8xf32>) {
-      %a:3 = balancekv.compress %k, %v {sink = 4 : i64, recent = 8 : i64, rounds = 3 : i64}
+      %a:3 = balancekv.compress %k, %v <rounds = 3, sink = 4, recent = 8>
           : tensor<1x1x300x8xf32>, tensor<1x1x300x8xf32>
       return
     }

@@ -17,6 +17,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/AsmParser/AsmParser.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 
@@ -59,6 +60,35 @@ protected:
   MLIRContext ctx;
 };
 
+/// Every parameter of the table, set away from its default, prints and
+/// parses back to the same attribute; the defaults print as `<>`.
+TEST_F(CompressParamsLayers, AttributeRoundTrip) {
+  CompressParams p;
+#define BALANCEKV_PARAM_BUMP(type, member, name, dflt, doc)                    \
+  p.member = type(p.member + type(3));
+  BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_BUMP)
+#undef BALANCEKV_PARAM_BUMP
+  p.gamma = 0.1; // not a short decimal in binary
+  auto attr = balancekv::CompressParamsAttr::get(
+      &ctx, balancekv::CompressionMethod::KNorm, p);
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << Attribute(attr);
+  for (const char *name : {"method = knorm", "rounds = 5", "block_size = 131",
+                           "sink = 35", "recent = 35", "gamma = ",
+                           "temperature = ", "c0 = ", "seed = 3", "scale = "})
+    EXPECT_NE(text.find(name), std::string::npos) << name << " in " << text;
+  Attribute back = parseAttribute(text, &ctx);
+  EXPECT_EQ(back, attr) << text;
+  EXPECT_EQ(cast<balancekv::CompressParamsAttr>(back).getValues(), p);
+
+  std::string defaults;
+  llvm::raw_string_ostream ds(defaults);
+  ds << Attribute(balancekv::CompressParamsAttr::get(
+      &ctx, balancekv::CompressionMethod::Balance, CompressParams{}));
+  EXPECT_EQ(defaults, "#balancekv.compress_params<>");
+}
+
 TEST_F(CompressParamsLayers, OpVerifier) {
   OpBuilder b(&ctx);
   Location loc = b.getUnknownLoc();
@@ -72,9 +102,7 @@ TEST_F(CompressParamsLayers, OpVerifier) {
     const CompressParams &p = c.params;
     auto op = balancekv::CompressOp::create(
         b, loc, src->getResult(0), src->getResult(1), Value(),
-        balancekv::CompressionMethod::Balance, p.rounds, p.blockSize, p.sink,
-        p.recent, llvm::APFloat(p.gamma), llvm::APFloat(p.temperature),
-        llvm::APFloat(p.c0), int64_t(p.seed), /*scale=*/nullptr);
+        balancekv::CompressionMethod::Balance, p);
     EXPECT_EQ(firstError([&] { (void)mlir::verify(op); }),
               "'balancekv.compress' op " + c.message);
     op->erase();
@@ -92,13 +120,10 @@ TEST_F(CompressParamsLayers, PassOptions) {
     OwningOpRef<ModuleOp> m = parseSourceString<ModuleOp>(ir, &ctx);
     ASSERT_TRUE(m);
     balancekv::BalanceKVCompressKVCachePassOptions o;
-    o.rounds = c.params.rounds;
-    o.blockSize = c.params.blockSize;
-    o.sink = c.params.sink;
-    o.recent = c.params.recent;
-    o.gamma = c.params.gamma;
-    o.temperature = c.params.temperature;
-    o.c0 = c.params.c0;
+#define BALANCEKV_PARAM_TO_OPTION(type, member, name, dflt, doc)               \
+  o.member = c.params.member;
+    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_TO_OPTION)
+#undef BALANCEKV_PARAM_TO_OPTION
     PassManager pm(&ctx);
     pm.addPass(balancekv::createBalanceKVCompressKVCachePass(o));
     bool failedRun = false;

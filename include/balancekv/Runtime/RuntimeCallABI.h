@@ -7,12 +7,24 @@
  * the kind); the shim's signatures are generated from them. Changing an
  * entry point means changing its table here, nothing else in step.
  *
- * Kinds: MEMREF1/3/4 (a ranked memref of that rank, any layout, passed as a
+ * Kinds (a table entry X(KIND, NAME) may pass KIND as a macro naming one:
+ * users paste it through one more macro level): MEMREF1/3/4 (a ranked memref of that rank, any layout, passed as a
  * descriptor pointer through `llvm.emit_c_interface`), I32, I64, F32, F64.
  * Every entry returns the C API's balancekv_status as i32.
  *===----------------------------------------------------------------------===*/
 #ifndef BALANCEKV_RUNTIME_RUNTIMECALLABI_H
 #define BALANCEKV_RUNTIME_RUNTIMECALLABI_H
+
+#include "balancekv/Support/CompressParams.h"
+
+/* The compression parameters follow `method` in the order and with the names
+ * of CompressParams.h's table, each passed as the kind of its C++ type. */
+#define BALANCEKV_RT_KIND_int64_t I64
+#define BALANCEKV_RT_KIND_uint64_t I64
+#define BALANCEKV_RT_KIND_double F64
+#define BALANCEKV_RT_KIND_float F32
+#define BALANCEKV_RT_PARAM_ENTRY(X, type, member, name, dflt, doc)            \
+  X(BALANCEKV_RT_KIND_##type, name)
 
 /* balancekv_rt_compress_<f16|bf16|f32>: compression into fresh buffers. */
 #define BALANCEKV_RT_COMPRESS_PARAMS(X)                                        \
@@ -22,15 +34,7 @@
   X(MEMREF4, compressed_value)                                                 \
   X(MEMREF3, log_weights)                                                      \
   X(I32, method) /* balancekv_method */                                        \
-  X(I64, rounds)                                                               \
-  X(I64, block_size)                                                           \
-  X(I64, sink)                                                                 \
-  X(I64, recent)                                                               \
-  X(F64, gamma)                                                                \
-  X(F64, temperature)                                                          \
-  X(F64, c0)                                                                   \
-  X(I64, seed)                                                                 \
-  X(F32, scale) /* 0: 1/sqrt(D) */
+  BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
 
 /* balancekv_rt_weighted_decode_<f16|bf16|f32>: attention over a (compressed)
  * cache; absent log-weights and kv_len are empty buffers with a 0 flag. */

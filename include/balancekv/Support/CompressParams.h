@@ -19,19 +19,47 @@
 
 namespace balancekv {
 
+/// The parameters, once: X(type, member, name, default, meaning). `name` is
+/// how the IR attribute (`#balancekv.compress_params<name = ...>`), the C API
+/// (`balancekv_compress_params.name`), pass options and tool flags (with '-'
+/// for '_') spell it; every layer reads and writes the parameters through
+/// this table, so a new parameter is one line here, a range check in
+/// validate() and a field in the C API header.
+#define BALANCEKV_COMPRESS_PARAMS(X)                                           \
+  BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_PARAM_CALL, X)
+/// The same table with `arg` passed first: F(arg, type, member, ...), for
+/// tables built from this one (RuntimeCallABI.h).
+#define BALANCEKV_COMPRESS_PARAMS_WITH(F, arg)                                 \
+  F(arg, int64_t, rounds, rounds, 2, "halving rounds T (ratio 2^T)")           \
+  F(arg, int64_t, blockSize, block_size, 128, "walk block size (even)")        \
+  F(arg, int64_t, sink, sink, 32, "first tokens kept exactly")                 \
+  F(arg, int64_t, recent, recent, 32, "last tokens kept exactly")              \
+  F(arg, double, gamma, gamma, 4.0, "walk step size")                          \
+  F(arg, double, temperature, temperature, 1.0, "exp-kernel temperature")      \
+  F(arg, double, c0, c0, 0.025, "normaliser coordinate of the kernel")         \
+  F(arg, uint64_t, seed, seed, 0, "Philox key")                                \
+  F(arg, float, scale, scale, 0.0f, "logit scale; 0 means 1/sqrt(D)")
+#define BALANCEKV_PARAM_CALL(X, type, member, name, dflt, doc)                 \
+  X(type, member, name, dflt, doc)
+
 struct CompressParams {
   /// Largest number of halving rounds (ratio 2^16).
   static constexpr int64_t kMaxRounds = 16;
 
-  int64_t rounds = 2;       ///< T: halving rounds
-  int64_t blockSize = 128;  ///< B: walk block (even)
-  int64_t sink = 32;        ///< S: first tokens kept exactly
-  int64_t recent = 32;      ///< W: last tokens kept exactly
-  double gamma = 4.0;       ///< walk step size
-  double temperature = 1.0; ///< tau: exp-kernel temperature
-  double c0 = 0.025;        ///< normaliser coordinate of the kernel
-  uint64_t seed = 0;        ///< Philox key
-  double scale = 0.0;       ///< logit scale; 0 means 1/sqrt(D)
+#define BALANCEKV_PARAM_MEMBER(type, member, name, dflt, doc)                  \
+  type member = dflt;
+  BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_MEMBER)
+#undef BALANCEKV_PARAM_MEMBER
+
+  bool operator==(const CompressParams &o) const {
+    bool same = true;
+#define BALANCEKV_PARAM_EQ(type, member, name, dflt, doc)                      \
+  same = same && member == o.member;
+    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_EQ)
+#undef BALANCEKV_PARAM_EQ
+    return same;
+  }
+  bool operator!=(const CompressParams &o) const { return !(*this == o); }
 
   /// Empty when every parameter is in range, else what is wrong, naming the
   /// parameter as the IR attribute and the C API field do.

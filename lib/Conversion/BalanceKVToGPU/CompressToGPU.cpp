@@ -63,14 +63,14 @@ struct CompressConfig {
     c.n = kT.getDimSize(2);
     c.d = kT.getDimSize(3);
     c.dv = vT.getDimSize(3);
-    c.blockSize = op.getBlockSize();
+    c.blockSize = op.getCompressParams().blockSize;
     c.rounds = op.getRounds();
     c.layout =
         CompressedLayout::compute(c.n, op.getSink(), op.getRecent(), c.rounds);
-    c.gamma = op.getGamma().convertToDouble();
-    c.expScale = op.getTemperature().convertToDouble() * op.getEffectiveScale();
-    c.c0 = op.getC0().convertToDouble();
-    c.seed = uint64_t(op.getSeed());
+    c.gamma = op.getCompressParams().gamma;
+    c.expScale = op.getCompressParams().temperature * op.getEffectiveScale();
+    c.c0 = op.getCompressParams().c0;
+    c.seed = op.getCompressParams().seed;
     c.elem = kT.getElementType();
     // Whole m16n8 tiles for tensor cores, 4x4 register tiles otherwise.
     c.paddedBlock = llvm::alignTo(c.blockSize, c.useTensorCores() ? 16 : 4);
@@ -887,10 +887,10 @@ LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
       return op.emitOpError() << "the GPU lowering needs static key and value "
                                  "shapes, got "
                               << v.getType();
-  if (op.getBlockSize() > 128)
+  if (op.getCompressParams().blockSize > 128)
     return op.emitOpError() << "the GPU lowering takes block_size <= 128 (one "
                                "workgroup per block), got "
-                            << op.getBlockSize();
+                            << op.getCompressParams().blockSize;
   const CompressConfig c = CompressConfig::get(op);
   if (c.batch > 65535 || c.heads > 65535)
     return op.emitOpError() << "the GPU lowering takes at most 65535 batches "

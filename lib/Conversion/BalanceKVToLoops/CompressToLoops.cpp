@@ -83,10 +83,10 @@ private:
 /// log-weights), each of length L_0 with the first L_T valid.
 std::pair<Value, Value> CompressLowering::balanceHead(Value bi, Value hi,
                                                       double gamma) {
-  const int64_t blockSize = op.getBlockSize();
-  const double expScale = op.getTemperature().convertToDouble() * scale;
-  const double c0 = op.getC0().convertToDouble();
-  const uint64_t seed = uint64_t(op.getSeed());
+  const int64_t blockSize = op.getCompressParams().blockSize;
+  const double expScale = op.getCompressParams().temperature * scale;
+  const double c0 = op.getCompressParams().c0;
+  const uint64_t seed = op.getCompressParams().seed;
   OpFoldResult l0Size = l0;
   Value cur = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{l0Size}, idx);
   cur = generic(b, {}, {cur}, {map(1, {0})}, "p",
@@ -416,8 +416,8 @@ SmallVector<Value> CompressLowering::run() {
   nV = toValue(b, size(key, 2));
   dV = toValue(b, size(key, 3));
   dvV = toValue(b, size(value, 3));
-  if (auto s = op.getScale())
-    scale = s->convertToDouble();
+  if (float s = op.getCompressParams().scale; s != 0)
+    scale = s;
   else
     scale = 1.0 / std::sqrt(double(
                 cast<ShapedType>(key.getType()).getDimSize(3)));
@@ -448,7 +448,7 @@ SmallVector<Value> CompressLowering::run() {
               switch (method) {
               case CompressionMethod::Balance:
                 std::tie(kept, keptLw) = balanceHead(
-                    bi, hi, op.getGamma().convertToDouble());
+                    bi, hi, op.getCompressParams().gamma);
                 break;
               case CompressionMethod::Uniform: {
                 Value draws = tensor::EmptyOp::create(
@@ -457,7 +457,7 @@ SmallVector<Value> CompressLowering::run() {
                     b, {}, {draws}, {map(1, {0})}, "p",
                     [&](ImplicitLocOpBuilder &nb, ValueRange) {
                       Value u = buildSpecUniform(
-                          nb, uint64_t(op.getSeed()), linalgIndex(nb, 0),
+                          nb, op.getCompressParams().seed, linalgIndex(nb, 0),
                           cIdx(nb, 0),
                           arith::ConstantIntOp::create(nb, nb.getI32Type(),
                                                        int64_t(0xffffffffu)),
@@ -593,7 +593,7 @@ struct CompressToLoops : OpRewritePattern<CompressOp> {
                                 PatternRewriter &rewriter) const override {
     if (ShapedType::isDynamic(
             cast<ShapedType>(op.getKey().getType()).getDimSize(3)) &&
-        !op.getScale())
+        op.getCompressParams().scale == 0)
       return rewriter.notifyMatchFailure(op, "dynamic D without scale");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     rewriter.replaceOp(op, CompressLowering(b, op).run());

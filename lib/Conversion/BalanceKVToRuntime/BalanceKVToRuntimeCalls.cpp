@@ -42,8 +42,17 @@ Value constI32(ImplicitLocOpBuilder &b, int64_t v) {
 Value constI64(ImplicitLocOpBuilder &b, int64_t v) {
   return arith::ConstantIntOp::create(b, b.getI64Type(), v);
 }
-Value constF64(ImplicitLocOpBuilder &b, const APFloat &v) {
-  return arith::ConstantFloatOp::create(b, b.getF64Type(), v);
+/// A compression parameter as the operand of its ABI kind
+/// (RuntimeCallABI.h: int64_t and uint64_t as I64, double F64, float F32).
+Value paramConstant(ImplicitLocOpBuilder &b, int64_t v) { return constI64(b, v); }
+Value paramConstant(ImplicitLocOpBuilder &b, uint64_t v) {
+  return constI64(b, int64_t(v));
+}
+Value paramConstant(ImplicitLocOpBuilder &b, double v) {
+  return arith::ConstantFloatOp::create(b, b.getF64Type(), APFloat(v));
+}
+Value paramConstant(ImplicitLocOpBuilder &b, float v) {
+  return arith::ConstantFloatOp::create(b, b.getF32Type(), APFloat(v));
 }
 
 /// The kinds of RuntimeCallABI.h's tables.
@@ -228,24 +237,18 @@ struct CompressToCall : OpConversionPattern<CompressOp> {
     Value ck = allocFor(b, ckT, {bDim, hDim, m, dim(key, 3)}, deviceAlloc);
     Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)}, deviceAlloc);
     Value lw = allocFor(b, lwT, {bDim, hDim, m}, deviceAlloc);
-    const CompressParams params = op.getParams();
+    const CompressParams params = op.getCompressParams();
     llvm::StringMap<Value> named{
         {"key", asBuffer(b, key)},
         {"value", asBuffer(b, value)},
         {"compressed_key", erase(b, ck)},
         {"compressed_value", erase(b, cv)},
         {"log_weights", erase(b, lw)},
-        {"method", constI32(b, *runtimeMethod(op.getMethod()))},
-        {"rounds", constI64(b, params.rounds)},
-        {"block_size", constI64(b, params.blockSize)},
-        {"sink", constI64(b, params.sink)},
-        {"recent", constI64(b, params.recent)},
-        {"gamma", constF64(b, op.getGamma())},
-        {"temperature", constF64(b, op.getTemperature())},
-        {"c0", constF64(b, op.getC0())},
-        {"seed", constI64(b, op.getSeed())},
-        {"scale", arith::ConstantFloatOp::create(
-                      b, b.getF32Type(), APFloat(float(params.scale)))}};
+        {"method", constI32(b, *runtimeMethod(op.getMethod()))}};
+#define BALANCEKV_PARAM_OPERAND(type, member, name, dflt, doc)                 \
+  named[#name] = paramConstant(b, params.member);
+    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_OPERAND)
+#undef BALANCEKV_PARAM_OPERAND
     FailureOr<SmallVector<Value>> args = abiOperands(op, kCompressAbi, named);
     if (failed(args))
       return failure();

@@ -8,7 +8,7 @@
 // CHECK: return %[[K]], %[[V]], %[[Z]]
 func.func @zero_rounds_static(%k: tensor<1x2x100x16xf32>, %v: tensor<1x2x100x8xf32>)
     -> (tensor<1x2x100x16xf32>, tensor<1x2x100x8xf32>, tensor<1x2x100xf32>) {
-  %ck, %cv, %lw = balancekv.compress method<uniform> %k, %v {rounds = 0 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = uniform, rounds = 0>
       : tensor<1x2x100x16xf32>, tensor<1x2x100x8xf32>
   return %ck, %cv, %lw : tensor<1x2x100x16xf32>, tensor<1x2x100x8xf32>, tensor<1x2x100xf32>
 }
@@ -26,7 +26,7 @@ func.func @zero_rounds_static(%k: tensor<1x2x100x16xf32>, %v: tensor<1x2x100x8xf
 // CHECK: return %[[K]], %[[V]], %[[Z]]
 func.func @zero_rounds_dynamic(%k: tensor<?x2x?x16xf16>, %v: tensor<?x2x?x16xf16>)
     -> (tensor<?x2x?x16xf16>, tensor<?x2x?x16xf16>, tensor<?x2x?xf32>) {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 0 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 0>
       : tensor<?x2x?x16xf16>, tensor<?x2x?x16xf16>
   return %ck, %cv, %lw : tensor<?x2x?x16xf16>, tensor<?x2x?x16xf16>, tensor<?x2x?xf32>
 }
@@ -38,7 +38,7 @@ func.func @zero_rounds_dynamic(%k: tensor<?x2x?x16xf16>, %v: tensor<?x2x?x16xf16
 // CHECK: balancekv.compress
 func.func @nonzero_rounds_kept(%k: tensor<1x2x100x16xf32>, %v: tensor<1x2x100x8xf32>)
     -> tensor<1x2x?xf32> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 1 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 1>
       : tensor<1x2x100x16xf32>, tensor<1x2x100x8xf32>
   %c = tensor.cast %lw : tensor<1x2x82xf32> to tensor<1x2x?xf32>
   return %c : tensor<1x2x?xf32>
@@ -84,7 +84,7 @@ func.func @nonzero_log_weights(%q: tensor<1x4x1x16xf32>, %k: tensor<1x2x10x16xf3
 // CHECK: return %[[O]]
 func.func @compress_then_attend_identity(%q: tensor<?x4x1x16xf32>, %k: tensor<?x2x?x16xf32>,
                                          %v: tensor<?x2x?x8xf32>) -> tensor<?x4x1x8xf32> {
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 0 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 0>
       : tensor<?x2x?x16xf32>, tensor<?x2x?x8xf32>
   %o = balancekv.weighted_attention %q, %ck, %cv, %lw
       : tensor<?x4x1x16xf32>, tensor<?x2x?x16xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?xf32>

@@ -250,7 +250,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x255x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op rounds must be in [0, 16], got 17}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 17 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 17> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -258,7 +258,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op rounds must be in [0, 16], got -1}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = -1 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = -1> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -266,7 +266,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op block_size must be even and >= 2, got 7}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 7 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <block_size = 7> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -274,7 +274,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op block_size must be even and >= 2, got 0}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {block_size = 0 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <block_size = 0> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -282,7 +282,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op sink must be >= 0, got -1}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {sink = -1 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <sink = -1> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -290,7 +290,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op recent must be >= 0, got -3}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {recent = -3 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <recent = -3> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -298,7 +298,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op gamma must be finite and >= 0, got -1}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {gamma = -1.0 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <gamma = -1.0> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -306,7 +306,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op temperature must be finite and > 0, got 0}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {temperature = 0.0 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <temperature = 0.0> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -314,7 +314,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op c0 must be finite and >= 0, got -0.5}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {c0 = -0.5 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <c0 = -0.5> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -322,7 +322,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op gamma must be finite and >= 0, got inf}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {gamma = 0x7FF0000000000000 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <gamma = 0x7FF0000000000000> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -330,7 +330,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op temperature must be finite and > 0, got inf}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {temperature = 0x7FF0000000000000 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <temperature = 0x7FF0000000000000> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -338,7 +338,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op c0 must be finite and >= 0, got inf}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {c0 = 0x7FF0000000000000 : f64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <c0 = 0x7FF0000000000000> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -346,7 +346,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op expects a finite, positive scale, got -2}}
-  %ck, %cv, %lw = balancekv.compress %k, %v {scale = -2.0 : f32} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <scale = -2.0> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -362,7 +362,7 @@ func.func @f(%k: tensor<1x2x256x?xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op method 'snapkv' needs the observation queries (`observe`)}}
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = snapkv> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -370,7 +370,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x4x8x64xf32>) {
   // expected-error @+1 {{'balancekv.compress' op takes observation queries only with method 'snapkv', not 'knorm'}}
-  %ck, %cv, %lw = balancekv.compress method<knorm> %k, %v observe(%o : tensor<1x4x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%o : tensor<1x4x8x64xf32>) <method = knorm> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -378,7 +378,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<4x8x64xf32>) {
   // expected-error @+1 {{'balancekv.compress' op expects observation of rank 4, got rank 3}}
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<4x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%o : tensor<4x8x64xf32>) <method = snapkv> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -386,7 +386,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x4x8x64xf16>) {
   // expected-error @+1 {{'balancekv.compress' op expects observation and key to share one element type, got 'f16' and 'f32'}}
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<1x4x8x64xf16>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%o : tensor<1x4x8x64xf16>) <method = snapkv> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -394,7 +394,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<2x4x8x64xf32>) {
   // expected-error @+1 {{'balancekv.compress' op batch size mismatch: observation has 2, key has 1}}
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<2x4x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%o : tensor<2x4x8x64xf32>) <method = snapkv> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -402,7 +402,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x3x8x64xf32>) {
   // expected-error @+1 {{'balancekv.compress' op expects the query head count (3) to be a multiple of the KV head count (2)}}
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<1x3x8x64xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%o : tensor<1x3x8x64xf32>) <method = snapkv> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
@@ -410,16 +410,47 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x4x8x32xf32>) {
   // expected-error @+1 {{'balancekv.compress' op head dim mismatch: observation has 32, key has 64}}
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%o : tensor<1x4x8x32xf32>) : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%o : tensor<1x4x8x32xf32>) <method = snapkv> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+2 {{expected ::balancekv::CompressionMethod to be one of: balance, uniform, streaming, snapkv, knorm}}
-  // expected-error @+1 {{failed to parse BalanceKV_CompressionMethodAttr parameter 'value'}}
-  %ck, %cv, %lw = balancekv.compress method<random> %k, %v : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  // expected-error @+1 {{unknown method 'random' (expected balance, uniform, streaming, snapkv or knorm)}}
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = random> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @compress_param_in_attr_dict(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op 'rounds' is a compression parameter: write it in the op's <...> list (#balancekv.compress_params)}}
+  %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 3 : i64} : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @compress_unknown_param(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{unknown compression parameter 'round'}}
+  %ck, %cv, %lw = balancekv.compress %k, %v <round = 3> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @compress_param_twice(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'seed' given twice}}
+  %ck, %cv, %lw = balancekv.compress %k, %v <seed = 3, seed = 4> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}
+
+// -----
+
+func.func @compress_param_type(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{expected integer value}}
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 2.5> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
 

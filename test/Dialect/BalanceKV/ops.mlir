@@ -33,7 +33,7 @@ func.func @attention_all_options(%q: tensor<?x4x?x64xbf16>, %k: tensor<?x2x?x64x
 // CHECK: %{{.*}}, %{{.*}}, %{{.*}} = balancekv.compress %{{.*}}, %{{.*}} : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>
 // CHECK: return %{{.*}}, %{{.*}}, %{{.*}} : tensor<1x8x1072x128xf16>, tensor<1x8x1072x128xf16>, tensor<1x8x1072xf32>
 // GENERIC-LABEL: sym_name = "compress_defaults"
-// GENERIC: "balancekv.compress"(%{{.*}}, %{{.*}}) <{block_size = 128 : i64, c0 = 2.500000e-02 : f64, gamma = 4.000000e+00 : f64, method = #balancekv.method<balance>, recent = 32 : i64, rounds = 2 : i64, seed = 0 : i64, sink = 32 : i64, temperature = 1.000000e+00 : f64}> : (tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>) -> (tensor<1x8x1072x128xf16>, tensor<1x8x1072x128xf16>, tensor<1x8x1072xf32>)
+// GENERIC: "balancekv.compress"(%{{.*}}, %{{.*}}) : (tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>) -> (tensor<1x8x1072x128xf16>, tensor<1x8x1072x128xf16>, tensor<1x8x1072xf32>)
 func.func @compress_defaults(%k: tensor<1x8x4096x128xf16>, %v: tensor<1x8x4096x128xf16>)
     -> (tensor<1x8x1072x128xf16>, tensor<1x8x1072x128xf16>, tensor<1x8x1072xf32>) {
   %ck, %cv, %lw = balancekv.compress %k, %v : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>
@@ -42,44 +42,44 @@ func.func @compress_defaults(%k: tensor<1x8x4096x128xf16>, %v: tensor<1x8x4096x1
 
 // N < sink + recent: S' = 32, W' = 8, L_0 = 0, M = 40.
 // CHECK-LABEL: func.func @compress_short_cache
-// CHECK: balancekv.compress method<uniform> %{{.*}}, %{{.*}} {rounds = 4 : i64, seed = 42 : i64} : tensor<2x4x40x64xf32>, tensor<2x4x40x32xf32>
+// CHECK: balancekv.compress %{{.*}}, %{{.*}} <method = uniform, rounds = 4, seed = 42> : tensor<2x4x40x64xf32>, tensor<2x4x40x32xf32>
 // CHECK: return {{.*}} : tensor<2x4x40x64xf32>, tensor<2x4x40x32xf32>, tensor<2x4x40xf32>
 func.func @compress_short_cache(%k: tensor<2x4x40x64xf32>, %v: tensor<2x4x40x32xf32>)
     -> (tensor<2x4x40x64xf32>, tensor<2x4x40x32xf32>, tensor<2x4x40xf32>) {
-  %ck, %cv, %lw = balancekv.compress method<uniform> %k, %v {rounds = 4 : i64, seed = 42 : i64}
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = uniform, rounds = 4, seed = 42>
       : tensor<2x4x40x64xf32>, tensor<2x4x40x32xf32>
   return %ck, %cv, %lw : tensor<2x4x40x64xf32>, tensor<2x4x40x32xf32>, tensor<2x4x40xf32>
 }
 
 // A dynamic cache length gives a dynamic M.
 // CHECK-LABEL: func.func @compress_dynamic
-// CHECK: balancekv.compress method<knorm> %{{.*}}, %{{.*}} {block_size = 64 : i64, c0 = 5.000000e-02 : f64, gamma = 2.000000e+00 : f64, recent = 16 : i64, sink = 4 : i64, temperature = 5.000000e-01 : f64} : tensor<?x8x?x128xf16>, tensor<?x8x?x128xf16>
+// CHECK: balancekv.compress %{{.*}}, %{{.*}} <method = knorm, block_size = 64, sink = 4, recent = 16, gamma = 2.000000e+00, temperature = 5.000000e-01, c0 = 5.000000e-02> : tensor<?x8x?x128xf16>, tensor<?x8x?x128xf16>
 // CHECK: return {{.*}} : tensor<?x8x?x128xf16>, tensor<?x8x?x128xf16>, tensor<?x8x?xf32>
 func.func @compress_dynamic(%k: tensor<?x8x?x128xf16>, %v: tensor<?x8x?x128xf16>)
     -> (tensor<?x8x?x128xf16>, tensor<?x8x?x128xf16>, tensor<?x8x?xf32>) {
-  %ck, %cv, %lw = balancekv.compress method<knorm> %k, %v
-      {block_size = 64 : i64, c0 = 0.05 : f64, gamma = 2.0 : f64, recent = 16 : i64,
-       sink = 4 : i64, temperature = 0.5 : f64}
+  %ck, %cv, %lw = balancekv.compress %k, %v
+      <method = knorm, block_size = 64, c0 = 0.05, gamma = 2.0, recent = 16,
+       sink = 4, temperature = 0.5>
       : tensor<?x8x?x128xf16>, tensor<?x8x?x128xf16>
   return %ck, %cv, %lw : tensor<?x8x?x128xf16>, tensor<?x8x?x128xf16>, tensor<?x8x?xf32>
 }
 
 // CHECK-LABEL: func.func @compress_snapkv
-// CHECK: balancekv.compress method<snapkv> %{{.*}}, %{{.*}} observe(%{{.*}} : tensor<1x32x32x128xbf16>) {rounds = 3 : i64} : tensor<1x8x1024x128xbf16>, tensor<1x8x1024x128xbf16>
+// CHECK: balancekv.compress %{{.*}}, %{{.*}} observe(%{{.*}} : tensor<1x32x32x128xbf16>) <method = snapkv, rounds = 3> : tensor<1x8x1024x128xbf16>, tensor<1x8x1024x128xbf16>
 // GENERIC-LABEL: sym_name = "compress_snapkv"
-// GENERIC: method = #balancekv.method<snapkv>
+// GENERIC: params = #balancekv.compress_params<method = snapkv, rounds = 3>
 func.func @compress_snapkv(%k: tensor<1x8x1024x128xbf16>, %v: tensor<1x8x1024x128xbf16>,
                            %obs: tensor<1x32x32x128xbf16>) -> tensor<1x8x?xf32> {
-  %ck, %cv, %lw = balancekv.compress method<snapkv> %k, %v observe(%obs : tensor<1x32x32x128xbf16>)
-      {rounds = 3 : i64} : tensor<1x8x1024x128xbf16>, tensor<1x8x1024x128xbf16>
+  %ck, %cv, %lw = balancekv.compress %k, %v observe(%obs : tensor<1x32x32x128xbf16>)
+      <method = snapkv, rounds = 3> : tensor<1x8x1024x128xbf16>, tensor<1x8x1024x128xbf16>
   %c = tensor.cast %lw : tensor<1x8x184xf32> to tensor<1x8x?xf32>
   return %c : tensor<1x8x?xf32>
 }
 
 // CHECK-LABEL: func.func @compress_streaming
-// CHECK: balancekv.compress method<streaming>
+// CHECK: balancekv.compress %{{.*}}, %{{.*}} <method = streaming>
 func.func @compress_streaming(%k: tensor<1x1x300x16xf32>, %v: tensor<1x1x300x16xf32>) -> tensor<1x1x?x16xf32> {
-  %ck, %cv, %lw = balancekv.compress method<streaming> %k, %v : tensor<1x1x300x16xf32>, tensor<1x1x300x16xf32>
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = streaming> : tensor<1x1x300x16xf32>, tensor<1x1x300x16xf32>
   %c = tensor.cast %ck : tensor<1x1x123x16xf32> to tensor<1x1x?x16xf32>
   return %c : tensor<1x1x?x16xf32>
 }

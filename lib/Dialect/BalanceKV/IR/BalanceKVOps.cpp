@@ -187,21 +187,31 @@ int64_t CompressOp::getCompressedLength(int64_t n) {
 }
 
 float CompressOp::getEffectiveScale() {
-  return effectiveScale(toFloat(getScale()), getKey());
+  const float scale = getCompressParams().scale;
+  return effectiveScale(scale != 0 ? std::optional<float>(scale) : std::nullopt,
+                        getKey());
 }
 
-CompressParams CompressOp::getParams() {
-  CompressParams p;
-  p.rounds = getRounds();
-  p.blockSize = getBlockSize();
-  p.sink = getSink();
-  p.recent = getRecent();
-  p.gamma = getGamma().convertToDouble();
-  p.temperature = getTemperature().convertToDouble();
-  p.c0 = getC0().convertToDouble();
-  p.seed = uint64_t(getSeed());
-  p.scale = getScale() ? double(getScale()->convertToFloat()) : 0.0;
-  return p;
+CompressParams CompressOp::getCompressParams() {
+  if (CompressParamsAttr attr = getParamsAttr())
+    return attr.getValues();
+  return {};
+}
+
+CompressionMethod CompressOp::getMethod() {
+  if (CompressParamsAttr attr = getParamsAttr())
+    return attr.getMethod();
+  return CompressionMethod::Balance;
+}
+
+void CompressOp::build(OpBuilder &b, OperationState &state, Value key,
+                       Value value, Value observation,
+                       CompressionMethod method,
+                       const CompressParams &values) {
+  CompressParamsAttr params;
+  if (method != CompressionMethod::Balance || values != CompressParams{})
+    params = CompressParamsAttr::get(b.getContext(), method, values);
+  build(b, state, key, value, observation, params);
 }
 
 LogicalResult CompressOp::inferReturnTypes(
@@ -231,8 +241,10 @@ LogicalResult CompressOp::inferReturnTypes(
   }
   CompressOp::populateDefaultProperties(
       OperationName(CompressOp::getOperationName(), context), props);
-  int64_t rounds = props.rounds.getInt(), sink = props.sink.getInt(),
-          recent = props.recent.getInt();
+  const CompressParams params =
+      props.params ? props.params.getValues() : CompressParams{};
+  const int64_t rounds = params.rounds, sink = params.sink,
+                recent = params.recent;
   int64_t m = ShapedType::kDynamic;
   // Out-of-range attributes are reported by the verifier; infer nothing odd.
   if (!ShapedType::isDynamic(n) && rounds >= 0 && sink >= 0 && recent >= 0)
@@ -264,11 +276,27 @@ LogicalResult CompressOp::verify() {
     return failure();
 
   // The scale is checked below by the attention ops' rule (if set, > 0).
-  CompressParams params = getParams();
+  // A parameter in the attribute dictionary (the spelling before
+  // #balancekv.compress_params) would be ignored silently.
+  for (NamedAttribute attr : (*this)->getDiscardableAttrs()) {
+    bool isParam = attr.getName() == "method";
+#define BALANCEKV_PARAM_NAME(type, member, name, dflt, doc)                    \
+  isParam = isParam || attr.getName() == #name;
+    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_NAME)
+#undef BALANCEKV_PARAM_NAME
+    if (isParam)
+      return emitOpError() << "'" << attr.getName().getValue()
+                           << "' is a compression parameter: write it in the "
+                              "op's <...> list (#balancekv.compress_params)";
+  }
+  CompressParams params = getCompressParams();
+  const float scale = params.scale;
   params.scale = 0;
   if (std::string bad = params.validate(); !bad.empty())
     return emitOpError() << bad;
-  if (failed(verifyScale(op, toFloat(getScale()), k.getDimSize(3))))
+  if (failed(verifyScale(op,
+                         scale != 0 ? std::optional<float>(scale) : std::nullopt,
+                         k.getDimSize(3))))
     return failure();
 
   bool isSnapKV = getMethod() == CompressionMethod::SnapKV;

@@ -55,12 +55,13 @@ struct CompressAttention : OpRewritePattern<AttentionOp> {
     Value observation;
     if (cfg.method == CompressionMethod::SnapKV)
       observation = op.getQuery();
-    const CompressParams &p = cfg.params;
-    auto compress = CompressOp::create(
-        rewriter, op.getLoc(), op.getKey(), op.getValue(), observation,
-        cfg.method, p.rounds, p.blockSize, p.sink, p.recent,
-        llvm::APFloat(p.gamma), llvm::APFloat(p.temperature),
-        llvm::APFloat(p.c0), int64_t(p.seed), op.getScaleAttr());
+    CompressParams params = cfg.params;
+    // The attention's own scale unless the options give one.
+    if (params.scale == 0 && op.getScaleAttr())
+      params.scale = op.getScaleAttr().getValueAsDouble();
+    auto compress =
+        CompressOp::create(rewriter, op.getLoc(), op.getKey(), op.getValue(),
+                           observation, cfg.method, params);
     rewriter.replaceOpWithNewOp<WeightedAttentionOp>(
         op, op.getResult().getType(), op.getQuery(),
         compress.getCompressedKey(), compress.getCompressedValue(),
@@ -88,14 +89,12 @@ struct BalanceKVCompressKVCachePass
     // Reject what the op verifier would reject, once, before any rewrite.
     CompressKVCacheOptions cfg;
     cfg.method = *m;
-    cfg.params.rounds = rounds;
-    cfg.params.blockSize = blockSize;
-    cfg.params.sink = sink;
-    cfg.params.recent = recent;
-    cfg.params.gamma = gamma;
-    cfg.params.temperature = temperature;
-    cfg.params.c0 = c0;
-    cfg.params.seed = uint64_t(int64_t(seed));
+    // Every parameter of the table has a pass option of the same C++ name
+    // (Passes.td): a parameter without one does not compile.
+#define BALANCEKV_PARAM_FROM_OPTION(type, member, name, dflt, doc)             \
+  cfg.params.member = type(member);
+    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_FROM_OPTION)
+#undef BALANCEKV_PARAM_FROM_OPTION
     cfg.minKvLen = minKvLen;
     cfg.maxQueryLen = maxQueryLen;
     cfg.allowDynamic = allowDynamic;

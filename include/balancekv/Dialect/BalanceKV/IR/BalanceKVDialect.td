@@ -54,4 +54,39 @@ def BalanceKV_CompressionMethodAttr
   let assemblyFormat = "`<` $value `>`";
 }
 
+//===----------------------------------------------------------------------===//
+// Compression parameters
+//===----------------------------------------------------------------------===//
+
+def BalanceKV_CompressParamsAttr
+    : AttrDef<BalanceKV_Dialect, "CompressParams"> {
+  let mnemonic = "compress_params";
+  let summary = "a compression method and its parameters (spec sections 2-4)";
+  let description = [{
+    The method and the spec's parameters, as one value. Written as a list of
+    `name = value` pairs where only what differs from the defaults appears:
+
+    ```mlir
+    #balancekv.compress_params<method = uniform, rounds = 3, seed = 9>
+    ```
+
+    The names, their C++ types and defaults come from the parameter table of
+    `balancekv/Support/CompressParams.h` (`rounds`, `block_size`, `sink`,
+    `recent`, `gamma`, `temperature`, `c0`, `seed`, `scale`); `method` is
+    `balance` (the default), `uniform`, `streaming`, `snapkv` or `knorm`.
+    Ranges are checked by the ops that carry it, with the message of
+    `CompressParams::validate()`.
+  }];
+  let parameters = (ins
+    DefaultValuedParameter<"CompressionMethod", "CompressionMethod::Balance",
+                           "how the middle is selected">:$method,
+    AttrParameter<"::balancekv::CompressParams", "the numeric parameters">:$values);
+  let hasCustomAssemblyFormat = 1;
+  let extraClassDeclaration = [{
+    /// The entries and the closing `>` (ops print the value without its
+    /// prefix: custom<CompressParams>).
+    static CompressParamsAttr parseAfterLess(::mlir::AsmParser &parser);
+  }];
+}
+
 #endif // BALANCEKV_DIALECT_TD

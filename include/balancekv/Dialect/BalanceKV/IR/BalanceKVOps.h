@@ -20,6 +20,14 @@ using ::mlir::Value;
 } // namespace balancekv
 
 #define GET_OP_CLASSES
+namespace balancekv {
+/// custom<CompressParams>: `<...>` or nothing (all defaults).
+::mlir::ParseResult parseCompressParams(::mlir::OpAsmParser &parser,
+                                        CompressParamsAttr &params);
+void printCompressParams(::mlir::OpAsmPrinter &printer, ::mlir::Operation *op,
+                         CompressParamsAttr params);
+} // namespace balancekv
+
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h.inc"
 
 #endif // BALANCEKV_DIALECT_BALANCEKV_IR_BALANCEKVOPS_H

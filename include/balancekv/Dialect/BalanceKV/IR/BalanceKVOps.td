@@ -94,16 +94,19 @@ def BalanceKV_CompressOp : BalanceKV_Op<"compress",
     `[B, Hkv, M]` (`f32`), where `M = S' + (L_0 >> rounds) + W'` is inferred
     when `N` is static and dynamic otherwise.
 
-    `method` selects the algorithm: `balance` (self-balancing walk; the
-    default), `uniform`, `streaming`, `snapkv` (needs the `observe` operand:
-    the last queries `[B, Hq, Lobs, D]`) or `knorm`. `gamma`, `temperature`,
-    `c0` and `block_size` parameterise the walk; `seed` drives the
-    counter-based Philox random numbers, so the op is a pure function.
+    The method and its parameters are one `#balancekv.compress_params`
+    value, written after the operands without its prefix and holding only
+    what differs from the defaults (absent: all defaults). `method` selects
+    the algorithm: `balance` (self-balancing walk; the default), `uniform`,
+    `streaming`, `snapkv` (needs the `observe` operand: the last queries
+    `[B, Hq, Lobs, D]`) or `knorm`. `gamma`, `temperature`, `c0` and
+    `block_size` parameterise the walk; `seed` drives the counter-based
+    Philox random numbers, so the op is a pure function.
 
     Example:
 
     ```mlir
-    %ck, %cv, %lw = balancekv.compress %k, %v {rounds = 2 : i64, seed = 7 : i64}
+    %ck, %cv, %lw = balancekv.compress %k, %v <rounds = 3, seed = 7>
         : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>
     ```
   }];
@@ -111,32 +114,33 @@ def BalanceKV_CompressOp : BalanceKV_Op<"compress",
     BalanceKV_FloatTensor:$key,
     BalanceKV_FloatTensor:$value,
     Optional<BalanceKV_FloatTensor>:$observation,
-    DefaultValuedAttr<BalanceKV_CompressionMethodAttr,
-                      "CompressionMethod::Balance">:$method,
-    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.rounds">:$rounds,
-    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.blockSize">:$block_size,
-    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.sink">:$sink,
-    DefaultValuedAttr<BalanceKV_I64Attr, "::balancekv::CompressParams{}.recent">:$recent,
-    DefaultValuedAttr<F64Attr, "::balancekv::CompressParams{}.gamma">:$gamma,
-    DefaultValuedAttr<F64Attr, "::balancekv::CompressParams{}.temperature">:$temperature,
-    DefaultValuedAttr<F64Attr, "::balancekv::CompressParams{}.c0">:$c0,
-    DefaultValuedAttr<BalanceKV_I64Attr, "0">:$seed,
-    OptionalAttr<F32Attr>:$scale);
+    OptionalAttr<BalanceKV_CompressParamsAttr>:$params);
   let results = (outs BalanceKV_FloatTensor:$compressed_key,
                       BalanceKV_FloatTensor:$compressed_value,
                       RankedTensorOf<[F32]>:$log_weights);
   let assemblyFormat = [{
-    (`method` `` $method^)? $key `,` $value
-    (`observe` `(` $observation^ `:` type($observation) `)`)? attr-dict
-    `:` type($key) `,` type($value)
+    $key `,` $value
+    (`observe` `(` $observation^ `:` type($observation) `)`)?
+    custom<CompressParams>($params) attr-dict `:` type($key) `,` type($value)
   }];
   let hasCanonicalizer = 1;
+  let builders = [
+    // Leaves `params` absent when it holds only defaults (the canonical form).
+    OpBuilder<(ins "::mlir::Value":$key, "::mlir::Value":$value,
+                   "::mlir::Value":$observation, "CompressionMethod":$method,
+                   "const ::balancekv::CompressParams &":$values)>
+  ];
   let extraClassDeclaration = [{
     /// Compressed length M for a static cache length `n`.
     int64_t getCompressedLength(int64_t n);
-    /// The spec's parameters as the attributes set them (scale 0 when
-    /// absent).
-    ::balancekv::CompressParams getParams();
+    /// The spec's parameters (defaults where `params` is absent; scale 0:
+    /// 1/sqrt(D)).
+    ::balancekv::CompressParams getCompressParams();
+    /// The method (balance where `params` is absent).
+    CompressionMethod getMethod();
+    int64_t getRounds() { return getCompressParams().rounds; }
+    int64_t getSink() { return getCompressParams().sink; }
+    int64_t getRecent() { return getCompressParams().recent; }
     /// The effective scale s used in the kernel exponent: the attribute, or
     /// 1/sqrt(D).
     float getEffectiveScale();

@@ -41,6 +41,8 @@ def BalanceKVCompressKVCachePass : Pass<"balancekv-compress-kv-cache"> {
   }];
   let dependentDialects = ["::balancekv::BalanceKVDialect"];
   let options = [
+    // One option per parameter of CompressParams.h's table, named as its
+    // member (the pass copies them by that name).
     Option<"method", "method", "std::string", /*default=*/"\"balance\"",
            "balance | uniform | streaming | snapkv | knorm">,
     Option<"rounds", "rounds", "int64_t", "::balancekv::CompressParams{}.rounds", "halving rounds T (ratio 2^T)">,
@@ -53,8 +55,10 @@ def BalanceKVCompressKVCachePass : Pass<"balancekv-compress-kv-cache"> {
     Option<"temperature", "temperature", "double",
            "::balancekv::CompressParams{}.temperature", "kernel temperature">,
     Option<"c0", "c0", "double", "::balancekv::CompressParams{}.c0", "normaliser coordinate">,
-    Option<"seed", "seed", "int64_t", "::balancekv::CompressParams{}.seed",
+    Option<"seed", "seed", "uint64_t", "::balancekv::CompressParams{}.seed",
            "Philox seed">,
+    Option<"scale", "scale", "float", "::balancekv::CompressParams{}.scale",
+           "logit scale of the compression kernel (0: the attention's)">,
     Option<"minKvLen", "min-kv-len", "int64_t",
            "::balancekv::CompressKVCacheOptions{}.minKvLen",
            "compress only caches at least this long">,
