@@ -63,7 +63,7 @@ namespace {
 
 /// Steps 1-3 on one block: writes sigma for the block's `b` tokens.
 void walkBlock(const double *keys, const double *values, const int64_t *idx,
-               const double *logW, int64_t b, int64_t d, int64_t dv,
+               const int *doublings, int64_t b, int64_t d, int64_t dv,
                const CompressOptions &o, double scale, uint32_t block,
                uint32_t round, uint32_t batch, uint32_t kvHead,
                int8_t *sigma) {
@@ -75,7 +75,7 @@ void walkBlock(const double *keys, const double *values, const int64_t *idx,
     m /= double(b);
   std::vector<double> kc(b * d), wv(b * dv);
   for (int64_t i = 0; i < b; ++i) {
-    double w = std::exp(logW[i]);
+    double w = std::ldexp(1.0, doublings[i]); // 2^r exactly
     for (int64_t x = 0; x < d; ++x)
       kc[i * d + x] = keys[idx[i] * d + x] - mean[x];
     for (int64_t x = 0; x < dv; ++x)
@@ -135,29 +135,33 @@ void balanceMiddle(const double *keys, const double *values, int64_t n,
                    std::vector<RoundTrace> *trace) {
   kept.resize(n);
   std::iota(kept.begin(), kept.end(), 0);
-  logW.assign(n, 0.0);
+  std::vector<int> doublings(n, 0); // weight 2^r
   const double ln2 = std::log(2.0);
   for (int64_t round = 0; round < o.rounds; ++round) {
     const int64_t len = int64_t(kept.size());
     std::vector<int8_t> sigma(len, 0);
     for (int64_t start = 0, blk = 0; start < len; start += o.blockSize, ++blk)
-      walkBlock(keys, values, kept.data() + start, logW.data() + start,
+      walkBlock(keys, values, kept.data() + start, doublings.data() + start,
                 std::min(o.blockSize, len - start), d, dv, o, scale,
                 uint32_t(blk), uint32_t(round), batch, kvHead,
                 sigma.data() + start);
 
     CrossoverSelection sel = selectByCrossover(sigma);
     std::vector<int64_t> nextKept(sel.kept.size());
-    std::vector<double> nextLogW(sel.kept.size());
+    std::vector<int> nextDoublings(sel.kept.size());
     for (size_t j = 0; j < sel.kept.size(); ++j) {
       nextKept[j] = kept[sel.kept[j]];
-      nextLogW[j] = logW[sel.kept[j]] + (sel.doubled[j] ? ln2 : 0.0);
+      nextDoublings[j] = doublings[sel.kept[j]] + (sel.doubled[j] ? 1 : 0);
     }
     if (trace)
       trace->push_back({sigma, sel.crossover, sel.keptColour});
     kept = std::move(nextKept);
-    logW = std::move(nextLogW);
+    doublings = std::move(nextDoublings);
   }
+  // log w = r ln 2, rounded once (as every back end writes it).
+  logW.resize(kept.size());
+  for (size_t j = 0; j < kept.size(); ++j)
+    logW[j] = doublings[j] * ln2;
 }
 
 //===----------------------------------------------------------------------===//

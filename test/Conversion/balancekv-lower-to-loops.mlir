@@ -54,23 +54,31 @@ func.func @weighted_attention_kv_len(%q: tensor<2x1x1x4xf32>, %k: tensor<2x1x6x4
 
 // -----
 
-// compress: an scf.for nest over (batch, head); rounds; blocks; the walk
-// carrying the running sums S and the signs; Philox-4x32-10 as 20
-// arith.mului_extended (10 rounds x 2 words) with the standard multipliers
-// 0xD2511F53 = -766435501 and 0xCD9E8D57 = -845247145 (as i32); the
-// crossover scan and compaction; then gathers of the kept rows.
+// compress (balance): its stages (decomposeCompress) in an scf.for over the
+// rounds, each lowered in place. balance_init: the middle's positions;
+// balance_walk: L_t = L_0 >> t, then per (batch, head, block) the weights 2^r
+// (as an f64 exponent), the Gram, and the walk carrying the running sums S
+// and the signs, with Philox-4x32-10 as 20 arith.mului_extended (10 rounds x
+// 2 words); balance_halve: per (batch, head) the crossover scan, kappa and
+// the compaction (one more doubling up to c); gather_kept: log w = r ln 2 and
+// gathers of the kept rows.
 // CHECK-LABEL: func.func @compress_balance
 // CHECK-NOT: balancekv.
+// CHECK: linalg.generic
+// CHECK: arith.index_cast %{{.*}} : index to i32
+// CHECK: scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (tensor<1x2x236xi32>, tensor<1x2x236xi32>)
+// CHECK: arith.shrui %{{.*}}, %[[T]] : index
 // CHECK: scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: scf.for %[[H:.*]] = %{{.*}} to %{{.*}} step
-// CHECK: scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: arith.ceildivui
 // CHECK: scf.for %[[BLK:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: arith.shli
+// CHECK: arith.bitcast %{{.*}} : i64 to f64
 // Gram: exp(tau * s * <kc_i, kc_j>) * (<wv_i, wv_j> + c0), tau * s = 1/sqrt(16).
 // CHECK: arith.constant 2.500000e-01 : f64
 // CHECK: math.exp
 // CHECK: arith.constant 2.500000e-02 : f64
-// CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[S:.*]] = %{{.*}}, %[[SIG:.*]] = %{{.*}}) -> (tensor<?xf64>, tensor<?xf64>)
+// CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[S:.*]] = %{{.*}}, %[[SIG:.*]] = %{{.*}}) -> (tensor<?xf64>, tensor<1x2x236xi8>)
 // CHECK: tensor.extract %[[S]][%[[I]]] : tensor<?xf64>
 // CHECK-COUNT-20: arith.mului_extended
 // CHECK: arith.cmpf olt
@@ -81,9 +89,10 @@ func.func @weighted_attention_kv_len(%q: tensor<2x1x1x4xf32>, %k: tensor<2x1x6x4
 // CHECK: arith.divui %{{.*}}, %c2
 // CHECK: arith.maxui
 // CHECK: scf.if
-// CHECK: arith.negf
-// CHECK: arith.constant 0.69314718055994529 : f64
+// CHECK: arith.subi %{{.*}}, %{{.*}} : i8
+// CHECK: arith.extui %{{.*}} : i1 to i32
 // Gathers.
+// CHECK: arith.constant 0.69314718055994529 : f64
 // CHECK: linalg.generic {{.*}} ins(%{{.*}} : tensor<1x2x?xindex>) outs(%{{.*}} : tensor<1x2x?x16xf32>)
 // CHECK: tensor.cast %{{.*}} : tensor<1x2x?x16xf32> to tensor<1x2x123x16xf32>
 // BUF-LABEL: func.func @compress_balance
@@ -94,6 +103,28 @@ func.func @compress_balance(%k: tensor<1x2x300x16xf32>, %v: tensor<1x2x300x8xf32
   %ck, %cv, %lw = balancekv.compress %k, %v <block_size = 64>
       : tensor<1x2x300x16xf32>, tensor<1x2x300x8xf32>
   return %ck, %cv, %lw : tensor<1x2x123x16xf32>, tensor<1x2x123x8xf32>, tensor<1x2x123xf32>
+}
+
+// -----
+
+// The stages lower on their own too (a back end's decomposition, dynamic
+// shapes): the state's L_0 and the layout come from the operands.
+// CHECK-LABEL: func.func @balance_stages_dynamic
+// CHECK-NOT: balancekv.
+// CHECK: tensor.dim
+// CHECK: return %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x?x?x8xf32>, tensor<?x?x?x4xf32>, tensor<?x?x?xf32>
+// BUF-LABEL: func.func @balance_stages_dynamic
+// BUF-NOT: tensor.
+// BUF: return
+func.func @balance_stages_dynamic(%k: tensor<?x?x?x8xf32>, %v: tensor<?x?x?x4xf32>, %r: index)
+    -> (tensor<?x?x?x8xf32>, tensor<?x?x?x4xf32>, tensor<?x?x?xf32>) {
+  %t, %d = balancekv.balance_init %k <rounds = 1, sink = 4, recent = 4> : tensor<?x?x?x8xf32>
+  %s = balancekv.balance_walk %k, %v, %t, %d, %r <rounds = 1, sink = 4, recent = 4>
+      : tensor<?x?x?x8xf32>, tensor<?x?x?x4xf32>, tensor<?x?x?xi32>
+  %t1, %d1 = balancekv.balance_halve %s, %t, %d, %r : tensor<?x?x?xi8>, tensor<?x?x?xi32>
+  %ck, %cv, %lw = balancekv.gather_kept %k, %v, %t1, %d1 <rounds = 1, sink = 4, recent = 4>
+      : tensor<?x?x?x8xf32>, tensor<?x?x?x4xf32>, tensor<?x?x?xi32>
+  return %ck, %cv, %lw : tensor<?x?x?x8xf32>, tensor<?x?x?x4xf32>, tensor<?x?x?xf32>
 }
 
 // -----

@@ -1,15 +1,23 @@
-//===- CompressToLoops.cpp - compress => scf/linalg/tensor/arith ---------===//
+//===- CompressToLoops.cpp - compress and its stages => scf/linalg/tensor -===//
 //
-// balancekv.compress => per (batch, KV head) scf.for nest that selects the
-// kept tokens exactly as kernels/reference does (spec sections 2-4):
-//   balance:  T rounds of { per block: centred keys, Gram G in f64
-//             (linalg.generic), the walk as an scf.for carrying the running
-//             sums S (S += G[:, i] * sigma_i after each sign), Philox as arith
-//             ops }, then the crossover scan and a branch-free compaction;
-//   uniform / knorm / snapkv: a score per middle token and "the L_T
-//             smallest scores in position order" through a rank count;
-//   streaming: the last L_T middle tokens.
-// followed by a gather of the kept keys and values.
+// CPU lowering of compression, exactly as kernels/reference selects
+// (spec sections 2-4):
+//   compress, method balance: decomposed into its stages (decomposeCompress:
+//             balance_init, an scf.for of balance_walk + balance_halve,
+//             gather_kept), each lowered by its own pattern below:
+//     balance_init   iota / zeros;
+//     balance_walk   per (batch, head, block): centred keys, weighted
+//                    values (w = 2^r), the Gram G in f64 (linalg.generic),
+//                    the walk as an scf.for carrying the running sums S
+//                    (S += G[:, i] * sigma_i after each sign), Philox as
+//                    arith ops;
+//     balance_halve  per (batch, head): the crossover scan, then a
+//                    branch-free compaction;
+//     gather_kept    sink, kept middle, recent window; a gather of the rows;
+//   compress, uniform / knorm / snapkv: a score per middle token and "the
+//             L_T smallest scores in position order" through a rank count;
+//   compress, streaming: the last L_T middle tokens;
+// the baselines end in the same layout writer and gather as gather_kept.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,6 +41,108 @@ namespace {
 /// The SnapKV max-pool kernel of the spec (section 4).
 constexpr int64_t kSnapKVPool = 7;
 
+AffineMap dimsMap(MLIRContext *ctx, unsigned n, ArrayRef<unsigned> dims) {
+  SmallVector<AffineExpr> r;
+  for (unsigned i : dims)
+    r.push_back(getAffineDimExpr(i, ctx));
+  return AffineMap::get(n, 0, r, ctx);
+}
+
+Value toIndex(ImplicitLocOpBuilder &b, OpFoldResult o) {
+  return getValueOrCreateConstantIndexOp(b, b.getLoc(), o);
+}
+
+/// The (B, H) loop nest every stage runs per head: `body(bi, hi, carried)`
+/// returns the new carried values.
+SmallVector<Value> forEachHead(
+    ImplicitLocOpBuilder &b, Value batch, Value heads, ValueRange inits,
+    const std::function<SmallVector<Value>(ImplicitLocOpBuilder &, Value,
+                                           Value, ValueRange)> &body) {
+  return forLoop(b, cIdx(b, 0), batch, inits,
+                 [&](ImplicitLocOpBuilder &bb, Value bi, ValueRange ba) {
+                   return forLoop(bb, cIdx(bb, 0), heads, ba,
+                                  [&](ImplicitLocOpBuilder &hb, Value hi,
+                                      ValueRange ha) {
+                                    return body(hb, bi, hi, ha);
+                                  });
+                 });
+}
+
+using ElementFn = std::function<Value(ImplicitLocOpBuilder &, Value)>;
+
+/// One head's compressed layout into `indices` / `logW` ([B, H, M]): the
+/// sink rows, the L_T kept middle rows (`keptPos(j)`: position in the middle,
+/// `keptLw(j)`: f64 log-weight) and the recent window (spec section 2).
+std::pair<Value, Value> writeHeadLayout(ImplicitLocOpBuilder &b, Value bi,
+                                        Value hi, Value indices, Value logW,
+                                        const LayoutValues &layout, Value n,
+                                        const ElementFn &keptPos,
+                                        const ElementFn &keptLw) {
+  auto write = [&](Value count, Value at0, const ElementFn &position,
+                   const ElementFn *lw) {
+    auto r = forLoop(
+        b, cIdx(b, 0), count, {indices, logW},
+        [&](ImplicitLocOpBuilder &wb, Value j, ValueRange a) {
+          Value m = arith::AddIOp::create(wb, at0, j);
+          Value ni = tensor::InsertOp::create(wb, position(wb, j), a[0],
+                                              ValueRange{bi, hi, m});
+          Value nl = a[1];
+          if (lw)
+            nl = tensor::InsertOp::create(
+                wb, arith::TruncFOp::create(wb, wb.getF32Type(), (*lw)(wb, j)),
+                a[1], ValueRange{bi, hi, m});
+          return SmallVector<Value>{ni, nl};
+        });
+    indices = r[0];
+    logW = r[1];
+  };
+  write(layout.sink, cIdx(b, 0),
+        [](ImplicitLocOpBuilder &, Value j) { return j; }, nullptr);
+  write(layout.keptMiddle, layout.sink,
+        [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
+          return arith::AddIOp::create(wb, layout.sink, keptPos(wb, j));
+        },
+        &keptLw);
+  Value recent0 = arith::SubIOp::create(b, n, layout.recent);
+  write(layout.recent, arith::AddIOp::create(b, layout.sink, layout.keptMiddle),
+        [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
+          return arith::AddIOp::create(wb, recent0, j);
+        },
+        nullptr);
+  return {indices, logW};
+}
+
+/// rows[b, h, m, :] = src[b, h, indices[b, h, m], :].
+Value gatherRows(ImplicitLocOpBuilder &b, Value src, Value indices,
+                 OpFoldResult B, OpFoldResult H, OpFoldResult M) {
+  MLIRContext *ctx = b.getContext();
+  Value out = tensor::EmptyOp::create(
+      b, ArrayRef<OpFoldResult>{B, H, M, typedSize(b, src, 3)},
+      cast<ShapedType>(src.getType()).getElementType());
+  return generic(b, {indices}, {out},
+                 {dimsMap(ctx, 4, {0, 1, 2}), dimsMap(ctx, 4, {0, 1, 2, 3})},
+                 "pppp", [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                   Value x = tensor::ExtractOp::create(
+                       nb, src,
+                       ValueRange{linalgIndex(nb, 0), linalgIndex(nb, 1), a[0],
+                                  linalgIndex(nb, 3)});
+                   return SmallVector<Value>{x};
+                 })[0];
+}
+
+/// `results` cast to the types of `op`'s results where they differ.
+SmallVector<Value> castToResults(ImplicitLocOpBuilder &b,
+                                 SmallVector<Value> results, Operation *op) {
+  for (auto [r, res] : llvm::zip(results, op->getResults()))
+    if (r.getType() != res.getType())
+      r = tensor::CastOp::create(b, res.getType(), r);
+  return results;
+}
+
+//===----------------------------------------------------------------------===//
+// The baselines (uniform, knorm, snapkv, streaming)
+//===----------------------------------------------------------------------===//
+
 class CompressLowering {
 public:
   CompressLowering(ImplicitLocOpBuilder &b, CompressOp op)
@@ -54,19 +164,9 @@ private:
     return getValueOrCreateConstantIndexOp(nb, nb.getLoc(), o);
   }
   AffineMap map(unsigned n, ArrayRef<unsigned> dims) {
-    SmallVector<AffineExpr> r;
-    for (unsigned i : dims)
-      r.push_back(getAffineDimExpr(i, ctx));
-    return AffineMap::get(n, 0, r, ctx);
-  }
-  /// key/value element (b, h, row, x) widened to f64.
-  Value load(ImplicitLocOpBuilder &nb, Value t, Value bi, Value hi, Value row,
-             Value x) {
-    return widen(nb, tensor::ExtractOp::create(nb, t, ValueRange{bi, hi, row, x}),
-                 f64);
+    return dimsMap(ctx, n, dims);
   }
 
-  std::pair<Value, Value> balanceHead(Value bi, Value hi, double gamma);
   std::pair<Value, Value> rankSelectHead(Value scores, Value logWeight);
   Value snapkvScores(Value bi, Value hi);
 
@@ -75,212 +175,10 @@ private:
   MLIRContext *ctx;
   Type f64, f32, idx;
   // Sizes (index values) shared by all heads.
-  Value nV, dV, dvV, mid0, l0, lT, mV, recentP;
+  Value nV, dV, dvV, mid0, l0, lT, mV;
+  LayoutValues layout;
   double scale = 0;
 };
-
-/// One head of the balance walk: returns (kept middle positions, their
-/// log-weights), each of length L_0 with the first L_T valid.
-std::pair<Value, Value> CompressLowering::balanceHead(Value bi, Value hi,
-                                                      double gamma) {
-  const int64_t blockSize = op.getCompressParams().blockSize;
-  const double expScale = op.getCompressParams().temperature * scale;
-  const double c0 = op.getCompressParams().c0;
-  const uint64_t seed = op.getCompressParams().seed;
-  OpFoldResult l0Size = l0;
-  Value cur = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{l0Size}, idx);
-  cur = generic(b, {}, {cur}, {map(1, {0})}, "p",
-                [&](ImplicitLocOpBuilder &nb, ValueRange) {
-                  return SmallVector<Value>{linalgIndex(nb, 0)};
-                })[0];
-  Value curLw = filled(b, {l0Size}, cF(b, f64, 0.0));
-
-  auto rounds = forLoop(
-      b, cIdx(b, 0), cIdx(b, op.getRounds()), {cur, curLw, l0},
-      [&](ImplicitLocOpBuilder &rb, Value round, ValueRange ra) {
-        Value cur = ra[0], curLw = ra[1], len = ra[2];
-        Value sigma0 = filled(rb, {l0Size}, cF(rb, f64, 0.0));
-        Value bsV = cIdx(rb, blockSize);
-        Value nBlocks = arith::CeilDivUIOp::create(rb, len, bsV);
-        Value sigma = forLoop(
-            rb, cIdx(rb, 0), nBlocks, {sigma0},
-            [&](ImplicitLocOpBuilder &kb, Value blk, ValueRange ka) {
-              Value start = arith::MulIOp::create(kb, blk, bsV);
-              Value bsz = arith::MinUIOp::create(
-                  kb, bsV, arith::SubIOp::create(kb, len, start));
-              OpFoldResult bszF = bsz, one = kb.getIndexAttr(1);
-              Value rows = tensor::ExtractSliceOp::create(
-                  kb, cur, ArrayRef<OpFoldResult>{start},
-                  ArrayRef<OpFoldResult>{bszF}, ArrayRef<OpFoldResult>{one});
-              Value lws = tensor::ExtractSliceOp::create(
-                  kb, curLw, ArrayRef<OpFoldResult>{start},
-                  ArrayRef<OpFoldResult>{bszF}, ArrayRef<OpFoldResult>{one});
-              auto rowOf = [&](ImplicitLocOpBuilder &nb, Value r) -> Value {
-                return arith::AddIOp::create(nb, mid0, r);
-              };
-              // Sum of the block's keys, then centred keys k - sum / b.
-              Value ksum = filled(kb, {OpFoldResult(dV)}, cF(kb, f64, 0.0));
-              ksum = generic(kb, {rows}, {ksum}, {map(2, {1}), map(2, {0})}, "pr",
-                             [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                               Value k = load(nb, op.getKey(), bi, hi,
-                                              rowOf(nb, x[0]),
-                                              linalgIndex(nb, 0));
-                               return SmallVector<Value>{
-                                   arith::AddFOp::create(nb, x[1], k)};
-                             })[0];
-              Value bszF64 = arith::UIToFPOp::create(
-                  kb, f64, arith::IndexCastUIOp::create(kb, kb.getI64Type(), bsz));
-              Value kc = tensor::EmptyOp::create(
-                  kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dV)}, f64);
-              kc = generic(kb, {rows, ksum}, {kc},
-                           {map(2, {0}), map(2, {1}), map(2, {0, 1})}, "pp",
-                           [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                             Value k = load(nb, op.getKey(), bi, hi,
-                                            rowOf(nb, x[0]), linalgIndex(nb, 1));
-                             Value mean = arith::DivFOp::create(nb, x[1], bszF64);
-                             return SmallVector<Value>{
-                                 arith::SubFOp::create(nb, k, mean)};
-                           })[0];
-              Value wv = tensor::EmptyOp::create(
-                  kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dvV)}, f64);
-              wv = generic(kb, {rows, lws}, {wv},
-                           {map(2, {0}), map(2, {0}), map(2, {0, 1})}, "pp",
-                           [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                             Value v = load(nb, op.getValue(), bi, hi,
-                                            rowOf(nb, x[0]), linalgIndex(nb, 1));
-                             return SmallVector<Value>{arith::MulFOp::create(
-                                 nb, math::ExpOp::create(nb, x[1]), v)};
-                           })[0];
-              // Gram G_ij = exp(tau s <kc_i, kc_j>) (<wv_i, wv_j> + c0).
-              auto gramOf = [&](Value x) {
-                Value g = filled(kb, {bszF, bszF}, cF(kb, f64, 0.0));
-                return generic(kb, {x, x}, {g},
-                               {map(3, {0, 2}), map(3, {1, 2}), map(3, {0, 1})},
-                               "ppr",
-                               [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                                 return SmallVector<Value>{arith::AddFOp::create(
-                                     nb, a[2],
-                                     arith::MulFOp::create(nb, a[0], a[1]))};
-                               })[0];
-              };
-              Value kk = gramOf(kc), vv = gramOf(wv);
-              AffineMap id2 = map(2, {0, 1});
-              Value gram = generic(
-                  kb, {vv}, {kk}, {id2, id2}, "pp",
-                  [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                    Value e = math::ExpOp::create(
-                        nb, arith::MulFOp::create(nb, a[1],
-                                                  cF(nb, f64, expScale)));
-                    return SmallVector<Value>{arith::MulFOp::create(
-                        nb, e, arith::AddFOp::create(nb, a[0], cF(nb, f64, c0)))};
-                  })[0];
-              // The walk carries the running sums S_k = sum_{j<i} G_kj s_j.
-              Value s0 = filled(kb, {bszF}, cF(kb, f64, 0.0));
-              auto walk = forLoop(
-                  kb, cIdx(kb, 0), bsz, {s0, ka[0]},
-                  [&](ImplicitLocOpBuilder &wb, Value i, ValueRange wa) {
-                    Value si = tensor::ExtractOp::create(wb, wa[0], i);
-                    Value p = arith::SubFOp::create(
-                        wb, cF(wb, f64, 0.5),
-                        arith::MulFOp::create(wb, cF(wb, f64, gamma), si));
-                    p = arith::MinimumFOp::create(
-                        wb, arith::MaximumFOp::create(wb, p, cF(wb, f64, 0.0)),
-                        cF(wb, f64, 1.0));
-                    Value u = widen(wb,
-                                    buildSpecUniform(wb, seed, i, blk, round,
-                                                     bi, hi),
-                                    f64);
-                    Value plus = arith::CmpFOp::create(
-                        wb, arith::CmpFPredicate::OLT, u, p);
-                    Value sg = arith::SelectOp::create(
-                        wb, plus, cF(wb, f64, 1.0), cF(wb, f64, -1.0));
-                    Value sigma = tensor::InsertOp::create(
-                        wb, sg, wa[1], ValueRange{
-                                           arith::AddIOp::create(wb, start, i)});
-                    Value s = generic(
-                        wb, {}, {wa[0]}, {map(1, {0})}, "p",
-                        [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                          Value g = tensor::ExtractOp::create(
-                              nb, gram, ValueRange{linalgIndex(nb, 0), i});
-                          return SmallVector<Value>{arith::AddFOp::create(
-                              nb, a[0], arith::MulFOp::create(nb, g, sg))};
-                        })[0];
-                    return SmallVector<Value>{s, sigma};
-                  });
-              return SmallVector<Value>{walk[1]};
-            })[0];
-
-        // Crossover: c+/c- = first index where the +1/-1 count reaches h.
-        Value h = arith::DivUIOp::create(rb, len, cIdx(rb, 2));
-        Value zero = cIdx(rb, 0), oneI = cIdx(rb, 1);
-        auto scan = forLoop(
-            rb, zero, len, {zero, zero, zero, zero},
-            [&](ImplicitLocOpBuilder &sb, Value i, ValueRange a) {
-              Value sg = tensor::ExtractOp::create(sb, sigma, i);
-              Value isPlus = arith::CmpFOp::create(
-                  sb, arith::CmpFPredicate::OGT, sg, cF(sb, f64, 0.0));
-              Value nP = arith::AddIOp::create(
-                  sb, a[0], arith::SelectOp::create(sb, isPlus, oneI, zero));
-              Value nM = arith::AddIOp::create(
-                  sb, a[1], arith::SelectOp::create(sb, isPlus, zero, oneI));
-              auto reached = [&](Value isColour, Value count) {
-                return arith::AndIOp::create(
-                    sb, isColour,
-                    arith::CmpIOp::create(sb, arith::CmpIPredicate::eq, count, h));
-              };
-              Value isMinus = arith::XOrIOp::create(
-                  sb, isPlus, arith::ConstantIntOp::create(sb, sb.getI1Type(), 1));
-              Value cP = arith::SelectOp::create(sb, reached(isPlus, nP), i, a[2]);
-              Value cM = arith::SelectOp::create(sb, reached(isMinus, nM), i, a[3]);
-              return SmallVector<Value>{nP, nM, cP, cM};
-            });
-        Value c = arith::MaxUIOp::create(rb, scan[2], scan[3]);
-        // kappa = -sigma_c; read only when the round keeps anything.
-        Value any = arith::CmpIOp::create(rb, arith::CmpIPredicate::ugt, h, zero);
-        auto ifOp = scf::IfOp::create(rb, TypeRange{f64}, any, true);
-        {
-          OpBuilder::InsertionGuard g(rb);
-          rb.setInsertionPointToStart(ifOp.thenBlock());
-          Value sc = tensor::ExtractOp::create(rb, sigma, c);
-          scf::YieldOp::create(rb, ValueRange{arith::NegFOp::create(rb, sc)});
-          rb.setInsertionPointToStart(ifOp.elseBlock());
-          scf::YieldOp::create(rb, ValueRange{cF(rb, f64, 0.0)});
-        }
-        Value kappa = ifOp.getResult(0);
-        // Compaction, in place: the kappa tokens up to c (weight x2), then
-        // all after c, the first h of them. Token i is read before index
-        // count <= i is written, so nothing unread is overwritten. Writes are
-        // branch-free: a skipped token writes at `count` too and is
-        // overwritten by the next kept one (or lands at index h, unused).
-        Value ln2 = cF(rb, f64, std::log(2.0));
-        auto comp = forLoop(
-            rb, zero, len, {cur, curLw, zero},
-            [&](ImplicitLocOpBuilder &cb, Value i, ValueRange a) {
-              Value sg = tensor::ExtractOp::create(cb, sigma, i);
-              Value upToC =
-                  arith::CmpIOp::create(cb, arith::CmpIPredicate::ule, i, c);
-              Value isKappa = arith::CmpFOp::create(
-                  cb, arith::CmpFPredicate::OEQ, sg, kappa);
-              Value candidate = arith::SelectOp::create(
-                  cb, upToC, isKappa,
-                  arith::ConstantIntOp::create(cb, cb.getI1Type(), 1));
-              Value room = arith::CmpIOp::create(cb, arith::CmpIPredicate::ult,
-                                                 a[2], h);
-              Value take = arith::AndIOp::create(cb, candidate, room);
-              Value pos = tensor::ExtractOp::create(cb, a[0], i);
-              Value lw = arith::AddFOp::create(
-                  cb, tensor::ExtractOp::create(cb, a[1], i),
-                  arith::SelectOp::create(cb, upToC, ln2, cF(cb, f64, 0.0)));
-              Value nc = tensor::InsertOp::create(cb, pos, a[0], a[2]);
-              Value nl = tensor::InsertOp::create(cb, lw, a[1], a[2]);
-              Value count = arith::AddIOp::create(
-                  cb, a[2], arith::SelectOp::create(cb, take, oneI, zero));
-              return SmallVector<Value>{nc, nl, count};
-            });
-        return SmallVector<Value>{comp[0], comp[1], h};
-      });
-  return {rounds[0], rounds[1]};
-}
 
 /// Keeps the L_T middle tokens with the smallest `scores` (ties by
 /// position), in position order, each with log-weight `logWeight`.
@@ -422,10 +320,8 @@ SmallVector<Value> CompressLowering::run() {
     scale = 1.0 / std::sqrt(double(
                 cast<ShapedType>(key.getType()).getDimSize(3)));
   // Spec section 2: S' = min(S, n), W' = min(W, n - S'), L_0, L_T, M.
-  LayoutValues layout = buildCompressedLayout(b, nV, op.getSink(),
-                                              op.getRecent(), op.getRounds());
-  Value sinkP = layout.sink;
-  recentP = layout.recent;
+  layout = buildCompressedLayout(b, nV, op.getSink(), op.getRecent(),
+                                 op.getRounds());
   mid0 = layout.sink;
   l0 = layout.middle;
   lT = layout.keptMiddle;
@@ -447,9 +343,7 @@ SmallVector<Value> CompressLowering::run() {
               Value kept, keptLw;
               switch (method) {
               case CompressionMethod::Balance:
-                std::tie(kept, keptLw) = balanceHead(
-                    bi, hi, op.getCompressParams().gamma);
-                break;
+                llvm_unreachable("balance is decomposed into its stages");
               case CompressionMethod::Uniform: {
                 Value draws = tensor::EmptyOp::create(
                     b, ArrayRef<OpFoldResult>{OpFoldResult(l0)}, f64);
@@ -520,72 +414,29 @@ SmallVector<Value> CompressLowering::run() {
                 break;
               }
               }
-              // Sink, kept middle, recent window: positions and log-weights.
-              Value idxT = ha[0], lwT = ha[1];
-              auto write = [&](Value count, Value at0,
-                               std::function<Value(ImplicitLocOpBuilder &, Value)>
-                                   position,
-                               Value keptLwOrNull) {
-                auto r = forLoop(
-                    b, cIdx(b, 0), count, {idxT, lwT},
-                    [&](ImplicitLocOpBuilder &wb, Value j, ValueRange a) {
-                      Value m = arith::AddIOp::create(wb, at0, j);
-                      Value ni = tensor::InsertOp::create(
-                          wb, position(wb, j), a[0], ValueRange{bi, hi, m});
-                      Value nl = a[1];
-                      if (keptLwOrNull)
-                        nl = tensor::InsertOp::create(
-                            wb,
-                            arith::TruncFOp::create(
-                                wb, f32,
-                                tensor::ExtractOp::create(wb, keptLwOrNull, j)),
-                            a[1], ValueRange{bi, hi, m});
-                      return SmallVector<Value>{ni, nl};
-                    });
-                idxT = r[0];
-                lwT = r[1];
-              };
-              write(sinkP, cIdx(b, 0),
-                    [](ImplicitLocOpBuilder &, Value j) { return j; }, Value());
-              write(lT, sinkP,
-                    [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
-                      return arith::AddIOp::create(
-                          wb, mid0, tensor::ExtractOp::create(wb, kept, j));
-                    },
-                    keptLw);
-              Value recent0 = arith::SubIOp::create(b, nV, recentP);
-              write(recentP, arith::AddIOp::create(b, sinkP, lT),
-                    [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
-                      return arith::AddIOp::create(wb, recent0, j);
-                    },
-                    Value());
+              auto [idxT, lwT] = writeHeadLayout(
+                  b, bi, hi, ha[0], ha[1], layout, nV,
+                  [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
+                    return tensor::ExtractOp::create(wb, kept, j);
+                  },
+                  [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
+                    return tensor::ExtractOp::create(wb, keptLw, j);
+                  });
               return SmallVector<Value>{idxT, lwT};
             });
       });
   indices = perBatch[0];
   logW = perBatch[1];
 
-  // Gather the kept rows.
-  auto gather = [&](Value src, OpFoldResult width) {
-    Value out = tensor::EmptyOp::create(
-        b, ArrayRef<OpFoldResult>{B, H, M, width},
-        cast<ShapedType>(src.getType()).getElementType());
-    return generic(b, {indices}, {out}, {map(4, {0, 1, 2}), map(4, {0, 1, 2, 3})},
-                   "pppp", [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                     Value x = tensor::ExtractOp::create(
-                         nb, src,
-                         ValueRange{linalgIndex(nb, 0), linalgIndex(nb, 1), a[0],
-                                    linalgIndex(nb, 3)});
-                     return SmallVector<Value>{x};
-                   })[0];
-  };
-  SmallVector<Value> results{gather(key, size(key, 3)),
-                             gather(value, size(value, 3)), logW};
-  for (auto [r, res] : llvm::zip(results, op.getResults()))
-    if (r.getType() != res.getType())
-      r = tensor::CastOp::create(b, res.getType(), r);
-  return results;
+  SmallVector<Value> results{gatherRows(b, key, indices, B, H, M),
+                             gatherRows(b, value, indices, B, H, M), logW};
+  return castToResults(b, results, op);
 }
+
+
+//===----------------------------------------------------------------------===//
+// Patterns
+//===----------------------------------------------------------------------===//
 
 struct CompressToLoops : OpRewritePattern<CompressOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -595,8 +446,368 @@ struct CompressToLoops : OpRewritePattern<CompressOp> {
             cast<ShapedType>(op.getKey().getType()).getDimSize(3)) &&
         op.getCompressParams().scale == 0)
       return rewriter.notifyMatchFailure(op, "dynamic D without scale");
+    if (op.getMethod() == CompressionMethod::Balance) {
+      // The rounds: the stage patterns below take it from here.
+      FailureOr<SmallVector<Value>> stages =
+          decomposeCompress(rewriter, op, /*unrollRounds=*/false);
+      if (failed(stages))
+        return failure();
+      rewriter.replaceOp(op, *stages);
+      return success();
+    }
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     rewriter.replaceOp(op, CompressLowering(b, op).run());
+    return success();
+  }
+};
+
+struct BalanceInitToLoops : OpRewritePattern<BalanceInitOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(BalanceInitOp op,
+                                PatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    // [B, H] of the cache; L_0 static from the type, else from the layout.
+    auto stateType = cast<RankedTensorType>(op.getTokens().getType());
+    SmallVector<OpFoldResult> shape{typedSize(b, op.getKey(), 0),
+                                    typedSize(b, op.getKey(), 1),
+                                    b.getIndexAttr(stateType.getDimSize(2))};
+    if (stateType.isDynamicDim(2)) {
+      CompressParams p = op.getCompressParams();
+      shape[2] = buildCompressedLayout(
+                     b, toIndex(b, typedSize(b, op.getKey(), 2)), p.sink,
+                     p.recent, p.rounds)
+                     .middle;
+    }
+    Type i32 = b.getI32Type();
+    Value tokens = tensor::EmptyOp::create(b, shape, i32);
+    tokens = generic(b, {}, {tokens},
+                     {AffineMap::getMultiDimIdentityMap(3, b.getContext())},
+                     "ppp", [&](ImplicitLocOpBuilder &nb, ValueRange) {
+                       return SmallVector<Value>{arith::IndexCastOp::create(
+                           nb, nb.getI32Type(), linalgIndex(nb, 2))};
+                     })[0];
+    Value doublings =
+        filled(b, shape, arith::ConstantIntOp::create(b, i32, 0));
+    rewriter.replaceOp(op, castToResults(b, {tokens, doublings}, op));
+    return success();
+  }
+};
+
+/// Steps 1-3 of spec section 3 for the first L_t tokens of every head.
+struct BalanceWalkToLoops : OpRewritePattern<BalanceWalkOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(BalanceWalkOp op,
+                                PatternRewriter &rewriter) const override {
+    auto keyType = cast<RankedTensorType>(op.getKey().getType());
+    const CompressParams p = op.getCompressParams();
+    if (keyType.isDynamicDim(3) && p.scale == 0)
+      return rewriter.notifyMatchFailure(op, "dynamic D without scale");
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    MLIRContext *ctx = b.getContext();
+    auto map = [&](unsigned n, ArrayRef<unsigned> dims) {
+      return dimsMap(ctx, n, dims);
+    };
+    Type f64 = b.getF64Type(), i8 = b.getI8Type();
+    Value key = op.getKey(), value = op.getValue(), round = op.getRound();
+    Value tokens = op.getTokens(), doublings = op.getDoublings();
+    OpFoldResult B = typedSize(b, tokens, 0), H = typedSize(b, tokens, 1),
+                 L0 = typedSize(b, tokens, 2);
+    Value dV = toIndex(b, typedSize(b, key, 3)),
+          dvV = toIndex(b, typedSize(b, value, 3));
+    // Middle token j is cache row S' + j.
+    Value mid0 = buildCompressedLayout(b, toIndex(b, typedSize(b, key, 2)),
+                                       p.sink, p.recent, p.rounds)
+                     .sink;
+    Value len = arith::ShRUIOp::create(b, toIndex(b, L0), round);
+    const double expScale = p.temperature * op.getKernelScale();
+    const int64_t blockSize = p.blockSize;
+    Value roundI32 = arith::IndexCastOp::create(b, b.getI32Type(), round);
+    auto load = [&](ImplicitLocOpBuilder &nb, Value t, Value bi, Value hi,
+                    Value row, Value x) {
+      return widen(nb, tensor::ExtractOp::create(nb, t, ValueRange{bi, hi, row, x}),
+                   f64);
+    };
+
+    Value signs = filled(b, {B, H, L0}, arith::ConstantIntOp::create(b, i8, 0));
+    Value result = forEachHead(
+        b, toIndex(b, B), toIndex(b, H), {signs},
+        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
+          Value bsV = cIdx(hb, blockSize);
+          Value nBlocks = arith::CeilDivUIOp::create(hb, len, bsV);
+          return forLoop(
+              hb, cIdx(hb, 0), nBlocks, {ha[0]},
+              [&](ImplicitLocOpBuilder &kb, Value blk, ValueRange ka) {
+                Value start = arith::MulIOp::create(kb, blk, bsV);
+                Value bsz = arith::MinUIOp::create(
+                    kb, bsV, arith::SubIOp::create(kb, len, start));
+                OpFoldResult bszF = bsz;
+                auto rowOf = [&](ImplicitLocOpBuilder &nb, Value r) -> Value {
+                  Value t = tensor::ExtractOp::create(
+                      nb, tokens,
+                      ValueRange{bi, hi, arith::AddIOp::create(nb, start, r)});
+                  return arith::AddIOp::create(
+                      nb, mid0,
+                      arith::IndexCastOp::create(nb, nb.getIndexType(), t));
+                };
+                // w_r = 2^doublings exactly: the exponent field of an f64.
+                auto weightOf = [&](ImplicitLocOpBuilder &nb, Value r) -> Value {
+                  Value d = tensor::ExtractOp::create(
+                      nb, doublings,
+                      ValueRange{bi, hi, arith::AddIOp::create(nb, start, r)});
+                  Value e = arith::AddIOp::create(
+                      nb, arith::ExtSIOp::create(nb, nb.getI64Type(), d),
+                      arith::ConstantIntOp::create(nb, nb.getI64Type(), 1023));
+                  Value bits = arith::ShLIOp::create(
+                      nb, e, arith::ConstantIntOp::create(nb, nb.getI64Type(), 52));
+                  return arith::BitcastOp::create(nb, f64, bits);
+                };
+                // Sum of the block's keys, then centred keys k - sum / b.
+                Value ksum = filled(kb, {OpFoldResult(dV)}, cF(kb, f64, 0.0));
+                Value rows = tensor::EmptyOp::create(
+                    kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dV)}, f64);
+                ksum = generic(kb, {rows}, {ksum}, {map(2, {0, 1}), map(2, {1})},
+                               "rp",
+                               [&](ImplicitLocOpBuilder &nb, ValueRange x) {
+                                 Value k = load(nb, key, bi, hi,
+                                                rowOf(nb, linalgIndex(nb, 0)),
+                                                linalgIndex(nb, 1));
+                                 return SmallVector<Value>{
+                                     arith::AddFOp::create(nb, x[1], k)};
+                               })[0];
+                Value bszF64 = arith::UIToFPOp::create(
+                    kb, f64,
+                    arith::IndexCastUIOp::create(kb, kb.getI64Type(), bsz));
+                Value kc = generic(
+                    kb, {ksum}, {rows}, {map(2, {1}), map(2, {0, 1})}, "pp",
+                    [&](ImplicitLocOpBuilder &nb, ValueRange x) {
+                      Value k = load(nb, key, bi, hi,
+                                     rowOf(nb, linalgIndex(nb, 0)),
+                                     linalgIndex(nb, 1));
+                      Value mean = arith::DivFOp::create(nb, x[0], bszF64);
+                      return SmallVector<Value>{
+                          arith::SubFOp::create(nb, k, mean)};
+                    })[0];
+                Value wv = tensor::EmptyOp::create(
+                    kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dvV)}, f64);
+                wv = generic(kb, {}, {wv}, {map(2, {0, 1})}, "pp",
+                             [&](ImplicitLocOpBuilder &nb, ValueRange) {
+                               Value r = linalgIndex(nb, 0);
+                               Value v = load(nb, value, bi, hi, rowOf(nb, r),
+                                              linalgIndex(nb, 1));
+                               return SmallVector<Value>{arith::MulFOp::create(
+                                   nb, weightOf(nb, r), v)};
+                             })[0];
+                // Gram G_ij = exp(tau s <kc_i, kc_j>) (<wv_i, wv_j> + c0).
+                auto gramOf = [&](Value x) {
+                  Value g = filled(kb, {bszF, bszF}, cF(kb, f64, 0.0));
+                  return generic(
+                      kb, {x, x}, {g},
+                      {map(3, {0, 2}), map(3, {1, 2}), map(3, {0, 1})}, "ppr",
+                      [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                        return SmallVector<Value>{arith::AddFOp::create(
+                            nb, a[2], arith::MulFOp::create(nb, a[0], a[1]))};
+                      })[0];
+                };
+                Value kk = gramOf(kc), vv = gramOf(wv);
+                AffineMap id2 = map(2, {0, 1});
+                Value gram = generic(
+                    kb, {vv}, {kk}, {id2, id2}, "pp",
+                    [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                      Value e = math::ExpOp::create(
+                          nb, arith::MulFOp::create(nb, a[1],
+                                                    cF(nb, f64, expScale)));
+                      return SmallVector<Value>{arith::MulFOp::create(
+                          nb, e,
+                          arith::AddFOp::create(nb, a[0], cF(nb, f64, p.c0)))};
+                    })[0];
+                // The walk carries the running sums S_k = sum_{j<i} G_kj s_j.
+                Value s0 = filled(kb, {bszF}, cF(kb, f64, 0.0));
+                auto walk = forLoop(
+                    kb, cIdx(kb, 0), bsz, {s0, ka[0]},
+                    [&](ImplicitLocOpBuilder &wb, Value i, ValueRange wa) {
+                      Value si = tensor::ExtractOp::create(wb, wa[0], i);
+                      Value prob = arith::SubFOp::create(
+                          wb, cF(wb, f64, 0.5),
+                          arith::MulFOp::create(wb, cF(wb, f64, p.gamma), si));
+                      prob = arith::MinimumFOp::create(
+                          wb,
+                          arith::MaximumFOp::create(wb, prob, cF(wb, f64, 0.0)),
+                          cF(wb, f64, 1.0));
+                      Value u = widen(wb,
+                                      buildSpecUniform(wb, p.seed, i, blk,
+                                                       roundI32, bi, hi),
+                                      f64);
+                      Value plus = arith::CmpFOp::create(
+                          wb, arith::CmpFPredicate::OLT, u, prob);
+                      Value sg = arith::SelectOp::create(
+                          wb, plus, cF(wb, f64, 1.0), cF(wb, f64, -1.0));
+                      Value sg8 = arith::SelectOp::create(
+                          wb, plus, arith::ConstantIntOp::create(wb, i8, 1),
+                          arith::ConstantIntOp::create(wb, i8, -1));
+                      Value sigma = tensor::InsertOp::create(
+                          wb, sg8, wa[1],
+                          ValueRange{bi, hi, arith::AddIOp::create(wb, start, i)});
+                      Value s = generic(
+                          wb, {}, {wa[0]}, {map(1, {0})}, "p",
+                          [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                            Value g = tensor::ExtractOp::create(
+                                nb, gram, ValueRange{linalgIndex(nb, 0), i});
+                            return SmallVector<Value>{arith::AddFOp::create(
+                                nb, a[0], arith::MulFOp::create(nb, g, sg))};
+                          })[0];
+                      return SmallVector<Value>{s, sigma};
+                    });
+                return SmallVector<Value>{walk[1]};
+              });
+        })[0];
+    rewriter.replaceOp(op, castToResults(b, {result}, op));
+    return success();
+  }
+};
+
+/// Step 4 of spec section 3 for every head.
+struct BalanceHalveToLoops : OpRewritePattern<BalanceHalveOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(BalanceHalveOp op,
+                                PatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    Value signs = op.getSigns();
+    Value len = arith::ShRUIOp::create(
+        b, toIndex(b, typedSize(b, op.getTokens(), 2)), op.getRound());
+    Value h = arith::DivUIOp::create(b, len, cIdx(b, 2));
+    Value zero = cIdx(b, 0), oneI = cIdx(b, 1);
+    Type i8 = b.getI8Type(), i32 = b.getI32Type();
+    auto results = forEachHead(
+        b, toIndex(b, typedSize(b, op.getTokens(), 0)),
+        toIndex(b, typedSize(b, op.getTokens(), 1)),
+        {op.getTokens(), op.getDoublings()},
+        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
+          auto signAt = [&](ImplicitLocOpBuilder &nb, Value i) -> Value {
+            return tensor::ExtractOp::create(nb, signs, ValueRange{bi, hi, i});
+          };
+          // Crossover: c+/c- = first index where the +1/-1 count reaches h.
+          auto scan = forLoop(
+              hb, zero, len, {zero, zero, zero, zero},
+              [&](ImplicitLocOpBuilder &sb, Value i, ValueRange a) {
+                Value isPlus = arith::CmpIOp::create(
+                    sb, arith::CmpIPredicate::sgt, signAt(sb, i),
+                    arith::ConstantIntOp::create(sb, i8, 0));
+                Value nP = arith::AddIOp::create(
+                    sb, a[0], arith::SelectOp::create(sb, isPlus, oneI, zero));
+                Value nM = arith::AddIOp::create(
+                    sb, a[1], arith::SelectOp::create(sb, isPlus, zero, oneI));
+                auto reached = [&](Value isColour, Value count) {
+                  return arith::AndIOp::create(
+                      sb, isColour,
+                      arith::CmpIOp::create(sb, arith::CmpIPredicate::eq, count,
+                                            h));
+                };
+                Value isMinus = arith::XOrIOp::create(
+                    sb, isPlus,
+                    arith::ConstantIntOp::create(sb, sb.getI1Type(), 1));
+                Value cP =
+                    arith::SelectOp::create(sb, reached(isPlus, nP), i, a[2]);
+                Value cM =
+                    arith::SelectOp::create(sb, reached(isMinus, nM), i, a[3]);
+                return SmallVector<Value>{nP, nM, cP, cM};
+              });
+          Value c = arith::MaxUIOp::create(hb, scan[2], scan[3]);
+          // kappa = -sigma_c; read only when the round keeps anything.
+          Value any =
+              arith::CmpIOp::create(hb, arith::CmpIPredicate::ugt, h, zero);
+          auto ifOp = scf::IfOp::create(hb, TypeRange{i8}, any, true);
+          {
+            OpBuilder::InsertionGuard g(hb);
+            hb.setInsertionPointToStart(ifOp.thenBlock());
+            Value sc = signAt(hb, c);
+            scf::YieldOp::create(
+                hb, ValueRange{arith::SubIOp::create(
+                        hb, arith::ConstantIntOp::create(hb, i8, 0), sc)});
+            hb.setInsertionPointToStart(ifOp.elseBlock());
+            scf::YieldOp::create(
+                hb, ValueRange{arith::ConstantIntOp::create(hb, i8, 0)});
+          }
+          Value kappa = ifOp.getResult(0);
+          // Compaction, in place: the kappa tokens up to c (one more
+          // doubling), then all after c, the first h of them. Token i is
+          // read before index count <= i is written, so nothing unread is
+          // overwritten. Writes are branch-free: a skipped token writes at
+          // `count` too and is overwritten by the next kept one (or lands at
+          // index h, unused).
+          auto comp = forLoop(
+              hb, zero, len, {ha[0], ha[1], zero},
+              [&](ImplicitLocOpBuilder &cb, Value i, ValueRange a) {
+                Value upToC =
+                    arith::CmpIOp::create(cb, arith::CmpIPredicate::ule, i, c);
+                Value isKappa = arith::CmpIOp::create(
+                    cb, arith::CmpIPredicate::eq, signAt(cb, i), kappa);
+                Value candidate = arith::SelectOp::create(
+                    cb, upToC, isKappa,
+                    arith::ConstantIntOp::create(cb, cb.getI1Type(), 1));
+                Value room = arith::CmpIOp::create(
+                    cb, arith::CmpIPredicate::ult, a[2], h);
+                Value take = arith::AndIOp::create(cb, candidate, room);
+                Value pos =
+                    tensor::ExtractOp::create(cb, a[0], ValueRange{bi, hi, i});
+                Value dbl = arith::AddIOp::create(
+                    cb, tensor::ExtractOp::create(cb, a[1], ValueRange{bi, hi, i}),
+                    arith::ExtUIOp::create(cb, i32, upToC));
+                Value at = a[2];
+                Value nc =
+                    tensor::InsertOp::create(cb, pos, a[0], ValueRange{bi, hi, at});
+                Value nd =
+                    tensor::InsertOp::create(cb, dbl, a[1], ValueRange{bi, hi, at});
+                Value count = arith::AddIOp::create(
+                    cb, a[2], arith::SelectOp::create(cb, take, oneI, zero));
+                return SmallVector<Value>{nc, nd, count};
+              });
+          return SmallVector<Value>{comp[0], comp[1]};
+        });
+    rewriter.replaceOp(op, castToResults(b, results, op));
+    return success();
+  }
+};
+
+struct GatherKeptToLoops : OpRewritePattern<GatherKeptOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(GatherKeptOp op,
+                                PatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    const CompressParams p = op.getCompressParams();
+    Value key = op.getKey(), tokens = op.getTokens(),
+          doublings = op.getDoublings();
+    OpFoldResult B = typedSize(b, key, 0), H = typedSize(b, key, 1);
+    Value n = toIndex(b, typedSize(b, key, 2));
+    LayoutValues layout =
+        buildCompressedLayout(b, n, p.sink, p.recent, p.rounds);
+    OpFoldResult M = layout.length;
+    Value indices = filled(b, {B, H, M}, cIdx(b, 0));
+    Value logW = filled(b, {B, H, M}, cF(b, b.getF32Type(), 0.0));
+    auto perHead = forEachHead(
+        b, toIndex(b, B), toIndex(b, H), {indices, logW},
+        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
+          auto [idxT, lwT] = writeHeadLayout(
+              hb, bi, hi, ha[0], ha[1], layout, n,
+              [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
+                return arith::IndexCastOp::create(
+                    wb, wb.getIndexType(),
+                    tensor::ExtractOp::create(wb, tokens, ValueRange{bi, hi, j}));
+              },
+              // log w = r ln 2 in f64, rounded once to f32.
+              [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
+                Value r = arith::SIToFPOp::create(
+                    wb, wb.getF64Type(),
+                    tensor::ExtractOp::create(wb, doublings,
+                                              ValueRange{bi, hi, j}));
+                return arith::MulFOp::create(
+                    wb, r, cF(wb, wb.getF64Type(), std::log(2.0)));
+              });
+          return SmallVector<Value>{idxT, lwT};
+        });
+    SmallVector<Value> results{gatherRows(b, key, perHead[0], B, H, M),
+                               gatherRows(b, op.getValue(), perHead[0], B, H, M),
+                               perHead[1]};
+    rewriter.replaceOp(op, castToResults(b, results, op));
     return success();
   }
 };
@@ -604,5 +815,6 @@ struct CompressToLoops : OpRewritePattern<CompressOp> {
 } // namespace
 
 void balancekv::populateCompressToLoopsPatterns(RewritePatternSet &patterns) {
-  patterns.add<CompressToLoops>(patterns.getContext());
+  patterns.add<CompressToLoops, BalanceInitToLoops, BalanceWalkToLoops,
+               BalanceHalveToLoops, GatherKeptToLoops>(patterns.getContext());
 }

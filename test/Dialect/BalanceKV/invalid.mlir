@@ -462,3 +462,54 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   %r:3 = "balancekv.compress"(%k, %v) : (tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>) -> (tensor<1x2x100x64xf32>, tensor<1x2x100x32xf32>, tensor<1x2x100xf32>)
   return
 }
+
+// -----
+
+func.func @walk_state_length(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>,
+                             %t: tensor<1x2x100xi32>, %r: index) {
+  // expected-error @+1 {{'balancekv.balance_walk' op expects tokens to hold the 192 middle tokens of the cache (L_0), got 100}}
+  %s = balancekv.balance_walk %k, %v, %t, %t, %r : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>, tensor<1x2x100xi32>
+  return
+}
+
+// -----
+
+func.func @walk_state_heads(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>,
+                            %t: tensor<1x3x192xi32>, %r: index) {
+  // expected-error @+1 {{'balancekv.balance_walk' op KV head count mismatch: key has 2, tokens has 3}}
+  %s = balancekv.balance_walk %k, %v, %t, %t, %r : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>, tensor<1x3x192xi32>
+  return
+}
+
+// -----
+
+func.func @walk_bad_params(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>,
+                           %t: tensor<1x2x192xi32>, %r: index) {
+  // expected-error @+1 {{'balancekv.balance_walk' op block_size must be even and >= 2, got 3}}
+  %s = balancekv.balance_walk %k, %v, %t, %t, %r <block_size = 3> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>, tensor<1x2x192xi32>
+  return
+}
+
+// -----
+
+func.func @halve_signs_shape(%s: tensor<1x2x100xi8>, %t: tensor<1x2x192xi32>, %r: index) {
+  // expected-error @+1 {{'balancekv.balance_halve' op expects tokens and signs of one shape, got 'tensor<1x2x192xi32>' and 'tensor<1x2x100xi8>'}}
+  %t1, %d1 = balancekv.balance_halve %s, %t, %t, %r : tensor<1x2x100xi8>, tensor<1x2x192xi32>
+  return
+}
+
+// -----
+
+func.func @gather_state_rank(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %t: tensor<2x192xi32>) {
+  // expected-error @+1 {{'balancekv.gather_kept' op expects tokens of rank 3, got rank 2}}
+  %ck, %cv, %lw = balancekv.gather_kept %k, %v, %t, %t : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>, tensor<2x192xi32>
+  return
+}
+
+// -----
+
+func.func @init_param_in_attr_dict(%k: tensor<1x2x256x64xf32>) {
+  // expected-error @+1 {{'balancekv.balance_init' op 'seed' is a compression parameter: write it in the op's <...> list (#balancekv.compress_params)}}
+  %t, %d = balancekv.balance_init %k {seed = 3 : i64} : tensor<1x2x256x64xf32>
+  return
+}

@@ -96,3 +96,23 @@ func.func @weighted_attention(%q: tensor<1x32x4x128xf16>, %k: tensor<1x8x1072x12
         tensor<1x8x1072xf32> -> tensor<1x32x4x128xf16>
   return %o : tensor<1x32x4x128xf16>
 }
+
+// The stages of compress round-trip; state types follow the layout
+// (L_0 = 4096 - 64 = 4032).
+// CHECK-LABEL: func.func @stages
+// CHECK: %[[T:.*]], %[[D:.*]] = balancekv.balance_init %{{.*}} <rounds = 3> : tensor<1x8x4096x128xf16>
+// CHECK: %[[S:.*]] = balancekv.balance_walk %{{.*}}, %{{.*}}, %[[T]], %[[D]], %{{.*}} <rounds = 3> : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4032xi32>
+// CHECK: %[[T1:.*]], %[[D1:.*]] = balancekv.balance_halve %[[S]], %[[T]], %[[D]], %{{.*}} : tensor<1x8x4032xi8>, tensor<1x8x4032xi32>
+// CHECK: balancekv.gather_kept %{{.*}}, %{{.*}}, %[[T1]], %[[D1]] <rounds = 3> : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4032xi32>
+// GENERIC-LABEL: sym_name = "stages"
+// GENERIC: "balancekv.balance_init"(%{{.*}}) <{params = #balancekv.compress_params<rounds = 3>}>
+func.func @stages(%k: tensor<1x8x4096x128xf16>, %v: tensor<1x8x4096x128xf16>, %r: index)
+    -> (tensor<1x8x568x128xf16>, tensor<1x8x568x128xf16>, tensor<1x8x568xf32>) {
+  %t, %d = balancekv.balance_init %k <rounds = 3> : tensor<1x8x4096x128xf16>
+  %s = balancekv.balance_walk %k, %v, %t, %d, %r <rounds = 3>
+      : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4032xi32>
+  %t1, %d1 = balancekv.balance_halve %s, %t, %d, %r : tensor<1x8x4032xi8>, tensor<1x8x4032xi32>
+  %ck, %cv, %lw = balancekv.gather_kept %k, %v, %t1, %d1 <rounds = 3>
+      : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4032xi32>
+  return %ck, %cv, %lw : tensor<1x8x568x128xf16>, tensor<1x8x568x128xf16>, tensor<1x8x568xf32>
+}

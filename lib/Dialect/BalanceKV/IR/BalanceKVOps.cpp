@@ -81,6 +81,60 @@ float effectiveScale(std::optional<float> scale, Value query) {
                                   : 1.0f / std::sqrt(static_cast<float>(d));
 }
 
+/// The parameters an op being built or parsed will have. The parser infers
+/// before it moves attr-dict entries into the properties and before it fills
+/// in the defaults: do both on a copy.
+template <typename OpTy>
+CompressParams inferredParams(MLIRContext *context,
+                              std::optional<Location> location,
+                              typename OpTy::Adaptor adaptor) {
+  typename OpTy::Properties props = adaptor.getProperties();
+  if (DictionaryAttr attrs = adaptor.getAttributes()) {
+    auto emitError = [&] {
+      return mlir::emitError(location ? *location : UnknownLoc::get(context));
+    };
+    (void)OpTy::setPropertiesFromAttr(props, attrs, emitError);
+  }
+  return props.params ? props.params.getValues() : CompressParams{};
+}
+
+/// The layout under `p` for a cache of `n` tokens; nullopt when `n` is
+/// dynamic or the parameters are out of range (the verifier reports those).
+std::optional<CompressedLayout> inferredLayout(int64_t n,
+                                               const CompressParams &p) {
+  if (ShapedType::isDynamic(n) || p.rounds < 0 || p.sink < 0 || p.recent < 0)
+    return std::nullopt;
+  return CompressedLayout::compute(n, p.sink, p.recent, p.rounds);
+}
+
+/// Parameters in range (the scale by the attention ops' rule); rejects a
+/// parameter left in the attribute dictionary, where it would be ignored.
+LogicalResult verifyParams(Operation *op, CompressParams params,
+                           int64_t headDim) {
+  for (NamedAttribute attr : op->getDiscardableAttrs()) {
+    bool isParam = attr.getName() == "method";
+#define BALANCEKV_PARAM_NAME(type, member, name, dflt, doc)                    \
+  isParam = isParam || attr.getName() == #name;
+    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_NAME)
+#undef BALANCEKV_PARAM_NAME
+    if (isParam)
+      return op->emitOpError()
+             << "'" << attr.getName().getValue()
+             << "' is a compression parameter: write it in the op's <...> "
+                "list (#balancekv.compress_params)";
+  }
+  const float scale = params.scale;
+  params.scale = 0;
+  if (std::string bad = params.validate(); !bad.empty())
+    return op->emitOpError() << bad;
+  return verifyScale(op, scale != 0 ? std::optional<float>(scale) : std::nullopt,
+                     headDim);
+}
+
+CompressParams paramsOf(CompressParamsAttr attr) {
+  return attr ? attr.getValues() : CompressParams{};
+}
+
 /// The rules `attention` and `weighted_attention` share. `logWeights` is null
 /// for plain attention.
 LogicalResult verifyAttentionLike(Operation *op, Value queryV, Value keyV,
@@ -193,9 +247,7 @@ float CompressOp::getEffectiveScale() {
 }
 
 CompressParams CompressOp::getCompressParams() {
-  if (CompressParamsAttr attr = getParamsAttr())
-    return attr.getValues();
-  return {};
+  return paramsOf(getParamsAttr());
 }
 
 CompressionMethod CompressOp::getMethod() {
@@ -229,20 +281,8 @@ LogicalResult CompressOp::inferReturnTypes(
   int64_t b = pick(k.getDimSize(0), v.getDimSize(0));
   int64_t h = pick(k.getDimSize(1), v.getDimSize(1));
   int64_t n = pick(k.getDimSize(2), v.getDimSize(2));
-  // The parser infers before it moves attr-dict entries into the properties
-  // and before it fills in the defaults: do both on a copy.
-  CompressOp::Properties props = adaptor.getProperties();
-  if (DictionaryAttr attrs = adaptor.getAttributes()) {
-    auto emitError = [&] {
-      return mlir::emitError(location ? *location : UnknownLoc::get(context));
-    };
-    if (failed(CompressOp::setPropertiesFromAttr(props, attrs, emitError)))
-      return failure();
-  }
-  CompressOp::populateDefaultProperties(
-      OperationName(CompressOp::getOperationName(), context), props);
   const CompressParams params =
-      props.params ? props.params.getValues() : CompressParams{};
+      inferredParams<CompressOp>(context, location, adaptor);
   const int64_t rounds = params.rounds, sink = params.sink,
                 recent = params.recent;
   int64_t m = ShapedType::kDynamic;
@@ -276,27 +316,7 @@ LogicalResult CompressOp::verify() {
     return failure();
 
   // The scale is checked below by the attention ops' rule (if set, > 0).
-  // A parameter in the attribute dictionary (the spelling before
-  // #balancekv.compress_params) would be ignored silently.
-  for (NamedAttribute attr : (*this)->getDiscardableAttrs()) {
-    bool isParam = attr.getName() == "method";
-#define BALANCEKV_PARAM_NAME(type, member, name, dflt, doc)                    \
-  isParam = isParam || attr.getName() == #name;
-    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_NAME)
-#undef BALANCEKV_PARAM_NAME
-    if (isParam)
-      return emitOpError() << "'" << attr.getName().getValue()
-                           << "' is a compression parameter: write it in the "
-                              "op's <...> list (#balancekv.compress_params)";
-  }
-  CompressParams params = getCompressParams();
-  const float scale = params.scale;
-  params.scale = 0;
-  if (std::string bad = params.validate(); !bad.empty())
-    return emitOpError() << bad;
-  if (failed(verifyScale(op,
-                         scale != 0 ? std::optional<float>(scale) : std::nullopt,
-                         k.getDimSize(3))))
+  if (failed(verifyParams(op, getCompressParams(), k.getDimSize(3))))
     return failure();
 
   bool isSnapKV = getMethod() == CompressionMethod::SnapKV;
@@ -325,6 +345,180 @@ LogicalResult CompressOp::verify() {
       return failure();
   }
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Compression stages
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// [B, Hkv, L_0] of `t` for a cache shaped `key` under `p`.
+RankedTensorType stateType(MLIRContext *ctx, RankedTensorType key,
+                           const CompressParams &p, Type elem) {
+  int64_t l0 = ShapedType::kDynamic;
+  if (auto layout = inferredLayout(key.getDimSize(2), p))
+    l0 = layout->middle;
+  return RankedTensorType::get({key.getDimSize(0), key.getDimSize(1), l0},
+                               elem);
+}
+
+/// The state tensors of a stage: rank 3, one shape, [B, Hkv] of the cache
+/// and (when both are static) L_0 of the layout.
+LogicalResult verifyState(Operation *op, ArrayRef<std::pair<StringRef, Value>> state,
+                          RankedTensorType key, const CompressParams *params) {
+  auto first = cast<RankedTensorType>(state.front().second.getType());
+  for (auto [name, v] : state) {
+    auto t = cast<RankedTensorType>(v.getType());
+    if (failed(verifyRank(op, name, t, 3)))
+      return failure();
+    if (failed(mlir::verifyCompatibleShape(t.getShape(), first.getShape())))
+      return op->emitOpError()
+             << "expects " << state.front().first << " and " << name
+             << " of one shape, got " << first << " and " << t;
+  }
+  if (!key)
+    return success();
+  if (failed(verifyDim(op, "batch size", key.getDimSize(0), "key",
+                       first.getDimSize(0), state.front().first)) ||
+      failed(verifyDim(op, "KV head count", key.getDimSize(1), "key",
+                       first.getDimSize(1), state.front().first)))
+    return failure();
+  if (auto layout = inferredLayout(key.getDimSize(2), *params);
+      layout && !ShapedType::isDynamic(first.getDimSize(2)) &&
+      first.getDimSize(2) != layout->middle)
+    return op->emitOpError()
+           << "expects " << state.front().first << " to hold the "
+           << layout->middle << " middle tokens of the cache (L_0), got "
+           << first.getDimSize(2);
+  return success();
+}
+
+/// Key and value: rank 4, one element type, one batch, head count and
+/// length.
+LogicalResult verifyCache(Operation *op, Value keyV, Value valueV) {
+  auto k = cast<RankedTensorType>(keyV.getType());
+  auto v = cast<RankedTensorType>(valueV.getType());
+  if (failed(verifyRank(op, "key", k, 4)) ||
+      failed(verifyRank(op, "value", v, 4)))
+    return failure();
+  if (k.getElementType() != v.getElementType())
+    return op->emitOpError()
+           << "expects key and value to share one element type, got "
+           << k.getElementType() << " and " << v.getElementType();
+  if (failed(verifyDim(op, "batch size", k.getDimSize(0), "key",
+                       v.getDimSize(0), "value")) ||
+      failed(verifyDim(op, "KV head count", k.getDimSize(1), "key",
+                       v.getDimSize(1), "value")) ||
+      failed(verifyDim(op, "cache length", k.getDimSize(2), "key",
+                       v.getDimSize(2), "value")))
+    return failure();
+  return success();
+}
+
+} // namespace
+
+CompressParams BalanceInitOp::getCompressParams() {
+  return paramsOf(getParamsAttr());
+}
+
+LogicalResult BalanceInitOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferredReturnTypes) {
+  auto k = cast<RankedTensorType>(adaptor.getKey().getType());
+  if (k.getRank() != 4)
+    return emitOptionalError(location, "'balancekv.balance_init' op expects "
+                                       "key of rank 4, got rank ",
+                             k.getRank());
+  Type state = stateType(context, k,
+                         inferredParams<BalanceInitOp>(context, location,
+                                                       adaptor),
+                         IntegerType::get(context, 32));
+  inferredReturnTypes.assign({state, state});
+  return success();
+}
+
+LogicalResult BalanceInitOp::verify() {
+  auto k = cast<RankedTensorType>(getKey().getType());
+  return verifyParams(*this, getCompressParams(), k.getDimSize(3));
+}
+
+CompressParams BalanceWalkOp::getCompressParams() {
+  return paramsOf(getParamsAttr());
+}
+
+double BalanceWalkOp::getKernelScale() {
+  if (float s = getCompressParams().scale; s != 0)
+    return s;
+  int64_t d = cast<ShapedType>(getKey().getType()).getDimSize(3);
+  return 1.0 / std::sqrt(double(d));
+}
+
+LogicalResult BalanceWalkOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferredReturnTypes) {
+  auto t = cast<RankedTensorType>(adaptor.getTokens().getType());
+  inferredReturnTypes.push_back(
+      RankedTensorType::get(t.getShape(), IntegerType::get(context, 8)));
+  return success();
+}
+
+LogicalResult BalanceWalkOp::verify() {
+  CompressParams p = getCompressParams();
+  auto k = cast<RankedTensorType>(getKey().getType());
+  if (failed(verifyCache(*this, getKey(), getValue())) ||
+      failed(verifyParams(*this, p, k.getDimSize(3))))
+    return failure();
+  return verifyState(*this,
+                     {{"tokens", getTokens()}, {"doublings", getDoublings()}},
+                     k, &p);
+}
+
+LogicalResult BalanceHalveOp::verify() {
+  return verifyState(*this,
+                     {{"tokens", getTokens()},
+                      {"doublings", getDoublings()},
+                      {"signs", getSigns()}},
+                     nullptr, nullptr);
+}
+
+CompressParams GatherKeptOp::getCompressParams() {
+  return paramsOf(getParamsAttr());
+}
+
+LogicalResult GatherKeptOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferredReturnTypes) {
+  auto k = cast<RankedTensorType>(adaptor.getKey().getType());
+  auto v = cast<RankedTensorType>(adaptor.getValue().getType());
+  if (k.getRank() != 4 || v.getRank() != 4)
+    return emitOptionalError(location, "'balancekv.gather_kept' op expects "
+                                       "key and value of rank 4, got ranks ",
+                             k.getRank(), " and ", v.getRank());
+  int64_t m = ShapedType::kDynamic;
+  if (auto layout = inferredLayout(
+          k.getDimSize(2),
+          inferredParams<GatherKeptOp>(context, location, adaptor)))
+    m = layout->compressedLength();
+  int64_t b = k.getDimSize(0), h = k.getDimSize(1);
+  inferredReturnTypes.push_back(RankedTensorType::get(
+      {b, h, m, k.getDimSize(3)}, k.getElementType()));
+  inferredReturnTypes.push_back(RankedTensorType::get(
+      {b, h, m, v.getDimSize(3)}, v.getElementType()));
+  inferredReturnTypes.push_back(
+      RankedTensorType::get({b, h, m}, Float32Type::get(context)));
+  return success();
+}
+
+LogicalResult GatherKeptOp::verify() {
+  CompressParams p = getCompressParams();
+  auto k = cast<RankedTensorType>(getKey().getType());
+  if (failed(verifyCache(*this, getKey(), getValue())) ||
+      failed(verifyParams(*this, p, k.getDimSize(3))))
+    return failure();
+  return verifyState(*this,
+                     {{"tokens", getTokens()}, {"doublings", getDoublings()}},
+                     k, &p);
 }
 
 #define GET_OP_CLASSES

@@ -30,4 +30,12 @@ void printCompressParams(::mlir::OpAsmPrinter &printer, ::mlir::Operation *op,
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h.inc"
 
+namespace balancekv {
+/// `op` (method balance) as its stages: balance_init, `rounds` x
+/// (balance_walk, balance_halve) in an scf.for (or unrolled), gather_kept.
+/// Fails for the other methods, which have no rounds.
+::mlir::FailureOr<::llvm::SmallVector<::mlir::Value>>
+decomposeCompress(::mlir::OpBuilder &b, CompressOp op, bool unrollRounds);
+} // namespace balancekv
+
 #endif // BALANCEKV_DIALECT_BALANCEKV_IR_BALANCEKVOPS_H

@@ -83,7 +83,8 @@ def BalanceKV_AttentionOp : BalanceKV_Op<"attention",
 //===----------------------------------------------------------------------===//
 
 def BalanceKV_CompressOp : BalanceKV_Op<"compress",
-    [InferTypeOpAdaptor]> {
+    [InferTypeOpAdaptor,
+     DeclareOpInterfaceMethods<AggregatedOpInterface, ["decomposeOperation"]>]> {
   let summary = "compress a KV cache into kept tokens with log-weights";
   let description = [{
     Keeps the first `sink` and last `recent` tokens of every (batch, KV head)
@@ -190,6 +191,149 @@ def BalanceKV_WeightedAttentionOp : BalanceKV_Op<"weighted_attention",
   let hasCanonicalizer = 1;
   let extraClassDeclaration = [{
     float getEffectiveScale();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Compression stages: what `compress` (method balance) decomposes into
+//===----------------------------------------------------------------------===//
+//
+// The round structure of the spec (sections 2-3) is written once, in
+// CompressOp's decomposition:
+//
+//   %tok, %dbl = balancekv.balance_init %key <params>
+//   %t, %d = scf.for %round = 0 to T iter_args(%tok, %dbl) {
+//     %signs = balancekv.balance_walk %key, %value, %t, %d, %round <params>
+//     %t', %d' = balancekv.balance_halve %signs, %t, %d, %round
+//   }
+//   %ck, %cv, %lw = balancekv.gather_kept %key, %value, %t, %d <params>
+//
+// and every back end lowers the four stages. The state between stages is
+// per (batch, KV head): `tokens` (i32 positions into the middle [S', N - W'))
+// and `doublings` (i32 r: the token's weight is 2^r), [B, Hkv, L_0], of which
+// round t reads the first L_t = L_0 >> t entries; entries past them are
+// undefined.
+
+class BalanceKV_StageOp<string mnemonic, list<Trait> traits = []>
+    : BalanceKV_Op<mnemonic, !listconcat([InferTypeOpAdaptor], traits)>;
+
+def BalanceKV_StateTensor : RankedTensorOf<[I32]>;
+
+def BalanceKV_BalanceInitOp : BalanceKV_StageOp<"balance_init"> {
+  let summary = "the walk's initial state: every middle token, weight 1";
+  let description = [{
+    `tokens[b, h, i] = i` and `doublings[b, h, i] = 0` for the `L_0` middle
+    tokens of a cache shaped like `key` (`[B, Hkv, N, D]`) under `params`'
+    sink and recent window; both results are `[B, Hkv, L_0]` `i32`.
+
+    ```mlir
+    %tok, %dbl = balancekv.balance_init %k <rounds = 3> : tensor<1x8x4096x128xf16>
+    ```
+  }];
+  let arguments = (ins BalanceKV_FloatTensor:$key,
+                       OptionalAttr<BalanceKV_CompressParamsAttr>:$params);
+  let results = (outs BalanceKV_StateTensor:$tokens,
+                      BalanceKV_StateTensor:$doublings);
+  let assemblyFormat = [{
+    $key custom<CompressParams>($params) attr-dict `:` type($key)
+  }];
+  let extraClassDeclaration = [{
+    ::balancekv::CompressParams getCompressParams();
+  }];
+}
+
+def BalanceKV_BalanceWalkOp : BalanceKV_StageOp<"balance_walk",
+    [AllTypesMatch<["tokens", "doublings"]>]> {
+  let summary = "one round's self-balancing walk (spec section 3, steps 1-3)";
+  let description = [{
+    For every (batch, KV head) and block of `block_size` tokens of the first
+    `L_t = L_0 >> round` entries of `tokens` / `doublings`: the block's keys
+    centred, the exp-kernel Gram over centred keys and weighted values
+    (`w = 2^doublings`), and the walk's signs. `signs[b, h, i]` is `+1` or
+    `-1` (`i8`) for `i < L_t`. The random numbers are Philox at
+    (`seed`; token in block, block, `round`, batch, head).
+
+    ```mlir
+    %s = balancekv.balance_walk %k, %v, %tok, %dbl, %round <rounds = 3>
+        : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4032xi32>
+    ```
+  }];
+  let arguments = (ins BalanceKV_FloatTensor:$key,
+                       BalanceKV_FloatTensor:$value,
+                       BalanceKV_StateTensor:$tokens,
+                       BalanceKV_StateTensor:$doublings,
+                       Index:$round,
+                       OptionalAttr<BalanceKV_CompressParamsAttr>:$params);
+  let results = (outs RankedTensorOf<[I8]>:$signs);
+  let assemblyFormat = [{
+    $key `,` $value `,` $tokens `,` $doublings `,` $round
+    custom<CompressParams>($params) attr-dict
+    `:` type($key) `,` type($value) `,` type($tokens)
+  }];
+  let extraClassDeclaration = [{
+    ::balancekv::CompressParams getCompressParams();
+    /// The walk's kernel scale s: `scale`, or 1/sqrt(D) (double, as the
+    /// reference computes it).
+    double getKernelScale();
+  }];
+}
+
+def BalanceKV_BalanceHalveOp : BalanceKV_Op<"balance_halve",
+    [AllTypesMatch<["tokens", "doublings", "next_tokens", "next_doublings"]>]> {
+  let summary = "one round's crossover selection (spec section 3, step 4)";
+  let description = [{
+    Over the first `L_t = L_0 >> round` entries: the crossover `c` (where the
+    running count of one sign first reaches `h = floor(L_t / 2)`), the kept
+    sign `kappa = -signs[c]`, and the `h` kept tokens in order: the
+    `kappa`-signed ones up to `c` (doublings + 1), then every one after `c`.
+    Results: the next round's `tokens` and `doublings`, first `h` entries.
+
+    ```mlir
+    %t2, %d2 = balancekv.balance_halve %s, %tok, %dbl, %round
+        : tensor<1x8x4032xi8>, tensor<1x8x4032xi32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[I8]>:$signs,
+                       BalanceKV_StateTensor:$tokens,
+                       BalanceKV_StateTensor:$doublings,
+                       Index:$round);
+  let results = (outs BalanceKV_StateTensor:$next_tokens,
+                      BalanceKV_StateTensor:$next_doublings);
+  let assemblyFormat = [{
+    $signs `,` $tokens `,` $doublings `,` $round attr-dict
+    `:` type($signs) `,` type($tokens)
+  }];
+}
+
+def BalanceKV_GatherKeptOp : BalanceKV_StageOp<"gather_kept",
+    [AllTypesMatch<["tokens", "doublings"]>]> {
+  let summary = "the compressed cache: sink, kept middle, recent window";
+  let description = [{
+    The results of `compress`: rows `[0, S')`, then the middle tokens
+    `S' + tokens[b, h, j]` for `j < L_T` with log-weight
+    `doublings[b, h, j] * ln 2` (rounded once to `f32`), then the last `W'`
+    rows; sink and recent rows have log-weight 0.
+
+    ```mlir
+    %ck, %cv, %lw = balancekv.gather_kept %k, %v, %t, %d <rounds = 3>
+        : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4032xi32>
+    ```
+  }];
+  let arguments = (ins BalanceKV_FloatTensor:$key,
+                       BalanceKV_FloatTensor:$value,
+                       BalanceKV_StateTensor:$tokens,
+                       BalanceKV_StateTensor:$doublings,
+                       OptionalAttr<BalanceKV_CompressParamsAttr>:$params);
+  let results = (outs BalanceKV_FloatTensor:$compressed_key,
+                      BalanceKV_FloatTensor:$compressed_value,
+                      RankedTensorOf<[F32]>:$log_weights);
+  let assemblyFormat = [{
+    $key `,` $value `,` $tokens `,` $doublings
+    custom<CompressParams>($params) attr-dict
+    `:` type($key) `,` type($value) `,` type($tokens)
+  }];
+  let extraClassDeclaration = [{
+    ::balancekv::CompressParams getCompressParams();
   }];
 }
 

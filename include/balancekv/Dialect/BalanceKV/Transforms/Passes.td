@@ -72,4 +72,36 @@ def BalanceKVCompressKVCachePass : Pass<"balancekv-compress-kv-cache"> {
   ];
 }
 
+def BalanceKVDecomposeCompressPass : Pass<"balancekv-decompose-compress"> {
+  let summary = "Decompose balancekv.compress (method balance) into its stages";
+  let description = [{
+    Rewrites `compress` with method `balance` into the ops of one round of
+    the spec, the round structure written once (`decomposeCompress`):
+
+    ```mlir
+    %tok, %dbl = balancekv.balance_init %k <...>
+    %t, %d = scf.for %r = %c0 to %cT step %c1 iter_args(...) {
+      %s = balancekv.balance_walk %k, %v, %t0, %d0, %r <...>
+      %t1, %d1 = balancekv.balance_halve %s, %t0, %d0, %r
+      scf.yield %t1, %d1
+    }
+    %ck, %cv, %lw = balancekv.gather_kept %k, %v, %t, %d <...>
+    ```
+
+    `--balancekv-lower-to-loops` and `--balancekv-lower-to-gpu` lower the
+    stages; a back end of one's own only needs patterns for the four stage
+    ops. With `unroll-rounds` the rounds are emitted one after the other
+    (what the GPU lowering uses: one launch sequence per round). The other
+    methods have no rounds and are left alone.
+  }];
+  let dependentDialects = ["::balancekv::BalanceKVDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::tensor::TensorDialect"];
+  let options = [
+    Option<"unrollRounds", "unroll-rounds", "bool", "false",
+           "emit the rounds one after the other instead of an scf.for">
+  ];
+}
+
 #endif // BALANCEKV_TRANSFORMS_PASSES_TD

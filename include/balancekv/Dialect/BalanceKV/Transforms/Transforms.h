@@ -1,7 +1,7 @@
 //===- Transforms.h - BalanceKV rewrite patterns ----------------*- C++ -*-===//
 //
-// The patterns behind --balancekv-raise-attention and
-// --balancekv-compress-kv-cache, for compilers that run them in their own
+// The patterns behind --balancekv-raise-attention,
+// --balancekv-compress-kv-cache and --balancekv-decompose-compress, for compilers that run them in their own
 // pass pipelines or pattern sets.
 //
 //===----------------------------------------------------------------------===//
@@ -34,6 +34,12 @@ struct CompressKVCacheOptions {
 /// `options.params` must be valid (CompressParams::validate()).
 void populateCompressKVCachePatterns(mlir::RewritePatternSet &patterns,
                                      const CompressKVCacheOptions &options);
+
+/// compress (method balance) => its stages: balance_init, the rounds of
+/// balance_walk + balance_halve (an scf.for, or unrolled), gather_kept
+/// (decomposeCompress). Other methods are left alone.
+void populateDecomposeCompressPatterns(mlir::RewritePatternSet &patterns,
+                                       bool unrollRounds);
 
 } // namespace balancekv
 
