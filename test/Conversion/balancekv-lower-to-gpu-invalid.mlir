@@ -85,3 +85,13 @@ func.func @huge_heads(%k: tensor<1x70000x200x16xf16>, %v: tensor<1x70000x200x16x
       : tensor<1x70000x200x16xf16>, tensor<1x70000x200x16xf16>
   return %lw : tensor<1x70000x98xf32>
 }
+
+// -----
+
+// A stage with a run-time round (its rounds not unrolled) has no static grid.
+func.func @walk_dynamic_round(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>,
+                              %t: tensor<1x2x192xi32>, %r: index) -> tensor<1x2x192xi8> {
+  // expected-error @+1 {{'balancekv.balance_walk' op the GPU lowering takes a constant round (unroll the rounds: --balancekv-decompose-compress=unroll-rounds)}}
+  %s = balancekv.balance_walk %k, %v, %t, %t, %r : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>, tensor<1x2x192xi32>
+  return %s : tensor<1x2x192xi8>
+}

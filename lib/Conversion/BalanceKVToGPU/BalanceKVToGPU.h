@@ -13,7 +13,8 @@ namespace gpukernels {
 class KernelModules;
 } // namespace gpukernels
 
-llvm::LogicalResult checkCompressForGPU(CompressOp op);
+/// compress and its stages.
+llvm::LogicalResult checkCompressForGPU(mlir::Operation *op);
 llvm::LogicalResult checkAttentionForGPU(mlir::Operation *op);
 
 /// The patterns share `kms`: the kernels generated so far, one gpu.module per

@@ -30,7 +30,8 @@ struct BalanceKVLowerToGPUPass
     // Diagnose everything first so that a failing module is left untouched.
     bool ok = true, any = false;
     module->walk([&](Operation *op) {
-      if (isa<CompressOp, AttentionOp, WeightedAttentionOp>(op)) {
+      if (isa<CompressOp, BalanceInitOp, BalanceWalkOp, BalanceHalveOp,
+              GatherKeptOp, AttentionOp, WeightedAttentionOp>(op)) {
         ok &= succeeded(checkGPUSupported(op));
         any = true;
       }
@@ -39,17 +40,29 @@ struct BalanceKVLowerToGPUPass
       return signalPassFailure();
     if (!any)
       return;
+    // compress => its stages, rounds unrolled (one launch sequence per
+    // round), then every op in program order, producers before consumers.
+    IRRewriter rewriter(&getContext());
+    module->walk([&](CompressOp op) {
+      rewriter.setInsertionPoint(op);
+      if (FailureOr<SmallVector<Value>> stages =
+              decomposeCompress(rewriter, op, /*unrollRounds=*/true);
+          succeeded(stages))
+        rewriter.replaceOp(op, *stages);
+    });
     RewritePatternSet patterns(&getContext());
     populateBalanceKVToGPUPatterns(patterns, smCount);
     walkAndApplyPatterns(module, std::move(patterns));
+    freeGPUStageScratch(module);
   }
 };
 
 } // namespace
 
 LogicalResult balancekv::checkGPUSupported(Operation *op) {
-  if (auto c = dyn_cast<CompressOp>(op))
-    return checkCompressForGPU(c);
+  if (isa<CompressOp, BalanceInitOp, BalanceWalkOp, BalanceHalveOp,
+          GatherKeptOp>(op))
+    return checkCompressForGPU(op);
   if (isa<AttentionOp, WeightedAttentionOp>(op))
     return checkAttentionForGPU(op);
   return success();

@@ -54,23 +54,26 @@ struct CompressConfig {
   uint64_t seed;
   Type elem;
 
-  static CompressConfig get(CompressOp op) {
-    auto kT = cast<RankedTensorType>(op.getKey().getType());
-    auto vT = cast<RankedTensorType>(op.getValue().getType());
+  /// The kernels' configuration for a cache `kT` / `vT` compressed under
+  /// `p` (static shapes; checkCompressForGPU).
+  static CompressConfig get(RankedTensorType kT, RankedTensorType vT,
+                            const CompressParams &p) {
     CompressConfig c;
     c.batch = kT.getDimSize(0);
     c.heads = kT.getDimSize(1);
     c.n = kT.getDimSize(2);
     c.d = kT.getDimSize(3);
     c.dv = vT.getDimSize(3);
-    c.blockSize = op.getCompressParams().blockSize;
-    c.rounds = op.getRounds();
-    c.layout =
-        CompressedLayout::compute(c.n, op.getSink(), op.getRecent(), c.rounds);
-    c.gamma = op.getCompressParams().gamma;
-    c.expScale = op.getCompressParams().temperature * op.getEffectiveScale();
-    c.c0 = op.getCompressParams().c0;
-    c.seed = op.getCompressParams().seed;
+    c.blockSize = p.blockSize;
+    c.rounds = p.rounds;
+    c.layout = CompressedLayout::compute(c.n, p.sink, p.recent, c.rounds);
+    c.gamma = p.gamma;
+    // The kernel exponent's scale in f32, as CompressOp::getEffectiveScale.
+    const float scale =
+        p.scale != 0 ? p.scale : 1.0f / std::sqrt(static_cast<float>(c.d));
+    c.expScale = p.temperature * scale;
+    c.c0 = p.c0;
+    c.seed = p.seed;
     c.elem = kT.getElementType();
     // Whole m16n8 tiles for tensor cores, 4x4 register tiles otherwise.
     c.paddedBlock = llvm::alignTo(c.blockSize, c.useTensorCores() ? 16 : 4);
@@ -597,13 +600,17 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
       });
 }
 
-gpu::GPUFuncOp selectKernel(KernelModule &km, const CompressConfig &c,
-                            const Types &t) {
-  MLIRContext *ctx = t.key.getContext();
+/// Reads nothing of the cache: configured by the state's types alone.
+gpu::GPUFuncOp selectKernel(KernelModule &km, MemRefType signs,
+                            MemRefType tokens) {
+  MLIRContext *ctx = tokens.getContext();
   Type i32 = IntegerType::get(ctx, 32);
+  std::string cacheKey;
+  llvm::raw_string_ostream(cacheKey) << "select:" << signs << ':' << tokens;
+  Type idx = IndexType::get(ctx);
   return km.getOrCreate(
-      "balancekv_select", c.key("select"),
-      {t.signs, t.tokens, t.tokens, t.tokens, t.tokens, t.idx}, kSelectThreads,
+      "balancekv_select", cacheKey,
+      {signs, tokens, tokens, tokens, tokens, idx}, kSelectThreads,
       {workgroupBuffer(ctx, kSelectThreads, i32), workgroupBuffer(ctx, 2, i32)},
       [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
         Value sigma = fn.getArgument(0), curIn = fn.getArgument(1),
@@ -804,107 +811,342 @@ gpu::GPUFuncOp gatherKernel(KernelModule &km, const CompressConfig &c,
       });
 }
 
-struct CompressToGPU : OpRewritePattern<CompressOp> {
-  CompressToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
-      : OpRewritePattern(ctx), kms(std::move(kms)) {}
+//===----------------------------------------------------------------------===//
+// Host side: one pattern per stage (the rounds come unrolled from
+// decomposeCompress, so every launch has a static grid)
+//===----------------------------------------------------------------------===//
 
+/// Marks device buffers that only stages read (the walk state and the
+/// signs): freeGPUStageScratch frees them after their last launch.
+constexpr StringLiteral kScratchAttr = "balancekv.stage_scratch";
+
+Value scratchAlloc(ImplicitLocOpBuilder &b, MemRefType type) {
+  Value buf = deviceAlloc(b, type);
+  buf.getDefiningOp()->setAttr(kScratchAttr, b.getUnitAttr());
+  return buf;
+}
+
+/// The device buffer behind a stage operand: the buffer an earlier stage
+/// pattern wrapped, else the tensor's own buffer.
+Value deviceBuffer(ImplicitLocOpBuilder &b, Value tensor) {
+  if (auto wrap = tensor.getDefiningOp<bufferization::ToTensorOp>())
+    if (wrap.getBuffer().getDefiningOp<gpu::AllocOp>())
+      return wrap.getBuffer();
+  return exactBuffer(b, tensor);
+}
+
+/// Stages are lowered in program order: a stage whose operands still come
+/// from an unlowered stage waits (its producer's buffer is then reused
+/// directly).
+bool producersLowered(Operation *op) {
+  return llvm::none_of(op->getOperands(), [](Value v) {
+    return isa_and_present<BalanceInitOp, BalanceWalkOp, BalanceHalveOp>(
+        v.getDefiningOp());
+  });
+}
+
+/// An empty middle (N <= S + W) has an empty state: no buffer, no launch.
+bool replaceEmptyState(PatternRewriter &rewriter, Operation *op) {
+  if (llvm::any_of(op->getResultTypes(), [](Type t) {
+        return cast<RankedTensorType>(t).getDimSize(2) != 0;
+      }))
+    return false;
+  SmallVector<Value> empty;
+  for (Type t : op->getResultTypes()) {
+    auto rt = cast<RankedTensorType>(t);
+    empty.push_back(tensor::EmptyOp::create(rewriter, op->getLoc(),
+                                            rt.getShape(), rt.getElementType()));
+  }
+  rewriter.replaceOp(op, empty);
+  return true;
+}
+
+FailureOr<int64_t> constantRound(PatternRewriter &rewriter, Operation *op,
+                                 Value round) {
+  std::optional<int64_t> t = getConstantIntValue(round);
+  if (!t || *t < 0 || *t > CompressParams::kMaxRounds)
+    return rewriter.notifyMatchFailure(
+        op, "the GPU lowering takes a constant round in [0, 16] (rounds "
+            "unrolled, as --balancekv-decompose-compress=unroll-rounds does)");
+  return *t;
+}
+
+/// Grids are (x, head, batch).
+void launchOnHeads(ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn,
+                   const CompressConfig &c, int64_t gx, int64_t threads,
+                   int64_t sharedBytes, ValueRange args) {
+  launch(b, fn, {gx, c.heads, c.batch}, threads, sharedBytes, args);
+}
+
+/// compress (balance) => its stages with the rounds unrolled.
+struct CompressToStages : OpRewritePattern<CompressOp> {
+  using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(CompressOp op,
                                 PatternRewriter &rewriter) const override {
-    const CompressConfig c = CompressConfig::get(op);
+    FailureOr<SmallVector<Value>> stages =
+        decomposeCompress(rewriter, op, /*unrollRounds=*/true);
+    if (failed(stages))
+      return rewriter.notifyMatchFailure(op, "only method balance");
+    rewriter.replaceOp(op, *stages);
+    return success();
+  }
+};
+
+struct BalanceInitToGPU : OpRewritePattern<BalanceInitOp> {
+  BalanceInitToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
+      : OpRewritePattern(ctx), kms(std::move(kms)) {}
+  LogicalResult matchAndRewrite(BalanceInitOp op,
+                                PatternRewriter &rewriter) const override {
+    auto kT = cast<RankedTensorType>(op.getKey().getType());
+    if (replaceEmptyState(rewriter, op))
+      return success();
+    const CompressConfig c = CompressConfig::get(kT, kT, op.getCompressParams());
     const Types t(op.getContext(), c);
-    KernelModule &km = kms->forOp(op);
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    // Grids are (x, head, batch).
-    auto launchOnHeads = [&](gpu::GPUFuncOp fn, int64_t gx, int64_t threads,
-                             int64_t sharedBytes, ValueRange args) {
-      launch(b, fn, {gx, c.heads, c.batch}, threads, sharedBytes, args);
-    };
-    auto alloc = [&](MemRefType type) { return deviceAlloc(b, type); };
+    Value tokens = scratchAlloc(b, t.tokens), doublings = scratchAlloc(b, t.tokens);
+    if (int64_t len = c.layout.middle; len > 0)
+      launchOnHeads(b, initKernel(kms->forOp(op), c, t), c,
+                    llvm::divideCeil(len, kInitThreads), kInitThreads, 0,
+                    {tokens, doublings});
+    rewriter.replaceOp(op, {resultTensor(b, tokens, op.getTokens().getType()),
+                            resultTensor(b, doublings,
+                                         op.getDoublings().getType())});
+    return success();
+  }
+  std::shared_ptr<KernelModules> kms;
+};
+
+struct BalanceWalkToGPU : OpRewritePattern<BalanceWalkOp> {
+  BalanceWalkToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
+      : OpRewritePattern(ctx), kms(std::move(kms)) {}
+  LogicalResult matchAndRewrite(BalanceWalkOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!producersLowered(op))
+      return rewriter.notifyMatchFailure(op, "producers first");
+    FailureOr<int64_t> round = constantRound(rewriter, op, op.getRound());
+    if (failed(round))
+      return failure();
+    if (replaceEmptyState(rewriter, op))
+      return success();
+    const CompressConfig c = CompressConfig::get(
+        cast<RankedTensorType>(op.getKey().getType()),
+        cast<RankedTensorType>(op.getValue().getType()), op.getCompressParams());
+    const Types t(op.getContext(), c);
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    Value signs = scratchAlloc(b, t.signs);
+    // A round that keeps nothing (L_t < 2) needs no signs.
+    const int64_t len = c.layout.middle >> *round;
+    if (len / 2 > 0) {
+      Value key = exactBuffer(b, op.getKey()),
+            value = exactBuffer(b, op.getValue());
+      SmallVector<Value> args{key,
+                              value,
+                              deviceBuffer(b, op.getTokens()),
+                              deviceBuffer(b, op.getDoublings()),
+                              signs,
+                              cIdx(b, len),
+                              cIdx(b, *round)};
+      // 16-byte loads of key/value rows where the buffers allow it: the
+      // kernel takes the run-time alignment as an argument.
+      if (c.useTensorCores())
+        args.push_back(aligned16Flag(b, {key, value}));
+      launchOnHeads(b, walkKernel(kms->forOp(op), c, t), c,
+                    llvm::divideCeil(len, c.blockSize), kWalkThreads,
+                    c.walkLayout().bytes, args);
+    }
+    rewriter.replaceOp(op, resultTensor(b, signs, op.getSigns().getType()));
+    return success();
+  }
+  std::shared_ptr<KernelModules> kms;
+};
+
+struct BalanceHalveToGPU : OpRewritePattern<BalanceHalveOp> {
+  BalanceHalveToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
+      : OpRewritePattern(ctx), kms(std::move(kms)) {}
+  LogicalResult matchAndRewrite(BalanceHalveOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!producersLowered(op))
+      return rewriter.notifyMatchFailure(op, "producers first");
+    FailureOr<int64_t> round = constantRound(rewriter, op, op.getRound());
+    if (failed(round))
+      return failure();
+    if (replaceEmptyState(rewriter, op))
+      return success();
+    auto stateT = cast<RankedTensorType>(op.getTokens().getType());
+    auto signsT = cast<RankedTensorType>(op.getSigns().getType());
+    auto tokens = MemRefType::get(stateT.getShape(), stateT.getElementType());
+    auto signs = MemRefType::get(signsT.getShape(), signsT.getElementType());
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    Value nextTokens = scratchAlloc(b, tokens),
+          nextDoublings = scratchAlloc(b, tokens);
+    const int64_t len = stateT.getDimSize(2) >> *round;
+    if (len / 2 > 0)
+      launch(b, selectKernel(kms->forOp(op), signs, tokens),
+             {1, stateT.getDimSize(1), stateT.getDimSize(0)}, kSelectThreads, 0,
+             {deviceBuffer(b, op.getSigns()), deviceBuffer(b, op.getTokens()),
+              deviceBuffer(b, op.getDoublings()), nextTokens, nextDoublings,
+              cIdx(b, len)});
+    rewriter.replaceOp(op, {resultTensor(b, nextTokens, stateT),
+                            resultTensor(b, nextDoublings, stateT)});
+    return success();
+  }
+  std::shared_ptr<KernelModules> kms;
+};
+
+struct GatherKeptToGPU : OpRewritePattern<GatherKeptOp> {
+  GatherKeptToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
+      : OpRewritePattern(ctx), kms(std::move(kms)) {}
+  LogicalResult matchAndRewrite(GatherKeptOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!producersLowered(op))
+      return rewriter.notifyMatchFailure(op, "producers first");
+    const CompressConfig c = CompressConfig::get(
+        cast<RankedTensorType>(op.getKey().getType()),
+        cast<RankedTensorType>(op.getValue().getType()), op.getCompressParams());
+    const Types t(op.getContext(), c);
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     Value key = exactBuffer(b, op.getKey()),
           value = exactBuffer(b, op.getValue());
-    Value outK = alloc(t.outKey), outV = alloc(t.outValue),
-          outLw = alloc(t.outLogWeights);
-    Value cur[2] = {alloc(t.tokens), alloc(t.tokens)};
-    Value logW2[2] = {alloc(t.tokens), alloc(t.tokens)};
-    Value sigma = alloc(t.signs);
-    int64_t len = c.layout.middle, src = 0;
-    if (len > 0)
-      launchOnHeads(initKernel(km, c, t), llvm::divideCeil(len, kInitThreads),
-                    kInitThreads, 0, {cur[0], logW2[0]});
-    // 16-byte loads of key/value rows where the buffers allow it: the
-    // kernels take the run-time alignment as an argument.
+    // The results: device buffers the caller frees.
+    Value outK = deviceAlloc(b, t.outKey), outV = deviceAlloc(b, t.outValue),
+          outLw = deviceAlloc(b, t.outLogWeights);
     const int64_t vec = 16 / (c.elem.getIntOrFloatBitWidth() / 8);
     const bool vecRows = c.d % vec == 0 && c.dv % vec == 0;
-    Value aligned = vecRows ? aligned16Flag(b, {key, value}) : Value();
-    gpu::GPUFuncOp walk, sel;
-    for (int64_t round = 0; round < c.rounds && len / 2 > 0; ++round) {
-      if (!walk) {
-        walk = walkKernel(km, c, t);
-        sel = selectKernel(km, c, t);
-      }
-      SmallVector<Value> args{key,   value,        cur[src],      logW2[src],
-                              sigma, cIdx(b, len), cIdx(b, round)};
-      if (c.useTensorCores())
-        args.push_back(aligned);
-      launchOnHeads(walk, llvm::divideCeil(len, c.blockSize), kWalkThreads,
-                    c.walkLayout().bytes, args);
-      launchOnHeads(sel, 1, kSelectThreads, 0,
-                    {sigma, cur[src], logW2[src], cur[1 - src], logW2[1 - src],
-                     cIdx(b, len)});
-      src = 1 - src;
-      len /= 2;
+    // No middle: the kernel reads no state, but takes a (1-token) buffer.
+    Value tokens, doublings;
+    if (c.layout.middle == 0) {
+      tokens = doublings = scratchAlloc(b, t.tokens);
+    } else {
+      tokens = deviceBuffer(b, op.getTokens());
+      doublings = deviceBuffer(b, op.getDoublings());
     }
-    SmallVector<Value> gatherArgs{key,  value, cur[src], logW2[src],
-                                  outK, outV,  outLw};
+    SmallVector<Value> args{key,
+                            value,
+                            tokens,
+                            doublings,
+                            outK,
+                            outV,
+                            outLw};
     if (vecRows)
-      gatherArgs.push_back(aligned);
-    launchOnHeads(
-        gatherKernel(km, c, t, vecRows ? vec : 1),
-        llvm::divideCeil(c.layout.compressedLength(), kGatherRowsPerBlock),
-        kGatherRowsPerBlock * 32, 0, gatherArgs);
-    for (Value scratch : {cur[0], cur[1], logW2[0], logW2[1], sigma})
-      deviceFree(b, scratch);
+      args.push_back(aligned16Flag(b, {key, value}));
+    if (int64_t m = c.layout.compressedLength(); m > 0)
+      launchOnHeads(b, gatherKernel(kms->forOp(op), c, t, vecRows ? vec : 1),
+                    c, llvm::divideCeil(m, kGatherRowsPerBlock),
+                    kGatherRowsPerBlock * 32, 0, args);
     rewriter.replaceOp(
         op, {resultTensor(b, outK, op.getCompressedKey().getType()),
              resultTensor(b, outV, op.getCompressedValue().getType()),
              resultTensor(b, outLw, op.getLogWeights().getType())});
     return success();
   }
-
   std::shared_ptr<KernelModules> kms;
 };
 
+/// The checks on one cache shape and parameter set that every stage reading
+/// the cache shares.
+LogicalResult checkCacheForGPU(Operation *op, Value keyV, Value valueV,
+                               const CompressParams &p) {
+  for (Value v : {keyV, valueV})
+    if (!cast<RankedTensorType>(v.getType()).hasStaticShape())
+      return op->emitOpError() << "the GPU lowering needs static key and "
+                                  "value shapes, got "
+                               << v.getType();
+  if (p.blockSize > 128)
+    return op->emitOpError() << "the GPU lowering takes block_size <= 128 "
+                                "(one workgroup per block), got "
+                             << p.blockSize;
+  const CompressConfig c =
+      CompressConfig::get(cast<RankedTensorType>(keyV.getType()),
+                          cast<RankedTensorType>(valueV.getType()), p);
+  if (c.batch > 65535 || c.heads > 65535)
+    return op->emitOpError() << "the GPU lowering takes at most 65535 batches "
+                                "and heads (grid dimensions)";
+  if (int64_t bytes = c.walkLayout().bytes; bytes > kMaxSharedBytes)
+    return op->emitOpError() << "the walk kernel needs " << bytes
+                             << " bytes of workgroup memory (block "
+                             << c.blockSize << ", D " << c.d << ", Dv " << c.dv
+                             << "); at most " << kMaxSharedBytes << " fit";
+  return success();
+}
+
 } // namespace
 
-LogicalResult balancekv::checkCompressForGPU(CompressOp op) {
-  if (op.getMethod() != CompressionMethod::Balance)
-    return op.emitOpError()
-           << "method '" << stringifyCompressionMethod(op.getMethod())
-           << "' has no GPU lowering; use --balancekv-lower-to-runtime-calls "
-              "or --balancekv-lower-to-loops";
-  for (Value v : {op.getKey(), op.getValue()})
-    if (!cast<RankedTensorType>(v.getType()).hasStaticShape())
-      return op.emitOpError() << "the GPU lowering needs static key and value "
-                                 "shapes, got "
-                              << v.getType();
-  if (op.getCompressParams().blockSize > 128)
-    return op.emitOpError() << "the GPU lowering takes block_size <= 128 (one "
-                               "workgroup per block), got "
-                            << op.getCompressParams().blockSize;
-  const CompressConfig c = CompressConfig::get(op);
-  if (c.batch > 65535 || c.heads > 65535)
-    return op.emitOpError() << "the GPU lowering takes at most 65535 batches "
-                               "and heads (grid dimensions)";
-  if (int64_t bytes = c.walkLayout().bytes; bytes > kMaxSharedBytes)
-    return op.emitOpError() << "the walk kernel needs " << bytes
-                            << " bytes of workgroup memory (block "
-                            << c.blockSize << ", D " << c.d << ", Dv " << c.dv
-                            << "); at most " << kMaxSharedBytes << " fit";
+LogicalResult balancekv::checkCompressForGPU(Operation *op) {
+  if (auto compress = dyn_cast<CompressOp>(op)) {
+    if (compress.getMethod() != CompressionMethod::Balance)
+      return op->emitOpError()
+             << "method '" << stringifyCompressionMethod(compress.getMethod())
+             << "' has no GPU lowering; use --balancekv-lower-to-runtime-calls "
+                "or --balancekv-lower-to-loops";
+    return checkCacheForGPU(op, compress.getKey(), compress.getValue(),
+                            compress.getCompressParams());
+  }
+  if (auto init = dyn_cast<BalanceInitOp>(op))
+    return checkCacheForGPU(op, init.getKey(), init.getKey(),
+                            init.getCompressParams());
+  if (auto walk = dyn_cast<BalanceWalkOp>(op)) {
+    if (!getConstantIntValue(walk.getRound()))
+      return op->emitOpError() << "the GPU lowering takes a constant round "
+                                  "(unroll the rounds: "
+                                  "--balancekv-decompose-compress=unroll-rounds)";
+    return checkCacheForGPU(op, walk.getKey(), walk.getValue(),
+                            walk.getCompressParams());
+  }
+  if (auto gather = dyn_cast<GatherKeptOp>(op))
+    return checkCacheForGPU(op, gather.getKey(), gather.getValue(),
+                            gather.getCompressParams());
+  if (auto halve = dyn_cast<BalanceHalveOp>(op)) {
+    auto t = cast<RankedTensorType>(halve.getTokens().getType());
+    if (!t.hasStaticShape() || !getConstantIntValue(halve.getRound()))
+      return op->emitOpError() << "the GPU lowering takes a static state and a "
+                                  "constant round";
+    if (t.getDimSize(0) > 65535 || t.getDimSize(1) > 65535)
+      return op->emitOpError() << "the GPU lowering takes at most 65535 "
+                                  "batches and heads (grid dimensions)";
+  }
   return success();
+}
+
+void balancekv::freeGPUStageScratch(Operation *root) {
+  SmallVector<gpu::AllocOp> allocs;
+  root->walk([&](gpu::AllocOp alloc) {
+    if (alloc->removeAttr(kScratchAttr))
+      allocs.push_back(alloc);
+  });
+  for (gpu::AllocOp alloc : allocs) {
+    Value buf = alloc.getMemref();
+    Block *block = alloc->getBlock();
+    Operation *last = alloc;
+    bool freeable = true;
+    for (Operation *user : llvm::make_early_inc_range(buf.getUsers())) {
+      // A result tensor nobody reads any more wraps nothing.
+      if (auto wrap = dyn_cast<bufferization::ToTensorOp>(user)) {
+        if (wrap->use_empty()) {
+          wrap->erase();
+          continue;
+        }
+        freeable = false; // read as a tensor: the caller owns it
+        break;
+      }
+      if (!isa<gpu::LaunchFuncOp>(user) || user->getBlock() != block) {
+        freeable = false;
+        break;
+      }
+      if (last->isBeforeInBlock(user))
+        last = user;
+    }
+    if (!freeable)
+      continue;
+    OpBuilder b(last->getContext());
+    b.setInsertionPointAfter(last);
+    gpu::DeallocOp::create(b, alloc.getLoc(), Type(), ValueRange{}, buf);
+  }
 }
 
 void balancekv::populateCompressToGPUPatterns(
     RewritePatternSet &patterns,
     std::shared_ptr<gpukernels::KernelModules> kms) {
-  patterns.add<CompressToGPU>(patterns.getContext(), kms);
+  patterns.add<CompressToStages>(patterns.getContext());
+  patterns.add<BalanceInitToGPU, BalanceWalkToGPU, BalanceHalveToGPU,
+               GatherKeptToGPU>(patterns.getContext(), kms);
 }

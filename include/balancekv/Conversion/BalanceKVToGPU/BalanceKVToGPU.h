@@ -16,6 +16,11 @@ llvm::LogicalResult checkGPUSupported(mlir::Operation *op);
 void populateBalanceKVToGPUPatterns(mlir::RewritePatternSet &patterns,
                                     int64_t smCount);
 
+/// After the patterns: frees the device buffers of the compression stages'
+/// state (tokens, doublings, signs) after the last launch that reads them,
+/// where nothing else does (a stage result read as a tensor is the caller's).
+void freeGPUStageScratch(mlir::Operation *root);
+
 } // namespace balancekv
 
 #endif // BALANCEKV_CONVERSION_BALANCEKVTOGPU_BALANCEKVTOGPU_H
