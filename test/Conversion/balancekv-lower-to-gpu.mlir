@@ -4,14 +4,16 @@
 // -> 134), M = 198. The stages of decomposeCompress with the rounds
 // unrolled, one pattern each: balance_init (one thread per token), per round
 // balance_walk (ceil(L / 128) blocks) and balance_halve (the select kernel,
-// into fresh state buffers), then gather_kept (M rows, 8 per block). Each
-// stage's device buffers are freed after the last launch that reads them.
+// into the other state buffers), then gather_kept (M rows, 8 per block). A
+// stage buffer whose last launch has passed is reused by the next stage
+// allocation of its type (two state buffer pairs ping-pong, one signs
+// buffer), and freed after its last launch.
 // CHECK-LABEL: func.func @compress_bf16
 // CHECK-SAME: (%[[K:.*]]: tensor<1x2x600x64xbf16>, %[[V:.*]]: tensor<1x2x600x64xbf16>)
 // CHECK: %[[CUR0:.*]] = gpu.alloc () : memref<1x2x536xi32>
 // CHECK: %[[R0:.*]] = gpu.alloc () : memref<1x2x536xi32>
 // CHECK: gpu.launch_func @balancekv_kernels::@balancekv_init_tokens blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) args(%[[CUR0]] : {{.*}}, %[[R0]] : {{.*}})
-// CHECK: %[[SIG0:.*]] = gpu.alloc () : memref<1x2x536xi8>
+// CHECK: %[[SIG:.*]] = gpu.alloc () : memref<1x2x536xi8>
 // CHECK: %[[KB:.*]] = bufferization.to_buffer %[[K]] read_only : tensor<1x2x600x64xbf16> to memref<1x2x600x64xbf16>
 // CHECK: %[[VB:.*]] = bufferization.to_buffer %[[V]] read_only
 // The kernels take the buffers' 16-byte alignment as an i32 argument (the
@@ -23,18 +25,17 @@
 // CHECK: %[[EQ:.*]] = arith.cmpi eq, %[[REM]]
 // CHECK: %[[AL:.*]] = arith.extui %[[EQ]] : i1 to i32
 // CHECK-NOT: scf.if
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c52224_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG0]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index, %[[AL]] : i32)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c5{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c256{{.*}}, {{.*}}) dynamic_shared_memory_size %c52224_i32 args(%[[KB]] : {{.*}}, %[[VB]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[SIG]] : {{.*}}, %c536{{.*}} : index, %c0{{.*}} : index, %[[AL]] : i32)
 // CHECK: %[[CUR1:.*]] = gpu.alloc () : memref<1x2x536xi32>
 // CHECK: %[[R1:.*]] = gpu.alloc () : memref<1x2x536xi32>
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select blocks in (%c1{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c1024{{.*}}, {{.*}}) args(%[[SIG0]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %c536{{.*}} : index)
-// CHECK-DAG: gpu.dealloc %[[SIG0]] :
-// CHECK-DAG: gpu.dealloc %[[CUR0]] :
-// CHECK-DAG: gpu.dealloc %[[R0]] :
-// CHECK: %[[SIG1:.*]] = gpu.alloc () : memref<1x2x536xi8>
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG1]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index, %{{.*}} : i32)
-// CHECK: %[[CUR2:.*]] = gpu.alloc () : memref<1x2x536xi32>
-// CHECK: %[[R2:.*]] = gpu.alloc () : memref<1x2x536xi32>
-// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select {{.*}} args(%[[SIG1]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[CUR2]] : {{.*}}, %[[R2]] : {{.*}}, %c268{{.*}} : index)
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select blocks in (%c1{{.*}}, %c2{{.*}}, %c1{{.*}}) threads in (%c1024{{.*}}, {{.*}}) args(%[[SIG]] : {{.*}}, %[[CUR0]] : {{.*}}, %[[R0]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %c536{{.*}} : index)
+// CHECK-NOT: gpu.alloc
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_walk blocks in (%c3{{.*}}, %c2{{.*}}, %c1{{.*}}) {{.*}} args({{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[SIG]] : {{.*}}, %c268{{.*}} : index, %c1{{.*}} : index, %{{.*}} : i32)
+// CHECK-NOT: gpu.alloc
+// CHECK: gpu.launch_func @balancekv_kernels::@balancekv_select {{.*}} args(%[[SIG]] : {{.*}}, %[[CUR1]] : {{.*}}, %[[R1]] : {{.*}}, %[[CUR2:.*]] : {{.*}}, %[[R2:.*]] : {{.*}}, %c268{{.*}} : index)
+// CHECK-DAG: gpu.dealloc %[[SIG]] :
+// CHECK-DAG: gpu.dealloc %[[CUR1]] :
+// CHECK-DAG: gpu.dealloc %[[R1]] :
 // CHECK: %[[CK:.*]] = gpu.alloc () : memref<1x2x198x64xbf16>
 // CHECK: %[[CV:.*]] = gpu.alloc () : memref<1x2x198x64xbf16>
 // CHECK: %[[LW:.*]] = gpu.alloc () : memref<1x2x198xf32>

@@ -1113,33 +1113,80 @@ void balancekv::freeGPUStageScratch(Operation *root) {
     if (alloc->removeAttr(kScratchAttr))
       allocs.push_back(alloc);
   });
+  // A buffer is ours to reuse and free when, once the result tensors nobody
+  // reads are gone, only launches in its own block use it; its life ends
+  // after the last of them.
+  DenseMap<Operation *, Operation *> lastUse; // alloc -> last launch
   for (gpu::AllocOp alloc : allocs) {
     Value buf = alloc.getMemref();
-    Block *block = alloc->getBlock();
     Operation *last = alloc;
-    bool freeable = true;
+    bool ours = true;
     for (Operation *user : llvm::make_early_inc_range(buf.getUsers())) {
-      // A result tensor nobody reads any more wraps nothing.
       if (auto wrap = dyn_cast<bufferization::ToTensorOp>(user)) {
         if (wrap->use_empty()) {
           wrap->erase();
           continue;
         }
-        freeable = false; // read as a tensor: the caller owns it
+        ours = false; // read as a tensor: the caller owns it
         break;
       }
-      if (!isa<gpu::LaunchFuncOp>(user) || user->getBlock() != block) {
-        freeable = false;
+      if (!isa<gpu::LaunchFuncOp>(user) || user->getBlock() != alloc->getBlock()) {
+        ours = false;
         break;
       }
       if (last->isBeforeInBlock(user))
         last = user;
     }
-    if (!freeable)
-      continue;
-    OpBuilder b(last->getContext());
-    b.setInsertionPointAfter(last);
-    gpu::DeallocOp::create(b, alloc.getLoc(), Type(), ValueRange{}, buf);
+    if (ours)
+      lastUse[alloc] = last;
+  }
+  // In each block, in order: a scratch allocation takes a buffer of its type
+  // whose life has ended (launches are stream-ordered, so a later launch may
+  // overwrite what an earlier one read) — the rounds ping-pong between two
+  // state buffers and one signs buffer — and every buffer is freed after
+  // its last launch.
+  DenseMap<Block *, SmallVector<gpu::AllocOp>> byBlock;
+  for (gpu::AllocOp alloc : allocs)
+    if (lastUse.count(alloc))
+      byBlock[alloc->getBlock()].push_back(alloc);
+  for (auto &[block, blockAllocs] : byBlock) {
+    DenseSet<Operation *> isScratch;
+    for (gpu::AllocOp alloc : blockAllocs)
+      isScratch.insert(alloc);
+    DenseMap<Operation *, SmallVector<Operation *>> endingAt; // launch -> allocs
+    DenseMap<Type, SmallVector<Operation *>> reusable;        // type -> allocs
+    for (Operation &op : llvm::make_early_inc_range(*block)) {
+      if (isScratch.contains(&op)) {
+        auto alloc = cast<gpu::AllocOp>(op);
+        Operation *owner = alloc;
+        auto &pool = reusable[alloc.getType()];
+        if (!pool.empty()) {
+          owner = pool.pop_back_val();
+          Value buf = cast<gpu::AllocOp>(owner).getMemref();
+          lastUse[owner] = lastUse[alloc];
+          alloc.getMemref().replaceAllUsesWith(buf);
+          lastUse.erase(alloc);
+          alloc->erase();
+        }
+        endingAt[lastUse[owner]].push_back(owner);
+        continue;
+      }
+      auto it = endingAt.find(&op);
+      if (it == endingAt.end())
+        continue;
+      for (Operation *owner : it->second) {
+        // Reused by a later allocation, or freed after its last launch.
+        reusable[cast<gpu::AllocOp>(owner).getType()].push_back(owner);
+      }
+      endingAt.erase(it);
+    }
+    for (auto &[type, owners] : reusable)
+      for (Operation *owner : owners) {
+        OpBuilder b(owner->getContext());
+        b.setInsertionPointAfter(lastUse[owner]);
+        gpu::DeallocOp::create(b, owner->getLoc(), Type(), ValueRange{},
+                               cast<gpu::AllocOp>(owner).getMemref());
+      }
   }
 }
 

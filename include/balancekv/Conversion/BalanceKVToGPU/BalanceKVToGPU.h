@@ -16,9 +16,11 @@ llvm::LogicalResult checkGPUSupported(mlir::Operation *op);
 void populateBalanceKVToGPUPatterns(mlir::RewritePatternSet &patterns,
                                     int64_t smCount);
 
-/// After the patterns: frees the device buffers of the compression stages'
-/// state (tokens, doublings, signs) after the last launch that reads them,
-/// where nothing else does (a stage result read as a tensor is the caller's).
+/// After the patterns: the device buffers of the compression stages' state
+/// (tokens, doublings, signs) are reused by the next stage allocation of
+/// their type once their last launch has passed (the rounds ping-pong) and
+/// freed after their last launch, where only launches use them (a stage
+/// result read as a tensor is the caller's).
 void freeGPUStageScratch(mlir::Operation *root);
 
 } // namespace balancekv
