@@ -262,6 +262,9 @@ INSTANTIATE_TEST_SUITE_P(
              opts(Method::Balance, 3, 128, 1234)},
         Case{"balance_bf16_short_cache", DType::BF16, 1, 1, 2, 40, 8, 8, 1,
              opts(Method::Balance, 2, 128, 5)},
+        // Five rounds: walks over weights 2^3 and 2^4 (exact on both sides).
+        Case{"balance_f32_five_rounds", DType::F32, 1, 1, 2, 1100, 16, 8, 1,
+             opts(Method::Balance, 5, 32, 11)},
         Case{"balance_gamma0_f32", DType::F32, 1, 1, 1, 200, 8, 8, 2,
              opts(Method::Balance, 1, 32, 3, 0.0)},
         Case{"uniform_f32", DType::F32, 2, 1, 2, 333, 16, 16, 1,

@@ -29,6 +29,7 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "llvm/ADT/MapVector.h"
 #include "llvm/Support/Format.h"
 
 #include <cmath>
@@ -282,6 +283,363 @@ void gramTilesMMA(ImplicitLocOpBuilder &b, const CompressConfig &c,
       });
 }
 
+/// The walk kernel's body (spec section 3, steps 1-3), one workgroup per
+/// (block, head, batch), one method per step. The members are what every
+/// step reads: the block's place in the state and the workgroup-memory
+/// views (WalkLayout).
+class WalkKernelBody {
+public:
+  WalkKernelBody(ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn,
+                 const CompressConfig &c)
+      : b(b), c(c), f32(b.getF32Type()), mma(c.useTensorCores()),
+        bp(c.paddedBlock), xs(c.stagedStride()), g(initArgs(fn)) {
+    const auto layout = c.walkLayout();
+    tid = threadId(b);
+    start = mul(b, g.x, cIdx(b, c.blockSize));
+    bsz = minU(b, cIdx(b, c.blockSize), sub(b, len, start));
+    Value base = dynamicSharedBase(b);
+    gram = sharedView(b, base, layout.gram, c.packedGramFloats(), f32);
+    staged = sharedView(b, base, layout.staged, bp * xs, mma ? c.elem : f32);
+    stagedWords = mma ? sharedView(b, base, layout.staged, bp * xs / 2,
+                                   b.getI32Type())
+                      : Value();
+    mean = sharedView(b, base, layout.mean, c.d, f32);
+    rowDot = sharedView(b, base, layout.rowDot, bp, f32);
+    weight = sharedView(b, base, layout.weight, bp, f32);
+  }
+
+  void build() {
+    storeWeights();
+    // Step 1: the block's keys centred, their Gram in G.
+    stage(key, c.d, false);
+    barrier(b);
+    blockMean();
+    barrier(b);
+    keyGram();
+    barrier(b);
+    // Step 2: G_ij = exp(tau s <k~_i, k~_j>) (<w_i v_i, w_j v_j> + c0).
+    stage(value, c.dv, true);
+    barrier(b);
+    if (mma)
+      gramTilesMMA(b, c, stagedWords, c.dv, kernelEntry());
+    else
+      gramTilesFFMA(b, c, staged, c.dv, kernelEntry());
+    barrier(b);
+    // Step 3: the signs.
+    walkInWarp();
+  }
+
+private:
+  GridPos initArgs(gpu::GPUFuncOp fn) {
+    key = fn.getArgument(0);
+    value = fn.getArgument(1);
+    tokens = fn.getArgument(2);
+    doublings = fn.getArgument(3);
+    signs = fn.getArgument(4);
+    len = fn.getArgument(5);
+    round = fn.getArgument(6);
+    vectorized = c.useTensorCores() ? fn.getArgument(7) : Value();
+    return GridPos(b);
+  }
+
+  Value stateAt(ImplicitLocOpBuilder &ib, Value mem, Value r) {
+    return load(ib, mem, {g.batch, g.head, add(ib, start, r)});
+  }
+  Value cacheRow(ImplicitLocOpBuilder &ib, Value r) {
+    return add(ib, cIdx(ib, c.layout.sink),
+               indexCast(ib, ib.getIndexType(), stateAt(ib, tokens, r)));
+  }
+  Value stagedAt(ImplicitLocOpBuilder &ib, Value r, Value x) {
+    return add(ib, mul(ib, r, cIdx(ib, xs)), x);
+  }
+  Value stagedF32(ImplicitLocOpBuilder &ib, Value r, Value x) {
+    return loops::widen(ib, load(ib, staged, {stagedAt(ib, r, x)}), f32);
+  }
+  /// G[i][j], j > i, in the packed upper triangle: row i starts at
+  /// i (2 bp - i - 1) / 2 (an even product).
+  Value gramAt(ImplicitLocOpBuilder &ib, Value i, Value j) {
+    Value rowStart =
+        divU(ib, mul(ib, i, sub(ib, cIdx(ib, 2 * bp - 1), i)), cIdx(ib, 2));
+    return add(ib, rowStart, sub(ib, j, add(ib, i, cIdx(ib, 1))));
+  }
+  void ifUpper(ImplicitLocOpBuilder &ib, Value i, Value j,
+               const std::function<void(ImplicitLocOpBuilder &)> &fn) {
+    ifThen(ib, cmp(ib, CmpIPredicate::ugt, j, i), fn);
+  }
+
+  /// w_i = 2^r_i exactly.
+  void storeWeights() {
+    forEach(b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
+      store(ib,
+            math::Exp2Op::create(
+                ib, arith::SIToFPOp::create(ib, f32, stateAt(ib, doublings, r))),
+            weight, {r});
+    });
+  }
+
+  /// The block's rows of `src` into workgroup memory: raw 16-bit for tensor
+  /// cores, f32 otherwise (times w_i when `weighted`); 16-byte loads where
+  /// the `vectorized` flag says the buffers allow them.
+  void stage(Value src, int64_t dim, bool weighted) {
+    if (!vectorized)
+      return stageScalar(b, src, dim, weighted);
+    ifFlag(
+        b, vectorized,
+        [&](ImplicitLocOpBuilder &ib) { stageVectorized(ib, src, dim); },
+        [&](ImplicitLocOpBuilder &ib) { stageScalar(ib, src, dim, weighted); });
+  }
+  void stageVectorized(ImplicitLocOpBuilder &sb, Value src, int64_t dim) {
+    const int64_t vec = 8, perRow = dim / vec;
+    const int64_t iters = llvm::divideCeil(bp * perRow, kWalkThreads);
+    Value total = mul(sb, bsz, cIdx(sb, perRow));
+    VectorType vt = VectorType::get({vec}, c.elem);
+    // Every thread issues all its loads before its stores; lanes past the
+    // end copy element 0 again (the same value to the same place), so the
+    // stores need no guard that would let the loads sink.
+    SmallVector<Value> vals, dst;
+    for (int64_t it = 0; it < iters; ++it) {
+      Value e = add(sb, tid, cIdx(sb, it * kWalkThreads));
+      e = select(sb, cmp(sb, CmpIPredicate::ult, e, total), e, cIdx(sb, 0));
+      Value r = divU(sb, e, cIdx(sb, perRow));
+      Value x = mul(sb, remU(sb, e, cIdx(sb, perRow)), cIdx(sb, vec));
+      vals.push_back(vector::LoadOp::create(
+          sb, vt, src, ValueRange{g.batch, g.head, cacheRow(sb, r), x}, false,
+          llvm::MaybeAlign(16)));
+      dst.push_back(stagedAt(sb, r, x));
+    }
+    for (int64_t it = 0; it < iters; ++it)
+      vector::StoreOp::create(sb, vals[it], staged, ValueRange{dst[it]}, false,
+                              llvm::MaybeAlign(16));
+  }
+  void stageScalar(ImplicitLocOpBuilder &sb, Value src, int64_t dim,
+                   bool weighted) {
+    forEach(sb, tid, mul(sb, bsz, cIdx(sb, dim)), kWalkThreads,
+            [&](ImplicitLocOpBuilder &ib, Value e) {
+              Value r = divU(ib, e, cIdx(ib, dim)),
+                    x = remU(ib, e, cIdx(ib, dim));
+              Value v = load(ib, src, {g.batch, g.head, cacheRow(ib, r), x});
+              if (!mma) {
+                v = loops::widen(ib, v, f32);
+                if (weighted)
+                  v = arith::MulFOp::create(ib, load(ib, weight, {r}), v);
+              }
+              store(ib, v, staged, {stagedAt(ib, r, x)});
+            });
+  }
+
+  /// mu = the mean of the staged keys.
+  void blockMean() {
+    Value bszF =
+        arith::UIToFPOp::create(b, f32, indexCast(b, b.getI32Type(), bsz));
+    forEach(b, tid, cIdx(b, c.d), kWalkThreads,
+            [&](ImplicitLocOpBuilder &ib, Value x) {
+              Value s = forStep(
+                  ib, cIdx(ib, 0), bsz, 1, {cF(ib, f32, 0.0)},
+                  [&](ImplicitLocOpBuilder &rb, Value r, ValueRange a) {
+                    return SmallVector<Value>{
+                        arith::AddFOp::create(rb, a[0], stagedF32(rb, r, x))};
+                  })[0];
+              store(ib, arith::DivFOp::create(ib, s, bszF), mean, {x});
+            });
+  }
+
+  /// <k_r, mu>, or <mu, mu> for a null `r`.
+  Value dotWithMean(ImplicitLocOpBuilder &ib, Value r) {
+    return forStep(ib, cIdx(ib, 0), cIdx(ib, c.d), 1, {cF(ib, f32, 0.0)},
+                   [&](ImplicitLocOpBuilder &xb, Value x, ValueRange a) {
+                     Value kx = r ? stagedF32(xb, r, x) : load(xb, mean, {x});
+                     return SmallVector<Value>{math::FmaOp::create(
+                         xb, kx, load(xb, mean, {x}), a[0])};
+                   })[0];
+  }
+
+  /// G_ij = <k~_i, k~_j>: tensor cores on the raw rows, centred afterwards
+  /// (<k_i, k_j> - <k_i, mu> - <k_j, mu> + <mu, mu>), or FFMA tiles on rows
+  /// centred in place.
+  void keyGram() {
+    if (mma) {
+      forEach(b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
+        store(ib, dotWithMean(ib, r), rowDot, {r});
+      });
+      barrier(b);
+      Value muMu = dotWithMean(b, Value());
+      gramTilesMMA(b, c, stagedWords, c.d,
+                   [&](ImplicitLocOpBuilder &tb, Value i, Value j, Value kk) {
+                     ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
+                       Value v = arith::SubFOp::create(
+                           ib,
+                           arith::SubFOp::create(ib, kk,
+                                                 load(ib, rowDot, {i})),
+                           load(ib, rowDot, {j}));
+                       store(ib, arith::AddFOp::create(ib, v, muMu), gram,
+                             {gramAt(ib, i, j)});
+                     });
+                   });
+      return;
+    }
+    forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
+            [&](ImplicitLocOpBuilder &ib, Value e) {
+              Value r = divU(ib, e, cIdx(ib, c.d)),
+                    x = remU(ib, e, cIdx(ib, c.d));
+              Value at = stagedAt(ib, r, x);
+              store(ib,
+                    arith::SubFOp::create(ib, load(ib, staged, {at}),
+                                          load(ib, mean, {x})),
+                    staged, {at});
+            });
+    barrier(b);
+    gramTilesFFMA(b, c, staged, c.d,
+                  [&](ImplicitLocOpBuilder &tb, Value i, Value j, Value kk) {
+                    ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
+                      store(ib, kk, gram, {gramAt(ib, i, j)});
+                    });
+                  });
+  }
+
+  /// Step 2 per tile entry: G_ij = exp(tau s G_ij) (<w_i v_i, w_j v_j> +
+  /// c0), the weights applied here for tensor cores (w_i w_j = 2^(r_i + r_j)
+  /// is exact), at staging otherwise.
+  EmitFn kernelEntry() {
+    return [this](ImplicitLocOpBuilder &tb, Value i, Value j, Value vv) {
+      ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
+        Value w = vv;
+        if (mma)
+          w = arith::MulFOp::create(
+              ib, w,
+              arith::MulFOp::create(ib, load(ib, weight, {i}),
+                                    load(ib, weight, {j})));
+        Value at = gramAt(ib, i, j);
+        Value e = math::ExpOp::create(
+            ib, arith::MulFOp::create(ib, load(ib, gram, {at}),
+                                      cF(ib, f32, c.expScale)));
+        store(ib,
+              arith::MulFOp::create(
+                  ib, e, arith::AddFOp::create(ib, w, cF(ib, f32, c.c0))),
+              gram, {at});
+      });
+    };
+  }
+
+  /// Step 3, the walk, in warp 0 alone (no barrier per step), four steps at
+  /// a time: lane l owns rows l + 32 q (S and u in registers). For the chunk
+  /// i0..i0+3 every lane fetches the four S_i and u_i from their owners
+  /// (independent shuffles), decides the four signs itself with the chunk's
+  /// own G entries (the same arithmetic as one step at a time), then adds
+  /// the four updates to its rows: one shuffle round per four steps instead
+  /// of a chain of four.
+  void walkInWarp() {
+    const int64_t slots = llvm::divideCeil(bp, 32);
+    ifThen(b, cmp(b, CmpIPredicate::ult, tid, cIdx(b, 32)),
+           [&](ImplicitLocOpBuilder &wb) {
+             Value lane = tid;
+             SmallVector<Value> us, cols, zeros;
+             for (int64_t q = 0; q < slots; ++q) {
+               Value row = add(wb, lane, cIdx(wb, 32 * q));
+               us.push_back(buildSpecUniform(wb, c.seed, row, g.x, round,
+                                             g.batch, g.head));
+               cols.push_back(minU(wb, row, cIdx(wb, bp - 1)));
+               zeros.push_back(cF(wb, f32, 0.0));
+             }
+             Value width = cI32(wb, 32);
+             Value lastAt = cIdx(wb, c.packedGramFloats() - 1);
+             auto gramIJ = [&](ImplicitLocOpBuilder &ib, Value i, Value j) {
+               return load(ib, gram, {minU(ib, gramAt(ib, i, j), lastAt)});
+             };
+             forStep(
+                 wb, cIdx(wb, 0), bsz, 4, zeros,
+                 [&](ImplicitLocOpBuilder &ib, Value i0, ValueRange sums) {
+                   return walkChunk(ib, lane, i0, sums, us, cols, width,
+                                    gramIJ);
+                 });
+           });
+  }
+
+  /// Four steps i0..i0+3 of the walk; returns the lane's updated sums.
+  SmallVector<Value>
+  walkChunk(ImplicitLocOpBuilder &ib, Value lane, Value i0, ValueRange sums,
+            ArrayRef<Value> us, ArrayRef<Value> cols, Value width,
+            const std::function<Value(ImplicitLocOpBuilder &, Value, Value)>
+                &gramIJ) {
+    const int64_t slots = us.size();
+    // The chunk's rows share slot q = i0 / 32 (uniform).
+    Value q = divU(ib, i0, cIdx(ib, 32));
+    Value ownS = sums[0], ownU = us[0];
+    for (int64_t k = 1; k < slots; ++k) {
+      Value isK = cmp(ib, CmpIPredicate::eq, q, cIdx(ib, k));
+      ownS = select(ib, isK, sums[k], ownS);
+      ownU = select(ib, isK, us[k], ownU);
+    }
+    Value base = remU(ib, i0, cIdx(ib, 32));
+    Value step[4], si[4], ui[4];
+    for (int r = 0; r < 4; ++r) {
+      step[r] = add(ib, i0, cIdx(ib, r));
+      Value owner =
+          indexCast(ib, ib.getI32Type(), add(ib, base, cIdx(ib, r)));
+      si[r] = gpu::ShuffleOp::create(ib, ownS, owner, width,
+                                     gpu::ShuffleMode::IDX)
+                  .getShuffleResult();
+      ui[r] = gpu::ShuffleOp::create(ib, ownU, owner, width,
+                                     gpu::ShuffleMode::IDX)
+                  .getShuffleResult();
+    }
+    // S_{i0+r} += G[i0+t][i0+r] sigma_t for t < r, in step order, then
+    // sigma_{i0+r}.
+    Value sg[4];
+    for (int r = 0; r < 4; ++r) {
+      Value s = si[r];
+      for (int t = 0; t < r; ++t)
+        s = math::FmaOp::create(ib, gramIJ(ib, step[t], step[r]), sg[t], s);
+      Value p = arith::SubFOp::create(
+          ib, cF(ib, f32, 0.5),
+          arith::MulFOp::create(ib, cF(ib, f32, c.gamma), s));
+      p = arith::MinimumFOp::create(
+          ib, arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
+          cF(ib, f32, 1.0));
+      Value plus =
+          arith::CmpFOp::create(ib, arith::CmpFPredicate::OLT, ui[r], p);
+      sg[r] = select(ib, plus, cF(ib, f32, 1.0), cF(ib, f32, -1.0));
+      ifThen(ib,
+             arith::AndIOp::create(
+                 ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
+                 cmp(ib, CmpIPredicate::ult, step[r], bsz)),
+             [&](ImplicitLocOpBuilder &sb) {
+               store(sb,
+                     select(sb, plus,
+                            arith::ConstantIntOp::create(sb, sb.getI8Type(), 1),
+                            arith::ConstantIntOp::create(sb, sb.getI8Type(),
+                                                         -1)),
+                     signs, {g.batch, g.head, add(sb, start, step[r])});
+             });
+    }
+    // Every row adds the chunk's four steps in order. Rows k <= i are
+    // decided: they may add anything (a clamped in-bounds element) as they
+    // are not read again; steps past bsz come after every live one.
+    SmallVector<Value> next(sums.begin(), sums.end());
+    for (int r = 0; r < 4; ++r) {
+      Value after = add(ib, step[r], cIdx(ib, 1));
+      for (int64_t k = 0; k < slots; ++k) {
+        Value j = arith::MaxUIOp::create(ib, cols[k], after);
+        next[k] = math::FmaOp::create(ib, gramIJ(ib, step[r], j), sg[r],
+                                      next[k]);
+      }
+    }
+    return next;
+  }
+
+  ImplicitLocOpBuilder &b;
+  const CompressConfig &c;
+  Type f32;
+  const bool mma;
+  const int64_t bp, xs;
+  // Arguments: the cache, the state, the signs written, L_t, the round, and
+  // (tensor cores) the 16-byte flag.
+  Value key, value, tokens, doublings, signs, len, round, vectorized;
+  GridPos g;
+  Value tid, start, bsz;
+  // Workgroup memory.
+  Value gram, staged, stagedWords, mean, rowDot, weight;
+};
+
 /// The tensor-core variant takes an i32 `vectorized` argument (1 when key
 /// and value are 16-byte aligned): then the rows are staged with 16-byte
 /// loads, all of a thread's loads issued before its stores.
@@ -291,313 +649,10 @@ gpu::GPUFuncOp walkKernel(KernelModule &km, const CompressConfig &c,
                          t.signs, t.idx,   t.idx};
   if (c.useTensorCores())
     args.push_back(IntegerType::get(t.key.getContext(), 32));
-  return km.getOrCreate(
-      "balancekv_walk", c.key("walk"), args, kWalkThreads, {},
-      [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
-        Value key = fn.getArgument(0), value = fn.getArgument(1),
-              cur = fn.getArgument(2), logW2 = fn.getArgument(3),
-              sigma = fn.getArgument(4), len = fn.getArgument(5),
-              round = fn.getArgument(6);
-        Value vectorized = c.useTensorCores() ? fn.getArgument(7) : Value();
-        Type f32 = b.getF32Type();
-        const bool mma = c.useTensorCores();
-        const int64_t bp = c.paddedBlock, xs = c.stagedStride();
-        const auto layout = c.walkLayout();
-        GridPos g(b);
-        Value tid = threadId(b);
-        Value start = mul(b, g.x, cIdx(b, c.blockSize));
-        Value bsz = minU(b, cIdx(b, c.blockSize), sub(b, len, start));
-        Value base = dynamicSharedBase(b);
-        Value gram =
-            sharedView(b, base, layout.gram, c.packedGramFloats(), f32);
-        Value staged =
-            sharedView(b, base, layout.staged, bp * xs, mma ? c.elem : f32);
-        Value stagedWords = mma ? sharedView(b, base, layout.staged,
-                                             bp * xs / 2, b.getI32Type())
-                                : Value();
-        Value mean = sharedView(b, base, layout.mean, c.d, f32);
-        Value rowDot = sharedView(b, base, layout.rowDot, bp, f32);
-        Value weight = sharedView(b, base, layout.weight, bp, f32);
-        auto token = [&](ImplicitLocOpBuilder &ib, Value mem, Value r) {
-          return load(ib, mem, {g.batch, g.head, add(ib, start, r)});
-        };
-        auto cacheRow = [&](ImplicitLocOpBuilder &ib, Value r) {
-          return add(ib, cIdx(ib, c.layout.sink),
-                     indexCast(ib, ib.getIndexType(), token(ib, cur, r)));
-        };
-        auto stagedAt = [&](ImplicitLocOpBuilder &ib, Value r, Value x) {
-          return add(ib, mul(ib, r, cIdx(ib, xs)), x);
-        };
-        auto stagedF32 = [&](ImplicitLocOpBuilder &ib, Value r, Value x) {
-          return loops::widen(ib, load(ib, staged, {stagedAt(ib, r, x)}), f32);
-        };
-        // Stage the block's rows of `src` (raw 16-bit for tensor cores, f32
-        // otherwise, times w_i when `weighted`).
-        auto stageVectorized = [&](ImplicitLocOpBuilder &sb, Value src,
-                                   int64_t dim) {
-          const int64_t vec = 8, perRow = dim / vec;
-          const int64_t iters = llvm::divideCeil(bp * perRow, kWalkThreads);
-          Value total = mul(sb, bsz, cIdx(sb, perRow));
-          VectorType vt = VectorType::get({vec}, c.elem);
-          // Every thread issues all its loads before its stores; lanes past
-          // the end copy element 0 again (the same value to the same place),
-          // so the stores need no guard that would let the loads sink.
-          SmallVector<Value> vals, dst;
-          for (int64_t it = 0; it < iters; ++it) {
-            Value e = add(sb, tid, cIdx(sb, it * kWalkThreads));
-            e = select(sb, cmp(sb, CmpIPredicate::ult, e, total), e,
-                       cIdx(sb, 0));
-            Value r = divU(sb, e, cIdx(sb, perRow));
-            Value x = mul(sb, remU(sb, e, cIdx(sb, perRow)), cIdx(sb, vec));
-            vals.push_back(vector::LoadOp::create(
-                sb, vt, src, ValueRange{g.batch, g.head, cacheRow(sb, r), x},
-                false, llvm::MaybeAlign(16)));
-            dst.push_back(stagedAt(sb, r, x));
-          }
-          for (int64_t it = 0; it < iters; ++it)
-            vector::StoreOp::create(sb, vals[it], staged, ValueRange{dst[it]},
-                                    false, llvm::MaybeAlign(16));
-        };
-        auto stageScalar = [&](ImplicitLocOpBuilder &sb, Value src, int64_t dim,
-                               bool weighted) {
-          forEach(
-              sb, tid, mul(sb, bsz, cIdx(sb, dim)), kWalkThreads,
-              [&](ImplicitLocOpBuilder &ib, Value e) {
-                Value r = divU(ib, e, cIdx(ib, dim)),
-                      x = remU(ib, e, cIdx(ib, dim));
-                Value v = load(ib, src, {g.batch, g.head, cacheRow(ib, r), x});
-                if (!mma) {
-                  v = loops::widen(ib, v, f32);
-                  if (weighted)
-                    v = arith::MulFOp::create(ib, load(ib, weight, {r}), v);
-                }
-                store(ib, v, staged, {stagedAt(ib, r, x)});
-              });
-        };
-        auto stage = [&](Value src, int64_t dim, bool weighted) {
-          if (!vectorized)
-            return stageScalar(b, src, dim, weighted);
-          ifFlag(
-              b, vectorized,
-              [&](ImplicitLocOpBuilder &ib) { stageVectorized(ib, src, dim); },
-              [&](ImplicitLocOpBuilder &ib) {
-                stageScalar(ib, src, dim, weighted);
-              });
-        };
-        // w_i = 2^r_i exactly.
-        forEach(
-            b, tid, bsz, kWalkThreads, [&](ImplicitLocOpBuilder &ib, Value r) {
-              store(ib,
-                    math::Exp2Op::create(ib, arith::SIToFPOp::create(
-                                                 ib, f32, token(ib, logW2, r))),
-                    weight, {r});
-            });
-        // Step 1: the block's key mean.
-        stage(key, c.d, false);
-        barrier(b);
-        Value bszF =
-            arith::UIToFPOp::create(b, f32, indexCast(b, b.getI32Type(), bsz));
-        forEach(b, tid, cIdx(b, c.d), kWalkThreads,
-                [&](ImplicitLocOpBuilder &ib, Value x) {
-                  Value s = forStep(
-                      ib, cIdx(ib, 0), bsz, 1, {cF(ib, f32, 0.0)},
-                      [&](ImplicitLocOpBuilder &rb, Value r, ValueRange a) {
-                        return SmallVector<Value>{arith::AddFOp::create(
-                            rb, a[0], stagedF32(rb, r, x))};
-                      })[0];
-                  store(ib, arith::DivFOp::create(ib, s, bszF), mean, {x});
-                });
-        barrier(b);
-        auto dotWithMean = [&](ImplicitLocOpBuilder &ib, Value r) {
-          return forStep(ib, cIdx(ib, 0), cIdx(ib, c.d), 1, {cF(ib, f32, 0.0)},
-                         [&](ImplicitLocOpBuilder &xb, Value x, ValueRange a) {
-                           Value kx =
-                               r ? stagedF32(xb, r, x) : load(xb, mean, {x});
-                           return SmallVector<Value>{math::FmaOp::create(
-                               xb, kx, load(xb, mean, {x}), a[0])};
-                         })[0];
-        };
-        // G[i][j], j > i, in the packed upper triangle: row i starts at
-        // i (2 bp - i - 1) / 2 (an even product).
-        auto gramAt = [&](ImplicitLocOpBuilder &ib, Value i, Value j) {
-          Value rowStart = divU(
-              ib, mul(ib, i, sub(ib, cIdx(ib, 2 * bp - 1), i)), cIdx(ib, 2));
-          return add(ib, rowStart, sub(ib, j, add(ib, i, cIdx(ib, 1))));
-        };
-        auto ifUpper =
-            [&](ImplicitLocOpBuilder &ib, Value i, Value j,
-                const std::function<void(ImplicitLocOpBuilder &)> &fn) {
-              ifThen(ib, cmp(ib, CmpIPredicate::ugt, j, i), fn);
-            };
-        if (mma) {
-          // <k~_i, k~_j> = <k_i, k_j> - <k_i, mu> - <k_j, mu> + <mu, mu>.
-          forEach(b, tid, bsz, kWalkThreads,
-                  [&](ImplicitLocOpBuilder &ib, Value r) {
-                    store(ib, dotWithMean(ib, r), rowDot, {r});
-                  });
-          barrier(b);
-          Value muMu = dotWithMean(b, Value());
-          gramTilesMMA(
-              b, c, stagedWords, c.d,
-              [&](ImplicitLocOpBuilder &tb, Value i, Value j, Value kk) {
-                ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
-                  Value v = arith::SubFOp::create(
-                      ib, arith::SubFOp::create(ib, kk, load(ib, rowDot, {i})),
-                      load(ib, rowDot, {j}));
-                  store(ib, arith::AddFOp::create(ib, v, muMu), gram,
-                        {gramAt(ib, i, j)});
-                });
-              });
-        } else {
-          forEach(b, tid, mul(b, bsz, cIdx(b, c.d)), kWalkThreads,
-                  [&](ImplicitLocOpBuilder &ib, Value e) {
-                    Value r = divU(ib, e, cIdx(ib, c.d)),
-                          x = remU(ib, e, cIdx(ib, c.d));
-                    Value at = stagedAt(ib, r, x);
-                    store(ib,
-                          arith::SubFOp::create(ib, load(ib, staged, {at}),
-                                                load(ib, mean, {x})),
-                          staged, {at});
-                  });
-          barrier(b);
-          gramTilesFFMA(
-              b, c, staged, c.d,
-              [&](ImplicitLocOpBuilder &tb, Value i, Value j, Value kk) {
-                ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
-                  store(ib, kk, gram, {gramAt(ib, i, j)});
-                });
-              });
-        }
-        barrier(b);
-        // Step 2: G_ij = exp(tau s <k~_i, k~_j>) (<w_i v_i, w_j v_j> + c0).
-        stage(value, c.dv, true);
-        barrier(b);
-        auto combineVV = [&](ImplicitLocOpBuilder &tb, Value i, Value j,
-                             Value vv) {
-          ifUpper(tb, i, j, [&](ImplicitLocOpBuilder &ib) {
-            Value w = vv;
-            if (mma)
-              w = arith::MulFOp::create(
-                  ib, w,
-                  arith::MulFOp::create(ib, load(ib, weight, {i}),
-                                        load(ib, weight, {j})));
-            Value at = gramAt(ib, i, j);
-            Value e = math::ExpOp::create(
-                ib, arith::MulFOp::create(ib, load(ib, gram, {at}),
-                                          cF(ib, f32, c.expScale)));
-            store(ib,
-                  arith::MulFOp::create(
-                      ib, e, arith::AddFOp::create(ib, w, cF(ib, f32, c.c0))),
-                  gram, {at});
-          });
-        };
-        if (mma)
-          gramTilesMMA(b, c, stagedWords, c.dv, combineVV);
-        else
-          gramTilesFFMA(b, c, staged, c.dv, combineVV);
-        barrier(b);
-        // Step 3, the walk, in warp 0 alone (no barrier per step), four
-        // steps at a time: lane l owns rows l + 32 q (S and u in
-        // registers). For the chunk i0..i0+3 every lane fetches the four
-        // S_i and u_i from their owners (independent shuffles), decides the
-        // four signs itself with the chunk's own G entries (the same
-        // arithmetic as one step at a time), then adds the four updates to
-        // its rows: one shuffle round per four steps instead of a chain of
-        // four.
-        const int64_t slots = llvm::divideCeil(bp, 32);
-        ifThen(
-            b, cmp(b, CmpIPredicate::ult, tid, cIdx(b, 32)),
-            [&](ImplicitLocOpBuilder &wb) {
-              Value lane = tid;
-              SmallVector<Value> us, cols, zeros;
-              for (int64_t q = 0; q < slots; ++q) {
-                Value row = add(wb, lane, cIdx(wb, 32 * q));
-                us.push_back(buildSpecUniform(wb, c.seed, row, g.x, round,
-                                              g.batch, g.head));
-                cols.push_back(minU(wb, row, cIdx(wb, bp - 1)));
-                zeros.push_back(cF(wb, f32, 0.0));
-              }
-              Value width = cI32(wb, 32);
-              Value lastAt = cIdx(wb, c.packedGramFloats() - 1);
-              auto gramIJ = [&](ImplicitLocOpBuilder &ib, Value i, Value j) {
-                return load(ib, gram, {minU(ib, gramAt(ib, i, j), lastAt)});
-              };
-              forStep(
-                  wb, cIdx(wb, 0), bsz, 4, zeros,
-                  [&](ImplicitLocOpBuilder &ib, Value i0, ValueRange sums) {
-                    // The chunk's rows share slot q = i0 / 32 (uniform).
-                    Value q = divU(ib, i0, cIdx(ib, 32));
-                    Value ownS = sums[0], ownU = us[0];
-                    for (int64_t k = 1; k < slots; ++k) {
-                      Value isK = cmp(ib, CmpIPredicate::eq, q, cIdx(ib, k));
-                      ownS = select(ib, isK, sums[k], ownS);
-                      ownU = select(ib, isK, us[k], ownU);
-                    }
-                    Value base = remU(ib, i0, cIdx(ib, 32));
-                    Value step[4], si[4], ui[4];
-                    for (int r = 0; r < 4; ++r) {
-                      step[r] = add(ib, i0, cIdx(ib, r));
-                      Value owner = indexCast(ib, ib.getI32Type(),
-                                              add(ib, base, cIdx(ib, r)));
-                      si[r] = gpu::ShuffleOp::create(ib, ownS, owner, width,
-                                                     gpu::ShuffleMode::IDX)
-                                  .getShuffleResult();
-                      ui[r] = gpu::ShuffleOp::create(ib, ownU, owner, width,
-                                                     gpu::ShuffleMode::IDX)
-                                  .getShuffleResult();
-                    }
-                    // S_{i0+r} += G[i0+t][i0+r] sigma_t for t < r, in step
-                    // order, then sigma_{i0+r}.
-                    Value sg[4];
-                    for (int r = 0; r < 4; ++r) {
-                      Value s = si[r];
-                      for (int t = 0; t < r; ++t)
-                        s = math::FmaOp::create(
-                            ib, gramIJ(ib, step[t], step[r]), sg[t], s);
-                      Value p = arith::SubFOp::create(
-                          ib, cF(ib, f32, 0.5),
-                          arith::MulFOp::create(ib, cF(ib, f32, c.gamma), s));
-                      p = arith::MinimumFOp::create(
-                          ib,
-                          arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
-                          cF(ib, f32, 1.0));
-                      Value plus = arith::CmpFOp::create(
-                          ib, arith::CmpFPredicate::OLT, ui[r], p);
-                      sg[r] = select(ib, plus, cF(ib, f32, 1.0),
-                                     cF(ib, f32, -1.0));
-                      ifThen(
-                          ib,
-                          arith::AndIOp::create(
-                              ib, cmp(ib, CmpIPredicate::eq, lane, cIdx(ib, 0)),
-                              cmp(ib, CmpIPredicate::ult, step[r], bsz)),
-                          [&](ImplicitLocOpBuilder &sb) {
-                            store(sb,
-                                  select(sb, plus,
-                                         arith::ConstantIntOp::create(
-                                             sb, sb.getI8Type(), 1),
-                                         arith::ConstantIntOp::create(
-                                             sb, sb.getI8Type(), -1)),
-                                  sigma,
-                                  {g.batch, g.head, add(sb, start, step[r])});
-                          });
-                    }
-                    // Every row adds the chunk's four steps in order. Rows
-                    // k <= i are decided: they may add anything (a clamped
-                    // in-bounds element) as they are not read again; steps
-                    // past bsz come after every live one.
-                    SmallVector<Value> next(sums.begin(), sums.end());
-                    for (int r = 0; r < 4; ++r) {
-                      Value after = add(ib, step[r], cIdx(ib, 1));
-                      for (int64_t k = 0; k < slots; ++k) {
-                        Value j = arith::MaxUIOp::create(ib, cols[k], after);
-                        next[k] = math::FmaOp::create(
-                            ib, gramIJ(ib, step[r], j), sg[r], next[k]);
-                      }
-                    }
-                    return next;
-                  });
-            });
-      });
+  return km.getOrCreate("balancekv_walk", c.key("walk"), args, kWalkThreads,
+                        {}, [&](ImplicitLocOpBuilder &b, gpu::GPUFuncOp fn) {
+                          WalkKernelBody(b, fn, c).build();
+                        });
 }
 
 /// Reads nothing of the cache: configured by the state's types alone.
@@ -1154,7 +1209,7 @@ void balancekv::freeGPUStageScratch(Operation *root) {
     for (gpu::AllocOp alloc : blockAllocs)
       isScratch.insert(alloc);
     DenseMap<Operation *, SmallVector<Operation *>> endingAt; // launch -> allocs
-    DenseMap<Type, SmallVector<Operation *>> reusable;        // type -> allocs
+    llvm::MapVector<Type, SmallVector<Operation *>> reusable; // type -> allocs
     for (Operation &op : llvm::make_early_inc_range(*block)) {
       if (isScratch.contains(&op)) {
         auto alloc = cast<gpu::AllocOp>(op);
@@ -1180,13 +1235,19 @@ void balancekv::freeGPUStageScratch(Operation *root) {
       }
       endingAt.erase(it);
     }
-    for (auto &[type, owners] : reusable)
-      for (Operation *owner : owners) {
-        OpBuilder b(owner->getContext());
-        b.setInsertionPointAfter(lastUse[owner]);
-        gpu::DeallocOp::create(b, owner->getLoc(), Type(), ValueRange{},
-                               cast<gpu::AllocOp>(owner).getMemref());
-      }
+    // In allocation order, so that the output is deterministic.
+    SmallVector<Operation *> owners;
+    for (auto &[type, free] : reusable)
+      owners.append(free.begin(), free.end());
+    llvm::sort(owners, [](Operation *x, Operation *y) {
+      return x->isBeforeInBlock(y);
+    });
+    for (Operation *owner : owners) {
+      OpBuilder b(owner->getContext());
+      b.setInsertionPointAfter(lastUse[owner]);
+      gpu::DeallocOp::create(b, owner->getLoc(), Type(), ValueRange{},
+                             cast<gpu::AllocOp>(owner).getMemref());
+    }
   }
 }
 
