@@ -493,174 +493,212 @@ struct BalanceInitToLoops : OpRewritePattern<BalanceInitOp> {
   }
 };
 
+/// balance_walk on tensors, one block of one head at a time: the pieces of
+/// spec section 3, steps 1-3, each a method.
+class WalkLowering {
+public:
+  WalkLowering(ImplicitLocOpBuilder &b, BalanceWalkOp op)
+      : b(b), op(op), ctx(b.getContext()), p(op.getCompressParams()),
+        f64(b.getF64Type()), i8(b.getI8Type()) {
+    dV = toIndex(b, typedSize(b, op.getKey(), 3));
+    dvV = toIndex(b, typedSize(b, op.getValue(), 3));
+    // Middle token j is cache row S' + j.
+    mid0 = buildCompressedLayout(b, toIndex(b, typedSize(b, op.getKey(), 2)),
+                                 p.sink, p.recent, p.rounds)
+               .sink;
+    len = arith::ShRUIOp::create(
+        b, toIndex(b, typedSize(b, op.getTokens(), 2)), op.getRound());
+    roundI32 = arith::IndexCastOp::create(b, b.getI32Type(), op.getRound());
+  }
+
+  /// signs [B, H, L_0] (i8; 0 past L_t).
+  Value run() {
+    Value tokens = op.getTokens();
+    OpFoldResult B = typedSize(b, tokens, 0), H = typedSize(b, tokens, 1),
+                 L0 = typedSize(b, tokens, 2);
+    Value signs =
+        filled(b, {B, H, L0}, arith::ConstantIntOp::create(b, i8, 0));
+    return forEachHead(
+        b, toIndex(b, B), toIndex(b, H), {signs},
+        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
+          Value bsV = cIdx(hb, p.blockSize);
+          Value nBlocks = arith::CeilDivUIOp::create(hb, len, bsV);
+          return forLoop(
+              hb, cIdx(hb, 0), nBlocks, {ha[0]},
+              [&](ImplicitLocOpBuilder &kb, Value blk, ValueRange ka) {
+                Block blockAt{bi, hi, blk, arith::MulIOp::create(kb, blk, bsV),
+                              Value()};
+                blockAt.size = arith::MinUIOp::create(
+                    kb, bsV, arith::SubIOp::create(kb, len, blockAt.start));
+                Value gram = blockGram(kb, blockAt);
+                return SmallVector<Value>{walk(kb, blockAt, gram, ka[0])};
+              });
+        })[0];
+  }
+
+private:
+  /// One block of one head: tokens [start, start + size) of the state.
+  struct Block {
+    Value batch, head, index, start, size;
+  };
+
+  AffineMap map(unsigned n, ArrayRef<unsigned> dims) {
+    return dimsMap(ctx, n, dims);
+  }
+  Value stateAt(ImplicitLocOpBuilder &nb, Value state, const Block &blk,
+                Value r) {
+    return tensor::ExtractOp::create(
+        nb, state,
+        ValueRange{blk.batch, blk.head, arith::AddIOp::create(nb, blk.start, r)});
+  }
+  /// The cache row of the block's token r.
+  Value rowOf(ImplicitLocOpBuilder &nb, const Block &blk, Value r) {
+    return arith::AddIOp::create(
+        nb, mid0,
+        arith::IndexCastOp::create(nb, nb.getIndexType(),
+                                   stateAt(nb, op.getTokens(), blk, r)));
+  }
+  /// w_r = 2^doublings exactly: the exponent field of an f64.
+  Value weightOf(ImplicitLocOpBuilder &nb, const Block &blk, Value r) {
+    Value e = arith::AddIOp::create(
+        nb,
+        arith::ExtSIOp::create(nb, nb.getI64Type(),
+                               stateAt(nb, op.getDoublings(), blk, r)),
+        arith::ConstantIntOp::create(nb, nb.getI64Type(), 1023));
+    Value bits = arith::ShLIOp::create(
+        nb, e, arith::ConstantIntOp::create(nb, nb.getI64Type(), 52));
+    return arith::BitcastOp::create(nb, f64, bits);
+  }
+  /// An element of the cache, widened to f64.
+  Value cacheAt(ImplicitLocOpBuilder &nb, Value t, const Block &blk, Value row,
+                Value x) {
+    return widen(nb,
+                 tensor::ExtractOp::create(nb, t,
+                                           ValueRange{blk.batch, blk.head, row, x}),
+                 f64);
+  }
+
+  /// G_ij = exp(tau s <kc_i, kc_j>) (<wv_i, wv_j> + c0) over the block's
+  /// centred keys kc = k - mean and weighted values wv = w v (f64).
+  Value blockGram(ImplicitLocOpBuilder &kb, const Block &blk) {
+    OpFoldResult bszF = blk.size;
+    // Sum of the block's keys, then centred keys k - sum / b.
+    Value ksum = filled(kb, {OpFoldResult(dV)}, cF(kb, f64, 0.0));
+    Value rows = tensor::EmptyOp::create(
+        kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dV)}, f64);
+    ksum = generic(kb, {rows}, {ksum}, {map(2, {0, 1}), map(2, {1})}, "rp",
+                   [&](ImplicitLocOpBuilder &nb, ValueRange x) {
+                     Value k = cacheAt(nb, op.getKey(), blk,
+                                       rowOf(nb, blk, linalgIndex(nb, 0)),
+                                       linalgIndex(nb, 1));
+                     return SmallVector<Value>{
+                         arith::AddFOp::create(nb, x[1], k)};
+                   })[0];
+    Value bszF64 = arith::UIToFPOp::create(
+        kb, f64, arith::IndexCastUIOp::create(kb, kb.getI64Type(), blk.size));
+    Value kc = generic(kb, {ksum}, {rows}, {map(2, {1}), map(2, {0, 1})}, "pp",
+                       [&](ImplicitLocOpBuilder &nb, ValueRange x) {
+                         Value k = cacheAt(nb, op.getKey(), blk,
+                                           rowOf(nb, blk, linalgIndex(nb, 0)),
+                                           linalgIndex(nb, 1));
+                         Value mean = arith::DivFOp::create(nb, x[0], bszF64);
+                         return SmallVector<Value>{
+                             arith::SubFOp::create(nb, k, mean)};
+                       })[0];
+    Value wv = tensor::EmptyOp::create(
+        kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dvV)}, f64);
+    wv = generic(kb, {}, {wv}, {map(2, {0, 1})}, "pp",
+                 [&](ImplicitLocOpBuilder &nb, ValueRange) {
+                   Value r = linalgIndex(nb, 0);
+                   Value v = cacheAt(nb, op.getValue(), blk, rowOf(nb, blk, r),
+                                     linalgIndex(nb, 1));
+                   return SmallVector<Value>{
+                       arith::MulFOp::create(nb, weightOf(nb, blk, r), v)};
+                 })[0];
+    auto gramOf = [&](Value x) {
+      Value g = filled(kb, {bszF, bszF}, cF(kb, f64, 0.0));
+      return generic(kb, {x, x}, {g},
+                     {map(3, {0, 2}), map(3, {1, 2}), map(3, {0, 1})}, "ppr",
+                     [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                       return SmallVector<Value>{arith::AddFOp::create(
+                           nb, a[2], arith::MulFOp::create(nb, a[0], a[1]))};
+                     })[0];
+    };
+    Value kk = gramOf(kc), vv = gramOf(wv);
+    const double expScale = p.temperature * op.getKernelScale();
+    AffineMap id2 = map(2, {0, 1});
+    return generic(
+        kb, {vv}, {kk}, {id2, id2}, "pp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+          Value e = math::ExpOp::create(
+              nb, arith::MulFOp::create(nb, a[1], cF(nb, f64, expScale)));
+          return SmallVector<Value>{arith::MulFOp::create(
+              nb, e, arith::AddFOp::create(nb, a[0], cF(nb, f64, p.c0)))};
+        })[0];
+  }
+
+  /// The walk over the block: sigma_i from Philox against
+  /// clamp(1/2 - gamma S_i), carrying the running sums
+  /// S_k = sum_{j<i} G_kj sigma_j; the signs go into `signs`.
+  Value walk(ImplicitLocOpBuilder &kb, const Block &blk, Value gram,
+             Value signs) {
+    Value s0 = filled(kb, {OpFoldResult(blk.size)}, cF(kb, f64, 0.0));
+    return forLoop(
+        kb, cIdx(kb, 0), blk.size, {s0, signs},
+        [&](ImplicitLocOpBuilder &wb, Value i, ValueRange wa) {
+          Value si = tensor::ExtractOp::create(wb, wa[0], i);
+          Value prob = arith::SubFOp::create(
+              wb, cF(wb, f64, 0.5),
+              arith::MulFOp::create(wb, cF(wb, f64, p.gamma), si));
+          prob = arith::MinimumFOp::create(
+              wb, arith::MaximumFOp::create(wb, prob, cF(wb, f64, 0.0)),
+              cF(wb, f64, 1.0));
+          Value u = widen(wb,
+                          buildSpecUniform(wb, p.seed, i, blk.index, roundI32,
+                                           blk.batch, blk.head),
+                          f64);
+          Value plus =
+              arith::CmpFOp::create(wb, arith::CmpFPredicate::OLT, u, prob);
+          Value sg = arith::SelectOp::create(wb, plus, cF(wb, f64, 1.0),
+                                             cF(wb, f64, -1.0));
+          Value sg8 = arith::SelectOp::create(
+              wb, plus, arith::ConstantIntOp::create(wb, i8, 1),
+              arith::ConstantIntOp::create(wb, i8, -1));
+          Value sigma = tensor::InsertOp::create(
+              wb, sg8, wa[1],
+              ValueRange{blk.batch, blk.head,
+                         arith::AddIOp::create(wb, blk.start, i)});
+          Value s = generic(
+              wb, {}, {wa[0]}, {map(1, {0})}, "p",
+              [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                Value g = tensor::ExtractOp::create(
+                    nb, gram, ValueRange{linalgIndex(nb, 0), i});
+                return SmallVector<Value>{arith::AddFOp::create(
+                    nb, a[0], arith::MulFOp::create(nb, g, sg))};
+              })[0];
+          return SmallVector<Value>{s, sigma};
+        })[1];
+  }
+
+  ImplicitLocOpBuilder &b;
+  BalanceWalkOp op;
+  MLIRContext *ctx;
+  const CompressParams p;
+  Type f64, i8;
+  Value dV, dvV, mid0, len, roundI32;
+};
+
 /// Steps 1-3 of spec section 3 for the first L_t tokens of every head.
 struct BalanceWalkToLoops : OpRewritePattern<BalanceWalkOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(BalanceWalkOp op,
                                 PatternRewriter &rewriter) const override {
     auto keyType = cast<RankedTensorType>(op.getKey().getType());
-    const CompressParams p = op.getCompressParams();
-    if (keyType.isDynamicDim(3) && p.scale == 0)
+    if (keyType.isDynamicDim(3) && op.getCompressParams().scale == 0)
       return rewriter.notifyMatchFailure(op, "dynamic D without scale");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    MLIRContext *ctx = b.getContext();
-    auto map = [&](unsigned n, ArrayRef<unsigned> dims) {
-      return dimsMap(ctx, n, dims);
-    };
-    Type f64 = b.getF64Type(), i8 = b.getI8Type();
-    Value key = op.getKey(), value = op.getValue(), round = op.getRound();
-    Value tokens = op.getTokens(), doublings = op.getDoublings();
-    OpFoldResult B = typedSize(b, tokens, 0), H = typedSize(b, tokens, 1),
-                 L0 = typedSize(b, tokens, 2);
-    Value dV = toIndex(b, typedSize(b, key, 3)),
-          dvV = toIndex(b, typedSize(b, value, 3));
-    // Middle token j is cache row S' + j.
-    Value mid0 = buildCompressedLayout(b, toIndex(b, typedSize(b, key, 2)),
-                                       p.sink, p.recent, p.rounds)
-                     .sink;
-    Value len = arith::ShRUIOp::create(b, toIndex(b, L0), round);
-    const double expScale = p.temperature * op.getKernelScale();
-    const int64_t blockSize = p.blockSize;
-    Value roundI32 = arith::IndexCastOp::create(b, b.getI32Type(), round);
-    auto load = [&](ImplicitLocOpBuilder &nb, Value t, Value bi, Value hi,
-                    Value row, Value x) {
-      return widen(nb, tensor::ExtractOp::create(nb, t, ValueRange{bi, hi, row, x}),
-                   f64);
-    };
-
-    Value signs = filled(b, {B, H, L0}, arith::ConstantIntOp::create(b, i8, 0));
-    Value result = forEachHead(
-        b, toIndex(b, B), toIndex(b, H), {signs},
-        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
-          Value bsV = cIdx(hb, blockSize);
-          Value nBlocks = arith::CeilDivUIOp::create(hb, len, bsV);
-          return forLoop(
-              hb, cIdx(hb, 0), nBlocks, {ha[0]},
-              [&](ImplicitLocOpBuilder &kb, Value blk, ValueRange ka) {
-                Value start = arith::MulIOp::create(kb, blk, bsV);
-                Value bsz = arith::MinUIOp::create(
-                    kb, bsV, arith::SubIOp::create(kb, len, start));
-                OpFoldResult bszF = bsz;
-                auto rowOf = [&](ImplicitLocOpBuilder &nb, Value r) -> Value {
-                  Value t = tensor::ExtractOp::create(
-                      nb, tokens,
-                      ValueRange{bi, hi, arith::AddIOp::create(nb, start, r)});
-                  return arith::AddIOp::create(
-                      nb, mid0,
-                      arith::IndexCastOp::create(nb, nb.getIndexType(), t));
-                };
-                // w_r = 2^doublings exactly: the exponent field of an f64.
-                auto weightOf = [&](ImplicitLocOpBuilder &nb, Value r) -> Value {
-                  Value d = tensor::ExtractOp::create(
-                      nb, doublings,
-                      ValueRange{bi, hi, arith::AddIOp::create(nb, start, r)});
-                  Value e = arith::AddIOp::create(
-                      nb, arith::ExtSIOp::create(nb, nb.getI64Type(), d),
-                      arith::ConstantIntOp::create(nb, nb.getI64Type(), 1023));
-                  Value bits = arith::ShLIOp::create(
-                      nb, e, arith::ConstantIntOp::create(nb, nb.getI64Type(), 52));
-                  return arith::BitcastOp::create(nb, f64, bits);
-                };
-                // Sum of the block's keys, then centred keys k - sum / b.
-                Value ksum = filled(kb, {OpFoldResult(dV)}, cF(kb, f64, 0.0));
-                Value rows = tensor::EmptyOp::create(
-                    kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dV)}, f64);
-                ksum = generic(kb, {rows}, {ksum}, {map(2, {0, 1}), map(2, {1})},
-                               "rp",
-                               [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                                 Value k = load(nb, key, bi, hi,
-                                                rowOf(nb, linalgIndex(nb, 0)),
-                                                linalgIndex(nb, 1));
-                                 return SmallVector<Value>{
-                                     arith::AddFOp::create(nb, x[1], k)};
-                               })[0];
-                Value bszF64 = arith::UIToFPOp::create(
-                    kb, f64,
-                    arith::IndexCastUIOp::create(kb, kb.getI64Type(), bsz));
-                Value kc = generic(
-                    kb, {ksum}, {rows}, {map(2, {1}), map(2, {0, 1})}, "pp",
-                    [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                      Value k = load(nb, key, bi, hi,
-                                     rowOf(nb, linalgIndex(nb, 0)),
-                                     linalgIndex(nb, 1));
-                      Value mean = arith::DivFOp::create(nb, x[0], bszF64);
-                      return SmallVector<Value>{
-                          arith::SubFOp::create(nb, k, mean)};
-                    })[0];
-                Value wv = tensor::EmptyOp::create(
-                    kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dvV)}, f64);
-                wv = generic(kb, {}, {wv}, {map(2, {0, 1})}, "pp",
-                             [&](ImplicitLocOpBuilder &nb, ValueRange) {
-                               Value r = linalgIndex(nb, 0);
-                               Value v = load(nb, value, bi, hi, rowOf(nb, r),
-                                              linalgIndex(nb, 1));
-                               return SmallVector<Value>{arith::MulFOp::create(
-                                   nb, weightOf(nb, r), v)};
-                             })[0];
-                // Gram G_ij = exp(tau s <kc_i, kc_j>) (<wv_i, wv_j> + c0).
-                auto gramOf = [&](Value x) {
-                  Value g = filled(kb, {bszF, bszF}, cF(kb, f64, 0.0));
-                  return generic(
-                      kb, {x, x}, {g},
-                      {map(3, {0, 2}), map(3, {1, 2}), map(3, {0, 1})}, "ppr",
-                      [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                        return SmallVector<Value>{arith::AddFOp::create(
-                            nb, a[2], arith::MulFOp::create(nb, a[0], a[1]))};
-                      })[0];
-                };
-                Value kk = gramOf(kc), vv = gramOf(wv);
-                AffineMap id2 = map(2, {0, 1});
-                Value gram = generic(
-                    kb, {vv}, {kk}, {id2, id2}, "pp",
-                    [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                      Value e = math::ExpOp::create(
-                          nb, arith::MulFOp::create(nb, a[1],
-                                                    cF(nb, f64, expScale)));
-                      return SmallVector<Value>{arith::MulFOp::create(
-                          nb, e,
-                          arith::AddFOp::create(nb, a[0], cF(nb, f64, p.c0)))};
-                    })[0];
-                // The walk carries the running sums S_k = sum_{j<i} G_kj s_j.
-                Value s0 = filled(kb, {bszF}, cF(kb, f64, 0.0));
-                auto walk = forLoop(
-                    kb, cIdx(kb, 0), bsz, {s0, ka[0]},
-                    [&](ImplicitLocOpBuilder &wb, Value i, ValueRange wa) {
-                      Value si = tensor::ExtractOp::create(wb, wa[0], i);
-                      Value prob = arith::SubFOp::create(
-                          wb, cF(wb, f64, 0.5),
-                          arith::MulFOp::create(wb, cF(wb, f64, p.gamma), si));
-                      prob = arith::MinimumFOp::create(
-                          wb,
-                          arith::MaximumFOp::create(wb, prob, cF(wb, f64, 0.0)),
-                          cF(wb, f64, 1.0));
-                      Value u = widen(wb,
-                                      buildSpecUniform(wb, p.seed, i, blk,
-                                                       roundI32, bi, hi),
-                                      f64);
-                      Value plus = arith::CmpFOp::create(
-                          wb, arith::CmpFPredicate::OLT, u, prob);
-                      Value sg = arith::SelectOp::create(
-                          wb, plus, cF(wb, f64, 1.0), cF(wb, f64, -1.0));
-                      Value sg8 = arith::SelectOp::create(
-                          wb, plus, arith::ConstantIntOp::create(wb, i8, 1),
-                          arith::ConstantIntOp::create(wb, i8, -1));
-                      Value sigma = tensor::InsertOp::create(
-                          wb, sg8, wa[1],
-                          ValueRange{bi, hi, arith::AddIOp::create(wb, start, i)});
-                      Value s = generic(
-                          wb, {}, {wa[0]}, {map(1, {0})}, "p",
-                          [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                            Value g = tensor::ExtractOp::create(
-                                nb, gram, ValueRange{linalgIndex(nb, 0), i});
-                            return SmallVector<Value>{arith::AddFOp::create(
-                                nb, a[0], arith::MulFOp::create(nb, g, sg))};
-                          })[0];
-                      return SmallVector<Value>{s, sigma};
-                    });
-                return SmallVector<Value>{walk[1]};
-              });
-        })[0];
-    rewriter.replaceOp(op, castToResults(b, {result}, op));
+    Value signs = WalkLowering(b, op).run();
+    rewriter.replaceOp(op, castToResults(b, {signs}, op));
     return success();
   }
 };
