@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <cmath>
@@ -58,6 +59,14 @@ std::optional<double> positiveFinite(std::optional<double> c, bool invert) {
 bool isZeroInit(Value init) {
   if (auto fill = init.getDefiningOp<linalg::FillOp>())
     return matchPattern(fill.getInputs()[0], m_AnyZeroFloat());
+  // A generalised fill: a generic without inputs yielding zero.
+  if (auto g = init.getDefiningOp<linalg::GenericOp>();
+      g && g.getNumDpsInputs() == 0 &&
+      g.getRegion().front().getOperations().size() == 1)
+    return matchPattern(
+        cast<linalg::YieldOp>(g.getRegion().front().getTerminator())
+            .getOperand(0),
+        m_AnyZeroFloat());
   return matchPattern(init, m_AnyZeroFloat());
 }
 
@@ -147,8 +156,19 @@ bool matchWithRowBroadcast(linalg::GenericOp g, Value &x, Value &row) {
   if (g.getNumDpsInputs() != 2 || !allParallel(g))
     return false;
   auto maps = g.getIndexingMapsArray();
-  if (!maps[0].isIdentity() ||
-      maps[1].getNumResults() + 1 != maps[0].getNumResults())
+  if (!maps[0].isIdentity())
+    return false;
+  // The row: the leading dims, optionally with a keepdim unit dim (index 0).
+  AffineMap rowMap = maps[1];
+  unsigned rank = maps[0].getNumResults();
+  if (rowMap.getNumResults() == rank) {
+    if (rowMap.getResult(rank - 1) !=
+        getAffineConstantExpr(0, g.getContext()))
+      return false;
+    rowMap = rowMap.dropResult(rank - 1);
+  }
+  if (rowMap != AffineMap::getMultiDimIdentityMap(rank, g.getContext())
+                    .dropResult(rank - 1))
     return false;
   Operation *body = singleBodyOp(g);
   if (!body || !isa<OpTy>(body) || argNumber(g, body->getOperand(0)) != 0 ||
@@ -508,15 +528,55 @@ struct RaiseAttention : OpInterfaceRewritePattern<linalg::LinalgOp> {
   }
 };
 
+/// The ops that start a softmax the raise looks for: linalg.softmax, and
+/// the max reduction of a decomposed one.
+bool isSoftmaxStart(Operation *op) {
+  if (isa<linalg::SoftmaxOp>(op))
+    return true;
+  auto g = dyn_cast<linalg::GenericOp>(op);
+  return g && g.getNumReductionLoops() == 1 && singleBodyOp(g) &&
+         isa<arith::MaximumFOp, arith::MaxNumFOp>(singleBodyOp(g));
+}
+
+int64_t countOps(Operation *root, llvm::function_ref<bool(Operation *)> pred) {
+  int64_t n = 0;
+  root->walk([&](Operation *op) { n += pred(op); });
+  return n;
+}
+
 struct BalanceKVRaiseAttentionPass
     : balancekv::impl::BalanceKVRaiseAttentionPassBase<
           BalanceKVRaiseAttentionPass> {
-  void runOnOperation() override {
+  using BalanceKVRaiseAttentionPassBase::BalanceKVRaiseAttentionPassBase;
+
+  LogicalResult raise(Operation *root) {
     RewritePatternSet patterns(&getContext());
     populateRaiseAttentionPatterns(patterns);
     // Dead producers (softmax, Q·Kᵀ, ...) are erased by the driver.
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    return applyPatternsGreedily(root, std::move(patterns));
+  }
+
+  void runOnOperation() override {
+    // As written first.
+    if (failed(raise(getOperation())))
       return signalPassFailure();
+    // Functions with a softmax left: raise a normalised copy, and keep it
+    // only if that raised something.
+    SmallVector<FunctionOpInterface> candidates;
+    getOperation()->walk([&](FunctionOpInterface fn) {
+      if (!fn.isExternal() && countOps(fn, isSoftmaxStart) > 0)
+        candidates.push_back(fn);
+    });
+    for (FunctionOpInterface fn : candidates) {
+      auto isAttention = [](Operation *op) { return isa<AttentionOp>(op); };
+      const int64_t before = countOps(fn, isAttention);
+      Operation *copy = fn->clone();
+      if (succeeded(normalizeAttentionIR(copy)) && succeeded(raise(copy)) &&
+          countOps(copy, isAttention) > before)
+        fn.getFunctionBody().takeBody(
+            cast<FunctionOpInterface>(copy).getFunctionBody());
+      copy->destroy();
+    }
   }
 };
 

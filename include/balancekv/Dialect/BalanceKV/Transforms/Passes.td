@@ -24,6 +24,22 @@ def BalanceKVRaiseAttentionPass : Pass<"balancekv-raise-attention"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def BalanceKVNormalizeAttentionPass : Pass<"balancekv-normalize-attention"> {
+  let summary = "Bring front-end attention IR into the shape the raise matches";
+  let description = [{
+    What `--balancekv-raise-attention` does to a copy of each function before
+    matching (it keeps the copy only when something was raised), as a pass
+    of its own to see that shape: named linalg ops generalised, heads folded
+    into a batch dim around a contraction unfolded (`[B*H, ...]`
+    contractions become `[B, H, ...]` ones), keepdim reductions read without
+    their unit-dim re-expansion, data-movement generics (broadcasts,
+    transposes, constants) fused into their consumers, then CSE.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::affine::AffineDialect"];
+}
+
 def BalanceKVCompressKVCachePass : Pass<"balancekv-compress-kv-cache"> {
   let summary = "Rewrite attention into compress + weighted_attention";
   let description = [{

@@ -19,6 +19,14 @@ namespace balancekv {
 /// causal mask, softmax, contraction) => balancekv.attention.
 void populateRaiseAttentionPatterns(mlir::RewritePatternSet &patterns);
 
+/// The patterns that bring front ends' attention into one shape before
+/// raising (NormalizeAttention.cpp): named ops generalised, heads folded
+/// into a batch dim around contractions unfolded, keepdim re-expansions read
+/// through, data-movement generics fused into their consumers.
+void populateAttentionNormalizationPatterns(mlir::RewritePatternSet &patterns);
+/// Those patterns, bounded, then CSE; fails when the IR does not settle.
+llvm::LogicalResult normalizeAttentionIR(mlir::Operation *root);
+
 /// Which attention --balancekv-compress-kv-cache rewrites, and how.
 struct CompressKVCacheOptions {
   CompressionMethod method = CompressionMethod::Balance;
