@@ -394,67 +394,101 @@ Value matchRepeatKV(Value v) {
 // The pattern
 //===----------------------------------------------------------------------===//
 
+/// What the raise found, from the P·V contraction backwards.
+struct AttentionMatch {
+  BatchedContraction pv, qk;
+  Value logits;
+  double scale = 1.0;
+  bool causal = false;
+  SmallVector<int64_t> qPerm, kPerm, vPerm;
+  Type elem;
+};
+
+/// Matches attention ending in `pvOp`; otherwise says which step failed.
+FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
+                                         std::string &why) {
+  auto fail = [&](StringRef step) -> FailureOr<AttentionMatch> {
+    why = step.str();
+    return failure();
+  };
+  if (pvOp->getNumResults() != 1)
+    return fail("P·V: not a single-result op");
+  auto pv = matchContraction(pvOp->getResult(0));
+  if (!pv)
+    return fail("P·V: not a batched contraction accumulating into zeros");
+  AttentionMatch m;
+  m.pv = *pv;
+  const auto &dv = pv->dims;
+  // P = softmax(logits), laid out [batch..., m, k].
+  SmallVector<unsigned> pOrder(dv.batch.begin(), dv.batch.end());
+  pOrder.append({dv.m[0], dv.k[0]});
+  AffineMap pMap = pvOp.getIndexingMapsArray()[0];
+  for (unsigned i = 0; i < pOrder.size(); ++i)
+    if (pMap.getNumResults() != pOrder.size() ||
+        !pMap.isProjectedPermutation() || pMap.getDimPosition(i) != pOrder[i])
+      return fail("P·V: P is not laid out [batch..., L, N]");
+  Value logits = matchSoftmax(pvOp.getDpsInputs()[0]);
+  if (!logits)
+    return fail("softmax: P is not exp(x - max) / sum over the last dim "
+                "(or linalg.softmax)");
+  Value unmasked;
+  if (matchCausalMask(logits, unmasked)) {
+    m.causal = true;
+    logits = unmasked;
+  }
+  Value unscaled;
+  if (auto s = matchScale(logits, unscaled)) {
+    m.scale = *s;
+    logits = unscaled;
+  }
+  auto qk = matchContraction(logits);
+  if (!qk || qk->dims.batch.size() != dv.batch.size())
+    return fail("Q·Kᵀ: the logits (after an optional scale and causal mask) "
+                "are not a batched contraction like P·V's");
+  m.qk = *qk;
+  m.logits = logits;
+  const auto &dq = qk->dims;
+  // Q [batch, L, D], K [batch, N, D], V [batch, N, Dv].
+  SmallVector<unsigned> qWant(dq.batch.begin(), dq.batch.end()),
+      kWant(dq.batch.begin(), dq.batch.end()),
+      vWant(dv.batch.begin(), dv.batch.end());
+  qWant.append({dq.m[0], dq.k[0]});
+  kWant.append({dq.n[0], dq.k[0]});
+  vWant.append({dv.k[0], dv.n[0]});
+  auto elemOf = [](Value v) { return getElementTypeOrSelf(v.getType()); };
+  m.elem = elemOf(pvOp->getResult(0));
+  if (!isa<Float16Type, BFloat16Type, Float32Type>(m.elem))
+    return fail("element type: not f16, bf16 or f32");
+  for (Value x : {qk->op.getDpsInputs()[0], qk->op.getDpsInputs()[1],
+                  pvOp.getDpsInputs()[1], logits})
+    if (elemOf(x) != m.elem)
+      return fail("element types: Q, K, V, logits and output differ");
+  auto qPerm = orderPermutation(*qk, 0, qWant);
+  auto kPerm = orderPermutation(*qk, 1, kWant);
+  auto vPerm = orderPermutation(*pv, 1, vWant);
+  if (!qPerm || !kPerm || !vPerm)
+    return fail("layout: Q, K or V cannot be viewed as [batch..., seq, dim]");
+  m.qPerm = *qPerm;
+  m.kPerm = *kPerm;
+  m.vPerm = *vPerm;
+  return m;
+}
+
 struct RaiseAttention : OpInterfaceRewritePattern<linalg::LinalgOp> {
   using OpInterfaceRewritePattern::OpInterfaceRewritePattern;
 
   LogicalResult matchAndRewrite(linalg::LinalgOp pvOp,
                                 PatternRewriter &rewriter) const override {
-    if (pvOp->getNumResults() != 1)
-      return failure();
-    auto pv = matchContraction(pvOp->getResult(0));
-    if (!pv)
-      return rewriter.notifyMatchFailure(pvOp, "not a batched contraction");
-    const auto &dv = pv->dims;
-    // P = softmax(logits), laid out [batch..., m, k].
-    SmallVector<unsigned> pOrder(dv.batch.begin(), dv.batch.end());
-    pOrder.append({dv.m[0], dv.k[0]});
-    AffineMap pMap = pvOp.getIndexingMapsArray()[0];
-    for (unsigned i = 0; i < pOrder.size(); ++i)
-      if (pMap.getNumResults() != pOrder.size() ||
-          !pMap.isProjectedPermutation() || pMap.getDimPosition(i) != pOrder[i])
-        return rewriter.notifyMatchFailure(pvOp, "P not [batch, L, N]");
-    Value logits = matchSoftmax(pvOp.getDpsInputs()[0]);
-    if (!logits)
-      return rewriter.notifyMatchFailure(pvOp, "no softmax feeding P");
-
-    bool causal = false;
-    Value unmasked;
-    if (matchCausalMask(logits, unmasked)) {
-      causal = true;
-      logits = unmasked;
-    }
-    double scale = 1.0;
-    Value unscaled;
-    if (auto s = matchScale(logits, unscaled)) {
-      scale = *s;
-      logits = unscaled;
-    }
-    auto qk = matchContraction(logits);
-    if (!qk || qk->dims.batch.size() != dv.batch.size())
-      return rewriter.notifyMatchFailure(pvOp, "no Q·Kᵀ contraction");
+    std::string why;
+    FailureOr<AttentionMatch> m = matchAttention(pvOp, why);
+    if (failed(m))
+      return rewriter.notifyMatchFailure(pvOp, why);
+    BatchedContraction *pv = &m->pv, *qk = &m->qk;
     const auto &dq = qk->dims;
-
-    // Q [batch, L, D], K [batch, N, D], V [batch, N, Dv].
-    SmallVector<unsigned> qWant(dq.batch.begin(), dq.batch.end()),
-        kWant(dq.batch.begin(), dq.batch.end()),
-        vWant(dv.batch.begin(), dv.batch.end());
-    qWant.append({dq.m[0], dq.k[0]});
-    kWant.append({dq.n[0], dq.k[0]});
-    vWant.append({dv.k[0], dv.n[0]});
-
-    auto elemOf = [](Value v) { return getElementTypeOrSelf(v.getType()); };
-    Type et = elemOf(pvOp->getResult(0));
-    if (!isa<Float16Type, BFloat16Type, Float32Type>(et))
-      return rewriter.notifyMatchFailure(pvOp, "unsupported element type");
-    for (Value x : {qk->op.getDpsInputs()[0], qk->op.getDpsInputs()[1],
-                    pvOp.getDpsInputs()[1], logits})
-      if (elemOf(x) != et)
-        return rewriter.notifyMatchFailure(pvOp, "mixed element types");
-    auto qPerm = orderPermutation(*qk, 0, qWant);
-    auto kPerm = orderPermutation(*qk, 1, kWant);
-    auto vPerm = orderPermutation(*pv, 1, vWant);
-    if (!qPerm || !kPerm || !vPerm)
-      return rewriter.notifyMatchFailure(pvOp, "operand layout");
+    double scale = m->scale;
+    const bool causal = m->causal;
+    Type et = m->elem;
+    auto *qPerm = &m->qPerm, *kPerm = &m->kPerm, *vPerm = &m->vPerm;
 
     // Matched: from here on the IR changes.
     rewriter.setInsertionPoint(pvOp);
@@ -533,15 +567,52 @@ struct RaiseAttention : OpInterfaceRewritePattern<linalg::LinalgOp> {
 bool isSoftmaxStart(Operation *op) {
   if (isa<linalg::SoftmaxOp>(op))
     return true;
+  // Also PyTorch's max + argmax in one generic (normalisation drops the
+  // unused argmax).
   auto g = dyn_cast<linalg::GenericOp>(op);
-  return g && g.getNumReductionLoops() == 1 && singleBodyOp(g) &&
-         isa<arith::MaximumFOp, arith::MaxNumFOp>(singleBodyOp(g));
+  return g && g.getNumReductionLoops() == 1 &&
+         llvm::any_of(g.getRegion().front(), [](Operation &inner) {
+           return isa<arith::MaximumFOp, arith::MaxNumFOp>(inner);
+         });
 }
 
 int64_t countOps(Operation *root, llvm::function_ref<bool(Operation *)> pred) {
   int64_t n = 0;
   root->walk([&](Operation *op) { n += pred(op); });
   return n;
+}
+
+/// A remark on every softmax left in `root`: which step of the match failed,
+/// for the contraction its result feeds (searched a few ops downstream).
+void explainRemaining(Operation *root) {
+  root->walk([&](Operation *start) {
+    if (!isSoftmaxStart(start))
+      return;
+    SmallVector<Operation *> frontier{start};
+    DenseSet<Operation *> seen{start};
+    linalg::LinalgOp pv;
+    for (int depth = 0; depth < 8 && !pv && !frontier.empty(); ++depth) {
+      SmallVector<Operation *> next;
+      for (Operation *op : frontier)
+        for (Operation *user : op->getUsers()) {
+          if (!seen.insert(user).second)
+            continue;
+          auto lop = dyn_cast<linalg::LinalgOp>(user);
+          if (lop && lop->getNumResults() == 1 &&
+              matchContraction(lop->getResult(0))) {
+            pv = lop;
+            break;
+          }
+          next.push_back(user);
+        }
+      frontier = std::move(next);
+    }
+    std::string why = "P·V: no batched contraction consumes the softmax";
+    if (pv)
+      (void)matchAttention(pv, why);
+    start->emitRemark() << "balancekv-raise-attention: softmax not raised: "
+                        << why;
+  });
 }
 
 struct BalanceKVRaiseAttentionPass
@@ -571,10 +642,15 @@ struct BalanceKVRaiseAttentionPass
       auto isAttention = [](Operation *op) { return isa<AttentionOp>(op); };
       const int64_t before = countOps(fn, isAttention);
       Operation *copy = fn->clone();
-      if (succeeded(normalizeAttentionIR(copy)) && succeeded(raise(copy)) &&
+      const bool normalized = succeeded(normalizeAttentionIR(copy));
+      if (normalized && succeeded(raise(copy)) &&
           countOps(copy, isAttention) > before)
         fn.getFunctionBody().takeBody(
             cast<FunctionOpInterface>(copy).getFunctionBody());
+      // Why the softmaxes left are left, on the normalised form (the
+      // original's when normalisation did not settle).
+      if (remarks)
+        explainRemaining(normalized ? copy : fn.getOperation());
       copy->destroy();
     }
   }

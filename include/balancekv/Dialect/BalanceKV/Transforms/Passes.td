@@ -19,7 +19,18 @@ def BalanceKVRaiseAttentionPass : Pass<"balancekv-raise-attention"> {
     dimension (`[B*H, N, D]`) or explicit (`[B, H, N, D]`), and GQA may be
     written as a broadcast of the KV heads. Anything that does not match
     exactly is left untouched.
+
+    What front ends emit around attention (PyTorch through torch-mlir,
+    JAX through IREE's StableHLO input, IREE input IR) differs from that in
+    data movement only: functions with a softmax left after the first try
+    are tried again on a normalised copy (`--balancekv-normalize-attention`),
+    which replaces the function only if it raised something. With `remarks`,
+    every softmax left un-raised gets a remark naming the step that failed.
   }];
+  let options = [
+    Option<"remarks", "remarks", "bool", "false",
+           "emit a remark on every softmax left un-raised, saying why">
+  ];
   let dependentDialects = ["::balancekv::BalanceKVDialect",
                            "::mlir::tensor::TensorDialect"];
 }
