@@ -131,6 +131,43 @@ struct UnfoldHeadsOfContraction : OpRewritePattern<tensor::ExpandShapeOp> {
     return true;
   }
 
+  /// `in` = collapse_shape(x) folding x's leading dims into B*H, as
+  /// [B, H, ...]: x itself ([B, H, ...] -> [B*H, ...]), or x with its head
+  /// dims merged ([B, Hkv, G, ...] -> [B*Hkv*G, ...], GQA's repeated KV,
+  /// becomes [B, Hkv*G, ...]). Null otherwise.
+  static Value unfoldInput(PatternRewriter &rewriter, Value in, int64_t batch,
+                           int64_t heads) {
+    auto collapse = in.getDefiningOp<tensor::CollapseShapeOp>();
+    if (!collapse)
+      return {};
+    auto groups = collapse.getReassociationIndices();
+    auto src = collapse.getSrcType();
+    if (groups.empty() || groups[0].size() < 2)
+      return {};
+    for (size_t i = 1; i < groups.size(); ++i)
+      if (groups[i].size() != 1)
+        return {};
+    const int64_t lead = groups[0].size();
+    if (src.getDimSize(0) != batch)
+      return {};
+    int64_t h = 1;
+    for (int64_t d = 1; d < lead; ++d)
+      h = ShapedType::isDynamic(src.getDimSize(d)) || h == ShapedType::kDynamic
+              ? ShapedType::kDynamic
+              : h * src.getDimSize(d);
+    if (h != heads)
+      return {};
+    if (lead == 2)
+      return collapse.getSrc();
+    SmallVector<ReassociationIndices> merge{{0}, {}};
+    for (int64_t d = 1; d < lead; ++d)
+      merge[1].push_back(d);
+    for (int64_t d = lead; d < src.getRank(); ++d)
+      merge.push_back({d});
+    return tensor::CollapseShapeOp::create(rewriter, collapse.getLoc(),
+                                           collapse.getSrc(), merge);
+  }
+
   LogicalResult matchAndRewrite(tensor::ExpandShapeOp expand,
                                 PatternRewriter &rewriter) const override {
     if (!splitsLeadingPair(expand.getReassociationIndices()))
@@ -149,14 +186,14 @@ struct UnfoldHeadsOfContraction : OpRewritePattern<tensor::ExpandShapeOp> {
         return rewriter.notifyMatchFailure(expand, "batch is not d0");
     if (g.getIteratorTypesArray()[0] != utils::IteratorType::parallel)
       return rewriter.notifyMatchFailure(expand, "d0 is not parallel");
+    if (ShapedType::isDynamic(heads))
+      return rewriter.notifyMatchFailure(expand, "dynamic head count");
     SmallVector<Value> inputs;
     for (Value in : g.getDpsInputs()) {
-      auto collapse = in.getDefiningOp<tensor::CollapseShapeOp>();
-      if (!collapse || !splitsLeadingPair(collapse.getReassociationIndices()) ||
-          collapse.getSrcType().getDimSize(1) != heads ||
-          ShapedType::isDynamic(heads))
+      Value unfolded = unfoldInput(rewriter, in, outType.getDimSize(0), heads);
+      if (!unfolded)
         return rewriter.notifyMatchFailure(expand, "input not [B, H] folded");
-      inputs.push_back(collapse.getSrc());
+      inputs.push_back(unfolded);
     }
     Value fill = fillValue(g.getDpsInits()[0]);
     if (!fill)

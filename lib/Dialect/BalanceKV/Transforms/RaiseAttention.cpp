@@ -394,6 +394,20 @@ Value matchRepeatKV(Value v) {
 // The pattern
 //===----------------------------------------------------------------------===//
 
+/// x through an elementwise float conversion (extf / truncf generic), as
+/// front ends write a softmax in f32 between f16 contractions.
+Value throughFloatCast(Value v) {
+  auto g = v.getDefiningOp<linalg::GenericOp>();
+  if (!g || g.getNumDpsInputs() != 1 || !allParallel(g) ||
+      !g.getIndexingMapsArray()[0].isIdentity())
+    return v;
+  Operation *body = singleBodyOp(g);
+  if (!body || !isa<arith::ExtFOp, arith::TruncFOp>(body) ||
+      argNumber(g, body->getOperand(0)) != 0)
+    return v;
+  return g.getDpsInputs()[0];
+}
+
 /// What the raise found, from the P·V contraction backwards.
 struct AttentionMatch {
   BatchedContraction pv, qk;
@@ -427,10 +441,13 @@ FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
     if (pMap.getNumResults() != pOrder.size() ||
         !pMap.isProjectedPermutation() || pMap.getDimPosition(i) != pOrder[i])
       return fail("P·V: P is not laid out [batch..., L, N]");
-  Value logits = matchSoftmax(pvOp.getDpsInputs()[0]);
+  // A softmax in f32 over f16 logits (Hugging Face, JAX's .astype):
+  // attention computes it in f32 anyway.
+  Value logits = matchSoftmax(throughFloatCast(pvOp.getDpsInputs()[0]));
   if (!logits)
     return fail("softmax: P is not exp(x - max) / sum over the last dim "
                 "(or linalg.softmax)");
+  logits = throughFloatCast(logits);
   Value unmasked;
   if (matchCausalMask(logits, unmasked)) {
     m.causal = true;
@@ -439,7 +456,7 @@ FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
   Value unscaled;
   if (auto s = matchScale(logits, unscaled)) {
     m.scale = *s;
-    logits = unscaled;
+    logits = throughFloatCast(unscaled);
   }
   auto qk = matchContraction(logits);
   if (!qk || qk->dims.batch.size() != dv.batch.size())
