@@ -225,6 +225,252 @@ Value matchSoftmax(Value v) {
   return x;
 }
 
+//===----------------------------------------------------------------------===//
+// Masks built from indices
+//===----------------------------------------------------------------------===//
+
+/// Front ends build causal masks from iota compares (jnp.where, torch.where
+/// on aranges): small tensors computed from constants and linalg.index
+/// alone. Evaluates such a tensor (row-major; integers and i1 as doubles,
+/// exact below 2^53), or nullopt when anything else feeds it or it is large.
+class MaskEvaluator {
+public:
+  std::optional<std::vector<double>> evaluate(Value v) {
+    auto t = dyn_cast<RankedTensorType>(v.getType());
+    if (!t || !t.hasStaticShape() || t.getNumElements() > kMaxElements ||
+        ++steps > kMaxSteps)
+      return std::nullopt;
+    if (auto it = cache.find(v); it != cache.end())
+      return it->second;
+    std::optional<std::vector<double>> r = compute(v, t);
+    if (r)
+      cache[v] = *r;
+    return r;
+  }
+
+private:
+  static constexpr int64_t kMaxElements = int64_t(1) << 20;
+  static constexpr int64_t kMaxSteps = 64;
+
+  static std::optional<double> scalarConstant(Attribute a) {
+    if (auto f = dyn_cast<FloatAttr>(a))
+      return f.getValueAsDouble();
+    if (auto i = dyn_cast<IntegerAttr>(a))
+      return i.getType().isInteger(1) ? double(i.getValue().getBoolValue())
+                                      : double(i.getValue().getSExtValue());
+    return std::nullopt;
+  }
+
+  std::optional<std::vector<double>> compute(Value v, RankedTensorType t) {
+    const int64_t n = t.getNumElements();
+    Operation *def = v.getDefiningOp();
+    if (!def)
+      return std::nullopt;
+    DenseElementsAttr dense;
+    if (matchPattern(v, m_Constant(&dense))) {
+      std::vector<double> out;
+      out.reserve(n);
+      for (Attribute a : dense.getValues<Attribute>()) {
+        auto x = scalarConstant(a);
+        if (!x)
+          return std::nullopt;
+        out.push_back(*x);
+      }
+      return out;
+    }
+    if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(def))
+      return evaluate(def->getOperand(0)); // row-major order is kept
+    if (auto fill = dyn_cast<linalg::FillOp>(def)) {
+      Attribute a;
+      if (!matchPattern(fill.getInputs()[0], m_Constant(&a)))
+        return std::nullopt;
+      auto x = scalarConstant(a);
+      return x ? std::optional(std::vector<double>(n, *x)) : std::nullopt;
+    }
+    auto g = dyn_cast<linalg::GenericOp>(def);
+    if (!g || g->getNumResults() != 1 || !allParallel(g) ||
+        !g.getIndexingMapsArray().back().isIdentity())
+      return std::nullopt;
+    Block &body = g.getRegion().front();
+    if (!body.getArgument(g.getNumDpsInputs()).use_empty())
+      return std::nullopt; // reads its init
+    SmallVector<std::vector<double>> ins;
+    for (Value in : g.getDpsInputs()) {
+      auto x = evaluate(in);
+      if (!x)
+        return std::nullopt;
+      ins.push_back(std::move(*x));
+    }
+    auto maps = g.getIndexingMapsArray();
+    ArrayRef<int64_t> shape = t.getShape();
+    std::vector<double> out(n);
+    SmallVector<int64_t> idx(shape.size());
+    for (int64_t e = 0; e < n; ++e) {
+      for (int64_t d = int64_t(shape.size()) - 1, rest = e; d >= 0; --d) {
+        idx[d] = rest % shape[d];
+        rest /= shape[d];
+      }
+      DenseMap<Value, double> env;
+      for (auto [i, in] : llvm::enumerate(g.getDpsInputs())) {
+        auto inType = cast<RankedTensorType>(in.getType());
+        int64_t flat = 0;
+        for (auto [r, expr] : llvm::enumerate(maps[i].getResults())) {
+          int64_t at;
+          if (auto dim = dyn_cast<AffineDimExpr>(expr))
+            at = idx[dim.getPosition()];
+          else if (auto c = dyn_cast<AffineConstantExpr>(expr))
+            at = c.getValue();
+          else
+            return std::nullopt;
+          flat = flat * inType.getDimSize(r) + at;
+        }
+        env[body.getArgument(i)] = ins[i][flat];
+      }
+      for (Operation &op : body.without_terminator()) {
+        auto x = step(op, env, idx);
+        if (!x)
+          return std::nullopt;
+        env[op.getResult(0)] = *x;
+      }
+      Value y = body.getTerminator()->getOperand(0);
+      auto it = env.find(y);
+      if (it != env.end()) {
+        out[e] = it->second;
+        continue;
+      }
+      Attribute a;
+      if (!matchPattern(y, m_Constant(&a)) || !scalarConstant(a))
+        return std::nullopt;
+      out[e] = *scalarConstant(a);
+    }
+    return out;
+  }
+
+  /// One op of a generic's body on scalars.
+  static std::optional<double> step(Operation &op, DenseMap<Value, double> &env,
+                                    ArrayRef<int64_t> idx) {
+    if (op.getNumResults() != 1)
+      return std::nullopt;
+    auto arg = [&](unsigned i) -> std::optional<double> {
+      Value v = op.getOperand(i);
+      if (auto it = env.find(v); it != env.end())
+        return it->second;
+      Attribute a;
+      if (matchPattern(v, m_Constant(&a)))
+        return scalarConstant(a);
+      return std::nullopt;
+    };
+    if (auto index = dyn_cast<linalg::IndexOp>(op))
+      return double(idx[index.getDim()]);
+    if (auto c = dyn_cast<arith::ConstantOp>(op))
+      return scalarConstant(c.getValue());
+    SmallVector<double> a;
+    for (unsigned i = 0; i < op.getNumOperands(); ++i) {
+      auto x = arg(i);
+      if (!x)
+        return std::nullopt;
+      a.push_back(*x);
+    }
+    if (isa<arith::IndexCastOp, arith::IndexCastUIOp, arith::SIToFPOp,
+            arith::UIToFPOp, arith::ExtSIOp, arith::ExtUIOp, arith::ExtFOp,
+            arith::TruncFOp>(op))
+      return a[0];
+    if (isa<arith::AddIOp, arith::AddFOp>(op))
+      return a[0] + a[1];
+    if (isa<arith::SubIOp, arith::SubFOp>(op))
+      return a[0] - a[1];
+    if (isa<arith::MulIOp, arith::MulFOp>(op))
+      return a[0] * a[1];
+    if (isa<arith::NegFOp>(op))
+      return -a[0];
+    if (isa<arith::AndIOp>(op))
+      return double(a[0] != 0 && a[1] != 0);
+    if (isa<arith::OrIOp>(op))
+      return double(a[0] != 0 || a[1] != 0);
+    if (isa<arith::XOrIOp>(op))
+      return double((a[0] != 0) != (a[1] != 0));
+    if (isa<arith::SelectOp>(op))
+      return a[0] != 0 ? a[1] : a[2];
+    if (auto cmp = dyn_cast<arith::CmpIOp>(op)) {
+      using P = arith::CmpIPredicate;
+      switch (cmp.getPredicate()) {
+      case P::eq: return double(a[0] == a[1]);
+      case P::ne: return double(a[0] != a[1]);
+      case P::slt: case P::ult: return double(a[0] < a[1]);
+      case P::sle: case P::ule: return double(a[0] <= a[1]);
+      case P::sgt: case P::ugt: return double(a[0] > a[1]);
+      case P::sge: case P::uge: return double(a[0] >= a[1]);
+      }
+    }
+    if (auto cmp = dyn_cast<arith::CmpFOp>(op)) {
+      using P = arith::CmpFPredicate;
+      switch (cmp.getPredicate()) {
+      case P::OEQ: case P::UEQ: return double(a[0] == a[1]);
+      case P::ONE: case P::UNE: return double(a[0] != a[1]);
+      case P::OLT: case P::ULT: return double(a[0] < a[1]);
+      case P::OLE: case P::ULE: return double(a[0] <= a[1]);
+      case P::OGT: case P::UGT: return double(a[0] > a[1]);
+      case P::OGE: case P::UGE: return double(a[0] >= a[1]);
+      default: return std::nullopt;
+      }
+    }
+    return std::nullopt;
+  }
+
+  DenseMap<Value, std::vector<double>> cache;
+  int64_t steps = 0;
+};
+
+/// Whether `mask` (read through `map` by a generic over [..., L, N] loops)
+/// is causal: `keep(x)` for key j <= N - L + i, not elsewhere, the same for
+/// every leading index. Evaluates it (constants and iota compares).
+bool isCausalMask(Value mask, AffineMap map,
+                  llvm::function_ref<std::optional<bool>(double)> keep) {
+  unsigned r = map.getNumResults(), loops = map.getNumDims();
+  if (r < 2 || !map.isProjectedPermutation() ||
+      map.getDimPosition(r - 2) != loops - 2 ||
+      map.getDimPosition(r - 1) != loops - 1)
+    return false;
+  auto type = cast<RankedTensorType>(mask.getType());
+  if (!type.hasStaticShape())
+    return false;
+  int64_t l = type.getDimSize(r - 2), n = type.getDimSize(r - 1);
+  MaskEvaluator evaluator;
+  std::optional<std::vector<double>> values = evaluator.evaluate(mask);
+  if (!values)
+    return false;
+  for (int64_t e = 0, end = int64_t(values->size()); e < end; ++e) {
+    int64_t row = (e / n) % l, col = e % n;
+    std::optional<bool> kept = keep((*values)[e]);
+    if (!kept || *kept != (col <= n - l + row))
+      return false;
+  }
+  return true;
+}
+
+/// select(causal(i, j), x, very negative): the where() spelling. Sets
+/// `input`.
+bool matchCausalSelect(Value v, Value &input) {
+  auto g = v.getDefiningOp<linalg::GenericOp>();
+  if (!g || g.getNumDpsInputs() != 2 || !allParallel(g))
+    return false;
+  Operation *body = singleBodyOp(g);
+  auto sel = dyn_cast_or_null<arith::SelectOp>(body);
+  if (!sel)
+    return false;
+  int cond = argNumber(g, sel.getCondition()),
+      x = argNumber(g, sel.getTrueValue());
+  auto masked = matchFloatConstant(sel.getFalseValue());
+  if (cond < 0 || x < 0 || cond == x || !masked || *masked > -1e4 ||
+      !g.getIndexingMapsArray()[x].isIdentity())
+    return false;
+  if (!isCausalMask(g.getDpsInputs()[cond], g.getIndexingMapsArray()[cond],
+                    [](double c) { return std::optional<bool>(c != 0); }))
+    return false;
+  input = g.getDpsInputs()[x];
+  return true;
+}
+
 /// An additive constant mask [.., L, N] that is 0 where key j <= N - L + i
 /// and very negative elsewhere: the causal mask. Sets `input`.
 bool matchCausalMask(Value v, Value &input) {
@@ -245,8 +491,19 @@ bool matchCausalMask(Value v, Value &input) {
   for (int which = 0; which < 2; ++which) {
     Value mask = lop.getDpsInputs()[1 - which];
     DenseElementsAttr attr;
-    if (!maps[which].isIdentity() || !matchPattern(mask, m_Constant(&attr)))
+    if (!maps[which].isIdentity())
       continue;
+    if (!matchPattern(mask, m_Constant(&attr))) {
+      // Built from iota compares: evaluated.
+      if (!isCausalMask(mask, maps[1 - which], [](double x) {
+            return x == 0.0 ? std::optional<bool>(true)
+                   : x <= -1e4 ? std::optional<bool>(false)
+                               : std::nullopt;
+          }))
+        continue;
+      input = lop.getDpsInputs()[which];
+      return true;
+    }
     // The mask's last two indices must be the result's last two.
     AffineMap mm = maps[1 - which];
     unsigned r = mm.getNumResults(), loops = mm.getNumDims();
@@ -449,7 +706,8 @@ FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
                 "(or linalg.softmax)");
   logits = throughFloatCast(logits);
   Value unmasked;
-  if (matchCausalMask(logits, unmasked)) {
+  if (matchCausalMask(logits, unmasked) ||
+      matchCausalSelect(logits, unmasked)) {
     m.causal = true;
     logits = unmasked;
   }
