@@ -84,8 +84,10 @@ std::pair<Value, Value> writeHeadLayout(ImplicitLocOpBuilder &b, Value bi,
         b, cIdx(b, 0), count, {indices, logW},
         [&](ImplicitLocOpBuilder &wb, Value j, ValueRange a) {
           Value m = arith::AddIOp::create(wb, at0, j);
-          Value ni = tensor::InsertOp::create(wb, position(wb, j), a[0],
-                                              ValueRange{bi, hi, m});
+          Value pos = arith::IndexCastOp::create(wb, wb.getI32Type(),
+                                                 position(wb, j));
+          Value ni =
+              tensor::InsertOp::create(wb, pos, a[0], ValueRange{bi, hi, m});
           Value nl = a[1];
           if (lw)
             nl = tensor::InsertOp::create(
@@ -112,7 +114,8 @@ std::pair<Value, Value> writeHeadLayout(ImplicitLocOpBuilder &b, Value bi,
   return {indices, logW};
 }
 
-/// rows[b, h, m, :] = src[b, h, indices[b, h, m], :].
+/// rows[b, h, m, :] = src[b, h, indices[b, h, m], :]. The indices are i32
+/// (an index-typed tensor cannot cross IREE's dispatch boundaries).
 Value gatherRows(ImplicitLocOpBuilder &b, Value src, Value indices,
                  OpFoldResult B, OpFoldResult H, OpFoldResult M) {
   MLIRContext *ctx = b.getContext();
@@ -122,9 +125,11 @@ Value gatherRows(ImplicitLocOpBuilder &b, Value src, Value indices,
   return generic(b, {indices}, {out},
                  {dimsMap(ctx, 4, {0, 1, 2}), dimsMap(ctx, 4, {0, 1, 2, 3})},
                  "pppp", [&](ImplicitLocOpBuilder &nb, ValueRange a) {
+                   Value row = arith::IndexCastOp::create(
+                       nb, nb.getIndexType(), a[0]);
                    Value x = tensor::ExtractOp::create(
                        nb, src,
-                       ValueRange{linalgIndex(nb, 0), linalgIndex(nb, 1), a[0],
+                       ValueRange{linalgIndex(nb, 0), linalgIndex(nb, 1), row,
                                   linalgIndex(nb, 3)});
                    return SmallVector<Value>{x};
                  })[0];
@@ -328,7 +333,8 @@ SmallVector<Value> CompressLowering::run() {
   mV = layout.length;
   OpFoldResult M = mV;
 
-  Value indices = filled(b, {B, H, M}, cIdx(b, 0));
+  Value indices =
+      filled(b, {B, H, M}, arith::ConstantIntOp::create(b, b.getI32Type(), 0));
   Value logW = filled(b, {B, H, M}, cF(b, f32, 0.0));
   const CompressionMethod method = op.getMethod();
   auto perBatch = forLoop(
@@ -819,7 +825,8 @@ struct GatherKeptToLoops : OpRewritePattern<GatherKeptOp> {
     LayoutValues layout =
         buildCompressedLayout(b, n, p.sink, p.recent, p.rounds);
     OpFoldResult M = layout.length;
-    Value indices = filled(b, {B, H, M}, cIdx(b, 0));
+    Value indices = filled(b, {B, H, M},
+                           arith::ConstantIntOp::create(b, b.getI32Type(), 0));
     Value logW = filled(b, {B, H, M}, cF(b, b.getF32Type(), 0.0));
     auto perHead = forEachHead(
         b, toIndex(b, B), toIndex(b, H), {indices, logW},
