@@ -231,13 +231,52 @@ struct UnfoldHeadsOfContraction : OpRewritePattern<tensor::ExpandShapeOp> {
   }
 };
 
+/// expand_shape(elementwise(x)) => elementwise(expand_shape(x)) for a
+/// one-input, identity-map generic (the f32 -> f16 truncation PyTorch puts
+/// between a mixed-precision contraction and its [B*H] split), so that the
+/// split meets the contraction.
+struct ExpandBeforeElementwise : OpRewritePattern<tensor::ExpandShapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(tensor::ExpandShapeOp expand,
+                                PatternRewriter &rewriter) const override {
+    auto g = expand.getSrc().getDefiningOp<linalg::GenericOp>();
+    if (!g || !g->hasOneUse() || g.getNumDpsInputs() != 1 ||
+        g->getNumResults() != 1 || g.getNumLoops() != g.getNumParallelLoops() ||
+        !llvm::all_of(g.getIndexingMapsArray(),
+                      [](AffineMap m) { return m.isIdentity(); }) ||
+        !g.getDpsInputs()[0].getDefiningOp<linalg::LinalgOp>())
+      return rewriter.notifyMatchFailure(expand, "not of a unary elementwise op");
+    Location loc = g.getLoc();
+    auto outType = expand.getResultType();
+    auto inType = RankedTensorType::get(
+        outType.getShape(),
+        getElementTypeOrSelf(g.getDpsInputs()[0].getType()));
+    Value in = tensor::ExpandShapeOp::create(
+        rewriter, loc, inType, g.getDpsInputs()[0],
+        expand.getReassociationIndices(), expand.getMixedOutputShape());
+    Value init = tensor::EmptyOp::create(
+        rewriter, loc, tensor::getMixedSizes(rewriter, loc, in),
+        outType.getElementType());
+    unsigned rank = outType.getRank();
+    AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+    auto moved = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{outType}, ValueRange{in}, ValueRange{init},
+        SmallVector<AffineMap>{id, id},
+        SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel));
+    rewriter.cloneRegionBefore(g.getRegion(), moved.getRegion(),
+                               moved.getRegion().end());
+    rewriter.replaceOp(expand, moved->getResults());
+    return success();
+  }
+};
+
 } // namespace
 
 void balancekv::populateAttentionNormalizationPatterns(
     RewritePatternSet &patterns) {
   linalg::populateLinalgNamedOpsGeneralizationPatterns(patterns);
-  patterns.add<UnfoldHeadsOfContraction, FoldUnitExpandIntoIndexingMap>(
-      patterns.getContext());
+  patterns.add<UnfoldHeadsOfContraction, FoldUnitExpandIntoIndexingMap,
+               ExpandBeforeElementwise>(patterns.getContext());
   linalg::populateElementwiseOpsFusionPatterns(patterns, [](OpOperand *use) {
     auto producer = use->get().getDefiningOp<linalg::GenericOp>();
     return producer && movesDataOnly(producer);

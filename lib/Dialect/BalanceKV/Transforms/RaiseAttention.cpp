@@ -731,13 +731,17 @@ FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
   kWant.append({dq.n[0], dq.k[0]});
   vWant.append({dv.k[0], dv.n[0]});
   auto elemOf = [](Value v) { return getElementTypeOrSelf(v.getType()); };
-  m.elem = elemOf(pvOp->getResult(0));
+  // The attention's element type is Q's; contractions may accumulate in
+  // f32 over 16-bit inputs (mixed precision), as attention does.
+  m.elem = elemOf(qk->op.getDpsInputs()[0]);
   if (!isa<Float16Type, BFloat16Type, Float32Type>(m.elem))
     return fail("element type: not f16, bf16 or f32");
-  for (Value x : {qk->op.getDpsInputs()[0], qk->op.getDpsInputs()[1],
-                  pvOp.getDpsInputs()[1], logits})
+  for (Value x : {qk->op.getDpsInputs()[1], pvOp.getDpsInputs()[1]})
     if (elemOf(x) != m.elem)
-      return fail("element types: Q, K, V, logits and output differ");
+      return fail("element types: Q, K and V differ");
+  for (Value x : {Value(pvOp->getResult(0)), logits})
+    if (elemOf(x) != m.elem && !elemOf(x).isF32())
+      return fail("element types: logits or output neither Q's nor f32");
   auto qPerm = orderPermutation(*qk, 0, qWant);
   auto kPerm = orderPermutation(*qk, 1, kWant);
   auto vPerm = orderPermutation(*pv, 1, vWant);
@@ -830,6 +834,28 @@ struct RaiseAttention : OpInterfaceRewritePattern<linalg::LinalgOp> {
         causal ? rewriter.getUnitAttr() : UnitAttr());
     if (folded)
       att = tensor::CollapseShapeOp::create(rewriter, loc, att, reassoc);
+    // A mixed-precision P·V accumulated in f32: widen the result (the
+    // export's own truncation follows, as before).
+    if (rType.getElementType() != et) {
+      auto attT = cast<RankedTensorType>(att.getType());
+      auto wideT = attT.clone(rType.getElementType());
+      Value init = tensor::EmptyOp::create(
+          rewriter, loc, tensor::getMixedSizes(rewriter, loc, att),
+          rType.getElementType());
+      unsigned rank = attT.getRank();
+      AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+      att = linalg::GenericOp::create(
+                rewriter, loc, TypeRange{wideT}, ValueRange{att},
+                ValueRange{init}, SmallVector<AffineMap>{id, id},
+                SmallVector<utils::IteratorType>(rank,
+                                                 utils::IteratorType::parallel),
+                [&](OpBuilder &nb, Location l, ValueRange args) {
+                  Value w = arith::ExtFOp::create(nb, l, rType.getElementType(),
+                                                  args[0]);
+                  linalg::YieldOp::create(nb, l, w);
+                })
+                .getResult(0);
+    }
     if (att.getType() != rType)
       att = tensor::CastOp::create(rewriter, loc, rType, att);
     rewriter.replaceOp(pvOp, att);
