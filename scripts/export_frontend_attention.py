@@ -2,7 +2,8 @@
 """Real front-end exports of attention with a KV cache, for the raise tests.
 
 Writes test/Transforms/Inputs/frontend/<route>-<variant>.mlir: linalg on
-tensors exactly as the front ends emit it, through the two usual routes:
+tensors exactly as the front ends emit it, through the two usual routes
+(and iree-input-*.mlir: IREE's input IR, `iree-compile --compile-to=input`):
 
   jax:   jax.jit(f).lower(...).as_text() (StableHLO)
          -> iree-opt --iree-stablehlo-input-transformation-pipeline
@@ -210,6 +211,16 @@ def torch_variants():
         "decode-cat": (DecodeCat(), (q, r(B, H, N - 1, D), r(B, H, N - 1, D),
                                      r(B, H, 1, D), r(B, H, 1, D))),
     }
+    # IREE's own input IR (util.func, hal ops; generic form so that
+    # balancekv-opt --allow-unregistered-dialect reads it): SDPA arrives as
+    # iree_linalg_ext.attention.
+    torch_ir = str(aot.export(SDPA(), q, k, v).mlir_module)
+    r = subprocess.run([os.path.join(BIN, "iree-compile"), "--iree-input-type=torch",
+                        "--compile-to=input", "--mlir-print-op-generic", "-"],
+                       input=torch_ir, capture_output=True, text=True, check=True)
+    write("iree-input-sdpa",
+          "iree.turbine.aot.export(module) | iree-compile --iree-input-type=torch "
+          "--compile-to=input --mlir-print-op-generic", r.stdout)
     for name, (module, args) in cases.items():
         torch_ir = str(aot.export(module, *args).mlir_module)
         write("torch-" + name,

@@ -5,6 +5,7 @@
 #include "balancekv/Conversion/Passes.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Dialect/IREECompat/IR/Dialect.h"
 #include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
 #include "balancekv/Pipelines/Pipelines.h"
 
@@ -52,7 +53,8 @@ const DialectRegistry &registry() {
     registerAllDialects(*reg);
     registerAllExtensions(*reg);
     registerAllGPUToLLVMIRTranslations(*reg);
-    reg->insert<BalanceKVDialect, tt::TTDialect>();
+    reg->insert<BalanceKVDialect, tt::TTDialect,
+                iree_linalg_ext::IREELinalgExtDialect>();
     return reg;
   }();
   return *r;

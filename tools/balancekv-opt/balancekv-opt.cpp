@@ -7,6 +7,7 @@
 #include "balancekv/Conversion/Passes.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Dialect/IREECompat/IR/Dialect.h"
 #include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
 #include "balancekv/Pipelines/Pipelines.h"
 
@@ -28,7 +29,8 @@ int main(int argc, char **argv) {
   mlir::registerAllExtensions(registry);
   // gpu-module-to-binary translates the kernels to LLVM IR.
   mlir::registerAllGPUToLLVMIRTranslations(registry);
-  registry.insert<balancekv::BalanceKVDialect, balancekv::tt::TTDialect>();
+  registry.insert<balancekv::BalanceKVDialect, balancekv::tt::TTDialect,
+                  balancekv::iree_linalg_ext::IREELinalgExtDialect>();
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "balancekv optimizer driver\n", registry));

@@ -11,6 +11,7 @@
 #include "balancekv/Conversion/Passes.h"
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Dialect/IREECompat/IR/Dialect.h"
 #include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
 #include "balancekv/Pipelines/Pipelines.h"
 
@@ -23,7 +24,8 @@ mlirGetDialectPluginInfo() {
   return {MLIR_PLUGIN_API_VERSION, "BalanceKV", LLVM_VERSION_STRING,
           [](mlir::DialectRegistry *registry) {
             registry->insert<balancekv::BalanceKVDialect,
-                             balancekv::tt::TTDialect>();
+                             balancekv::tt::TTDialect,
+                             balancekv::iree_linalg_ext::IREELinalgExtDialect>();
           }};
 }
 

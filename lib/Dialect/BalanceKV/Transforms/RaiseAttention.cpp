@@ -10,6 +10,7 @@
 
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
+#include "balancekv/Dialect/IREECompat/IR/Dialect.h"
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
@@ -753,6 +754,124 @@ FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
   return m;
 }
 
+/// IREE's `iree_linalg_ext.attention` (its input IR; SDPA through
+/// iree-turbine): a plain score region, a constant scale, no mask, and the
+/// standard maps (batch..., m, n, k1, k2): Q (b, m, k1), K (b, k2, k1),
+/// V (b, k2, n), scale (), out (b, m, n). One batch dim that folds [B, H]
+/// from collapse_shapes (expanded back after) attends over [B, H]; otherwise
+/// the batch is the heads of one sequence.
+struct RaiseIREEAttention : OpRewritePattern<iree_linalg_ext::AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(iree_linalg_ext::AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    if (op.getMask())
+      return rewriter.notifyMatchFailure(op, "a mask (not provably causal)");
+    if (op.getNumResults() != 1)
+      return rewriter.notifyMatchFailure(op, "not one result");
+    Block &body = op.getRegion().front();
+    if (body.getTerminator()->getOperand(0) != body.getArgument(0))
+      return rewriter.notifyMatchFailure(op, "the score region changes scores");
+    auto scale = matchFloatConstant(op.getScale());
+    if (!scale || !std::isfinite(*scale) || *scale <= 0)
+      return rewriter.notifyMatchFailure(op, "scale not a positive constant");
+    auto qT = dyn_cast<RankedTensorType>(op.getQuery().getType());
+    auto kT = dyn_cast<RankedTensorType>(op.getKey().getType());
+    auto vT = dyn_cast<RankedTensorType>(op.getValue().getType());
+    auto oT = cast<RankedTensorType>(op.getResult(0).getType());
+    if (!qT || !kT || !vT || qT.getRank() != kT.getRank() ||
+        qT.getRank() != vT.getRank() || qT.getRank() < 3 || qT.getRank() > 4)
+      return rewriter.notifyMatchFailure(op, "operands not [batch..., seq, dim]");
+    const unsigned nb = qT.getRank() - 2, loops = nb + 4;
+    MLIRContext *ctx = op.getContext();
+    auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
+    auto standard = [&](ArrayRef<unsigned> tail) {
+      SmallVector<AffineExpr> r;
+      for (unsigned i = 0; i < nb; ++i)
+        r.push_back(d(i));
+      for (unsigned t : tail)
+        r.push_back(d(t));
+      return AffineMap::get(loops, 0, r, ctx);
+    };
+    const unsigned m = nb, n = nb + 1, k1 = nb + 2, k2 = nb + 3;
+    SmallVector<AffineMap> want{standard({m, k1}), standard({k2, k1}),
+                                standard({k2, n}),
+                                AffineMap::get(loops, 0, {}, ctx),
+                                standard({m, n})};
+    auto maps = op.getIndexingMaps().getAsValueRange<AffineMapAttr>();
+    if (!llvm::equal(maps, want))
+      return rewriter.notifyMatchFailure(op, "indexing maps not the standard");
+    Type et = qT.getElementType();
+    if (!isa<Float16Type, BFloat16Type, Float32Type>(et) ||
+        kT.getElementType() != et || vT.getElementType() != et ||
+        oT.getElementType() != et)
+      return rewriter.notifyMatchFailure(op, "element types");
+    Location loc = op.getLoc();
+    Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
+    Operation *replaced = op;
+    RankedTensorType resultType = oT;
+    if (nb == 1) {
+      // [B*H, L, D] from [B, H, L, D]: attend over [B, H] if every operand
+      // is such a collapse and the result is expanded back.
+      auto unfold = [](Value x) -> Value {
+        auto c = x.getDefiningOp<tensor::CollapseShapeOp>();
+        if (!c || c.getSrcType().getRank() != 4 ||
+            c.getReassociationIndices().front().size() != 2)
+          return {};
+        return c.getSrc();
+      };
+      Value q4 = unfold(q), k4 = unfold(k), v4 = unfold(v);
+      auto expand = op->hasOneUse()
+                        ? dyn_cast<tensor::ExpandShapeOp>(*op->user_begin())
+                        : nullptr;
+      if (q4 && k4 && v4 && expand && expand.getResultType().getRank() == 4 &&
+          expand.getReassociationIndices().front().size() == 2 &&
+          cast<RankedTensorType>(q4.getType()).getDimSize(0) ==
+              expand.getResultType().getDimSize(0)) {
+        q = q4;
+        k = k4;
+        v = v4;
+        replaced = expand;
+        resultType = expand.getResultType();
+      } else {
+        // One sequence's heads: [1, H, L, D].
+        auto lead = [&](Value x) -> Value {
+          auto t = cast<RankedTensorType>(x.getType());
+          SmallVector<int64_t> shape{1};
+          llvm::append_range(shape, t.getShape());
+          return tensor::ExpandShapeOp::create(
+              rewriter, loc, RankedTensorType::get(shape, et), x,
+              SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
+        };
+        q = lead(q);
+        k = lead(k);
+        v = lead(v);
+      }
+    }
+    auto q4T = cast<RankedTensorType>(q.getType());
+    auto v4T = cast<RankedTensorType>(v.getType());
+    auto attType = RankedTensorType::get(
+        {q4T.getDimSize(0), q4T.getDimSize(1), q4T.getDimSize(2),
+         v4T.getDimSize(3)},
+        et);
+    Value att = AttentionOp::create(rewriter, loc, attType, q, k, v,
+                                    /*kv_len=*/Value(),
+                                    rewriter.getF32FloatAttr(float(*scale)),
+                                    UnitAttr());
+    if (att.getType() != resultType) {
+      if (resultType.getRank() == 3)
+        att = tensor::CollapseShapeOp::create(
+            rewriter, loc, att,
+            SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
+      if (att.getType() != resultType)
+        att = tensor::CastOp::create(rewriter, loc, resultType, att);
+    }
+    rewriter.replaceOp(replaced, att);
+    if (replaced != op.getOperation())
+      rewriter.eraseOp(op);
+    return success();
+  }
+};
+
 struct RaiseAttention : OpInterfaceRewritePattern<linalg::LinalgOp> {
   using OpInterfaceRewritePattern::OpInterfaceRewritePattern;
 
@@ -960,5 +1079,5 @@ struct BalanceKVRaiseAttentionPass
 } // namespace
 
 void balancekv::populateRaiseAttentionPatterns(RewritePatternSet &patterns) {
-  patterns.add<RaiseAttention>(patterns.getContext());
+  patterns.add<RaiseAttention, RaiseIREEAttention>(patterns.getContext());
 }

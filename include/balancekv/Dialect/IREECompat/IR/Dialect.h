@@ -1,0 +1,17 @@
+//===- Dialect.h - IREE's iree_linalg_ext attention, re-declared -*- C++ -*-===//
+#ifndef BALANCEKV_DIALECT_IREECOMPAT_IR_DIALECT_H
+#define BALANCEKV_DIALECT_IREECOMPAT_IR_DIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/ControlFlowInterfaces.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "balancekv/Dialect/IREECompat/IR/IREELinalgExtDialect.h.inc"
+
+#define GET_OP_CLASSES
+#include "balancekv/Dialect/IREECompat/IR/IREELinalgExtOps.h.inc"
+
+#endif // BALANCEKV_DIALECT_IREECOMPAT_IR_DIALECT_H
