@@ -353,3 +353,39 @@ func.func @huge_splat_zero_mask_two_queries(%q: tensor<100000x2x4xf32>, %kt: ten
   %o = linalg.batch_matmul ins(%p, %v : tensor<100000x2x100000xf32>, tensor<100000x100000x4xf32>) outs(%oz : tensor<100000x2x4xf32>) -> tensor<100000x2x4xf32>
   return %o : tensor<100000x2x4xf32>
 }
+
+// -----
+
+// torch-mlir's tm_tensor.attention (SDPA with a mask): a KV-cache causal
+// mask (key j <= N - L + i) becomes `causal`; the scale is 1/sqrt(D); [B*H]
+// folded from [B, H] is unfolded.
+// CHECK-LABEL: func.func @tm_tensor_causal
+// CHECK-SAME: (%[[Q:.*]]: tensor<1x2x2x16xf32>, %[[K:.*]]: tensor<1x2x4x16xf32>, %[[V:.*]]: tensor<1x2x4x8xf32>)
+// CHECK: %[[A:.*]] = balancekv.attention %[[Q]], %[[K]], %[[V]] causal scale(2.500000e-01) : tensor<1x2x2x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x4x8xf32> -> tensor<1x2x2x8xf32>
+// CHECK: return %[[A]]
+func.func @tm_tensor_causal(%q: tensor<1x2x2x16xf32>, %k: tensor<1x2x4x16xf32>, %v: tensor<1x2x4x8xf32>) -> tensor<1x2x2x8xf32> {
+  %mask = arith.constant dense<[[[0.0, 0.0, 0.0, 0xFF800000], [0.0, 0.0, 0.0, 0.0]],
+                                [[0.0, 0.0, 0.0, 0xFF800000], [0.0, 0.0, 0.0, 0.0]]]> : tensor<2x2x4xf32>
+  %q3 = tensor.collapse_shape %q [[0, 1], [2], [3]] : tensor<1x2x2x16xf32> into tensor<2x2x16xf32>
+  %k3 = tensor.collapse_shape %k [[0, 1], [2], [3]] : tensor<1x2x4x16xf32> into tensor<2x4x16xf32>
+  %v3 = tensor.collapse_shape %v [[0, 1], [2], [3]] : tensor<1x2x4x8xf32> into tensor<2x4x8xf32>
+  %init = tensor.empty() : tensor<2x2x8xf32>
+  %o = tm_tensor.attention ins(%q3, %k3, %v3, %mask : tensor<2x2x16xf32>, tensor<2x4x16xf32>, tensor<2x4x8xf32>, tensor<2x2x4xf32>) outs(%init : tensor<2x2x8xf32>) -> tensor<2x2x8xf32>
+  %o4 = tensor.expand_shape %o [[0, 1], [2], [3]] output_shape [1, 2, 2, 8] : tensor<2x2x8xf32> into tensor<1x2x2x8xf32>
+  return %o4 : tensor<1x2x2x8xf32>
+}
+
+// -----
+
+// SDPA's top-left causal mask (key j <= i) with L < N is a different mask:
+// left alone.
+// CHECK-LABEL: func.func @tm_tensor_top_left_mask
+// CHECK: tm_tensor.attention
+// CHECK-NOT: balancekv.attention
+func.func @tm_tensor_top_left_mask(%q: tensor<2x2x16xf32>, %k: tensor<2x4x16xf32>, %v: tensor<2x4x8xf32>) -> tensor<2x2x8xf32> {
+  %mask = arith.constant dense<[[[0.0, 0xFF800000, 0xFF800000, 0xFF800000], [0.0, 0.0, 0xFF800000, 0xFF800000]],
+                                [[0.0, 0xFF800000, 0xFF800000, 0xFF800000], [0.0, 0.0, 0xFF800000, 0xFF800000]]]> : tensor<2x2x4xf32>
+  %init = tensor.empty() : tensor<2x2x8xf32>
+  %o = tm_tensor.attention ins(%q, %k, %v, %mask : tensor<2x2x16xf32>, tensor<2x4x16xf32>, tensor<2x4x8xf32>, tensor<2x2x4xf32>) outs(%init : tensor<2x2x8xf32>) -> tensor<2x2x8xf32>
+  return %o : tensor<2x2x8xf32>
+}

@@ -54,7 +54,8 @@ const DialectRegistry &registry() {
     registerAllExtensions(*reg);
     registerAllGPUToLLVMIRTranslations(*reg);
     reg->insert<BalanceKVDialect, tt::TTDialect,
-                iree_linalg_ext::IREELinalgExtDialect>();
+                iree_linalg_ext::IREELinalgExtDialect,
+                tm_tensor::TMTensorDialect>();
     return reg;
   }();
   return *r;

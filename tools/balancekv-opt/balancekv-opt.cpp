@@ -30,7 +30,8 @@ int main(int argc, char **argv) {
   // gpu-module-to-binary translates the kernels to LLVM IR.
   mlir::registerAllGPUToLLVMIRTranslations(registry);
   registry.insert<balancekv::BalanceKVDialect, balancekv::tt::TTDialect,
-                  balancekv::iree_linalg_ext::IREELinalgExtDialect>();
+                  balancekv::iree_linalg_ext::IREELinalgExtDialect,
+                  balancekv::tm_tensor::TMTensorDialect>();
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "balancekv optimizer driver\n", registry));

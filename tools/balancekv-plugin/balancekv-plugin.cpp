@@ -25,7 +25,8 @@ mlirGetDialectPluginInfo() {
           [](mlir::DialectRegistry *registry) {
             registry->insert<balancekv::BalanceKVDialect,
                              balancekv::tt::TTDialect,
-                             balancekv::iree_linalg_ext::IREELinalgExtDialect>();
+                             balancekv::iree_linalg_ext::IREELinalgExtDialect,
+                  balancekv::tm_tensor::TMTensorDialect>();
           }};
 }
 

@@ -754,6 +754,83 @@ FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
   return m;
 }
 
+/// Replaces `op` (one result, [batch..., seq, dim] operands with one or two
+/// batch dims) by balancekv.attention: two batch dims are [B, H]; one that
+/// folds [B, H] from collapse_shapes, expanded back after `op`, attends over
+/// [B, H] (and replaces that expand); any other single batch dim is the
+/// heads of one sequence.
+LogicalResult raiseSequenceAttention(PatternRewriter &rewriter, Operation *op,
+                                     Value q, Value k, Value v, double scale,
+                                     bool causal) {
+  auto qT = cast<RankedTensorType>(q.getType());
+  Type et = qT.getElementType();
+  auto oT = cast<RankedTensorType>(op->getResult(0).getType());
+  const unsigned nb = qT.getRank() - 2;
+  Location loc = op->getLoc();
+  Operation *replaced = op;
+  RankedTensorType resultType = oT;
+  if (nb == 1) {
+    // [B*H, L, D] from [B, H, L, D]: attend over [B, H] if every operand
+    // is such a collapse and the result is expanded back.
+    auto unfold = [](Value x) -> Value {
+      auto c = x.getDefiningOp<tensor::CollapseShapeOp>();
+      if (!c || c.getSrcType().getRank() != 4 ||
+          c.getReassociationIndices().front().size() != 2)
+        return {};
+      return c.getSrc();
+    };
+    Value q4 = unfold(q), k4 = unfold(k), v4 = unfold(v);
+    auto expand = op->hasOneUse()
+                      ? dyn_cast<tensor::ExpandShapeOp>(*op->user_begin())
+                      : nullptr;
+    if (q4 && k4 && v4 && expand && expand.getResultType().getRank() == 4 &&
+        expand.getReassociationIndices().front().size() == 2 &&
+        cast<RankedTensorType>(q4.getType()).getDimSize(0) ==
+            expand.getResultType().getDimSize(0)) {
+      q = q4;
+      k = k4;
+      v = v4;
+      replaced = expand;
+      resultType = expand.getResultType();
+    } else {
+      // One sequence's heads: [1, H, L, D].
+      auto lead = [&](Value x) -> Value {
+        auto t = cast<RankedTensorType>(x.getType());
+        SmallVector<int64_t> shape{1};
+        llvm::append_range(shape, t.getShape());
+        return tensor::ExpandShapeOp::create(
+            rewriter, loc, RankedTensorType::get(shape, et), x,
+            SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
+      };
+      q = lead(q);
+      k = lead(k);
+      v = lead(v);
+    }
+  }
+  auto q4T = cast<RankedTensorType>(q.getType());
+  auto v4T = cast<RankedTensorType>(v.getType());
+  auto attType = RankedTensorType::get(
+      {q4T.getDimSize(0), q4T.getDimSize(1), q4T.getDimSize(2),
+       v4T.getDimSize(3)},
+      et);
+  Value att = AttentionOp::create(rewriter, loc, attType, q, k, v,
+                                  /*kv_len=*/Value(),
+                                  rewriter.getF32FloatAttr(float(scale)),
+                                  causal ? rewriter.getUnitAttr() : UnitAttr());
+  if (att.getType() != resultType) {
+    if (resultType.getRank() == 3)
+      att = tensor::CollapseShapeOp::create(
+          rewriter, loc, att,
+          SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
+    if (att.getType() != resultType)
+      att = tensor::CastOp::create(rewriter, loc, resultType, att);
+  }
+  rewriter.replaceOp(replaced, att);
+  if (replaced != op)
+    rewriter.eraseOp(op);
+  return success();
+}
+
 /// IREE's `iree_linalg_ext.attention` (its input IR; SDPA through
 /// iree-turbine): a plain score region, a constant scale, no mask, and the
 /// standard maps (batch..., m, n, k1, k2): Q (b, m, k1), K (b, k2, k1),
@@ -805,70 +882,46 @@ struct RaiseIREEAttention : OpRewritePattern<iree_linalg_ext::AttentionOp> {
         kT.getElementType() != et || vT.getElementType() != et ||
         oT.getElementType() != et)
       return rewriter.notifyMatchFailure(op, "element types");
-    Location loc = op.getLoc();
-    Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
-    Operation *replaced = op;
-    RankedTensorType resultType = oT;
-    if (nb == 1) {
-      // [B*H, L, D] from [B, H, L, D]: attend over [B, H] if every operand
-      // is such a collapse and the result is expanded back.
-      auto unfold = [](Value x) -> Value {
-        auto c = x.getDefiningOp<tensor::CollapseShapeOp>();
-        if (!c || c.getSrcType().getRank() != 4 ||
-            c.getReassociationIndices().front().size() != 2)
-          return {};
-        return c.getSrc();
-      };
-      Value q4 = unfold(q), k4 = unfold(k), v4 = unfold(v);
-      auto expand = op->hasOneUse()
-                        ? dyn_cast<tensor::ExpandShapeOp>(*op->user_begin())
-                        : nullptr;
-      if (q4 && k4 && v4 && expand && expand.getResultType().getRank() == 4 &&
-          expand.getReassociationIndices().front().size() == 2 &&
-          cast<RankedTensorType>(q4.getType()).getDimSize(0) ==
-              expand.getResultType().getDimSize(0)) {
-        q = q4;
-        k = k4;
-        v = v4;
-        replaced = expand;
-        resultType = expand.getResultType();
-      } else {
-        // One sequence's heads: [1, H, L, D].
-        auto lead = [&](Value x) -> Value {
-          auto t = cast<RankedTensorType>(x.getType());
-          SmallVector<int64_t> shape{1};
-          llvm::append_range(shape, t.getShape());
-          return tensor::ExpandShapeOp::create(
-              rewriter, loc, RankedTensorType::get(shape, et), x,
-              SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
-        };
-        q = lead(q);
-        k = lead(k);
-        v = lead(v);
-      }
+    return raiseSequenceAttention(rewriter, op, op.getQuery(), op.getKey(),
+                                  op.getValue(), *scale, /*causal=*/false);
+  }
+};
+
+/// torch-mlir's `tm_tensor.attention` (SDPA with a mask): scale 1/sqrt(D);
+/// a mask is taken only when it is the KV-cache causal mask (SDPA's
+/// `is_causal` with L < N is top-left aligned, which is not).
+struct RaiseTMTensorAttention : OpRewritePattern<tm_tensor::AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(tm_tensor::AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    if (op->getNumResults() != 1)
+      return rewriter.notifyMatchFailure(op, "not one result");
+    Value q = op.getInputs()[0], k = op.getInputs()[1], v = op.getInputs()[2];
+    auto qT = cast<RankedTensorType>(q.getType());
+    auto kT = cast<RankedTensorType>(k.getType());
+    auto vT = cast<RankedTensorType>(v.getType());
+    Type et = qT.getElementType();
+    if (qT.getRank() != kT.getRank() || qT.getRank() != vT.getRank() ||
+        qT.getRank() < 3 || qT.getRank() > 4 || kT.getElementType() != et ||
+        vT.getElementType() != et ||
+        !isa<Float16Type, BFloat16Type, Float32Type>(et) ||
+        qT.isDynamicDim(qT.getRank() - 1))
+      return rewriter.notifyMatchFailure(op, "operands");
+    bool causal = false;
+    if (Value mask = op.getMask()) {
+      unsigned r = qT.getRank();
+      auto id = AffineMap::getMultiDimIdentityMap(r, op.getContext());
+      causal = isCausalMask(mask, id, [](double x) {
+        return x == 0.0 ? std::optional<bool>(true)
+               : x <= -1e4 ? std::optional<bool>(false)
+                           : std::nullopt;
+      });
+      if (!causal)
+        return rewriter.notifyMatchFailure(
+            op, "mask: not the KV-cache causal mask (key j <= N - L + i)");
     }
-    auto q4T = cast<RankedTensorType>(q.getType());
-    auto v4T = cast<RankedTensorType>(v.getType());
-    auto attType = RankedTensorType::get(
-        {q4T.getDimSize(0), q4T.getDimSize(1), q4T.getDimSize(2),
-         v4T.getDimSize(3)},
-        et);
-    Value att = AttentionOp::create(rewriter, loc, attType, q, k, v,
-                                    /*kv_len=*/Value(),
-                                    rewriter.getF32FloatAttr(float(*scale)),
-                                    UnitAttr());
-    if (att.getType() != resultType) {
-      if (resultType.getRank() == 3)
-        att = tensor::CollapseShapeOp::create(
-            rewriter, loc, att,
-            SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
-      if (att.getType() != resultType)
-        att = tensor::CastOp::create(rewriter, loc, resultType, att);
-    }
-    rewriter.replaceOp(replaced, att);
-    if (replaced != op.getOperation())
-      rewriter.eraseOp(op);
-    return success();
+    const double scale = 1.0 / std::sqrt(double(qT.getDimSize(qT.getRank() - 1)));
+    return raiseSequenceAttention(rewriter, op, q, k, v, scale, causal);
   }
 };
 
@@ -1005,6 +1058,35 @@ int64_t countOps(Operation *root, llvm::function_ref<bool(Operation *)> pred) {
 /// A remark on every softmax left in `root`: which step of the match failed,
 /// for the contraction its result feeds (searched a few ops downstream).
 void explainRemaining(Operation *root) {
+  // Front ends' own attention ops left: the pattern's reason, by matching
+  // again with a rewriter that records it.
+  root->walk([&](Operation *op) {
+    if (!isa<tm_tensor::AttentionOp, iree_linalg_ext::AttentionOp>(op))
+      return;
+    struct Recorder : RewriterBase::Listener {
+      std::string why;
+      void notifyMatchFailure(
+          Location, function_ref<void(Diagnostic &)> reason) override {
+        Diagnostic d(UnknownLoc::get(ctx), DiagnosticSeverity::Remark);
+        reason(d);
+        why = d.str();
+      }
+      MLIRContext *ctx;
+    } recorder;
+    recorder.ctx = op->getContext();
+    PatternRewriter rewriter(op->getContext());
+    rewriter.setListener(&recorder);
+    rewriter.setInsertionPoint(op);
+    // Both patterns leave the IR as it is when they fail.
+    if (auto tm = dyn_cast<tm_tensor::AttentionOp>(op))
+      (void)RaiseTMTensorAttention(op->getContext())
+          .matchAndRewrite(tm, rewriter);
+    else
+      (void)RaiseIREEAttention(op->getContext())
+          .matchAndRewrite(cast<iree_linalg_ext::AttentionOp>(op), rewriter);
+    op->emitRemark() << "balancekv-raise-attention: " << op->getName()
+                     << " not raised: " << recorder.why;
+  });
   root->walk([&](Operation *start) {
     if (!isSoftmaxStart(start))
       return;
@@ -1057,6 +1139,8 @@ struct BalanceKVRaiseAttentionPass
     getOperation()->walk([&](FunctionOpInterface fn) {
       if (!fn.isExternal() && countOps(fn, isSoftmaxStart) > 0)
         candidates.push_back(fn);
+      else if (remarks)
+        explainRemaining(fn); // front ends' attention ops left, if any
     });
     for (FunctionOpInterface fn : candidates) {
       auto isAttention = [](Operation *op) { return isa<AttentionOp>(op); };
@@ -1079,5 +1163,6 @@ struct BalanceKVRaiseAttentionPass
 } // namespace
 
 void balancekv::populateRaiseAttentionPatterns(RewritePatternSet &patterns) {
-  patterns.add<RaiseAttention, RaiseIREEAttention>(patterns.getContext());
+  patterns.add<RaiseAttention, RaiseIREEAttention, RaiseTMTensorAttention>(
+      patterns.getContext());
 }

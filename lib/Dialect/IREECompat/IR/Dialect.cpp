@@ -96,3 +96,31 @@ LogicalResult AttentionOp::verify() {
 
 #define GET_OP_CLASSES
 #include "balancekv/Dialect/IREECompat/IR/IREELinalgExtOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// tm_tensor
+//===----------------------------------------------------------------------===//
+
+#include "balancekv/Dialect/IREECompat/IR/TMTensorDialect.cpp.inc"
+
+void balancekv::tm_tensor::TMTensorDialect::initialize() {
+  addOperations<
+#define GET_OP_LIST
+#include "balancekv/Dialect/IREECompat/IR/TMTensorOps.cpp.inc"
+      >();
+}
+
+LogicalResult balancekv::tm_tensor::AttentionOp::verify() {
+  if (getInputs().size() < 3 || getInputs().size() > 4)
+    return emitOpError() << "expects query, key, value and an optional mask, "
+                            "got "
+                         << getInputs().size() << " inputs";
+  if (getOutputs().size() != 1 || getResults().size() > 1 ||
+      (getResults().size() == 1 &&
+       getResults()[0].getType() != getOutputs()[0].getType()))
+    return emitOpError() << "expects one output, typed as the result";
+  return success();
+}
+
+#define GET_OP_CLASSES
+#include "balancekv/Dialect/IREECompat/IR/TMTensorOps.cpp.inc"

@@ -1,4 +1,4 @@
-//===- Dialect.h - IREE's iree_linalg_ext attention, re-declared -*- C++ -*-===//
+//===- Dialect.h - iree_linalg_ext / tm_tensor attention, re-declared -*- C++ -*-===//
 #ifndef BALANCEKV_DIALECT_IREECOMPAT_IR_DIALECT_H
 #define BALANCEKV_DIALECT_IREECOMPAT_IR_DIALECT_H
 
@@ -13,5 +13,10 @@
 
 #define GET_OP_CLASSES
 #include "balancekv/Dialect/IREECompat/IR/IREELinalgExtOps.h.inc"
+
+#include "balancekv/Dialect/IREECompat/IR/TMTensorDialect.h.inc"
+
+#define GET_OP_CLASSES
+#include "balancekv/Dialect/IREECompat/IR/TMTensorOps.h.inc"
 
 #endif // BALANCEKV_DIALECT_IREECOMPAT_IR_DIALECT_H
