@@ -2,12 +2,7 @@
 
 #include "FuzzPipelines.h"
 
-#include "balancekv/Conversion/Passes.h"
-#include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
-#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
-#include "balancekv/Dialect/IREECompat/IR/Dialect.h"
-#include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
-#include "balancekv/Pipelines/Pipelines.h"
+#include "balancekv/InitAll.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -45,17 +40,13 @@ constexpr const char *kPipelines[] = {
 
 const DialectRegistry &registry() {
   static const DialectRegistry *r = [] {
-    registerAllPasses();
-    registerBalanceKVPasses();
-    registerBalanceKVConversionPasses();
-    registerBalanceKVPipelines();
+    mlir::registerAllPasses();
+    balancekv::registerAllPasses();
     auto *reg = new DialectRegistry();
-    registerAllDialects(*reg);
-    registerAllExtensions(*reg);
+    mlir::registerAllDialects(*reg);
+    mlir::registerAllExtensions(*reg);
     registerAllGPUToLLVMIRTranslations(*reg);
-    reg->insert<BalanceKVDialect, tt::TTDialect,
-                iree_linalg_ext::IREELinalgExtDialect,
-                tm_tensor::TMTensorDialect>();
+    balancekv::registerAllDialects(*reg);
     return reg;
   }();
   return *r;

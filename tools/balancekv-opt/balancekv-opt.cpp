@@ -4,12 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "balancekv/Conversion/Passes.h"
-#include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
-#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
-#include "balancekv/Dialect/IREECompat/IR/Dialect.h"
-#include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
-#include "balancekv/Pipelines/Pipelines.h"
+#include "balancekv/InitAll.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -20,18 +15,14 @@
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
-  balancekv::registerBalanceKVPasses();
-  balancekv::registerBalanceKVConversionPasses();
-  balancekv::registerBalanceKVPipelines();
+  balancekv::registerAllPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   // gpu-module-to-binary translates the kernels to LLVM IR.
   mlir::registerAllGPUToLLVMIRTranslations(registry);
-  registry.insert<balancekv::BalanceKVDialect, balancekv::tt::TTDialect,
-                  balancekv::iree_linalg_ext::IREELinalgExtDialect,
-                  balancekv::tm_tensor::TMTensorDialect>();
+  balancekv::registerAllDialects(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "balancekv optimizer driver\n", registry));

@@ -1,0 +1,39 @@
+//===- InitAll.h - every balancekv dialect and pass, registered --*- C++ -*-===//
+//
+// What a compiler's own *-opt tool (or an mlir-opt plugin) calls to get
+// balancekv: the dialects (balancekv and the re-declared front-end ones:
+// Triton's `tt`, IREE's `iree_linalg_ext`, torch-mlir's `tm_tensor`), the
+// passes and the pipelines. balancekv-opt, the plugin and the fuzz targets
+// register through here.
+//
+//===----------------------------------------------------------------------===//
+#ifndef BALANCEKV_INITALL_H
+#define BALANCEKV_INITALL_H
+
+#include "balancekv/Conversion/Passes.h"
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
+#include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Dialect/IREECompat/IR/Dialect.h"
+#include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
+#include "balancekv/Pipelines/Pipelines.h"
+
+#include "mlir/IR/DialectRegistry.h"
+
+namespace balancekv {
+
+inline void registerAllDialects(mlir::DialectRegistry &registry) {
+  registry.insert<BalanceKVDialect, tt::TTDialect,
+                  iree_linalg_ext::IREELinalgExtDialect,
+                  tm_tensor::TMTensorDialect>();
+}
+
+/// Passes (`--balancekv-*`) and pipelines (`--balancekv-*-pipeline`).
+inline void registerAllPasses() {
+  registerBalanceKVPasses();
+  registerBalanceKVConversionPasses();
+  registerBalanceKVPipelines();
+}
+
+} // namespace balancekv
+
+#endif // BALANCEKV_INITALL_H
