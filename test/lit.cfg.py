@@ -11,7 +11,7 @@ config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test", ".ttir"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.balancekv_obj_root, "test")
-config.excludes = ["Inputs", "Unit", "CMakeLists.txt", "lit.cfg.py",
+config.excludes = ["Inputs", "Unit", "CMakeLists.txt", "lit.cfg.py", "opt.py",
                    "lit.site.cfg.py", "README.md", "balancekv-fuzz-mlir",
                    "balancekv-fuzz-ops"]
 
