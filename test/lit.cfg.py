@@ -73,6 +73,13 @@ if os.path.exists("/dev/nvidia0") or os.environ.get("BALANCEKV_HAS_GPU"):
     config.available_features.add("cuda")
 
 # Real Triton 3.6, installed by scripts/setup-triton.sh when PyPI is reachable.
+# `pip install .` of this checkout (scripts/setup-python-package.sh).
+package_python = os.path.join(config.balancekv_obj_root, "python-venv", "bin",
+                              "python")
+if os.path.exists(package_python):
+    config.available_features.add("python-package")
+    config.substitutions.append(("%package_python", package_python))
+
 triton_python = os.path.join(config.balancekv_obj_root, "triton-venv", "bin",
                              "python")
 if os.path.exists(triton_python):
