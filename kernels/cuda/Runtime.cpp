@@ -118,18 +118,8 @@ extern "C" {
 
 const char *balancekv_last_error(void) { return lastError.c_str(); }
 
-void balancekv_compress_params_init(balancekv_compress_params *p) {
-  if (!p)
-    return;
-  *p = toC(CompressParams{}, BALANCEKV_METHOD_BALANCE);
-}
-
-int64_t balancekv_compressed_length(int64_t n, int64_t sink, int64_t recent,
-                                    int64_t rounds) {
-  if (n < 0 || sink < 0 || recent < 0 || rounds < 0)
-    return -1;
-  return CompressedLayout::compute(n, sink, recent, rounds).compressedLength();
-}
+// balancekv_compress_params_init and balancekv_compressed_length: in
+// kernels/reference/ReferenceC.cpp (also in the CPU-only library).
 
 balancekv_status balancekv_compress_workspace_size(
     int64_t batch, int64_t heads, int64_t n,

@@ -1,12 +1,18 @@
 //===- ReferenceC.cpp - C entry point to the reference for tools/benches -===//
 //
 // Lets a benchmark in any language (ctypes, cffi) check GPU results against
-// the CPU reference without C++ bindings.
+// the CPU reference without C++ bindings, and holds the C API's parameter
+// helpers (balancekv_compress_params_init, balancekv_compressed_length).
+// Compiled into libbalancekv_cuda.so and the CPU-only libbalancekv_capi.so.
 //
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Runtime/CompressParamsC.h"
+#include "balancekv/Support/CompressedLayout.h"
 #include "kernels/reference/Reference.h"
+
+// Exported even from libraries built with hidden visibility.
+#define BALANCEKV_C_EXPORT __attribute__((visibility("default")))
 
 using namespace balancekv;
 using namespace balancekv::reference;
@@ -16,13 +22,30 @@ extern "C" {
 /// Kept positions [B, H, M] (int32) and log-weights [B, H, M] of the
 /// reference for contiguous host key/value. Returns 0, or -1 with
 /// balancekv_reference_error() set.
-int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
-                                 const void *value, int64_t batch,
-                                 int64_t heads, int64_t n, int64_t d,
-                                 int64_t dv,
-                                 const balancekv_compress_params *params,
-                                 int32_t *outIndices, float *outLogWeights);
-const char *balancekv_reference_error(void);
+BALANCEKV_C_EXPORT int balancekv_reference_compress(
+    balancekv_dtype dtype, const void *key, const void *value, int64_t batch,
+    int64_t heads, int64_t n, int64_t d, int64_t dv,
+    const balancekv_compress_params *params, int32_t *outIndices,
+    float *outLogWeights);
+BALANCEKV_C_EXPORT const char *balancekv_reference_error(void);
+BALANCEKV_C_EXPORT void
+balancekv_compress_params_init(balancekv_compress_params *params);
+BALANCEKV_C_EXPORT int64_t balancekv_compressed_length(int64_t n, int64_t sink,
+                                                       int64_t recent,
+                                                       int64_t rounds);
+}
+
+void balancekv_compress_params_init(balancekv_compress_params *p) {
+  if (!p)
+    return;
+  *p = toC(CompressParams{}, BALANCEKV_METHOD_BALANCE);
+}
+
+int64_t balancekv_compressed_length(int64_t n, int64_t sink, int64_t recent,
+                                    int64_t rounds) {
+  if (n < 0 || sink < 0 || recent < 0 || rounds < 0)
+    return -1;
+  return CompressedLayout::compute(n, sink, recent, rounds).compressedLength();
 }
 
 static thread_local std::string referenceError;

@@ -12,7 +12,8 @@ tree this file sits in (build/lib).
 import ctypes
 import os
 
-__all__ = ["opt", "BalanceKVError", "library_path"]
+__all__ = ["opt", "BalanceKVError", "library_path", "CompressParams",
+           "default_params", "compressed_length", "reference_compress"]
 
 
 class BalanceKVError(RuntimeError):
@@ -46,6 +47,17 @@ def _library():
         lib.balancekv_opt.restype = ctypes.c_int
         lib.balancekv_free.argtypes = [ctypes.c_void_p]
         lib.balancekv_free.restype = None
+        lib.balancekv_compress_params_init.argtypes = [
+            ctypes.POINTER(CompressParams)]
+        lib.balancekv_compress_params_init.restype = None
+        lib.balancekv_compressed_length.argtypes = [ctypes.c_int64] * 4
+        lib.balancekv_compressed_length.restype = ctypes.c_int64
+        lib.balancekv_reference_compress.argtypes = [
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + \
+            [ctypes.c_int64] * 5 + [ctypes.POINTER(CompressParams),
+                                    ctypes.c_void_p, ctypes.c_void_p]
+        lib.balancekv_reference_compress.restype = ctypes.c_int
+        lib.balancekv_reference_error.restype = ctypes.c_char_p
         _lib = lib
     return _lib
 
@@ -65,3 +77,63 @@ def opt(ir, pipeline, generic=False):
     if rc != 0:
         raise BalanceKVError(text)
     return text
+
+
+class CompressParams(ctypes.Structure):
+    """The C API's balancekv_compress_params (BalanceKVRuntime.h); its
+    defaults come from the library (default_params), i.e. from
+    CompressParams.h."""
+    _fields_ = [("method", ctypes.c_int), ("rounds", ctypes.c_int64),
+                ("block_size", ctypes.c_int64), ("sink", ctypes.c_int64),
+                ("recent", ctypes.c_int64), ("gamma", ctypes.c_double),
+                ("temperature", ctypes.c_double), ("c0", ctypes.c_double),
+                ("seed", ctypes.c_uint64), ("scale", ctypes.c_float)]
+
+    METHODS = {"balance": 0, "uniform": 1}
+
+
+def default_params(**fields):
+    """The spec's defaults (balancekv_compress_params_init) with `fields`
+    replaced; `method` may be given by name."""
+    p = CompressParams()
+    _library().balancekv_compress_params_init(ctypes.byref(p))
+    for name, value in fields.items():
+        if name == "method" and isinstance(value, str):
+            value = CompressParams.METHODS[value]
+        if not hasattr(p, name):
+            raise BalanceKVError(f"unknown compression parameter {name!r}")
+        setattr(p, name, value)
+    return p
+
+
+def compressed_length(n, params=None):
+    """M = S' + (L_0 >> T) + W' for a cache of n tokens."""
+    p = params or default_params()
+    return _library().balancekv_compressed_length(n, p.sink, p.recent,
+                                                  p.rounds)
+
+
+_DTYPES = {"f16": 0, "float16": 0, "bf16": 1, "bfloat16": 1, "f32": 2,
+           "float32": 2}
+
+
+def reference_compress(key, value, shape, value_dim, dtype="f32",
+                       params=None):
+    """The CPU reference's selection (the oracle every back end matches):
+    key [B, H, N, D] and value [B, H, N, Dv] as contiguous buffers (numpy
+    arrays, array.array, bytes...) of `dtype`; returns (indices, log_weights)
+    as lists of B*H*M kept positions and log-weights."""
+    import array
+    b, h, n, d = shape
+    p = params or default_params()
+    m = compressed_length(n, p)
+    indices = array.array("i", [0] * (b * h * m))
+    log_w = array.array("f", [0.0] * (b * h * m))
+    kbuf = (ctypes.c_char * memoryview(key).nbytes).from_buffer_copy(key)
+    vbuf = (ctypes.c_char * memoryview(value).nbytes).from_buffer_copy(value)
+    rc = _library().balancekv_reference_compress(
+        _DTYPES[dtype], kbuf, vbuf, b, h, n, d, value_dim, ctypes.byref(p),
+        indices.buffer_info()[0], log_w.buffer_info()[0])
+    if rc != 0:
+        raise BalanceKVError(_library().balancekv_reference_error().decode())
+    return list(indices), list(log_w)
