@@ -11,7 +11,7 @@ config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test", ".ttir"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.balancekv_obj_root, "test")
-config.excludes = ["Inputs", "Unit", "CMakeLists.txt", "lit.cfg.py", "opt.py",
+config.excludes = ["Inputs", "Unit", "CMakeLists.txt", "lit.cfg.py", "opt.py", "torch_ops.py",
                    "lit.site.cfg.py", "README.md", "balancekv-fuzz-mlir",
                    "balancekv-fuzz-ops"]
 
@@ -79,6 +79,19 @@ package_python = os.path.join(config.balancekv_obj_root, "python-venv", "bin",
 if os.path.exists(package_python):
     config.available_features.add("python-package")
     config.substitutions.append(("%package_python", package_python))
+
+# PyTorch for test/Python/torch-ops.test: the front-end venv
+# (scripts/setup-frontends.sh) or $BALANCEKV_TORCH_PYTHON; skipped without.
+import subprocess
+torch_python = os.environ.get("BALANCEKV_TORCH_PYTHON") or os.path.join(
+    config.balancekv_obj_root, "frontend-venv", "bin", "python")
+if os.path.exists(torch_python) and subprocess.run(
+        [torch_python, "-c", "import torch"], capture_output=True).returncode == 0:
+    config.available_features.add("torch")
+    config.substitutions.append(("%torch_python", torch_python))
+else:
+    lit_config.note("PyTorch not found (scripts/setup-frontends.sh BUILD makes "
+                    "build/frontend-venv): torch tests skipped")
 
 triton_python = os.path.join(config.balancekv_obj_root, "triton-venv", "bin",
                              "python")

@@ -28,6 +28,15 @@ BALANCEKV_C_EXPORT int balancekv_reference_compress(
     const balancekv_compress_params *params, int32_t *outIndices,
     float *outLogWeights);
 BALANCEKV_C_EXPORT const char *balancekv_reference_error(void);
+/// softmax(scale q kᵀ + log w) v of the reference (fp64 inside) for
+/// contiguous host q [B, Hq, L, D], k [B, Hkv, N, D], v [B, Hkv, N, Dv],
+/// optional log-weights [B, Hkv, N] (null: plain attention); out [B, Hq, L,
+/// Dv] f32. scale 0: 1/sqrt(D). Returns 0, or -1 with the error set.
+BALANCEKV_C_EXPORT int balancekv_reference_attention(
+    balancekv_dtype dtype, const void *query, const void *key,
+    const void *value, const float *logWeights, int64_t batch, int64_t qHeads,
+    int64_t kvHeads, int64_t queries, int64_t n, int64_t d, int64_t dv,
+    float scale, int causal, float *out);
 BALANCEKV_C_EXPORT void
 balancekv_compress_params_init(balancekv_compress_params *params);
 BALANCEKV_C_EXPORT int64_t balancekv_compressed_length(int64_t n, int64_t sink,
@@ -80,5 +89,43 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
     outIndices[i] = int32_t(sel.indices[i]);
     outLogWeights[i] = sel.logWeights[i];
   }
+  return 0;
+}
+
+int balancekv_reference_attention(balancekv_dtype dtype, const void *query,
+                                  const void *key, const void *value,
+                                  const float *logWeights, int64_t batch,
+                                  int64_t qHeads, int64_t kvHeads,
+                                  int64_t queries, int64_t n, int64_t d,
+                                  int64_t dv, float scale, int causal,
+                                  float *out) {
+  if (!out || (!query && batch * qHeads * queries * d > 0) ||
+      (!key && batch * kvHeads * n * d > 0) ||
+      (!value && batch * kvHeads * n * dv > 0)) {
+    referenceError = "null argument";
+    return -1;
+  }
+  if (dtype != BALANCEKV_DTYPE_F16 && dtype != BALANCEKV_DTYPE_BF16 &&
+      dtype != BALANCEKV_DTYPE_F32) {
+    referenceError = "dtype must be f16, bf16 or f32";
+    return -1;
+  }
+  DType t = dtype == BALANCEKV_DTYPE_F16    ? DType::F16
+            : dtype == BALANCEKV_DTYPE_BF16 ? DType::BF16
+                                            : DType::F32;
+  AttentionOptions o;
+  o.scale = scale;
+  o.causal = causal != 0;
+  std::vector<double> result;
+  Status st = attention({query, t, {batch, qHeads, queries, d}},
+                        {key, t, {batch, kvHeads, n, d}},
+                        {value, t, {batch, kvHeads, n, dv}}, o, result,
+                        logWeights);
+  if (!st.ok) {
+    referenceError = st.message;
+    return -1;
+  }
+  for (size_t i = 0; i < result.size(); ++i)
+    out[i] = float(result[i]);
   return 0;
 }

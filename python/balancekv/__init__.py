@@ -58,6 +58,11 @@ def _library():
                                     ctypes.c_void_p, ctypes.c_void_p]
         lib.balancekv_reference_compress.restype = ctypes.c_int
         lib.balancekv_reference_error.restype = ctypes.c_char_p
+        lib.balancekv_reference_attention.argtypes = [
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_void_p] + [ctypes.c_int64] * 7 + [
+            ctypes.c_float, ctypes.c_int, ctypes.c_void_p]
+        lib.balancekv_reference_attention.restype = ctypes.c_int
         _lib = lib
     return _lib
 
