@@ -19,11 +19,12 @@ config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%python", config.python_executable or "python3"))
 config.substitutions.append(("%mlir_lib_dir", config.mlir_lib_dir))
 config.substitutions.append(("%cxx", config.cxx_compiler))
-# The install test builds a downstream project against the install tree:
-# not from sanitizer/fuzzer builds (their libraries need those runtimes).
-if (shutil.which("cmake") and shutil.which("ninja") and
-        not config.sanitizers and config.fuzzers in ("", "OFF", "0")):
-    config.available_features.add("install-test")
+# Libraries of sanitizer/fuzzer builds need those runtimes: other processes
+# (python, a downstream build) cannot load or link them.
+if not config.sanitizers and config.fuzzers in ("", "OFF", "0"):
+    config.available_features.add("uninstrumented")
+    if shutil.which("cmake") and shutil.which("ninja"):
+        config.available_features.add("install-test")
 config.substitutions.append(("%mlir_include_dir", config.mlir_include_dir))
 config.substitutions.append(("%balancekv_src_root", config.balancekv_src_root))
 config.substitutions.append(("%balancekv_obj_root", config.balancekv_obj_root))
