@@ -3,6 +3,7 @@
 #define BALANCEKV_PIPELINES_PIPELINES_H
 
 #include "mlir/Pass/PassManager.h"
+#include "balancekv/Support/OptionDefaults.h"
 #include "mlir/Pass/PassOptions.h"
 
 namespace balancekv {
@@ -45,6 +46,15 @@ struct GPUPipelineOptions
                           llvm::cl::desc("Multiprocessors of the target "
                                          "(sizes the split-K grid)"),
                           llvm::cl::init(132)};
+
+  GPUPipelineOptions() {
+    showDefault(chip);
+    showDefault(features);
+    showDefault(format);
+    showDefault(optLevel);
+    showDefault(toolkit);
+    showDefault(smCount);
+  }
 };
 
 /// balancekv ops on tensors down to host LLVM IR with embedded GPU code:

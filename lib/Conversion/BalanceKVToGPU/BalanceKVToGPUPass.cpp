@@ -4,6 +4,7 @@
 #include "KernelBuilder.h"
 
 #include "balancekv/Conversion/Passes.h"
+#include "balancekv/Support/OptionDefaults.h"
 #include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace balancekv {
@@ -18,7 +19,10 @@ namespace {
 
 struct BalanceKVLowerToGPUPass
     : balancekv::impl::BalanceKVLowerToGPUPassBase<BalanceKVLowerToGPUPass> {
-  using Base::Base;
+  BalanceKVLowerToGPUPass() { balancekv::showDefault(smCount); }
+  BalanceKVLowerToGPUPass(const balancekv::BalanceKVLowerToGPUPassOptions &options) : Base(options) {
+    balancekv::showDefault(smCount);
+  }
 
   void runOnOperation() override {
     ModuleOp module = getOperation();

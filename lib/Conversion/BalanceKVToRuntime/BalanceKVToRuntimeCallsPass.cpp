@@ -2,6 +2,7 @@
 //===//
 
 #include "balancekv/Conversion/BalanceKVToRuntime/BalanceKVToRuntime.h"
+#include "balancekv/Support/OptionDefaults.h"
 #include "balancekv/Conversion/Passes.h"
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
@@ -19,7 +20,10 @@ namespace {
 struct BalanceKVLowerToRuntimeCallsPass
     : balancekv::impl::BalanceKVLowerToRuntimeCallsPassBase<
           BalanceKVLowerToRuntimeCallsPass> {
-  using Base::Base;
+  BalanceKVLowerToRuntimeCallsPass() { balancekv::showDefault(deviceAlloc); }
+  BalanceKVLowerToRuntimeCallsPass(const balancekv::BalanceKVLowerToRuntimeCallsPassOptions &options) : Base(options) {
+    balancekv::showDefault(deviceAlloc);
+  }
   void runOnOperation() override {
     // Diagnose everything first so that a failing module is left untouched.
     bool ok = true;

@@ -7,6 +7,7 @@
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
 #include "balancekv/Support/CompressedLayout.h"
+#include "balancekv/Support/OptionDefaults.h"
 
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -76,7 +77,25 @@ struct CompressAttention : OpRewritePattern<AttentionOp> {
 struct BalanceKVCompressKVCachePass
     : balancekv::impl::BalanceKVCompressKVCachePassBase<
           BalanceKVCompressKVCachePass> {
-  using BalanceKVCompressKVCachePassBase::BalanceKVCompressKVCachePassBase;
+  BalanceKVCompressKVCachePass() { showDefaults(); }
+  BalanceKVCompressKVCachePass(
+      const balancekv::BalanceKVCompressKVCachePassOptions &options)
+      : BalanceKVCompressKVCachePassBase(options) {
+    showDefaults();
+  }
+
+  /// `--help` says each option's default (set from CompressParams.h and
+  /// CompressKVCacheOptions).
+  void showDefaults() {
+#define BALANCEKV_SHOW_DEFAULT(type, member, name, dflt, doc)                  \
+  showDefault(member);
+    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_SHOW_DEFAULT)
+#undef BALANCEKV_SHOW_DEFAULT
+    showDefault(method);
+    showDefault(minKvLen);
+    showDefault(allowDynamic);
+    showDefault(maxQueryLen);
+  }
 
   void runOnOperation() override {
     std::optional<CompressionMethod> m = symbolizeCompressionMethod(method);

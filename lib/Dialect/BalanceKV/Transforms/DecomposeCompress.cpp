@@ -1,6 +1,7 @@
 //===- DecomposeCompress.cpp - compress => stage ops ----------------------===//
 
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Support/OptionDefaults.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
 
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -36,7 +37,10 @@ struct DecomposeCompress : OpRewritePattern<CompressOp> {
 struct BalanceKVDecomposeCompressPass
     : balancekv::impl::BalanceKVDecomposeCompressPassBase<
           BalanceKVDecomposeCompressPass> {
-  using BalanceKVDecomposeCompressPassBase::BalanceKVDecomposeCompressPassBase;
+  BalanceKVDecomposeCompressPass() { showDefault(unrollRounds); }
+  BalanceKVDecomposeCompressPass(const balancekv::BalanceKVDecomposeCompressPassOptions &options) : Base(options) {
+    showDefault(unrollRounds);
+  }
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     populateDecomposeCompressPatterns(patterns, unrollRounds);

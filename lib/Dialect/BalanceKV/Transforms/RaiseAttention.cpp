@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
+#include "balancekv/Support/OptionDefaults.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
 #include "balancekv/Dialect/IREECompat/IR/Dialect.h"
 
@@ -1120,7 +1121,10 @@ void explainRemaining(Operation *root) {
 struct BalanceKVRaiseAttentionPass
     : balancekv::impl::BalanceKVRaiseAttentionPassBase<
           BalanceKVRaiseAttentionPass> {
-  using BalanceKVRaiseAttentionPassBase::BalanceKVRaiseAttentionPassBase;
+  BalanceKVRaiseAttentionPass() { showDefault(remarks); }
+  BalanceKVRaiseAttentionPass(const balancekv::BalanceKVRaiseAttentionPassOptions &options) : Base(options) {
+    showDefault(remarks);
+  }
 
   LogicalResult raise(Operation *root) {
     RewritePatternSet patterns(&getContext());
