@@ -450,6 +450,16 @@ bool isCausalMask(Value mask, AffineMap map,
   return true;
 }
 
+/// An additive mask entry: 0 keeps the key, a very negative one masks it,
+/// anything else is no mask.
+std::optional<bool> additiveMaskKeeps(double x) {
+  if (x == 0.0)
+    return true;
+  if (x <= -1e4)
+    return false;
+  return std::nullopt;
+}
+
 /// select(causal(i, j), x, very negative): the where() spelling. Sets
 /// `input`.
 bool matchCausalSelect(Value v, Value &input) {
@@ -497,11 +507,7 @@ bool matchCausalMask(Value v, Value &input) {
       continue;
     if (!matchPattern(mask, m_Constant(&attr))) {
       // Built from iota compares: evaluated.
-      if (!isCausalMask(mask, maps[1 - which], [](double x) {
-            return x == 0.0 ? std::optional<bool>(true)
-                   : x <= -1e4 ? std::optional<bool>(false)
-                               : std::nullopt;
-          }))
+      if (!isCausalMask(mask, maps[1 - which], additiveMaskKeeps))
         continue;
       input = lop.getDpsInputs()[which];
       return true;
@@ -912,11 +918,7 @@ struct RaiseTMTensorAttention : OpRewritePattern<tm_tensor::AttentionOp> {
     if (Value mask = op.getMask()) {
       unsigned r = qT.getRank();
       auto id = AffineMap::getMultiDimIdentityMap(r, op.getContext());
-      causal = isCausalMask(mask, id, [](double x) {
-        return x == 0.0 ? std::optional<bool>(true)
-               : x <= -1e4 ? std::optional<bool>(false)
-                           : std::nullopt;
-      });
+      causal = isCausalMask(mask, id, additiveMaskKeeps);
       if (!causal)
         return rewriter.notifyMatchFailure(
             op, "mask: not the KV-cache causal mask (key j <= N - L + i)");
