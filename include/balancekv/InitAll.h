@@ -18,6 +18,10 @@
 #include "balancekv/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 
 namespace balancekv {
 
@@ -32,6 +36,24 @@ inline void registerAllPasses() {
   registerBalanceKVPasses();
   registerBalanceKVConversionPasses();
   registerBalanceKVPipelines();
+}
+
+/// Everything a standalone tool needs: every upstream MLIR dialect,
+/// extension, pass and GPU-to-LLVM-IR translation, plus balancekv's (what
+/// balancekv-opt, libbalancekv_capi and the fuzz targets run with). Passes
+/// are registered globally, once.
+inline const mlir::DialectRegistry &upstreamAndBalanceKVRegistry() {
+  static const mlir::DialectRegistry *registry = [] {
+    mlir::registerAllPasses();
+    balancekv::registerAllPasses();
+    auto *r = new mlir::DialectRegistry();
+    mlir::registerAllDialects(*r);
+    mlir::registerAllExtensions(*r);
+    mlir::registerAllGPUToLLVMIRTranslations(*r);
+    balancekv::registerAllDialects(*r);
+    return r;
+  }();
+  return *registry;
 }
 
 } // namespace balancekv

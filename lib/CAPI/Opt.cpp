@@ -6,35 +6,20 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
-#include "mlir/InitAllPasses.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
-#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 using namespace mlir;
 
 namespace {
 
 const DialectRegistry &registry() {
-  static const DialectRegistry *r = [] {
-    mlir::registerAllPasses();
-    balancekv::registerAllPasses();
-    auto *reg = new DialectRegistry();
-    mlir::registerAllDialects(*reg);
-    mlir::registerAllExtensions(*reg);
-    mlir::registerAllGPUToLLVMIRTranslations(*reg);
-    balancekv::registerAllDialects(*reg);
-    return reg;
-  }();
-  return *r;
+  return balancekv::upstreamAndBalanceKVRegistry();
 }
 
 char *copy(const std::string &s) {
@@ -54,11 +39,6 @@ extern "C" __attribute__((visibility("default"))) int balancekv_opt(const char *
   if (!ir || !pipeline) {
     *out = copy("balancekv_opt: ir and pipeline must not be null");
     return 2;
-  }
-  static std::mutex registration; // static registries: once, in order
-  {
-    std::lock_guard<std::mutex> lock(registration);
-    (void)registry();
   }
   MLIRContext ctx(registry(), MLIRContext::Threading::DISABLED);
   std::string diagnostics;

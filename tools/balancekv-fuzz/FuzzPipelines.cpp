@@ -7,14 +7,10 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
-#include "mlir/InitAllPasses.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassInstrumentation.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
-#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdlib>
@@ -39,17 +35,7 @@ constexpr const char *kPipelines[] = {
 };
 
 const DialectRegistry &registry() {
-  static const DialectRegistry *r = [] {
-    mlir::registerAllPasses();
-    balancekv::registerAllPasses();
-    auto *reg = new DialectRegistry();
-    mlir::registerAllDialects(*reg);
-    mlir::registerAllExtensions(*reg);
-    registerAllGPUToLLVMIRTranslations(*reg);
-    balancekv::registerAllDialects(*reg);
-    return reg;
-  }();
-  return *r;
+  return balancekv::upstreamAndBalanceKVRegistry();
 }
 
 [[noreturn]] void finding(const std::string &what, StringRef source) {

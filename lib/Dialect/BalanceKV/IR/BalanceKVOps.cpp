@@ -81,6 +81,29 @@ float effectiveScale(std::optional<float> scale, Value query) {
                                   : 1.0f / std::sqrt(static_cast<float>(d));
 }
 
+/// Key and value: rank 4, one element type, one batch, head count and
+/// length.
+LogicalResult verifyCache(Operation *op, Value keyV, Value valueV) {
+  auto k = cast<RankedTensorType>(keyV.getType());
+  auto v = cast<RankedTensorType>(valueV.getType());
+  if (failed(verifyRank(op, "key", k, 4)) ||
+      failed(verifyRank(op, "value", v, 4)))
+    return failure();
+  if (k.getElementType() != v.getElementType())
+    return op->emitOpError()
+           << "expects key and value to share one element type, got "
+           << k.getElementType() << " and " << v.getElementType();
+  if (failed(verifyDim(op, "batch size", k.getDimSize(0), "key",
+                       v.getDimSize(0), "value")) ||
+      failed(verifyDim(op, "KV head count", k.getDimSize(1), "key",
+                       v.getDimSize(1), "value")) ||
+      failed(verifyDim(op, "cache length", k.getDimSize(2), "key",
+                       v.getDimSize(2), "value")))
+    return failure();
+  return success();
+}
+
+
 /// The parameters an op being built or parsed will have. The parser infers
 /// before it moves attr-dict entries into the properties and before it fills
 /// in the defaults: do both on a copy.
@@ -301,18 +324,7 @@ LogicalResult CompressOp::inferReturnTypes(
 LogicalResult CompressOp::verify() {
   Operation *op = *this;
   auto k = cast<RankedTensorType>(getKey().getType());
-  auto v = cast<RankedTensorType>(getValue().getType());
-  if (k.getElementType() != v.getElementType())
-    return emitOpError() << "expects key and value to share one element "
-                            "type, got "
-                         << k.getElementType() << " and "
-                         << v.getElementType();
-  if (failed(verifyDim(op, "batch size", k.getDimSize(0), "key",
-                       v.getDimSize(0), "value")) ||
-      failed(verifyDim(op, "KV head count", k.getDimSize(1), "key",
-                       v.getDimSize(1), "value")) ||
-      failed(verifyDim(op, "cache length", k.getDimSize(2), "key",
-                       v.getDimSize(2), "value")))
+  if (failed(verifyCache(op, getKey(), getValue())))
     return failure();
 
   // The scale is checked below by the attention ops' rule (if set, > 0).
@@ -394,26 +406,17 @@ LogicalResult verifyState(Operation *op, ArrayRef<std::pair<StringRef, Value>> s
   return success();
 }
 
-/// Key and value: rank 4, one element type, one batch, head count and
-/// length.
-LogicalResult verifyCache(Operation *op, Value keyV, Value valueV) {
-  auto k = cast<RankedTensorType>(keyV.getType());
-  auto v = cast<RankedTensorType>(valueV.getType());
-  if (failed(verifyRank(op, "key", k, 4)) ||
-      failed(verifyRank(op, "value", v, 4)))
+/// A stage that reads the cache and the state: the cache, the parameters,
+/// then the state against both.
+LogicalResult verifyCacheStage(Operation *op, Value key, Value value,
+                               Value tokens, Value doublings,
+                               const CompressParams &p) {
+  auto k = cast<RankedTensorType>(key.getType());
+  if (failed(verifyCache(op, key, value)) ||
+      failed(verifyParams(op, p, k.getDimSize(3))))
     return failure();
-  if (k.getElementType() != v.getElementType())
-    return op->emitOpError()
-           << "expects key and value to share one element type, got "
-           << k.getElementType() << " and " << v.getElementType();
-  if (failed(verifyDim(op, "batch size", k.getDimSize(0), "key",
-                       v.getDimSize(0), "value")) ||
-      failed(verifyDim(op, "KV head count", k.getDimSize(1), "key",
-                       v.getDimSize(1), "value")) ||
-      failed(verifyDim(op, "cache length", k.getDimSize(2), "key",
-                       v.getDimSize(2), "value")))
-    return failure();
-  return success();
+  return verifyState(op, {{"tokens", tokens}, {"doublings", doublings}}, k,
+                     &p);
 }
 
 } // namespace
@@ -464,14 +467,8 @@ LogicalResult BalanceWalkOp::inferReturnTypes(
 }
 
 LogicalResult BalanceWalkOp::verify() {
-  CompressParams p = getCompressParams();
-  auto k = cast<RankedTensorType>(getKey().getType());
-  if (failed(verifyCache(*this, getKey(), getValue())) ||
-      failed(verifyParams(*this, p, k.getDimSize(3))))
-    return failure();
-  return verifyState(*this,
-                     {{"tokens", getTokens()}, {"doublings", getDoublings()}},
-                     k, &p);
+  return verifyCacheStage(*this, getKey(), getValue(), getTokens(),
+                          getDoublings(), getCompressParams());
 }
 
 LogicalResult BalanceHalveOp::verify() {
@@ -511,14 +508,8 @@ LogicalResult GatherKeptOp::inferReturnTypes(
 }
 
 LogicalResult GatherKeptOp::verify() {
-  CompressParams p = getCompressParams();
-  auto k = cast<RankedTensorType>(getKey().getType());
-  if (failed(verifyCache(*this, getKey(), getValue())) ||
-      failed(verifyParams(*this, p, k.getDimSize(3))))
-    return failure();
-  return verifyState(*this,
-                     {{"tokens", getTokens()}, {"doublings", getDoublings()}},
-                     k, &p);
+  return verifyCacheStage(*this, getKey(), getValue(), getTokens(),
+                          getDoublings(), getCompressParams());
 }
 
 #define GET_OP_CLASSES
