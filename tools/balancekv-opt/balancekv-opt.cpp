@@ -11,7 +11,8 @@
 int main(int argc, char **argv) {
   // Upstream's and balancekv's dialects, extensions and passes, and the
   // GPU-to-LLVM-IR translations gpu-module-to-binary needs.
-  return mlir::asMainReturnCode(
-      mlir::MlirOptMain(argc, argv, "balancekv optimizer driver\n",
-                        balancekv::upstreamAndBalanceKVRegistry()));
+  mlir::DialectRegistry registry;
+  balancekv::upstreamAndBalanceKVRegistry().appendTo(registry);
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "balancekv optimizer driver\n", registry));
 }
