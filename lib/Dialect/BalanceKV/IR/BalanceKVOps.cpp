@@ -130,6 +130,23 @@ std::optional<CompressedLayout> inferredLayout(int64_t n,
   return CompressedLayout::compute(n, p.sink, p.recent, p.rounds);
 }
 
+/// compress's (and gather_kept's) results for a [b, h, n] cache of keys
+/// `k` and values `v`: compressed key, value and f32 log-weights over the M
+/// of the layout (dynamic when n is).
+void compressedResultTypes(MLIRContext *context, int64_t b, int64_t h,
+                           int64_t n, RankedTensorType k, RankedTensorType v,
+                           const CompressParams &params,
+                           SmallVectorImpl<Type> &types) {
+  int64_t m = ShapedType::kDynamic;
+  if (auto layout = inferredLayout(n, params))
+    m = layout->compressedLength();
+  types.push_back(
+      RankedTensorType::get({b, h, m, k.getDimSize(3)}, k.getElementType()));
+  types.push_back(
+      RankedTensorType::get({b, h, m, v.getDimSize(3)}, v.getElementType()));
+  types.push_back(RankedTensorType::get({b, h, m}, Float32Type::get(context)));
+}
+
 /// Parameters in range (the scale by the attention ops' rule); rejects a
 /// parameter left in the attribute dictionary, where it would be ignored.
 LogicalResult verifyParams(Operation *op, CompressParams params,
@@ -304,20 +321,9 @@ LogicalResult CompressOp::inferReturnTypes(
   int64_t b = pick(k.getDimSize(0), v.getDimSize(0));
   int64_t h = pick(k.getDimSize(1), v.getDimSize(1));
   int64_t n = pick(k.getDimSize(2), v.getDimSize(2));
-  const CompressParams params =
-      inferredParams<CompressOp>(context, location, adaptor);
-  const int64_t rounds = params.rounds, sink = params.sink,
-                recent = params.recent;
-  int64_t m = ShapedType::kDynamic;
-  // Out-of-range attributes are reported by the verifier; infer nothing odd.
-  if (!ShapedType::isDynamic(n) && rounds >= 0 && sink >= 0 && recent >= 0)
-    m = CompressedLayout::compute(n, sink, recent, rounds).compressedLength();
-  inferredReturnTypes.push_back(RankedTensorType::get(
-      {b, h, m, k.getDimSize(3)}, k.getElementType()));
-  inferredReturnTypes.push_back(RankedTensorType::get(
-      {b, h, m, v.getDimSize(3)}, v.getElementType()));
-  inferredReturnTypes.push_back(
-      RankedTensorType::get({b, h, m}, Float32Type::get(context)));
+  compressedResultTypes(context, b, h, n, k, v,
+                        inferredParams<CompressOp>(context, location, adaptor),
+                        inferredReturnTypes);
   return success();
 }
 
@@ -492,18 +498,10 @@ LogicalResult GatherKeptOp::inferReturnTypes(
     return emitOptionalError(location, "'balancekv.gather_kept' op expects "
                                        "key and value of rank 4, got ranks ",
                              k.getRank(), " and ", v.getRank());
-  int64_t m = ShapedType::kDynamic;
-  if (auto layout = inferredLayout(
-          k.getDimSize(2),
-          inferredParams<GatherKeptOp>(context, location, adaptor)))
-    m = layout->compressedLength();
-  int64_t b = k.getDimSize(0), h = k.getDimSize(1);
-  inferredReturnTypes.push_back(RankedTensorType::get(
-      {b, h, m, k.getDimSize(3)}, k.getElementType()));
-  inferredReturnTypes.push_back(RankedTensorType::get(
-      {b, h, m, v.getDimSize(3)}, v.getElementType()));
-  inferredReturnTypes.push_back(
-      RankedTensorType::get({b, h, m}, Float32Type::get(context)));
+  compressedResultTypes(
+      context, k.getDimSize(0), k.getDimSize(1), k.getDimSize(2), k, v,
+      inferredParams<GatherKeptOp>(context, location, adaptor),
+      inferredReturnTypes);
   return success();
 }
 
