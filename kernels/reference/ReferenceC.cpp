@@ -61,6 +61,24 @@ static thread_local std::string referenceError;
 
 const char *balancekv_reference_error(void) { return referenceError.c_str(); }
 
+/// The reference's element type of a C API dtype; false (error set) for a
+/// value outside the enum.
+static bool toDType(balancekv_dtype dtype, DType &t) {
+  switch (dtype) {
+  case BALANCEKV_DTYPE_F16:
+    t = DType::F16;
+    return true;
+  case BALANCEKV_DTYPE_BF16:
+    t = DType::BF16;
+    return true;
+  case BALANCEKV_DTYPE_F32:
+    t = DType::F32;
+    return true;
+  }
+  referenceError = "dtype must be f16, bf16 or f32";
+  return false;
+}
+
 int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
                                  const void *value, int64_t batch,
                                  int64_t heads, int64_t n, int64_t d,
@@ -71,9 +89,9 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
     referenceError = "null argument";
     return -1;
   }
-  DType t = dtype == BALANCEKV_DTYPE_F16    ? DType::F16
-            : dtype == BALANCEKV_DTYPE_BF16 ? DType::BF16
-                                            : DType::F32;
+  DType t;
+  if (!toDType(dtype, t))
+    return -1;
   CompressOptions o;
   o.method = params->method == BALANCEKV_METHOD_UNIFORM ? Method::Uniform
                                                         : Method::Balance;
@@ -105,14 +123,9 @@ int balancekv_reference_attention(balancekv_dtype dtype, const void *query,
     referenceError = "null argument";
     return -1;
   }
-  if (dtype != BALANCEKV_DTYPE_F16 && dtype != BALANCEKV_DTYPE_BF16 &&
-      dtype != BALANCEKV_DTYPE_F32) {
-    referenceError = "dtype must be f16, bf16 or f32";
+  DType t;
+  if (!toDType(dtype, t))
     return -1;
-  }
-  DType t = dtype == BALANCEKV_DTYPE_F16    ? DType::F16
-            : dtype == BALANCEKV_DTYPE_BF16 ? DType::BF16
-                                            : DType::F32;
   AttentionOptions o;
   o.scale = scale;
   o.causal = causal != 0;

@@ -13,6 +13,19 @@
 
 #include <string>
 
+// The CPU reference's C entries (kernels/reference/ReferenceC.cpp).
+extern "C" int balancekv_reference_compress(
+    balancekv_dtype dtype, const void *key, const void *value, int64_t batch,
+    int64_t heads, int64_t n, int64_t d, int64_t dv,
+    const balancekv_compress_params *params, int32_t *outIndices,
+    float *outLogWeights);
+extern "C" int balancekv_reference_attention(
+    balancekv_dtype dtype, const void *query, const void *key,
+    const void *value, const float *logWeights, int64_t batch, int64_t qHeads,
+    int64_t kvHeads, int64_t queries, int64_t n, int64_t d, int64_t dv,
+    float scale, int causal, float *out);
+extern "C" const char *balancekv_reference_error(void);
+
 namespace {
 
 struct CompressCall {
@@ -52,6 +65,29 @@ TEST(RuntimeApi, DefaultsAndLength) {
   EXPECT_DOUBLE_EQ(p.c0, 0.025);
   EXPECT_EQ(balancekv_compressed_length(4096, 32, 32, 2), 1072);
   EXPECT_EQ(balancekv_compressed_length(-1, 32, 32, 2), -1);
+}
+
+// The reference's entries reject a dtype outside the enum (C callers can
+// pass any int) instead of reading the data as f32.
+TEST(RuntimeApi, ReferenceEntriesRejectAnUnknownDtype) {
+  float data[8] = {};
+  int32_t idx[8];
+  float lw[8], out[8];
+  balancekv_compress_params p;
+  balancekv_compress_params_init(&p);
+  EXPECT_EQ(balancekv_reference_compress(balancekv_dtype(7), data, data, 1, 1,
+                                         2, 2, 2, &p, idx, lw),
+            -1);
+  EXPECT_STREQ(balancekv_reference_error(), "dtype must be f16, bf16 or f32");
+  EXPECT_EQ(balancekv_reference_attention(balancekv_dtype(7), data, data, data,
+                                          nullptr, 1, 1, 1, 1, 2, 2, 2, 0.0f,
+                                          0, out),
+            -1);
+  EXPECT_STREQ(balancekv_reference_error(), "dtype must be f16, bf16 or f32");
+  // A valid dtype goes through.
+  EXPECT_EQ(balancekv_reference_compress(BALANCEKV_DTYPE_F32, data, data, 1, 1,
+                                         2, 2, 2, &p, idx, lw),
+            0);
 }
 
 // The same values as the op verifier, the pass and the reference reject
