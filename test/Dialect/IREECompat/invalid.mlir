@@ -48,3 +48,15 @@ func.func @tm_tensor_result_type(%q: tensor<8x1x64xf32>, %k: tensor<8x512x64xf32
   %0 = tm_tensor.attention ins(%q, %k, %k : tensor<8x1x64xf32>, tensor<8x512x64xf32>, tensor<8x512x64xf32>) outs(%init : tensor<8x1x64xf32>) -> tensor<8x1x32xf32>
   return %0 : tensor<8x1x32xf32>
 }
+
+// -----
+
+#n = affine_map<(d0, d1, d2, d3, d4) -> ()>
+func.func @results_as_outputs(%q: tensor<8x1x64xf16>, %k: tensor<8x512x64xf16>, %s: f16, %init: tensor<8x1x64xf16>) -> tensor<8x1x32xf16> {
+  // expected-error @+1 {{'iree_linalg_ext.attention' op expects results typed as the outputs}}
+  %0 = iree_linalg_ext.attention <indexing_maps = [#n, #n, #n, #n, #n]> ins(%q, %k, %k, %s : tensor<8x1x64xf16>, tensor<8x512x64xf16>, tensor<8x512x64xf16>, f16) outs(%init : tensor<8x1x64xf16>) {
+  ^bb0(%score: f32):
+    iree_linalg_ext.yield %score : f32
+  } -> tensor<8x1x32xf16>
+  return %0 : tensor<8x1x32xf16>
+}
