@@ -37,15 +37,6 @@ balancekv_status ok() {
       return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, msg);                     \
   } while (0)
 
-/// The value of a C enum argument as an int: a C caller may pass any int,
-/// and loading an out-of-range value through the C++ enum type is undefined.
-template <typename Enum> int enumValue(const Enum &e) {
-  static_assert(sizeof(Enum) == sizeof(int), "C enums are int-sized");
-  int v;
-  std::memcpy(&v, &e, sizeof v);
-  return v;
-}
-
 bool validDtype(const balancekv_dtype &t) {
   const int v = enumValue(t);
   return v == BALANCEKV_DTYPE_F16 || v == BALANCEKV_DTYPE_BF16 ||

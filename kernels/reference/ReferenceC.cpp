@@ -64,7 +64,7 @@ const char *balancekv_reference_error(void) { return referenceError.c_str(); }
 /// The reference's element type of a C API dtype; false (error set) for a
 /// value outside the enum.
 static bool toDType(balancekv_dtype dtype, DType &t) {
-  switch (dtype) {
+  switch (enumValue(dtype)) {
   case BALANCEKV_DTYPE_F16:
     t = DType::F16;
     return true;
@@ -93,8 +93,9 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
   if (!toDType(dtype, t))
     return -1;
   CompressOptions o;
-  o.method = params->method == BALANCEKV_METHOD_UNIFORM ? Method::Uniform
-                                                        : Method::Balance;
+  o.method = enumValue(params->method) == BALANCEKV_METHOD_UNIFORM
+                 ? Method::Uniform
+                 : Method::Balance;
   static_cast<CompressParams &>(o) = fromC(*params);
   Selection sel;
   Status st = compress({key, t, {batch, heads, n, d}},

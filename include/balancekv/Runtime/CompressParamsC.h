@@ -11,7 +11,18 @@
 #include "balancekv/Runtime/BalanceKVRuntime.h"
 #include "balancekv/Support/CompressParams.h"
 
+#include <cstring>
+
 namespace balancekv {
+
+/// The value of a C enum argument as an int: a C caller may pass any int,
+/// and loading an out-of-range value through the C++ enum type is undefined.
+template <typename Enum> int enumValue(const Enum &e) {
+  static_assert(sizeof(Enum) == sizeof(int), "C enums are int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
 
 /// The parameters of a C struct (its `method` aside).
 inline CompressParams fromC(const balancekv_compress_params &p) {
