@@ -63,7 +63,7 @@ const char *balancekv_reference_error(void) { return referenceError.c_str(); }
 
 /// The reference's element type of a C API dtype; false (error set) for a
 /// value outside the enum.
-static bool toDType(balancekv_dtype dtype, DType &t) {
+static bool toDType(const balancekv_dtype &dtype, DType &t) {
   switch (enumValue(dtype)) {
   case BALANCEKV_DTYPE_F16:
     t = DType::F16;
