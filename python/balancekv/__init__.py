@@ -41,12 +41,15 @@ def _library():
     global _lib
     if _lib is None:
         lib = ctypes.CDLL(library_path())
-        lib.balancekv_opt.argtypes = [ctypes.c_char_p, ctypes.c_char_p,
-                                      ctypes.c_int,
-                                      ctypes.POINTER(ctypes.c_void_p)]
-        lib.balancekv_opt.restype = ctypes.c_int
-        lib.balancekv_free.argtypes = [ctypes.c_void_p]
-        lib.balancekv_free.restype = None
+        # The kernels-only libbalancekv_cuda.so (BALANCEKV_LIBRARY on a GPU
+        # machine without MLIR) has the reference's entries but no passes.
+        if hasattr(lib, "balancekv_opt"):
+            lib.balancekv_opt.argtypes = [ctypes.c_char_p, ctypes.c_char_p,
+                                          ctypes.c_int,
+                                          ctypes.POINTER(ctypes.c_void_p)]
+            lib.balancekv_opt.restype = ctypes.c_int
+            lib.balancekv_free.argtypes = [ctypes.c_void_p]
+            lib.balancekv_free.restype = None
         lib.balancekv_compress_params_init.argtypes = [
             ctypes.POINTER(CompressParams)]
         lib.balancekv_compress_params_init.restype = None
@@ -72,6 +75,9 @@ def opt(ir, pipeline, generic=False):
     on the module `ir`; returns the printed result (remarks and warnings
     appended as `//` comments) or raises BalanceKVError."""
     lib = _library()
+    if not hasattr(lib, "balancekv_opt"):
+        raise BalanceKVError(f"{library_path()} has no passes (balancekv_opt): "
+                             "it is the kernels-only library")
     out = ctypes.c_void_p()
     rc = lib.balancekv_opt(ir.encode(), pipeline.encode(), int(generic),
                            ctypes.byref(out))

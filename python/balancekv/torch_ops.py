@@ -4,12 +4,15 @@
     torch.ops.balancekv.weighted_decode(q, k, v, log_w, scale, causal) -> o
 
 CPU: the C++ reference (the oracle the CUDA kernels match), through
-libbalancekv_capi. Fake (meta) implementations give torch.compile the
-shapes. Call `compress(key, value, **overrides)` below for the library's
-defaults. (CUDA implementations over libbalancekv_cuda are not registered
-yet.)
+libbalancekv_capi. CUDA: the hand-tuned kernels of libbalancekv_cuda.so (on
+the tensors' current stream; the library is looked for next to this module,
+then in $BALANCEKV_CUDA_LIBRARY, then in the build tree's lib/). Fake (meta)
+implementations give torch.compile the shapes. Call `compress(key, value,
+**overrides)` below for the library's defaults.
 """
 import ctypes
+import math
+import os
 
 import torch
 
@@ -20,6 +23,68 @@ _TORCH_DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16",
                  torch.float32: "f32"}
 _PARAM_ORDER = ["rounds", "block_size", "sink", "recent", "gamma",
                 "temperature", "c0", "seed", "scale"]
+
+
+class _Tensor(ctypes.Structure):
+    """balancekv_tensor / balancekv_mutable_tensor (BalanceKVRuntime.h)."""
+    _fields_ = [("data", ctypes.c_void_p), ("strides", ctypes.c_int64 * 4)]
+
+
+def _view(t):
+    return _Tensor(t.data_ptr(), (ctypes.c_int64 * 4)(*t.stride()))
+
+
+_cuda_lib = None
+
+
+def cuda_library_path():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in [os.path.join(here, "libbalancekv_cuda.so"),
+                 os.environ.get("BALANCEKV_CUDA_LIBRARY", ""),
+                 os.path.join(here, "..", "..", "build", "lib",
+                              "libbalancekv_cuda.so")]:
+        if path and os.path.exists(path):
+            return os.path.abspath(path)
+    raise BalanceKVError("libbalancekv_cuda.so not found (build with "
+                         "BALANCEKV_ENABLE_CUDA=ON, or set "
+                         "BALANCEKV_CUDA_LIBRARY)")
+
+
+def _cuda():
+    global _cuda_lib
+    if _cuda_lib is None:
+        lib = ctypes.CDLL(cuda_library_path())
+        lib.balancekv_last_error.restype = ctypes.c_char_p
+        size_t_p = ctypes.POINTER(ctypes.c_size_t)
+        lib.balancekv_compress_workspace_size.argtypes = [
+            ctypes.c_int64] * 3 + [ctypes.c_void_p, size_t_p]
+        lib.balancekv_compress.argtypes = (
+            [ctypes.c_int, _Tensor, _Tensor] + [ctypes.c_int64] * 5 +
+            [ctypes.c_void_p, _Tensor, _Tensor, ctypes.c_void_p,
+             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+             ctypes.c_void_p])
+        lib.balancekv_weighted_decode_workspace_size.argtypes = [
+            ctypes.c_int64] * 5 + [size_t_p]
+        lib.balancekv_weighted_decode_attention.argtypes = (
+            [ctypes.c_int, _Tensor, _Tensor, _Tensor, ctypes.c_void_p,
+             ctypes.c_void_p] + [ctypes.c_int64] * 7 +
+            [ctypes.c_float, ctypes.c_int, _Tensor, ctypes.c_void_p,
+             ctypes.c_size_t, ctypes.c_void_p])
+        for f in ["balancekv_compress", "balancekv_weighted_decode_attention",
+                  "balancekv_compress_workspace_size",
+                  "balancekv_weighted_decode_workspace_size"]:
+            getattr(lib, f).restype = ctypes.c_int
+        _cuda_lib = lib
+    return _cuda_lib
+
+
+def _check_cuda(rc):
+    if rc != 0:
+        raise BalanceKVError(_cuda().balancekv_last_error().decode())
+
+
+def _inner_contiguous(t):
+    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _dtype(t):
@@ -60,6 +125,31 @@ def _compress(key: torch.Tensor, value: torch.Tensor, method: str,
     return ck, cv, log_w
 
 
+@_compress.register_kernel("cuda")
+def _(key, value, method, rounds, block_size, sink, recent, gamma,
+      temperature, c0, seed, scale):
+    p = _params(method, rounds, block_size, sink, recent, gamma, temperature,
+                c0, seed, scale)
+    b, h, n, d = key.shape
+    dv = value.shape[3]
+    m = compressed_length(n, p)
+    k, v = _inner_contiguous(key), _inner_contiguous(value)
+    ck = k.new_empty((b, h, m, d))
+    cv = v.new_empty((b, h, m, dv))
+    log_w = torch.empty((b, h, m), dtype=torch.float32, device=key.device)
+    lib = _cuda()
+    size = ctypes.c_size_t()
+    _check_cuda(lib.balancekv_compress_workspace_size(
+        b, h, n, ctypes.byref(p), ctypes.byref(size)))
+    workspace = torch.empty(size.value, dtype=torch.uint8, device=key.device)
+    stream = torch.cuda.current_stream(key.device).cuda_stream
+    _check_cuda(lib.balancekv_compress(
+        _dtype(key), _view(k), _view(v), b, h, n, d, dv, ctypes.byref(p),
+        _view(ck), _view(cv), log_w.data_ptr(), None,
+        workspace.data_ptr() if size.value else None, size.value, stream))
+    return ck, cv, log_w
+
+
 @_compress.register_fake
 def _(key, value, method, rounds, block_size, sink, recent, gamma,
       temperature, c0, seed, scale):
@@ -86,6 +176,28 @@ def _weighted_decode(query: torch.Tensor, key: torch.Tensor,
     if rc != 0:
         raise BalanceKVError(_library().balancekv_reference_error().decode())
     return out.to(query.dtype)
+
+
+@_weighted_decode.register_kernel("cuda")
+def _(query, key, value, log_weights, scale, causal):
+    b, hq, l, d = query.shape
+    hkv, m, dv = key.shape[1], key.shape[2], value.shape[3]
+    q = _inner_contiguous(query)
+    k, v = _inner_contiguous(key), _inner_contiguous(value)
+    lw = log_weights.contiguous().float()
+    out = q.new_empty((b, hq, l, dv))
+    lib = _cuda()
+    size = ctypes.c_size_t()
+    _check_cuda(lib.balancekv_weighted_decode_workspace_size(
+        b, hq, l, m, dv, ctypes.byref(size)))
+    workspace = torch.empty(size.value, dtype=torch.uint8, device=query.device)
+    stream = torch.cuda.current_stream(query.device).cuda_stream
+    _check_cuda(lib.balancekv_weighted_decode_attention(
+        _dtype(query), _view(q), _view(k), _view(v), lw.data_ptr(), None,
+        b, hq, hkv, l, m, d, dv, scale if scale > 0 else 1.0 / math.sqrt(d),
+        int(causal), _view(out), workspace.data_ptr() if size.value else None,
+        size.value, stream))
+    return out
 
 
 @_weighted_decode.register_fake

@@ -1,0 +1,75 @@
+"""balancekv.hf on a small Llama with random weights (CPU: the reference ops):
+the cache compresses each layer after the prefill, positions stay those of
+the full sequence, decode attention is the reference's weighted attention
+over the compressed cache, and with rounds = 0 (nothing dropped) generation
+equals the full cache's."""
+import inspect
+
+import torch
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+from balancekv import torch_ops
+from balancekv.hf import ATTENTION, BalanceKVCache
+
+CACHE = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters \
+    else "past_key_values"
+torch.manual_seed(0)
+config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                     max_position_embeddings=1024)
+model = LlamaForCausalLM(config).eval()
+model.set_attn_implementation(ATTENTION)
+ids = torch.randint(3, 300, (1, 200))
+
+
+@torch.no_grad()
+def greedy(cache, steps=8):
+    logits = model(ids, **{CACHE: cache}, use_cache=True).logits[:, -1]
+    tokens, all_logits = [int(logits.argmax(-1))], [logits]
+    for _ in range(steps):
+        logits = model(torch.tensor([[tokens[-1]]]), **{CACHE: cache}, use_cache=True).logits[:, -1]
+        tokens.append(int(logits.argmax(-1)))
+        all_logits.append(logits)
+    return tokens, torch.cat(all_logits)
+
+
+full_tokens, full_logits = greedy(DynamicCache())
+
+# rounds = 0: every token kept with weight 1 -> the full cache's generation.
+tokens, logits = greedy(BalanceKVCache(rounds=0))
+print("rounds 0: same tokens", tokens == full_tokens,
+      "max logit diff below 1e-4", float((logits - full_logits).abs().max()) < 1e-4)
+
+# rounds = 2: sink 32 + middle 136 / 4 + recent 32 = 98 kept, then 8 appended.
+cache = BalanceKVCache(rounds=2, seed=3)
+tokens, logits = greedy(cache)
+print("rounds 2: stored", cache.compressed_lengths(), "seen", cache.get_seq_length(),
+      "log-weights", tuple(cache.layers[0].log_weights.shape))
+# Layer 0's compressed cache is the reference's selection of its prefill cache.
+full = DynamicCache()
+with torch.no_grad():
+    model(ids, **{CACHE: full}, use_cache=True)
+ck, cv, lw = torch_ops.compress(full.layers[0].keys, full.layers[0].values, rounds=2, seed=3)
+print("layer 0 = reference selection", torch.equal(cache.layers[0].keys[:, :, :98], ck),
+      torch.equal(cache.layers[0].log_weights[:, :, :98], lw),
+      "appended weight 1", bool((cache.layers[0].log_weights[:, :, 98:] == 0).all()))
+print("rounds 2: first token (prefill is exact)", tokens[0] == full_tokens[0])
+
+# More queries than the decode kernel takes (a 20-token chunk after
+# compression): the PyTorch path, causal over the chunk; a token of the chunk
+# does not see later ones, so its logits equal one-at-a-time decoding.
+with torch.no_grad():
+    chunked = BalanceKVCache(rounds=2, seed=3)
+    model(ids, **{CACHE: chunked}, use_cache=True)
+    nxt = torch.randint(3, 300, (1, 20))
+    chunk_logits = model(nxt, **{CACHE: chunked}, use_cache=True).logits[0]
+    stepped = BalanceKVCache(rounds=2, seed=3)
+    model(ids, **{CACHE: stepped}, use_cache=True)
+    step_logits = torch.cat([model(nxt[:, i:i + 1], **{CACHE: stepped}, use_cache=True).logits[0]
+                             for i in range(20)])
+print("chunk of 20 = one at a time", float((chunk_logits - step_logits).abs().max()) < 1e-4)
+
+try:
+    BalanceKVCache(round=2)
+except Exception as e:  # noqa: BLE001
+    print("error:", e)
