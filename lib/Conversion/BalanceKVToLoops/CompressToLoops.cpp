@@ -38,6 +38,9 @@ using namespace balancekv::loops;
 
 namespace {
 
+/// balance_halve's search chunk (tokens per kept-colour count).
+constexpr int64_t kHalveChunk = 128;
+
 /// The SnapKV max-pool kernel of the spec (section 4).
 constexpr int64_t kSnapKVPool = 7;
 
@@ -52,20 +55,11 @@ Value toIndex(ImplicitLocOpBuilder &b, OpFoldResult o) {
   return getValueOrCreateConstantIndexOp(b, b.getLoc(), o);
 }
 
-/// The (B, H) loop nest every stage runs per head: `body(bi, hi, carried)`
-/// returns the new carried values.
-SmallVector<Value> forEachHead(
-    ImplicitLocOpBuilder &b, Value batch, Value heads, ValueRange inits,
-    const std::function<SmallVector<Value>(ImplicitLocOpBuilder &, Value,
-                                           Value, ValueRange)> &body) {
-  return forLoop(b, cIdx(b, 0), batch, inits,
-                 [&](ImplicitLocOpBuilder &bb, Value bi, ValueRange ba) {
-                   return forLoop(bb, cIdx(bb, 0), heads, ba,
-                                  [&](ImplicitLocOpBuilder &hb, Value hi,
-                                      ValueRange ha) {
-                                    return body(hb, bi, hi, ha);
-                                  });
-                 });
+/// ceil(n / d), static when n is.
+OpFoldResult ceilDiv(ImplicitLocOpBuilder &b, OpFoldResult n, int64_t d) {
+  if (std::optional<int64_t> c = getConstantIntValue(n))
+    return b.getIndexAttr((*c + d - 1) / d);
+  return arith::CeilDivUIOp::create(b, toIndex(b, n), cIdx(b, d)).getResult();
 }
 
 using ElementFn = std::function<Value(ImplicitLocOpBuilder &, Value)>;
@@ -499,13 +493,15 @@ struct BalanceInitToLoops : OpRewritePattern<BalanceInitOp> {
   }
 };
 
-/// balance_walk on tensors, one block of one head at a time: the pieces of
-/// spec section 3, steps 1-3, each a method.
+/// balance_walk on tensors as linalg.generic ops over (batch, head, block)
+/// (so a compiler that forms dispatches from linalg ops, IREE, runs every
+/// block as one parallel work item; nothing is written element by element
+/// outside them): the pieces of spec section 3, steps 1-3, each a method.
 class WalkLowering {
 public:
   WalkLowering(ImplicitLocOpBuilder &b, BalanceWalkOp op)
       : b(b), op(op), ctx(b.getContext()), p(op.getCompressParams()),
-        f64(b.getF64Type()), i8(b.getI8Type()) {
+        f64(b.getF64Type()), i8(b.getI8Type()), i64(b.getI64Type()) {
     dV = toIndex(b, typedSize(b, op.getKey(), 3));
     dvV = toIndex(b, typedSize(b, op.getValue(), 3));
     // Middle token j is cache row S' + j.
@@ -515,6 +511,7 @@ public:
     len = arith::ShRUIOp::create(
         b, toIndex(b, typedSize(b, op.getTokens(), 2)), op.getRound());
     roundI32 = arith::IndexCastOp::create(b, b.getI32Type(), op.getRound());
+    bsV = cIdx(b, p.blockSize);
   }
 
   /// signs [B, H, L_0] (i8; 0 past L_t).
@@ -522,34 +519,57 @@ public:
     Value tokens = op.getTokens();
     OpFoldResult B = typedSize(b, tokens, 0), H = typedSize(b, tokens, 1),
                  L0 = typedSize(b, tokens, 2);
-    Value signs =
-        filled(b, {B, H, L0}, arith::ConstantIntOp::create(b, i8, 0));
-    return forEachHead(
-        b, toIndex(b, B), toIndex(b, H), {signs},
-        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
-          Value bsV = cIdx(hb, p.blockSize);
-          Value nBlocks = arith::CeilDivUIOp::create(hb, len, bsV);
-          return forLoop(
-              hb, cIdx(hb, 0), nBlocks, {ha[0]},
-              [&](ImplicitLocOpBuilder &kb, Value blk, ValueRange ka) {
-                Block blockAt{bi, hi, blk, arith::MulIOp::create(kb, blk, bsV),
-                              Value()};
-                blockAt.size = arith::MinUIOp::create(
-                    kb, bsV, arith::SubIOp::create(kb, len, blockAt.start));
-                Value gram = blockGram(kb, blockAt);
-                return SmallVector<Value>{walk(kb, blockAt, gram, ka[0])};
-              });
+    // Blocks of the first round cover every later round's tokens too.
+    OpFoldResult NB = ceilDiv(b, L0, p.blockSize);
+    Value means = blockMeans(B, H, NB);
+    auto words = blockWalks(B, H, NB, means);
+    Value lo = words.first, hi = words.second;
+    Value signs = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H, L0}, i8);
+    return generic(
+        b, {}, {signs}, {map(3, {0, 1, 2})}, "ppp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange) -> SmallVector<Value> {
+          Value t = linalgIndex(nb, 2);
+          Value blk = arith::DivUIOp::create(nb, t, bsV);
+          Value i = arith::RemUIOp::create(nb, t, bsV);
+          SmallVector<Value> at{linalgIndex(nb, 0), linalgIndex(nb, 1), blk};
+          Value inLo =
+              arith::CmpIOp::create(nb, arith::CmpIPredicate::ult, i, cIdx(nb, 64));
+          Value word = arith::SelectOp::create(
+              nb, inLo, tensor::ExtractOp::create(nb, lo, at),
+              tensor::ExtractOp::create(nb, hi, at));
+          Value plus = bitAt(nb, word, arith::RemUIOp::create(nb, i, cIdx(nb, 64)));
+          Value sign = arith::SelectOp::create(
+              nb, plus, arith::ConstantIntOp::create(nb, i8, 1),
+              arith::ConstantIntOp::create(nb, i8, -1));
+          Value live =
+              arith::CmpIOp::create(nb, arith::CmpIPredicate::ult, t, len);
+          return SmallVector<Value>{arith::SelectOp::create(
+              nb, live, sign, arith::ConstantIntOp::create(nb, i8, 0))};
         })[0];
   }
 
 private:
-  /// One block of one head: tokens [start, start + size) of the state.
+  /// Tokens [start, start + size) of the state: one block of one head.
   struct Block {
     Value batch, head, index, start, size;
   };
 
   AffineMap map(unsigned n, ArrayRef<unsigned> dims) {
     return dimsMap(ctx, n, dims);
+  }
+  /// The block at linalg indices (0, 1, 2) = (batch, head, block) in round
+  /// `len` (size 0 past L_t).
+  Block blockHere(ImplicitLocOpBuilder &nb) {
+    Block blk{linalgIndex(nb, 0), linalgIndex(nb, 1), linalgIndex(nb, 2),
+              Value(), Value()};
+    blk.start = arith::MulIOp::create(nb, blk.index, bsV);
+    Value live =
+        arith::CmpIOp::create(nb, arith::CmpIPredicate::ult, blk.start, len);
+    Value rest = arith::SubIOp::create(
+        nb, len, arith::MinUIOp::create(nb, blk.start, len));
+    blk.size = arith::SelectOp::create(
+        nb, live, arith::MinUIOp::create(nb, bsV, rest), cIdx(nb, 0));
+    return blk;
   }
   Value stateAt(ImplicitLocOpBuilder &nb, Value state, const Block &blk,
                 Value r) {
@@ -567,131 +587,149 @@ private:
   /// w_r = 2^doublings exactly: the exponent field of an f64.
   Value weightOf(ImplicitLocOpBuilder &nb, const Block &blk, Value r) {
     Value e = arith::AddIOp::create(
-        nb,
-        arith::ExtSIOp::create(nb, nb.getI64Type(),
-                               stateAt(nb, op.getDoublings(), blk, r)),
-        arith::ConstantIntOp::create(nb, nb.getI64Type(), 1023));
-    Value bits = arith::ShLIOp::create(
-        nb, e, arith::ConstantIntOp::create(nb, nb.getI64Type(), 52));
+        nb, arith::ExtSIOp::create(nb, i64, stateAt(nb, op.getDoublings(), blk, r)),
+        arith::ConstantIntOp::create(nb, i64, 1023));
+    Value bits =
+        arith::ShLIOp::create(nb, e, arith::ConstantIntOp::create(nb, i64, 52));
     return arith::BitcastOp::create(nb, f64, bits);
   }
   /// An element of the cache, widened to f64.
   Value cacheAt(ImplicitLocOpBuilder &nb, Value t, const Block &blk, Value row,
                 Value x) {
-    return widen(nb,
-                 tensor::ExtractOp::create(nb, t,
-                                           ValueRange{blk.batch, blk.head, row, x}),
-                 f64);
+    return widen(
+        nb, tensor::ExtractOp::create(nb, t, ValueRange{blk.batch, blk.head, row, x}),
+        f64);
+  }
+  /// Bit `i` (index) of an i64 word, as i1.
+  Value bitAt(ImplicitLocOpBuilder &nb, Value word, Value i) {
+    Value shifted = arith::ShRUIOp::create(
+        nb, word, arith::IndexCastOp::create(nb, i64, i));
+    return arith::TruncIOp::create(nb, nb.getI1Type(), shifted);
   }
 
-  /// G_ij = exp(tau s <kc_i, kc_j>) (<wv_i, wv_j> + c0) over the block's
-  /// centred keys kc = k - mean and weighted values wv = w v (f64).
-  Value blockGram(ImplicitLocOpBuilder &kb, const Block &blk) {
-    OpFoldResult bszF = blk.size;
-    // Sum of the block's keys, then centred keys k - sum / b.
-    Value ksum = filled(kb, {OpFoldResult(dV)}, cF(kb, f64, 0.0));
-    Value rows = tensor::EmptyOp::create(
-        kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dV)}, f64);
-    ksum = generic(kb, {rows}, {ksum}, {map(2, {0, 1}), map(2, {1})}, "rp",
-                   [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                     Value k = cacheAt(nb, op.getKey(), blk,
-                                       rowOf(nb, blk, linalgIndex(nb, 0)),
-                                       linalgIndex(nb, 1));
-                     return SmallVector<Value>{
-                         arith::AddFOp::create(nb, x[1], k)};
-                   })[0];
-    Value bszF64 = arith::UIToFPOp::create(
-        kb, f64, arith::IndexCastUIOp::create(kb, kb.getI64Type(), blk.size));
-    Value kc = generic(kb, {ksum}, {rows}, {map(2, {1}), map(2, {0, 1})}, "pp",
-                       [&](ImplicitLocOpBuilder &nb, ValueRange x) {
-                         Value k = cacheAt(nb, op.getKey(), blk,
-                                           rowOf(nb, blk, linalgIndex(nb, 0)),
-                                           linalgIndex(nb, 1));
-                         Value mean = arith::DivFOp::create(nb, x[0], bszF64);
-                         return SmallVector<Value>{
-                             arith::SubFOp::create(nb, k, mean)};
-                       })[0];
-    Value wv = tensor::EmptyOp::create(
-        kb, ArrayRef<OpFoldResult>{bszF, OpFoldResult(dvV)}, f64);
-    wv = generic(kb, {}, {wv}, {map(2, {0, 1})}, "pp",
-                 [&](ImplicitLocOpBuilder &nb, ValueRange) {
-                   Value r = linalgIndex(nb, 0);
-                   Value v = cacheAt(nb, op.getValue(), blk, rowOf(nb, blk, r),
-                                     linalgIndex(nb, 1));
-                   return SmallVector<Value>{
-                       arith::MulFOp::create(nb, weightOf(nb, blk, r), v)};
-                 })[0];
-    auto gramOf = [&](Value x) {
-      Value g = filled(kb, {bszF, bszF}, cF(kb, f64, 0.0));
-      return generic(kb, {x, x}, {g},
-                     {map(3, {0, 2}), map(3, {1, 2}), map(3, {0, 1})}, "ppr",
-                     [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                       return SmallVector<Value>{arith::AddFOp::create(
-                           nb, a[2], arith::MulFOp::create(nb, a[0], a[1]))};
-                     })[0];
-    };
-    Value kk = gramOf(kc), vv = gramOf(wv);
-    const double expScale = p.temperature * op.getKernelScale();
-    AffineMap id2 = map(2, {0, 1});
+  /// means [B, H, NB, D] (f64): each block's mean key, summed in token order
+  /// and divided by the block size (step 1).
+  Value blockMeans(OpFoldResult B, OpFoldResult H, OpFoldResult NB) {
+    Value means = tensor::EmptyOp::create(
+        b, ArrayRef<OpFoldResult>{B, H, NB, typedSize(b, op.getKey(), 3)}, f64);
     return generic(
-        kb, {vv}, {kk}, {id2, id2}, "pp",
-        [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-          Value e = math::ExpOp::create(
-              nb, arith::MulFOp::create(nb, a[1], cF(nb, f64, expScale)));
-          return SmallVector<Value>{arith::MulFOp::create(
-              nb, e, arith::AddFOp::create(nb, a[0], cF(nb, f64, p.c0)))};
+        b, {}, {means}, {map(4, {0, 1, 2, 3})}, "pppp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange) -> SmallVector<Value> {
+          Block blk = blockHere(nb);
+          Value x = linalgIndex(nb, 3);
+          Value sum = forLoop(nb, cIdx(nb, 0), blk.size, {cF(nb, f64, 0.0)},
+                              [&](ImplicitLocOpBuilder &lb, Value r, ValueRange a) -> SmallVector<Value> {
+                                return SmallVector<Value>{arith::AddFOp::create(
+                                    lb, a[0],
+                                    cacheAt(lb, op.getKey(), blk, rowOf(lb, blk, r), x))};
+                              })[0];
+          Value size = arith::UIToFPOp::create(
+              nb, f64, arith::IndexCastUIOp::create(nb, i64, blk.size));
+          return SmallVector<Value>{arith::DivFOp::create(nb, sum, size)};
         })[0];
   }
 
-  /// The walk over the block: sigma_i from Philox against
-  /// clamp(1/2 - gamma S_i), carrying the running sums
-  /// S_k = sum_{j<i} G_kj sigma_j; the signs go into `signs`.
-  Value walk(ImplicitLocOpBuilder &kb, const Block &blk, Value gram,
-             Value signs) {
-    Value s0 = filled(kb, {OpFoldResult(blk.size)}, cF(kb, f64, 0.0));
-    return forLoop(
-        kb, cIdx(kb, 0), blk.size, {s0, signs},
-        [&](ImplicitLocOpBuilder &wb, Value i, ValueRange wa) {
-          Value si = tensor::ExtractOp::create(wb, wa[0], i);
-          Value prob = arith::SubFOp::create(
-              wb, cF(wb, f64, 0.5),
-              arith::MulFOp::create(wb, cF(wb, f64, p.gamma), si));
-          prob = arith::MinimumFOp::create(
-              wb, arith::MaximumFOp::create(wb, prob, cF(wb, f64, 0.0)),
-              cF(wb, f64, 1.0));
-          Value u = widen(wb,
-                          buildSpecUniform(wb, p.seed, i, blk.index, roundI32,
-                                           blk.batch, blk.head),
-                          f64);
-          Value plus =
-              arith::CmpFOp::create(wb, arith::CmpFPredicate::OLT, u, prob);
-          Value sg = arith::SelectOp::create(wb, plus, cF(wb, f64, 1.0),
-                                             cF(wb, f64, -1.0));
-          Value sg8 = arith::SelectOp::create(
-              wb, plus, arith::ConstantIntOp::create(wb, i8, 1),
-              arith::ConstantIntOp::create(wb, i8, -1));
-          Value sigma = tensor::InsertOp::create(
-              wb, sg8, wa[1],
-              ValueRange{blk.batch, blk.head,
-                         arith::AddIOp::create(wb, blk.start, i)});
-          Value s = generic(
-              wb, {}, {wa[0]}, {map(1, {0})}, "p",
-              [&](ImplicitLocOpBuilder &nb, ValueRange a) {
-                Value g = tensor::ExtractOp::create(
-                    nb, gram, ValueRange{linalgIndex(nb, 0), i});
-                return SmallVector<Value>{arith::AddFOp::create(
-                    nb, a[0], arith::MulFOp::create(nb, g, sg))};
-              })[0];
-          return SmallVector<Value>{s, sigma};
-        })[1];
+  /// G_ij = exp(tau s <kc_i, kc_j>) (<wv_i, wv_j> + c0) over the block's
+  /// centred keys kc = k - mean and weighted values wv = w v (f64, step 2),
+  /// computed when the walk needs it.
+  Value gram(ImplicitLocOpBuilder &nb, const Block &blk, Value means, Value ri,
+             Value rj, Value wi, Value wj) {
+    SmallVector<Value> at{blk.batch, blk.head, blk.index};
+    Value kk = forLoop(nb, cIdx(nb, 0), dV, {cF(nb, f64, 0.0)},
+                       [&](ImplicitLocOpBuilder &lb, Value x, ValueRange a) -> SmallVector<Value> {
+                         Value m = tensor::ExtractOp::create(
+                             lb, means, ValueRange{at[0], at[1], at[2], x});
+                         Value ki = arith::SubFOp::create(
+                             lb, cacheAt(lb, op.getKey(), blk, ri, x), m);
+                         Value kj = arith::SubFOp::create(
+                             lb, cacheAt(lb, op.getKey(), blk, rj, x), m);
+                         return SmallVector<Value>{arith::AddFOp::create(
+                             lb, a[0], arith::MulFOp::create(lb, ki, kj))};
+                       })[0];
+    Value vv = forLoop(nb, cIdx(nb, 0), dvV, {cF(nb, f64, 0.0)},
+                       [&](ImplicitLocOpBuilder &lb, Value x, ValueRange a) -> SmallVector<Value> {
+                         Value vi = arith::MulFOp::create(
+                             lb, wi, cacheAt(lb, op.getValue(), blk, ri, x));
+                         Value vj = arith::MulFOp::create(
+                             lb, wj, cacheAt(lb, op.getValue(), blk, rj, x));
+                         return SmallVector<Value>{arith::AddFOp::create(
+                             lb, a[0], arith::MulFOp::create(lb, vi, vj))};
+                       })[0];
+    const double expScale = p.temperature * op.getKernelScale();
+    Value e = math::ExpOp::create(
+        nb, arith::MulFOp::create(nb, kk, cF(nb, f64, expScale)));
+    return arith::MulFOp::create(
+        nb, e, arith::AddFOp::create(nb, vv, cF(nb, f64, p.c0)));
+  }
+
+  /// The walk over each block (step 3): sigma_i = +1 when the Philox draw
+  /// is below clamp(1/2 - gamma S_i, 0, 1), S_i = sum_{j<i} G_ij sigma_j in
+  /// j order. A block's signs (at most 128, Passes.td) are two i64 words
+  /// [B, H, NB] (bit set: +1).
+  std::pair<Value, Value> blockWalks(OpFoldResult B, OpFoldResult H,
+                                     OpFoldResult NB, Value means) {
+    Value words = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H, NB}, i64);
+    AffineMap id3 = map(3, {0, 1, 2});
+    auto r = generic(
+        b, {}, {words, words}, {id3, id3}, "ppp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange) -> SmallVector<Value> {
+          Block blk = blockHere(nb);
+          Value zero64 = arith::ConstantIntOp::create(nb, i64, 0);
+          return forLoop(
+              nb, cIdx(nb, 0), blk.size, {zero64, zero64},
+              [&](ImplicitLocOpBuilder &wb, Value i, ValueRange w) -> SmallVector<Value> {
+                Value ri = rowOf(wb, blk, i), wi = weightOf(wb, blk, i);
+                Value s = forLoop(
+                    wb, cIdx(wb, 0), i, {cF(wb, f64, 0.0)},
+                    [&](ImplicitLocOpBuilder &jb, Value j, ValueRange a) -> SmallVector<Value> {
+                      Value g = gram(jb, blk, means, ri, rowOf(jb, blk, j), wi,
+                                     weightOf(jb, blk, j));
+                      Value inLo = arith::CmpIOp::create(
+                          jb, arith::CmpIPredicate::ult, j, cIdx(jb, 64));
+                      Value word = arith::SelectOp::create(jb, inLo, w[0], w[1]);
+                      Value plus = bitAt(
+                          jb, word, arith::RemUIOp::create(jb, j, cIdx(jb, 64)));
+                      Value sg = arith::SelectOp::create(
+                          jb, plus, cF(jb, f64, 1.0), cF(jb, f64, -1.0));
+                      return SmallVector<Value>{arith::AddFOp::create(
+                          jb, a[0], arith::MulFOp::create(jb, g, sg))};
+                    })[0];
+                Value prob = arith::SubFOp::create(
+                    wb, cF(wb, f64, 0.5),
+                    arith::MulFOp::create(wb, cF(wb, f64, p.gamma), s));
+                prob = arith::MinimumFOp::create(
+                    wb, arith::MaximumFOp::create(wb, prob, cF(wb, f64, 0.0)),
+                    cF(wb, f64, 1.0));
+                Value u = widen(wb,
+                                buildSpecUniform(wb, p.seed, i, blk.index,
+                                                 roundI32, blk.batch, blk.head),
+                                f64);
+                Value plus =
+                    arith::CmpFOp::create(wb, arith::CmpFPredicate::OLT, u, prob);
+                // Set bit i of its word when +1.
+                Value bit = arith::ShLIOp::create(
+                    wb, arith::ExtUIOp::create(wb, i64, plus),
+                    arith::IndexCastOp::create(
+                        wb, i64, arith::RemUIOp::create(wb, i, cIdx(wb, 64))));
+                Value inLo = arith::CmpIOp::create(
+                    wb, arith::CmpIPredicate::ult, i, cIdx(wb, 64));
+                Value zero = arith::ConstantIntOp::create(wb, i64, 0);
+                return SmallVector<Value>{
+                    arith::OrIOp::create(
+                        wb, w[0], arith::SelectOp::create(wb, inLo, bit, zero)),
+                    arith::OrIOp::create(
+                        wb, w[1], arith::SelectOp::create(wb, inLo, zero, bit))};
+              });
+        });
+    return {r[0], r[1]};
   }
 
   ImplicitLocOpBuilder &b;
   BalanceWalkOp op;
   MLIRContext *ctx;
   const CompressParams p;
-  Type f64, i8;
-  Value dV, dvV, mid0, len, roundI32;
+  Type f64, i8, i64;
+  Value dV, dvV, mid0, len, roundI32, bsV;
 };
 
 /// Steps 1-3 of spec section 3 for the first L_t tokens of every head.
@@ -709,30 +747,55 @@ struct BalanceWalkToLoops : OpRewritePattern<BalanceWalkOp> {
   }
 };
 
-/// Step 4 of spec section 3 for every head.
+/// Step 4 of spec section 3 for every head, as linalg.generic ops: the
+/// crossover per (batch, head), the kept-colour count per block, then each
+/// kept slot j < h finds its token (the j-th kept-colour token up to c
+/// through the block counts, else token c + 1 + j - count). Slots from h on
+/// keep their old state (no later round reads them).
 struct BalanceHalveToLoops : OpRewritePattern<BalanceHalveOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(BalanceHalveOp op,
                                 PatternRewriter &rewriter) const override {
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    Value signs = op.getSigns();
-    Value len = arith::ShRUIOp::create(
-        b, toIndex(b, typedSize(b, op.getTokens(), 2)), op.getRound());
+    MLIRContext *ctx = b.getContext();
+    Value signs = op.getSigns(), tokens = op.getTokens(),
+          doublings = op.getDoublings();
+    OpFoldResult B = typedSize(b, tokens, 0), H = typedSize(b, tokens, 1),
+                 L0 = typedSize(b, tokens, 2);
+    Value len = arith::ShRUIOp::create(b, toIndex(b, L0), op.getRound());
     Value h = arith::DivUIOp::create(b, len, cIdx(b, 2));
+    // Chunks for finding the j-th kept token (any size works; the walk's
+    // block size bounds neither).
+    Value bsV = cIdx(b, kHalveChunk);
+    OpFoldResult NB = ceilDiv(b, L0, kHalveChunk);
     Value zero = cIdx(b, 0), oneI = cIdx(b, 1);
     Type i8 = b.getI8Type(), i32 = b.getI32Type();
-    auto results = forEachHead(
-        b, toIndex(b, typedSize(b, op.getTokens(), 0)),
-        toIndex(b, typedSize(b, op.getTokens(), 1)),
-        {op.getTokens(), op.getDoublings()},
-        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
-          auto signAt = [&](ImplicitLocOpBuilder &nb, Value i) -> Value {
-            return tensor::ExtractOp::create(nb, signs, ValueRange{bi, hi, i});
-          };
-          // Crossover: c+/c- = first index where the +1/-1 count reaches h.
+    // (linalg.index only directly in a generic's body: each body reads
+    // its (batch, head) first and passes them on.)
+    Value bi, hi;
+    auto signAt = [&](ImplicitLocOpBuilder &nb, Value i) -> Value {
+      return tensor::ExtractOp::create(nb, signs, ValueRange{bi, hi, i});
+    };
+    auto toI32 = [&](ImplicitLocOpBuilder &nb, Value v) -> Value {
+      return arith::IndexCastOp::create(nb, i32, v);
+    };
+    auto toIdx = [&](ImplicitLocOpBuilder &nb, Value v) -> Value {
+      return arith::IndexCastOp::create(nb, nb.getIndexType(), v);
+    };
+
+    // Crossover c (i32) and kept colour kappa (i8) per (batch, head).
+    Value cT = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H}, i32);
+    Value kT = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H}, i8);
+    AffineMap id2 = dimsMap(ctx, 2, {0, 1});
+    auto crossover = generic(
+        b, {}, {cT, kT}, {id2, id2}, "pp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange) -> SmallVector<Value> {
+          bi = linalgIndex(nb, 0);
+          hi = linalgIndex(nb, 1);
+          // c+/c- = first index where the +1/-1 count reaches h.
           auto scan = forLoop(
-              hb, zero, len, {zero, zero, zero, zero},
-              [&](ImplicitLocOpBuilder &sb, Value i, ValueRange a) {
+              nb, zero, len, {zero, zero, zero, zero},
+              [&](ImplicitLocOpBuilder &sb, Value i, ValueRange a) -> SmallVector<Value> {
                 Value isPlus = arith::CmpIOp::create(
                     sb, arith::CmpIPredicate::sgt, signAt(sb, i),
                     arith::ConstantIntOp::create(sb, i8, 0));
@@ -743,75 +806,143 @@ struct BalanceHalveToLoops : OpRewritePattern<BalanceHalveOp> {
                 auto reached = [&](Value isColour, Value count) {
                   return arith::AndIOp::create(
                       sb, isColour,
-                      arith::CmpIOp::create(sb, arith::CmpIPredicate::eq, count,
-                                            h));
+                      arith::CmpIOp::create(sb, arith::CmpIPredicate::eq, count, h));
                 };
                 Value isMinus = arith::XOrIOp::create(
-                    sb, isPlus,
-                    arith::ConstantIntOp::create(sb, sb.getI1Type(), 1));
-                Value cP =
-                    arith::SelectOp::create(sb, reached(isPlus, nP), i, a[2]);
-                Value cM =
-                    arith::SelectOp::create(sb, reached(isMinus, nM), i, a[3]);
+                    sb, isPlus, arith::ConstantIntOp::create(sb, sb.getI1Type(), 1));
+                Value cP = arith::SelectOp::create(sb, reached(isPlus, nP), i, a[2]);
+                Value cM = arith::SelectOp::create(sb, reached(isMinus, nM), i, a[3]);
                 return SmallVector<Value>{nP, nM, cP, cM};
               });
-          Value c = arith::MaxUIOp::create(hb, scan[2], scan[3]);
+          Value c = arith::MaxUIOp::create(nb, scan[2], scan[3]);
           // kappa = -sigma_c; read only when the round keeps anything.
-          Value any =
-              arith::CmpIOp::create(hb, arith::CmpIPredicate::ugt, h, zero);
-          auto ifOp = scf::IfOp::create(hb, TypeRange{i8}, any, true);
+          Value any = arith::CmpIOp::create(nb, arith::CmpIPredicate::ugt, h, zero);
+          auto ifOp = scf::IfOp::create(nb, TypeRange{i8}, any, true);
           {
-            OpBuilder::InsertionGuard g(hb);
-            hb.setInsertionPointToStart(ifOp.thenBlock());
-            Value sc = signAt(hb, c);
+            OpBuilder::InsertionGuard g(nb);
+            nb.setInsertionPointToStart(ifOp.thenBlock());
             scf::YieldOp::create(
-                hb, ValueRange{arith::SubIOp::create(
-                        hb, arith::ConstantIntOp::create(hb, i8, 0), sc)});
-            hb.setInsertionPointToStart(ifOp.elseBlock());
-            scf::YieldOp::create(
-                hb, ValueRange{arith::ConstantIntOp::create(hb, i8, 0)});
+                nb, ValueRange{arith::SubIOp::create(
+                        nb, arith::ConstantIntOp::create(nb, i8, 0), signAt(nb, c))});
+            nb.setInsertionPointToStart(ifOp.elseBlock());
+            scf::YieldOp::create(nb,
+                                 ValueRange{arith::ConstantIntOp::create(nb, i8, 0)});
           }
-          Value kappa = ifOp.getResult(0);
-          // Compaction, in place: the kappa tokens up to c (one more
-          // doubling), then all after c, the first h of them. Token i is
-          // read before index count <= i is written, so nothing unread is
-          // overwritten. Writes are branch-free: a skipped token writes at
-          // `count` too and is overwritten by the next kept one (or lands at
-          // index h, unused).
-          auto comp = forLoop(
-              hb, zero, len, {ha[0], ha[1], zero},
-              [&](ImplicitLocOpBuilder &cb, Value i, ValueRange a) {
-                Value upToC =
-                    arith::CmpIOp::create(cb, arith::CmpIPredicate::ule, i, c);
-                Value isKappa = arith::CmpIOp::create(
-                    cb, arith::CmpIPredicate::eq, signAt(cb, i), kappa);
-                Value candidate = arith::SelectOp::create(
-                    cb, upToC, isKappa,
-                    arith::ConstantIntOp::create(cb, cb.getI1Type(), 1));
-                Value room = arith::CmpIOp::create(
-                    cb, arith::CmpIPredicate::ult, a[2], h);
-                Value take = arith::AndIOp::create(cb, candidate, room);
-                Value pos =
-                    tensor::ExtractOp::create(cb, a[0], ValueRange{bi, hi, i});
-                Value dbl = arith::AddIOp::create(
-                    cb, tensor::ExtractOp::create(cb, a[1], ValueRange{bi, hi, i}),
-                    arith::ExtUIOp::create(cb, i32, upToC));
-                Value at = a[2];
-                Value nc =
-                    tensor::InsertOp::create(cb, pos, a[0], ValueRange{bi, hi, at});
-                Value nd =
-                    tensor::InsertOp::create(cb, dbl, a[1], ValueRange{bi, hi, at});
-                Value count = arith::AddIOp::create(
-                    cb, a[2], arith::SelectOp::create(cb, take, oneI, zero));
-                return SmallVector<Value>{nc, nd, count};
-              });
-          return SmallVector<Value>{comp[0], comp[1]};
+          return SmallVector<Value>{toI32(nb, c), ifOp.getResult(0)};
         });
-    rewriter.replaceOp(op, castToResults(b, results, op));
+    Value cross = crossover[0], kappa = crossover[1];
+    auto headScalar = [&](ImplicitLocOpBuilder &nb, Value t) -> Value {
+      return tensor::ExtractOp::create(nb, t, ValueRange{bi, hi});
+    };
+    // Whether token i is a kept-colour token up to c.
+    auto keptColourUpToC = [&](ImplicitLocOpBuilder &nb, Value i, Value c,
+                               Value k) -> Value {
+      return arith::AndIOp::create(
+          nb, arith::CmpIOp::create(nb, arith::CmpIPredicate::ule, i, c),
+          arith::CmpIOp::create(nb, arith::CmpIPredicate::eq, signAt(nb, i), k));
+    };
+
+    // Kept-colour tokens up to c per block (i32).
+    Value counts = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H, NB}, i32);
+    counts = generic(
+        b, {}, {counts}, {dimsMap(ctx, 3, {0, 1, 2})}, "ppp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange) -> SmallVector<Value> {
+          bi = linalgIndex(nb, 0);
+          hi = linalgIndex(nb, 1);
+          Value c = toIdx(nb, headScalar(nb, cross)), k = headScalar(nb, kappa);
+          Value start = arith::MulIOp::create(nb, linalgIndex(nb, 2), bsV);
+          Value end = arith::MinUIOp::create(
+              nb, arith::AddIOp::create(nb, start, bsV),
+              arith::MinUIOp::create(nb, len, arith::AddIOp::create(nb, c, oneI)));
+          end = arith::MaxUIOp::create(nb, end, start);
+          Value n = forLoop(nb, start, end, {zero},
+                            [&](ImplicitLocOpBuilder &lb, Value i, ValueRange a) -> SmallVector<Value> {
+                              return SmallVector<Value>{arith::AddIOp::create(
+                                  lb, a[0],
+                                  arith::SelectOp::create(
+                                      lb, keptColourUpToC(lb, i, c, k), oneI, zero))};
+                            })[0];
+          return SmallVector<Value>{toI32(nb, n)};
+        })[0];
+
+    // Slot j of the next round's state.
+    Value nbV = toIndex(b, NB);
+    AffineMap id3 = dimsMap(ctx, 3, {0, 1, 2});
+    // Fresh outputs: the bodies read other slots of the old state.
+    Value nextTokens =
+        tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H, L0}, i32);
+    auto next = generic(
+        b, {tokens, doublings}, {nextTokens, nextTokens}, {id3, id3, id3, id3}, "ppp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange a) -> SmallVector<Value> {
+          bi = linalgIndex(nb, 0);
+          hi = linalgIndex(nb, 1);
+          Value j = linalgIndex(nb, 2);
+          Value kept = arith::CmpIOp::create(nb, arith::CmpIPredicate::ult, j, h);
+          auto ifOp = scf::IfOp::create(nb, TypeRange{i32, i32}, kept, true);
+          {
+            OpBuilder::InsertionGuard g(nb);
+            nb.setInsertionPointToStart(ifOp.thenBlock());
+            Value c = toIdx(nb, headScalar(nb, cross)), k = headScalar(nb, kappa);
+            // The block holding the j-th kept-colour token (if j < their
+            // count), the count before it, and their count.
+            auto walk = forLoop(
+                nb, zero, nbV, {zero, zero, zero, zero},
+                [&](ImplicitLocOpBuilder &lb, Value blk, ValueRange w) -> SmallVector<Value> {
+                  Value n = toIdx(lb, tensor::ExtractOp::create(
+                                          lb, counts, ValueRange{bi, hi, blk}));
+                  Value total = arith::AddIOp::create(lb, w[0], n);
+                  Value here = arith::AndIOp::create(
+                      lb, arith::CmpIOp::create(lb, arith::CmpIPredicate::eq, w[3], zero),
+                      arith::CmpIOp::create(lb, arith::CmpIPredicate::ult, j, total));
+                  return SmallVector<Value>{
+                      total, arith::SelectOp::create(lb, here, blk, w[1]),
+                      arith::SelectOp::create(lb, here, w[0], w[2]),
+                      arith::SelectOp::create(lb, here, oneI, w[3])};
+                });
+            Value nKappa = walk[0];
+            Value fromKappa =
+                arith::CmpIOp::create(nb, arith::CmpIPredicate::ult, j, nKappa);
+            // Within the block: the (j - before)-th kept-colour token.
+            Value start = arith::MulIOp::create(nb, walk[1], bsV);
+            Value end = arith::MinUIOp::create(
+                nb, arith::AddIOp::create(nb, start, bsV), len);
+            Value want = arith::SubIOp::create(nb, j, walk[2]);
+            auto found = forLoop(
+                nb, start, arith::SelectOp::create(nb, fromKappa, end, start),
+                {zero, zero},
+                [&](ImplicitLocOpBuilder &lb, Value i, ValueRange f) -> SmallVector<Value> {
+                  Value isK = keptColourUpToC(lb, i, c, k);
+                  Value hit = arith::AndIOp::create(
+                      lb, isK,
+                      arith::CmpIOp::create(lb, arith::CmpIPredicate::eq, f[0], want));
+                  return SmallVector<Value>{
+                      arith::AddIOp::create(
+                          lb, f[0], arith::SelectOp::create(lb, isK, oneI, zero)),
+                      arith::SelectOp::create(lb, hit, i, f[1])};
+                });
+            Value afterC = arith::AddIOp::create(
+                nb, arith::AddIOp::create(nb, c, oneI),
+                arith::SubIOp::create(nb, j, arith::MinUIOp::create(nb, j, nKappa)));
+            Value pos = arith::SelectOp::create(nb, fromKappa, found[1], afterC);
+            SmallVector<Value> at{bi, hi, pos};
+            Value upToC = arith::CmpIOp::create(nb, arith::CmpIPredicate::ule, pos, c);
+            Value dbl = arith::AddIOp::create(
+                nb, tensor::ExtractOp::create(nb, doublings, at),
+                arith::ExtUIOp::create(nb, i32, upToC));
+            scf::YieldOp::create(
+                nb, ValueRange{tensor::ExtractOp::create(nb, tokens, at), dbl});
+            nb.setInsertionPointToStart(ifOp.elseBlock());
+            scf::YieldOp::create(nb, ValueRange{a[0], a[1]});
+          }
+          return SmallVector<Value>{ifOp.getResult(0), ifOp.getResult(1)};
+        });
+    rewriter.replaceOp(op, castToResults(b, {next[0], next[1]}, op));
     return success();
   }
 };
 
+/// The compressed layout per slot (sink, kept middle, recent window; spec
+/// section 2) as one linalg.generic, then the gather of the rows.
 struct GatherKeptToLoops : OpRewritePattern<GatherKeptOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(GatherKeptOp op,
@@ -825,33 +956,51 @@ struct GatherKeptToLoops : OpRewritePattern<GatherKeptOp> {
     LayoutValues layout =
         buildCompressedLayout(b, n, p.sink, p.recent, p.rounds);
     OpFoldResult M = layout.length;
-    Value indices = filled(b, {B, H, M},
-                           arith::ConstantIntOp::create(b, b.getI32Type(), 0));
-    Value logW = filled(b, {B, H, M}, cF(b, b.getF32Type(), 0.0));
-    auto perHead = forEachHead(
-        b, toIndex(b, B), toIndex(b, H), {indices, logW},
-        [&](ImplicitLocOpBuilder &hb, Value bi, Value hi, ValueRange ha) {
-          auto [idxT, lwT] = writeHeadLayout(
-              hb, bi, hi, ha[0], ha[1], layout, n,
-              [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
-                return arith::IndexCastOp::create(
-                    wb, wb.getIndexType(),
-                    tensor::ExtractOp::create(wb, tokens, ValueRange{bi, hi, j}));
-              },
-              // log w = r ln 2 in f64, rounded once to f32.
-              [&](ImplicitLocOpBuilder &wb, Value j) -> Value {
-                Value r = arith::SIToFPOp::create(
-                    wb, wb.getF64Type(),
-                    tensor::ExtractOp::create(wb, doublings,
-                                              ValueRange{bi, hi, j}));
-                return arith::MulFOp::create(
-                    wb, r, cF(wb, wb.getF64Type(), std::log(2.0)));
-              });
-          return SmallVector<Value>{idxT, lwT};
+    Type i32 = b.getI32Type(), f32 = b.getF32Type(), f64 = b.getF64Type();
+    Value indices = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H, M}, i32);
+    Value logW = tensor::EmptyOp::create(b, ArrayRef<OpFoldResult>{B, H, M}, f32);
+    Value middleEnd = arith::AddIOp::create(b, layout.sink, layout.keptMiddle);
+    Value recent0 = arith::SubIOp::create(b, n, layout.recent);
+    AffineMap id3 = dimsMap(b.getContext(), 3, {0, 1, 2});
+    auto slots = generic(
+        b, {}, {indices, logW}, {id3, id3}, "ppp",
+        [&](ImplicitLocOpBuilder &nb, ValueRange) -> SmallVector<Value> {
+          Value bi = linalgIndex(nb, 0), hi = linalgIndex(nb, 1);
+          Value m = linalgIndex(nb, 2);
+          Value inSink =
+              arith::CmpIOp::create(nb, arith::CmpIPredicate::ult, m, layout.sink);
+          Value inMiddle = arith::AndIOp::create(
+              nb, arith::CmpIOp::create(nb, arith::CmpIPredicate::uge, m, layout.sink),
+              arith::CmpIOp::create(nb, arith::CmpIPredicate::ult, m, middleEnd));
+          // The recent window's row; the sink's is m itself.
+          Value other = arith::SelectOp::create(
+              nb, inSink, m,
+              arith::AddIOp::create(nb, recent0,
+                                    arith::SubIOp::create(nb, m, middleEnd)));
+          auto ifOp = scf::IfOp::create(nb, TypeRange{i32, f32}, inMiddle, true);
+          {
+            OpBuilder::InsertionGuard g(nb);
+            nb.setInsertionPointToStart(ifOp.thenBlock());
+            SmallVector<Value> at{bi, hi, arith::SubIOp::create(nb, m, layout.sink)};
+            Value row = arith::AddIOp::create(
+                nb, arith::IndexCastOp::create(nb, i32, layout.sink),
+                tensor::ExtractOp::create(nb, tokens, at));
+            // log w = r ln 2 in f64, rounded once to f32.
+            Value r = arith::SIToFPOp::create(
+                nb, f64, tensor::ExtractOp::create(nb, doublings, at));
+            Value lw = arith::TruncFOp::create(
+                nb, f32, arith::MulFOp::create(nb, r, cF(nb, f64, std::log(2.0))));
+            scf::YieldOp::create(nb, ValueRange{row, lw});
+            nb.setInsertionPointToStart(ifOp.elseBlock());
+            scf::YieldOp::create(
+                nb, ValueRange{arith::IndexCastOp::create(nb, i32, other),
+                               cF(nb, f32, 0.0)});
+          }
+          return SmallVector<Value>{ifOp.getResult(0), ifOp.getResult(1)};
         });
-    SmallVector<Value> results{gatherRows(b, key, perHead[0], B, H, M),
-                               gatherRows(b, op.getValue(), perHead[0], B, H, M),
-                               perHead[1]};
+    SmallVector<Value> results{gatherRows(b, key, slots[0], B, H, M),
+                               gatherRows(b, op.getValue(), slots[0], B, H, M),
+                               slots[1]};
     rewriter.replaceOp(op, castToResults(b, results, op));
     return success();
   }
