@@ -10,6 +10,7 @@ bash "$root/scripts/build.sh" || { echo "0 passed, 1 failed, 0 skipped"; exit 1;
 bash "$root/scripts/setup-triton.sh" "$build"
 bash "$root/scripts/setup-python-package.sh" "$build"
 bash "$root/scripts/setup-torch.sh" "$build"
+bash "$root/scripts/setup-iree.sh" "$build"
 
 source "$root/scripts/lit-suite.sh"
 run_lit_suite "$build"

@@ -111,6 +111,22 @@ else:
     lit_config.note("PyTorch not found (scripts/setup-torch.sh BUILD makes "
                     "build/torch-venv): torch tests skipped")
 
+# IREE's compiler and runtime for the round-trip test: build/iree-venv
+# (scripts/setup-iree.sh, run by scripts/test.sh) or the front-end venv.
+iree_venv = next((v for v in [
+    os.path.join(config.balancekv_obj_root, "iree-venv"),
+    os.path.join(config.balancekv_obj_root, "frontend-venv")]
+    if all(os.path.exists(os.path.join(v, "bin", t))
+           for t in ["iree-compile", "iree-run-module", "python"])), None)
+if iree_venv:
+    config.available_features.add("iree")
+    config.substitutions.append(("%iree_bin", os.path.join(iree_venv, "bin")))
+    config.substitutions.append(("%iree_python",
+                                 os.path.join(iree_venv, "bin", "python")))
+else:
+    lit_config.note("IREE not found (scripts/setup-iree.sh BUILD makes "
+                    "build/iree-venv): the IREE round-trip test skipped")
+
 triton_python = os.path.join(config.balancekv_obj_root, "triton-venv", "bin",
                              "python")
 if os.path.exists(triton_python):

@@ -20,6 +20,8 @@ import struct
 import subprocess
 import sys
 
+import fixed_inputs
+
 mode, opt, fixture = sys.argv[1], sys.argv[2], sys.argv[3]
 compress = sys.argv[4] if len(sys.argv) > 4 else "min-kv-len=1 max-query-len=0"
 
@@ -34,18 +36,7 @@ elem = args[0][2]
 result_type = sig.group(2)
 
 
-def values(i, count):
-    """Deterministic pseudo-random inputs in [-1, 1), rounded to `elem`."""
-    fmt = "e" if elem == "f16" else "f"
-    out = array.array("f")
-    for j in range(count):
-        x = math.sin(12.9898 * j + 78.233 * (i + 1)) * 43758.5453
-        v = 2.0 * (x - math.floor(x)) - 1.0
-        out.append(struct.unpack(fmt, struct.pack(fmt, v))[0])
-    return out
-
-
-inputs = [values(i, math.prod(s)) for i, s in enumerate(shapes)]
+inputs = [fixed_inputs.values(i, math.prod(s), elem) for i, s in enumerate(shapes)]
 
 if mode == "program":
     body = re.search(r"module[^{]*\{\n(.*)\n\}\s*$", raised, re.S).group(1)

@@ -1,0 +1,16 @@
+"""The fixed inputs reference.py and iree_roundtrip.py feed an export."""
+import array
+import math
+import struct
+
+
+def values(i, count, elem):
+    """Argument i's `count` deterministic pseudo-random values in [-1, 1),
+    rounded to `elem` (f16 or f32)."""
+    fmt = "e" if elem == "f16" else "f"
+    out = array.array("f")
+    for j in range(count):
+        x = math.sin(12.9898 * j + 78.233 * (i + 1)) * 43758.5453
+        v = 2.0 * (x - math.floor(x)) - 1.0
+        out.append(struct.unpack(fmt, struct.pack(fmt, v))[0])
+    return out
