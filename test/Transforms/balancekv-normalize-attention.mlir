@@ -91,3 +91,29 @@ func.func @fuse_data_movement_only(%r: tensor<4xf32>, %x: tensor<4x8xf32>) -> (t
   } -> tensor<4x8xf32>
   return %a, %m : tensor<4x8xf32>, tensor<4x8xf32>
 }
+
+// -----
+
+// A reshape that only moves unit dims (jax.nn.dot_product_attention's
+// collapse to 1-D and re-expansion) becomes a copy, which fuses into its
+// consumer as a map: non-unit dims in order, unit dims onto the result's
+// unit dims, extra ones 0.
+// CHECK-LABEL: func.func @unit_dim_shuffle
+// CHECK-SAME: (%[[X:.*]]: tensor<1x8x1x1x512xf32>)
+// CHECK-NOT: tensor.collapse_shape
+// CHECK-NOT: tensor.expand_shape
+// CHECK: linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0, 0, 0, d1)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+// CHECK-SAME: ins(%[[X]] : tensor<1x8x1x1x512xf32>)
+// CHECK: math.exp
+// CHECK: return %{{.*}} : tensor<8x512x1xf32>
+func.func @unit_dim_shuffle(%x: tensor<1x8x1x1x512xf32>) -> tensor<8x512x1xf32> {
+  %flat = tensor.collapse_shape %x [[0, 1, 2, 3, 4]] : tensor<1x8x1x1x512xf32> into tensor<4096xf32>
+  %y = tensor.expand_shape %flat [[0, 1, 2]] output_shape [8, 512, 1] : tensor<4096xf32> into tensor<8x512x1xf32>
+  %e = tensor.empty() : tensor<8x512x1xf32>
+  %r = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]} ins(%y : tensor<8x512x1xf32>) outs(%e : tensor<8x512x1xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %z = math.exp %a : f32
+    linalg.yield %z : f32
+  } -> tensor<8x512x1xf32>
+  return %r : tensor<8x512x1xf32>
+}

@@ -270,13 +270,74 @@ struct ExpandBeforeElementwise : OpRewritePattern<tensor::ExpandShapeOp> {
   }
 };
 
+/// A reshape that only moves unit dims (jax.nn.dot_product_attention
+/// flattens to 1-D and re-expands, [1, 8, 1, 1] -> [8] -> [1, 1, 8, 1]): the
+/// expand_shape of a collapse_shape whose source and result hold the same
+/// non-unit extents in the same order becomes a copy generic reading the
+/// source through a map (non-unit dims in order; unit dims onto the result's
+/// unit dims in order, or 0), which then fuses into its consumers like any
+/// other data movement.
+struct UnitDimShuffleAsCopy : OpRewritePattern<tensor::ExpandShapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(tensor::ExpandShapeOp expand,
+                                PatternRewriter &rewriter) const override {
+    auto collapse = expand.getSrc().getDefiningOp<tensor::CollapseShapeOp>();
+    if (!collapse)
+      return rewriter.notifyMatchFailure(expand, "not of a collapse_shape");
+    auto srcType = collapse.getSrcType();
+    auto dstType = expand.getResultType();
+    if (!srcType.hasStaticShape() || !dstType.hasStaticShape())
+      return rewriter.notifyMatchFailure(expand, "dynamic shape");
+    auto nonUnit = [](RankedTensorType t) {
+      SmallVector<int64_t> dims;
+      for (int64_t d : t.getShape())
+        if (d != 1)
+          dims.push_back(d);
+      return dims;
+    };
+    if (nonUnit(srcType) != nonUnit(dstType) || srcType == dstType)
+      return rewriter.notifyMatchFailure(expand, "moves more than unit dims");
+    // Upstream's folds handle a pair that is one collapse or one expand.
+    MLIRContext *ctx = rewriter.getContext();
+    SmallVector<unsigned> dstUnit, dstLarge;
+    for (auto [i, d] : llvm::enumerate(dstType.getShape()))
+      (d == 1 ? dstUnit : dstLarge).push_back(i);
+    SmallVector<AffineExpr> results;
+    unsigned nextUnit = 0, nextLarge = 0;
+    for (int64_t d : srcType.getShape()) {
+      if (d != 1)
+        results.push_back(getAffineDimExpr(dstLarge[nextLarge++], ctx));
+      else if (nextUnit < dstUnit.size())
+        results.push_back(getAffineDimExpr(dstUnit[nextUnit++], ctx));
+      else
+        results.push_back(getAffineConstantExpr(0, ctx));
+    }
+    unsigned rank = dstType.getRank();
+    AffineMap in = AffineMap::get(rank, 0, results, ctx);
+    Value init = tensor::EmptyOp::create(rewriter, expand.getLoc(),
+                                         dstType.getShape(),
+                                         dstType.getElementType());
+    auto copy = linalg::GenericOp::create(
+        rewriter, expand.getLoc(), TypeRange{dstType},
+        ValueRange{collapse.getSrc()}, ValueRange{init},
+        SmallVector<AffineMap>{in, rewriter.getMultiDimIdentityMap(rank)},
+        SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+        [](OpBuilder &b, Location loc, ValueRange args) {
+          linalg::YieldOp::create(b, loc, args[0]);
+        });
+    rewriter.replaceOp(expand, copy->getResults());
+    return success();
+  }
+};
+
 } // namespace
 
 void balancekv::populateAttentionNormalizationPatterns(
     RewritePatternSet &patterns) {
   linalg::populateLinalgNamedOpsGeneralizationPatterns(patterns);
   patterns.add<UnfoldHeadsOfContraction, FoldUnitExpandIntoIndexingMap,
-               ExpandBeforeElementwise>(patterns.getContext());
+               ExpandBeforeElementwise, UnitDimShuffleAsCopy>(
+      patterns.getContext());
   linalg::populateElementwiseOpsFusionPatterns(patterns, [](OpOperand *use) {
     auto producer = use->get().getDefiningOp<linalg::GenericOp>();
     return producer && movesDataOnly(producer);
