@@ -79,16 +79,22 @@ static bool toDType(const balancekv_dtype &dtype, DType &t) {
   return false;
 }
 
+namespace {
+/// The C entries' failure: the message for balancekv_reference_error().
+int failWith(std::string message) {
+  referenceError = std::move(message);
+  return -1;
+}
+} // namespace
+
 int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
                                  const void *value, int64_t batch,
                                  int64_t heads, int64_t n, int64_t d,
                                  int64_t dv,
                                  const balancekv_compress_params *params,
                                  int32_t *outIndices, float *outLogWeights) {
-  if (!params || !key || !value || !outIndices || !outLogWeights) {
-    referenceError = "null argument";
-    return -1;
-  }
+  if (!params || !key || !value || !outIndices || !outLogWeights)
+    return failWith("null argument");
   DType t;
   if (!toDType(dtype, t))
     return -1;
@@ -100,10 +106,8 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
   Selection sel;
   Status st = compress({key, t, {batch, heads, n, d}},
                        {value, t, {batch, heads, n, dv}}, o, sel);
-  if (!st.ok) {
-    referenceError = st.message;
-    return -1;
-  }
+  if (!st.ok)
+    return failWith(st.message);
   for (size_t i = 0; i < sel.indices.size(); ++i) {
     outIndices[i] = int32_t(sel.indices[i]);
     outLogWeights[i] = sel.logWeights[i];
@@ -120,10 +124,8 @@ int balancekv_reference_attention(balancekv_dtype dtype, const void *query,
                                   float *out) {
   if (!out || (!query && batch * qHeads * queries * d > 0) ||
       (!key && batch * kvHeads * n * d > 0) ||
-      (!value && batch * kvHeads * n * dv > 0)) {
-    referenceError = "null argument";
-    return -1;
-  }
+      (!value && batch * kvHeads * n * dv > 0))
+    return failWith("null argument");
   DType t;
   if (!toDType(dtype, t))
     return -1;
@@ -135,10 +137,8 @@ int balancekv_reference_attention(balancekv_dtype dtype, const void *query,
                         {key, t, {batch, kvHeads, n, d}},
                         {value, t, {batch, kvHeads, n, dv}}, o, result,
                         logWeights);
-  if (!st.ok) {
-    referenceError = st.message;
-    return -1;
-  }
+  if (!st.ok)
+    return failWith(st.message);
   for (size_t i = 0; i < result.size(); ++i)
     out[i] = float(result[i]);
   return 0;

@@ -947,17 +947,57 @@ struct CompressToStages : OpRewritePattern<CompressOp> {
   }
 };
 
-struct BalanceInitToGPU : OpRewritePattern<BalanceInitOp> {
-  BalanceInitToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
-      : OpRewritePattern(ctx), kms(std::move(kms)) {}
-  LogicalResult matchAndRewrite(BalanceInitOp op,
-                                PatternRewriter &rewriter) const override {
-    auto kT = cast<RankedTensorType>(op.getKey().getType());
-    if (replaceEmptyState(rewriter, op))
+/// The opening the stage patterns share: stages lower in program order, a
+/// walk or halving takes a constant round, and an empty middle's state is
+/// replaced without a launch (gather_kept's results are the compressed
+/// cache, never state). `lower` does the rest.
+template <typename Op>
+struct StagePattern : OpRewritePattern<Op> {
+  static constexpr bool kHasRound =
+      std::is_same_v<Op, BalanceWalkOp> || std::is_same_v<Op, BalanceHalveOp>;
+  static constexpr bool kIsState = !std::is_same_v<Op, GatherKeptOp>;
+
+  StagePattern(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
+      : OpRewritePattern<Op>(ctx), kms(std::move(kms)) {}
+
+  LogicalResult matchAndRewrite(Op op, PatternRewriter &rewriter) const final {
+    if (!producersLowered(op))
+      return rewriter.notifyMatchFailure(op, "producers first");
+    int64_t round = 0;
+    if constexpr (kHasRound) {
+      FailureOr<int64_t> r = constantRound(rewriter, op, op.getRound());
+      if (failed(r))
+        return failure();
+      round = *r;
+    }
+    if (kIsState && replaceEmptyState(rewriter, op))
       return success();
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    lower(op, round, b, rewriter);
+    return success();
+  }
+
+  virtual void lower(Op op, int64_t round, ImplicitLocOpBuilder &b,
+                     PatternRewriter &rewriter) const = 0;
+
+  std::shared_ptr<KernelModules> kms;
+};
+
+/// The compression's configuration for a stage that reads the cache.
+template <typename Op>
+CompressConfig cacheConfig(Op op) {
+  return CompressConfig::get(cast<RankedTensorType>(op.getKey().getType()),
+                             cast<RankedTensorType>(op.getValue().getType()),
+                             op.getCompressParams());
+}
+
+struct BalanceInitToGPU : StagePattern<BalanceInitOp> {
+  using StagePattern::StagePattern;
+  void lower(BalanceInitOp op, int64_t, ImplicitLocOpBuilder &b,
+             PatternRewriter &rewriter) const override {
+    auto kT = cast<RankedTensorType>(op.getKey().getType());
     const CompressConfig c = CompressConfig::get(kT, kT, op.getCompressParams());
     const Types t(op.getContext(), c);
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     Value tokens = scratchAlloc(b, t.tokens), doublings = scratchAlloc(b, t.tokens);
     if (int64_t len = c.layout.middle; len > 0)
       launchOnHeads(b, initKernel(kms->forOp(op), c, t), c,
@@ -966,31 +1006,18 @@ struct BalanceInitToGPU : OpRewritePattern<BalanceInitOp> {
     rewriter.replaceOp(op, {resultTensor(b, tokens, op.getTokens().getType()),
                             resultTensor(b, doublings,
                                          op.getDoublings().getType())});
-    return success();
   }
-  std::shared_ptr<KernelModules> kms;
 };
 
-struct BalanceWalkToGPU : OpRewritePattern<BalanceWalkOp> {
-  BalanceWalkToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
-      : OpRewritePattern(ctx), kms(std::move(kms)) {}
-  LogicalResult matchAndRewrite(BalanceWalkOp op,
-                                PatternRewriter &rewriter) const override {
-    if (!producersLowered(op))
-      return rewriter.notifyMatchFailure(op, "producers first");
-    FailureOr<int64_t> round = constantRound(rewriter, op, op.getRound());
-    if (failed(round))
-      return failure();
-    if (replaceEmptyState(rewriter, op))
-      return success();
-    const CompressConfig c = CompressConfig::get(
-        cast<RankedTensorType>(op.getKey().getType()),
-        cast<RankedTensorType>(op.getValue().getType()), op.getCompressParams());
+struct BalanceWalkToGPU : StagePattern<BalanceWalkOp> {
+  using StagePattern::StagePattern;
+  void lower(BalanceWalkOp op, int64_t round, ImplicitLocOpBuilder &b,
+             PatternRewriter &rewriter) const override {
+    const CompressConfig c = cacheConfig(op);
     const Types t(op.getContext(), c);
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     Value signs = scratchAlloc(b, t.signs);
     // A round that keeps nothing (L_t < 2) needs no signs.
-    const int64_t len = c.layout.middle >> *round;
+    const int64_t len = c.layout.middle >> round;
     if (len / 2 > 0) {
       Value key = exactBuffer(b, op.getKey()),
             value = exactBuffer(b, op.getValue());
@@ -1000,7 +1027,7 @@ struct BalanceWalkToGPU : OpRewritePattern<BalanceWalkOp> {
                               deviceBuffer(b, op.getDoublings()),
                               signs,
                               cIdx(b, len),
-                              cIdx(b, *round)};
+                              cIdx(b, round)};
       // 16-byte loads of key/value rows where the buffers allow it: the
       // kernel takes the run-time alignment as an argument.
       if (c.useTensorCores())
@@ -1010,31 +1037,20 @@ struct BalanceWalkToGPU : OpRewritePattern<BalanceWalkOp> {
                     c.walkLayout().bytes, args);
     }
     rewriter.replaceOp(op, resultTensor(b, signs, op.getSigns().getType()));
-    return success();
   }
-  std::shared_ptr<KernelModules> kms;
 };
 
-struct BalanceHalveToGPU : OpRewritePattern<BalanceHalveOp> {
-  BalanceHalveToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
-      : OpRewritePattern(ctx), kms(std::move(kms)) {}
-  LogicalResult matchAndRewrite(BalanceHalveOp op,
-                                PatternRewriter &rewriter) const override {
-    if (!producersLowered(op))
-      return rewriter.notifyMatchFailure(op, "producers first");
-    FailureOr<int64_t> round = constantRound(rewriter, op, op.getRound());
-    if (failed(round))
-      return failure();
-    if (replaceEmptyState(rewriter, op))
-      return success();
+struct BalanceHalveToGPU : StagePattern<BalanceHalveOp> {
+  using StagePattern::StagePattern;
+  void lower(BalanceHalveOp op, int64_t round, ImplicitLocOpBuilder &b,
+             PatternRewriter &rewriter) const override {
     auto stateT = cast<RankedTensorType>(op.getTokens().getType());
     auto signsT = cast<RankedTensorType>(op.getSigns().getType());
     auto tokens = MemRefType::get(stateT.getShape(), stateT.getElementType());
     auto signs = MemRefType::get(signsT.getShape(), signsT.getElementType());
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     Value nextTokens = scratchAlloc(b, tokens),
           nextDoublings = scratchAlloc(b, tokens);
-    const int64_t len = stateT.getDimSize(2) >> *round;
+    const int64_t len = stateT.getDimSize(2) >> round;
     if (len / 2 > 0)
       launch(b, selectKernel(kms->forOp(op), signs, tokens),
              {1, stateT.getDimSize(1), stateT.getDimSize(0)}, kSelectThreads, 0,
@@ -1043,23 +1059,15 @@ struct BalanceHalveToGPU : OpRewritePattern<BalanceHalveOp> {
               cIdx(b, len)});
     rewriter.replaceOp(op, {resultTensor(b, nextTokens, stateT),
                             resultTensor(b, nextDoublings, stateT)});
-    return success();
   }
-  std::shared_ptr<KernelModules> kms;
 };
 
-struct GatherKeptToGPU : OpRewritePattern<GatherKeptOp> {
-  GatherKeptToGPU(MLIRContext *ctx, std::shared_ptr<KernelModules> kms)
-      : OpRewritePattern(ctx), kms(std::move(kms)) {}
-  LogicalResult matchAndRewrite(GatherKeptOp op,
-                                PatternRewriter &rewriter) const override {
-    if (!producersLowered(op))
-      return rewriter.notifyMatchFailure(op, "producers first");
-    const CompressConfig c = CompressConfig::get(
-        cast<RankedTensorType>(op.getKey().getType()),
-        cast<RankedTensorType>(op.getValue().getType()), op.getCompressParams());
+struct GatherKeptToGPU : StagePattern<GatherKeptOp> {
+  using StagePattern::StagePattern;
+  void lower(GatherKeptOp op, int64_t, ImplicitLocOpBuilder &b,
+             PatternRewriter &rewriter) const override {
+    const CompressConfig c = cacheConfig(op);
     const Types t(op.getContext(), c);
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     Value key = exactBuffer(b, op.getKey()),
           value = exactBuffer(b, op.getValue());
     // The results: device buffers the caller frees.
@@ -1092,9 +1100,7 @@ struct GatherKeptToGPU : OpRewritePattern<GatherKeptOp> {
         op, {resultTensor(b, outK, op.getCompressedKey().getType()),
              resultTensor(b, outV, op.getCompressedValue().getType()),
              resultTensor(b, outLw, op.getLogWeights().getType())});
-    return success();
   }
-  std::shared_ptr<KernelModules> kms;
 };
 
 /// The checks on one cache shape and parameter set that every stage reading

@@ -147,6 +147,29 @@ void compressedResultTypes(MLIRContext *context, int64_t b, int64_t h,
   types.push_back(RankedTensorType::get({b, h, m}, Float32Type::get(context)));
 }
 
+/// compress's and gather_kept's result types from their key and value
+/// (rank 4): [B, H, N] from the key, where dynamic from the value too when
+/// `dimsFromValueToo` (compress takes either).
+LogicalResult inferCompressedTypes(MLIRContext *context,
+                                   std::optional<Location> location,
+                                   StringRef opName, Value key, Value value,
+                                   bool dimsFromValueToo,
+                                   const CompressParams &params,
+                                   SmallVectorImpl<Type> &types) {
+  auto k = cast<RankedTensorType>(key.getType());
+  auto v = cast<RankedTensorType>(value.getType());
+  if (k.getRank() != 4 || v.getRank() != 4)
+    return emitOptionalError(location, "'", opName,
+                             "' op expects key and value of rank 4, got ranks ",
+                             k.getRank(), " and ", v.getRank());
+  auto dim = [&](unsigned i) {
+    int64_t d = k.getDimSize(i);
+    return ShapedType::isDynamic(d) && dimsFromValueToo ? v.getDimSize(i) : d;
+  };
+  compressedResultTypes(context, dim(0), dim(1), dim(2), k, v, params, types);
+  return success();
+}
+
 /// Parameters in range (the scale by the attention ops' rule); rejects a
 /// parameter left in the attribute dictionary, where it would be ignored.
 LogicalResult verifyParams(Operation *op, CompressParams params,
@@ -309,22 +332,11 @@ void CompressOp::build(OpBuilder &b, OperationState &state, Value key,
 LogicalResult CompressOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
     SmallVectorImpl<Type> &inferredReturnTypes) {
-  auto k = cast<RankedTensorType>(adaptor.getKey().getType());
-  auto v = cast<RankedTensorType>(adaptor.getValue().getType());
-  if (k.getRank() != 4 || v.getRank() != 4)
-    return emitOptionalError(location, "'balancekv.compress' op expects key "
-                                       "and value of rank 4, got ranks ",
-                             k.getRank(), " and ", v.getRank());
-  auto pick = [](int64_t a, int64_t b) {
-    return ShapedType::isDynamic(a) ? b : a;
-  };
-  int64_t b = pick(k.getDimSize(0), v.getDimSize(0));
-  int64_t h = pick(k.getDimSize(1), v.getDimSize(1));
-  int64_t n = pick(k.getDimSize(2), v.getDimSize(2));
-  compressedResultTypes(context, b, h, n, k, v,
-                        inferredParams<CompressOp>(context, location, adaptor),
-                        inferredReturnTypes);
-  return success();
+  return inferCompressedTypes(
+      context, location, getOperationName(), adaptor.getKey(),
+      adaptor.getValue(), /*dimsFromValueToo=*/true,
+      inferredParams<CompressOp>(context, location, adaptor),
+      inferredReturnTypes);
 }
 
 LogicalResult CompressOp::verify() {
@@ -492,17 +504,11 @@ CompressParams GatherKeptOp::getCompressParams() {
 LogicalResult GatherKeptOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
     SmallVectorImpl<Type> &inferredReturnTypes) {
-  auto k = cast<RankedTensorType>(adaptor.getKey().getType());
-  auto v = cast<RankedTensorType>(adaptor.getValue().getType());
-  if (k.getRank() != 4 || v.getRank() != 4)
-    return emitOptionalError(location, "'balancekv.gather_kept' op expects "
-                                       "key and value of rank 4, got ranks ",
-                             k.getRank(), " and ", v.getRank());
-  compressedResultTypes(
-      context, k.getDimSize(0), k.getDimSize(1), k.getDimSize(2), k, v,
+  return inferCompressedTypes(
+      context, location, getOperationName(), adaptor.getKey(),
+      adaptor.getValue(), /*dimsFromValueToo=*/false,
       inferredParams<GatherKeptOp>(context, location, adaptor),
       inferredReturnTypes);
-  return success();
 }
 
 LogicalResult GatherKeptOp::verify() {
