@@ -10,12 +10,18 @@ def BalanceKVLowerToLoopsPass : Pass<"balancekv-lower-to-loops"> {
   let description = [{
     `attention` and `weighted_attention` become a chain of `linalg.generic`
     ops in f32 (Q Kᵀ, scale + log-weights + masks, row max, exp, row sum,
-    P V, normalise). `compress` becomes an `scf.for` nest per (batch, KV
-    head) that computes exactly the spec's selection in f64: the walk is an
-    `scf.for` carrying the running sums, Philox-4x32-10 is built from
-    `arith` ops (bit-exact with the reference), and the crossover selection
-    is a scan and a compaction. The result is on tensors and bufferizes with
-    one-shot bufferization.
+    P V, normalise). `compress` computes exactly the spec's selection in
+    f64. Method `balance` is decomposed into its stages (an `scf.for` over
+    the rounds), each a `linalg.generic` whose body loops: the walk per
+    (batch, KV head, block) with the Gram entries computed as needed and the
+    signs packed in two i64 words, the crossover per (batch, KV head), the
+    next round's state and the compressed layout per slot; Philox-4x32-10 is
+    built from `arith` ops (bit-exact with the reference). Nothing is written
+    element by element outside a linalg op, so compilers that form
+    dispatches from linalg ops (IREE) take the result. The baselines
+    (`uniform`, `knorm`, `snapkv`, `streaming`) are an `scf.for` nest per
+    (batch, KV head). The result is on tensors and bufferizes with one-shot
+    bufferization.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::cf::ControlFlowDialect",
