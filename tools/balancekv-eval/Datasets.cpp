@@ -271,8 +271,9 @@ std::string loadKV(const std::string &prefix, int64_t queries, Instance &out) {
                 d = k.shape[2];
   if (v.shape[0] != hkv || v.shape[1] != n)
     return "k and v disagree on heads or tokens";
-  if (q.shape[2] != d || q.shape[1] != n)
-    return "q must be [Hq, tokens, dim] with the key's tokens and dim";
+  if (q.shape[2] != d || q.shape[1] > n)
+    return "q must be [Hq, T, dim] with the key's dim and T <= tokens (the "
+           "last T positions)";
   if (hq < 1 || hkv < 1 || n < 1 || d < 1 || v.shape[2] < 1)
     return "heads, tokens and dims must be >= 1, got q (" + std::to_string(hq) +
            ", " + std::to_string(n) + ", " + std::to_string(d) + "), v dim " +
@@ -287,20 +288,44 @@ std::string loadKV(const std::string &prefix, int64_t queries, Instance &out) {
       if (!std::isfinite(t->at(i)))
         return prefix + suffix + ": element " + std::to_string(i) +
                " is not finite";
-  if (queries < 1 || queries > n)
-    return "--queries must be in [1, tokens]";
+  const int64_t t = q.shape[1];
+  if (queries < 1 || queries > t)
+    return "--queries must be in [1, " + std::to_string(t) +
+           "] (the rows of q)";
   // Keep storage type; lift to rank 4 with batch 1.
   out.key = k;
   out.key.shape.insert(out.key.shape.begin(), 1);
   out.value = v;
   out.value.shape.insert(out.value.shape.begin(), 1);
-  out.query = Tensor(q.dtype, {1, hq, queries, d});
-  const int64_t es = dtypeSize(q.dtype);
-  for (int64_t h = 0; h < hq; ++h)
-    std::copy_n(q.bytes.data() + ((h * n + n - queries) * d) * es,
-                queries * d * es,
-                out.query.bytes.data() + (h * queries * d) * es);
+  out.allQueries = q;
+  out.allQueries.shape.insert(out.allQueries.shape.begin(), 1);
+  out.query = sliceRows(out.allQueries, t - queries, t);
   return "";
+}
+
+Tensor sliceRows(const Tensor &t, int64_t begin, int64_t end) {
+  const int64_t h = t.shape[1], s = t.shape[2], d = t.shape[3];
+  const int64_t es = dtypeSize(t.dtype);
+  Tensor out(t.dtype, {1, h, end - begin, d});
+  for (int64_t i = 0; i < h; ++i)
+    std::copy_n(t.bytes.data() + ((i * s + begin) * d) * es,
+                (end - begin) * d * es,
+                out.bytes.data() + (i * (end - begin) * d) * es);
+  return out;
+}
+
+Tensor concatRows(const Tensor &a, const Tensor &b) {
+  const int64_t h = a.shape[1], sa = a.shape[2], sb = b.shape[2],
+                d = a.shape[3];
+  const int64_t es = dtypeSize(a.dtype);
+  Tensor out(a.dtype, {1, h, sa + sb, d});
+  for (int64_t i = 0; i < h; ++i) {
+    uint8_t *dst = out.bytes.data() + (i * (sa + sb) * d) * es;
+    std::copy_n(a.bytes.data() + (i * sa * d) * es, sa * d * es, dst);
+    std::copy_n(b.bytes.data() + (i * sb * d) * es, sb * d * es,
+                dst + sa * d * es);
+  }
+  return out;
 }
 
 } // namespace balancekv::eval

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Datasets.h"
+#include "balancekv/Support/CompressedLayout.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
@@ -68,6 +69,17 @@ static cl::opt<std::string> mdPath("markdown",
                                    cl::desc("write a Markdown table here"),
                                    cl::init(""));
 static cl::opt<bool> quiet("quiet", cl::desc("no progress on stderr"));
+static cl::opt<std::string> protocol(
+    "protocol",
+    cl::desc("same: the last --queries positions attend to the whole cache, "
+             "non-causally, and SnapKV observes them; heldout (--kv): the "
+             "first N - Q tokens are compressed observing the --observe "
+             "queries before them, and the last Q queries attend causally to "
+             "the compressed prefix plus the Q exact new tokens"),
+    cl::init("same"));
+static cl::opt<int64_t> observe(
+    "observe", cl::desc("heldout: observation queries before the prefix end"),
+    cl::init(64));
 
 namespace {
 
@@ -122,8 +134,51 @@ CompressOptions optionsFor(const std::string &name, int64_t rounds,
   return o;
 }
 
+/// The held-out protocol (--protocol=heldout): the prefix [0, N - Q) is
+/// compressed observing the `observe` queries before its end; the last Q
+/// queries attend causally to it plus the Q exact new tokens (log-weight 0).
+double evaluateHeldout(const eval::Instance &in,
+                       const std::vector<double> &exact,
+                       const CompressOptions &o) {
+  const int64_t n = in.key.shape[2], q = in.query.shape[2];
+  const int64_t prefix = n - q, t = in.allQueries.shape[2];
+  // allQueries row r is position n - t + r.
+  const int64_t obsEnd = prefix - (n - t);
+  eval::Instance pre{{}, eval::sliceRows(in.key, 0, prefix),
+                     eval::sliceRows(in.value, 0, prefix), {}};
+  reference::Tensor obs =
+      eval::sliceRows(in.allQueries, obsEnd - observe, obsEnd);
+  TensorRef obsRef = obs.ref();
+  Selection sel;
+  Status st = compress(pre.key.ref(), pre.value.ref(), o, sel,
+                       o.method == Method::SnapKV ? &obsRef : nullptr);
+  if (!st.ok)
+    fail(st.message);
+  reference::Tensor ck = eval::concatRows(
+      gather(pre.key.ref(), sel), eval::sliceRows(in.key, prefix, n));
+  reference::Tensor cv = eval::concatRows(
+      gather(pre.value.ref(), sel), eval::sliceRows(in.value, prefix, n));
+  const int64_t h = in.key.shape[1], m = int64_t(sel.logWeights.size()) / h;
+  std::vector<float> logW;
+  for (int64_t i = 0; i < h; ++i) {
+    logW.insert(logW.end(), sel.logWeights.begin() + i * m,
+                sel.logWeights.begin() + (i + 1) * m);
+    logW.insert(logW.end(), size_t(q), 0.0f);
+  }
+  std::vector<double> approx;
+  AttentionOptions causal;
+  causal.causal = true;
+  st = attention(in.query.ref(), ck.ref(), cv.ref(), causal, approx,
+                 logW.data());
+  if (!st.ok)
+    fail(st.message);
+  return meanRelativeError(approx, exact, in.value.shape[3]);
+}
+
 double evaluate(const eval::Instance &in, const std::vector<double> &exact,
                 const CompressOptions &o) {
+  if (protocol == "heldout")
+    return evaluateHeldout(in, exact, o);
   Selection sel;
   TensorRef obs = in.query.ref();
   Status st = compress(in.key.ref(), in.value.ref(), o, sel,
@@ -202,6 +257,17 @@ static int run(int argc, char **argv) {
     if (!err.empty())
       fail(err);
   }
+  if (protocol != "same" && protocol != "heldout")
+    fail("--protocol must be same or heldout, got '" + protocol + "'");
+  if (protocol == "heldout") {
+    if (kvPrefix.empty())
+      fail("--protocol=heldout needs --kv (queries of earlier positions)");
+    const int64_t n = realKV.key.shape[2], t = realKV.allQueries.shape[2];
+    // Observation rows [n - queries - observe, n - queries) must be in q.
+    if (observe < 1 || queries + observe > t || queries >= n)
+      fail("--protocol=heldout needs --observe >= 1, --queries + --observe <= "
+           "the rows of q (" + std::to_string(t) + ") and --queries < tokens");
+  }
   for (const auto &ds : datasetList) {
     for (int64_t seed = 0; seed < seeds; ++seed) {
       eval::Instance in =
@@ -211,8 +277,10 @@ static int run(int argc, char **argv) {
               : eval::makeSyntheticLLM(heads, tokens, dim, queries,
                                        uint64_t(seed));
       std::vector<double> exact;
-      Status st = attention(in.query.ref(), in.key.ref(), in.value.ref(), {},
-                            exact);
+      AttentionOptions exactOpts;
+      exactOpts.causal = protocol == "heldout";
+      Status st = attention(in.query.ref(), in.key.ref(), in.value.ref(),
+                            exactOpts, exact);
       if (!st.ok)
         fail(st.message);
       for (const auto &m : methodList)
@@ -251,6 +319,22 @@ static int run(int argc, char **argv) {
     mdOs << "\n|---|" ;
     for (size_t i = 0; i < roundsList.size(); ++i)
       mdOs << "---|";
+    mdOs << "\n";
+    // The memory every method keeps at that ratio: sink + middle / 2^T +
+    // recent (+ the new tokens held out), against the N tokens.
+    const int64_t n = kvPrefix.empty() ? tokens.getValue() : realKV.key.shape[2];
+    const int64_t fresh = protocol == "heldout" ? realKV.query.shape[2] : 0;
+    llvm::outs() << llvm::format("%-16s", "memory N/M");
+    mdOs << "| memory N/M |";
+    for (int64_t r : roundsList) {
+      const int64_t m = CompressedLayout::compute(n - fresh, sinkFlag,
+                                                  recentFlag, r)
+                            .compressedLength() +
+                        fresh;
+      llvm::outs() << llvm::format("%18.2f", double(n) / double(m));
+      mdOs << llvm::format(" %.2f |", double(n) / double(m));
+    }
+    llvm::outs() << "\n";
     mdOs << "\n";
     for (const auto &m : methodList) {
       llvm::outs() << llvm::format("%-16s", m.c_str());
