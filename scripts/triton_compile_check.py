@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Compiles TTIR files with real Triton 3.6 for sm_90 (no GPU needed):
-  python scripts/triton_compile_check.py FILE.ttir [...]
-Prints one line per file, `OK <name> <cubin bytes>` or `FAIL <name>: why`,
-and exits non-zero if any failed."""
+"""Compiles TTIR files with real Triton 3.6 (no GPU needed):
+  python scripts/triton_compile_check.py [--same-ptx-as DIR] FILE.ttir [...]
+Prints one line per file, `OK <name> <cubin bytes>` (plus `same PTX` when
+DIR/<name>, the original, compiles to the same PTX) or `FAIL <name>: why`,
+and exits non-zero if any failed. Files named *_sm100.ttir are compiled for
+sm_100 (their ops need it: TMA gather/scatter), the rest for sm_90."""
 import os
 import sys
 
@@ -10,18 +12,32 @@ import triton
 from triton.backends.compiler import GPUTarget
 
 
-def main(paths):
+def compile_file(path):
+    arch = 100 if path.endswith("_sm100.ttir") else 90
+    return triton.compile(path, target=GPUTarget("cuda", arch, 32))
+
+
+def main(argv):
+    original = None
+    if argv[:1] == ["--same-ptx-as"]:
+        original, argv = argv[1], argv[2:]
     failed = 0
-    for path in paths:
+    for path in argv:
         name = os.path.basename(path)
         try:
-            kernel = triton.compile(path, target=GPUTarget("cuda", 90, 32))
-            print(f"OK {name} {len(kernel.asm['cubin'])}")
+            kernel = compile_file(path)
+            note = ""
+            if original:
+                reference = compile_file(os.path.join(original, name))
+                if kernel.asm["ptx"] != reference.asm["ptx"]:
+                    raise RuntimeError("PTX differs from the original's")
+                note = " same PTX"
+            print(f"OK {name} {len(kernel.asm['cubin'])}{note}")
         except Exception as e:  # report and go on with the next file
             failed += 1
             msg = str(e).strip().splitlines()
             print(f"FAIL {name}: {msg[0] if msg else type(e).__name__}")
-    print(f"triton {triton.__version__}: {len(paths) - failed} compiled, {failed} failed")
+    print(f"triton {triton.__version__}: {len(argv) - failed} compiled, {failed} failed")
     return 1 if failed else 0
 
 

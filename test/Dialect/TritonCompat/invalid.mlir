@@ -182,3 +182,27 @@ tt.func @f(%t: tensor<4xf32>) {
 ^bb0(%a: f32):
   tt.return
 }) : () -> ()
+
+// -----
+
+tt.func @f(%x: tensor<8xf32>, %lo: tensor<8xf16>) {
+  // expected-error @+1 {{'tt.clampf' op requires the same type for all operands and results}}
+  %r = "tt.clampf"(%x, %lo, %x) <{propagateNan = 0 : i32}> : (tensor<8xf32>, tensor<8xf16>, tensor<8xf32>) -> tensor<8xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%x: tensor<8xf32>) {
+  // expected-error @+1 {{invalid properties {propagateNan = 7 : i32} for op tt.clampf: Invalid attribute `propagateNan` in property conversion: 7 : i32}}
+  %r = "tt.clampf"(%x, %x, %x) <{propagateNan = 7 : i32}> : (tensor<8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%d: !tt.tensordesc<tensor<64x64xf16>>, %x: tensor<64x64xf16>, %i: i32) {
+  // expected-error @+1 {{invalid properties {kind = 12 : i32} for op tt.descriptor_reduce: Invalid attribute `kind` in property conversion: 12 : i32}}
+  "tt.descriptor_reduce"(%d, %x, %i, %i) <{kind = 12 : i32}> : (!tt.tensordesc<tensor<64x64xf16>>, tensor<64x64xf16>, i32, i32) -> ()
+  tt.return
+}

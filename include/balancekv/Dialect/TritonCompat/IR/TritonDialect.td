@@ -4,8 +4,9 @@
 // carries its own declaration of the `tt` dialect: the same namespace, op
 // names, operand order, property names and enum encodings, and the assembly
 // formats Triton prints, so that balancekv-opt reads Triton's TTIR and Triton
-// reads balancekv-opt's generic-form output. Only the ops that attention
-// kernels (Triton's and PyTorch FlexAttention's) contain are declared.
+// reads balancekv-opt's generic-form output. Declared: the ops attention
+// kernels (Triton's and PyTorch FlexAttention's) contain, tensor descriptors
+// (TMA) and the data-movement and math ops of Triton's language.
 //
 //===----------------------------------------------------------------------===//
 
@@ -21,9 +22,10 @@ def TT_Dialect : Dialect {
   let cppNamespace = "::balancekv::tt";
   let summary = "Triton 3.6's `tt` dialect, as balancekv reads and writes it";
   let description = [{
-    A re-declaration of the subset of Triton 3.6's `tt` dialect that
-    attention kernels use (see `test/Triton/Inputs` for the TTIR it is
-    checked against). Names, operand order, properties and enum values are
+    A re-declaration of Triton 3.6's `tt` dialect: the ops attention kernels
+    use, tensor descriptors (TMA) and the data-movement and math ops of
+    Triton's language (see `test/Dialect/TritonCompat/Inputs` for the TTIR it
+    is checked against; `dot_scaled` is not declared yet). Names, operand order, properties and enum values are
     Triton's, so that the generic form round-trips through Triton.
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect",
@@ -51,6 +53,13 @@ def TT_PtrType : TypeDef<TT_Dialect, "Pointer"> {
   // !tt.ptr<f32> (global, address space 1) or !tt.ptr<f32, 3>.
   let hasCustomAssemblyFormat = 1;
   let skipDefaultBuilders = 1;
+}
+
+def TT_TensorDescType : TypeDef<TT_Dialect, "TensorDesc"> {
+  let mnemonic = "tensordesc";
+  let summary = "a tensor descriptor (TMA on Hopper) of blocks of this type";
+  let parameters = (ins "::mlir::RankedTensorType":$blockType);
+  let assemblyFormat = "`<` $blockType `>`";
 }
 
 def TT_Ptr : Type<CPred<"::mlir::isa<::balancekv::tt::PointerType>($_self)">,
@@ -101,7 +110,20 @@ def TT_RoundingModeAttr : I32EnumAttr<"RoundingMode", "", [
 }
 def TT_InputPrecisionAttr : I32EnumAttr<"InputPrecision", "", [
     I32EnumAttrCase<"TF32", 0, "tf32">, I32EnumAttrCase<"TF32x3", 1, "tf32x3">,
-    I32EnumAttrCase<"IEEE", 2, "ieee">]> {
+    I32EnumAttrCase<"IEEE", 2, "ieee">, I32EnumAttrCase<"BF16x3", 3, "bf16x3">,
+    I32EnumAttrCase<"BF16x6", 4, "bf16x6">]> {
+  let cppNamespace = "::balancekv::tt";
+}
+def TT_PropagateNanAttr : I32EnumAttr<"PropagateNan", "", [
+    I32EnumAttrCase<"NONE", 0, "none">, I32EnumAttrCase<"ALL", 0xFFFF, "all">]> {
+  let cppNamespace = "::balancekv::tt";
+}
+def TT_DescriptorReduceKindAttr : I32EnumAttr<"DescriptorReduceKind", "", [
+    I32EnumAttrCase<"NONE", 0, "none">, I32EnumAttrCase<"ADD", 1, "add">,
+    I32EnumAttrCase<"MIN", 2, "min">, I32EnumAttrCase<"MAX", 3, "max">,
+    I32EnumAttrCase<"INC", 4, "inc">, I32EnumAttrCase<"DEC", 5, "dec">,
+    I32EnumAttrCase<"AND", 6, "and">, I32EnumAttrCase<"OR", 7, "or">,
+    I32EnumAttrCase<"XOR", 8, "xor">]> {
   let cppNamespace = "::balancekv::tt";
 }
 def TT_MemSemanticAttr : I32EnumAttr<"MemSemantic", "", [

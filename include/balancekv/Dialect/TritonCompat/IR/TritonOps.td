@@ -345,4 +345,193 @@ def TT_AssertOp : TT_Op<"assert", [MemoryEffects<[MemWrite]>]> {
   let assemblyFormat = "$condition `,` $message attr-dict `:` type($condition)";
 }
 
+//===----------------------------------------------------------------------===//
+// Elementwise math, shapes and data movement beyond attention's needs
+//===----------------------------------------------------------------------===//
+
+def TT_ClampFOp : TT_Op<"clampf", [Pure, SameOperandsAndResultType]> {
+  let summary = "clamp x to [min, max] (NaN propagation as given)";
+  let arguments = (ins TT_FloatLike:$x, TT_FloatLike:$min, TT_FloatLike:$max,
+                       TT_PropagateNanAttr:$propagateNan);
+  let results = (outs TT_FloatLike:$result);
+  let assemblyFormat = [{
+    $x `,` $min `,` $max `,` `propagateNan` `=` $propagateNan attr-dict `:`
+    type($result)
+  }];
+}
+
+def TT_PreciseSqrtOp : TT_Op<"precise_sqrt", [Pure, SameOperandsAndResultType]> {
+  let summary = "correctly rounded square root";
+  let arguments = (ins TT_FloatLike:$x);
+  let results = (outs TT_FloatLike:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
+}
+
+def TT_PreciseDivFOp : TT_Op<"precise_divf", [Pure, SameOperandsAndResultType]> {
+  let summary = "correctly rounded division";
+  let arguments = (ins TT_FloatLike:$x, TT_FloatLike:$y);
+  let results = (outs TT_FloatLike:$result);
+  let assemblyFormat = "$x `,` $y attr-dict `:` type($x)";
+}
+
+def TT_MulhiUIOp : TT_Op<"mulhiui", [Pure, SameOperandsAndResultType]> {
+  let summary = "high half of the unsigned product";
+  let arguments = (ins TT_IntLike:$x, TT_IntLike:$y);
+  let results = (outs TT_IntLike:$result);
+  let assemblyFormat = "$x `,` $y attr-dict `:` type($x)";
+}
+
+def TT_UnsplatOp : TT_Op<"unsplat", [Pure,
+    TypesMatchWith<"result is the element of the one-element source", "src",
+                   "result", "::mlir::getElementTypeOrSelf($_self)">]> {
+  let summary = "the element of a one-element tensor";
+  let arguments = (ins TT_Tensor:$src);
+  let results = (outs TT_Type:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src)";
+}
+
+// cat may reorder elements: not Pure in Triton either.
+def TT_CatOp : TT_Op<"cat", [NoMemoryEffect, SameTypeOperands]> {
+  let summary = "concatenate two tensors";
+  let arguments = (ins TT_Tensor:$lhs, TT_Tensor:$rhs);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($lhs) `->` type($result)";
+}
+
+def TT_JoinOp : TT_Op<"join", [NoMemoryEffect, SameTypeOperands]> {
+  let summary = "join two tensors along a new minor dim of size 2";
+  let arguments = (ins TT_Tensor:$lhs, TT_Tensor:$rhs);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($lhs) `->` type($result)";
+}
+
+def TT_SplitOp : TT_Op<"split", [NoMemoryEffect,
+    TypesMatchWith<"both halves have one type", "outLHS", "outRHS", "$_self">]> {
+  let summary = "split a tensor along its minor dim of size 2";
+  let arguments = (ins TT_Tensor:$src);
+  let results = (outs TT_Tensor:$outLHS, TT_Tensor:$outRHS);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($outLHS)";
+}
+
+def TT_GatherOp : TT_Op<"gather", [Pure]> {
+  let summary = "gather along one axis by an index tensor";
+  let arguments = (ins TT_Tensor:$src, TT_IntTensor:$indices, I32Attr:$axis,
+                       UnitAttr:$efficient_layout);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = [{
+    $src `[` $indices `]` attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def TT_HistogramOp : TT_Op<"histogram", [Pure]> {
+  let summary = "histogram of the values (bins of width 1 from 0)";
+  let arguments = (ins TT_IntTensor:$src);
+  let results = (outs TT_IntTensor:$result);
+  let assemblyFormat = "$src attr-dict `:` type($src) `->` type($result)";
+}
+
+def TT_ElementwiseInlineAsmOp : TT_Op<"elementwise_inline_asm", [
+    MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "inline PTX over packed groups of elements";
+  let arguments = (ins StrAttr:$asm_string, StrAttr:$constraints,
+                       BoolAttr:$pure, I32Attr:$packed_element,
+                       Variadic<TT_Type>:$args);
+  let results = (outs Variadic<TT_Type>:$result);
+  let assemblyFormat = [{
+    $asm_string attr-dict ($args^ `:` type($args))? `->` type($result)
+  }];
+}
+
+def TT_MapElementwiseOp : TT_Op<"map_elementwise", [SingleBlock]> {
+  let summary = "a scalar region applied to `pack` elements at a time";
+  let arguments = (ins Variadic<TT_Type>:$srcs, I32Attr:$pack);
+  let results = (outs Variadic<TT_Type>:$result);
+  let regions = (region AnyRegion:$scalarOp);
+}
+
+def TT_MapElementwiseReturnOp : TT_Op<"map_elementwise.return", [
+    HasParent<"MapElementwiseOp">, Pure, Terminator, ReturnLike]> {
+  let arguments = (ins Variadic<AnyType>:$result);
+  let assemblyFormat = "attr-dict ($result^ `:` type($result))?";
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor descriptors (TMA)
+//===----------------------------------------------------------------------===//
+
+def TT_MakeTensorDescOp : TT_Op<"make_tensor_descriptor", [Pure,
+                                                           SameVariadicOperandSize]> {
+  let summary = "a descriptor of blocks of a strided tensor in global memory";
+  let arguments = (ins TT_Ptr:$base, Variadic<I32>:$shape,
+                       Variadic<I64>:$strides);
+  let results = (outs TT_TensorDescType:$result);
+  let assemblyFormat = [{
+    $base `,` `[` $shape `]` `,` `[` $strides `]` attr-dict `:` type($base)
+    `,` type($result)
+  }];
+}
+
+def TT_ReinterpretTensorDescOp : TT_Op<"reinterpret_tensor_descriptor", [Pure]> {
+  let summary = "a raw descriptor pointer as a tensor descriptor";
+  let arguments = (ins TT_Ptr:$rawDesc);
+  let results = (outs TT_TensorDescType:$result);
+  let assemblyFormat = [{
+    $rawDesc attr-dict `:` qualified(type($rawDesc)) `to` qualified(type($result))
+  }];
+}
+
+def TT_DescriptorLoadOp : TT_Op<"descriptor_load", [MemoryEffects<[MemRead]>]> {
+  let summary = "load a block through a descriptor";
+  let arguments = (ins TT_TensorDescType:$desc, Variadic<I32>:$indices,
+    DefaultValuedAttr<TT_CacheModifierAttr, "::balancekv::tt::CacheModifier::NONE">:$cache,
+    DefaultValuedAttr<TT_EvictionPolicyAttr, "::balancekv::tt::EvictionPolicy::NORMAL">:$evict);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = [{
+    $desc `[` $indices `]`
+    oilist(`cacheModifier` `=` $cache | `evictionPolicy` `=` $evict)
+    attr-dict `:` qualified(type($desc)) `->` type($result)
+  }];
+}
+
+def TT_DescriptorStoreOp : TT_Op<"descriptor_store", [MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "store a block through a descriptor";
+  let arguments = (ins TT_TensorDescType:$desc, TT_Tensor:$src,
+                       Variadic<I32>:$indices);
+  let assemblyFormat = [{
+    $desc `[` $indices `]` `,` $src attr-dict `:` qualified(type($desc)) `,`
+    type($src)
+  }];
+}
+
+def TT_DescriptorReduceOp : TT_Op<"descriptor_reduce", [MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "reduce a block into global memory through a descriptor";
+  let arguments = (ins TT_DescriptorReduceKindAttr:$kind,
+                       TT_TensorDescType:$desc, TT_Tensor:$src,
+                       Variadic<I32>:$indices);
+  let assemblyFormat = [{
+    $kind `,` $desc `[` $indices `]` `,` $src attr-dict `:`
+    qualified(type($desc)) `,` type($src)
+  }];
+}
+
+def TT_DescriptorGatherOp : TT_Op<"descriptor_gather", [MemoryEffects<[MemRead]>]> {
+  let summary = "gather rows through a descriptor";
+  let arguments = (ins TT_TensorDescType:$desc, RankedTensorOf<[I32]>:$x_offsets,
+                       I32:$y_offset);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = [{
+    $desc `[` $x_offsets `,` $y_offset `]` attr-dict `:`
+    functional-type(operands, results)
+  }];
+}
+
+def TT_DescriptorScatterOp : TT_Op<"descriptor_scatter", [MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "scatter rows through a descriptor";
+  let arguments = (ins TT_TensorDescType:$desc, RankedTensorOf<[I32]>:$x_offsets,
+                       I32:$y_offset, TT_Tensor:$src);
+  let assemblyFormat = [{
+    $desc `[` $x_offsets `,` $y_offset `]` `,` $src attr-dict `:` type(operands)
+  }];
+}
+
 #endif // BALANCEKV_TRITONCOMPAT_OPS_TD

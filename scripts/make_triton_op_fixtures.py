@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Writes Triton 3.6 TTIR of kernels that use the `tt` ops beyond attention's
+(tensor descriptors / TMA, join/split/cat, gather, histogram, clampf,
+precise math, mulhiui, inline asm, map_elementwise, unsplat, bf16x3/bf16x6
+dots) into test/Dialect/TritonCompat/Inputs/ops_*.ttir. No GPU needed:
+
+  build/triton-venv/bin/python scripts/make_triton_op_fixtures.py
+
+Kernels whose PTX needs sm_100 (TMA gather/scatter) are compiled for it and
+named *_sm100.ttir (scripts/triton_compile_check.py does the same).
+"""
+import os
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
+                   "Dialect", "TritonCompat", "Inputs")
+
+
+@triton.jit
+def descriptor_copy(X, Y, M, N, BM: tl.constexpr, BN: tl.constexpr):
+    xd = tl.make_tensor_descriptor(X, shape=[M, N], strides=[N, 1], block_shape=[BM, BN])
+    yd = tl.make_tensor_descriptor(Y, shape=[M, N], strides=[N, 1], block_shape=[BM, BN])
+    pid = tl.program_id(0)
+    t = xd.load([pid * BM, 0])
+    yd.store([pid * BM, 0], t)
+
+
+@triton.jit
+def descriptor_reduce(X, M, N, BM: tl.constexpr, BN: tl.constexpr):
+    xd = tl.make_tensor_descriptor(X, shape=[M, N], strides=[N, 1], block_shape=[BM, BN])
+    t = xd.load([0, 0])
+    xd.atomic_max([BM, 0], t)
+    xd.atomic_min([BM, 0], t)
+    xd.atomic_and([BM, 0], t)
+    xd.atomic_or([BM, 0], t)
+    xd.atomic_xor([BM, 0], t)
+
+
+@triton.jit
+def descriptor_gather_scatter(X, Y, M, N, BN: tl.constexpr):
+    xd = tl.make_tensor_descriptor(X, shape=[M, N], strides=[N, 1], block_shape=[1, BN])
+    yd = tl.make_tensor_descriptor(Y, shape=[M, N], strides=[N, 1], block_shape=[1, BN])
+    rows = tl.arange(0, 8)
+    t = xd.gather(rows, 0)
+    yd.scatter(t, rows, 0)
+    yd.atomic_add([0, 0], xd.load([0, 0]))
+
+
+@triton.jit
+def shapes_and_math(X, Y, Z, BN: tl.constexpr):
+    offs = tl.arange(0, BN)
+    x = tl.load(X + offs)
+    y = tl.load(Y + offs)
+    a, b = tl.split(tl.join(x, y))
+    c = tl.cat(a, b, can_reorder=True)
+    s = tl.sqrt_rn(a) + tl.div_rn(a, b + 1.0)
+    s = tl.clamp(s, -1.0, 1.0) + tl.clamp(s, -2.0, 2.0, propagate_nan=tl.PropagateNan.ALL)
+    i = offs.to(tl.uint32)
+    h = tl.umulhi(i, i)
+    hist = tl.histogram(i % 8, 8)
+    g = tl.gather(x, (offs + 1) % BN, 0)
+    r = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [i], dtype=tl.uint32,
+                                  is_pure=True, pack=1)
+    tl.store(Z + offs, s + g + h.to(tl.float32) + r.to(tl.float32) + tl.sum(c) +
+             tl.sum(hist).to(tl.float32))
+
+
+@triton.jit
+def twice(a):
+    return a * 2.0
+
+
+@triton.jit
+def map_elementwise(X, Y, BN: tl.constexpr):
+    offs = tl.arange(0, BN)
+    tl.store(Y + offs, tl.map_elementwise(twice, tl.load(X + offs)))
+
+
+@triton.jit
+def dot_precisions(A, B, C, BM: tl.constexpr):
+    r = tl.arange(0, BM)
+    a = tl.load(A + r[:, None] * BM + r[None, :])
+    b = tl.load(B + r[:, None] * BM + r[None, :])
+    c = tl.dot(a, b, input_precision="bf16x3")
+    d = tl.dot(a, b, input_precision="bf16x6")
+    tl.store(C + r[:, None] * BM + r[None, :], c + d)
+
+
+@triton.jit
+def unsplat(X, Y):
+    tl.store(Y, tl.load(X + tl.arange(0, 1)).reshape(()))
+
+
+KERNELS = [
+    (descriptor_copy, {"X": "*fp16", "Y": "*fp16", "M": "i32", "N": "i32"}, {"BM": 64, "BN": 64}, 90),
+    (descriptor_reduce, {"X": "*i32", "M": "i32", "N": "i32"}, {"BM": 64, "BN": 64}, 90),
+    (descriptor_gather_scatter, {"X": "*fp16", "Y": "*fp16", "M": "i32", "N": "i32"}, {"BN": 64}, 100),
+    (shapes_and_math, {"X": "*fp32", "Y": "*fp32", "Z": "*fp32"}, {"BN": 128}, 90),
+    (map_elementwise, {"X": "*fp32", "Y": "*fp32"}, {"BN": 128}, 90),
+    (dot_precisions, {"A": "*fp32", "B": "*fp32", "C": "*fp32"}, {"BM": 32}, 90),
+    (unsplat, {"X": "*fp32", "Y": "*fp32"}, {}, 90),
+]
+
+for fn, sig, constexprs, arch in KERNELS:
+    src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},
+                    constexprs=constexprs)
+    kernel = triton.compile(src, target=GPUTarget("cuda", arch, 32))
+    name = f"ops_{fn.__name__}{'_sm100' if arch == 100 else ''}.ttir"
+    with open(os.path.join(OUT, name), "w") as f:
+        f.write(kernel.asm["ttir"])
+    print(name)
