@@ -6,8 +6,10 @@
 Correctness: compression kept indices and log-weights against the CPU
 reference (the same .so exports it), decode outputs against float64
 attention. Speed: weighted decode vs PyTorch SDPA on the full cache and vs
-SDPA on the compressed cache with the log-weights as a float mask;
-compression vs causal SDPA prefill over the same tokens. Prints tables and
+SDPA on the compressed cache with the log-weights as a float mask, and vs
+FlexAttention (torch.compile(flex_attention)) with a score_mod adding the
+log-weights over the same compressed cache; compression vs causal SDPA
+prefill over the same tokens. Prints tables and
 writes them (Markdown + JSON) to --out.
 """
 import argparse
@@ -229,6 +231,30 @@ def time_sdpa_masked(q, sets):
             q, a[0], a[1], attn_mask=a[3], enable_gqa=True) for a in sets])
 
 
+_flex = None
+
+
+def time_flex(q, sets, group):
+    """torch.compile(flex_attention) over the compressed caches, the
+    log-weights added by a score_mod (a user's alternative to our kernel);
+    no block mask (decode attends to the whole cache). Compiled and run once
+    per copy before the timed graph."""
+    global _flex
+    from torch.nn.attention.flex_attention import flex_attention
+    if _flex is None:
+        _flex = torch.compile(flex_attention, dynamic=False)
+
+    def call(a):
+        lw = a[2]
+
+        def add_log_weight(score, b, h, q_idx, kv_idx):
+            return score + lw[b, h // group, kv_idx]
+        return _flex(q, a[0], a[1], score_mod=add_log_weight, enable_gqa=True)
+    for a in sets:
+        call(a)
+    return bench_graph_cycle([lambda a=a: call(a) for a in sets])
+
+
 def time_weighted_decode(lib, q, sets):
     """Our weighted decode cycled over the same `sets`."""
     outs = [lib.decode_prepare(q, a[0], a[1]) for a in sets]
@@ -395,6 +421,12 @@ def time_decode(lib, rows, peak, quick):
                 sets = with_float_masks(copies_beyond_l2((ck, cv, lw)), hq // hkv)
                 t_ours = time_weighted_decode(lib, q, sets)
                 t_mask = time_sdpa_masked(q, sets)
+                try:
+                    t_flex = time_flex(q, sets, hq // hkv)
+                except Exception as e:  # Flex is a peer, not a requirement
+                    print(f"flex_attention failed: {str(e).splitlines()[0][:200]}",
+                          flush=True)
+                    t_flex = None
                 nbytes = ck.numel() * 2 + cv.numel() * 2 + lw.numel() * 4
                 gbs = nbytes / (t_ours * 1e-3) / 1e9
                 rows.append(dict(N=n, B=b, ratio=ratio, M=m,
@@ -404,7 +436,9 @@ def time_decode(lib, rows, peak, quick):
                                  sdpa_full_us=round(t_full * 1e3, 1),
                                  speedup_vs_full=round(t_full / t_ours, 2),
                                  sdpa_masked_us=round(t_mask * 1e3, 1),
-                                 speedup_vs_masked=round(t_mask / t_ours, 2)))
+                                 speedup_vs_masked=round(t_mask / t_ours, 2),
+                                 flex_us=round(t_flex * 1e3, 1) if t_flex else "",
+                                 speedup_vs_flex=round(t_flex / t_ours, 2) if t_flex else ""))
                 print(rows[-1], flush=True)
                 del ck, cv, lw, sets
             del k, v, q
