@@ -18,8 +18,10 @@ the same bias), and is SDPA for layers not compressed (the prefill). GQA
 as in the model: query head h reads KV head h // (Hq / Hkv).
 
 `get_seq_length()` stays the number of tokens seen, so positions (RoPE) are
-those of the full sequence. The compressed layers ignore the model's
-attention mask: batches must not be padded (the cache raises if they are).
+those of the full sequence. Beam search, batch selection and cropping
+(assisted decoding) carry the log-weights along. The compressed layers ignore
+the model's attention mask: batches must not be padded (the cache raises if
+they are).
 """
 import torch
 from transformers import AttentionInterface, DynamicCache
@@ -69,6 +71,33 @@ class BalanceKVLayer(DynamicLayer):
     def reset(self):
         super().reset()
         self.log_weights, self.seen = None, 0
+
+    # The log-weights follow the keys through beam search and batch edits.
+    def reorder_cache(self, beam_idx):
+        super().reorder_cache(beam_idx)
+        if self.log_weights is not None:
+            self.log_weights = self.log_weights.index_select(
+                0, beam_idx.to(self.log_weights.device))
+
+    def batch_repeat_interleave(self, repeats):
+        super().batch_repeat_interleave(repeats)
+        if self.log_weights is not None:
+            self.log_weights = self.log_weights.repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices):
+        super().batch_select_indices(indices)
+        if self.log_weights is not None:
+            self.log_weights = self.log_weights[indices, ...]
+
+    def crop(self, tokens_to_remove):
+        # DynamicLayer.crop takes the (negative) count of tokens to drop.
+        stored = self.keys.shape[-2] if self.is_initialized else 0
+        super().crop(tokens_to_remove)
+        dropped = stored - (self.keys.shape[-2] if self.is_initialized else 0)
+        if dropped > 0:
+            self.seen -= dropped
+            if self.log_weights is not None:
+                self.log_weights = self.log_weights[..., :-dropped]
 
 
 class BalanceKVCache(DynamicCache):

@@ -69,6 +69,27 @@ with torch.no_grad():
                              for i in range(20)])
 print("chunk of 20 = one at a time", float((chunk_logits - step_logits).abs().max()) < 1e-4)
 
+# Beam search reorders the cache: the log-weights follow. With rounds = 0 it
+# is DynamicCache's beam search; with rounds = 2 it runs on the compressed
+# cache (the log-weights reordered with the keys).
+def beams(cache):
+    with torch.no_grad():
+        return model.generate(ids, past_key_values=cache, max_new_tokens=6, num_beams=3,
+                              do_sample=False, early_stopping=False)[0, 200:].tolist()
+
+
+print("beam search, rounds 0 = full cache", beams(BalanceKVCache(rounds=0)) == beams(DynamicCache()))
+beam_cache = BalanceKVCache(rounds=2)
+print("beam search, rounds 2 tokens", len(beams(beam_cache)),
+      "log-weights batch", beam_cache.layers[0].log_weights.shape[0])
+
+# Cropping (assisted decoding) drops keys and their log-weights together.
+crop = BalanceKVCache(rounds=2)
+greedy(crop, steps=4)
+crop.crop(-2)
+print("crop", crop.get_seq_length(), crop.layers[0].keys.shape[-2],
+      crop.layers[0].log_weights.shape[-1])
+
 try:
     BalanceKVCache(round=2)
 except Exception as e:  # noqa: BLE001
