@@ -17,5 +17,6 @@ python3 "$root/test/Python/torch_ops_cuda.py" 2>&1 | tee "$out/torch-cuda.txt"
 rc=${PIPESTATUS[0]}
 python3 "$root/examples/huggingface/smollm2_compressed_cache.py" --random-weights \
   --device cuda --check-cpu --prompt-tokens 2048 --steps 16 --rounds 2 4 \
+  --methods balance uniform \
   --json "$out/hf-cuda.json" 2>&1 | grep -v Warning | tee "$out/hf-cuda.txt"
 exit $((rc | PIPESTATUS[0]))

@@ -138,7 +138,7 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--rounds", type=int, nargs="+", default=[1, 2, 3, 4])
-    ap.add_argument("--methods", nargs="+", default=["balance", "uniform"])
+    ap.add_argument("--methods", nargs="+", default=["balance", "uniform", "streaming", "knorm"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--random-weights", action="store_true")
     ap.add_argument("--check-cpu", action="store_true",

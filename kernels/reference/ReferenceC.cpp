@@ -99,9 +99,22 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
   if (!toDType(dtype, t))
     return -1;
   CompressOptions o;
-  o.method = enumValue(params->method) == BALANCEKV_METHOD_UNIFORM
-                 ? Method::Uniform
-                 : Method::Balance;
+  switch (enumValue(params->method)) {
+  case BALANCEKV_METHOD_BALANCE:
+    o.method = Method::Balance;
+    break;
+  case BALANCEKV_METHOD_UNIFORM:
+    o.method = Method::Uniform;
+    break;
+  case BALANCEKV_METHOD_STREAMING:
+    o.method = Method::Streaming;
+    break;
+  case BALANCEKV_METHOD_KNORM:
+    o.method = Method::KNorm;
+    break;
+  default:
+    return failWith("method must be balance, uniform, streaming or knorm");
+  }
   static_cast<CompressParams &>(o) = fromC(*params);
   Selection sel;
   Status st = compress({key, t, {batch, heads, n, d}},

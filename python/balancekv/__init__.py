@@ -100,7 +100,8 @@ class CompressParams(ctypes.Structure):
                 ("temperature", ctypes.c_double), ("c0", ctypes.c_double),
                 ("seed", ctypes.c_uint64), ("scale", ctypes.c_float)]
 
-    METHODS = {"balance": 0, "uniform": 1}
+    # The CUDA kernels run balance and uniform; the reference all four.
+    METHODS = {"balance": 0, "uniform": 1, "streaming": 2, "knorm": 3}
 
 
 def default_params(**fields):

@@ -90,6 +90,38 @@ TEST(RuntimeApi, ReferenceEntriesRejectAnUnknownDtype) {
             0);
 }
 
+// The reference's C entry runs every method of the enum and rejects a value
+// outside it (it used to read anything but uniform as balance).
+TEST(RuntimeApi, ReferenceCompressTakesEveryMethodOfTheEnum) {
+  float key[1 * 1 * 100 * 2], value[1 * 1 * 100 * 2];
+  for (int i = 0; i < 200; ++i)
+    key[i] = value[i] = float(i % 7) - 3.0f;
+  balancekv_compress_params p;
+  balancekv_compress_params_init(&p);
+  p.sink = p.recent = 4;
+  const int64_t m = balancekv_compressed_length(100, 4, 4, 2);
+  std::vector<int32_t> idx(size_t(m), 0);
+  std::vector<float> lw(size_t(m), 0.0f);
+  for (balancekv_method method :
+       {BALANCEKV_METHOD_BALANCE, BALANCEKV_METHOD_UNIFORM,
+        BALANCEKV_METHOD_STREAMING, BALANCEKV_METHOD_KNORM}) {
+    p.method = method;
+    EXPECT_EQ(balancekv_reference_compress(BALANCEKV_DTYPE_F32, key, value, 1,
+                                           1, 100, 2, 2, &p, idx.data(),
+                                           lw.data()),
+              0)
+        << balancekv_reference_error();
+    if (method == BALANCEKV_METHOD_STREAMING)
+      EXPECT_EQ(idx[4], 100 - 4 - (m - 8)); // the last L_T middle tokens
+  }
+  p.method = balancekv_method(9);
+  EXPECT_EQ(balancekv_reference_compress(BALANCEKV_DTYPE_F32, key, value, 1, 1,
+                                         100, 2, 2, &p, idx.data(), lw.data()),
+            -1);
+  EXPECT_STREQ(balancekv_reference_error(),
+               "method must be balance, uniform, streaming or knorm");
+}
+
 // The same values as the op verifier, the pass and the reference reject
 // (CompressParamsTest.cpp), with the same message behind "params.".
 TEST(RuntimeApi, CompressRejectsWhatEveryLayerRejects) {
@@ -171,6 +203,12 @@ TEST(RuntimeApi, CompressRejectsBadArguments) {
     CompressCall c;
     c.params.method = balancekv_method(7);
     expectError(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT, "params.method");
+  }
+  {
+    // In the enum, but the reference's only.
+    CompressCall c;
+    c.params.method = BALANCEKV_METHOD_STREAMING;
+    expectError(c.run(), BALANCEKV_STATUS_UNSUPPORTED, "params.method");
   }
   {
     CompressCall c;

@@ -33,9 +33,14 @@ typedef enum {
   BALANCEKV_DTYPE_F32 = 2
 } balancekv_dtype;
 
+/* The CUDA kernels run balance and uniform (others: UNSUPPORTED); the CPU
+ * reference's C entry (balancekv_reference_compress) also the streaming and
+ * key-norm baselines (spec section 4). */
 typedef enum {
   BALANCEKV_METHOD_BALANCE = 0,
-  BALANCEKV_METHOD_UNIFORM = 1
+  BALANCEKV_METHOD_UNIFORM = 1,
+  BALANCEKV_METHOD_STREAMING = 2,
+  BALANCEKV_METHOD_KNORM = 3
 } balancekv_method;
 
 /* The message of the last failed call on this thread ("" after success). */
