@@ -2,7 +2,9 @@
 """Writes Triton 3.6 TTIR of kernels that use the `tt` ops beyond attention's
 (tensor descriptors / TMA, join/split/cat, gather, histogram, clampf,
 precise math, mulhiui, inline asm, map_elementwise, unsplat, bf16x3/bf16x6
-dots) into test/Dialect/TritonCompat/Inputs/ops_*.ttir. No GPU needed:
+dots) into test/Dialect/TritonCompat/Inputs/ops_*.ttir, and the TTGIR (sm_90:
+layouts, shared memory, wgmma) of the attention kernels of
+scripts/dump_triton_fixtures.py into Inputs/ttgir_*.ttgir. No GPU needed:
 
   build/triton-venv/bin/python scripts/make_triton_op_fixtures.py
 
@@ -104,6 +106,41 @@ KERNELS = [
     (dot_precisions, {"A": "*fp32", "B": "*fp32", "C": "*fp32"}, {"BM": 32}, 90),
     (unsplat, {"X": "*fp32", "Y": "*fp32"}, {}, 90),
 ]
+
+from triton_attention_kernels import flash_fwd, split_k_decode  # noqa: E402
+
+
+def flash_signature(dt):
+    return {"Q": f"*{dt}", "K": f"*{dt}", "V": f"*{dt}", "O": f"*{dt}", "sm_scale": "fp32",
+            "N_CTX": "i32", **{s: "i32" for s in ["stride_qh", "stride_qm", "stride_kh",
+                                                  "stride_kn", "stride_vh", "stride_vn",
+                                                  "stride_oh", "stride_om"]}}
+
+
+def decode_signature(dt):
+    return {"Q": f"*{dt}", "K": f"*{dt}", "V": f"*{dt}", "LW": "*fp32", "Mid": "*fp32",
+            "Lse": "*fp32", "sm_scale": "fp32", "kv_len": "i32", "n_splits": "i32",
+            **{s: "i32" for s in ["stride_qh", "stride_kh", "stride_kn", "stride_vh",
+                                  "stride_vn"]}}
+
+
+TTGIR = []
+for dt, tag in (("bf16", "bf16"), ("fp16", "f16")):
+    for causal in (False, True):
+        TTGIR.append((f"ttgir_flash_fwd{'_causal' if causal else ''}_{tag}.ttgir",
+                      flash_fwd, flash_signature(dt),
+                      {"CAUSAL": causal, "BLOCK_M": 64, "BLOCK_N": 64, "HEAD_DIM": 64}))
+    TTGIR.append((f"ttgir_split_k_decode_{tag}.ttgir", split_k_decode,
+                  decode_signature(dt),
+                  {"GROUP": 4, "BLOCK_N": 64, "HEAD_DIM": 64, "SPLIT_SIZE": 256}))
+
+for name, fn, sig, constexprs in TTGIR:
+    src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},
+                    constexprs=constexprs)
+    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+    with open(os.path.join(OUT, name), "w") as f:
+        f.write(kernel.asm["ttgir"])
+    print(name)
 
 for fn, sig, constexprs, arch in KERNELS:
     src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},

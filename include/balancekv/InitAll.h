@@ -15,6 +15,7 @@
 #include "balancekv/Dialect/BalanceKV/Transforms/Passes.h"
 #include "balancekv/Dialect/IREECompat/IR/Dialect.h"
 #include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
+#include "balancekv/Dialect/TritonCompat/IR/TritonGPUDialect.h"
 #include "balancekv/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -26,8 +27,8 @@
 namespace balancekv {
 
 inline void registerAllDialects(mlir::DialectRegistry &registry) {
-  registry.insert<BalanceKVDialect, tt::TTDialect,
-                  iree_linalg_ext::IREELinalgExtDialect,
+  registry.insert<BalanceKVDialect, tt::TTDialect, ttg::TTGDialect,
+                  ttng::TTNGDialect, iree_linalg_ext::IREELinalgExtDialect,
                   tm_tensor::TMTensorDialect>();
 }
 

@@ -206,3 +206,18 @@ tt.func @f(%d: !tt.tensordesc<tensor<64x64xf16>>, %x: tensor<64x64xf16>, %i: i32
   "tt.descriptor_reduce"(%d, %x, %i, %i) <{kind = 12 : i32}> : (!tt.tensordesc<tensor<64x64xf16>>, tensor<64x64xf16>, i32, i32) -> ()
   tt.return
 }
+
+// -----
+
+tt.func @f(%x: tensor<64xf32, #ttg.blocked<{sizePerThread = [1], threadsPerWarp = [32], warpsPerCTA = [4], order = [0]}>>) {
+  // expected-error @+1 {{'ttg.convert_layout' op requires the same shape for all operands and results}}
+  %y = ttg.convert_layout %x : tensor<64xf32, #ttg.blocked<{sizePerThread = [1], threadsPerWarp = [32], warpsPerCTA = [4], order = [0]}>> -> tensor<32xf32>
+  tt.return
+}
+
+// -----
+
+// expected-error @+1 {{expected static shape}}
+tt.func @f(%m: !ttg.memdesc<64x?xf16, #ttg.shared_memory, #ttg.shared_memory>) {
+  tt.return
+}
