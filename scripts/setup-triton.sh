@@ -5,17 +5,12 @@
 # unsupported (skipped). Nothing is installed when the venv already works.
 set -u
 build="${1:?usage: setup-triton.sh BUILD_DIR}"
+source "$(dirname "$0")/venv-lib.sh"
 venv="$build/triton-venv"
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import triton" 2>/dev/null; then
-  exit 0
-fi
-rm -rf "$venv"
-if python3 -m venv "$venv" >/dev/null 2>&1 &&
-   timeout 900 "$venv/bin/pip" install -q --disable-pip-version-check \
-     triton==3.6.0 >/dev/null 2>&1; then
-  echo "setup-triton: triton $("$venv/bin/python" -c 'import triton; print(triton.__version__)') in $venv"
+venv_ready "$venv" "import triton" && exit 0
+if venv_install "$venv" /dev/null 900 triton==3.6.0; then
+  echo "setup-triton: $(venv_versions "$venv" triton) in $venv"
 else
-  rm -rf "$venv"
   echo "setup-triton: PyPI unreachable or triton==3.6.0 unavailable; Triton compile tests will be skipped"
 fi
 exit 0

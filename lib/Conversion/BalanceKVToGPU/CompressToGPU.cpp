@@ -589,12 +589,7 @@ private:
       Value s = si[r];
       for (int t = 0; t < r; ++t)
         s = math::FmaOp::create(ib, gramIJ(ib, step[t], step[r]), sg[t], s);
-      Value p = arith::SubFOp::create(
-          ib, cF(ib, f32, 0.5),
-          arith::MulFOp::create(ib, cF(ib, f32, c.gamma), s));
-      p = arith::MinimumFOp::create(
-          ib, arith::MaximumFOp::create(ib, p, cF(ib, f32, 0.0)),
-          cF(ib, f32, 1.0));
+      Value p = buildWalkProbability(ib, s, c.gamma);
       Value plus =
           arith::CmpFOp::create(ib, arith::CmpFPredicate::OLT, ui[r], p);
       sg[r] = select(ib, plus, cF(ib, f32, 1.0), cF(ib, f32, -1.0));

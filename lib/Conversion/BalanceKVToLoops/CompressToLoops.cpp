@@ -694,12 +694,7 @@ private:
                       return SmallVector<Value>{arith::AddFOp::create(
                           jb, a[0], arith::MulFOp::create(jb, g, sg))};
                     })[0];
-                Value prob = arith::SubFOp::create(
-                    wb, cF(wb, f64, 0.5),
-                    arith::MulFOp::create(wb, cF(wb, f64, p.gamma), s));
-                prob = arith::MinimumFOp::create(
-                    wb, arith::MaximumFOp::create(wb, prob, cF(wb, f64, 0.0)),
-                    cF(wb, f64, 1.0));
+                Value prob = buildWalkProbability(wb, s, p.gamma);
                 Value u = widen(wb,
                                 buildSpecUniform(wb, p.seed, i, blk.index,
                                                  roundI32, blk.batch, blk.head),

@@ -64,3 +64,18 @@ Value buildSpecUniform(ImplicitLocOpBuilder &b, uint64_t seed, Value i,
 }
 
 } // namespace balancekv
+
+Value balancekv::buildWalkProbability(ImplicitLocOpBuilder &b, Value s,
+                                      double gamma) {
+  auto type = cast<FloatType>(s.getType());
+  auto c = [&](double v) -> Value {
+    APFloat f(v);
+    bool lost;
+    f.convert(type.getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+    return arith::ConstantFloatOp::create(b, type, f).getResult();
+  };
+  Value p = arith::SubFOp::create(b, c(0.5),
+                                  arith::MulFOp::create(b, c(gamma), s));
+  return arith::MinimumFOp::create(b, arith::MaximumFOp::create(b, p, c(0.0)),
+                                   c(1.0));
+}

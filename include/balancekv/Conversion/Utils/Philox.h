@@ -30,6 +30,12 @@ mlir::Value buildSpecUniform(mlir::ImplicitLocOpBuilder &b, uint64_t seed,
                              mlir::Value round, mlir::Value batch,
                              mlir::Value head);
 
+/// The walk's probability of sign +1 for running sum `s` (spec section 3,
+/// step 3): clamp(1/2 - gamma s, 0, 1), in `s`'s float type; the sign is +1
+/// when the draw above is below it.
+mlir::Value buildWalkProbability(mlir::ImplicitLocOpBuilder &b, mlir::Value s,
+                                 double gamma);
+
 } // namespace balancekv
 
 #endif // BALANCEKV_CONVERSION_UTILS_PHILOX_H
