@@ -72,5 +72,12 @@ try:
 except Exception as e:  # noqa: BLE001
     report("17 queries rejected", "query_len" in str(e) or "16" in str(e), repr(str(e)[:80]))
 
+# The baselines the CUDA kernels do not run: a clear error, not a wrong answer.
+try:
+    torch_ops.compress(k, v, method="streaming")
+    report("streaming on CUDA rejected", False)
+except Exception as e:  # noqa: BLE001
+    report("streaming on CUDA rejected", "balance and uniform" in str(e), repr(str(e)[:80]))
+
 print(f"torch cuda ops: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
