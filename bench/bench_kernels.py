@@ -13,7 +13,6 @@ prefill over the same tokens. Prints tables and
 writes them (Markdown + JSON) to --out.
 """
 import argparse
-import ctypes
 import json
 import math
 import os
@@ -23,190 +22,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-# ---------------------------------------------------------------- C API ----
-
-
-class Tensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("strides", ctypes.c_int64 * 4)]
-
-
-class Params(ctypes.Structure):
-    _fields_ = [("method", ctypes.c_int), ("rounds", ctypes.c_int64),
-                ("block_size", ctypes.c_int64), ("sink", ctypes.c_int64),
-                ("recent", ctypes.c_int64), ("gamma", ctypes.c_double),
-                ("temperature", ctypes.c_double), ("c0", ctypes.c_double),
-                ("seed", ctypes.c_uint64), ("scale", ctypes.c_float)]
-
-
-DTYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
-
-
-class Lib:
-    def __init__(self, path):
-        self.lib = ctypes.CDLL(path)
-        L = self.lib
-        L.balancekv_last_error.restype = ctypes.c_char_p
-        L.balancekv_reference_error.restype = ctypes.c_char_p
-        L.balancekv_compressed_length.restype = ctypes.c_int64
-        L.balancekv_compressed_length.argtypes = [ctypes.c_int64] * 4
-        L.balancekv_compress_workspace_size.argtypes = [
-            ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-            ctypes.POINTER(Params), ctypes.POINTER(ctypes.c_size_t)]
-        L.balancekv_compress.argtypes = [
-            ctypes.c_int, Tensor, Tensor, ctypes.c_int64, ctypes.c_int64,
-            ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-            ctypes.POINTER(Params), Tensor, Tensor, ctypes.c_void_p,
-            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-        L.balancekv_weighted_decode_workspace_size.argtypes = [
-            ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_size_t)]
-        L.balancekv_weighted_decode_attention.argtypes = [
-            ctypes.c_int, Tensor, Tensor, Tensor, ctypes.c_void_p,
-            ctypes.c_void_p] + [ctypes.c_int64] * 7 + [
-            ctypes.c_float, ctypes.c_int, Tensor, ctypes.c_void_p,
-            ctypes.c_size_t, ctypes.c_void_p]
-        L.balancekv_compress_params_init.argtypes = [ctypes.POINTER(Params)]
-        L.balancekv_compress_params_init.restype = None
-        L.balancekv_reference_compress.argtypes = [
-            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [
-            ctypes.c_int64] * 5 + [ctypes.POINTER(Params), ctypes.c_void_p,
-                                   ctypes.c_void_p]
-
-    def check(self, status):
-        if status != 0:
-            raise RuntimeError(f"status {status}: "
-                               f"{self.lib.balancekv_last_error().decode()}")
-
-    @staticmethod
-    def view(t):
-        return Tensor(t.data_ptr(), (ctypes.c_int64 * 4)(*t.stride()))
-
-    def params(self, rounds=None, method=None, seed=None, block=None):
-        """The C API's defaults (balancekv_compress_params_init, i.e.
-        CompressParams.h), with the given fields replaced."""
-        p = Params()
-        self.lib.balancekv_compress_params_init(ctypes.byref(p))
-        for name, value in (("rounds", rounds), ("method", method),
-                            ("seed", seed), ("block_size", block)):
-            if value is not None:
-                setattr(p, name, value)
-        return p
-
-    def m(self, n, p):
-        return self.lib.balancekv_compressed_length(n, p.sink, p.recent, p.rounds)
-
-    def compress_prepare(self, k, v, p):
-        b, h, n, d = k.shape
-        m = self.m(n, p)
-        ws = ctypes.c_size_t()
-        self.check(self.lib.balancekv_compress_workspace_size(
-            b, h, n, ctypes.byref(p), ctypes.byref(ws)))
-        out = dict(
-            ck=torch.empty(b, h, m, d, dtype=k.dtype, device=k.device),
-            cv=torch.empty(b, h, m, v.shape[3], dtype=v.dtype, device=v.device),
-            lw=torch.empty(b, h, m, dtype=torch.float32, device=k.device),
-            idx=torch.empty(b, h, m, dtype=torch.int32, device=k.device),
-            ws=torch.empty(max(ws.value, 1), dtype=torch.uint8, device=k.device))
-        return out
-
-    def compress(self, k, v, p, o, indices=True):
-        b, h, n, d = k.shape
-        self.check(self.lib.balancekv_compress(
-            DTYPES[k.dtype], self.view(k), self.view(v), b, h, n, d,
-            v.shape[3], ctypes.byref(p), self.view(o["ck"]), self.view(o["cv"]),
-            o["lw"].data_ptr(), o["idx"].data_ptr() if indices else None,
-            o["ws"].data_ptr(), o["ws"].numel(),
-            torch.cuda.current_stream().cuda_stream))
-
-    def decode_prepare(self, q, k, v):
-        b, hq, l, d = q.shape
-        ws = ctypes.c_size_t()
-        self.check(self.lib.balancekv_weighted_decode_workspace_size(
-            b, hq, l, k.shape[2], v.shape[3], ctypes.byref(ws)))
-        return dict(out=torch.empty(b, hq, l, v.shape[3], dtype=q.dtype,
-                                    device=q.device),
-                    ws=torch.empty(max(ws.value, 1), dtype=torch.uint8,
-                                   device=q.device))
-
-    def decode(self, q, k, v, lw, o, kv_len=None, causal=False, scale=None):
-        b, hq, l, d = q.shape
-        scale = scale or 1.0 / math.sqrt(d)
-        self.check(self.lib.balancekv_weighted_decode_attention(
-            DTYPES[q.dtype], self.view(q), self.view(k), self.view(v),
-            lw.data_ptr() if lw is not None else None,
-            kv_len.data_ptr() if kv_len is not None else None,
-            b, hq, k.shape[1], l, k.shape[2], d, v.shape[3], scale,
-            int(causal), self.view(o["out"]), o["ws"].data_ptr(),
-            o["ws"].numel(), torch.cuda.current_stream().cuda_stream))
-
-    def reference(self, k, v, p):
-        b, h, n, d = k.shape
-        m = self.m(n, p)
-        kc, vc = k.contiguous().cpu(), v.contiguous().cpu()
-        idx = torch.empty(b, h, m, dtype=torch.int32)
-        lw = torch.empty(b, h, m, dtype=torch.float32)
-        r = self.lib.balancekv_reference_compress(
-            DTYPES[k.dtype], kc.data_ptr(), vc.data_ptr(), b, h, n, d,
-            v.shape[3], ctypes.byref(p), idx.data_ptr(), lw.data_ptr())
-        if r != 0:
-            raise RuntimeError(self.lib.balancekv_reference_error().decode())
-        return idx, lw
-
+from balancekv_bench import (Lib, attention64, bench, bench_graph_cycle,
+                             compress_cache, copies_beyond_l2, hbm_peak, rel,
+                             table)
 
 # ------------------------------------------------------------- helpers ----
-
-
-def bench(fn, reps=50, warmup=5):
-    """Median of CUDA-event timings in ms."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e))
-    times.sort()
-    return times[len(times) // 2]
-
-
-def bench_graph_cycle(fns, calls=20, reps=30):
-    """Median per-call time in ms of several closures (e.g. the same call on
-    different copies of a cache, like the layers of a model) cycled in one
-    CUDA graph of at least `calls` launches: host and launch overheads stay
-    out, and with enough copies nothing stays in L2 from one call to the
-    next."""
-    seq = [fns[i % len(fns)] for i in range(max(calls, len(fns)))]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for f in fns:
-            f()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for f in seq:
-            f()
-    return bench(graph.replay, reps=reps, warmup=3) / len(seq)
-
-
-def compress_cache(heads, tokens, d=128):
-    """Random bf16 keys and values of one sequence, the compression
-    benchmark's shape ([1, heads, tokens, d])."""
-    k = torch.randn(1, heads, tokens, d, device="cuda", dtype=torch.bfloat16)
-    return k, torch.randn_like(k)
-
-
-def copies_beyond_l2(tensors, warm_l2=False):
-    """`tensors` and enough clones of them that cycling through the copies
-    works on at least four times the L2 cache (one copy with `warm_l2`)."""
-    nbytes = sum(t.numel() * t.element_size() for t in tensors)
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    n = 1 if warm_l2 else max(1, min(64, math.ceil(4 * l2 / max(nbytes, 1))))
-    return [tuple(tensors)] + [tuple(t.clone() for t in tensors)
-                               for _ in range(n - 1)]
 
 
 def with_float_masks(sets, group):
@@ -261,31 +81,6 @@ def time_weighted_decode(lib, q, sets):
     return bench_graph_cycle([
         lambda a=a, o=o: lib.decode(q, a[0], a[1], a[2], o)
         for a, o in zip(sets, outs)])
-
-
-def attention64(q, k, v, lw=None, causal=False, kv_len=None):
-    """float64 reference: softmax(q kᵀ / sqrt(d) + lw) v with GQA."""
-    b, hq, l, d = q.shape
-    g = hq // k.shape[1]
-    k64 = k.double().repeat_interleave(g, dim=1)
-    v64 = v.double().repeat_interleave(g, dim=1)
-    s = q.double() @ k64.transpose(-1, -2) / math.sqrt(d)
-    if lw is not None:
-        s = s + lw.double().repeat_interleave(g, dim=1)[:, :, None, :]
-    n = k.shape[2]
-    pos = torch.arange(n, device=q.device)
-    lens = kv_len.long() if kv_len is not None else torch.full((b,), n, device=q.device)
-    limit = lens[:, None].expand(b, l).clone()
-    if causal:
-        limit = torch.minimum(limit, lens[:, None] - l + torch.arange(l, device=q.device)[None, :] + 1)
-    mask = pos[None, None, :] < limit[:, :, None]  # [b, l, n]
-    s = s.masked_fill(~mask[:, None, :, :], float("-inf"))
-    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
-    return p @ v64
-
-
-def rel(a, b):
-    return ((a.double() - b).norm() / b.norm()).item()
 
 
 # ----------------------------------------------------------- correctness ----
@@ -392,14 +187,6 @@ def check_decode(lib, rows):
 # --------------------------------------------------------------- timing ----
 
 
-def hbm_peak():
-    x = torch.empty(2 * 1024**3 // 2, dtype=torch.bfloat16, device="cuda")
-    y = torch.empty_like(x)
-    t = bench(lambda: y.copy_(x), reps=20)
-    del x, y
-    return 2 * 2 * 1024**3 / (t * 1e-3) / 1e9  # GB/s read + write
-
-
 def time_decode(lib, rows, peak, quick):
     batches = [1, 8] if quick else [1, 8, 32]
     lengths = [8192, 32768] if quick else [8192, 32768, 131072]
@@ -473,16 +260,6 @@ def time_compress(lib, rows, quick):
             print(rows[-1], flush=True)
             del k, v, q, o
             torch.cuda.empty_cache()
-
-
-def table(rows):
-    if not rows:
-        return ""
-    cols = list(dict.fromkeys(c for r in rows for c in r))
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        out.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
-    return "\n".join(out)
 
 
 def main():

@@ -23,10 +23,10 @@ import sys
 import torch
 import torch.nn.functional as F
 
+import gpu_bench_shapes as S
+from balancekv_bench import Lib, attention64, rel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import gpu_bench_shapes as S  # noqa: E402
-from bench_kernels import Lib, attention64, rel  # noqa: E402
 
 
 def memref_type(rank):

@@ -5,16 +5,13 @@ float64 attention (decode), including misaligned buffers (scalar fallback
 kernels). Cases: gpu_bench_shapes.CHECK_*; functions compiled by
 bench/build_gpu_bench.sh. Prints one line per case and ALL CORRECT."""
 import math
-import os
 import sys
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import gpu_bench_shapes as S  # noqa: E402
-from bench_kernels import Lib, attention64, rel  # noqa: E402
-from bench_mlir_gpu import (M4, CompressResult, Generated,  # noqa: E402
+import gpu_bench_shapes as S
+from balancekv_bench import Lib, attention64, rel
+from bench_mlir_gpu import (M4, CompressResult, Generated,
                             lib_args, report)
 
 DT = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}

@@ -15,14 +15,12 @@ ablation) show FAIL and are still timed.
 import argparse
 import os
 import statistics
-import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import (Lib, bench, check_compress,  # noqa: E402
-                           compress_cache, table)
+from balancekv_bench import Lib, bench, compress_cache, table
+from bench_kernels import check_compress
 
 
 def main():

@@ -15,10 +15,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import (Lib, attention64, copies_beyond_l2,  # noqa: E402
-                           rel, table, time_sdpa_full, time_sdpa_masked,
-                           time_weighted_decode, with_float_masks)
+from balancekv_bench import Lib, attention64, copies_beyond_l2, rel, table
+from bench_kernels import time_sdpa_full, time_sdpa_masked, time_weighted_decode, with_float_masks
 
 
 def main():

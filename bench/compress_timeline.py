@@ -12,14 +12,12 @@ PyTorch profiler's trace.
 import argparse
 import json
 import os
-import sys
 import tempfile
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import Lib, compress_cache  # noqa: E402
+from balancekv_bench import Lib, compress_cache
 
 
 def main():

@@ -17,14 +17,10 @@ from the first split CTA's start).
 import argparse
 import ctypes
 import math
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import (Lib, bench_graph_cycle,  # noqa: E402
-                           copies_beyond_l2)
+from balancekv_bench import Lib, bench_graph_cycle, copies_beyond_l2
 
 
 def pct(xs, q):

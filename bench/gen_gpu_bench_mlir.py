@@ -2,11 +2,8 @@
 """Writes the MLIR of the GPU-path benchmark (one function per shape of
 gpu_bench_shapes.py) to stdout."""
 import math
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gpu_bench_shapes as S  # noqa: E402
+import gpu_bench_shapes as S
 
 
 def ty(*dims, e="bf16"):

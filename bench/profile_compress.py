@@ -6,13 +6,10 @@
       --heads 32 --tokens 32768
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import Lib, compress_cache  # noqa: E402
+from balancekv_bench import Lib, compress_cache
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lib", required=True)

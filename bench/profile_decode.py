@@ -6,13 +6,10 @@
       --batch 8 --keys 8240
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import Lib  # noqa: E402
+from balancekv_bench import Lib
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lib", required=True)

@@ -1,14 +1,11 @@
 #!/usr/bin/env python3
 """One compress (32k x 32 heads) and one decode (B 1, 32k, x4 and B 8, 32k,
 x4) of the MLIR GPU path, for `ncu --kernel-name regex:balancekv ...`."""
-import math
-import sys
 
 import torch
 
-sys.path.insert(0, "bench")
-import bench_mlir_gpu as B  # noqa: E402
-import gpu_bench_shapes as S  # noqa: E402
+import bench_mlir_gpu as B
+import gpu_bench_shapes as S
 
 gen = B.Generated("build/gpu-bench/libbalancekv_gpu_bench.so",
                   "build/lib/libbalancekv_mlir_cuda_runtime.so")

@@ -3,11 +3,10 @@
   ncu --target-processes all -k regex:'walk|crossover|gather|decodeSplit|combine' \
       python3 bench/profile_one.py --lib build/lib/libbalancekv_cuda.so"""
 import argparse
-import math
 
 import torch
 
-from bench_kernels import Lib
+from balancekv_bench import Lib
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lib", required=True)

@@ -12,13 +12,11 @@ import ctypes
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import bench_graph_cycle, copies_beyond_l2, hbm_peak, table  # noqa: E402
+from balancekv_bench import bench_graph_cycle, copies_beyond_l2, hbm_peak, table
 
 
 def build():
