@@ -96,6 +96,19 @@ struct FoldUnitExpandIntoIndexingMap : OpRewritePattern<linalg::GenericOp> {
   }
 };
 
+/// A generic with `g`'s body over new operands, maps and iterators (one
+/// result of `type` into `init`).
+Value genericWithBodyOf(PatternRewriter &rewriter, linalg::GenericOp g,
+                        Type type, ValueRange inputs, Value init,
+                        ArrayRef<AffineMap> maps,
+                        ArrayRef<utils::IteratorType> iters) {
+  auto op = linalg::GenericOp::create(rewriter, g.getLoc(), TypeRange{type},
+                                      inputs, ValueRange{init}, maps, iters);
+  rewriter.cloneRegionBefore(g.getRegion(), op.getRegion(),
+                             op.getRegion().end());
+  return op->getResult(0);
+}
+
 /// The fill value of a contraction's init: linalg.fill, or a generalised
 /// fill (a generic without inputs yielding a value defined outside).
 Value fillValue(Value init) {
@@ -221,12 +234,8 @@ struct UnfoldHeadsOfContraction : OpRewritePattern<tensor::ExpandShapeOp> {
                                              outType.getElementType())
                          .getResult())
                      .getResult(0);
-    auto unfolded = linalg::GenericOp::create(rewriter, loc, TypeRange{outType},
-                                              inputs, ValueRange{init}, maps,
-                                              iters);
-    rewriter.cloneRegionBefore(g.getRegion(), unfolded.getRegion(),
-                               unfolded.getRegion().end());
-    rewriter.replaceOp(expand, unfolded->getResults());
+    rewriter.replaceOp(expand, genericWithBodyOf(rewriter, g, outType, inputs,
+                                                 init, maps, iters));
     return success();
   }
 };
@@ -259,13 +268,11 @@ struct ExpandBeforeElementwise : OpRewritePattern<tensor::ExpandShapeOp> {
         outType.getElementType());
     unsigned rank = outType.getRank();
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
-    auto moved = linalg::GenericOp::create(
-        rewriter, loc, TypeRange{outType}, ValueRange{in}, ValueRange{init},
-        SmallVector<AffineMap>{id, id},
-        SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel));
-    rewriter.cloneRegionBefore(g.getRegion(), moved.getRegion(),
-                               moved.getRegion().end());
-    rewriter.replaceOp(expand, moved->getResults());
+    rewriter.replaceOp(
+        expand,
+        genericWithBodyOf(
+            rewriter, g, outType, ValueRange{in}, init, {id, id},
+            SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel)));
     return success();
   }
 };

@@ -761,6 +761,20 @@ FailureOr<AttentionMatch> matchAttention(linalg::LinalgOp pvOp,
   return m;
 }
 
+/// balancekv.attention over [B, H, L, D] operands: its result is
+/// [B, Hq, L, Dv] of `et`.
+Value buildAttention(PatternRewriter &rewriter, Location loc, Value q, Value k,
+                     Value v, Type et, double scale, bool causal) {
+  auto qT = cast<RankedTensorType>(q.getType());
+  auto vT = cast<RankedTensorType>(v.getType());
+  auto type = RankedTensorType::get({qT.getDimSize(0), qT.getDimSize(1),
+                                     qT.getDimSize(2), vT.getDimSize(3)},
+                                    et);
+  return AttentionOp::create(rewriter, loc, type, q, k, v, /*kv_len=*/Value(),
+                             rewriter.getF32FloatAttr(float(scale)),
+                             causal ? rewriter.getUnitAttr() : UnitAttr());
+}
+
 /// Replaces `op` (one result, [batch..., seq, dim] operands with one or two
 /// batch dims) by balancekv.attention: two batch dims are [B, H]; one that
 /// folds [B, H] from collapse_shapes, expanded back after `op`, attends over
@@ -814,16 +828,7 @@ LogicalResult raiseSequenceAttention(PatternRewriter &rewriter, Operation *op,
       v = lead(v);
     }
   }
-  auto q4T = cast<RankedTensorType>(q.getType());
-  auto v4T = cast<RankedTensorType>(v.getType());
-  auto attType = RankedTensorType::get(
-      {q4T.getDimSize(0), q4T.getDimSize(1), q4T.getDimSize(2),
-       v4T.getDimSize(3)},
-      et);
-  Value att = AttentionOp::create(rewriter, loc, attType, q, k, v,
-                                  /*kv_len=*/Value(),
-                                  rewriter.getF32FloatAttr(float(scale)),
-                                  causal ? rewriter.getUnitAttr() : UnitAttr());
+  Value att = buildAttention(rewriter, loc, q, k, v, et, scale, causal);
   if (att.getType() != resultType) {
     if (resultType.getRank() == 3)
       att = tensor::CollapseShapeOp::create(
@@ -996,17 +1001,8 @@ struct RaiseAttention : OpInterfaceRewritePattern<linalg::LinalgOp> {
         v = v0;
       }
     }
-    auto qT = cast<RankedTensorType>(q.getType());
-    auto vT = cast<RankedTensorType>(v.getType());
-    auto outType = RankedTensorType::get(
-        {qT.getDimSize(0), qT.getDimSize(1), qT.getDimSize(2),
-         vT.getDimSize(3)},
-        et);
     // Keep the cast's shape info: the attention result may be more static.
-    Value att = AttentionOp::create(
-        rewriter, loc, outType, q, k, v, /*kv_len=*/Value(),
-        rewriter.getF32FloatAttr(float(scale)),
-        causal ? rewriter.getUnitAttr() : UnitAttr());
+    Value att = buildAttention(rewriter, loc, q, k, v, et, scale, causal);
     if (folded)
       att = tensor::CollapseShapeOp::create(rewriter, loc, att, reassoc);
     // A mixed-precision P·V accumulated in f32: widen the result (the

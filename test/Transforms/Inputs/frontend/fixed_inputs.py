@@ -1,6 +1,8 @@
-"""The fixed inputs reference.py and iree_roundtrip.py feed an export."""
+"""The fixed inputs reference.py and iree_roundtrip.py feed an export, and
+how they read the output the program prints."""
 import array
 import math
+import re
 import struct
 
 
@@ -14,3 +16,9 @@ def values(i, count, elem):
         v = 2.0 * (x - math.floor(x)) - 1.0
         out.append(struct.unpack(fmt, struct.pack(fmt, v))[0])
     return out
+
+
+def printed_values(text):
+    """The numbers after `data =` in printMemrefF32's output."""
+    return [float(x) for x in re.findall(
+        r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|-?nan|-?inf", text.split("data =", 1)[1])]

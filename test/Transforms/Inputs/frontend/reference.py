@@ -78,8 +78,7 @@ import ctypes  # noqa: E402
 import balancekv  # noqa: E402
 
 text = sys.stdin.read()
-ours = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|-?nan|-?inf",
-                                     text.split("data =", 1)[1])]
+ours = fixed_inputs.printed_values(text)
 fields = {}
 attr = re.search(r"balancekv\.compress %\w+, %\w+ <([^>]*)>", raised)
 for name, value in re.findall(r"(\w+) = ([^,]+)", attr.group(1) if attr else ""):
