@@ -37,8 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))  # the checkout's package when not pip-installed
 from balancekv import hf, torch_ops  # noqa: E402
 from balancekv.hf import BalanceKVCache, BalanceKVLayer  # noqa: E402
-from transformers import (AttentionInterface, AutoModelForCausalLM, AutoTokenizer,  # noqa: E402
-                          DynamicCache, LlamaConfig)
+from transformers import (AttentionInterface, AttentionMaskInterface,  # noqa: E402
+                          AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaConfig)
+from transformers.masking_utils import sdpa_mask  # noqa: E402
 
 # Evaluation only: layers that also keep their full cache, and an attention
 # that records each compressed layer's error against exact attention over it.
@@ -72,6 +73,7 @@ def eval_attention(module, query, key, value, attention_mask, scaling=None, drop
 
 
 AttentionInterface.register(EVAL_ATTENTION, eval_attention)
+AttentionMaskInterface.register(EVAL_ATTENTION, sdpa_mask)
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # transformers renamed forward's `past_key_values` to `cache` (5.2x).

@@ -19,14 +19,15 @@ as in the model: query head h reads KV head h // (Hq / Hkv).
 
 `get_seq_length()` stays the number of tokens seen, so positions (RoPE) are
 those of the full sequence. Beam search, batch selection and cropping
-(assisted decoding) carry the log-weights along. The compressed layers ignore
-the model's attention mask: batches must not be padded (the cache raises if
-they are).
+(assisted decoding) carry the log-weights along. The compressed layers apply their
+own causal mask: batches must not be padded (the attention raises if they
+are; the prefill, exact, honours the padding).
 """
 import torch
-from transformers import AttentionInterface, DynamicCache
+from transformers import AttentionInterface, AttentionMaskInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
 
 from . import torch_ops
 
@@ -142,8 +143,10 @@ def balancekv_attention(module, query, key, value, attention_mask, scaling=None,
     if layer is None or layer.log_weights is None or layer.keys is not key:
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       scaling=scaling, dropout=dropout, **kwargs)
+    # Padding: a key that no query of its row sees (a causal chunk's keys are
+    # each seen by its last query).
     if attention_mask is not None and attention_mask.dtype == torch.bool and \
-            not bool(attention_mask.all()):
+            not bool(attention_mask.any(dim=-2).all()):
         raise ValueError("balancekv: padded batches are not supported over a "
                          "compressed cache")
     if scaling is None:
@@ -157,3 +160,7 @@ def balancekv_attention(module, query, key, value, attention_mask, scaling=None,
 
 
 AttentionInterface.register(ATTENTION, balancekv_attention)
+# SDPA's masks (boolean): without a mask function registered for it,
+# transformers gives a custom attention no mask at all, and padding would
+# pass unseen.
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)

@@ -90,6 +90,19 @@ crop.crop(-2)
 print("crop", crop.get_seq_length(), crop.layers[0].keys.shape[-2],
       crop.layers[0].log_weights.shape[-1])
 
+# A left-padded batch: the exact prefill honours the padding, decoding over
+# the compressed cache refuses it instead of attending to the pad tokens.
+padded = torch.ones(2, 200, dtype=torch.long)
+padded[1, :10] = 0
+try:
+    with torch.no_grad():
+        model.generate(ids.repeat(2, 1), attention_mask=padded,
+                       past_key_values=BalanceKVCache(rounds=2), max_new_tokens=2,
+                       do_sample=False)
+    print("padded batch accepted")
+except ValueError as e:
+    print("padded batch:", e)
+
 try:
     BalanceKVCache(round=2)
 except Exception as e:  # noqa: BLE001
