@@ -221,3 +221,27 @@ tt.func @f(%x: tensor<64xf32, #ttg.blocked<{sizePerThread = [1], threadsPerWarp 
 tt.func @f(%m: !ttg.memdesc<64x?xf16, #ttg.shared_memory, #ttg.shared_memory>) {
   tt.return
 }
+
+// -----
+
+tt.func @f(%x: tensor<2xf32>) {
+  // expected-error @+1 {{'tt.unsplat' op failed to verify that result is the element of the one-element source}}
+  %y = "tt.unsplat"(%x) : (tensor<2xf32>) -> f16
+  tt.return
+}
+
+// -----
+
+tt.func @f(%a: tensor<64x64xf16>, %b: !ttg.memdesc<64x64xf16, #ttg.shared_memory, #ttg.shared_memory>, %c: tensor<64x64xf32>) {
+  // expected-error @+1 {{'ttng.warp_group_dot' op failed to verify that accumulator type matches result type}}
+  %d = "ttng.warp_group_dot"(%a, %b, %c) : (tensor<64x64xf16>, !ttg.memdesc<64x64xf16, #ttg.shared_memory, #ttg.shared_memory>, tensor<64x64xf32>) -> tensor<64x64xf16>
+  tt.return
+}
+
+// -----
+
+tt.func @f(%c: tensor<64x64xf32>) {
+  // expected-error @+1 {{'ttng.warp_group_dot_wait' op failed to verify that all of {inputs, outputs} have same type}}
+  %d = "ttng.warp_group_dot_wait"(%c) <{pendings = 0 : i32}> : (tensor<64x64xf32>) -> tensor<64x64xf16>
+  tt.return
+}
