@@ -107,7 +107,8 @@ KERNELS = [
     (unsplat, {"X": "*fp32", "Y": "*fp32"}, {}, 90),
 ]
 
-from triton_attention_kernels import flash_fwd, split_k_decode  # noqa: E402
+from triton_attention_kernels import (attn_fwd_tma, decode_gqa_split_k,  # noqa: E402
+                                      flash_fwd, flash_fwd_block_ptr, split_k_decode)
 
 
 def flash_signature(dt):
@@ -133,6 +134,45 @@ for dt, tag in (("bf16", "bf16"), ("fp16", "f16")):
     TTGIR.append((f"ttgir_split_k_decode_{tag}.ttgir", split_k_decode,
                   decode_signature(dt),
                   {"GROUP": 4, "BLOCK_N": 64, "HEAD_DIM": 64, "SPLIT_SIZE": 256}))
+
+# More attention kernels, TTIR: the block-pointer and tensor-descriptor forms
+# (Triton's tutorials) and a grouped split-K decode.
+ATTENTION = []
+for dt, tag in (("bf16", "bf16"), ("fp16", "f16")):
+    ATTENTION.append((f"attn_block_ptr_{tag}.ttir", flash_fwd_block_ptr,
+                      {"Q": f"*{dt}", "K": f"*{dt}", "V": f"*{dt}", "O": f"*{dt}",
+                       "sm_scale": "fp32", "N_CTX": "i32",
+                       **{f"stride_{t}{d}": "i32" for t in "qkvo" for d in
+                          ("z", "h", "m" if t in "qo" else "n", "k")}, "H": "i32"},
+                      {"BLOCK_M": 64, "BLOCK_N": 64, "HEAD_DIM": 64}))
+    for stage, causal in ((1, ""), (3, "_causal")):
+        for host in (False, True):
+            desc = f"tensordesc<{dt}[%d,64]>"
+            ptrs = ({"Q": desc % 128, "K": desc % 64, "V": desc % 64, "O": desc % 128}
+                    if host else {t: f"*{dt}" for t in "QKVO"})
+            ATTENTION.append((f"attn_tma{'_host' if host else ''}{causal}_{tag}.ttir",
+                              attn_fwd_tma,
+                              {"sm_scale": "fp32", "M": "*fp32", "Z": "i32", "H": "i32",
+                               **ptrs, "N_CTX": "i32"},
+                              {"HEAD_DIM": 64, "BLOCK_M": 128, "BLOCK_N": 64,
+                               "STAGE": stage, "HOST_DESC": host}))
+    ATTENTION.append((f"attn_decode_gqa_{tag}.ttir", decode_gqa_split_k,
+                      {"Q": f"*{dt}", "K": f"*{dt}", "V": f"*{dt}", "Mid": "*fp32",
+                       "Lse": "*fp32", "sm_scale": "fp32", "kv_len": "i32",
+                       "n_splits": "i32",
+                       **{s: "i32" for s in ["stride_qb", "stride_qh", "stride_kb",
+                                             "stride_kh", "stride_kn", "stride_vb",
+                                             "stride_vh", "stride_vn"]}},
+                      {"GROUP": 4, "BLOCK_H": 16, "BLOCK_N": 64, "HEAD_DIM": 64,
+                       "SPLIT_SIZE": 512}))
+
+for name, fn, sig, constexprs in ATTENTION:
+    src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},
+                    constexprs=constexprs)
+    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+    with open(os.path.join(OUT, name), "w") as f:
+        f.write(kernel.asm["ttir"])
+    print(name)
 
 for name, fn, sig, constexprs in TTGIR:
     src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},

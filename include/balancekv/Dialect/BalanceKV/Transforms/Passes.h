@@ -4,6 +4,7 @@
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
 #include "balancekv/Dialect/BalanceKV/Transforms/Transforms.h"
+#include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
 #include "mlir/Pass/Pass.h"
 
 namespace balancekv {

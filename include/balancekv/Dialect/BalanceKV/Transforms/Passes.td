@@ -131,4 +131,56 @@ def BalanceKVDecomposeCompressPass : Pass<"balancekv-decompose-compress"> {
   ];
 }
 
+def BalanceKVTritonWeightedAttentionPass
+    : Pass<"balancekv-triton-weighted-attention"> {
+  let summary = "Rewrite Triton attention kernels (TTIR) to attend over a "
+                "BalanceKV compressed cache";
+  let description = [{
+    Finds the flash-attention loops of each public `tt.func`: an `scf.for`
+    whose body computes logits from the key tile (a `tt.dot` with the
+    transposed keys, or decode's sum of `q * k` products), subtracts a
+    running max and exponentiates (`math.exp2` or `math.exp`), and feeds the
+    exponentials to the product with the values (`tt.dot` or a summed
+    product). Pointer, block-pointer and tensor-descriptor kernels,
+    causal or not (several loops per kernel), FlexAttention's and split-K
+    decode kernels are recognised.
+
+    The kernel gets a new last argument `LW: !tt.ptr<f32>`, the log-weights
+    of the compressed cache (`log w` per kept key, the `log_weights` result of
+    `balancekv.compress`), and each loop adds them to its logits just before
+    the running max is subtracted: `× log2(e)` in `exp2` kernels, so the bias
+    is in the kernel's base. The running max, rescaling, normalisation,
+    masks and split-K log-sum-exp outputs stay as written and are correct
+    for the weighted softmax (the bias is at most `log 2^T`).
+
+    The log-weights are addressed the way the kernel addresses its keys,
+    without the feature dim:
+    - pointer tiles `K + Σ offsets`: the same offsets; every integer kernel
+      argument the key address multiplies by (a stride such as
+      `stride_kh`) gets a twin argument `lw_<name>` after `LW`, to be given
+      the log-weights' stride for the same dim. Offsets with constant
+      strides only (TorchInductor's kernels) are divided by the head dim:
+      the log-weights are then dense in K's dim order.
+    - block pointers (`tt.make_tensor_ptr` + `tt.advance`): the base and the
+      key-dim stride the same way; the key-dim offset is carried through
+      the loop; `boundaryCheck` on the key dim masks the load.
+    - tensor descriptors (kernel arguments or `tt.make_tensor_descriptor`):
+      the log-weights are contiguous over the rows of the descriptor's key
+      dim (e.g. `[Z * H * N]` for the tutorial's `[Z * H * N, D]` view),
+      masked by the descriptor's shape.
+
+    Kernels keep their loop bounds: the caller passes the compressed
+    length where the kernel takes its key length. A kernel in which some
+    loop looks like attention (a product and an exp) but does not match is
+    left unchanged; with `remarks`, every kernel left unchanged gets a
+    remark saying why.
+  }];
+  let options = [
+    Option<"remarks", "remarks", "bool", "false",
+           "emit a remark on every kernel left unchanged, saying why">
+  ];
+  let dependentDialects = ["::balancekv::tt::TTDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // BALANCEKV_TRANSFORMS_PASSES_TD
