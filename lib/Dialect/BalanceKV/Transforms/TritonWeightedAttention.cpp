@@ -248,6 +248,19 @@ public:
     for (AttentionLoop loop : loops)
       if (failed(check(loop, why)))
         return failure();
+    // The new arguments first: LW, then the twins in the order of the
+    // strides they stand for.
+    logWeightsArg();
+    SmallVector<BlockArgument> strides;
+    for (AttentionLoop loop : loops)
+      for (Value stride : keyStrides(loop))
+        if (!llvm::is_contained(strides, stride))
+          strides.push_back(cast<BlockArgument>(stride));
+    llvm::sort(strides, [](BlockArgument a, BlockArgument b) {
+      return a.getArgNumber() < b.getArgNumber();
+    });
+    for (BlockArgument stride : strides)
+      twin(stride);
     for (AttentionLoop loop : loops)
       rewrite(loop);
     return success();
@@ -311,9 +324,11 @@ private:
 
   /// Integer kernel arguments `term` multiplies by (its strides).
   void collectStrides(Value term, SetVector<Value> &strides) {
+    // Through the address arithmetic only: not into loops whose carried
+    // values it reads (their bodies use everything).
     BackwardSliceOptions options;
     options.inclusive = true;
-    options.omitUsesFromAbove = false;
+    options.filter = [](Operation *op) { return op->getNumRegions() == 0; };
     SetVector<Operation *> slice;
     (void)getBackwardSlice(term, &slice, options);
     for (Operation *op : slice) {
@@ -344,6 +359,32 @@ private:
         return value.getSExtValue();
     }
     return 0;
+  }
+
+  /// The stride arguments of the key address terms the log-weights keep.
+  SetVector<Value> keyStrides(AttentionLoop match) {
+    SetVector<Value> strides;
+    auto load = dyn_cast<tt::LoadOp>(match.key.load);
+    if (!load)
+      return strides; // descriptors: rows, no strides
+    Value ptr = load.getPtr();
+    if (isa<tt::PointerType>(ptr.getType())) {
+      unsigned index = cast<BlockArgument>(ptr).getArgNumber() - 1;
+      auto make = match.loop.getInitArgs()[index]
+                      .getDefiningOp<tt::MakeTensorPtrOp>();
+      ptr = make.getBase();
+      Value stride = peelIntCasts(make.getStrides()[match.key.keyDim]);
+      if (isKernelArg(stride, func))
+        strides.insert(stride);
+    }
+    BlockArgument base;
+    SmallVector<Value> terms;
+    Why ignored;
+    (void)decompose(ptr, base, terms, ignored);
+    for (Value term : terms)
+      if (kindOf(term, match.key.keyDim) != TermKind::Feature)
+        collectStrides(term, strides);
+    return strides;
   }
 
   // -- checks (no IR changes) ---------------------------------------------
@@ -489,8 +530,13 @@ private:
     if (!def || def->getNumRegions() != 0)
       return v;
     bool changed = false;
-    for (Value operand : def->getOperands())
-      changed |= withTwinStrides(operand, strides, cloned) != operand;
+    for (Value operand : def->getOperands()) {
+      Value replacement = withTwinStrides(operand, strides, cloned);
+      if (replacement != operand) {
+        cloned.map(operand, replacement);
+        changed = true;
+      }
+    }
     if (!changed)
       return v;
     Operation *copy = b.clone(*def, cloned);
@@ -513,6 +559,8 @@ private:
     Value index = matchPattern(mul.getLhs(), m_ConstantInt(&ignored))
                       ? mul.getRhs()
                       : mul.getLhs();
+    if (c == headDim)
+      return index;
     return arith::MulIOp::create(b, term.getLoc(), index,
                                    integerLike(term, c / headDim));
   }
