@@ -2,8 +2,8 @@
 """Runs --balancekv-triton-weighted-attention on Triton kernels (TTIR) and
 compiles every rewritten kernel with real Triton 3.6 (no GPU needed):
 
-  python scripts/triton_rewrite_check.py --opt build/bin/balancekv-opt \
-      --out DIR FILE.ttir [...]
+  PYTHONPATH=python python scripts/triton_rewrite_check.py \
+      --opt build/bin/balancekv-opt --out DIR FILE.ttir [...]
 
 Prints, per file, `REWRITTEN <name> +<new arguments> compiled <cubin bytes>`
 or `UNCHANGED <name>: <the pass's remark>` (or `FAIL <name>: why`), then a
@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 
+from balancekv.triton import appended_args
 from triton_compile_check import compile_file
 
 
@@ -27,12 +28,6 @@ def rewrite(opt, path, out):
         raise RuntimeError(proc.stderr.strip().splitlines()[-1])
     remark = re.search(r"remark: balancekv-triton-weighted-attention: (.*)", proc.stderr)
     return remark.group(1) if remark else None
-
-
-def new_arguments(text):
-    """Names of the arguments the rewrite appended (LW and the lw_ twins),
-    read off their name locations."""
-    return list(dict.fromkeys(re.findall(r'loc\("(LW|lw_[A-Za-z0-9_]+)"', text)))
 
 
 def main():
@@ -53,7 +48,7 @@ def main():
                 print(f"UNCHANGED {name}: {remark}")
                 continue
             with open(out) as f:
-                added = new_arguments(f.read())
+                added = [name for name, _ in appended_args(f.read())]
             kernel = compile_file(out)
             rewritten += 1
             print(f"REWRITTEN {name} +{','.join(added)} compiled {len(kernel.asm['cubin'])}")

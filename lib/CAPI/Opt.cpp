@@ -31,7 +31,7 @@ char *copy(const std::string &s) {
 
 } // namespace
 
-extern "C" __attribute__((visibility("default"))) int balancekv_opt(const char *ir, const char *pipeline, int generic,
+extern "C" __attribute__((visibility("default"))) int balancekv_opt(const char *ir, const char *pipeline, int print_flags,
                              char **out) {
   if (!out)
     return 2;
@@ -77,8 +77,10 @@ extern "C" __attribute__((visibility("default"))) int balancekv_opt(const char *
   std::string text;
   llvm::raw_string_ostream os(text);
   OpPrintingFlags flags;
-  if (generic)
+  if (print_flags & BALANCEKV_OPT_GENERIC)
     flags.printGenericOpForm();
+  if (print_flags & BALANCEKV_OPT_DEBUGINFO)
+    flags.enableDebugInfo();
   module->print(os, flags);
   // Remarks and warnings of a successful run follow the IR as comments.
   if (!diagnostics.empty()) {

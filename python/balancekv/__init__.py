@@ -70,16 +70,18 @@ def _library():
     return _lib
 
 
-def opt(ir, pipeline, generic=False):
+def opt(ir, pipeline, generic=False, debuginfo=False):
     """`pipeline` (textual, e.g. "builtin.module(balancekv-raise-attention)")
     on the module `ir`; returns the printed result (remarks and warnings
-    appended as `//` comments) or raises BalanceKVError."""
+    appended as `//` comments) or raises BalanceKVError. `generic` prints
+    the generic op form, `debuginfo` the locations."""
     lib = _library()
     if not hasattr(lib, "balancekv_opt"):
         raise BalanceKVError(f"{library_path()} has no passes (balancekv_opt): "
                              "it is the kernels-only library")
     out = ctypes.c_void_p()
-    rc = lib.balancekv_opt(ir.encode(), pipeline.encode(), int(generic),
+    rc = lib.balancekv_opt(ir.encode(), pipeline.encode(),
+                           int(generic) | (2 if debuginfo else 0),
                            ctypes.byref(out))
     try:
         text = ctypes.string_at(out.value).decode() if out.value else ""

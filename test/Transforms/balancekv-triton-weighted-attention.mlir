@@ -6,6 +6,7 @@
 // the running max is subtracted from.
 // CHECK-LABEL: tt.func public @pointer_tiles
 // CHECK-SAME: %[[SKH:[a-z0-9_]+]]: i32, %[[SKN:[a-z0-9_]+]]: i32, %[[N:[a-z0-9_]+]]: i32, %[[LW:[a-z0-9_]+]]: !tt.ptr<f32>, %[[LSKH:[a-z0-9_]+]]: i32, %[[LSKN:[a-z0-9_]+]]: i32)
+// CHECK-SAME: attributes {balancekv.log_weights}
 // CHECK: scf.for %[[START:.*]] = %{{.*}} to %[[N]]
 // CHECK: %[[KT:.*]] = tt.load %{{.*}}, %[[KMASK:.*]], %{{.*}} : tensor<32x16x!tt.ptr<f16>>
 // CHECK: %[[QK:.*]] = tt.dot %{{.*}}, %[[KT]]
@@ -404,5 +405,14 @@ tt.func public @odd_constant_stride(%q: tensor<16x32xf16>, %K: !tt.ptr<f16>,
     %accn = tt.dot %p16, %v, %acc : tensor<16x16xf16> * tensor<16x32xf16> -> tensor<16x32xf32>
     scf.yield %mn, %accn : tensor<16xf32>, tensor<16x32xf32>
   }
+  tt.return
+}
+
+// -----
+
+// A kernel the pass rewrote before (marked balancekv.log_weights) is left
+// alone: a second run would add the log-weights twice.
+// expected-remark @+1 {{kernel @rewritten_before left as it is: already rewritten (it takes log-weights: balancekv.log_weights)}}
+tt.func public @rewritten_before(%K: !tt.ptr<f16>, %LW: !tt.ptr<f32>) attributes {balancekv.log_weights} {
   tt.return
 }

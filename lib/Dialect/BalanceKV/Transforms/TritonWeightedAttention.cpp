@@ -45,6 +45,9 @@ namespace {
 /// Reasons a loop or kernel is left alone, as remark text.
 using Why = std::string;
 
+/// The unit attribute a rewritten kernel carries.
+constexpr llvm::StringLiteral kRewrittenAttr = "balancekv.log_weights";
+
 Value peelElementCasts(Value v) {
   while (Operation *def = v.getDefiningOp()) {
     if (!isa<arith::ExtFOp, arith::TruncFOp, tt::FpToFpOp>(def))
@@ -493,11 +496,21 @@ private:
 
   // -- rewriting -----------------------------------------------------------
 
+  /// A new last argument, named `name` (`name_1`, ... if the kernel
+  /// already has an argument of that name, e.g. its own `LW`).
   BlockArgument appendArg(Type type, StringRef name) {
+    std::string unique = name.str();
+    auto taken = [&](StringRef n) {
+      return llvm::any_of(func.getArguments(), [&](BlockArgument arg) {
+        return argName(arg) == n;
+      });
+    };
+    for (int i = 1; taken(unique); ++i)
+      unique = name.str() + "_" + std::to_string(i);
     unsigned index = func.getNumArguments();
     MLIRContext *ctx = func.getContext();
     (void)func.insertArgument(index, type, DictionaryAttr::get(ctx),
-                              NameLoc::get(StringAttr::get(ctx, name)));
+                              NameLoc::get(StringAttr::get(ctx, unique)));
     return func.getArgument(index);
   }
 
@@ -812,6 +825,11 @@ struct TritonWeightedAttentionPass
   }
 
   LogicalResult rewriteKernel(tt::FuncOp func, Why &why) {
+    if (func->hasAttr(kRewrittenAttr)) {
+      why = "already rewritten (it takes log-weights: " + kRewrittenAttr.str() +
+            ")";
+      return failure();
+    }
     if (!func.isPublic()) {
       why = "not a public kernel (its callers would need the new arguments)";
       return failure();
@@ -832,7 +850,12 @@ struct TritonWeightedAttentionPass
       why = "no loop with a QK product and an exp";
       return failure();
     }
-    return KernelRewriter(func).run(loops, why);
+    if (failed(KernelRewriter(func).run(loops, why)))
+      return failure();
+    // Marks the kernel, so that a second run leaves it alone (Triton keeps
+    // a discardable attribute of a dialect it does not know).
+    func->setAttr(kRewrittenAttr, UnitAttr::get(func.getContext()));
+    return success();
   }
 };
 

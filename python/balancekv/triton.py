@@ -1,0 +1,197 @@
+"""Triton attention kernels over a BalanceKV compressed cache.
+
+--balancekv-triton-weighted-attention rewrites a Triton kernel's attention
+loops so that the log-weights of the compressed cache are added to its
+logits; the kernel then takes its own arguments followed by new ones: `LW`
+(the [.., kept keys] f32 log-weights) and, for kernels that address their
+keys through stride arguments, one `lw_<stride>` per such stride (the
+log-weights' stride for the same dim). Three ways in, each giving a
+`WeightedKernel` launched like a Triton kernel with the new arguments last
+(positionally or by name):
+
+  rewrite_ttir(text)                      the pass, in-process (needs
+                                          libbalancekv_capi: MLIR)
+  compile_ttir(path_or_rewrite)           Triton 3.6 compiles a .ttir
+  compile_jit(fn, signature, constexprs)  an unmodified @triton.jit kernel,
+                                          rewritten at Triton's ttir stage:
+      - by the pass itself, through Triton's stage hook
+        (`triton.knobs.runtime.add_stages_inspection_hook`), or
+      - with `ttir=` a TTIR rewritten beforehand (Triton's `ir_override`
+        option): no MLIR on the machine that compiles and launches.
+
+    k = compile_jit(attn_fwd, {"Q": "*fp16", ...}, {"BLOCK_M": 128, ...})
+    k[grid](*kernel_args, log_weights)
+"""
+import os
+import re
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from . import opt
+
+PIPELINE = "builtin.module(balancekv-triton-weighted-attention{remarks=true})"
+_TYPES = {"!tt.ptr<f32>": "*fp32", "i32": "i32", "i64": "i64"}
+
+
+class Rewrite:
+    """A rewritten kernel: its TTIR (generic form, with locations), the names
+    and Triton types of the arguments the rewrite appended, or the pass's
+    remark when it left the kernel alone (`new_args` then empty)."""
+
+    def __init__(self, text):
+        self.text = text
+        remark = re.search(r"remark: balancekv-triton-weighted-attention: (.*)", text)
+        self.remark = remark.group(1) if remark else None
+        self.new_args = [] if self.remark else appended_args(text)
+
+
+def appended_args(text):
+    """(name, Triton type) of the arguments the rewrite appended: the
+    kernel's trailing arguments named LW / lw_* (name locations; a kernel's
+    own `LW` earlier in its list makes ours `LW_1`)."""
+    aliases = dict(re.findall(r'^(#loc\d*) = loc\("([^"]+)"', text, re.M))
+    # The custom form's signature, or the generic form's entry block.
+    block = (re.search(r"tt\.func public @\w+\((.*)\)\s*(?:attributes|\{)", text) or
+             re.search(r'"tt\.func"\(\).*?\^bb0\((.*?)\):', text, re.S))
+    if not block:
+        return []
+    args = []
+    for ty, loc in re.findall(r"%\w+: ([^,(){}]+?)\s*(?:\{[^}]*\}\s*)?loc\((\S+?)\)(?:,|$)",
+                              block.group(1)):
+        name = aliases.get(loc, loc.split("(")[0].strip('"'))
+        args.append((name, _TYPES.get(ty.strip(), ty.strip())))
+    appended = []
+    for name, ty in reversed(args):
+        if not (name.startswith("LW") or name.startswith("lw_")):
+            break
+        appended.insert(0, (name, ty))
+    return appended
+
+
+def rewrite_ttir(text):
+    """--balancekv-triton-weighted-attention on TTIR text, in-process."""
+    return Rewrite(opt(text, PIPELINE, generic=True, debuginfo=True))
+
+
+class WeightedKernel:
+    """A compiled Triton kernel that attends over a compressed cache:
+    `kernel[grid](*args, *new_args)`, or the new ones by name."""
+
+    def __init__(self, compiled, new_args):
+        self.compiled = compiled
+        self.new_args = list(new_args)
+
+    @property
+    def new_arg_names(self):
+        return [name for name, _ in self.new_args]
+
+    def __getitem__(self, grid):
+        grid = tuple(grid) + (1,) * (3 - len(tuple(grid)))  # Triton's runner takes 3
+        launch = self.compiled[grid]
+
+        def runner(*args, stream=None, **named):
+            extra = [named.pop(name) for name in self.new_arg_names if name in named]
+            if named:
+                raise TypeError(f"unknown arguments {sorted(named)}; the rewrite "
+                                f"added {self.new_arg_names}")
+            return launch(*args, *extra, stream=stream)
+
+        return runner
+
+
+def _target(target):
+    return target or triton.runtime.driver.active.get_current_target()
+
+
+def compile_ttir(source, target=None):
+    """Triton compiles a rewritten kernel: a .ttir path (made by balancekv-opt
+    with --mlir-print-debuginfo, so that the new arguments are named) or a
+    Rewrite."""
+    if isinstance(source, Rewrite):
+        if source.remark:
+            raise ValueError(f"the kernel was not rewritten: {source.remark}")
+        handle, path = tempfile.mkstemp(suffix=".ttir")
+        with os.fdopen(handle, "w") as f:
+            f.write(source.text)
+        new_args = source.new_args
+    else:
+        path = source
+        with open(path) as f:
+            new_args = appended_args(f.read())
+    return WeightedKernel(triton.compile(path, target=_target(target)), new_args)
+
+
+def _hook(state):
+    """Triton's stage hook: the ttir stage's module goes through the pass."""
+
+    def add_stages(backend, stages, options, language, capability):
+        make_ttir = stages.get("ttir")
+        if make_ttir is None:
+            return
+
+        def ttir(src, metadata):
+            module = make_ttir(src, metadata)
+            rewrite = rewrite_ttir(str(module))
+            state["rewrite"] = rewrite
+            if rewrite.remark:
+                return module
+            handle, path = tempfile.mkstemp(suffix=".ttir")
+            with os.fdopen(handle, "w") as f:
+                f.write(rewrite.text)
+            new = triton._C.libtriton.ir.parse_mlir_module(path, module.context)
+            new.context = module.context
+            os.unlink(path)
+            return new
+
+        stages["ttir"] = ttir
+
+    return add_stages
+
+
+def compile_jit(fn, signature, constexprs=None, ttir=None, target=None, **options):
+    """An unmodified @triton.jit kernel compiled with its attention loops
+    rewritten. `signature` maps its runtime arguments to Triton types
+    ("*fp16", "i32", ...), `constexprs` its constexpr arguments to values,
+    as for triton.compile(ASTSource(...)). With `ttir` (a .ttir path: the
+    kernel's TTIR rewritten beforehand, e.g. by balancekv-opt) Triton
+    replaces its own TTIR by it (`ir_override`); otherwise the pass runs in
+    Triton's ttir stage (a stage hook; needs libbalancekv_capi). Raises
+    ValueError with the pass's remark when nothing was rewritten. Compiled
+    into its own cache directory, so Triton's cache never hands out the
+    unrewritten kernel for it or the reverse."""
+    constexprs = dict(constexprs or {})
+    sig = {**signature, **{name: "constexpr" for name in constexprs}}
+    # Triton binds arguments in the kernel's order.
+    sig = {name: sig[name] for name in fn.arg_names if name in sig}
+    src = ASTSource(fn, signature=sig, constexprs=constexprs)
+    knobs = triton.knobs
+    saved_hook, saved_dir = knobs.runtime.add_stages_inspection_hook, knobs.cache.dir
+    state = {}
+    try:
+        knobs.cache.dir = os.path.join(saved_dir or tempfile.gettempdir(), "balancekv")
+        if ttir is not None:
+            options = dict(options, ir_override=os.path.abspath(ttir))
+            with open(ttir) as f:
+                new_args = appended_args(f.read())
+        else:
+            knobs.runtime.add_stages_inspection_hook = _hook(state)
+        compiled = triton.compile(src, target=_target(target), options=options or None)
+    finally:
+        knobs.runtime.add_stages_inspection_hook = saved_hook
+        knobs.cache.dir = saved_dir
+    if ttir is None:
+        rewrite = state.get("rewrite")
+        if rewrite is None:  # a cache hit: the TTIR kept there is rewritten
+            rewrite = Rewrite(compiled.asm["ttir"])
+        if rewrite.remark:
+            raise ValueError(f"{fn.__name__} was not rewritten: {rewrite.remark}")
+        new_args = rewrite.new_args
+    if not new_args:
+        raise ValueError(f"{fn.__name__}: the compiled kernel has no LW argument")
+    # Triton's launcher reads the argument list off the source's signature.
+    for name, ty in new_args:
+        compiled.src.signature[name] = ty
+    return WeightedKernel(compiled, new_args)
