@@ -92,6 +92,39 @@ def prepare(out):
             with open(os.path.join(out, name + ".ttir"), "w") as f:
                 f.write(rewrite.text)
             print(f"{name}: +{', '.join(n for n, _ in rewrite.new_args)}")
+    convert_programs(out)
+
+
+# (name, batch, KV heads, tokens, head dim, dtype, rounds, query heads)
+CONVERTED = [("small", 1, 2, 512, 64, "f16", 2, 8),
+             ("mid", 2, 8, 4096, 128, "bf16", 2, 32),
+             ("large", 1, 32, 32768, 128, "bf16", 2, 32)]
+
+
+def convert_programs(out):
+    """balancekv.compress and weighted_attention as Triton kernels
+    (--balancekv-convert-to-triton) for the shapes of CONVERTED."""
+    from balancekv import compressed_length, default_params
+    from balancekv.triton import TritonProgram
+    for name, b, h, n, d, dt, rounds, hq in CONVERTED:
+        m = compressed_length(n, default_params(rounds=rounds))
+        kv = f"tensor<{b}x{h}x{n}x{d}x{dt}>"
+        ck = f"tensor<{b}x{h}x{m}x{d}x{dt}>"
+        lw = f"tensor<{b}x{h}x{m}xf32>"
+        q = f"tensor<{b}x{hq}x1x{d}x{dt}>"
+        text = f"""
+func.func @compress(%k: {kv}, %v: {kv}) -> ({ck}, {ck}, {lw}) {{
+  %ck, %cv, %lw = balancekv.compress %k, %v <rounds = {rounds}> : {kv}, {kv}
+  return %ck, %cv, %lw : {ck}, {ck}, {lw}
+}}
+func.func @decode(%q: {q}, %k: {ck}, %v: {ck}, %lw: {lw}) -> {q} {{
+  %o = balancekv.weighted_attention %q, %k, %v, %lw : {q}, {ck}, {ck}, {lw} -> {q}
+  return %o : {q}
+}}
+"""
+        program = TritonProgram.from_mlir(text)
+        program.save(os.path.join(out, "converted_" + name))
+        print(f"converted {name}: {len(program.kernels)} kernels")
 
 
 # ------------------------------------------------------------------ GPU ----
@@ -244,14 +277,73 @@ def run(args):
                 outs.append(combine(mid, lse, 1, hq, splits)[0])
             check(f"split_k_decode_{tag}", route, torch.stack(outs), ref_decode)
 
+    converted = run_converted(args, lib, rows, check)
     print()
     print(table(rows))
     timing = time_decode(args, lib, compile_ttir, bench_graph_cycle, copies_beyond_l2, table)
+    timing_converted = converted
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "triton-weighted.json"), "w") as f:
-            json.dump(dict(device=dev, correctness=rows, timing=timing), f, indent=1)
+            json.dump(dict(device=dev, correctness=rows, timing=timing,
+                           converted=timing_converted), f, indent=1)
     return 0 if all(r["ok"] == "yes" for r in rows) else 1
+
+
+def run_converted(args, lib, rows, check):
+    """The converted programs on the GPU: compression equal to our CUDA
+    kernel's (kept tokens, log-weights; bit for bit) and, on the small
+    shape, to the CPU reference's selection; weighted attention against
+    float64. Times compression next to the CUDA kernel's."""
+    import time
+
+    import torch
+
+    from balancekv.triton import TritonProgram
+    from balancekv_bench import attention64, bench
+    timings = []
+    dtypes = {"f16": torch.float16, "bf16": torch.bfloat16}
+    for name, b, h, n, d, dt, rounds, hq in CONVERTED:
+        program = TritonProgram.load(os.path.join(args.rewritten, "converted_" + name))
+        t0 = time.time()
+        program.compile()
+        t_compile = time.time() - t0
+        k = torch.randn(b, h, n, d, device="cuda", dtype=dtypes[dt])
+        v = torch.randn_like(k)
+        ck, cv, lw = program.run("compress", k, v)
+        params = lib.params(rounds=rounds)
+        o = lib.compress_prepare(k, v, params)
+        lib.compress(k, v, params, o)
+        same = (torch.equal(ck, o["ck"]) and torch.equal(cv, o["cv"]) and
+                torch.equal(lw, o["lw"]))
+        note = ""
+        if name == "small":
+            idx, ref_lw = lib.reference(k, v, params)
+            kept = torch.gather(k.cpu(), 2, idx.long()[..., None].expand(-1, -1, -1, d))
+            ref_same = torch.equal(ck.cpu(), kept) and torch.equal(lw.cpu(), ref_lw)
+            note = f", CPU reference: {'identical' if ref_same else 'DIFFERENT'}"
+            same = same and ref_same
+        rows.append(dict(kernel=f"converted compress {name} ({b}x{h}x{n}x{d} {dt}, T {rounds})",
+                         route="plan", rel_err="identical to CUDA" + note if same else
+                         "DIFFERENT", max_abs="", ok="yes" if same else "NO"))
+        print(rows[-1], flush=True)
+        q = torch.randn(b, hq, 1, d, device="cuda", dtype=dtypes[dt])
+        (out,) = program.run("decode", q, ck, cv, lw)
+        check(f"converted decode {name}", "plan", out, attention64(q, ck, cv, lw))
+        t_triton = bench(lambda: program.run("compress", k, v), reps=10, warmup=2)
+        t_cuda = bench(lambda: lib.compress(k, v, params, o), reps=20, warmup=3)
+        t_dec = bench(lambda: program.run("decode", q, ck, cv, lw), reps=10, warmup=2)
+        outs = lib.decode_prepare(q, ck, cv)
+        t_dec_cuda = bench(lambda: lib.decode(q, ck, cv, lw, outs), reps=20, warmup=3)
+        timings.append(dict(shape=f"{b}x{h}x{n}x{d} {dt}", rounds=rounds,
+                            kernels=len(program.kernels),
+                            compile_s=round(t_compile, 1),
+                            triton_compress_ms=round(t_triton, 3),
+                            cuda_compress_ms=round(t_cuda, 3),
+                            triton_decode_ms=round(t_dec, 3),
+                            cuda_decode_ms=round(t_dec_cuda, 3)))
+        print(timings[-1], flush=True)
+    return timings
 
 
 def new_values(kernel, values):

@@ -21,6 +21,16 @@ static constexpr const char *kCPUPipeline =
     "convert-math-to-libm,convert-arith-to-llvm,convert-index-to-llvm,"
     "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts";
 
+// balancekv ops as Triton kernels + a launch plan: the CPU pipeline's loops,
+// bufferized, each parallel loop a kernel.
+static constexpr const char *kTritonPipeline =
+    "balancekv-lower-to-loops,canonicalize,cse,"
+    "one-shot-bufferize{bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map "
+    "allow-return-allocs-from-loops},"
+    "func.func(convert-linalg-to-parallel-loops),canonicalize,cse,"
+    "balancekv-loops-to-triton";
+
 LogicalResult buildCPUPipeline(OpPassManager &pm) {
   return parsePassPipeline(kCPUPipeline, pm);
 }
@@ -49,6 +59,15 @@ void registerBalanceKVPipelines() {
       [](OpPassManager &pm) {
         if (failed(buildCPUPipeline(pm)))
           llvm::report_fatal_error("balancekv-cpu-pipeline: bad pipeline");
+      });
+  PassPipelineRegistration<>(
+      "balancekv-convert-to-triton",
+      "balancekv ops (compress, weighted_attention, attention) as Triton "
+      "kernels (tt.func) and a launch plan: the loops lowering, bufferized, "
+      "then --balancekv-loops-to-triton",
+      [](OpPassManager &pm) {
+        if (failed(parsePassPipeline(kTritonPipeline, pm)))
+          llvm::report_fatal_error("balancekv-convert-to-triton: bad pipeline");
       });
   PassPipelineRegistration<>(
       "balancekv-runtime-calls-pipeline",

@@ -195,3 +195,123 @@ def compile_jit(fn, signature, constexprs=None, ttir=None, target=None, **option
     for name, ty in new_args:
         compiled.src.signature[name] = ty
     return WeightedKernel(compiled, new_args)
+
+
+# ---------------------------------------------- balancekv ops as Triton ----
+
+PLAN_ATTR = "balancekv.triton_plans"
+_TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32",
+                 "fp64": "float64", "i8": "int8", "i32": "int32", "i64": "int64"}
+
+
+def _mlir_string(text):
+    """An MLIR string literal's contents (\\XX hex escapes) as text."""
+    return re.sub(r"\\([0-9A-Fa-f]{2})|\\\\", lambda m: chr(int(m.group(1), 16))
+                  if m.group(1) else "\\", text)
+
+
+class TritonProgram:
+    """balancekv ops compiled to Triton kernels by --balancekv-convert-to-triton:
+    the kernels (one TTIR module each) and, per function of the input, the
+    launch plan (buffers to allocate, kernels to launch on them in order,
+    copies, outputs). Made where MLIR is (`from_mlir`), saved and loaded as
+    files (`save`/`load`), run with Triton and PyTorch anywhere (`run`)."""
+
+    def __init__(self, kernels, plans):
+        self.kernels = kernels  # name -> TTIR text
+        self.plans = plans      # function name -> plan
+        self._compiled = {}
+
+    @classmethod
+    def from_mlir(cls, text):
+        """Runs --balancekv-convert-to-triton on MLIR text (in-process;
+        needs libbalancekv_capi)."""
+        return cls.parse(opt(text, "builtin.module(balancekv-convert-to-triton)"))
+
+    @classmethod
+    def parse(cls, text):
+        """The pass's output: each `tt.func` into its own module, the plans
+        out of the module attribute."""
+        import json
+        plans = re.search(PLAN_ATTR.replace(".", r"\.") + r' = "((?:[^"\\]|\\.)*)"', text)
+        if not plans:
+            raise ValueError(f"no {PLAN_ATTR} attribute: not the output of "
+                             "--balancekv-convert-to-triton")
+        kernels, lines, name = {}, [], None
+        for line in text.splitlines():
+            start = re.match(r"  tt\.func public @(\w+)\(", line)
+            if start:
+                name, lines = start.group(1), [line]
+            elif name:
+                lines.append(line)
+                if line == "  }":
+                    kernels[name] = "module {\n" + "\n".join(lines) + "\n}\n"
+                    name = None
+        return cls(kernels, json.loads(_mlir_string(plans.group(1))))
+
+    def save(self, directory):
+        import json
+        os.makedirs(directory, exist_ok=True)
+        for name, ttir in self.kernels.items():
+            with open(os.path.join(directory, name + ".ttir"), "w") as f:
+                f.write(ttir)
+        with open(os.path.join(directory, "plans.json"), "w") as f:
+            json.dump(self.plans, f, indent=1)
+
+    @classmethod
+    def load(cls, directory):
+        import json
+        with open(os.path.join(directory, "plans.json")) as f:
+            plans = json.load(f)
+        kernels = {}
+        for plan in plans.values():
+            for step in plan["steps"]:
+                if "kernel" in step and step["kernel"] not in kernels:
+                    with open(os.path.join(directory, step["kernel"] + ".ttir")) as f:
+                        kernels[step["kernel"]] = f.read()
+        return cls(kernels, plans)
+
+    def compile(self, target=None, num_warps=1):
+        """Triton compiles every kernel (one warp each: the kernels are
+        scalar programs, one per iteration point)."""
+        for name, ttir in self.kernels.items():
+            if name in self._compiled:
+                continue
+            handle, path = tempfile.mkstemp(suffix=".ttir", prefix=name + "_")
+            with os.fdopen(handle, "w") as f:
+                f.write(ttir)
+            try:
+                self._compiled[name] = triton.compile(
+                    path, target=_target(target), options={"num_warps": num_warps})
+            finally:
+                os.unlink(path)
+        return self._compiled
+
+    def run(self, function, *inputs):
+        """The plan of `function` on torch tensors (on the GPU, contiguous,
+        of the plan's shapes and dtypes); returns its outputs."""
+        import torch
+        plan = self.plans[function]
+        if len(inputs) != len(plan["inputs"]):
+            raise TypeError(f"{function} takes {len(plan['inputs'])} inputs")
+        compiled = self.compile()
+        values = {}
+        for spec, x in zip(plan["inputs"], inputs):
+            dtype = getattr(torch, _TORCH_DTYPES[spec["dtype"]])
+            if list(x.shape) != spec["shape"] or x.dtype != dtype:
+                raise TypeError(f"{spec['name']}: expected {spec['shape']} "
+                                f"{spec['dtype']}, got {list(x.shape)} {x.dtype}")
+            values[spec["name"]] = x.contiguous()
+        device = inputs[0].device if inputs else "cuda"
+        for spec in plan["buffers"]:
+            values[spec["name"]] = torch.empty(
+                spec["shape"], dtype=getattr(torch, _TORCH_DTYPES[spec["dtype"]]),
+                device=device)
+        for step in plan["steps"]:
+            if "copy" in step:
+                src, dst = step["copy"]
+                values[dst].copy_(values[src])
+            else:
+                compiled[step["kernel"]][tuple(step["grid"])](
+                    *[values[a] for a in step["args"]])
+        return tuple(values[name] for name in plan["outputs"])

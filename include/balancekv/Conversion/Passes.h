@@ -2,6 +2,7 @@
 #ifndef BALANCEKV_CONVERSION_PASSES_H
 #define BALANCEKV_CONVERSION_PASSES_H
 
+#include "balancekv/Dialect/TritonCompat/IR/Dialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"

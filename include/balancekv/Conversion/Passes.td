@@ -114,4 +114,37 @@ def BalanceKVLowerToGPUPass
   ];
 }
 
+def BalanceKVLoopsToTritonPass
+    : Pass<"balancekv-loops-to-triton", "::mlir::ModuleOp"> {
+  let summary = "Bufferized loops of balancekv's lowering as Triton kernels "
+                "and a launch plan";
+  let description = [{
+    Takes functions in the bufferized loop form of balancekv's ops (what
+    `--balancekv-lower-to-loops`, one-shot bufferization and
+    `convert-linalg-to-parallel-loops` produce; `--balancekv-convert-to-triton`
+    runs all of it): static identity-layout memrefs, top-level
+    `scf.parallel` loops, allocations, copies, and host loops with constant
+    bounds (the rounds), which are unrolled.
+
+    Each `scf.parallel` becomes a public `tt.func` (Triton 3.6 TTIR) with
+    one program per iteration point: the last loop dim on the grid's x, the
+    ones before on y and z (all linearised into x when there are more than
+    three or y/z would exceed 65535); the buffers it reads and writes are
+    `!tt.ptr` arguments addressed row-major; `index` arithmetic is i64; the
+    body's `scf.for`/`scf.if`, `arith` and `math` ops stay as they are
+    (Triton takes them), `memref.load`/`store` become `tt.load`/`tt.store`.
+
+    The host function is replaced by a launch plan, a JSON string in the
+    module attribute `balancekv.triton_plans` (one entry per function):
+    `inputs` and `buffers` (name, shape, Triton dtype), `steps` (a launch:
+    kernel, grid, buffer arguments; or a copy), `outputs`.
+    `python/balancekv/triton.py` runs plans with Triton. Anything else in the
+    host function, a kernel reading a non-constant host value, or dynamic
+    shapes are errors naming the op.
+  }];
+  let dependentDialects = ["::balancekv::tt::TTDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 #endif // BALANCEKV_CONVERSION_PASSES_TD
