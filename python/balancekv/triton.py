@@ -314,4 +314,4 @@ class TritonProgram:
             else:
                 compiled[step["kernel"]][tuple(step["grid"])](
                     *[values[a] for a in step["args"]])
-        return tuple(values[name] for name in plan["outputs"])
+        return tuple(values[out["name"]].view(out["shape"]) for out in plan["outputs"])

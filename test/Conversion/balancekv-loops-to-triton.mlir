@@ -4,7 +4,7 @@
 // buffers as pointers addressed row-major in i64, scalar loops kept; the
 // host's loop over rounds unrolled, its value folded into the kernels; the
 // plan (allocations, launches, copies, outputs) on the module.
-// CHECK: module attributes {balancekv.triton_plans = "{\22scale_rounds\22:{\22buffers\22:[{\22dtype\22:\22fp32\22,\22name\22:\22buf0\22,\22shape\22:[4,8]}],\22inputs\22:[{\22dtype\22:\22fp16\22,\22name\22:\22arg0\22,\22shape\22:[4,8]}],\22outputs\22:[\22buf0\22],\22steps\22:[{\22args\22:[\22arg0\22,\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k0\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k1\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k2\22}]}}"}
+// CHECK: module attributes {balancekv.triton_plans = "{\22scale_rounds\22:{\22buffers\22:[{\22dtype\22:\22fp32\22,\22name\22:\22buf0\22,\22shape\22:[4,8]}],\22inputs\22:[{\22dtype\22:\22fp16\22,\22name\22:\22arg0\22,\22shape\22:[4,8]}],\22outputs\22:[{\22name\22:\22buf0\22,\22shape\22:[4,8]}],\22steps\22:[{\22args\22:[\22arg0\22,\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k0\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k1\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k2\22}]}}"}
 // CHECK-LABEL: tt.func public @scale_rounds_k0
 // CHECK-SAME: (%[[X:.*]]: !tt.ptr<f16>, %[[Y:.*]]: !tt.ptr<f32>)
 // CHECK-DAG: %[[PX:.*]] = tt.get_program_id x : i32

@@ -137,7 +137,8 @@ def BalanceKVLoopsToTritonPass
     The host function is replaced by a launch plan, a JSON string in the
     module attribute `balancekv.triton_plans` (one entry per function):
     `inputs` and `buffers` (name, shape, Triton dtype), `steps` (a launch:
-    kernel, grid, buffer arguments; or a copy), `outputs`.
+    kernel, grid, buffer arguments; or a copy), `outputs` (buffer and
+    shape: a result may be a reshaped view of a buffer).
     `python/balancekv/triton.py` runs plans with Triton. Anything else in the
     host function, a kernel reading a non-constant host value, or dynamic
     shapes are errors naming the op.

@@ -401,7 +401,12 @@ struct LoopsToTritonPass
           if (!names.count(v))
             return ret.emitError("balancekv-loops-to-triton: a result is "
                                  "not a buffer of the plan");
-          outputs.push_back(names[v]);
+          // By buffer and shape: a result may be a reshaped view.
+          llvm::json::Array shape;
+          for (int64_t d : cast<MemRefType>(v.getType()).getShape())
+            shape.push_back(d);
+          outputs.push_back(llvm::json::Object{{"name", names[v]},
+                                               {"shape", std::move(shape)}});
         }
         continue;
       }

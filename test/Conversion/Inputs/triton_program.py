@@ -12,6 +12,6 @@ for name, plan in sorted(program.plans.items()):
     print(name, "inputs", [(i["shape"], i["dtype"]) for i in plan["inputs"]])
     for step in plan["steps"]:
         print(" ", step.get("kernel", "copy"), step.get("grid", step.get("copy")))
-    print("  outputs", plan["outputs"])
+    print("  outputs", [(o["name"], o["shape"]) for o in plan["outputs"]])
 compiled = program.compile(target=GPUTarget("cuda", 90, 32))
 print(f"{len(compiled)} of {len(program.kernels)} kernels compiled")
