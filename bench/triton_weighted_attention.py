@@ -339,6 +339,10 @@ def run_converted(args, lib, rows, check):
         t_triton = bench(lambda: program.run("compress", k, v), reps=10, warmup=2)
         t_cuda = bench(lambda: lib.compress(k, v, params, o), reps=20, warmup=3)
         t_dec = bench(lambda: program.run("decode", q, ck, cv, lw), reps=10, warmup=2)
+        steps = []
+        program.run("compress", k, v, profile=steps)
+        slowest = sorted(steps, key=lambda s: -s[1])[:4]
+        print("  slowest compress steps:", ", ".join(f"{k} {t:.2f} ms" for k, t in slowest))
         outs = lib.decode_prepare(q, ck, cv)
         t_dec_cuda = bench(lambda: lib.decode(q, ck, cv, lw, outs), reps=20, warmup=3)
         timings.append(dict(shape=f"{b}x{h}x{n}x{d} {dt}", rounds=rounds,
@@ -347,7 +351,8 @@ def run_converted(args, lib, rows, check):
                             triton_compress_ms=round(t_triton, 3),
                             cuda_compress_ms=round(t_cuda, 3),
                             triton_decode_ms=round(t_dec, 3),
-                            cuda_decode_ms=round(t_dec_cuda, 3)))
+                            cuda_decode_ms=round(t_dec_cuda, 3),
+                            slowest=", ".join(f"{k} {t:.1f} ms" for k, t in slowest[:2])))
         print(timings[-1], flush=True)
     return timings
 

@@ -287,9 +287,10 @@ class TritonProgram:
                 os.unlink(path)
         return self._compiled
 
-    def run(self, function, *inputs):
+    def run(self, function, *inputs, profile=None):
         """The plan of `function` on torch tensors (on the GPU, contiguous,
-        of the plan's shapes and dtypes); returns its outputs."""
+        of the plan's shapes and dtypes); returns its outputs. With a list
+        as `profile`, appends (step, milliseconds) per step (synchronising)."""
         import torch
         plan = self.plans[function]
         if len(inputs) != len(plan["inputs"]):
@@ -308,10 +309,17 @@ class TritonProgram:
                 spec["shape"], dtype=getattr(torch, _TORCH_DTYPES[spec["dtype"]]),
                 device=device)
         for step in plan["steps"]:
+            if profile is not None:
+                start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+                start.record()
             if "copy" in step:
                 src, dst = step["copy"]
                 values[dst].copy_(values[src])
             else:
                 compiled[step["kernel"]][tuple(step["grid"])](
                     *[values[a] for a in step["args"]])
+            if profile is not None:
+                end.record()
+                end.synchronize()
+                profile.append((step.get("kernel", "copy"), start.elapsed_time(end)))
         return tuple(values[out["name"]].view(out["shape"]) for out in plan["outputs"])

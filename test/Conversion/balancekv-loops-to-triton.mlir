@@ -1,22 +1,25 @@
 // RUN: balancekv-opt %s --split-input-file --balancekv-loops-to-triton -verify-diagnostics | FileCheck %s
 
-// Each parallel loop a kernel: one program per point (last dim on x),
-// buffers as pointers addressed row-major in i64, scalar loops kept; the
-// host's loop over rounds unrolled, its value folded into the kernels; the
-// plan (allocations, launches, copies, outputs) on the module.
-// CHECK: module attributes {balancekv.triton_plans = "{\22scale_rounds\22:{\22buffers\22:[{\22dtype\22:\22fp32\22,\22name\22:\22buf0\22,\22shape\22:[4,8]}],\22inputs\22:[{\22dtype\22:\22fp16\22,\22name\22:\22arg0\22,\22shape\22:[4,8]}],\22outputs\22:[{\22name\22:\22buf0\22,\22shape\22:[4,8]}],\22steps\22:[{\22args\22:[\22arg0\22,\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k0\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k1\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k2\22}]}}"}
+// Each parallel loop a kernel: one program per point, the last dim as
+// lanes (a tensor) where the body is straight-line code; buffers as pointers
+// addressed row-major in i64; scalar loops kept; the host's loop over rounds
+// unrolled, its value folded into the kernels; the plan (allocations,
+// launches, copies, outputs) on the module.
+// CHECK: module attributes {balancekv.triton_plans = "{\22scale_rounds\22:{\22buffers\22:[{\22dtype\22:\22fp32\22,\22name\22:\22buf0\22,\22shape\22:[4,8]}],\22inputs\22:[{\22dtype\22:\22fp16\22,\22name\22:\22arg0\22,\22shape\22:[4,8]}],\22outputs\22:[{\22name\22:\22buf0\22,\22shape\22:[4,8]}],\22steps\22:[{\22args\22:[\22arg0\22,\22buf0\22],\22grid\22:[1,4,1],\22kernel\22:\22scale_rounds_k0\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k1\22},{\22args\22:[\22buf0\22],\22grid\22:[8,4,1],\22kernel\22:\22scale_rounds_k2\22}]}}"}
 // CHECK-LABEL: tt.func public @scale_rounds_k0
 // CHECK-SAME: (%[[X:.*]]: !tt.ptr<f16>, %[[Y:.*]]: !tt.ptr<f32>)
-// CHECK-DAG: %[[PX:.*]] = tt.get_program_id x : i32
-// CHECK-DAG: %[[PY:.*]] = tt.get_program_id y : i32
-// CHECK-DAG: %[[I:.*]] = arith.extsi %[[PY]] : i32 to i64
-// CHECK-DAG: %[[J:.*]] = arith.extsi %[[PX]] : i32 to i64
-// CHECK: %[[ROW:.*]] = arith.muli %[[I]], %{{.*}} : i64
-// CHECK: %[[OFF:.*]] = arith.addi %[[ROW]], %[[J]] : i64
-// CHECK: %[[P:.*]] = tt.addptr %[[X]], %[[OFF]] : !tt.ptr<f16>, i64
-// CHECK: %[[V:.*]] = tt.load %[[P]] : !tt.ptr<f16>
-// CHECK: %[[E:.*]] = arith.extf %[[V]] : f16 to f32
-// CHECK: tt.store %{{.*}}, %[[E]] : !tt.ptr<f32>
+// CHECK: %[[PY:.*]] = tt.get_program_id y : i32
+// CHECK: %[[I:.*]] = arith.extsi %[[PY]] : i32 to i64
+// CHECK: %[[PX:.*]] = tt.get_program_id x : i32
+// CHECK: %[[R:.*]] = tt.make_range {end = 8 : i32, start = 0 : i32} : tensor<8xi32>
+// CHECK: %[[J:.*]] = arith.addi %{{.*}} : tensor<8xi64>
+// CHECK: %[[IS:.*]] = tt.splat %[[I]] : i64 -> tensor<8xi64>
+// CHECK: %[[ROW:.*]] = arith.muli %[[IS]], %{{.*}} : tensor<8xi64>
+// CHECK: %[[OFF:.*]] = arith.addi %[[ROW]], %[[J]] : tensor<8xi64>
+// CHECK: %[[P:.*]] = tt.addptr %{{.*}}, %[[OFF]] : tensor<8x!tt.ptr<f16>>, tensor<8xi64>
+// CHECK: %[[V:.*]] = tt.load %[[P]] : tensor<8x!tt.ptr<f16>>
+// CHECK: %[[E:.*]] = arith.extf %[[V]] : tensor<8xf16> to tensor<8xf32>
+// CHECK: tt.store %{{.*}}, %[[E]] : tensor<8x!tt.ptr<f32>>
 // CHECK: tt.return
 // CHECK-LABEL: tt.func public @scale_rounds_k1
 // CHECK: %[[R:.*]] = arith.constant 0 : i64
@@ -92,4 +95,44 @@ func.func @host_compute(%x: memref<4xf32>) -> memref<4xf32> {
   %v = memref.load %x[%c0] : memref<4xf32>
   memref.store %v, %x[%c0] : memref<4xf32>
   return %x : memref<4xf32>
+}
+
+// -----
+
+// A sum over a constant trip count (an inner product): the terms at once
+// as a tensor (a chunk of up to 1024; here one), rounded up to a power of
+// two and masked, then tt.reduce.
+// CHECK-LABEL: tt.func public @inner_product_k0
+// CHECK: %[[S:.*]] = scf.for %{{.*}} iter_args(%[[ACC:.*]] = %{{.*}}) -> (f64)  : i64 {
+// CHECK: %[[R:.*]] = tt.make_range {end = 8 : i32, start = 0 : i32} : tensor<8xi32>
+// CHECK: %[[M:.*]] = arith.cmpi slt, %{{.*}}, %{{.*}} : tensor<8xi64>
+// CHECK: %[[A:.*]] = tt.load %{{.*}}, %[[M]], %{{.*}} : tensor<8x!tt.ptr<f64>>
+// CHECK: %[[B:.*]] = tt.load %{{.*}}, %[[M]], %{{.*}} : tensor<8x!tt.ptr<f64>>
+// CHECK: %[[P:.*]] = arith.mulf %[[A]], %[[B]] : tensor<8xf64>
+// CHECK: %[[T:.*]] = arith.select %[[M]], %[[P]], %{{.*}} : tensor<8xi1>, tensor<8xf64>
+// CHECK: %[[SUM:.*]] = "tt.reduce"(%[[T]]) <{axis = 0 : i32}>
+// CHECK: arith.addf
+// CHECK: tt.reduce.return
+// CHECK: %[[NEXT:.*]] = arith.addf %[[ACC]], %[[SUM]] : f64
+// CHECK: scf.yield %[[NEXT]] : f64
+// CHECK: tt.store %{{.*}}, %[[S]] : !tt.ptr<f64>
+func.func @inner_product(%a: memref<4x6xf64>, %b: memref<4x6xf64>) -> memref<4xf64> {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c6 = arith.constant 6 : index
+  %zero = arith.constant 0.0 : f64
+  %out = memref.alloc() : memref<4xf64>
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    %s = scf.for %k = %c0 to %c6 step %c1 iter_args(%acc = %zero) -> (f64) {
+      %x = memref.load %a[%i, %k] : memref<4x6xf64>
+      %y = memref.load %b[%i, %k] : memref<4x6xf64>
+      %p = arith.mulf %x, %y : f64
+      %n = arith.addf %acc, %p : f64
+      scf.yield %n : f64
+    }
+    memref.store %s, %out[%i] : memref<4xf64>
+    scf.reduce
+  }
+  return %out : memref<4xf64>
 }

@@ -54,9 +54,33 @@ std::string tritonTypeName(Type type) {
   return "";
 }
 
+/// Whether ops are straight-line scalar code a program can run on a tensor
+/// of points at once: loads, stores, arith and math, no regions.
+bool isStraightLine(Block &block) {
+  return llvm::all_of(block.without_terminator(), [](Operation &op) {
+    return op.getNumRegions() == 0 &&
+           (isa<memref::LoadOp, memref::StoreOp>(op) ||
+            isa<arith::ArithDialect, math::MathDialect>(op.getDialect()));
+  });
+}
+
+/// Lanes of a program: the last parallel dim's points (straight-line
+/// bodies) or a sum loop's terms, as tensors of `count` elements
+/// (a power of two), `mask` for the ones past the end.
+struct Lanes {
+  int64_t count = 0;
+  Value mask;
+  DenseMap<Value, Value> values; // original value -> its tensor of lanes
+};
+
 /// One kernel: an scf.parallel's body as a tt.func.
 class KernelBuilder {
 public:
+  /// Lanes per program for straight-line bodies, and the most a sum loop
+  /// takes at once (a chunk; longer sums loop over chunks).
+  static constexpr int64_t kPointLanes = 128;
+  static constexpr int64_t kSumLanes = 1024;
+
   KernelBuilder(scf::ParallelOp loop, ArrayRef<Value> buffers,
                 tt::FuncOp kernel, ArrayRef<int64_t> counts)
       : loop(loop), kernel(kernel), counts(counts),
@@ -70,10 +94,12 @@ public:
     Block &entry = kernel.getBody().front();
     b.setInsertionPointToStart(&entry);
     Location loc = loop.getLoc();
-    // The iteration point from the program ids.
+    // The iteration point from the program ids (the last dim as lanes when
+    // the body is straight-line code).
     SmallVector<Value> ivs = programPoint(loc);
     for (auto [iv, value] : llvm::zip(loop.getInductionVars(), ivs))
-      mapping.map(iv, value);
+      if (value) // null: the dim is lanes
+        mapping.map(iv, value);
     for (Operation &op : loop.getBody()->without_terminator())
       if (failed(convert(&op)))
         return failure();
@@ -92,6 +118,7 @@ private:
   IRMapping mapping;
   DenseMap<Value, Value> pointers;
   SmallVector<int64_t, 3> gridDims;
+  Lanes *lanes = nullptr; // while converting vectorised code
 
   Value i64(int64_t v, Location loc) {
     return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
@@ -101,6 +128,30 @@ private:
     Value id = tt::GetProgramIdOp::create(
         b, loc, b.getI32Type(), static_cast<tt::ProgramIDDim>(dim));
     return arith::ExtSIOp::create(b, loc, b.getI64Type(), id);
+  }
+
+  RankedTensorType lanesOf(Type t) {
+    return RankedTensorType::get({lanes->count}, withoutIndex(t));
+  }
+
+  /// `first + [0, count)` as i64 lanes, and `< limit` as their mask
+  /// (none when every lane is in range).
+  std::pair<Value, Value> laneRange(Value first, int64_t count, int64_t limit,
+                                    bool mayPassLimit, Location loc) {
+    auto i32s = RankedTensorType::get({count}, b.getI32Type());
+    auto i64s = RankedTensorType::get({count}, b.getI64Type());
+    Value range = arith::ExtSIOp::create(
+        b, loc, i64s,
+        tt::MakeRangeOp::create(b, loc, i32s, 0u,
+                                static_cast<uint32_t>(count)));
+    Value points = arith::AddIOp::create(
+        b, loc, tt::SplatOp::create(b, loc, i64s, first), range);
+    Value mask;
+    if (mayPassLimit)
+      mask = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, points,
+                                   tt::SplatOp::create(b, loc, i64s,
+                                                       i64(limit, loc)));
+    return {points, mask};
   }
 
   /// The parallel loop's point: the last dim on x (the one grid dim with
@@ -118,10 +169,16 @@ private:
       matchPattern(lower[i], m_ConstantInt(&lb));
       matchPattern(step[i], m_ConstantInt(&st));
       Value v = index;
+      auto like = [&](int64_t c) -> Value {
+        Value k = i64(c, loc);
+        if (auto t = dyn_cast<RankedTensorType>(index.getType()))
+          k = tt::SplatOp::create(b, loc, t, k);
+        return k;
+      };
       if (st.getSExtValue() != 1)
-        v = arith::MulIOp::create(b, loc, v, i64(st.getSExtValue(), loc));
+        v = arith::MulIOp::create(b, loc, v, like(st.getSExtValue()));
       if (lb.getSExtValue() != 0)
-        v = arith::AddIOp::create(b, loc, v, i64(lb.getSExtValue(), loc));
+        v = arith::AddIOp::create(b, loc, v, like(lb.getSExtValue()));
       return v;
     };
     if (fits) {
@@ -129,6 +186,22 @@ private:
       for (size_t i = 0; i < n; ++i) {
         int dim = static_cast<int>(n - 1 - i);
         gridDims[dim] = counts[i];
+        if (dim == 0 && counts[i] > 1 && isStraightLine(*loop.getBody())) {
+          // One program per kPointLanes points of the last dim.
+          pointLanes.count =
+              std::min<int64_t>(llvm::PowerOf2Ceil(counts[i]), kPointLanes);
+          gridDims[0] = llvm::divideCeil(counts[i], pointLanes.count);
+          Value first = arith::MulIOp::create(b, loc, programId(0, loc),
+                                              i64(pointLanes.count, loc));
+          auto [points, mask] =
+              laneRange(first, pointLanes.count, counts[i],
+                        counts[i] % pointLanes.count != 0, loc);
+          pointLanes.mask = mask;
+          pointLanes.values[loop.getInductionVars()[i]] = scaled(i, points);
+          lanes = &pointLanes;
+          point[i] = Value(); // only as lanes
+          continue;
+        }
         point[i] = scaled(i, programId(dim, loc));
       }
       return point;
@@ -145,10 +218,27 @@ private:
     }
     return point;
   }
+  Lanes pointLanes;
 
   Value map(Value v) { return mapping.lookupOrDefault(v); }
 
-  /// Pointer to `memref[indices]` (identity layout, static shape).
+  bool isLane(Value v) { return lanes && lanes->values.count(v); }
+
+  /// A value as lanes: its tensor, or the scalar splat.
+  Value asLanes(Value v, Location loc) {
+    if (auto it = lanes->values.find(v); it != lanes->values.end())
+      return it->second;
+    return tt::SplatOp::create(b, loc, lanesOf(v.getType()), map(v));
+  }
+
+  Value zerosLike(RankedTensorType type, Location loc) {
+    return arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(type, b.getZeroAttr(type.getElementType())));
+  }
+
+  /// Pointer(s) to `memref[indices]` (identity layout, static shape): a
+  /// scalar pointer, or a tensor of them when an index is per lane.
   FailureOr<Value> address(Operation *op, Value memref, ValueRange indices) {
     auto it = pointers.find(memref);
     auto type = cast<MemRefType>(memref.getType());
@@ -156,21 +246,201 @@ private:
       return op->emitError("balancekv-loops-to-triton: a kernel reads or "
                            "writes a buffer that is not one of its arguments");
     Location loc = op->getLoc();
+    bool perLane = llvm::any_of(indices, [&](Value i) { return isLane(i); });
+    auto index = [&](Value i) { return perLane ? asLanes(i, loc) : map(i); };
+    auto constant = [&](int64_t c) -> Value {
+      Value k = i64(c, loc);
+      return perLane ? tt::SplatOp::create(b, loc, lanesOf(b.getI64Type()), k)
+                           .getResult()
+                     : k;
+    };
     Value offset;
-    for (auto [index, size] : llvm::zip(indices, type.getShape())) {
-      Value i = map(index);
-      if (!offset) {
-        offset = i;
-        continue;
-      }
-      offset = arith::MulIOp::create(b, loc, offset, i64(size, loc));
-      offset = arith::AddIOp::create(b, loc, offset, i);
+    for (auto [i, size] : llvm::zip(indices, type.getShape())) {
+      Value v = index(i);
+      offset = offset ? arith::AddIOp::create(
+                            b, loc,
+                            arith::MulIOp::create(b, loc, offset, constant(size)),
+                            v)
+                            .getResult()
+                      : v;
     }
     if (!offset)
-      offset = i64(0, loc); // a rank-0 buffer
-    return tt::AddPtrOp::create(b, loc, it->second.getType(), it->second,
-                                offset)
+      offset = constant(0); // a rank-0 buffer
+    Value base = it->second;
+    if (!perLane)
+      return tt::AddPtrOp::create(b, loc, base.getType(), base, offset)
+          .getResult();
+    auto ptrs = RankedTensorType::get({lanes->count}, base.getType());
+    return tt::AddPtrOp::create(b, loc, ptrs,
+                                tt::SplatOp::create(b, loc, ptrs, base), offset)
         .getResult();
+  }
+
+  /// An op with per-lane operands, on tensors of lanes.
+  LogicalResult convertLanes(Operation *op) {
+    Location loc = op->getLoc();
+    if (auto load = dyn_cast<memref::LoadOp>(op)) {
+      FailureOr<Value> ptrs = address(op, load.getMemRef(), load.getIndices());
+      if (failed(ptrs))
+        return failure();
+      auto type = lanesOf(load.getType());
+      Value mask = lanes->mask;
+      lanes->values[load.getResult()] =
+          tt::LoadOp::create(b, loc, *ptrs, mask,
+                             mask ? zerosLike(type, loc) : Value(),
+                             ArrayRef<int32_t>{}, tt::PaddingOptionAttr())
+              .getResult();
+      return success();
+    }
+    if (auto store = dyn_cast<memref::StoreOp>(op)) {
+      FailureOr<Value> ptrs =
+          address(op, store.getMemRef(), store.getIndices());
+      if (failed(ptrs))
+        return failure();
+      if (!isa<RankedTensorType>(ptrs->getType()))
+        return op->emitError("balancekv-loops-to-triton: a store of lanes to "
+                             "one address");
+      tt::StoreOp::create(b, loc, *ptrs,
+                          asLanes(store.getValueToStore(), loc), lanes->mask,
+                          b.getDenseI32ArrayAttr({}));
+      return success();
+    }
+    if (isa<arith::IndexCastOp, arith::IndexCastUIOp>(op)) {
+      Value src = asLanes(op->getOperand(0), loc);
+      auto to = lanesOf(op->getResult(0).getType());
+      unsigned from = getElementTypeOrSelf(src).getIntOrFloatBitWidth();
+      unsigned width = to.getElementType().getIntOrFloatBitWidth();
+      Value result = src;
+      if (width < from)
+        result = arith::TruncIOp::create(b, loc, to, src);
+      else if (width > from)
+        result = isa<arith::IndexCastOp>(op)
+                     ? arith::ExtSIOp::create(b, loc, to, src).getResult()
+                     : arith::ExtUIOp::create(b, loc, to, src).getResult();
+      lanes->values[op->getResult(0)] = result;
+      return success();
+    }
+    if (op->getNumRegions() != 0 ||
+        !isa<arith::ArithDialect, math::MathDialect>(op->getDialect()))
+      return op->emitError("balancekv-loops-to-triton: cannot run '")
+             << op->getName() << "' on lanes";
+    OperationState state(loc, op->getName());
+    for (Value v : op->getOperands())
+      state.addOperands(asLanes(v, loc));
+    for (Type t : op->getResultTypes())
+      state.addTypes(lanesOf(t));
+    state.addAttributes(op->getAttrs());
+    Operation *copy = b.create(state);
+    for (auto [r, c] : llvm::zip(op->getResults(), copy->getResults()))
+      lanes->values[r] = c;
+    return success();
+  }
+
+  Value sumOf(Value terms, Location loc) {
+    Type elem = getElementTypeOrSelf(terms);
+    OperationState state(loc, tt::ReduceOp::getOperationName());
+    state.addOperands(terms);
+    state.addTypes(elem);
+    state.addAttribute("axis", b.getI32IntegerAttr(0));
+    Block *body = new Block();
+    state.addRegion()->push_back(body);
+    Value x = body->addArgument(elem, loc), y = body->addArgument(elem, loc);
+    // The block has no parent op yet: the builder takes the context.
+    OpBuilder rb(b.getContext());
+    rb.setInsertionPointToEnd(body);
+    Value sum = isa<FloatType>(elem)
+                    ? arith::AddFOp::create(rb, loc, x, y).getResult()
+                    : arith::AddIOp::create(rb, loc, x, y).getResult();
+    tt::ReduceReturnOp::create(rb, loc, ValueRange{sum});
+    return b.create(state)->getResult(0);
+  }
+
+  static Value add(OpBuilder &b, Location loc, Value x, Value y) {
+    return isa<FloatType>(getElementTypeOrSelf(x))
+               ? arith::AddFOp::create(b, loc, x, y).getResult()
+               : arith::AddIOp::create(b, loc, x, y).getResult();
+  }
+
+  /// `scf.for %i = 0 to N iter_args(%acc) { loads and elementwise ops;
+  /// yield %acc + x(%i) }`, the scalar loops' inner products and sums: the
+  /// terms kSumLanes at a time as a tensor (masked past N), each chunk
+  /// summed by tt.reduce into %acc. Fails, changing nothing, for any other
+  /// loop or inside lanes already. The sum's order changes: in f64 that
+  /// moves results by ulps, which the spec allows (walk decisions may
+  /// differ only at near-ties).
+  LogicalResult vectorizeSum(scf::ForOp forOp) {
+    if (lanes)
+      return failure();
+    APInt lb, ub, st;
+    if (!matchPattern(forOp.getLowerBound(), m_ConstantInt(&lb)) ||
+        !matchPattern(forOp.getUpperBound(), m_ConstantInt(&ub)) ||
+        !matchPattern(forOp.getStep(), m_ConstantInt(&st)) || !lb.isZero() ||
+        !st.isOne() || ub.getSExtValue() < 2 ||
+        forOp.getNumRegionIterArgs() != 1 || !isStraightLine(*forOp.getBody()))
+      return failure();
+    Value acc = forOp.getRegionIterArgs()[0];
+    Operation *addOp = forOp.getYieldedValues()[0].getDefiningOp();
+    if (!isa_and_nonnull<arith::AddFOp, arith::AddIOp>(addOp) ||
+        addOp->getBlock() != forOp.getBody() || !addOp->hasOneUse() ||
+        !acc.hasOneUse() || !llvm::is_contained(addOp->getOperands(), acc))
+      return failure();
+    Value term = addOp->getOperand(0) == acc ? addOp->getOperand(1)
+                                             : addOp->getOperand(0);
+    if (term == acc)
+      return failure();
+    // Which values vary with %i; stores would race.
+    DenseSet<Value> varying{forOp.getInductionVar()};
+    for (Operation &inner : forOp.getBody()->without_terminator()) {
+      if (isa<memref::StoreOp>(inner))
+        return failure();
+      if (llvm::any_of(inner.getOperands(),
+                       [&](Value v) { return varying.contains(v); }))
+        for (Value r : inner.getResults())
+          varying.insert(r);
+    }
+    if (!varying.contains(term))
+      return failure();
+
+    Location loc = forOp.getLoc();
+    int64_t n = ub.getSExtValue();
+    Lanes sum;
+    sum.count = std::min<int64_t>(llvm::PowerOf2Ceil(n), kSumLanes);
+    int64_t chunks = llvm::divideCeil(n, sum.count);
+    Value init = map(forOp.getInitArgs()[0]);
+    // for chunk in [0, chunks): acc += reduce(terms of the chunk)
+    auto chunkLoop = scf::ForOp::create(b, loc, i64(0, loc), i64(chunks, loc),
+                                        i64(1, loc), ValueRange{init});
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(chunkLoop.getBody());
+    Value first = arith::MulIOp::create(b, loc, chunkLoop.getInductionVar(),
+                                        i64(sum.count, loc));
+    auto [points, mask] = laneRange(first, sum.count, n,
+                                    n % sum.count != 0, loc);
+    sum.mask = mask;
+    sum.values[forOp.getInductionVar()] = points;
+    lanes = &sum;
+    for (Operation &inner : forOp.getBody()->without_terminator()) {
+      if (&inner == addOp)
+        continue;
+      LogicalResult converted = varying.contains(inner.getResult(0))
+                                    ? convertLanes(&inner)
+                                    : convert(&inner);
+      if (failed(converted)) {
+        lanes = nullptr;
+        return failure();
+      }
+    }
+    Value terms = sum.values[term];
+    if (mask)
+      terms = arith::SelectOp::create(
+          b, loc, mask, terms,
+          zerosLike(cast<RankedTensorType>(terms.getType()), loc));
+    Value total = add(b, loc, chunkLoop.getRegionIterArgs()[0],
+                      sumOf(terms, loc));
+    scf::YieldOp::create(b, loc, ValueRange{total});
+    lanes = nullptr;
+    mapping.map(forOp.getResult(0), chunkLoop.getResult(0));
+    return success();
   }
 
   LogicalResult convertRegion(Region &from, Region &to) {
@@ -186,6 +456,9 @@ private:
 
   LogicalResult convert(Operation *op) {
     Location loc = op->getLoc();
+    if (lanes && llvm::any_of(op->getOperands(),
+                              [&](Value v) { return isLane(v); }))
+      return convertLanes(op);
     if (auto load = dyn_cast<memref::LoadOp>(op)) {
       FailureOr<Value> ptr =
           address(op, load.getMemRef(), load.getIndices());
@@ -232,6 +505,8 @@ private:
       return success();
     }
     if (auto forOp = dyn_cast<scf::ForOp>(op)) {
+      if (succeeded(vectorizeSum(forOp)))
+        return success();
       SmallVector<Value> inits;
       for (Value v : forOp.getInitArgs())
         inits.push_back(map(v));
@@ -255,14 +530,13 @@ private:
       copy.getElseRegion().front().clear();
       if (failed(convertRegion(ifOp.getThenRegion(), copy.getThenRegion())))
         return failure();
-      if (ifOp.getElseRegion().empty())
-      {
+      if (ifOp.getElseRegion().empty()) {
         OpBuilder eb = OpBuilder::atBlockEnd(&copy.getElseRegion().front());
         scf::YieldOp::create(eb, loc);
-      }
-      else if (failed(convertRegion(ifOp.getElseRegion(),
-                                    copy.getElseRegion())))
+      } else if (failed(convertRegion(ifOp.getElseRegion(),
+                                      copy.getElseRegion()))) {
         return failure();
+      }
       mapping.map(ifOp.getResults(), copy.getResults());
       return success();
     }
