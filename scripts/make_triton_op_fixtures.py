@@ -173,6 +173,13 @@ for name, fn, sig, constexprs in ATTENTION:
     with open(os.path.join(OUT, name), "w") as f:
         f.write(kernel.asm["ttir"])
     print(name)
+    # TTGIR too for the f16 ones: TMA kernels bring mbarriers, tensor maps
+    # and async copies (ttng), shared-memory views (ttg).
+    if name.endswith("_f16.ttir"):
+        ttgir = "ttgir_" + name[:-len(".ttir")] + ".ttgir"
+        with open(os.path.join(OUT, ttgir), "w") as f:
+            f.write(kernel.asm["ttgir"])
+        print(ttgir)
 
 for name, fn, sig, constexprs in TTGIR:
     src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},

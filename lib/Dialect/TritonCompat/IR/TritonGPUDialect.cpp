@@ -53,12 +53,18 @@ void TTGDialect::initialize() {
 #define GET_ATTRDEF_LIST
 #include "balancekv/Dialect/TritonCompat/IR/TritonGPUAttrs.cpp.inc"
       >();
-  addOperations<ConvertLayoutOp, LocalAllocOp>();
+  addOperations<ConvertLayoutOp, LocalAllocOp, LocalLoadOp, LocalDeallocOp,
+                MemDescIndexOp, MemDescTransOp, GlobalScratchAllocOp>();
 }
 
 void ttng::TTNGDialect::initialize() {
   addOperations<ttng::WarpGroupDotOp, ttng::WarpGroupDotWaitOp,
-                ttng::FenceAsyncSharedOp>();
+                ttng::FenceAsyncSharedOp, ttng::InitBarrierOp,
+                ttng::InvalBarrierOp, ttng::BarrierExpectOp,
+                ttng::WaitBarrierOp, ttng::AsyncTMACopyGlobalToLocalOp,
+                ttng::AsyncTMACopyLocalToGlobalOp, ttng::TMAStoreWaitOp,
+                ttng::TensormapCreateOp, ttng::TensormapFenceproxyAcquireOp,
+                ttng::ReinterpretTensorDescOp>();
 }
 
 //===----------------------------------------------------------------------===//

@@ -84,6 +84,48 @@ def TTG_LocalAllocOp : TTG_Op<"local_alloc", [MemoryEffects<[MemAlloc, MemWrite]
 //===----------------------------------------------------------------------===//
 // ttng: the Hopper ops (wgmma and its wait, the async shared-memory fence)
 //===----------------------------------------------------------------------===//
+def TTG_LocalLoadOp : TTG_Op<"local_load", [MemoryEffects<[MemRead]>]> {
+  let summary = "a tensor loaded from a shared-memory buffer";
+  let arguments = (ins TTG_MemDescType:$src);
+  let results = (outs TT_Tensor:$result);
+  let assemblyFormat = [{
+    $src attr-dict `:` qualified(type($src)) `->` type($result)
+  }];
+}
+
+def TTG_LocalDeallocOp : TTG_Op<"local_dealloc", [MemoryEffects<[MemFree]>]> {
+  let summary = "the end of a shared-memory buffer's life";
+  let arguments = (ins TTG_MemDescType:$src);
+  let assemblyFormat = "$src attr-dict `:` qualified(type($src))";
+}
+
+def TTG_MemDescIndexOp : TTG_Op<"memdesc_index", [Pure]> {
+  let summary = "the i-th buffer along dim 0 of a memory descriptor (a view)";
+  let arguments = (ins TTG_MemDescType:$src, I32:$index);
+  let results = (outs TTG_MemDescType:$result);
+  let assemblyFormat = [{
+    $src `[` $index `]` attr-dict `:` qualified(type($src)) `->`
+    qualified(type($result))
+  }];
+}
+
+def TTG_MemDescTransOp : TTG_Op<"memdesc_trans", [Pure]> {
+  let summary = "a memory descriptor with its dims permuted (a view)";
+  let arguments = (ins TTG_MemDescType:$src, DenseI32ArrayAttr:$order);
+  let results = (outs TTG_MemDescType:$result);
+  let assemblyFormat = [{
+    $src attr-dict `:` qualified(type($src)) `->` qualified(type($result))
+  }];
+}
+
+def TTG_GlobalScratchAllocOp : TTG_Op<"global_scratch_alloc",
+                                      [MemoryEffects<[MemAlloc]>]> {
+  let summary = "per-program global scratch memory (e.g. a TMA descriptor)";
+  let arguments = (ins I32Attr:$nbytes, I32Attr:$alignment);
+  let results = (outs TT_Ptr:$result);
+  let assemblyFormat = "attr-dict `:` qualified(type($result))";
+}
+
 
 def TTNG_Dialect : Dialect {
   let name = "ttng";
@@ -125,6 +167,101 @@ def TTNG_FenceAsyncSharedOp : TTNG_Op<"fence_async_shared"> {
   let summary = "order generic-proxy shared-memory writes before async-proxy reads";
   let arguments = (ins BoolAttr:$bCluster);
   let assemblyFormat = "attr-dict";
+}
+
+def TTNG_InitBarrierOp : TTNG_Op<"init_barrier", [MemoryEffects<[MemWrite]>]> {
+  let summary = "initialise an mbarrier expecting `count` arrivals";
+  let arguments = (ins TTG_MemDescType:$alloc, I32Attr:$count);
+  let assemblyFormat = "$alloc `,` $count attr-dict `:` qualified(type($alloc))";
+}
+
+def TTNG_InvalBarrierOp : TTNG_Op<"inval_barrier", [MemoryEffects<[MemWrite]>]> {
+  let summary = "invalidate an mbarrier so its memory can be reused";
+  let arguments = (ins TTG_MemDescType:$alloc);
+  let assemblyFormat = "$alloc attr-dict `:` qualified(type($alloc))";
+}
+
+def TTNG_BarrierExpectOp : TTNG_Op<"barrier_expect", [MemoryEffects<[MemWrite]>]> {
+  let summary = "tell an mbarrier `size` bytes are to arrive (if `pred`)";
+  let arguments = (ins TTG_MemDescType:$alloc, I32Attr:$size, I1:$pred);
+  let assemblyFormat = [{
+    $alloc `,` $size attr-dict `,` $pred `:` qualified(type($alloc))
+  }];
+}
+
+def TTNG_WaitBarrierOp : TTNG_Op<"wait_barrier", [AttrSizedOperandSegments,
+    MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "wait until an mbarrier completes phase `phase`";
+  let arguments = (ins TTG_MemDescType:$alloc, I32:$phase, Optional<I1>:$pred,
+                       Variadic<TTG_MemDescType>:$deps);
+  let assemblyFormat = [{
+    $alloc `,` $phase (`,` $pred^)? (`deps` $deps^)?
+    attr-dict `:` qualified(type($alloc)) (`,` type($deps)^)?
+  }];
+}
+
+def TTNG_AsyncTMACopyGlobalToLocalOp : TTNG_Op<"async_tma_copy_global_to_local",
+    [MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "TMA: a block of global memory (by descriptor) to shared memory";
+  let arguments = (ins TT_TensorDescType:$desc, Variadic<I32>:$coord,
+    TTG_MemDescType:$barrier, TTG_MemDescType:$result, I1:$pred,
+    DefaultValuedAttr<TT_CacheModifierAttr, "::balancekv::tt::CacheModifier::NONE">:$cache,
+    DefaultValuedAttr<TT_EvictionPolicyAttr, "::balancekv::tt::EvictionPolicy::NORMAL">:$evict,
+    DefaultValuedAttr<BoolAttr, "false">:$isVolatile);
+  let assemblyFormat = [{
+    $desc `[` $coord `]` $result `,` $barrier `,` $pred
+    oilist(`cacheModifier` `=` $cache | `evictionPolicy` `=` $evict)
+    attr-dict `:` qualified(type($desc)) `,` qualified(type($barrier)) `->`
+    qualified(type($result))
+  }];
+}
+
+def TTNG_AsyncTMACopyLocalToGlobalOp : TTNG_Op<"async_tma_copy_local_to_global",
+    [MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "TMA: a shared-memory block to global memory (by descriptor)";
+  let arguments = (ins TT_TensorDescType:$desc, Variadic<I32>:$coord,
+                       TTG_MemDescType:$src);
+  let assemblyFormat = [{
+    $desc `[` $coord `]` $src attr-dict `:` qualified(type($desc)) `,`
+    qualified(type($src))
+  }];
+}
+
+def TTNG_TMAStoreWaitOp : TTNG_Op<"async_tma_store_wait"> {
+  let summary = "wait until at most `pendings` TMA stores are in flight";
+  let arguments = (ins I32Attr:$pendings);
+  let assemblyFormat = "attr-dict";
+}
+
+def TTNG_TensormapCreateOp : TTNG_Op<"tensormap_create", [AttrSizedOperandSegments,
+    MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "write a TMA descriptor (tensor map) to global memory";
+  let arguments = (ins TT_Ptr:$desc_ptr, TT_Ptr:$global_address,
+    Variadic<I32>:$box_dim, Variadic<I32>:$global_dim,
+    Variadic<I64>:$global_stride, Variadic<I32>:$element_stride,
+    I32Attr:$elem_type, I32Attr:$interleave_layout, I32Attr:$swizzle_mode,
+    I32Attr:$fill_mode);
+  let assemblyFormat = [{
+    $desc_ptr `,` $global_address `,` `[` $box_dim `]` `,` `[` $global_dim `]`
+    `,` `[` $global_stride `]` `,` `[` $element_stride `]` attr-dict `:`
+    functional-type(operands, results)
+  }];
+}
+
+def TTNG_TensormapFenceproxyAcquireOp : TTNG_Op<"tensormap_fenceproxy_acquire",
+    [MemoryEffects<[MemWrite]>]> {
+  let summary = "make a descriptor written by this program visible to TMA";
+  let arguments = (ins TT_Ptr:$desc_ptr);
+  let assemblyFormat = "$desc_ptr attr-dict `:` qualified(type($desc_ptr))";
+}
+
+def TTNG_ReinterpretTensorDescOp : TTNG_Op<"reinterpret_tensor_descriptor", [Pure]> {
+  let summary = "a raw descriptor pointer as a tensor descriptor";
+  let arguments = (ins TT_Ptr:$rawDesc);
+  let results = (outs TT_TensorDescType:$result);
+  let assemblyFormat = [{
+    $rawDesc attr-dict `:` qualified(type($rawDesc)) `to` qualified(type($result))
+  }];
 }
 
 #endif // BALANCEKV_TRITONCOMPAT_TRITONGPU_TD
