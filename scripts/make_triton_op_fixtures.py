@@ -181,6 +181,15 @@ for name, fn, sig, constexprs in ATTENTION:
             f.write(kernel.asm["ttgir"])
         print(ttgir)
 
+# TTGIR of TorchInductor's FlexAttention kernels, from their TTIR fixtures
+# (dumped on a GPU machine): cp.async pipelines (ttg.async_copy_global_to_local,
+# commit groups, waits, !ttg.async.token).
+for ttir in ("tem_flex_0_f16", "temflexmask_2_f16"):
+    kernel = triton.compile(os.path.join(OUT, ttir + ".ttir"), target=GPUTarget("cuda", 90, 32))
+    with open(os.path.join(OUT, f"ttgir_{ttir}.ttgir"), "w") as f:
+        f.write(kernel.asm["ttgir"])
+    print(f"ttgir_{ttir}.ttgir")
+
 for name, fn, sig, constexprs in TTGIR:
     src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},
                     constexprs=constexprs)

@@ -245,3 +245,20 @@ tt.func @f(%c: tensor<64x64xf32>) {
   %d = "ttng.warp_group_dot_wait"(%c) <{pendings = 0 : i32}> : (tensor<64x64xf32>) -> tensor<64x64xf16>
   tt.return
 }
+
+// -----
+
+tt.func @f(%p: tensor<64x!tt.ptr<f16>>, %m: !ttg.memdesc<64xf16, #ttg.shared_memory, #ttg.shared_memory, mutable>, %mask: tensor<32xi1>) {
+  // expected-error @+1 {{'ttg.async_copy_global_to_local' op failed to verify that mask type matches src type}}
+  %t = "ttg.async_copy_global_to_local"(%p, %m, %mask) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> : (tensor<64x!tt.ptr<f16>>, !ttg.memdesc<64xf16, #ttg.shared_memory, #ttg.shared_memory, mutable>, tensor<32xi1>) -> !ttg.async.token
+  tt.return
+}
+
+// -----
+
+tt.func @f(%b: !ttg.memdesc<1xi64, #ttg.shared_memory, #ttg.shared_memory, mutable>, %phase: i32) {
+  %x = arith.extsi %phase : i32 to i64
+  // expected-error @+1 {{'ttng.wait_barrier' op operand #1 must be 32-bit signless integer, but got 'i64'}}
+  "ttng.wait_barrier"(%b, %x) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>}> : (!ttg.memdesc<1xi64, #ttg.shared_memory, #ttg.shared_memory, mutable>, i64) -> ()
+  tt.return
+}

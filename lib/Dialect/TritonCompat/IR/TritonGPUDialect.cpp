@@ -54,7 +54,8 @@ void TTGDialect::initialize() {
 #include "balancekv/Dialect/TritonCompat/IR/TritonGPUAttrs.cpp.inc"
       >();
   addOperations<ConvertLayoutOp, LocalAllocOp, LocalLoadOp, LocalDeallocOp,
-                MemDescIndexOp, MemDescTransOp, GlobalScratchAllocOp>();
+                MemDescIndexOp, MemDescTransOp, GlobalScratchAllocOp,
+                AsyncCopyGlobalToLocalOp, AsyncCommitGroupOp, AsyncWaitOp>();
 }
 
 void ttng::TTNGDialect::initialize() {

@@ -60,6 +60,11 @@ def TTG_MemDescType : TypeDef<TTG_Dialect, "MemDesc"> {
   let hasCustomAssemblyFormat = 1;
 }
 
+def TTG_AsyncToken : TypeDef<TTG_Dialect, "AsyncToken"> {
+  let mnemonic = "async.token";
+  let summary = "orders asynchronous copies, their commit groups and waits";
+}
+
 class TTG_Op<string mnemonic, list<Trait> traits = []>
     : Op<TTG_Dialect, mnemonic, traits>;
 
@@ -86,11 +91,48 @@ def TTG_LocalAllocOp : TTG_Op<"local_alloc", [MemoryEffects<[MemAlloc, MemWrite]
 //===----------------------------------------------------------------------===//
 def TTG_LocalLoadOp : TTG_Op<"local_load", [MemoryEffects<[MemRead]>]> {
   let summary = "a tensor loaded from a shared-memory buffer";
-  let arguments = (ins TTG_MemDescType:$src);
+  let arguments = (ins TTG_MemDescType:$src, Optional<TTG_AsyncToken>:$token);
   let results = (outs TT_Tensor:$result);
   let assemblyFormat = [{
-    $src attr-dict `:` qualified(type($src)) `->` type($result)
+    $src (`token` $token^)? attr-dict `:` qualified(type($src)) `->` type($result)
   }];
+}
+
+def TTG_AsyncCopyGlobalToLocalOp : TTG_Op<"async_copy_global_to_local", [
+    AttrSizedOperandSegments, MemoryEffects<[MemRead, MemWrite]>,
+    TypesMatchWith<"mask type matches src type", "src", "mask",
+                   "::balancekv::tt::getI1SameShape($_self)",
+                   "($_op.getOperands().size() <= 2) || std::equal_to<>()">,
+    TypesMatchWith<"other type matches src type", "src", "other",
+                   "::balancekv::tt::getPointeeType($_self)",
+                   "($_op.getOperands().size() <= 3) || std::equal_to<>()">]> {
+  let summary = "cp.async: a tile through a tensor of pointers into shared memory";
+  let arguments = (ins TT_PtrTensor:$src, TTG_MemDescType:$result,
+    Optional<TT_BoolLike>:$mask, Optional<TT_Type>:$other,
+    DefaultValuedAttr<TT_CacheModifierAttr, "::balancekv::tt::CacheModifier::NONE">:$cache,
+    DefaultValuedAttr<TT_EvictionPolicyAttr, "::balancekv::tt::EvictionPolicy::NORMAL">:$evict,
+    DefaultValuedAttr<BoolAttr, "false">:$isVolatile,
+    DefaultValuedAttr<I32Attr, "1">:$contiguity);
+  let results = (outs TTG_AsyncToken:$token);
+  let assemblyFormat = [{
+    $src `,` $result (`mask` $mask^)? (`other` $other^)?
+    oilist(`cacheModifier` `=` $cache | `evictionPolicy` `=` $evict)
+    attr-dict `:` type($src) `->` type($result)
+  }];
+}
+
+def TTG_AsyncCommitGroupOp : TTG_Op<"async_commit_group"> {
+  let summary = "close the pending async copies into a group one can wait on";
+  let arguments = (ins Variadic<TTG_AsyncToken>:$inputTokens);
+  let results = (outs TTG_AsyncToken:$asyncToken);
+  let assemblyFormat = "(`tokens` $inputTokens^)? attr-dict";
+}
+
+def TTG_AsyncWaitOp : TTG_Op<"async_wait"> {
+  let summary = "wait until at most `num` async copy groups are in flight";
+  let arguments = (ins Variadic<TTG_AsyncToken>:$asyncToken, I32Attr:$num);
+  let results = (outs TTG_AsyncToken:$retToken);
+  let assemblyFormat = "($asyncToken^)? attr-dict";
 }
 
 def TTG_LocalDeallocOp : TTG_Op<"local_dealloc", [MemoryEffects<[MemFree]>]> {
