@@ -2,11 +2,14 @@
 """Writes Triton 3.6 TTIR of kernels that use the `tt` ops beyond attention's
 (tensor descriptors / TMA, join/split/cat, gather, histogram, clampf,
 precise math, mulhiui, inline asm, map_elementwise, unsplat, bf16x3/bf16x6
-dots) into test/Dialect/TritonCompat/Inputs/ops_*.ttir, and the TTGIR (sm_90:
+dots, dot_scaled) into test/Dialect/TritonCompat/Inputs/ops_*.ttir, and the TTGIR (sm_90:
 layouts, shared memory, wgmma) of the attention kernels of
 scripts/dump_triton_fixtures.py into Inputs/ttgir_*.ttgir. No GPU needed:
 
   build/triton-venv/bin/python scripts/make_triton_op_fixtures.py
+
+and writes the RUN lines of round-trip.test and triton-compile.test for every
+fixture in Inputs.
 
 Kernels whose PTX needs sm_100 (TMA gather/scatter) are compiled for it and
 named *_sm100.ttir (scripts/triton_compile_check.py does the same).
@@ -93,6 +96,21 @@ def dot_precisions(A, B, C, BM: tl.constexpr):
 
 
 @triton.jit
+def dot_scaled(A, AS, B, BS, C, M: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
+    rm = tl.arange(0, M)
+    rn = tl.arange(0, N)
+    rk = tl.arange(0, K)
+    rs = tl.arange(0, K // 32)
+    a = tl.load(A + rm[:, None] * K + rk[None, :])
+    b = tl.load(B + rk[:, None] * N + rn[None, :])
+    a_scale = tl.load(AS + rm[:, None] * (K // 32) + rs[None, :])
+    b_scale = tl.load(BS + rn[:, None] * (K // 32) + rs[None, :])
+    c = tl.dot_scaled(a, a_scale, "e4m3", b, b_scale, "e5m2")
+    d = tl.dot_scaled(a, None, "e4m3", b, b_scale, "e5m2", fast_math=True)
+    tl.store(C + rm[:, None] * N + rn[None, :], c + d)
+
+
+@triton.jit
 def unsplat(X, Y):
     tl.store(Y, tl.load(X + tl.arange(0, 1)).reshape(()))
 
@@ -105,6 +123,8 @@ KERNELS = [
     (map_elementwise, {"X": "*fp32", "Y": "*fp32"}, {"BN": 128}, 90),
     (dot_precisions, {"A": "*fp32", "B": "*fp32", "C": "*fp32"}, {"BM": 32}, 90),
     (unsplat, {"X": "*fp32", "Y": "*fp32"}, {}, 90),
+    (dot_scaled, {"A": "*fp8e4nv", "AS": "*u8", "B": "*fp8e5", "BS": "*u8", "C": "*fp32"},
+     {"M": 64, "N": 64, "K": 64}, 90),
 ]
 
 from triton_attention_kernels import (attn_fwd_tma, decode_gqa_split_k,  # noqa: E402
@@ -206,3 +226,39 @@ for fn, sig, constexprs, arch in KERNELS:
     with open(os.path.join(OUT, name), "w") as f:
         f.write(kernel.asm["ttir"])
     print(name)
+
+
+def write_test_run_lines():
+    """Every fixture in Inputs gets its RUN lines in round-trip.test (custom ->
+    generic -> custom is the identity) and triton-compile.test (Triton compiles
+    our generic output to the fixture's PTX); the checks after them stay."""
+    tests = os.path.join(OUT, "..")
+    files = sorted(f for f in os.listdir(OUT) if f.endswith((".ttir", ".ttgir")))
+    files = [f for f in files if f.endswith(".ttir")] + [f for f in files if f.endswith(".ttgir")]
+    path = os.path.join(tests, "round-trip.test")
+    text = open(path).read()
+    head = text[:text.index("RUN:")]
+    tail = text[text.rindex("RUN: diff"):]
+    tail = tail[tail.index("\n") + 1:]
+    runs = []
+    for i, f in enumerate(files):
+        runs += [f"RUN: balancekv-opt %S/Inputs/{f} --mlir-print-debuginfo > %t.{i}.a",
+                 f"RUN: balancekv-opt %S/Inputs/{f} --mlir-print-op-generic --mlir-print-debuginfo \\",
+                 f"RUN:   | balancekv-opt --mlir-print-debuginfo > %t.{i}.b",
+                 f"RUN: diff %t.{i}.a %t.{i}.b"]
+    open(path, "w").write(head + "\n".join(runs) + "\n" + tail)
+    path = os.path.join(tests, "triton-compile.test")
+    text = open(path).read()
+    lines = [text[:text.index("RUN:")].rstrip("\n"), "RUN: rm -rf %t && mkdir -p %t"]
+    lines += [f"RUN: balancekv-opt %S/Inputs/{f} --mlir-print-op-generic --mlir-print-debuginfo -o %t/{f}"
+              for f in files]
+    lines += ["RUN: env TRITON_CACHE_DIR=%t/cache %triton_python %balancekv_src_root/scripts/"
+              "triton_compile_check.py --same-ptx-as %S/Inputs %t/*.ttir %t/*.ttgir \\",
+              "RUN:   | FileCheck %s", "CHECK-NOT: FAIL"]
+    lines += [f"CHECK-DAG: OK {f} {{{{[0-9]+}}}} same PTX" for f in files]
+    lines += [f"CHECK: triton {triton.__version__}: {len(files)} compiled, 0 failed"]
+    open(path, "w").write("\n".join(lines) + "\n")
+    print(f"{len(files)} fixtures in round-trip.test and triton-compile.test")
+
+
+write_test_run_lines()

@@ -126,6 +126,13 @@ def TT_DescriptorReduceKindAttr : I32EnumAttr<"DescriptorReduceKind", "", [
     I32EnumAttrCase<"XOR", 8, "xor">]> {
   let cppNamespace = "::balancekv::tt";
 }
+def TT_ScaleDotElemTypeAttr : I32EnumAttr<"ScaleDotElemType", "", [
+    I32EnumAttrCase<"E4M3", 0, "e4m3">, I32EnumAttrCase<"E5M2", 1, "e5m2">,
+    I32EnumAttrCase<"E2M3", 2, "e2m3">, I32EnumAttrCase<"E3M2", 3, "e3m2">,
+    I32EnumAttrCase<"E2M1", 4, "e2m1">, I32EnumAttrCase<"BF16", 5, "bf16">,
+    I32EnumAttrCase<"FP16", 6, "fp16">]> {
+  let cppNamespace = "::balancekv::tt";
+}
 def TT_MemSemanticAttr : I32EnumAttr<"MemSemantic", "", [
     I32EnumAttrCase<"RELAXED", 1, "relaxed">,
     I32EnumAttrCase<"ACQUIRE", 2, "acquire">,

@@ -302,6 +302,24 @@ def TT_DotOp : TT_Op<"dot", [Pure,
   let hasVerifier = 1;
 }
 
+def TT_DotScaledOp : TT_Op<"dot_scaled", [Pure, AttrSizedOperandSegments,
+    TypesMatchWith<"accumulator type matches result type", "d", "c", "$_self">]> {
+  let summary = "d = (a * 2^a_scale) (b * 2^b_scale) + c, microscaling formats";
+  let arguments = (ins RankedTensorOf<[TT_Float, I8]>:$a,
+    RankedTensorOf<[TT_Float, I8]>:$b, TT_FloatTensor:$c,
+    Optional<RankedTensorOf<[TT_Float, I8]>>:$a_scale,
+    Optional<RankedTensorOf<[TT_Float, I8]>>:$b_scale,
+    TT_ScaleDotElemTypeAttr:$a_elem_type, TT_ScaleDotElemTypeAttr:$b_elem_type,
+    BoolAttr:$fastMath);
+  let results = (outs TT_FloatTensor:$d);
+  let assemblyFormat = [{
+    $a (`scale` $a_scale^)? `,` $b (`scale` $b_scale^)? `,` $c
+    `lhs` `=` $a_elem_type `rhs` `=` $b_elem_type attr-dict
+    `:` type($a) (`,` type($a_scale)^)? `*` type($b) (`,` type($b_scale)^)?
+    `->` type($d)
+  }];
+}
+
 def TT_ReduceOp : TT_Op<"reduce", [Pure, SingleBlock]> {
   let summary = "reduce tensors along an axis with a combining region";
   let arguments = (ins Variadic<TT_Tensor>:$srcs, I32Attr:$axis);
