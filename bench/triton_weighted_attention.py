@@ -92,6 +92,16 @@ def prepare(out):
             with open(os.path.join(out, name + ".ttir"), "w") as f:
                 f.write(rewrite.text)
             print(f"{name}: +{', '.join(n for n, _ in rewrite.new_args)}")
+    # TorchInductor's FlexAttention prefill kernels (fixtures dumped from
+    # torch.compile(flex_attention), causal block mask, GQA 8/2, 512 tokens).
+    inputs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
+                          "Dialect", "TritonCompat", "Inputs")
+    for tag in ("f16", "bf16"):
+        with open(os.path.join(inputs, f"tem_flex_0_{tag}.ttir")) as f:
+            rewrite = rewrite_ttir(f.read())
+        with open(os.path.join(out, f"flex_prefill_{tag}.ttir"), "w") as f:
+            f.write(rewrite.text)
+        print(f"flex_prefill_{tag}: +{', '.join(n for n, _ in rewrite.new_args)}")
     convert_programs(out)
 
 
@@ -283,6 +293,7 @@ def run(args):
                 outs.append(combine(mid, lse, 1, hq, splits)[0])
             check(f"split_k_decode_{tag}", route, torch.stack(outs), ref_decode)
 
+    run_flex_prefill(args, rows, check)
     converted = run_converted(args, lib, rows, check)
     print()
     print(table(rows))
@@ -294,6 +305,37 @@ def run(args):
             json.dump(dict(device=dev, correctness=rows, timing=timing,
                            converted=timing_converted), f, indent=1)
     return 0 if all(r["ok"] in ("yes", "n/a") for r in rows) else 1
+
+
+def run_flex_prefill(args, rows, check):
+    """Inductor's FlexAttention prefill kernel (the tem_flex_0 fixtures: B 1,
+    Hq 8, Hkv 2, 512 tokens, d 64, causal block mask of 128-blocks; strides
+    and sizes are constants in it), rewritten: launched with the block mask
+    torch builds for it and log-weights, against float64 causal attention
+    with the log-weights added."""
+    import torch
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from balancekv.triton import compile_ttir
+    from balancekv_bench import attention64
+    b, hq, hkv, n, d = 1, 8, 2, 512, 64
+    mask = create_block_mask(lambda b_, h_, q, kv: q >= kv, b, None, n, n, device="cuda")
+    for tag, dtype in (("f16", torch.float16), ("bf16", torch.bfloat16)):
+        q = torch.randn(b, hq, n, d, device="cuda", dtype=dtype)
+        k = torch.randn(b, hkv, n, d, device="cuda", dtype=dtype)
+        v = torch.randn_like(k)
+        lw = torch.log(torch.randint(1, 5, (b, hkv, n), device="cuda").float())
+        out = torch.empty_like(q)
+        lse = torch.empty(b, hq, n, device="cuda", dtype=torch.float32)
+        mx = torch.empty_like(lse)
+        kernel = compile_ttir(os.path.join(args.rewritten, f"flex_prefill_{tag}.ttir"))
+        kernel[(n // 128, b, hq)](
+            q, k, v, lse, mx, mask.kv_num_blocks.contiguous(), mask.kv_indices.contiguous(),
+            mask.full_kv_num_blocks.contiguous(), mask.full_kv_indices.contiguous(), out,
+            *new_values(kernel, dict(LW=lw)))
+        # causal: query i sees keys 0..i (the same length: kv_len = n)
+        check(f"flex_prefill_{tag} (Inductor)", "ttir", out,
+              attention64(q, k, v, lw, causal=True))
 
 
 def run_converted(args, lib, rows, check):
