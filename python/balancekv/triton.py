@@ -50,8 +50,9 @@ class Rewrite:
 
 def appended_args(text):
     """(name, Triton type) of the arguments the rewrite appended: the
-    kernel's trailing arguments named LW / lw_* (name locations; a kernel's
-    own `LW` earlier in its list makes ours `LW_1`)."""
+    kernel's trailing arguments named LW / lw_* / *_kv (the key length of a
+    kernel whose one length also bounds its queries); read off name
+    locations; a kernel's own `LW` earlier in its list makes ours `LW_1`."""
     aliases = dict(re.findall(r'^(#loc\d*) = loc\("([^"]+)"', text, re.M))
     # The custom form's signature, or the generic form's entry block.
     block = (re.search(r"tt\.func public @\w+\((.*)\)\s*(?:attributes|\{)", text) or
@@ -65,7 +66,7 @@ def appended_args(text):
         args.append((name, _TYPES.get(ty.strip(), ty.strip())))
     appended = []
     for name, ty in reversed(args):
-        if not (name.startswith("LW") or name.startswith("lw_")):
+        if not (name.startswith("LW") or name.startswith("lw_") or name.endswith("_kv")):
             break
         appended.insert(0, (name, ty))
     return appended

@@ -416,3 +416,53 @@ tt.func public @odd_constant_stride(%q: tensor<16x32xf16>, %K: !tt.ptr<f16>,
 tt.func public @rewritten_before(%K: !tt.ptr<f16>, %LW: !tt.ptr<f32>) attributes {balancekv.log_weights} {
   tt.return
 }
+
+// -----
+
+// One length for queries and keys (self-attention kernels): the keys get a
+// twin `N_kv`; the loop runs to it, the queries' mask keeps N.
+// CHECK-LABEL: tt.func public @shared_length
+// CHECK-SAME: %[[N:[a-z0-9_]+]]: i32, %[[LW:[a-z0-9_]+]]: !tt.ptr<f32>, %[[NKV:[a-z0-9_]+]]: i32)
+// CHECK: %[[NQ:.*]] = tt.splat %[[N]] : i32 -> tensor<16xi32>
+// CHECK: arith.cmpi slt, %{{.*}}, %[[NQ]] : tensor<16xi32>
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[NKV]] step
+tt.func public @shared_length(%Q: !tt.ptr<f16>, %Kd: !tt.tensordesc<tensor<16x32xf16>>,
+                              %rows: i32, %cols: i32, %rs: i64, %cs: i64,
+                              %V: !tt.ptr<f16>, %N: i32) {
+  %c0 = arith.constant 0 : i32
+  %c16 = arith.constant 16 : i32
+  %zero = arith.constant dense<0.0> : tensor<16x16xf32>
+  %zq = arith.constant dense<0.0> : tensor<16x32xf16>
+  %m0 = arith.constant dense<0xFF800000> : tensor<16xf32>
+  %acc0 = arith.constant dense<0.0> : tensor<16x32xf32>
+  %r16 = tt.make_range {end = 16 : i32, start = 0 : i32} : tensor<16xi32>
+  %nq = tt.splat %N : i32 -> tensor<16xi32>
+  %qvalid = arith.cmpi slt, %r16, %nq : tensor<16xi32>
+  %qv2 = tt.expand_dims %qvalid {axis = 1 : i32} : tensor<16xi1> -> tensor<16x1xi1>
+  %qmask = tt.broadcast %qv2 : tensor<16x1xi1> -> tensor<16x32xi1>
+  %qs = tt.splat %Q : !tt.ptr<f16> -> tensor<16x32x!tt.ptr<f16>>
+  %q = tt.load %qs, %qmask, %zq : tensor<16x32x!tt.ptr<f16>>
+  %vs = tt.splat %V : !tt.ptr<f16> -> tensor<16x32x!tt.ptr<f16>>
+  %res:3 = scf.for %start = %c0 to %N step %c16 iter_args(%m = %m0, %acc = %acc0, %row = %c0)
+      -> (tensor<16xf32>, tensor<16x32xf32>, i32) : i32 {
+    %k = tt.descriptor_load %Kd[%row, %c0] : !tt.tensordesc<tensor<16x32xf16>> -> tensor<16x32xf16>
+    %kt = tt.trans %k {order = array<i32: 1, 0>} : tensor<16x32xf16> -> tensor<32x16xf16>
+    %qk = tt.dot %q, %kt, %zero : tensor<16x32xf16> * tensor<32x16xf16> -> tensor<16x16xf32>
+    %mx = "tt.reduce"(%qk) <{axis = 1 : i32}> ({
+    ^bb0(%a: f32, %b: f32):
+      %x = arith.maxnumf %a, %b : f32
+      tt.reduce.return %x : f32
+    }) : (tensor<16x16xf32>) -> tensor<16xf32>
+    %mn = arith.maxnumf %m, %mx : tensor<16xf32>
+    %me = tt.expand_dims %mn {axis = 1 : i32} : tensor<16xf32> -> tensor<16x1xf32>
+    %mb = tt.broadcast %me : tensor<16x1xf32> -> tensor<16x16xf32>
+    %arg = arith.subf %qk, %mb : tensor<16x16xf32>
+    %p = math.exp2 %arg : tensor<16x16xf32>
+    %v = tt.load %vs : tensor<16x32x!tt.ptr<f16>>
+    %p16 = arith.truncf %p : tensor<16x16xf32> to tensor<16x16xf16>
+    %accn = tt.dot %p16, %v, %acc : tensor<16x16xf16> * tensor<16x32xf16> -> tensor<16x32xf32>
+    %next = arith.addi %row, %c16 : i32
+    scf.yield %mn, %accn, %next : tensor<16xf32>, tensor<16x32xf32>, i32
+  }
+  tt.return
+}

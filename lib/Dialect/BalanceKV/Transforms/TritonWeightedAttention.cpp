@@ -264,6 +264,8 @@ public:
     });
     for (BlockArgument stride : strides)
       twin(stride);
+    splitKeyLengths(MutableArrayRef<AttentionLoop>(
+        const_cast<AttentionLoop *>(loops.data()), loops.size()));
     for (AttentionLoop loop : loops)
       rewrite(loop);
     return success();
@@ -535,8 +537,18 @@ private:
   /// the ops that depend on a stride are cloned).
   Value withTwinStrides(Value v, const SetVector<Value> &strides,
                         IRMapping &cloned) {
-    if (strides.contains(v))
-      return twin(v);
+    return recompute(
+        v, [&](Value x) { return strides.contains(x) ? twin(x) : Value(); },
+        cloned);
+  }
+
+  /// `v` recomputed (at the builder's point) with the values `replace`
+  /// maps (to non-null) replaced; only the ops that depend on them are
+  /// cloned, region-holding ops never.
+  Value recompute(Value v, llvm::function_ref<Value(Value)> replace,
+                  IRMapping &cloned) {
+    if (Value r = replace(v))
+      return r;
     if (Value done = cloned.lookupOrNull(v))
       return done;
     Operation *def = v.getDefiningOp();
@@ -544,7 +556,7 @@ private:
       return v;
     bool changed = false;
     for (Value operand : def->getOperands()) {
-      Value replacement = withTwinStrides(operand, strides, cloned);
+      Value replacement = recompute(operand, replace, cloned);
       if (replacement != operand) {
         cloned.map(operand, replacement);
         changed = true;
@@ -554,6 +566,98 @@ private:
       return v;
     Operation *copy = b.clone(*def, cloned);
     return copy->getResult(cast<OpResult>(v).getResultNumber());
+  }
+
+  static bool isIntegerLike(Value v) {
+    return isa<IntegerType, IndexType>(getElementTypeOrSelf(v.getType()));
+  }
+
+  /// What the key side computes from lengths: integers (bounds, offsets,
+  /// masks) and tensor descriptors made in the kernel (their shapes).
+  static bool isBlockPointer(Value v) {
+    auto ptr = dyn_cast<tt::PointerType>(v.getType());
+    return ptr && isa<RankedTensorType>(ptr.getPointeeType());
+  }
+
+  static bool isKeySideValue(Value v) {
+    return isIntegerLike(v) || isa<tt::TensorDescType>(v.getType());
+  }
+
+  /// What a loop's key side reads from outside: its bounds, integer and
+  /// block-pointer initial values, and the integers and descriptors its
+  /// body captures.
+  static SetVector<Value> keySideInputs(scf::ForOp loop) {
+    SetVector<Value> inputs;
+    for (Value v : loop->getOperands())
+      if (isIntegerLike(v) || isBlockPointer(v))
+        inputs.insert(v);
+    loop.getBody()->walk([&](Operation *op) {
+      for (Value v : op->getOperands())
+        if (isKeySideValue(v) &&
+            !loop->isAncestor(v.getParentBlock()->getParentOp()))
+          inputs.insert(v);
+    });
+    return inputs;
+  }
+
+  /// A kernel argument that bounds the attention loops and also serves
+  /// anything else (self-attention kernels' one length, for the queries'
+  /// masks and addresses too) gets a twin `<name>_kv` for the keys: the
+  /// loops' bounds, initial values and captured integers are recomputed
+  /// from it, so the kernel attends over a compressed cache of its own
+  /// length. Arguments only the key side reads stay as they are.
+  void splitKeyLengths(MutableArrayRef<AttentionLoop> loops) {
+    SetVector<Value> lengths;
+    DenseSet<Operation *> keySide;
+    BackwardSliceOptions options;
+    options.inclusive = true;
+    options.filter = [](Operation *op) { return op->getNumRegions() == 0; };
+    for (AttentionLoop &l : loops) {
+      SetVector<Operation *> slice;
+      (void)getBackwardSlice(l.loop.getUpperBound(), &slice, options);
+      for (Operation *op : slice)
+        for (Value v : op->getOperands())
+          if (isKernelArg(v, func) && isIntegerLike(v))
+            lengths.insert(v);
+      if (isKernelArg(l.loop.getUpperBound(), func))
+        lengths.insert(l.loop.getUpperBound());
+      for (Value input : keySideInputs(l.loop)) {
+        SetVector<Operation *> inputSlice;
+        (void)getBackwardSlice(input, &inputSlice, options);
+        keySide.insert(inputSlice.begin(), inputSlice.end());
+      }
+    }
+    auto inLoops = [&](Operation *op) {
+      return llvm::any_of(loops, [&](AttentionLoop &l) {
+        return l.loop->isAncestor(op);
+      });
+    };
+    for (Value length : lengths) {
+      SetVector<Operation *> users;
+      ForwardSliceOptions forward;
+      forward.filter = [&](Operation *op) { return !inLoops(op); };
+      getForwardSlice(length, &users, forward);
+      if (llvm::all_of(users, [&](Operation *op) { return keySide.contains(op); }))
+        continue;
+      Value keyLength = appendArg(length.getType(),
+                                  argName(cast<BlockArgument>(length)) + "_kv");
+      auto replace = [&](Value x) { return x == length ? keyLength : Value(); };
+      for (AttentionLoop &l : loops) {
+        b.setInsertionPoint(l.loop);
+        IRMapping cloned;
+        for (OpOperand &operand : l.loop->getOpOperands())
+          if (isIntegerLike(operand.get()) || isBlockPointer(operand.get()))
+            operand.set(recompute(operand.get(), replace, cloned));
+        l.loop.getBody()->walk([&](Operation *op) {
+          for (OpOperand &operand : op->getOpOperands()) {
+            Value v = operand.get();
+            if (isKeySideValue(v) &&
+                !l.loop->isAncestor(v.getParentBlock()->getParentOp()))
+              operand.set(recompute(v, replace, cloned));
+          }
+        });
+      }
+    }
   }
 
   /// The log-weights' offset for one of K's offset terms.

@@ -169,8 +169,12 @@ def BalanceKVTritonWeightedAttentionPass
       dim (e.g. `[Z * H * N]` for the tutorial's `[Z * H * N, D]` view),
       masked by the descriptor's shape.
 
-    Kernels keep their loop bounds: the caller passes the compressed
-    length where the kernel takes its key length. A kernel in which some
+    The caller passes the compressed length where the kernel takes its key
+    length. A kernel argument that bounds the attention loops and also
+    serves the queries (self-attention kernels' one `N_CTX`) gets a twin,
+    last, `<name>_kv`: the key length, from which the loops' bounds, key
+    masks and offsets and the key/value descriptors made in the kernel are
+    recomputed. A kernel in which some
     loop looks like attention (a product and an exp) but does not match is
     left unchanged; with `remarks`, every kernel left unchanged gets a
     remark saying why.
