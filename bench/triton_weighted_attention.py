@@ -50,6 +50,14 @@ def kernels(dt):
             "Q": ptr, "K": ptr, "V": ptr, "O": ptr, "sm_scale": "fp32", "N_CTX": "i32",
             **{s: "i32" for s in STRIDES_FLASH}},
             {"CAUSAL": False, "BLOCK_M": 64, "BLOCK_N": 64, "HEAD_DIM": D}),
+        f"flash_fwd_causal_{tag}": (flash_fwd, {
+            "Q": ptr, "K": ptr, "V": ptr, "O": ptr, "sm_scale": "fp32", "N_CTX": "i32",
+            **{s: "i32" for s in STRIDES_FLASH}},
+            {"CAUSAL": True, "BLOCK_M": 64, "BLOCK_N": 64, "HEAD_DIM": D}),
+        f"tma_causal_{tag}": (attn_fwd_tma, {
+            "sm_scale": "fp32", "M": "*fp32", "Z": "i32", "H": "i32",
+            **{t: ptr for t in "QKVO"}, "N_CTX": "i32"},
+            {"HEAD_DIM": D, "BLOCK_M": 128, "BLOCK_N": 64, "STAGE": 3, "HOST_DESC": False}),
         f"block_ptr_{tag}": (flash_fwd_block_ptr, {
             "Q": ptr, "K": ptr, "V": ptr, "O": ptr, "sm_scale": "fp32", "N_CTX": "i32",
             **{s: "i32" for s in STRIDES_BLOCK}, "H": "i32"},
@@ -254,6 +262,28 @@ def run(args):
                                      rel_err=f"launch failed: {str(e).splitlines()[0][:80]}",
                                      ok="NO"))
                     print(f"tma_host_{tag}: {e}")
+
+        # Causal kernels as self-attention over the compressed cache (as many
+        # queries as kept keys; query i sees keys 0..i): their masks compare
+        # indices, which is what they do.
+        qs = torch.randn(z, h, n, D, device="cuda", dtype=dtype)
+        ref_causal = attention64(qs, ck, cv, lw, causal=True)
+        for bi in range(z):
+            o = torch.empty_like(qs[bi])
+            a = dict(Q=qs[bi], K=ck[bi], V=cv[bi], O=o, sm_scale=scale, N_CTX=n,
+                     stride_qh=qs.stride(1), stride_qm=qs.stride(2), stride_kh=ck.stride(1),
+                     stride_kn=ck.stride(2), stride_vh=cv.stride(1), stride_vn=cv.stride(2),
+                     stride_oh=o.stride(0), stride_om=o.stride(1), LW=lw[bi],
+                     lw_stride_kh=lw.stride(1), lw_stride_kn=lw.stride(2))
+            launch(f"flash_fwd_causal_{tag}", a, (triton.cdiv(n, 64), h), "ttir")
+            if bi == 0:
+                out0 = o
+        check(f"flash_fwd_causal_{tag}", "ttir", torch.stack([out0, o]), ref_causal)
+        o = torch.empty_like(qs)
+        m = torch.empty(z * h * n, device="cuda", dtype=torch.float32)
+        launch(f"tma_causal_{tag}", dict(sm_scale=scale, M=m, Z=z, H=h, Q=qs, K=ck, V=cv,
+                                         O=o, N_CTX=n, LW=lw), (n // 128, z * h), "ttir")
+        check(f"tma_causal_{tag}", "ttir", o, ref_causal)
 
         # Decode kernels: one query per head, GQA 32/8.
         b, hq, hkv = 4, 32, 8
