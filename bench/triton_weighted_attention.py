@@ -105,11 +105,12 @@ def prepare(out):
     inputs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
                           "Dialect", "TritonCompat", "Inputs")
     for tag in ("f16", "bf16"):
-        with open(os.path.join(inputs, f"tem_flex_0_{tag}.ttir")) as f:
-            rewrite = rewrite_ttir(f.read())
-        with open(os.path.join(out, f"flex_prefill_{tag}.ttir"), "w") as f:
-            f.write(rewrite.text)
-        print(f"flex_prefill_{tag}: +{', '.join(n for n, _ in rewrite.new_args)}")
+        for fixture, name in (("tem_flex_0", "flex_prefill"), ("temflexmask_2", "flex_decode")):
+            with open(os.path.join(inputs, f"{fixture}_{tag}.ttir")) as f:
+                rewrite = rewrite_ttir(f.read())
+            with open(os.path.join(out, f"{name}_{tag}.ttir"), "w") as f:
+                f.write(rewrite.text)
+            print(f"{name}_{tag}: +{', '.join(n for n, _ in rewrite.new_args)}")
     convert_programs(out)
 
 
@@ -183,6 +184,11 @@ def run(args):
         print(f"{name:24s} {route:10s} rel {err:.2e} max {mx:.2e} {'OK' if ok else 'FAIL'}",
               flush=True)
         return ok
+
+    if args.only_flex:
+        run_flex(args, rows, check)
+        print(table(rows))
+        return 0 if all(r["ok"] in ("yes", "n/a") for r in rows) else 1
 
     for dt, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
         specs = kernels(dt)
@@ -327,7 +333,7 @@ def run(args):
                 outs.append(combine(mid, lse, 1, hq, splits)[0])
             check(f"split_k_decode_{tag}", route, torch.stack(outs), ref_decode)
 
-    run_flex_prefill(args, rows, check)
+    run_flex(args, rows, check)
     converted = run_converted(args, lib, rows, check)
     print()
     print(table(rows))
@@ -341,7 +347,7 @@ def run(args):
     return 0 if all(r["ok"] in ("yes", "n/a") for r in rows) else 1
 
 
-def run_flex_prefill(args, rows, check):
+def run_flex(args, rows, check):
     """Inductor's FlexAttention prefill kernel (the tem_flex_0 fixtures: B 1,
     Hq 8, Hkv 2, 512 tokens, d 64, causal block mask of 128-blocks; strides
     and sizes are constants in it), rewritten: launched with the block mask
@@ -370,6 +376,28 @@ def run_flex_prefill(args, rows, check):
         # causal: query i sees keys 0..i (the same length: kv_len = n)
         check(f"flex_prefill_{tag} (Inductor)", "ttir", out,
               attention64(q, k, v, lw, causal=True))
+
+        # Inductor's flex-decoding kernel (the temflexmask_2 fixtures: one
+        # query, the GQA group's 4 heads as rows, the full block mask as one
+        # 2^30-token block, 132 KV splits of which the first covers the 512
+        # tokens): per split the running max (log2 units), sum and
+        # unnormalised output, combined here as Inductor's second kernel does.
+        splits = 132
+        qd = torch.randn(b, hq, 1, d, device="cuda", dtype=dtype)
+        m_out = torch.empty(b, splits, hq, device="cuda", dtype=torch.float32)
+        l_out = torch.empty_like(m_out)
+        acc = torch.empty(splits, hq, d, device="cuda", dtype=torch.float32)
+        one = torch.ones(1, 1, 1, device="cuda", dtype=torch.int32)
+        zero = torch.zeros(1, 1, 1, 1, device="cuda", dtype=torch.int32)
+        unused = torch.zeros(1, device="cuda", dtype=torch.float32)
+        kernel = compile_ttir(os.path.join(args.rewritten, f"flex_decode_{tag}.ttir"))
+        kernel[(1, b * hkv, splits)](qd, k, v, m_out, l_out, one, zero, unused, unused, acc,
+                                     *new_values(kernel, dict(LW=lw)))
+        m_max = m_out.max(dim=1, keepdim=True).values           # [b, 1, hq]
+        w = torch.exp2(m_out - m_max).nan_to_num(0.0)           # [b, splits, hq]
+        out = (w[0, :, :, None] * acc).sum(0) / (w[0] * l_out[0]).sum(0)[:, None]
+        check(f"flex_decode_{tag} (Inductor)", "ttir", out[None, :, None, :],
+              attention64(qd, k, v, lw))
 
 
 def run_converted(args, lib, rows, check):
@@ -527,6 +555,8 @@ def main():
     parser.add_argument("--rewritten", metavar="DIR")
     parser.add_argument("--lib")
     parser.add_argument("--out")
+    parser.add_argument("--only-flex", action="store_true",
+                        help="only the FlexAttention (Inductor) kernels")
     args = parser.parse_args()
     if args.prepare:
         prepare(args.prepare)
