@@ -921,46 +921,48 @@ struct TritonWeightedAttentionPass
     getOperation()->walk([&](tt::FuncOp func) {
       if (func.isExternal())
         return;
-      Why why;
-      if (failed(rewriteKernel(func, why)) && remarks)
+      std::string why;
+      if (failed(rewriteTritonAttentionKernel(func, &why)) && remarks)
         func.emitRemark() << "balancekv-triton-weighted-attention: kernel @"
                           << func.getSymName() << " left as it is: " << why;
     });
   }
-
-  LogicalResult rewriteKernel(tt::FuncOp func, Why &why) {
-    if (func->hasAttr(kRewrittenAttr)) {
-      why = "already rewritten (it takes log-weights: " + kRewrittenAttr.str() +
-            ")";
-      return failure();
-    }
-    if (!func.isPublic()) {
-      why = "not a public kernel (its callers would need the new arguments)";
-      return failure();
-    }
-    SmallVector<AttentionLoop> loops;
-    WalkResult walk = func.walk([&](scf::ForOp loop) {
-      if (!looksLikeAttention(loop))
-        return WalkResult::advance();
-      FailureOr<AttentionLoop> match = matchAttentionLoop(loop, why);
-      if (failed(match))
-        return WalkResult::interrupt();
-      loops.push_back(*match);
-      return WalkResult::advance();
-    });
-    if (walk.wasInterrupted())
-      return failure();
-    if (loops.empty()) {
-      why = "no loop with a QK product and an exp";
-      return failure();
-    }
-    if (failed(KernelRewriter(func).run(loops, why)))
-      return failure();
-    // Marks the kernel, so that a second run leaves it alone (Triton keeps
-    // a discardable attribute of a dialect it does not know).
-    func->setAttr(kRewrittenAttr, UnitAttr::get(func.getContext()));
-    return success();
-  }
 };
 
 } // namespace
+
+LogicalResult balancekv::rewriteTritonAttentionKernel(tt::FuncOp func,
+                                                      std::string *whyNot) {
+  Why why;
+  auto fail = [&](Why reason) {
+    if (whyNot)
+      *whyNot = std::move(reason);
+    return failure();
+  };
+  if (func->hasAttr(kRewrittenAttr))
+    return fail("already rewritten (it takes log-weights: " +
+                kRewrittenAttr.str() + ")");
+  if (!func.isPublic())
+    return fail("not a public kernel (its callers would need the new "
+                "arguments)");
+  SmallVector<AttentionLoop> loops;
+  WalkResult walk = func.walk([&](scf::ForOp loop) {
+    if (!looksLikeAttention(loop))
+      return WalkResult::advance();
+    FailureOr<AttentionLoop> match = matchAttentionLoop(loop, why);
+    if (failed(match))
+      return WalkResult::interrupt();
+    loops.push_back(*match);
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return fail(why);
+  if (loops.empty())
+    return fail("no loop with a QK product and an exp");
+  if (failed(KernelRewriter(func).run(loops, why)))
+    return fail(why);
+  // Marks the kernel, so that a second run leaves it alone (Triton keeps a
+  // discardable attribute of a dialect it does not know).
+  func->setAttr(kRewrittenAttr, UnitAttr::get(func.getContext()));
+  return success();
+}

@@ -1,8 +1,9 @@
 //===- Transforms.h - BalanceKV rewrite patterns ----------------*- C++ -*-===//
 //
 // The patterns behind --balancekv-raise-attention,
-// --balancekv-compress-kv-cache and --balancekv-decompose-compress, for compilers that run them in their own
-// pass pipelines or pattern sets.
+// --balancekv-compress-kv-cache and --balancekv-decompose-compress, and the
+// kernel rewrite behind --balancekv-triton-weighted-attention, for compilers
+// that run them in their own pass pipelines or pattern sets.
 //
 //===----------------------------------------------------------------------===//
 #ifndef BALANCEKV_DIALECT_BALANCEKV_TRANSFORMS_TRANSFORMS_H
@@ -48,6 +49,19 @@ void populateCompressKVCachePatterns(mlir::RewritePatternSet &patterns,
 /// (decomposeCompress). Other methods are left alone.
 void populateDecomposeCompressPatterns(mlir::RewritePatternSet &patterns,
                                        bool unrollRounds);
+
+namespace tt {
+class FuncOp;
+} // namespace tt
+
+/// --balancekv-triton-weighted-attention on one Triton kernel (see the
+/// pass's description): its attention loops add the log-weights of a
+/// compressed cache to their logits; the kernel gains `LW`, the twin
+/// strides and, where needed, a key length as last arguments and is marked
+/// `balancekv.log_weights`. Fails, changing nothing, when a loop that looks
+/// like attention does not match; `whyNot` then says why.
+llvm::LogicalResult rewriteTritonAttentionKernel(tt::FuncOp kernel,
+                                                 std::string *whyNot = nullptr);
 
 } // namespace balancekv
 
