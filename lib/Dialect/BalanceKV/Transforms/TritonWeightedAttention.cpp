@@ -945,6 +945,16 @@ LogicalResult balancekv::rewriteTritonAttentionKernel(tt::FuncOp func,
   if (!func.isPublic())
     return fail("not a public kernel (its callers would need the new "
                 "arguments)");
+  // TTGIR: the new tensors would need layouts; rewrite the TTIR instead.
+  WalkResult laidOut = func.walk([](Operation *op) {
+    for (Type t : op->getResultTypes())
+      if (auto tensor = dyn_cast<RankedTensorType>(t); tensor && tensor.getEncoding())
+        return WalkResult::interrupt();
+    return WalkResult::advance();
+  });
+  if (laidOut.wasInterrupted())
+    return fail("its tensors carry TritonGPU layouts (TTGIR): rewrite the "
+                "kernel's TTIR, before Triton converts it to TTGIR");
   SmallVector<AttentionLoop> loops;
   WalkResult walk = func.walk([&](scf::ForOp loop) {
     if (!looksLikeAttention(loop))
