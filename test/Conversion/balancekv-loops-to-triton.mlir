@@ -136,3 +136,22 @@ func.func @inner_product(%a: memref<4x6xf64>, %b: memref<4x6xf64>) -> memref<4xf
   }
   return %out : memref<4xf64>
 }
+
+// -----
+
+// A sequential host loop whose unrolled copies still loop (the baselines'
+// per-head nests) is an error naming what to do, not a silent host
+// computation.
+// expected-error @+1 {{balancekv-loops-to-triton: a host loop is left after unrolling (sequential host loops, e.g. the baselines' per-head nests, are not kernels: convert `compress` with method balance)}}
+func.func @sequential_host_loop(%x: memref<4xf32>) -> memref<4xf32> {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %cst = arith.constant 1.0 : f32
+  scf.for %i = %c0 to %c4 step %c1 {
+    scf.for %j = %c0 to %i step %c1 {
+      memref.store %cst, %x[%j] : memref<4xf32>
+    }
+  }
+  return %x : memref<4xf32>
+}

@@ -600,7 +600,9 @@ struct LoopsToTritonPass
       return failure();
     if (!func.getBody().front().getOps<scf::ForOp>().empty())
       return func.emitError("balancekv-loops-to-triton: a host loop is left "
-                            "after unrolling");
+                            "after unrolling (sequential host loops, e.g. the "
+                            "baselines' per-head nests, are not kernels: "
+                            "convert `compress` with method balance)");
     return success();
   }
 
