@@ -873,17 +873,28 @@ template <typename T, int D, int DV>
 const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int rowChunks = (p.rows + kMmaRows - 1) / kMmaRows;
-  // Waves of 2 CTAs per SM: with two buffers 3 fitted (~70 KB, 162
-  // registers each) but streamed 1-2 % slower on large caches
-  // (bench/results/2026-11-24-h100-decode-splits.md); three buffers fit 2.
-  p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m, 2);
-  splitIntoChunks(p, kMmaTile);
   const size_t tiles = sizeof(T) * kMmaStages * kMmaTile * (D + 8 + DV + 8) +
                        sizeof(float) * kMmaStages * kMmaTile;
   const size_t red = sizeof(float) * kWarps * kMmaRows * (DV + 2);
   const size_t smem = std::max(tiles, red);
-  allowDynamicSharedMemory(
-      reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV>), smem);
+  const void *kernel = reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV>);
+  allowDynamicSharedMemory(kernel, smem);
+  // Waves of as many CTAs as fit on an SM (asked of the device, once per
+  // kernel): 2 at d 128 (105 KB of shared memory each; with two buffers 3
+  // fitted but streamed 1-2 % slower, bench/results/2026-11-24-h100-decode-
+  // splits.md), more at d 64 (55 KB), where 2 left the H200 short of bytes
+  // in flight.
+  static const int perSM = [&] {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32,
+                                                      smem) != cudaSuccess ||
+        n < 1)
+      n = 2;
+    return n;
+  }();
+  p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m,
+                             perSM);
+  splitIntoChunks(p, kMmaTile);
   dim3 grid(unsigned(p.splits), unsigned(rowChunks),
             unsigned(a.batch * a.kvHeads));
   // One split a head (many sequences): the split kernel writes the output.
@@ -894,8 +905,7 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   p.out = a.out.data;
   for (int i = 0; i < 4; ++i)
     p.os[i] = a.out.strides[i];
-  launchEarly(reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV>), grid,
-              smem, stream, p);
+  launchEarly(kernel, grid, smem, stream, p);
   if (p.directOut) {
     cudaError_t err = cudaGetLastError();
     return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
