@@ -5,7 +5,9 @@ loops so that the log-weights of the compressed cache are added to its
 logits; the kernel then takes its own arguments followed by new ones: `LW`
 (the [.., kept keys] f32 log-weights) and, for kernels that address their
 keys through stride arguments, one `lw_<stride>` per such stride (the
-log-weights' stride for the same dim). Three ways in, each giving a
+log-weights' stride for the same dim), and for kernels whose one length
+bounds both queries and keys, `<length>_kv` (the compressed cache's
+length). Three ways in, each giving a
 `WeightedKernel` launched like a Triton kernel with the new arguments last
 (positionally or by name):
 
@@ -21,13 +23,15 @@ log-weights' stride for the same dim). Three ways in, each giving a
 
     k = compile_jit(attn_fwd, {"Q": "*fp16", ...}, {"BLOCK_M": 128, ...})
     k[grid](*kernel_args, log_weights)
+
+TritonProgram runs what --balancekv-convert-to-triton makes of balancekv's
+own ops (compress, weighted_attention): kernels + launch plans.
 """
 import os
 import re
 import tempfile
 
 import triton
-from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from . import opt
