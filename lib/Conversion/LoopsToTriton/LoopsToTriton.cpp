@@ -306,34 +306,49 @@ private:
       return success();
     }
     if (isa<arith::IndexCastOp, arith::IndexCastUIOp>(op)) {
-      Value src = asLanes(op->getOperand(0), loc);
-      auto to = lanesOf(op->getResult(0).getType());
-      unsigned from = getElementTypeOrSelf(src).getIntOrFloatBitWidth();
-      unsigned width = to.getElementType().getIntOrFloatBitWidth();
-      Value result = src;
-      if (width < from)
-        result = arith::TruncIOp::create(b, loc, to, src);
-      else if (width > from)
-        result = isa<arith::IndexCastOp>(op)
-                     ? arith::ExtSIOp::create(b, loc, to, src).getResult()
-                     : arith::ExtUIOp::create(b, loc, to, src).getResult();
-      lanes->values[op->getResult(0)] = result;
+      lanes->values[op->getResult(0)] =
+          castIndex(op, asLanes(op->getOperand(0), loc),
+                    lanesOf(op->getResult(0).getType()));
       return success();
     }
     if (op->getNumRegions() != 0 ||
         !isa<arith::ArithDialect, math::MathDialect>(op->getDialect()))
       return op->emitError("balancekv-loops-to-triton: cannot run '")
              << op->getName() << "' on lanes";
-    OperationState state(loc, op->getName());
-    for (Value v : op->getOperands())
-      state.addOperands(asLanes(v, loc));
-    for (Type t : op->getResultTypes())
-      state.addTypes(lanesOf(t));
-    state.addAttributes(op->getAttrs());
-    Operation *copy = b.create(state);
+    Operation *copy = recreate(
+        op, [&](Value v) { return asLanes(v, loc); },
+        [&](Type t) -> Type { return lanesOf(t); });
     for (auto [r, c] : llvm::zip(op->getResults(), copy->getResults()))
       lanes->values[r] = c;
     return success();
+  }
+
+  /// An index_cast(ui) of `src` (index already i64) to `to`: a
+  /// truncation, an extension (signed for index_cast) or nothing.
+  Value castIndex(Operation *op, Value src, Type to) {
+    unsigned from = getElementTypeOrSelf(src).getIntOrFloatBitWidth();
+    unsigned width = getElementTypeOrSelf(to).getIntOrFloatBitWidth();
+    Location loc = op->getLoc();
+    if (width < from)
+      return arith::TruncIOp::create(b, loc, to, src);
+    if (width > from)
+      return isa<arith::IndexCastOp>(op)
+                 ? arith::ExtSIOp::create(b, loc, to, src).getResult()
+                 : arith::ExtUIOp::create(b, loc, to, src).getResult();
+    return src;
+  }
+
+  /// `op` (elementwise, no regions) again on `operand(v)` for each operand
+  /// and `type(t)` for each result type, attributes kept.
+  Operation *recreate(Operation *op, llvm::function_ref<Value(Value)> operand,
+                      llvm::function_ref<Type(Type)> type) {
+    OperationState state(op->getLoc(), op->getName());
+    for (Value v : op->getOperands())
+      state.addOperands(operand(v));
+    for (Type t : op->getResultTypes())
+      state.addTypes(type(t));
+    state.addAttributes(op->getAttrs());
+    return b.create(state);
   }
 
   Value sumOf(Value terms, Location loc) {
@@ -490,18 +505,9 @@ private:
       return success();
     }
     if (isa<arith::IndexCastOp, arith::IndexCastUIOp>(op)) {
-      bool isSigned = isa<arith::IndexCastOp>(op);
-      Value src = map(op->getOperand(0));
-      Type to = withoutIndex(op->getResult(0).getType());
-      unsigned from = src.getType().getIntOrFloatBitWidth();
-      unsigned width = to.getIntOrFloatBitWidth();
-      Value result = src;
-      if (width < from)
-        result = arith::TruncIOp::create(b, loc, to, src);
-      else if (width > from)
-        result = isSigned ? arith::ExtSIOp::create(b, loc, to, src).getResult()
-                          : arith::ExtUIOp::create(b, loc, to, src).getResult();
-      mapping.map(op->getResult(0), result);
+      mapping.map(op->getResult(0),
+                  castIndex(op, map(op->getOperand(0)),
+                            withoutIndex(op->getResult(0).getType())));
       return success();
     }
     if (auto forOp = dyn_cast<scf::ForOp>(op)) {
@@ -547,13 +553,8 @@ private:
              << op->getName() << "' in a Triton kernel";
     // Elementwise scalar ops: the same op on the mapped operands, index
     // results as i64.
-    OperationState state(loc, op->getName());
-    for (Value v : op->getOperands())
-      state.addOperands(map(v));
-    for (Type t : op->getResultTypes())
-      state.addTypes(withoutIndex(t));
-    state.addAttributes(op->getAttrs());
-    Operation *copy = b.create(state);
+    Operation *copy = recreate(
+        op, [&](Value v) { return map(v); }, withoutIndex);
     mapping.map(op->getResults(), copy->getResults());
     return success();
   }
