@@ -366,6 +366,34 @@ private:
     return 0;
   }
 
+  /// A key block pointer carried by the attention loop: its position among
+  /// the loop's carried values, where it is made and where it is advanced.
+  struct CarriedBlockPointer {
+    unsigned index;
+    tt::MakeTensorPtrOp make;
+    tt::AdvanceOp advance;
+  };
+
+  /// The block pointer `ptr` as the loop carries it, or why not.
+  static FailureOr<CarriedBlockPointer>
+  carriedBlockPointer(scf::ForOp loop, Value ptr, Why &why) {
+    auto iterArg = dyn_cast<BlockArgument>(ptr);
+    if (!iterArg || iterArg.getOwner() != loop.getBody() ||
+        iterArg.getArgNumber() == 0) {
+      why = "the key block pointer is not carried by the attention loop";
+      return failure();
+    }
+    unsigned index = iterArg.getArgNumber() - 1;
+    auto make = loop.getInitArgs()[index].getDefiningOp<tt::MakeTensorPtrOp>();
+    auto advance = loop.getYieldedValues()[index].getDefiningOp<tt::AdvanceOp>();
+    if (!make || !advance || advance.getPtr() != iterArg) {
+      why = "the key block pointer is not made before the loop and advanced "
+            "once per iteration";
+      return failure();
+    }
+    return CarriedBlockPointer{index, make, advance};
+  }
+
   /// The stride arguments of the key address terms the log-weights keep.
   SetVector<Value> keyStrides(AttentionLoop match) {
     SetVector<Value> strides;
@@ -374,9 +402,9 @@ private:
       return strides; // descriptors: rows, no strides
     Value ptr = load.getPtr();
     if (isa<tt::PointerType>(ptr.getType())) {
-      unsigned index = cast<BlockArgument>(ptr).getArgNumber() - 1;
-      auto make = match.loop.getInitArgs()[index]
-                      .getDefiningOp<tt::MakeTensorPtrOp>();
+      Why ignored;
+      tt::MakeTensorPtrOp make =
+          carriedBlockPointer(match.loop, ptr, ignored)->make; // checked
       ptr = make.getBase();
       Value stride = peelIntCasts(make.getStrides()[match.key.keyDim]);
       if (isKernelArg(stride, func))
@@ -446,22 +474,11 @@ private:
     Value ptr = tload.getPtr();
     if (isa<tt::PointerType>(ptr.getType())) {
       // A block pointer carried by the loop and advanced in it.
-      auto iterArg = dyn_cast<BlockArgument>(ptr);
-      if (!iterArg || iterArg.getOwner() != match.loop.getBody() ||
-          iterArg.getArgNumber() == 0) {
-        why = "the key block pointer is not carried by the attention loop";
+      FailureOr<CarriedBlockPointer> carried =
+          carriedBlockPointer(match.loop, ptr, why);
+      if (failed(carried))
         return failure();
-      }
-      unsigned index = iterArg.getArgNumber() - 1;
-      auto make =
-          match.loop.getInitArgs()[index].getDefiningOp<tt::MakeTensorPtrOp>();
-      auto advance = match.loop.getYieldedValues()[index]
-                         .getDefiningOp<tt::AdvanceOp>();
-      if (!make || !advance || advance.getPtr() != iterArg) {
-        why = "the key block pointer is not made before the loop and "
-              "advanced once per iteration";
-        return failure();
-      }
+      tt::MakeTensorPtrOp make = carried->make;
       if (failed(checkPointerTerms(make.getBase(), match.key.keyDim,
                                     match.key.headDim, why)))
         return failure();
@@ -796,9 +813,10 @@ private:
   std::pair<Value, Value> lwPointersFromBlockPointer(AttentionLoop &match,
                                                      Location loc) {
     auto tload = cast<tt::LoadOp>(match.key.load);
-    unsigned index = cast<BlockArgument>(tload.getPtr()).getArgNumber() - 1;
-    auto make =
-        match.loop.getInitArgs()[index].getDefiningOp<tt::MakeTensorPtrOp>();
+    Why ignored;
+    CarriedBlockPointer carried =
+        *carriedBlockPointer(match.loop, tload.getPtr(), ignored); // checked
+    tt::MakeTensorPtrOp make = carried.make;
     int64_t k = match.key.keyDim;
     IRRewriter rewriter(func.getContext());
     rewriter.setInsertionPoint(match.loop);
@@ -806,10 +824,8 @@ private:
         rewriter, ValueRange{make.getOffsets()[k]},
         /*replaceInitOperandUsesInLoop=*/false,
         [&](OpBuilder &yb, Location yloc, ArrayRef<BlockArgument> newArgs) {
-          auto advance = match.loop.getYieldedValues()[index]
-                             .getDefiningOp<tt::AdvanceOp>();
           Value next = arith::AddIOp::create(yb, yloc, newArgs[0],
-                                                advance.getOffsets()[k]);
+                                             carried.advance.getOffsets()[k]);
           return SmallVector<Value>{next};
         }));
     match.loop = newLoop;
@@ -820,7 +836,6 @@ private:
     b.setInsertionPoint(make);
     BlockArgument base;
     SmallVector<Value> terms;
-    Why ignored;
     (void)decompose(make.getBase(), base, terms, ignored);
     Value scalarPtr = logWeightsArg();
     for (Value term : terms)
