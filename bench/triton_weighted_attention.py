@@ -84,15 +84,12 @@ def kernels(dt):
 
 def prepare(out):
     from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
 
-    from balancekv.triton import rewrite_ttir
+    from balancekv.triton import ast_source, rewrite_ttir
     os.makedirs(out, exist_ok=True)
     for dt in ("fp16", "bf16"):
         for name, (fn, sig, ce) in kernels(dt).items():
-            sig = {**sig, **{k: "constexpr" for k in ce}}
-            sig = {a: sig[a] for a in fn.arg_names if a in sig}
-            ttir = triton.compile(ASTSource(fn, signature=sig, constexprs=ce),
+            ttir = triton.compile(ast_source(fn, sig, ce),
                                   target=GPUTarget("cuda", 90, 32)).asm["ttir"]
             rewrite = rewrite_ttir(ttir)
             if rewrite.remark:
@@ -218,36 +215,40 @@ def run(args):
             else:
                 k = compile_jit(fn, sig, ce, ttir=path)
                 rt = [kernel_args[a] if a in sig else ce[a] for a in fn.arg_names]
-            extra = new_values(k, {**kernel_args, "N_CTX_kv": n})
-            k[grid](*rt, *extra)
+            k[grid](*rt, *new_values(k, {**kernel_args, "N_CTX_kv": n}))
+
+        def flash_args(q, bi, o, n_ctx):
+            """flash_fwd's arguments for batch bi ([H, N, D] views)."""
+            return dict(Q=q[bi], K=ck[bi], V=cv[bi], O=o, sm_scale=scale, N_CTX=n_ctx,
+                        stride_qh=q.stride(1), stride_qm=q.stride(2), stride_kh=ck.stride(1),
+                        stride_kn=ck.stride(2), stride_vh=cv.stride(1), stride_vn=cv.stride(2),
+                        stride_oh=o.stride(0), stride_om=o.stride(1), log_weights=lw[bi],
+                        lw_stride_kh=lw.stride(1), lw_stride_kn=lw.stride(2))
 
         for route in ("ttir", "jit"):
             # Pointer flash forward: per (batch, head) programs, batch 1 view.
             for bi in range(z):
                 o = torch.empty_like(q[bi])
-                a = dict(Q=q[bi], K=ck[bi], V=cv[bi], O=o, sm_scale=scale, N_CTX=lq,
-                         stride_qh=q.stride(1), stride_qm=q.stride(2), stride_kh=ck.stride(1),
-                         stride_kn=ck.stride(2), stride_vh=cv.stride(1), stride_vn=cv.stride(2),
-                         stride_oh=o.stride(0), stride_om=o.stride(1), LW=lw[bi],
-                         lw_stride_kh=lw.stride(1), lw_stride_kn=lw.stride(2))
-                launch(f"flash_fwd_{tag}", a, (triton.cdiv(lq, 64), h), route)
+                launch(f"flash_fwd_{tag}", flash_args(q, bi, o, lq),
+                       (triton.cdiv(lq, 64), h), route)
                 if bi == 0:
                     out0 = o
             check(f"flash_fwd_{tag}", route, torch.stack([out0, o]), ref_prefill)
 
             o = torch.empty_like(q)
-            a = dict(Q=q, K=ck, V=cv, O=o, sm_scale=scale, N_CTX=n, H=h, LW=lw)
+            a = dict(Q=q, K=ck, V=cv, O=o, sm_scale=scale, N_CTX=n, H=h, log_weights=lw)
             for t, x in zip("qkvo", (q, ck, cv, o)):
                 for d, s in zip(("z", "h", "m" if t in "qo" else "n", "k"), x.stride()):
                     a[f"stride_{t}{d}"] = s
             a["lw_stride_kz"], a["lw_stride_kh"], a["lw_stride_kn"] = lw.stride()
-            # its one length only bounds the keys (no masks): the cache's
+            # its one length bounds only the keys (no masks): the cache's length
             launch(f"block_ptr_{tag}", a, (lq // 64, z * h), route)
             check(f"block_ptr_{tag}", route, o, ref_prefill)
 
             o = torch.empty_like(q)
             m = torch.empty(z * h * lq, device="cuda", dtype=torch.float32)
-            a = dict(sm_scale=scale, M=m, Z=z, H=h, Q=q, K=ck, V=cv, O=o, N_CTX=lq, LW=lw)
+            a = dict(sm_scale=scale, M=m, Z=z, H=h, Q=q, K=ck, V=cv, O=o, N_CTX=lq,
+                     log_weights=lw)
             launch(f"tma_{tag}", a, (lq // 128, z * h), route)
             check(f"tma_{tag}", route, o, ref_prefill)
 
@@ -259,7 +260,7 @@ def run(args):
                     return TensorDescriptor(x.view(-1, D), shape=[x.numel() // D, D],
                                             strides=[D, 1], block_shape=[rows, D])
                 a = dict(sm_scale=scale, M=m, Z=z, H=h, Q=desc(q, 128), K=desc(ck, 64),
-                         V=desc(cv, 64), O=desc(o, 128), N_CTX=lq, LW=lw)
+                         V=desc(cv, 64), O=desc(o, 128), N_CTX=lq, log_weights=lw)
                 try:
                     launch(f"tma_host_{tag}", a, (lq // 128, z * h), route)
                     check(f"tma_host_{tag}", route, o, ref_prefill)
@@ -276,19 +277,16 @@ def run(args):
         ref_causal = attention64(qs, ck, cv, lw, causal=True)
         for bi in range(z):
             o = torch.empty_like(qs[bi])
-            a = dict(Q=qs[bi], K=ck[bi], V=cv[bi], O=o, sm_scale=scale, N_CTX=n,
-                     stride_qh=qs.stride(1), stride_qm=qs.stride(2), stride_kh=ck.stride(1),
-                     stride_kn=ck.stride(2), stride_vh=cv.stride(1), stride_vn=cv.stride(2),
-                     stride_oh=o.stride(0), stride_om=o.stride(1), LW=lw[bi],
-                     lw_stride_kh=lw.stride(1), lw_stride_kn=lw.stride(2))
-            launch(f"flash_fwd_causal_{tag}", a, (triton.cdiv(n, 64), h), "ttir")
+            launch(f"flash_fwd_causal_{tag}", flash_args(qs, bi, o, n),
+                   (triton.cdiv(n, 64), h), "ttir")
             if bi == 0:
                 out0 = o
         check(f"flash_fwd_causal_{tag}", "ttir", torch.stack([out0, o]), ref_causal)
         o = torch.empty_like(qs)
         m = torch.empty(z * h * n, device="cuda", dtype=torch.float32)
         launch(f"tma_causal_{tag}", dict(sm_scale=scale, M=m, Z=z, H=h, Q=qs, K=ck, V=cv,
-                                         O=o, N_CTX=n, LW=lw), (n // 128, z * h), "ttir")
+                                         O=o, N_CTX=n, log_weights=lw),
+               (n // 128, z * h), "ttir")
         check(f"tma_causal_{tag}", "ttir", o, ref_causal)
 
         # Decode kernels: one query per head, GQA 32/8.
@@ -306,7 +304,7 @@ def run(args):
                      n_splits=splits, stride_qb=q3.stride(0), stride_qh=q3.stride(1),
                      stride_kb=ck.stride(0), stride_kh=ck.stride(1), stride_kn=ck.stride(2),
                      stride_vb=cv.stride(0), stride_vh=cv.stride(1), stride_vn=cv.stride(2),
-                     LW=lw, lw_stride_kb=lw.stride(0), lw_stride_kh=lw.stride(1),
+                     log_weights=lw, lw_stride_kb=lw.stride(0), lw_stride_kh=lw.stride(1),
                      lw_stride_kn=lw.stride(2))
             launch(f"decode_gqa_{tag}", a, (b, hkv, splits), route)
             check(f"decode_gqa_{tag}", route, combine(mid, lse, b, hq, splits), ref_decode)
@@ -318,18 +316,14 @@ def run(args):
                 splits = triton.cdiv(n, 256)
                 mid = torch.empty(hq * splits, D, device="cuda", dtype=torch.float32)
                 lse = torch.empty(hq * splits, device="cuda", dtype=torch.float32)
+                # The kernel's own log-weights (LW, zeros here); ours come
+                # as LW_1.
                 a = dict(Q=q3[bi], K=ck[bi], V=cv[bi], LW=torch.zeros_like(lw[bi]), Mid=mid,
                          Lse=lse, sm_scale=scale, kv_len=n, n_splits=splits,
                          stride_qh=q3.stride(1), stride_kh=ck.stride(1), stride_kn=ck.stride(2),
-                         stride_vh=cv.stride(1), stride_vn=cv.stride(2))
-                fn, sig, ce = specs[f"split_k_decode_{tag}"]
-                path = os.path.join(args.rewritten, f"split_k_decode_{tag}.ttir")
-                k = compile_ttir(path) if route == "ttir" else compile_jit(fn, sig, ce, ttir=path)
-                rt = ([a[x] for x in fn.arg_names if x in sig] if route == "ttir" else
-                      [a[x] if x in sig else ce[x] for x in fn.arg_names])
-                # The kernel's own argument is called LW: ours is LW_1.
-                named = dict(LW=lw[bi], lw_stride_kh=lw.stride(1), lw_stride_kn=lw.stride(2))
-                k[(hq, splits)](*rt, *new_values(k, named))
+                         stride_vh=cv.stride(1), stride_vn=cv.stride(2), log_weights=lw[bi],
+                         lw_stride_kh=lw.stride(1), lw_stride_kn=lw.stride(2))
+                launch(f"split_k_decode_{tag}", a, (hq, splits), route)
                 outs.append(combine(mid, lse, 1, hq, splits)[0])
             check(f"split_k_decode_{tag}", route, torch.stack(outs), ref_decode)
 
@@ -338,12 +332,11 @@ def run(args):
     print()
     print(table(rows))
     timing = time_decode(args, lib, compile_ttir, bench_graph_cycle, copies_beyond_l2, table)
-    timing_converted = converted
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "triton-weighted.json"), "w") as f:
             json.dump(dict(device=dev, correctness=rows, timing=timing,
-                           converted=timing_converted), f, indent=1)
+                           converted=converted), f, indent=1)
     return 0 if all(r["ok"] in ("yes", "n/a") for r in rows) else 1
 
 
@@ -372,7 +365,7 @@ def run_flex(args, rows, check):
         kernel[(n // 128, b, hq)](
             q, k, v, lse, mx, mask.kv_num_blocks.contiguous(), mask.kv_indices.contiguous(),
             mask.full_kv_num_blocks.contiguous(), mask.full_kv_indices.contiguous(), out,
-            *new_values(kernel, dict(LW=lw)))
+            *new_values(kernel, dict(log_weights=lw)))
         # causal: query i sees keys 0..i (the same length: kv_len = n)
         check(f"flex_prefill_{tag} (Inductor)", "ttir", out,
               attention64(q, k, v, lw, causal=True))
@@ -392,7 +385,7 @@ def run_flex(args, rows, check):
         unused = torch.zeros(1, device="cuda", dtype=torch.float32)
         kernel = compile_ttir(os.path.join(args.rewritten, f"flex_decode_{tag}.ttir"))
         kernel[(1, b * hkv, splits)](qd, k, v, m_out, l_out, one, zero, unused, unused, acc,
-                                     *new_values(kernel, dict(LW=lw)))
+                                     *new_values(kernel, dict(log_weights=lw)))
         m_max = m_out.max(dim=1, keepdim=True).values           # [b, 1, hq]
         w = torch.exp2(m_out - m_max).nan_to_num(0.0)           # [b, splits, hq]
         out = (w[0, :, :, None] * acc).sum(0) / (w[0] * l_out[0]).sum(0)[:, None]
@@ -462,10 +455,10 @@ def run_converted(args, lib, rows, check):
 
 
 def new_values(kernel, values):
-    """The values of the arguments the rewrite appended: `values["LW"]` for
-    the log-weights (named LW, or LW_1 where the kernel has an LW of its
-    own), the rest by name."""
-    return [values["LW"] if name.startswith("LW") else values[name]
+    """The values of the arguments the rewrite appended:
+    `values["log_weights"]` for the log-weights (named LW, or LW_1 where the
+    kernel has an LW of its own), the rest by name."""
+    return [values["log_weights"] if name.startswith("LW") else values[name]
             for name in kernel.new_arg_names]
 
 

@@ -186,10 +186,14 @@ for dt, tag in (("bf16", "bf16"), ("fp16", "f16")):
                       {"GROUP": 4, "BLOCK_H": 16, "BLOCK_N": 64, "HEAD_DIM": 64,
                        "SPLIT_SIZE": 512}))
 
-for name, fn, sig, constexprs in ATTENTION:
+def compile_kernel(fn, sig, constexprs, arch=90):
     src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},
                     constexprs=constexprs)
-    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32))
+
+
+for name, fn, sig, constexprs in ATTENTION:
+    kernel = compile_kernel(fn, sig, constexprs)
     with open(os.path.join(OUT, name), "w") as f:
         f.write(kernel.asm["ttir"])
     print(name)
@@ -211,17 +215,13 @@ for ttir in ("tem_flex_0_f16", "temflexmask_2_f16"):
     print(f"ttgir_{ttir}.ttgir")
 
 for name, fn, sig, constexprs in TTGIR:
-    src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},
-                    constexprs=constexprs)
-    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+    kernel = compile_kernel(fn, sig, constexprs)
     with open(os.path.join(OUT, name), "w") as f:
         f.write(kernel.asm["ttgir"])
     print(name)
 
 for fn, sig, constexprs, arch in KERNELS:
-    src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in constexprs}},
-                    constexprs=constexprs)
-    kernel = triton.compile(src, target=GPUTarget("cuda", arch, 32))
+    kernel = compile_kernel(fn, sig, constexprs, arch)
     name = f"ops_{fn.__name__}{'_sm100' if arch == 100 else ''}.ttir"
     with open(os.path.join(OUT, name), "w") as f:
         f.write(kernel.asm["ttir"])

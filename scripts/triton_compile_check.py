@@ -17,6 +17,12 @@ def compile_file(path):
     return triton.compile(path, target=GPUTarget("cuda", arch, 32))
 
 
+def first_line(error):
+    """An exception's first line (Triton's are long), or its type's name."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def main(argv):
     original = None
     if argv[:1] == ["--same-ptx-as"]:
@@ -35,8 +41,7 @@ def main(argv):
             print(f"OK {name} {len(kernel.asm['cubin'])}{note}")
         except Exception as e:  # report and go on with the next file
             failed += 1
-            msg = str(e).strip().splitlines()
-            print(f"FAIL {name}: {msg[0] if msg else type(e).__name__}")
+            print(f"FAIL {name}: {first_line(e)}")
     print(f"triton {triton.__version__}: {len(argv) - failed} compiled, {failed} failed")
     return 1 if failed else 0
 

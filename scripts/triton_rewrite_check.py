@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 from balancekv.triton import appended_args
-from triton_compile_check import compile_file
+from triton_compile_check import compile_file, first_line
 
 
 def rewrite(opt, path, out):
@@ -54,8 +54,7 @@ def main():
             print(f"REWRITTEN {name} +{','.join(added)} compiled {len(kernel.asm['cubin'])}")
         except Exception as e:  # report and go on with the next file
             failed += 1
-            msg = str(e).strip().splitlines()
-            print(f"FAIL {name}: {msg[0] if msg else type(e).__name__}")
+            print(f"FAIL {name}: {first_line(e)}")
     print(f"{rewritten} rewritten and compiled, {unchanged} unchanged, {failed} failed")
     return 1 if failed else 0
 

@@ -156,6 +156,16 @@ def _hook(state):
     return add_stages
 
 
+def ast_source(fn, signature, constexprs=None):
+    """triton.compiler.ASTSource of a @triton.jit kernel: `signature` its
+    runtime arguments' Triton types, `constexprs` its constexpr values, put
+    in the kernel's argument order (Triton binds arguments by position)."""
+    constexprs = dict(constexprs or {})
+    sig = {**signature, **{name: "constexpr" for name in constexprs}}
+    sig = {name: sig[name] for name in fn.arg_names if name in sig}
+    return ASTSource(fn, signature=sig, constexprs=constexprs)
+
+
 def compile_jit(fn, signature, constexprs=None, ttir=None, target=None, **options):
     """An unmodified @triton.jit kernel compiled with its attention loops
     rewritten. `signature` maps its runtime arguments to Triton types
@@ -167,11 +177,7 @@ def compile_jit(fn, signature, constexprs=None, ttir=None, target=None, **option
     ValueError with the pass's remark when nothing was rewritten. Compiled
     into its own cache directory, so Triton's cache never hands out the
     unrewritten kernel for it or the reverse."""
-    constexprs = dict(constexprs or {})
-    sig = {**signature, **{name: "constexpr" for name in constexprs}}
-    # Triton binds arguments in the kernel's order.
-    sig = {name: sig[name] for name in fn.arg_names if name in sig}
-    src = ASTSource(fn, signature=sig, constexprs=constexprs)
+    src = ast_source(fn, signature, constexprs)
     knobs = triton.knobs
     saved_hook, saved_dir = knobs.runtime.add_stages_inspection_hook, knobs.cache.dir
     state = {}
