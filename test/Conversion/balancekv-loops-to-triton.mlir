@@ -155,3 +155,24 @@ func.func @sequential_host_loop(%x: memref<4xf32>) -> memref<4xf32> {
   }
   return %x : memref<4xf32>
 }
+
+// -----
+
+// A parallel loop with a reduction has no program-per-point form.
+func.func @parallel_reduction(%x: memref<4xf32>) -> memref<4xf32> {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %zero = arith.constant 0.0 : f32
+  // expected-error @+1 {{balancekv-loops-to-triton: parallel loops with reductions are not supported}}
+  %s = scf.parallel (%i) = (%c0) to (%c4) step (%c1) init (%zero) -> f32 {
+    %v = memref.load %x[%i] : memref<4xf32>
+    scf.reduce(%v : f32) {
+    ^bb0(%a: f32, %b: f32):
+      %r = arith.addf %a, %b : f32
+      scf.reduce.return %r : f32
+    }
+  }
+  memref.store %s, %x[%c0] : memref<4xf32>
+  return %x : memref<4xf32>
+}

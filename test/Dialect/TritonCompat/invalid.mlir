@@ -262,3 +262,11 @@ tt.func @f(%b: !ttg.memdesc<1xi64, #ttg.shared_memory, #ttg.shared_memory, mutab
   "ttng.wait_barrier"(%b, %x) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>}> : (!ttg.memdesc<1xi64, #ttg.shared_memory, #ttg.shared_memory, mutable>, i64) -> ()
   tt.return
 }
+
+// -----
+
+tt.func @f(%a: tensor<64x64xf8E4M3FN>, %b: tensor<64x64xf8E5M2>, %c: tensor<64x64xf32>) {
+  // expected-error @+1 {{'tt.dot_scaled' op failed to verify that accumulator type matches result type}}
+  %d = "tt.dot_scaled"(%a, %b, %c) <{a_elem_type = 0 : i32, b_elem_type = 1 : i32, fastMath = false, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0>}> : (tensor<64x64xf8E4M3FN>, tensor<64x64xf8E5M2>, tensor<64x64xf32>) -> tensor<64x64xf16>
+  tt.return
+}
