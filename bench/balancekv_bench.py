@@ -26,7 +26,8 @@ class Params(ctypes.Structure):
                 ("block_size", ctypes.c_int64), ("sink", ctypes.c_int64),
                 ("recent", ctypes.c_int64), ("gamma", ctypes.c_double),
                 ("temperature", ctypes.c_double), ("c0", ctypes.c_double),
-                ("seed", ctypes.c_uint64), ("scale", ctypes.c_float)]
+                ("seed", ctypes.c_uint64), ("scale", ctypes.c_float),
+                ("budget", ctypes.c_int64)]
 
 
 DTYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <thread>
+#include <tuple>
 
 namespace balancekv::reference {
 
@@ -22,13 +24,15 @@ const char *methodName(Method m) {
     return "snapkv";
   case Method::KNorm:
     return "knorm";
+  case Method::Adaptive:
+    return "adaptive";
   }
   return "?";
 }
 
 std::optional<Method> parseMethod(const std::string &name) {
   for (Method m : {Method::Balance, Method::Uniform, Method::Streaming,
-                   Method::SnapKV, Method::KNorm})
+                   Method::SnapKV, Method::KNorm, Method::Adaptive})
     if (name == methodName(m))
       return m;
   return std::nullopt;
@@ -132,7 +136,8 @@ void balanceMiddle(const double *keys, const double *values, int64_t n,
                    int64_t d, int64_t dv, const CompressOptions &o,
                    double scale, uint32_t batch, uint32_t kvHead,
                    std::vector<int64_t> &kept, std::vector<double> &logW,
-                   std::vector<RoundTrace> *trace) {
+                   std::vector<RoundTrace> *trace,
+                   std::vector<RoundResult> *roundResults) {
   kept.resize(n);
   std::iota(kept.begin(), kept.end(), 0);
   std::vector<int> doublings(n, 0); // weight 2^r
@@ -157,6 +162,12 @@ void balanceMiddle(const double *keys, const double *values, int64_t n,
       trace->push_back({sigma, sel.crossover, sel.keptColour});
     kept = std::move(nextKept);
     doublings = std::move(nextDoublings);
+    if (roundResults) {
+      RoundResult r{kept, std::vector<double>(kept.size())};
+      for (size_t j = 0; j < kept.size(); ++j)
+        r.logW[j] = doublings[j] * ln2;
+      roundResults->push_back(std::move(r));
+    }
   }
   // log w = r ln 2, rounded once (as every back end writes it).
   logW.resize(kept.size());
@@ -267,6 +278,8 @@ void selectHead(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
         snapkvScores(in, n, d, mid0, midLen, scale, o.snapkvPool), keep);
     logW.assign(kept.size(), 0.0);
     break;
+  case Method::Adaptive: // compress() runs a plan per head instead
+    break;
   }
   int64_t j = 0;
   for (int64_t i = 0; i < lay.sink; ++i, ++j) {
@@ -317,6 +330,392 @@ Status checkRank4(const TensorRef &t, const char *name) {
 
 } // namespace
 
+//===----------------------------------------------------------------------===//
+// Adaptive per-head budgets (spec section 6)
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// One way to spend a head's memory: the first `sink` tokens, the last
+/// `window` tokens, the `heavy` middle tokens the observation queries attend
+/// to most, and the rest of the middle halved `rounds` times by the walk
+/// (-1: the rest is dropped).
+struct HeadPlan {
+  int64_t sink = 0, window = 0, heavy = 0, rounds = -1;
+  bool operator==(const HeadPlan &o) const {
+    return sink == o.sink && window == o.window && heavy == o.heavy &&
+           rounds == o.rounds;
+  }
+};
+
+/// The segments `plan` makes of a cache of `n` tokens.
+struct PlanLayout {
+  int64_t sink, window, heavy, rest, keptRest;
+  int64_t length() const { return sink + window + heavy + keptRest; }
+};
+PlanLayout planLayout(const HeadPlan &plan, int64_t n) {
+  PlanLayout l;
+  l.sink = std::min(plan.sink, n);
+  l.window = std::min(plan.window, n - l.sink);
+  const int64_t middle = n - l.sink - l.window;
+  l.heavy = std::min(plan.heavy, middle);
+  l.rest = middle - l.heavy;
+  l.keptRest = plan.rounds < 0 ? 0 : l.rest >> plan.rounds;
+  return l;
+}
+
+/// Attention mass of observation queries on the keys before `end`: query
+/// rows `rows` (of `perGroup` consecutive positions ending at `end`, one
+/// block per query head of the group) attend causally; max-pooled over
+/// `pool` neighbours inside [mid0, mid1) as SnapKV scores (spec section 4).
+std::vector<double> observedMass(const HeadInput &in, int64_t d,
+                                 const std::vector<int64_t> &rows,
+                                 int64_t perGroup, int64_t end, int64_t mid0,
+                                 int64_t mid1, double scale, int64_t pool) {
+  std::vector<double> mass(static_cast<size_t>(end), 0.0),
+      p(static_cast<size_t>(end));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const double *q = in.queries.data() + rows[i] * d;
+    const int64_t visible = end - perGroup + int64_t(i) % perGroup + 1;
+    double mx = -INFINITY, z = 0;
+    for (int64_t j = 0; j < visible; ++j) {
+      double s = 0;
+      for (int64_t x = 0; x < d; ++x)
+        s += q[x] * in.keys[j * d + x];
+      mx = std::max(mx, p[j] = s * scale);
+    }
+    for (int64_t j = 0; j < visible; ++j)
+      z += (p[j] = std::exp(p[j] - mx));
+    for (int64_t j = 0; j < visible; ++j)
+      mass[j] += p[j] / z;
+  }
+  std::vector<double> pooled(size_t(std::max<int64_t>(mid1 - mid0, 0)));
+  const int64_t half = pool / 2;
+  for (int64_t i = mid0; i < mid1; ++i) {
+    double m = 0;
+    for (int64_t j = std::max(mid0, i - half); j <= std::min(mid1 - 1, i + half);
+         ++j)
+      m = std::max(m, mass[j]);
+    pooled[i - mid0] = -m; // smallest first in smallestInPositionOrder
+  }
+  return pooled;
+}
+
+/// Kept positions (cache order) and log-weights of a plan's middle
+/// [mid0, mid1): its `heavy` highest-scored tokens with weight 1, then the
+/// walk over the rest (position order) for `rounds` rounds. `each`, when
+/// given, receives the walk's result after every round r <= rounds instead.
+struct KeptMiddle {
+  std::vector<int64_t> heavy;       ///< cache positions, ascending
+  std::vector<int64_t> rest;        ///< cache positions of the walked tokens
+  std::vector<RoundResult> rounds;  ///< per round: indices into `rest`
+};
+KeptMiddle keepMiddle(const HeadInput &in, int64_t d, int64_t dv,
+                      const CompressOptions &o, double scale, int64_t mid0,
+                      int64_t mid1, const std::vector<double> &pooled,
+                      int64_t heavy, int64_t rounds, uint32_t batch,
+                      uint32_t head) {
+  KeptMiddle km;
+  std::vector<char> isHeavy(size_t(mid1 - mid0), 0);
+  if (heavy > 0)
+    for (int64_t i : smallestInPositionOrder(pooled, heavy)) {
+      km.heavy.push_back(mid0 + i);
+      isHeavy[i] = 1;
+    }
+  for (int64_t i = mid0; i < mid1; ++i)
+    if (!isHeavy[i - mid0])
+      km.rest.push_back(i);
+  if (rounds < 1 || km.rest.size() < 2)
+    return km;
+  const int64_t len = int64_t(km.rest.size());
+  std::vector<double> keys(size_t(len * d)), values(size_t(len * dv));
+  for (int64_t i = 0; i < len; ++i) {
+    std::copy_n(in.keys.data() + km.rest[i] * d, d, keys.data() + i * d);
+    std::copy_n(in.values.data() + km.rest[i] * dv, dv, values.data() + i * dv);
+  }
+  CompressOptions walk = o;
+  walk.rounds = rounds;
+  std::vector<int64_t> kept;
+  std::vector<double> logW;
+  balanceMiddle(keys.data(), values.data(), len, d, dv, walk, scale, batch,
+                head, kept, logW, nullptr, &km.rounds);
+  return km;
+}
+
+/// Scores plans on one head by its observation queries, which sit at the
+/// cache's last `lobs` positions. The later half of them (h queries) plays
+/// the future: a plan compresses the cache before them ([0, n - h)),
+/// choosing its heavy tokens with the earlier half as the real compression
+/// chooses them with all `lobs`, and each of the h queries attends causally
+/// to that plus the exact tokens from n - h to itself, as a future query
+/// attends to the compressed cache plus the tokens decoded since. The score
+/// is the mean relative error of their outputs against exact causal
+/// attention.
+class ObservationScorer {
+public:
+  ObservationScorer(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
+                    int64_t lobs, int64_t h, double scale)
+      : values(in.values), n(n), dv(dv), h(h), prefix(n - h),
+        rowCount(in.queryRows / lobs * h), logits(size_t(rowCount * n)),
+        exact(size_t(rowCount * dv)) {
+    std::vector<double> p(static_cast<size_t>(n));
+    for (int64_t r = 0; r < rowCount; ++r) {
+      // Row r: query head r / h of the group, position prefix + r % h.
+      const double *q = in.queries.data() + ((r / h) * lobs + lobs - h + r % h) * d;
+      double *lg = logits.data() + r * n;
+      const int64_t visible = position(r) + 1;
+      double mx = -INFINITY, z = 0;
+      for (int64_t j = 0; j < visible; ++j) {
+        double s = 0;
+        for (int64_t x = 0; x < d; ++x)
+          s += q[x] * in.keys[j * d + x];
+        mx = std::max(mx, lg[j] = s * scale);
+      }
+      for (int64_t j = 0; j < visible; ++j)
+        z += (p[j] = std::exp(lg[j] - mx));
+      for (int64_t j = 0; j < visible; ++j)
+        for (int64_t x = 0; x < dv; ++x)
+          exact[r * dv + x] += p[j] / z * values[j * dv + x];
+    }
+  }
+
+  int64_t prefixLength() const { return prefix; }
+
+  /// The error of keeping prefix tokens `kept` with log-weights `logW`.
+  double error(const std::vector<int64_t> &kept,
+               const std::vector<double> &logW) const {
+    double sum = 0;
+    std::vector<double> o(static_cast<size_t>(dv));
+    for (int64_t r = 0; r < rowCount; ++r) {
+      const double *lg = logits.data() + r * n;
+      const int64_t pos = position(r);
+      double mx = -INFINITY, z = 0;
+      for (size_t i = 0; i < kept.size(); ++i)
+        mx = std::max(mx, lg[kept[i]] + logW[i]);
+      for (int64_t j = prefix; j <= pos; ++j)
+        mx = std::max(mx, lg[j]);
+      std::fill(o.begin(), o.end(), 0.0);
+      for (size_t i = 0; i < kept.size(); ++i) {
+        const double e = std::exp(lg[kept[i]] + logW[i] - mx);
+        z += e;
+        const double *v = values.data() + kept[i] * dv;
+        for (int64_t x = 0; x < dv; ++x)
+          o[x] += e * v[x];
+      }
+      for (int64_t j = prefix; j <= pos; ++j) {
+        const double e = std::exp(lg[j] - mx);
+        z += e;
+        for (int64_t x = 0; x < dv; ++x)
+          o[x] += e * values[j * dv + x];
+      }
+      double num = 0, den = 0;
+      for (int64_t x = 0; x < dv; ++x) {
+        const double ex = exact[r * dv + x], diff = o[x] / z - ex;
+        num += diff * diff;
+        den += ex * ex;
+      }
+      sum += den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    }
+    return rowCount ? sum / double(rowCount) : 0.0;
+  }
+
+private:
+  int64_t position(int64_t r) const { return prefix + r % h; }
+
+  const std::vector<double> &values;
+  int64_t n, dv, h, prefix, rowCount;
+  std::vector<double> logits, exact; // [rows, n], [rows, dv]
+};
+
+struct ScoredPlan {
+  HeadPlan plan;
+  int64_t length = 0; ///< tokens kept of the whole cache
+  double error = 0;   ///< the observation queries' error
+};
+
+/// Rounds the walk may use on one head; past 2^6 the rest of the middle is
+/// better dropped for a longer window or more heavy tokens.
+constexpr int64_t kAdaptiveMaxRounds = 6;
+/// Heavy tokens are the observed attention's top tokens themselves (SnapKV's
+/// max-pooling over 7 neighbours spends the budget on neighbours the
+/// window or the walk already covers: 0.040 vs 0.049 error at x4 on
+/// SmolLM2's caches, docs/quality.md).
+constexpr int64_t kAdaptivePool = 1;
+constexpr int64_t kAdaptiveShortSink = 4;
+
+/// The plans of one head that are worth their memory (a Pareto front:
+/// longer only when better), scored by the observation queries. The spec's
+/// own layout (window `recent`, no heavy tokens, `rounds` rounds) is always
+/// among them.
+std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
+                                   int64_t dv, const CompressOptions &o,
+                                   double scale, int64_t lobs,
+                                   int64_t capacity, uint32_t batch,
+                                   uint32_t head) {
+  std::vector<ScoredPlan> all;
+  const HeadPlan spec{o.sink, o.recent, 0, o.rounds};
+  const int64_t h = lobs / 2;
+  const bool canObserve = h > 0 && n - h > std::min(o.sink, n) + o.recent + 1;
+  if (canObserve) {
+    ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
+    const int64_t prefix = scorer.prefixLength();
+    // The earlier observation queries choose the heavy tokens of the prefix.
+    std::vector<int64_t> selectors;
+    for (int64_t r = 0; r < in.queryRows; ++r)
+      if (r % lobs < lobs - h)
+        selectors.push_back(r);
+    std::vector<int64_t> kept;
+    std::vector<double> logW;
+    auto addPlan = [&](const HeadPlan &plan, const KeptMiddle &km,
+                       const RoundResult *walked) {
+      const int64_t len = planLayout(plan, n).length();
+      if (len > capacity)
+        return;
+      const int64_t sink = std::min(plan.sink, prefix);
+      kept.clear();
+      logW.clear();
+      for (int64_t i = 0; i < sink; ++i)
+        kept.push_back(i), logW.push_back(0.0);
+      for (int64_t i : km.heavy)
+        kept.push_back(i), logW.push_back(0.0);
+      if (walked)
+        for (size_t i = 0; i < walked->kept.size(); ++i)
+          kept.push_back(km.rest[walked->kept[i]]),
+              logW.push_back(walked->logW[i]);
+      for (int64_t i = prefix - std::min(plan.window, prefix - sink); i < prefix; ++i)
+        kept.push_back(i), logW.push_back(0.0);
+      all.push_back({plan, len, scorer.error(kept, logW)});
+    };
+    // Windows from `recent` up in steps of 2^(1/2) (2 with a walk), heavy
+    // tokens 0 and 2^k * 16.
+    // Sinks: the spec's, and StreamingLLM's 4 (the heavy tokens take up
+    // any other token the queries keep attending to).
+    std::vector<int64_t> sinks{std::min(o.sink, prefix)};
+    if (o.sink > kAdaptiveShortSink)
+      sinks.push_back(kAdaptiveShortSink);
+    for (int64_t sink : sinks) {
+    int64_t step = 0;
+    for (double wf = double(std::max<int64_t>(o.recent, 1));; wf *= 1.41421356, ++step) {
+      const int64_t w = step == 0 ? o.recent : int64_t(std::llround(wf));
+      if (sink + w + 1 >= prefix)
+        break;
+      const int64_t mid0 = sink, mid1 = prefix - w;
+      std::vector<double> pooled = observedMass(in, d, selectors, lobs - h, prefix,
+                                                mid0, mid1, scale, kAdaptivePool);
+      for (int64_t heavy = 0; heavy < mid1 - mid0; heavy = heavy ? 2 * heavy : 16) {
+        if (sink + w + heavy > capacity)
+          break;
+        const bool walk = step % 2 == 0;
+        const int64_t rest = mid1 - mid0 - heavy;
+        const int64_t maxRounds =
+            !walk || rest < 2 ? 0
+                              : std::min<int64_t>(std::max(kAdaptiveMaxRounds, o.rounds),
+                                                  63 - __builtin_clzll(uint64_t(rest)));
+        KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, heavy,
+                                   maxRounds, batch, head);
+        addPlan({sink, w, heavy, -1}, km, nullptr);
+        for (int64_t t = 1; t <= maxRounds; ++t)
+          addPlan({sink, w, heavy, t}, km, &km.rounds[t - 1]);
+      }
+    }
+    }
+  }
+  if (std::none_of(all.begin(), all.end(),
+                   [&](const ScoredPlan &p) { return p.plan == spec; }))
+    all.push_back({spec, planLayout(spec, n).length(),
+                   canObserve ? 1e300 : 0.0});
+  // Keep the front: sorted by length, each strictly better than all shorter.
+  std::sort(all.begin(), all.end(), [](const ScoredPlan &a, const ScoredPlan &b) {
+    return std::tie(a.length, a.error, a.plan.sink, a.plan.window,
+                    a.plan.heavy, a.plan.rounds) <
+           std::tie(b.length, b.error, b.plan.sink, b.plan.window, b.plan.heavy,
+                    b.plan.rounds);
+  });
+  std::vector<ScoredPlan> front;
+  for (const ScoredPlan &p : all)
+    if (front.empty() || p.error < front.back().error || p.plan == spec)
+      front.push_back(p);
+  return front;
+}
+
+/// Picks one plan per head minimising the heads' summed error with their
+/// lengths summing to at most `budget` (a multiple-choice knapsack, exact
+/// in tokens); heads that cannot fit take their shortest plan.
+std::vector<HeadPlan> allocateBudget(const std::vector<std::vector<ScoredPlan>> &heads,
+                                     int64_t budget) {
+  const size_t h = heads.size();
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> best(size_t(budget + 1), 0.0), next(best.size());
+  std::vector<std::vector<int32_t>> choice(h, std::vector<int32_t>(best.size(), -1));
+  for (size_t i = 0; i < h; ++i) {
+    for (int64_t c = 0; c <= budget; ++c) {
+      next[c] = inf;
+      for (size_t k = 0; k < heads[i].size(); ++k) {
+        const int64_t len = heads[i][k].length;
+        if (len > c)
+          break; // sorted by length
+        const double e = best[c - len] + heads[i][k].error;
+        if (e < next[c]) {
+          next[c] = e;
+          choice[i][c] = int32_t(k);
+        }
+      }
+    }
+    std::swap(best, next);
+  }
+  std::vector<HeadPlan> plans(h);
+  int64_t c = budget;
+  for (size_t i = h; i-- > 0;) {
+    const int32_t k = choice[i][c];
+    plans[i] = heads[i][k < 0 ? 0 : k].plan;
+    c = std::max<int64_t>(0, c - heads[i][k < 0 ? 0 : k].length);
+  }
+  return plans;
+}
+
+/// Writes head `plan`'s kept tokens of the whole cache (sink, heavy and
+/// walked middle tokens, window; cache order) into `indices`/`logWeights`;
+/// returns how many.
+int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
+                  const CompressOptions &o, double scale, int64_t lobs,
+                  const HeadPlan &plan, uint32_t batch, uint32_t head,
+                  int64_t *indices, float *logWeights) {
+  const PlanLayout lay = planLayout(plan, n);
+  const int64_t mid0 = lay.sink, mid1 = n - lay.window;
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < in.queryRows; ++r)
+    rows.push_back(r);
+  std::vector<double> pooled =
+      lay.heavy > 0 ? observedMass(in, d, rows, lobs, n, mid0, mid1, scale,
+                                   kAdaptivePool)
+                    : std::vector<double>(size_t(mid1 - mid0), 0.0);
+  KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, lay.heavy,
+                             plan.rounds, batch, head);
+  std::vector<std::pair<int64_t, double>> kept;
+  for (int64_t i = 0; i < lay.sink; ++i)
+    kept.push_back({i, 0.0});
+  for (int64_t i : km.heavy)
+    kept.push_back({i, 0.0});
+  if (plan.rounds == 0)
+    for (int64_t i : km.rest)
+      kept.push_back({i, 0.0});
+  else if (plan.rounds > 0 && !km.rounds.empty()) {
+    const RoundResult &last = km.rounds.back();
+    for (size_t i = 0; i < last.kept.size(); ++i)
+      kept.push_back({km.rest[last.kept[i]], last.logW[i]});
+  }
+  for (int64_t i = mid1; i < n; ++i)
+    kept.push_back({i, 0.0});
+  std::sort(kept.begin(), kept.end());
+  for (size_t j = 0; j < kept.size(); ++j) {
+    indices[j] = kept[j].first;
+    logWeights[j] = float(kept[j].second);
+  }
+  return int64_t(kept.size());
+}
+
+} // namespace
+
 Status compress(const TensorRef &key, const TensorRef &value,
                 const CompressOptions &o, Selection &out,
                 const TensorRef *observation) {
@@ -329,10 +728,13 @@ Status compress(const TensorRef &key, const TensorRef &value,
                 D = key.shape[3], Dv = value.shape[3];
   if (value.shape[0] != B || value.shape[1] != H || value.shape[2] != N)
     return Status::error("key and value disagree on batch, heads or length");
-  const bool snap = o.method == Method::SnapKV;
-  if (snap != (observation != nullptr))
-    return Status::error(snap ? "snapkv needs observation queries"
-                              : "observation queries are for snapkv only");
+  const bool observes =
+      o.method == Method::SnapKV || o.method == Method::Adaptive;
+  if (observes != (observation != nullptr))
+    return Status::error(
+        observes ? std::string(methodName(o.method)) +
+                       " needs observation queries"
+                 : "observation queries are for snapkv and adaptive only");
   int64_t groups = 1, lobs = 0;
   if (observation) {
     if (!(st = checkRank4(*observation, "observation")).ok)
@@ -348,12 +750,14 @@ Status compress(const TensorRef &key, const TensorRef &value,
   const double scale = o.scale > 0 ? o.scale : 1.0 / std::sqrt(double(D));
   const CompressedLayout lay =
       CompressedLayout::compute(N, o.sink, o.recent, o.rounds);
+  const bool adaptive = o.method == Method::Adaptive;
   out.batch = B;
   out.heads = H;
-  out.m = lay.compressedLength();
+  out.m = adaptive ? lay.adaptiveCapacity(N, o.budget) : lay.compressedLength();
   out.indices.assign(size_t(B * H * out.m), 0);
   out.logWeights.assign(size_t(B * H * out.m), 0.0f);
-  parallelFor(B * H, [&](int64_t bh) {
+  out.lengths.clear();
+  auto loadHead = [&](int64_t bh) {
     const int64_t b = bh / H, h = bh % H;
     HeadInput in;
     loadRows(key, bh * N * D, N * D, in.keys);
@@ -363,9 +767,39 @@ Status compress(const TensorRef &key, const TensorRef &value,
       loadRows(*observation, (b * observation->shape[1] + h * groups) * lobs * D,
                rows * D, in.queries);
     }
-    selectHead(in, N, D, Dv, o, scale, lay, uint32_t(b), uint32_t(h),
-               out.indices.data() + bh * out.m,
-               out.logWeights.data() + bh * out.m); // m may be 0
+    return in;
+  };
+  if (!adaptive) {
+    parallelFor(B * H, [&](int64_t bh) {
+      selectHead(loadHead(bh), N, D, Dv, o, scale, lay, uint32_t(bh / H),
+                 uint32_t(bh % H), out.indices.data() + bh * out.m,
+                 out.logWeights.data() + bh * out.m); // m may be 0
+    });
+    return {};
+  }
+  // Adaptive (spec section 6): score every head's plans, split each batch
+  // row's memory H * M_spec over its heads, then compress with the plans.
+  std::vector<std::vector<ScoredPlan>> scored(size_t(B * H));
+  parallelFor(B * H, [&](int64_t bh) {
+    scored[bh] = scorePlans(loadHead(bh), N, D, Dv, o, scale, lobs, out.m,
+                            uint32_t(bh / H), uint32_t(bh % H));
+  });
+  std::vector<HeadPlan> plans;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<HeadPlan> row = allocateBudget(
+        {scored.begin() + b * H, scored.begin() + (b + 1) * H},
+        H * lay.adaptiveMean(N, o.budget));
+    plans.insert(plans.end(), row.begin(), row.end());
+  }
+  out.lengths.assign(size_t(B * H), 0);
+  parallelFor(B * H, [&](int64_t bh) {
+    int64_t *idx = out.indices.data() + bh * out.m;
+    float *lw = out.logWeights.data() + bh * out.m;
+    const int64_t len = out.lengths[bh] =
+        applyPlan(loadHead(bh), N, D, Dv, o, scale, lobs, plans[bh],
+                  uint32_t(bh / H), uint32_t(bh % H), idx, lw);
+    std::fill(idx + len, idx + out.m, int64_t(-1));
+    std::fill(lw + len, lw + out.m, -std::numeric_limits<float>::infinity());
   });
   return {};
 }
@@ -376,9 +810,13 @@ Tensor gather(const TensorRef &src, const Selection &sel) {
   const int64_t es = dtypeSize(src.dtype);
   const auto *in = static_cast<const uint8_t *>(src.data);
   for (int64_t bh = 0; bh < sel.batch * sel.heads; ++bh)
-    for (int64_t j = 0; j < sel.m; ++j)
-      std::copy_n(in + ((bh * N + sel.indices[bh * sel.m + j]) * X) * es,
-                  X * es, t.bytes.data() + ((bh * sel.m + j) * X) * es);
+    for (int64_t j = 0; j < sel.m; ++j) {
+      const int64_t i = sel.indices[bh * sel.m + j];
+      if (i < 0) // adaptive padding: zero rows (Tensor starts zeroed)
+        continue;
+      std::copy_n(in + ((bh * N + i) * X) * es, X * es,
+                  t.bytes.data() + ((bh * sel.m + j) * X) * es);
+    }
   return t;
 }
 
@@ -410,7 +848,10 @@ Status attention(const TensorRef &q, const TensorRef &k, const TensorRef &v,
     const int64_t b = bq / Hq, hkv = (bq % Hq) / group;
     const int64_t kvBase = (b * Hkv + hkv) * N;
     // kv_len is clamped to [0, N] on every back end (the op's contract).
-    const int64_t len = o.kvLen ? std::clamp<int64_t>(o.kvLen[b], 0, N) : N;
+    const int64_t len =
+        o.kvLen ? std::clamp<int64_t>(
+                      o.kvLen[o.kvLenPerHead ? b * Hkv + hkv : b], 0, N)
+                : N;
     std::vector<double> logits(N), qrow(D);
     for (int64_t l = 0; l < L; ++l) {
       loadRows(q, (bq * L + l) * D, D, qrow);
@@ -424,6 +865,8 @@ Status attention(const TensorRef &q, const TensorRef &k, const TensorRef &v,
         logits[j] = s * scale + (logWeights ? logWeights[kvBase + j] : 0.0);
         mx = std::max(mx, logits[j]);
       }
+      if (mx == -INFINITY)
+        continue; // every visible key has weight 0 (log-weight -inf): zeros
       double z = 0;
       for (int64_t j = 0; j < visible; ++j)
         z += (logits[j] = std::exp(logits[j] - mx));

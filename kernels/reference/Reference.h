@@ -20,7 +20,7 @@
 
 namespace balancekv::reference {
 
-enum class Method { Balance, Uniform, Streaming, SnapKV, KNorm };
+enum class Method { Balance, Uniform, Streaming, SnapKV, KNorm, Adaptive };
 const char *methodName(Method m);
 std::optional<Method> parseMethod(const std::string &name);
 
@@ -64,11 +64,15 @@ Status validate(const CompressOptions &opts);
 
 /// The kept tokens of every (batch, KV head): `indices[(b*H + h)*M + j]` is
 /// the cache position of kept token j (position order) and `logWeights` its
-/// log-weight. M is the same for every head (spec section 2).
+/// log-weight. M is the same for every head (spec section 2) except with
+/// method adaptive (spec section 6): there head (b, h) keeps
+/// `lengths[b*H + h]` <= M tokens and its slots past them are padding (index
+/// -1, log-weight -inf; `gather` writes zero rows).
 struct Selection {
   int64_t batch = 0, heads = 0, m = 0;
   std::vector<int64_t> indices;
   std::vector<float> logWeights;
+  std::vector<int64_t> lengths; ///< [B*H] valid counts; empty: all M
 };
 
 /// One halving round's trace on one head, for tests and debugging.
@@ -89,18 +93,29 @@ struct CrossoverSelection {
 };
 CrossoverSelection selectByCrossover(const std::vector<int8_t> &sigma);
 
+/// The kept middle positions and log-weights after one halving round.
+struct RoundResult {
+  std::vector<int64_t> kept;
+  std::vector<double> logW;
+};
+
 /// Spec section 3 for one (batch, KV head): compresses the middle segment of
 /// `n` tokens (keys `[n, d]`, values `[n, dv]`, fp64 row-major). Returns the
 /// kept middle positions (relative to the middle) and their log-weights.
-/// `trace`, when given, receives one entry per round.
+/// `trace`, when given, receives one entry per round; `rounds`, when given,
+/// the kept set after each round (a run of T rounds passes through the
+/// results of every T' < T).
 void balanceMiddle(const double *keys, const double *values, int64_t n,
                    int64_t d, int64_t dv, const CompressOptions &opts,
                    double scale, uint32_t batch, uint32_t kvHead,
                    std::vector<int64_t> &kept, std::vector<double> &logW,
-                   std::vector<RoundTrace> *trace = nullptr);
+                   std::vector<RoundTrace> *trace = nullptr,
+                   std::vector<RoundResult> *rounds = nullptr);
 
-/// Every method of spec sections 2-4 on `key`/`value` `[B, Hkv, N, D|Dv]`.
-/// `observation` `[B, Hq, Lobs, D]` is required for SnapKV.
+/// Every method of spec sections 2-4 and 6 on `key`/`value`
+/// `[B, Hkv, N, D|Dv]`. `observation` `[B, Hq, Lobs, D]` is required for
+/// SnapKV and adaptive (for adaptive: the queries of the cache's last Lobs
+/// positions).
 Status compress(const TensorRef &key, const TensorRef &value,
                 const CompressOptions &opts, Selection &out,
                 const TensorRef *observation = nullptr);
@@ -113,6 +128,7 @@ struct AttentionOptions {
   bool causal = false;
   const int64_t *kvLen = nullptr; ///< optional [B] valid lengths, clamped
                                   ///< to [0, N] as on every back end
+  bool kvLenPerHead = false;      ///< kvLen is [B, Hkv]: one per KV head
 };
 
 /// softmax(scale q kᵀ + logWeights) v in fp64, `[B, Hq, L, Dv]`. GQA maps

@@ -100,7 +100,8 @@ class CompressParams(ctypes.Structure):
                 ("block_size", ctypes.c_int64), ("sink", ctypes.c_int64),
                 ("recent", ctypes.c_int64), ("gamma", ctypes.c_double),
                 ("temperature", ctypes.c_double), ("c0", ctypes.c_double),
-                ("seed", ctypes.c_uint64), ("scale", ctypes.c_float)]
+                ("seed", ctypes.c_uint64), ("scale", ctypes.c_float),
+                ("budget", ctypes.c_int64)]
 
     # The CUDA kernels run balance and uniform; the reference all four.
     METHODS = {"balance": 0, "uniform": 1, "streaming": 2, "knorm": 3}

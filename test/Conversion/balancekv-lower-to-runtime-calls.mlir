@@ -18,7 +18,7 @@
 // DEV: gpu.alloc async {{.*}} : memref<1x32x1x128xbf16>
 // DEV: call @balancekv_rt_weighted_decode_bf16
 
-// CHECK-DAG: func.func private @balancekv_rt_compress_bf16(memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32) -> i32 attributes {llvm.emit_c_interface}
+// CHECK-DAG: func.func private @balancekv_rt_compress_bf16(memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32, i64) -> i32 attributes {llvm.emit_c_interface}
 // CHECK-DAG: func.func private @balancekv_rt_weighted_decode_bf16({{.*}}) -> i32 attributes {llvm.emit_c_interface}
 // CHECK-LABEL: func.func @decode
 // CHECK-SAME: (%[[Q:.*]]: tensor<1x32x1x128xbf16>, %[[K:.*]]: tensor<1x8x4096x128xbf16>, %[[V:.*]]: tensor<1x8x4096x128xbf16>)
@@ -35,7 +35,7 @@
 // CHECK: %[[R:.*]] = bufferization.to_tensor %[[OUT]] restrict writable
 // CHECK: return %[[R]]
 // The declarations get C-interface wrappers that pass descriptor pointers.
-// LLVM-DAG: llvm.call @_mlir_ciface_balancekv_rt_compress_bf16({{.*}}) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32) -> i32
+// LLVM-DAG: llvm.call @_mlir_ciface_balancekv_rt_compress_bf16({{.*}}) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32, i64) -> i32
 // LLVM-DAG: llvm.call @_mlir_ciface_balancekv_rt_weighted_decode_bf16({{.*}}) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr, i32, !llvm.ptr, f32, i32) -> i32
 // LLVM-LABEL: llvm.func @decode
 // LLVM: llvm.call @balancekv_rt_compress_bf16(

@@ -9,7 +9,7 @@
 // CHECK: declare i32 @_mlir_ciface_balancekv_rt_weighted_decode_bf16(ptr, ptr, ptr, ptr, i32, ptr, i32, ptr, float, i32)
 // CHECK: define private i32 @balancekv_rt_compress_bf16(
 // CHECK: call i32 @_mlir_ciface_balancekv_rt_compress_bf16(
-// CHECK: declare i32 @_mlir_ciface_balancekv_rt_compress_bf16(ptr, ptr, ptr, ptr, ptr, i32, i64, i64, i64, i64, double, double, double, i64, float)
+// CHECK: declare i32 @_mlir_ciface_balancekv_rt_compress_bf16(ptr, ptr, ptr, ptr, ptr, i32, i64, i64, i64, i64, double, double, double, i64, float, i64)
 // Results are allocated on the device and waited for before the calls.
 // CHECK: define {{.*}} @decode(
 // CHECK: call ptr @mgpuMemAlloc(

@@ -11,6 +11,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -35,11 +36,16 @@ static cl::opt<std::string> kvPrefix(
 static cl::opt<std::string> methods(
     "methods",
     cl::desc("comma list of balance, balance-gamma0, uniform, streaming, "
-             "snapkv, knorm"),
-    cl::init("balance,balance-gamma0,uniform,streaming,snapkv,knorm"));
-static cl::opt<std::string> ratios("ratios",
-                                   cl::desc("comma list of powers of two"),
-                                   cl::init("2,4,8,16"));
+             "snapkv, snapkv-pool1, knorm, adaptive"),
+    cl::init("balance,balance-gamma0,uniform,streaming,snapkv,snapkv-pool1,"
+             "knorm,adaptive"));
+static cl::opt<std::string> ratios(
+    "ratios",
+    cl::desc("comma list of total memory ratios N/M (>= 1): every method "
+             "keeps at most N/ratio tokens per head, new tokens included; "
+             "fixed methods take the fewest rounds that fit and grow the "
+             "recent window to fill it, adaptive gets it as its budget"),
+    cl::init("2,4,8,16"));
 static cl::opt<int64_t> tokens("tokens", cl::desc("cache length N"),
                                cl::init(4096));
 static cl::opt<int64_t> heads("heads", cl::desc("KV heads"), cl::init(4));
@@ -57,7 +63,8 @@ static llvm::StringRef flagName(const char *name) {
   return names.back();
 }
 // One flag per compression parameter of CompressParams.h's table (--ratios
-// chooses the rounds; --seed is the first seed of each cell's --seeds).
+// chooses the rounds, the window and the budget; --seed is the first seed of
+// each cell's --seeds).
 #define BALANCEKV_PARAM_FLAG(type, member, name, dflt, doc)                    \
   static cl::opt<type> member##Flag(flagName(#name), cl::desc(doc),            \
                                     cl::init(CompressParams{}.member));
@@ -110,12 +117,49 @@ constexpr int64_t kMaxDim = 4096;
   std::exit(1);
 }
 
-/// "balance-gamma0" is the balance walk with gamma = 0 (fair-coin signs
-/// through the same selection).
-CompressOptions optionsFor(const std::string &name, int64_t rounds,
+/// The parameters that make a fixed method keep at most `target` of the
+/// `n` tokens it compresses: the fewest rounds whose spec layout fits, then
+/// the longest recent window that still fits (the memory a ratio allows).
+CompressParams fitToMemory(CompressParams p, int64_t n, int64_t target) {
+  auto length = [&](int64_t recent, int64_t rounds) {
+    return CompressedLayout::compute(n, p.sink, recent, rounds)
+        .compressedLength();
+  };
+  p.rounds = 0;
+  while (p.rounds < CompressParams::kMaxRounds &&
+         length(p.recent, p.rounds) > target)
+    ++p.rounds;
+  int64_t lo = p.recent, hi = std::max<int64_t>(n, p.recent);
+  while (lo < hi) { // the longest window with length <= target
+    int64_t mid = lo + (hi - lo + 1) / 2;
+    if (length(mid, p.rounds) <= target)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  p.recent = lo;
+  return p;
+}
+
+/// The tokens of the cache a ratio lets a method keep: N / ratio, less the
+/// `fresh` exact new tokens of the held-out protocol.
+int64_t memoryTarget(int64_t n, int64_t fresh, double ratio) {
+  return std::max<int64_t>(int64_t(std::floor(double(n) / ratio)) - fresh, 1);
+}
+
+/// Options of method `name` for a cache of `n` compressed tokens held to
+/// `target` tokens per head. "balance-gamma0" is the balance walk with
+/// gamma = 0 (fair-coin signs through the same selection); "snapkv-pool1"
+/// is SnapKV without its max-pooling (the top tokens themselves, the
+/// stronger SnapKV on real caches); "adaptive" keeps
+/// the flags' sink, window and rounds as its spec plan and `target` as its
+/// mean budget.
+CompressOptions optionsFor(const std::string &name, int64_t n, int64_t target,
                            uint64_t seed) {
   CompressOptions o;
-  std::string base = name == "balance-gamma0" ? "balance" : name;
+  std::string base = name == "balance-gamma0"  ? "balance"
+                     : name == "snapkv-pool1" ? "snapkv"
+                                              : name;
   auto m = parseMethod(base);
   if (!m)
     fail("unknown method '" + name + "'");
@@ -124,22 +168,66 @@ CompressOptions optionsFor(const std::string &name, int64_t rounds,
   o.member = member##Flag;
   BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_FROM_FLAG)
 #undef BALANCEKV_PARAM_FROM_FLAG
-  o.rounds = rounds;
+  if (o.method == Method::Adaptive)
+    o.budget = target;
+  else
+    static_cast<CompressParams &>(o) = fitToMemory(o, n, target);
   o.seed = seedFlag + seed;
   if (name == "balance-gamma0")
     o.gamma = 0.0;
+  if (name == "snapkv-pool1")
+    o.snapkvPool = 1;
   Status st = validate(o);
   if (!st.ok)
     fail(st.message);
   return o;
 }
 
+/// The exact new tokens of the held-out protocol (none otherwise).
+int64_t freshTokens(const eval::Instance &in) {
+  return protocol == "heldout" ? in.query.shape[2] : 0;
+}
+
+/// "x4", "x2.5".
+std::string ratioLabel(double r) {
+  std::string s = llvm::formatv("{0}", r).str();
+  // formatv prints 2 decimals: drop trailing zeros and a trailing point.
+  if (s.find('.') != std::string::npos) {
+    s.erase(s.find_last_not_of('0') + 1);
+    if (s.back() == '.')
+      s.pop_back();
+  }
+  return "x" + s;
+}
+
+/// The fixed policies adaptive is compared with (not the gamma-0 ablation).
+bool isFixedPolicy(const std::string &m) {
+  return m == "balance" || m == "uniform" || m == "streaming" ||
+         m == "snapkv" || m == "snapkv-pool1" || m == "knorm";
+}
+
+/// Whether method `m` reads observation queries.
+bool observes(Method m) { return m == Method::SnapKV || m == Method::Adaptive; }
+
 /// The held-out protocol (--protocol=heldout): the prefix [0, N - Q) is
 /// compressed observing the `observe` queries before its end; the last Q
 /// queries attend causally to it plus the Q exact new tokens (log-weight 0).
+/// Adaptive keeps a different number of tokens per head: their mean must
+/// stay within the memory the ratio allows.
+void checkMemory(const Selection &sel, int64_t target) {
+  if (sel.lengths.empty())
+    return;
+  int64_t sum = 0;
+  for (int64_t len : sel.lengths)
+    sum += len;
+  if (sum > target * int64_t(sel.lengths.size()))
+    fail("adaptive kept " + std::to_string(sum) + " tokens, more than " +
+         std::to_string(target) + " per head");
+}
+
 double evaluateHeldout(const eval::Instance &in,
                        const std::vector<double> &exact,
-                       const CompressOptions &o) {
+                       const CompressOptions &o, int64_t target) {
   const int64_t n = in.key.shape[2], q = in.query.shape[2];
   const int64_t prefix = n - q, t = in.allQueries.shape[2];
   // allQueries row r is position n - t + r.
@@ -151,9 +239,10 @@ double evaluateHeldout(const eval::Instance &in,
   TensorRef obsRef = obs.ref();
   Selection sel;
   Status st = compress(pre.key.ref(), pre.value.ref(), o, sel,
-                       o.method == Method::SnapKV ? &obsRef : nullptr);
+                       observes(o.method) ? &obsRef : nullptr);
   if (!st.ok)
     fail(st.message);
+  checkMemory(sel, target);
   reference::Tensor ck = eval::concatRows(
       gather(pre.key.ref(), sel), eval::sliceRows(in.key, prefix, n));
   reference::Tensor cv = eval::concatRows(
@@ -176,15 +265,16 @@ double evaluateHeldout(const eval::Instance &in,
 }
 
 double evaluate(const eval::Instance &in, const std::vector<double> &exact,
-                const CompressOptions &o) {
+                const CompressOptions &o, int64_t target) {
   if (protocol == "heldout")
-    return evaluateHeldout(in, exact, o);
+    return evaluateHeldout(in, exact, o, target);
   Selection sel;
   TensorRef obs = in.query.ref();
   Status st = compress(in.key.ref(), in.value.ref(), o, sel,
-                       o.method == Method::SnapKV ? &obs : nullptr);
+                       observes(o.method) ? &obs : nullptr);
   if (!st.ok)
     fail(st.message);
+  checkMemory(sel, target);
   Tensor ck = gather(in.key.ref(), sel), cv = gather(in.value.ref(), sel);
   std::vector<double> approx;
   st = attention(in.query.ref(), ck.ref(), cv.ref(), {}, approx,
@@ -202,7 +292,7 @@ static int run(int argc, char **argv) {
       "balancekv-eval: relative attention error of KV-cache compression\n");
 
   std::vector<std::string> methodList, datasetList;
-  std::vector<int64_t> roundsList;
+  std::vector<double> ratioList;
   llvm::SmallVector<llvm::StringRef> parts;
   llvm::StringRef(methods).split(parts, ',', -1, false);
   for (auto p : parts)
@@ -212,16 +302,15 @@ static int run(int argc, char **argv) {
   parts.clear();
   llvm::StringRef(ratios).split(parts, ',', -1, false);
   for (auto p : parts) {
-    int64_t r;
-    if (p.trim().getAsInteger(10, r) || r < 1 || (r & (r - 1)) ||
-        r > (int64_t(1) << CompressParams::kMaxRounds))
-      fail("ratios must be powers of two up to 2^16, got '" + p.str() + "'");
-    roundsList.push_back(int64_t(llvm::Log2_64(uint64_t(r))));
+    double r;
+    if (p.trim().getAsDouble(r) || !(r >= 1) || r > 65536)
+      fail("ratios must be numbers in [1, 65536], got '" + p.str() + "'");
+    ratioList.push_back(r);
   }
-  if (roundsList.empty())
+  if (ratioList.empty())
     fail("--ratios is empty");
-  if (roundsFlag.getNumOccurrences())
-    fail("--rounds is set per cell by --ratios");
+  if (roundsFlag.getNumOccurrences() || recentFlag.getNumOccurrences())
+    fail("--rounds and --recent are set per cell by --ratios");
   if (!kvPrefix.empty())
     datasetList = {"kv:" + kvPrefix};
   else if (dataset == "both")
@@ -243,12 +332,12 @@ static int run(int argc, char **argv) {
   if (queries > tokens)
     fail("--queries must not exceed --tokens");
   for (const auto &m : methodList)
-    (void)optionsFor(m, 1, 0); // reject bad names before the long run
+    (void)optionsFor(m, 1, 1, 0); // reject bad names before the long run
 
-  // (dataset, method, rounds) -> errors over seeds
-  std::map<std::tuple<std::string, std::string, int64_t>, Cell> cells;
+  // (dataset, method, ratio index) -> errors over seeds
+  std::map<std::tuple<std::string, std::string, size_t>, Cell> cells;
   const int64_t total = int64_t(datasetList.size()) * seeds *
-                        int64_t(methodList.size() * roundsList.size());
+                        int64_t(methodList.size() * ratioList.size());
   int64_t done = 0;
   auto start = std::chrono::steady_clock::now();
   eval::Instance realKV;
@@ -283,18 +372,22 @@ static int run(int argc, char **argv) {
                             exactOpts, exact);
       if (!st.ok)
         fail(st.message);
+      const int64_t n = in.key.shape[2], fresh = freshTokens(in);
       for (const auto &m : methodList)
-        for (int64_t rounds : roundsList) {
-          double err = evaluate(in, exact, optionsFor(m, rounds, uint64_t(seed)));
-          cells[{ds, m, rounds}].errors.push_back(err);
+        for (size_t r = 0; r < ratioList.size(); ++r) {
+          const int64_t target = memoryTarget(n, fresh, ratioList[r]);
+          double err = evaluate(in, exact,
+                                optionsFor(m, n - fresh, target, uint64_t(seed)),
+                                target);
+          cells[{ds, m, r}].errors.push_back(err);
           if (!quiet) {
             double secs = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - start)
                               .count();
-            llvm::errs() << llvm::format("\r[%3d%%] %s seed %lld %s x%lld  (%.0fs)   ",
+            llvm::errs() << llvm::format("\r[%3d%%] %s seed %lld %s %s  (%.0fs)   ",
                                          int(100 * ++done / total), ds.c_str(),
                                          (long long)seed, m.c_str(),
-                                         (long long)(1ll << rounds), secs);
+                                         ratioLabel(ratioList[r]).c_str(), secs);
           }
         }
     }
@@ -305,30 +398,33 @@ static int run(int argc, char **argv) {
   // Table: one block per dataset, methods as rows, ratios as columns.
   std::string md;
   llvm::raw_string_ostream mdOs(md);
+  const int64_t n = kvPrefix.empty() ? tokens.getValue() : realKV.key.shape[2];
+  const int64_t fresh = protocol == "heldout" ? realKV.query.shape[2] : 0;
   for (const auto &ds : datasetList) {
-    llvm::outs() << "\n" << ds << " (N=" << (kvPrefix.empty() ? tokens.getValue()
-                                                    : realKV.key.shape[2])
-                 << ", seeds=" << seeds << "): mean relative error +- std\n";
+    llvm::outs() << "\n" << ds << " (N=" << n << ", seeds=" << seeds
+                 << "): mean relative error +- std\n";
     llvm::outs() << llvm::format("%-16s", "method");
     mdOs << "\n**" << ds << "**\n\n| method |";
-    for (int64_t r : roundsList) {
-      llvm::outs() << llvm::format("%18s", ("x" + std::to_string(1ll << r)).c_str());
-      mdOs << " x" << (1ll << r) << " |";
+    for (double r : ratioList) {
+      llvm::outs() << llvm::format("%18s", ratioLabel(r).c_str());
+      mdOs << " " << ratioLabel(r) << " |";
     }
     llvm::outs() << "\n";
     mdOs << "\n|---|" ;
-    for (size_t i = 0; i < roundsList.size(); ++i)
+    for (size_t i = 0; i < ratioList.size(); ++i)
       mdOs << "---|";
     mdOs << "\n";
-    // The memory every method keeps at that ratio: sink + middle / 2^T +
-    // recent (+ the new tokens held out), against the N tokens.
-    const int64_t n = kvPrefix.empty() ? tokens.getValue() : realKV.key.shape[2];
-    const int64_t fresh = protocol == "heldout" ? realKV.query.shape[2] : 0;
+    // The memory every method keeps at that ratio (the fixed methods' fitted
+    // layout plus the new tokens held out; adaptive keeps at most as much),
+    // against the N tokens.
     llvm::outs() << llvm::format("%-16s", "memory N/M");
     mdOs << "| memory N/M |";
-    for (int64_t r : roundsList) {
-      const int64_t m = CompressedLayout::compute(n - fresh, sinkFlag,
-                                                  recentFlag, r)
+    for (double r : ratioList) {
+      const int64_t target = memoryTarget(n, fresh, r);
+      CompressParams p = fitToMemory(optionsFor("balance", n - fresh, target, 0),
+                                     n - fresh, target);
+      const int64_t m = CompressedLayout::compute(n - fresh, p.sink, p.recent,
+                                                  p.rounds)
                             .compressedLength() +
                         fresh;
       llvm::outs() << llvm::format("%18.2f", double(n) / double(m));
@@ -336,27 +432,51 @@ static int run(int argc, char **argv) {
     }
     llvm::outs() << "\n";
     mdOs << "\n";
-    for (const auto &m : methodList) {
-      llvm::outs() << llvm::format("%-16s", m.c_str());
-      mdOs << "| " << m << " |";
-      for (int64_t r : roundsList) {
-        const Cell &c = cells[{ds, m, r}];
+    auto row = [&](const std::string &name, auto cellAt) {
+      llvm::outs() << llvm::format("%-16s", name.c_str());
+      mdOs << "| " << name << " |";
+      for (size_t r = 0; r < ratioList.size(); ++r) {
+        const Cell &c = cellAt(r);
         llvm::outs() << llvm::format("  %7.4f +- %6.4f", c.mean(), c.stddev());
         mdOs << llvm::format(" %.4f ± %.4f |", c.mean(), c.stddev());
       }
       llvm::outs() << "\n";
       mdOs << "\n";
-    }
+    };
+    for (const auto &m : methodList)
+      row(m, [&](size_t r) -> const Cell & { return cells[{ds, m, r}]; });
+    // The best fixed policy per ratio (the methods of spec section 4 and
+    // BalanceKV), which adaptive is measured against.
+    std::vector<Cell> best(ratioList.size());
+    bool anyFixed = false;
+    for (size_t r = 0; r < ratioList.size(); ++r)
+      for (const auto &m : methodList)
+        if (isFixedPolicy(m) &&
+            (best[r].errors.empty() || cells[{ds, m, r}].mean() < best[r].mean())) {
+          best[r] = cells[{ds, m, r}];
+          anyFixed = true;
+        }
+    if (anyFixed)
+      row("best fixed", [&](size_t r) -> const Cell & { return best[r]; });
   }
   if (!csvPath.empty()) {
     std::ofstream csv(csvPath);
     if (!csv)
       fail("cannot write " + csvPath);
-    csv << "dataset,method,ratio,mean_rel_error,std_rel_error\n";
-    for (const auto &[key, c] : cells)
-      csv << std::get<0>(key) << "," << std::get<1>(key) << ","
-          << (1ll << std::get<2>(key)) << "," << c.mean() << "," << c.stddev()
+    csv << "dataset,method,ratio,memory_ratio,mean_rel_error,std_rel_error\n";
+    for (const auto &[key, c] : cells) {
+      const double r = ratioList[std::get<2>(key)];
+      const int64_t target = memoryTarget(n, fresh, r);
+      CompressParams p = fitToMemory(optionsFor("balance", n - fresh, target, 0),
+                                     n - fresh, target);
+      const int64_t m = CompressedLayout::compute(n - fresh, p.sink, p.recent,
+                                                  p.rounds)
+                            .compressedLength() +
+                        fresh;
+      csv << std::get<0>(key) << "," << std::get<1>(key) << "," << r << ","
+          << double(n) / double(m) << "," << c.mean() << "," << c.stddev()
           << "\n";
+    }
   }
   if (!mdPath.empty()) {
     std::ofstream f(mdPath);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -489,3 +490,98 @@ TEST(Attention, BalanceBeatsUniformOnGaussianCaches) {
 }
 
 } // namespace
+
+//===--- Method adaptive (spec section 6) ---===//
+
+namespace {
+/// Head 0 attends to its last 128 tokens only (their keys and the queries
+/// share one large direction); head 1 is i.i.d. noise (diffuse attention).
+struct TwoHeads {
+  Tensor k, v, obs;
+  static constexpr int64_t n = 1024, d = 16, lobs = 32;
+};
+TwoHeads twoHeads() {
+  TwoHeads t{randomTensor(DType::F32, {1, 2, TwoHeads::n, TwoHeads::d}, 41),
+             randomTensor(DType::F32, {1, 2, TwoHeads::n, TwoHeads::d}, 42),
+             randomTensor(DType::F32, {1, 2, TwoHeads::lobs, TwoHeads::d}, 43)};
+  const int64_t n = TwoHeads::n, d = TwoHeads::d;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t x = 0; x < d; ++x) {
+      const double key = t.k.at(i * d + x);
+      t.k.set(i * d + x, x == 0 && i >= n - 128 ? 6.0f : float(0.1 * key));
+    }
+  for (int64_t r = 0; r < TwoHeads::lobs; ++r)
+    t.obs.set(r * d, 6.0f);
+  return t;
+}
+} // namespace
+
+TEST(Adaptive, SplitsTheMemoryByWhereHeadsLook) {
+  TwoHeads t = twoHeads();
+  CompressOptions o;
+  o.method = Method::Adaptive;
+  TensorRef obs = t.obs.ref();
+  Selection s;
+  ASSERT_TRUE(compress(t.k.ref(), t.v.ref(), o, s, &obs).ok);
+  const int64_t mean = CompressedLayout::compute(1024, 32, 32, 2).compressedLength();
+  EXPECT_EQ(s.m, 2 * mean); // the capacity: twice the mean
+  ASSERT_EQ(s.lengths.size(), 2u);
+  EXPECT_LE(s.lengths[0] + s.lengths[1], 2 * mean);
+  // The local head needs little beyond its last 128 tokens; the diffuse
+  // head gets the rest.
+  EXPECT_LT(s.lengths[0], s.lengths[1]);
+  for (int64_t h = 0; h < 2; ++h) {
+    const int64_t *idx = &s.indices[h * s.m];
+    const float *lw = &s.logWeights[h * s.m];
+    for (int64_t j = 1; j < s.lengths[h]; ++j)
+      EXPECT_LT(idx[j - 1], idx[j]);
+    for (int64_t j = s.lengths[h]; j < s.m; ++j) {
+      EXPECT_EQ(idx[j], -1);
+      EXPECT_EQ(lw[j], -INFINITY);
+    }
+  }
+  for (int64_t i = 1024 - 128; i < 1024; ++i)
+    EXPECT_NE(std::find(s.indices.begin(), s.indices.begin() + s.lengths[0], i),
+              s.indices.begin() + s.lengths[0]);
+
+  // Same inputs, same selection (the op is a pure function).
+  Selection again;
+  ASSERT_TRUE(compress(t.k.ref(), t.v.ref(), o, again, &obs).ok);
+  EXPECT_EQ(again.indices, s.indices);
+  EXPECT_EQ(again.lengths, s.lengths);
+
+  // A budget sets the mean; the padding's -inf log-weights and per-head
+  // valid lengths give the same attention.
+  o.budget = 100;
+  ASSERT_TRUE(compress(t.k.ref(), t.v.ref(), o, s, &obs).ok);
+  EXPECT_EQ(s.m, 200);
+  EXPECT_LE(s.lengths[0] + s.lengths[1], 200);
+  Tensor ck = gather(t.k.ref(), s), cv = gather(t.v.ref(), s);
+  std::vector<double> padded, ragged;
+  AttentionOptions plain, perHead;
+  ASSERT_TRUE(attention(obs, ck.ref(), cv.ref(), plain, padded,
+                        s.logWeights.data())
+                  .ok);
+  perHead.kvLen = s.lengths.data();
+  perHead.kvLenPerHead = true;
+  ASSERT_TRUE(attention(obs, ck.ref(), cv.ref(), perHead, ragged,
+                        s.logWeights.data())
+                  .ok);
+  ASSERT_EQ(padded.size(), ragged.size());
+  for (size_t i = 0; i < padded.size(); ++i)
+    EXPECT_NEAR(padded[i], ragged[i], 1e-12);
+}
+
+TEST(Adaptive, NeedsObservationQueries) {
+  TwoHeads t = twoHeads();
+  CompressOptions o;
+  o.method = Method::Adaptive;
+  Selection s;
+  Status st = compress(t.k.ref(), t.v.ref(), o, s);
+  EXPECT_FALSE(st.ok);
+  EXPECT_EQ(st.message, "adaptive needs observation queries");
+  o.budget = -1;
+  TensorRef obs = t.obs.ref();
+  st = compress(t.k.ref(), t.v.ref(), o, s, &obs);
+  EXPECT_EQ(st.message, "budget must be >= 0 (0: the layout's length), got -1");
+}

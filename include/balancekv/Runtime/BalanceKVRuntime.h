@@ -68,6 +68,7 @@ typedef struct {
   double c0;
   uint64_t seed;
   float scale; /* 0: 1/sqrt(D) */
+  int64_t budget; /* adaptive: mean tokens per KV head (0: the layout's M) */
 } balancekv_compress_params;
 
 /* Fills the spec's defaults (balance, T = 2, B = 128, S = W = 32, ...). */

@@ -38,7 +38,9 @@ namespace balancekv {
   F(arg, double, temperature, temperature, 1.0, "exp-kernel temperature")      \
   F(arg, double, c0, c0, 0.025, "normaliser coordinate of the kernel")         \
   F(arg, uint64_t, seed, seed, 0, "Philox key")                                \
-  F(arg, float, scale, scale, 0.0f, "logit scale; 0 means 1/sqrt(D)")
+  F(arg, float, scale, scale, 0.0f, "logit scale; 0 means 1/sqrt(D)")       \
+  F(arg, int64_t, budget, budget, 0,                                           \
+    "adaptive: mean tokens kept per KV head (0: sink + middle/2^T + recent)")
 #define BALANCEKV_PARAM_CALL(X, type, member, name, dflt, doc)                 \
   X(type, member, name, dflt, doc)
 
@@ -80,6 +82,9 @@ struct CompressParams {
       return "c0 must be finite and >= 0, got " + str(c0);
     if (!(scale >= 0) || !std::isfinite(scale))
       return "scale must be finite and > 0 (0: 1/sqrt(D)), got " + str(scale);
+    if (budget < 0)
+      return "budget must be >= 0 (0: the layout's length), got " +
+             str(budget);
     return {};
   }
 

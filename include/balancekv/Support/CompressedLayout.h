@@ -33,6 +33,23 @@ struct CompressedLayout {
     l.keptMiddle = rounds >= 63 ? 0 : (l.middle >> rounds);
     return l;
   }
+
+  /// Method adaptive (spec section 6) keeps on average `meanBudget(...)`
+  /// tokens per KV head -- the same total memory as this layout unless a
+  /// budget is given -- but splits it unevenly over the heads of a batch
+  /// row; one head may keep up to this many times the mean.
+  static constexpr int64_t kAdaptiveCapacityFactor = 2;
+
+  /// The adaptive method's mean tokens per head: `budget` (clamped to the
+  /// cache), or this layout's length when `budget` is 0.
+  int64_t adaptiveMean(int64_t n, int64_t budget) const {
+    return budget > 0 ? std::min(budget, n) : compressedLength();
+  }
+
+  /// The adaptive layout's slots per head: the most one head may keep.
+  int64_t adaptiveCapacity(int64_t n, int64_t budget) const {
+    return std::min(n, kAdaptiveCapacityFactor * adaptiveMean(n, budget));
+  }
 };
 
 } // namespace balancekv

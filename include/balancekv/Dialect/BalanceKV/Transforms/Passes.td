@@ -86,6 +86,8 @@ def BalanceKVCompressKVCachePass : Pass<"balancekv-compress-kv-cache"> {
            "Philox seed">,
     Option<"scale", "scale", "float", "::balancekv::CompressParams{}.scale",
            "logit scale of the compression kernel (0: the attention's)">,
+    Option<"budget", "budget", "int64_t", "::balancekv::CompressParams{}.budget",
+           "adaptive: mean tokens kept per KV head (0: the layout's)">,
     Option<"minKvLen", "min-kv-len", "int64_t",
            "::balancekv::CompressKVCacheOptions{}.minKvLen",
            "compress only caches at least this long">,
