@@ -47,6 +47,7 @@ struct DecodeArgs {
   balancekv_mutable_tensor out;
   void *workspace;
   void *stream;
+  bool kvLenPerHead = false; ///< kvLen is [B, Hkv] (ragged heads), not [B]
 };
 
 size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,

@@ -154,7 +154,9 @@ int32_t decode(balancekv_dtype dt, int elem,
   Workspace ws(bytes);
   if (ws.err != cudaSuccess)
     return BALANCEKV_STATUS_CUDA_ERROR;
-  return balancekv_weighted_decode_attention(
+  auto entry = hasLens == 2 ? balancekv_weighted_decode_attention_ragged
+                            : balancekv_weighted_decode_attention;
+  return entry(
       dt, view(q, elem), view(k, elem), view(v, elem),
       hasLw ? static_cast<const float *>(start(lw, 4)) : nullptr,
       hasLens ? static_cast<const int32_t *>(start(lens, 4)) : nullptr,

@@ -207,13 +207,15 @@ balancekv_status balancekv_weighted_decode_workspace_size(
   return ok();
 }
 
-balancekv_status balancekv_weighted_decode_attention(
+} // extern "C"
+
+static balancekv_status weightedDecode(
     balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
     balancekv_tensor value, const float *logWeights, const int32_t *kvLen,
     int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
     int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,
     balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
-    void *stream) {
+    void *stream, bool kvLenPerHead) {
   BALANCEKV_CHECK(validDtype(dtype), "dtype must be f16, bf16 or f32");
   BALANCEKV_CHECK(batch >= 0 && m >= 0, "batch and m must be >= 0");
   BALANCEKV_CHECK(kvHeads >= 1 && qHeads >= 1 && qHeads % kvHeads == 0,
@@ -246,10 +248,40 @@ balancekv_status balancekv_weighted_decode_attention(
     return ok();
   DecodeArgs a{dtype, query, key, value, logWeights, kvLen, batch, qHeads,
                kvHeads, queryLen, m, headDim, valueDim, scale, causal != 0,
-               out, workspace, stream};
+               out, workspace, stream, kvLenPerHead};
   if (const char *err = launchWeightedDecode(a))
     return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
   return ok();
+}
+
+extern "C" {
+
+balancekv_status balancekv_weighted_decode_attention(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
+    balancekv_tensor value, const float *logWeights, const int32_t *kvLen,
+    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
+    int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
+    void *stream) {
+  return weightedDecode(dtype, query, key, value, logWeights, kvLen, batch,
+                        qHeads, kvHeads, queryLen, m, headDim, valueDim, scale,
+                        causal, out, workspace, workspaceBytes, stream,
+                        /*kvLenPerHead=*/false);
+}
+
+balancekv_status balancekv_weighted_decode_attention_ragged(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
+    balancekv_tensor value, const float *logWeights, const int32_t *headLens,
+    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
+    int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
+    void *stream) {
+  BALANCEKV_CHECK(headLens || batch == 0,
+                  "head_lens is null (pass kv_len to the plain entry)");
+  return weightedDecode(dtype, query, key, value, logWeights, headLens, batch,
+                        qHeads, kvHeads, queryLen, m, headDim, valueDim, scale,
+                        causal, out, workspace, workspaceBytes, stream,
+                        /*kvLenPerHead=*/true);
 }
 
 } // extern "C"

@@ -61,6 +61,7 @@ struct DecodeParams {
   int64_t qs[4], ks[3], vs[3];
   const float *lw;
   const int32_t *kvLen;
+  bool kvLenPerHead; // kvLen [B, Hkv] (ragged heads) instead of [B]
   float *partial; // [B*Hq*L][splits][Dv + 2]
   // Tensor-core path with one split a head: the split kernel normalises and
   // writes `out` itself (no partials, no combine kernel).
@@ -250,7 +251,10 @@ template <typename T>
 __device__ __forceinline__ SplitSlice<T>
 splitSlice(const DecodeParams &p, int b, int hkv, int bh, int split) {
   SplitSlice<T> s;
-  s.len = p.kvLen ? min(int64_t(p.kvLen[b]), p.m) : p.m;
+  s.len = p.kvLen ? min(int64_t(p.kvLen[p.kvLenPerHead ? b * p.kvHeads + hkv
+                                                      : b]),
+                         p.m)
+                  : p.m;
   s.begin = int64_t(split) * p.chunk;
   s.end = min(s.begin + p.chunk, s.len);
   s.k = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];
@@ -994,6 +998,7 @@ const char *launchWeightedDecode(const DecodeArgs &a) {
   }
   p.lw = a.logWeights;
   p.kvLen = a.kvLen;
+  p.kvLenPerHead = a.kvLenPerHead;
   p.partial = static_cast<float *>(a.workspace);
   p.m = a.m;
   p.d = int(a.d);

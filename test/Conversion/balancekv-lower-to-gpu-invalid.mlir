@@ -95,3 +95,13 @@ func.func @walk_dynamic_round(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32x
   %s = balancekv.balance_walk %k, %v, %t, %t, %r : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>, tensor<1x2x192xi32>
   return %s : tensor<1x2x192xi8>
 }
+
+// -----
+
+func.func @ragged_heads(%q: tensor<1x4x1x64xf16>, %k: tensor<1x2x64x64xf16>, %v: tensor<1x2x64x64xf16>,
+                        %lw: tensor<1x2x64xf32>, %len: tensor<1x2xi32>) -> tensor<1x4x1x64xf16> {
+  // expected-error @below {{the generated GPU decode takes kv_len per batch ([B]); per KV head lengths ([B, Hkv]) go through --balancekv-lower-to-runtime-calls (the CUDA kernels)}}
+  %o = balancekv.weighted_attention %q, %k, %v, %lw kv_len(%len : tensor<1x2xi32>)
+      : tensor<1x4x1x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64xf32> -> tensor<1x4x1x64xf16>
+  return %o : tensor<1x4x1x64xf16>
+}

@@ -68,6 +68,22 @@ func.func @attention_kv_len(%q: tensor<?x8x2x64xf16>, %k: tensor<?x2x?x64xf16>, 
 
 // -----
 
+// Ragged heads: kv_len per KV head [B, Hkv] travels flattened, flagged 2
+// (the shim calls balancekv_weighted_decode_attention_ragged).
+// CHECK-LABEL: func.func @weighted_ragged_heads
+// CHECK: %[[FLAT:.*]] = tensor.collapse_shape %{{.*}} {{\[\[}}0, 1]] : tensor<2x2xi32> into tensor<4xi32>
+// CHECK: %[[LENS:.*]] = bufferization.to_buffer %[[FLAT]] read_only : tensor<4xi32>
+// CHECK: %[[C2:.*]] = arith.constant 2 : i32
+// CHECK: call @balancekv_rt_weighted_decode_f16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c1_i32, %{{.*}}, %[[C2]]
+func.func @weighted_ragged_heads(%q: tensor<2x8x1x64xf16>, %k: tensor<2x2x600x64xf16>, %v: tensor<2x2x600x64xf16>,
+                                 %lw: tensor<2x2x600xf32>, %len: tensor<2x2xi32>) -> tensor<2x8x1x64xf16> {
+  %o = balancekv.weighted_attention %q, %k, %v, %lw kv_len(%len : tensor<2x2xi32>)
+      : tensor<2x8x1x64xf16>, tensor<2x2x600x64xf16>, tensor<2x2x600x64xf16>, tensor<2x2x600xf32> -> tensor<2x8x1x64xf16>
+  return %o : tensor<2x8x1x64xf16>
+}
+
+// -----
+
 func.func @snapkv_has_no_kernel(%k: tensor<1x8x4096x128xbf16>, %v: tensor<1x8x4096x128xbf16>,
                                 %q: tensor<1x8x1x128xbf16>) -> tensor<1x8x1072xf32> {
   // expected-error @+1 {{'balancekv.compress' op method 'snapkv' has no CUDA kernel; lower it with --balancekv-lower-to-loops}}

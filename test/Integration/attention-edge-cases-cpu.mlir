@@ -23,9 +23,13 @@
 // 6: a query carried through scf.for iter_args (bufferization must return
 // a new allocation from the loop) equals the same steps unrolled.
 
+// 7: kv_len per KV head (ragged heads, [B, Hkv]) equals -inf log-weights
+// past each head's length.
+
 // Max |dynamic - static| per case, then max |kv_len (-3, 100) - (0, 40)|,
-// max |row with no key| and max |loop - unrolled|.
+// max |row with no key|, max |ragged - masked| and max |loop - unrolled|.
 // CHECK: 0
+// CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
 // CHECK-NEXT: 0
@@ -196,6 +200,30 @@ func.func @main() {
   %noned = tensor.cast %none : tensor<1x4x1x16xf32> to tensor<?x?x?x?xf32>
   %zerosd = tensor.cast %zeros : tensor<1x4x1x16xf32> to tensor<?x?x?x?xf32>
   call @maxdiff(%noned, %zerosd) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
+
+  // 7. Ragged heads: kv_len per KV head [B, Hkv], causal, equals masking
+  // each head's slots past its length with log-weight -inf (the adaptive
+  // layout's padding); the head with length 0 gives zeros both ways.
+  %heads = arith.constant dense<[[10, 40], [25, 0]]> : tensor<2x2xi32>
+  %o7 = balancekv.weighted_attention %q4s, %k4s, %v4s, %lw kv_len(%heads : tensor<2x2xi32>) causal
+      : tensor<2x4x1x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40xf32> -> tensor<2x4x1x16xf32>
+  %lw7e = tensor.empty() : tensor<2x2x40xf32>
+  %lw7 = linalg.generic {indexing_maps = [#id3, affine_map<(b, h, n) -> (b, h)>, #id3],
+                         iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%lw, %heads : tensor<2x2x40xf32>, tensor<2x2xi32>) outs(%lw7e : tensor<2x2x40xf32>) {
+  ^bb0(%w: f32, %len: i32, %out: f32):
+    %ni = linalg.index 2 : index
+    %n32 = arith.index_cast %ni : index to i32
+    %valid = arith.cmpi slt, %n32, %len : i32
+    %ninf = arith.constant 0xFF800000 : f32
+    %sel = arith.select %valid, %w, %ninf : f32
+    linalg.yield %sel : f32
+  } -> tensor<2x2x40xf32>
+  %r7 = balancekv.weighted_attention %q4s, %k4s, %v4s, %lw7
+      : tensor<2x4x1x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40x16xf32>, tensor<2x2x40xf32> -> tensor<2x4x1x16xf32>
+  %o7d = tensor.cast %o7 : tensor<2x4x1x16xf32> to tensor<?x?x?x?xf32>
+  %r7d = tensor.cast %r7 : tensor<2x4x1x16xf32> to tensor<?x?x?x?xf32>
+  call @maxdiff(%o7d, %r7d) : (tensor<?x?x?x?xf32>, tensor<?x?x?x?xf32>) -> ()
 
   // 6. The output of each step is the next step's query.
   %c0 = arith.constant 0 : index

@@ -118,6 +118,19 @@ balancekv_status balancekv_weighted_decode_attention(
     balancekv_mutable_tensor out, void *workspace, size_t workspace_bytes,
     void *stream /* cudaStream_t */);
 
+/* balancekv_weighted_decode_attention over a cache whose KV heads hold
+ * different numbers of tokens (method adaptive, spec section 6): head_lens
+ * [B, Hkv] int32 (required) is the valid prefix of each (batch, KV head)'s
+ * M slots, clamped to [0, M]; slots past it are not read. causal: query l
+ * sits at head_lens[b, h] - L + l. Same workspace as the plain entry. */
+balancekv_status balancekv_weighted_decode_attention_ragged(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
+    balancekv_tensor value, const float *log_weights, const int32_t *head_lens,
+    int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t query_len,
+    int64_t m, int64_t head_dim, int64_t value_dim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspace_bytes,
+    void *stream /* cudaStream_t */);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,7 +37,8 @@
   BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
 
 /* balancekv_rt_weighted_decode_<f16|bf16|f32>: attention over a (compressed)
- * cache; absent log-weights and kv_len are empty buffers with a 0 flag. */
+ * cache; absent log-weights and kv_len are empty buffers with a 0 flag;
+ * has_kv_len 1: kv_len is [B], 2: per KV head [B * Hkv] (ragged heads). */
 #define BALANCEKV_RT_WEIGHTED_DECODE_PARAMS(X)                                 \
   X(MEMREF4, query)                                                            \
   X(MEMREF4, key)                                                              \

@@ -681,6 +681,12 @@ template <typename OpTy> LogicalResult checkDecode(OpTy op) {
   if (qT.getDimSize(0) > 65535 || qT.getDimSize(1) > 65535)
     return op.emitOpError() << "the GPU decode kernel takes at most 65535 "
                                "batches and query heads (grid dimensions)";
+  if (Value len = op.getKvLen();
+      len && cast<ShapedType>(len.getType()).getRank() == 2)
+    return op.emitOpError()
+           << "the generated GPU decode takes kv_len per batch ([B]); per "
+              "KV head lengths ([B, Hkv]) go through "
+              "--balancekv-lower-to-runtime-calls (the CUDA kernels)";
   return success();
 }
 

@@ -292,6 +292,12 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
                         b, MemRefType::get({0, 0, 0}, b.getF32Type())));
       hasLw = constI32(b, 0);
     }
+    // Per-KV-head lengths [B, Hkv] travel flattened, flagged 2.
+    const bool perHead =
+        kvLen && cast<ShapedType>(kvLen.getType()).getRank() == 2;
+    if (perHead)
+      kvLen = tensor::CollapseShapeOp::create(
+          b, kvLen, SmallVector<ReassociationIndices>{{0, 1}});
     Value lens = kvLen ? asBuffer(b, kvLen)
                        : erase(b, memref::AllocaOp::create(
                                       b, MemRefType::get({0}, b.getI32Type())));
@@ -302,7 +308,7 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
         {"log_weights", lw},
         {"has_log_weights", hasLw},
         {"kv_len", lens},
-        {"has_kv_len", constI32(b, kvLen ? 1 : 0)},
+        {"has_kv_len", constI32(b, perHead ? 2 : kvLen ? 1 : 0)},
         {"out", erase(b, out)},
         {"scale", arith::ConstantFloatOp::create(
                       b, b.getF32Type(), APFloat(op.getEffectiveScale()))},

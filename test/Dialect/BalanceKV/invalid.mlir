@@ -104,9 +104,17 @@ func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2
 
 // -----
 
-func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %l: tensor<1x1xi32>) -> tensor<1x4x1x32xf32> {
-  // expected-error @+1 {{'balancekv.attention' op expects kv_len of rank 1, got rank 2}}
-  %o = balancekv.attention %q, %k, %v kv_len(%l : tensor<1x1xi32>) : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %l: tensor<1x2x1xi32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.attention' op expects kv_len of rank 1 ([B]) or 2 ([B, Hkv]), got rank 3}}
+  %o = balancekv.attention %q, %k, %v kv_len(%l : tensor<1x2x1xi32>) : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32> -> tensor<1x4x1x32xf32>
+  return %o : tensor<1x4x1x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x4x1x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x32xf32>, %lw: tensor<1x2x16xf32>, %l: tensor<1x4xi32>) -> tensor<1x4x1x32xf32> {
+  // expected-error @+1 {{'balancekv.weighted_attention' op KV head count mismatch: kv_len has 4, key has 2}}
+  %o = balancekv.weighted_attention %q, %k, %v, %lw kv_len(%l : tensor<1x4xi32>) : tensor<1x4x1x64xf32>, tensor<1x2x16x64xf32>, tensor<1x2x16x32xf32>, tensor<1x2x16xf32> -> tensor<1x4x1x32xf32>
   return %o : tensor<1x4x1x32xf32>
 }
 

@@ -132,8 +132,11 @@ Value lowerAttention(ImplicitLocOpBuilder &b, const AttentionParts &a) {
     maps.push_back(map(5, {0, 1, 4}));
   }
   if (a.kvLen) {
+    // [B] or, for ragged heads, [B, Hkv].
     ins.push_back(a.kvLen);
-    maps.push_back(map(5, {0}));
+    maps.push_back(cast<ShapedType>(a.kvLen.getType()).getRank() == 2
+                       ? map(5, {0, 1})
+                       : map(5, {0}));
   }
   maps.push_back(id5);
   Value nVal = getValueOrCreateConstantIndexOp(b, b.getLoc(), N);

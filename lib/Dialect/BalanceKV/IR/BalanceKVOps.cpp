@@ -255,10 +255,17 @@ LogicalResult verifyAttentionLike(Operation *op, Value queryV, Value keyV,
       return failure();
   }
   if (kvLenV) {
+    // [B], or [B, Hkv]: one length per KV head (ragged heads).
     auto l = cast<RankedTensorType>(kvLenV.getType());
-    if (failed(verifyRank(op, "kv_len", l, 1)) ||
-        failed(verifyDim(op, "batch size", l.getDimSize(0), "kv_len",
-                         q.getDimSize(0), "query")))
+    if (l.getRank() != 1 && l.getRank() != 2)
+      return op->emitOpError()
+             << "expects kv_len of rank 1 ([B]) or 2 ([B, Hkv]), got rank "
+             << l.getRank();
+    if (failed(verifyDim(op, "batch size", l.getDimSize(0), "kv_len",
+                         q.getDimSize(0), "query")) ||
+        (l.getRank() == 2 &&
+         failed(verifyDim(op, "KV head count", l.getDimSize(1), "kv_len",
+                          k.getDimSize(1), "key"))))
       return failure();
   }
   return verifyScale(op, scale, q.getDimSize(3));

@@ -43,7 +43,9 @@ def BalanceKV_AttentionOp : BalanceKV_Op<"attention",
       positions `<= N - L + i`.
     - `kv_len` (optional, `[B]` integers): cache positions `>= kv_len[b]` of
       batch `b` are padding and are ignored; with `causal`, query `i` then
-      sits at `kv_len[b] - L + i`. Every back end (reference, CPU and GPU
+      sits at `kv_len[b] - L + i`. `[B, Hkv]` gives one length per KV head
+      (ragged heads, as method `adaptive` keeps them: spec section 6), read
+      the same way per (batch, KV head). Every back end (reference, CPU and GPU
       lowerings, CUDA kernels) clamps `kv_len[b]` to `[0, N]` first: a
       negative length sees no key (zeros), one past `N` is `N`.
     - Range: the compiled back ends compute logits in f32 (the reference in
