@@ -56,6 +56,8 @@ class Lib:
             ctypes.c_void_p] + [ctypes.c_int64] * 7 + [
             ctypes.c_float, ctypes.c_int, Tensor, ctypes.c_void_p,
             ctypes.c_size_t, ctypes.c_void_p]
+        L.balancekv_weighted_decode_attention_ragged.argtypes = \
+            L.balancekv_weighted_decode_attention.argtypes
         L.balancekv_compress_params_init.argtypes = [ctypes.POINTER(Params)]
         L.balancekv_compress_params_init.restype = None
         L.balancekv_reference_compress.argtypes = [
@@ -120,9 +122,14 @@ class Lib:
                                    device=q.device))
 
     def decode(self, q, k, v, lw, o, kv_len=None, causal=False, scale=None):
+        """Weighted decode; kv_len [B] (int32), or [B, Hkv] for ragged heads
+        (balancekv_weighted_decode_attention_ragged)."""
         b, hq, l, d = q.shape
         scale = scale or 1.0 / math.sqrt(d)
-        self.check(self.lib.balancekv_weighted_decode_attention(
+        entry = (self.lib.balancekv_weighted_decode_attention_ragged
+                 if kv_len is not None and kv_len.dim() == 2
+                 else self.lib.balancekv_weighted_decode_attention)
+        self.check(entry(
             DTYPES[q.dtype], self.view(q), self.view(k), self.view(v),
             lw.data_ptr() if lw is not None else None,
             kv_len.data_ptr() if kv_len is not None else None,
@@ -209,12 +216,17 @@ def attention64(q, k, v, lw=None, causal=False, kv_len=None):
         s = s + lw.double().repeat_interleave(g, dim=1)[:, :, None, :]
     n = k.shape[2]
     pos = torch.arange(n, device=q.device)
+    # kv_len [B], or [B, Hkv] (ragged heads): one length per query head.
     lens = kv_len.long() if kv_len is not None else torch.full((b,), n, device=q.device)
-    limit = lens[:, None].expand(b, l).clone()
+    lens = lens.clamp(0, n)
+    lens = (lens.repeat_interleave(g, dim=1) if lens.dim() == 2
+            else lens[:, None].expand(b, hq))
+    limit = lens[:, :, None].expand(b, hq, l).clone()
     if causal:
-        limit = torch.minimum(limit, lens[:, None] - l + torch.arange(l, device=q.device)[None, :] + 1)
-    mask = pos[None, None, :] < limit[:, :, None]  # [b, l, n]
-    s = s.masked_fill(~mask[:, None, :, :], float("-inf"))
+        limit = torch.minimum(limit, lens[:, :, None] - l +
+                              torch.arange(l, device=q.device)[None, None, :] + 1)
+    mask = pos[None, None, None, :] < limit[:, :, :, None]  # [b, hq, l, n]
+    s = s.masked_fill(~mask, float("-inf"))
     p = torch.softmax(s, dim=-1).nan_to_num(0.0)
     return p @ v64
 

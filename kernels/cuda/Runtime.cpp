@@ -88,10 +88,11 @@ balancekv_status checkWorkspace(size_t need, const void *workspace,
 balancekv_status checkParams(const balancekv_compress_params *p) {
   BALANCEKV_CHECK(p, "params is null");
   const int method = enumValue(p->method);
-  if (method == BALANCEKV_METHOD_STREAMING || method == BALANCEKV_METHOD_KNORM)
+  if (method == BALANCEKV_METHOD_STREAMING || method == BALANCEKV_METHOD_KNORM ||
+      method == BALANCEKV_METHOD_SNAPKV || method == BALANCEKV_METHOD_ADAPTIVE)
     return fail(BALANCEKV_STATUS_UNSUPPORTED,
                 "params.method: the CUDA kernels run balance and uniform "
-                "(streaming and knorm: the CPU reference)");
+                "(streaming, knorm, snapkv and adaptive: the CPU reference)");
   BALANCEKV_CHECK(method == BALANCEKV_METHOD_BALANCE ||
                       method == BALANCEKV_METHOD_UNIFORM,
                   "params.method must be balance or uniform");

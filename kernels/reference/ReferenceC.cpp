@@ -27,6 +27,24 @@ BALANCEKV_C_EXPORT int balancekv_reference_compress(
     int64_t heads, int64_t n, int64_t d, int64_t dv,
     const balancekv_compress_params *params, int32_t *outIndices,
     float *outLogWeights);
+/// The same for the methods that read observation queries (snapkv,
+/// adaptive; the others too): observation [B, Hq, Lobs, D] contiguous, the
+/// queries of the cache's last Lobs positions. Outputs hold M =
+/// balancekv_compressed_slots(n, params) slots per (batch, head);
+/// out_lengths [B, H] (int32, may be null) receives how many are kept --
+/// with adaptive, slots past a head's length have index -1 and log-weight
+/// -inf (spec section 6); otherwise every head keeps M.
+BALANCEKV_C_EXPORT int balancekv_reference_compress_observed(
+    balancekv_dtype dtype, const void *key, const void *value,
+    const void *observation, int64_t batch, int64_t heads, int64_t qHeads,
+    int64_t obsLen, int64_t n, int64_t d, int64_t dv,
+    const balancekv_compress_params *params, int32_t *outIndices,
+    float *outLogWeights, int32_t *outLengths);
+/// Slots per (batch, head) that compressing n tokens with `params` fills:
+/// the spec layout's M, or with method adaptive the most one head may keep
+/// (twice the mean budget); -1 for bad arguments.
+BALANCEKV_C_EXPORT int64_t
+balancekv_compressed_slots(int64_t n, const balancekv_compress_params *params);
 BALANCEKV_C_EXPORT const char *balancekv_reference_error(void);
 /// softmax(scale q kᵀ + log w) v of the reference (fp64 inside) for
 /// contiguous host q [B, Hq, L, D], k [B, Hkv, N, D], v [B, Hkv, N, Dv],
@@ -87,45 +105,91 @@ int failWith(std::string message) {
 }
 } // namespace
 
-int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
-                                 const void *value, int64_t batch,
-                                 int64_t heads, int64_t n, int64_t d,
-                                 int64_t dv,
-                                 const balancekv_compress_params *params,
-                                 int32_t *outIndices, float *outLogWeights) {
+/// The reference's method of a C API method number; false (error set) for
+/// a value outside the enum.
+static bool toMethod(const balancekv_method &method, Method &m) {
+  switch (enumValue(method)) {
+  case BALANCEKV_METHOD_BALANCE:
+    m = Method::Balance;
+    return true;
+  case BALANCEKV_METHOD_UNIFORM:
+    m = Method::Uniform;
+    return true;
+  case BALANCEKV_METHOD_STREAMING:
+    m = Method::Streaming;
+    return true;
+  case BALANCEKV_METHOD_KNORM:
+    m = Method::KNorm;
+    return true;
+  case BALANCEKV_METHOD_SNAPKV:
+    m = Method::SnapKV;
+    return true;
+  case BALANCEKV_METHOD_ADAPTIVE:
+    m = Method::Adaptive;
+    return true;
+  }
+  referenceError =
+      "method must be balance, uniform, streaming, knorm, snapkv or adaptive";
+  return false;
+}
+
+int64_t balancekv_compressed_slots(int64_t n,
+                                   const balancekv_compress_params *params) {
+  if (!params || n < 0 || !fromC(*params).validate().empty())
+    return -1;
+  const CompressedLayout lay = CompressedLayout::compute(
+      n, params->sink, params->recent, params->rounds);
+  return enumValue(params->method) == BALANCEKV_METHOD_ADAPTIVE
+             ? lay.adaptiveCapacity(n, params->budget)
+             : lay.compressedLength();
+}
+
+int balancekv_reference_compress_observed(
+    balancekv_dtype dtype, const void *key, const void *value,
+    const void *observation, int64_t batch, int64_t heads, int64_t qHeads,
+    int64_t obsLen, int64_t n, int64_t d, int64_t dv,
+    const balancekv_compress_params *params, int32_t *outIndices,
+    float *outLogWeights, int32_t *outLengths) {
   if (!params || !key || !value || !outIndices || !outLogWeights)
     return failWith("null argument");
   DType t;
-  if (!toDType(dtype, t))
-    return -1;
   CompressOptions o;
-  switch (enumValue(params->method)) {
-  case BALANCEKV_METHOD_BALANCE:
-    o.method = Method::Balance;
-    break;
-  case BALANCEKV_METHOD_UNIFORM:
-    o.method = Method::Uniform;
-    break;
-  case BALANCEKV_METHOD_STREAMING:
-    o.method = Method::Streaming;
-    break;
-  case BALANCEKV_METHOD_KNORM:
-    o.method = Method::KNorm;
-    break;
-  default:
-    return failWith("method must be balance, uniform, streaming or knorm");
-  }
+  if (!toDType(dtype, t) || !toMethod(params->method, o.method))
+    return -1;
   static_cast<CompressParams &>(o) = fromC(*params);
+  TensorRef obs{observation, t, {batch, qHeads, obsLen, d}};
+  if (observation && !obs.data)
+    return failWith("null argument");
   Selection sel;
   Status st = compress({key, t, {batch, heads, n, d}},
-                       {value, t, {batch, heads, n, dv}}, o, sel);
+                       {value, t, {batch, heads, n, dv}}, o, sel,
+                       observation ? &obs : nullptr);
   if (!st.ok)
     return failWith(st.message);
   for (size_t i = 0; i < sel.indices.size(); ++i) {
     outIndices[i] = int32_t(sel.indices[i]);
     outLogWeights[i] = sel.logWeights[i];
   }
+  if (outLengths)
+    for (int64_t bh = 0; bh < batch * heads; ++bh)
+      outLengths[bh] =
+          int32_t(sel.lengths.empty() ? sel.m : sel.lengths[size_t(bh)]);
   return 0;
+}
+
+int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
+                                 const void *value, int64_t batch,
+                                 int64_t heads, int64_t n, int64_t d,
+                                 int64_t dv,
+                                 const balancekv_compress_params *params,
+                                 int32_t *outIndices, float *outLogWeights) {
+  if (params && (enumValue(params->method) == BALANCEKV_METHOD_SNAPKV ||
+                 enumValue(params->method) == BALANCEKV_METHOD_ADAPTIVE))
+    return failWith("snapkv and adaptive read observation queries: call "
+                    "balancekv_reference_compress_observed");
+  return balancekv_reference_compress_observed(
+      dtype, key, value, nullptr, batch, heads, 0, 0, n, d, dv, params,
+      outIndices, outLogWeights, nullptr);
 }
 
 int balancekv_reference_attention(balancekv_dtype dtype, const void *query,

@@ -13,7 +13,8 @@ import ctypes
 import os
 
 __all__ = ["opt", "BalanceKVError", "library_path", "CompressParams",
-           "default_params", "compressed_length", "reference_compress"]
+           "default_params", "compressed_length", "compressed_slots",
+           "reference_compress", "reference_compress_observed"]
 
 
 class BalanceKVError(RuntimeError):
@@ -60,6 +61,15 @@ def _library():
             [ctypes.c_int64] * 5 + [ctypes.POINTER(CompressParams),
                                     ctypes.c_void_p, ctypes.c_void_p]
         lib.balancekv_reference_compress.restype = ctypes.c_int
+        lib.balancekv_reference_compress_observed.argtypes = [
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p] + \
+            [ctypes.c_int64] * 7 + [ctypes.POINTER(CompressParams),
+                                    ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_void_p]
+        lib.balancekv_reference_compress_observed.restype = ctypes.c_int
+        lib.balancekv_compressed_slots.argtypes = [
+            ctypes.c_int64, ctypes.POINTER(CompressParams)]
+        lib.balancekv_compressed_slots.restype = ctypes.c_int64
         lib.balancekv_reference_error.restype = ctypes.c_char_p
         lib.balancekv_reference_attention.argtypes = [
             ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -103,8 +113,10 @@ class CompressParams(ctypes.Structure):
                 ("seed", ctypes.c_uint64), ("scale", ctypes.c_float),
                 ("budget", ctypes.c_int64)]
 
-    # The CUDA kernels run balance and uniform; the reference all four.
-    METHODS = {"balance": 0, "uniform": 1, "streaming": 2, "knorm": 3}
+    # The CUDA kernels run balance and uniform; the reference all six
+    # (snapkv and adaptive through reference_compress_observed).
+    METHODS = {"balance": 0, "uniform": 1, "streaming": 2, "knorm": 3,
+               "snapkv": 4, "adaptive": 5}
 
 
 def default_params(**fields):
@@ -152,3 +164,39 @@ def reference_compress(key, value, shape, value_dim, dtype="f32",
     if rc != 0:
         raise BalanceKVError(_library().balancekv_reference_error().decode())
     return list(indices), list(log_w)
+
+
+def compressed_slots(n, params=None):
+    """Slots per (batch, KV head) compressing n tokens fills: M of the spec
+    layout, or with method adaptive the most one head may keep."""
+    p = params or default_params()
+    m = _library().balancekv_compressed_slots(n, ctypes.byref(p))
+    if m < 0:
+        raise BalanceKVError(f"bad compression parameters for n = {n}")
+    return m
+
+
+def reference_compress_observed(key, value, observation, shape, value_dim,
+                                q_heads, obs_len, dtype="f32", params=None):
+    """reference_compress for every method, including those that read
+    observation queries (snapkv, adaptive): `observation` [B, q_heads,
+    obs_len, D] holds the queries of the cache's last obs_len positions.
+    Returns (indices, log_weights, lengths, m): B*H*m slots (with adaptive,
+    head (b, h) keeps lengths[b*H + h] of them; the rest are index -1,
+    log-weight -inf) and the per-head counts."""
+    import array
+    b, h, n, d = shape
+    p = params or default_params()
+    m = compressed_slots(n, p)
+    indices = array.array("i", [0] * (b * h * m))
+    log_w = array.array("f", [0.0] * (b * h * m))
+    lengths = array.array("i", [0] * (b * h))
+    bufs = [(ctypes.c_char * memoryview(x).nbytes).from_buffer_copy(x)
+            for x in (key, value, observation)]
+    rc = _library().balancekv_reference_compress_observed(
+        _DTYPES[dtype], bufs[0], bufs[1], bufs[2], b, h, q_heads, obs_len, n,
+        d, value_dim, ctypes.byref(p), indices.buffer_info()[0],
+        log_w.buffer_info()[0], lengths.buffer_info()[0])
+    if rc != 0:
+        raise BalanceKVError(_library().balancekv_reference_error().decode())
+    return list(indices), list(log_w), list(lengths), m

@@ -30,3 +30,13 @@ try:
                                  balancekv.default_params(rounds=17))
 except balancekv.BalanceKVError as e:
     print("BalanceKVError:", e)
+
+# Method adaptive (ragged heads) through the reference's observed entry.
+obs = array.array("f", [math.sin(0.3 * i + 1.0) for i in range(b * h * 8 * d)])
+pa = balancekv.default_params(method="adaptive")
+idx, lw, lens, m = balancekv.reference_compress_observed(
+    key, value, obs, (b, h, n, d), dv, h, 8, "f32", pa)
+mean = balancekv.compressed_length(n, pa)
+print("adaptive slots", m, "= 2 x", mean, "within budget", sum(lens) <= h * mean,
+      "padding", all(idx[hh * m + j] == -1 and lw[hh * m + j] == -math.inf
+                     for hh in range(h) for j in range(lens[hh], m)))

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <string>
 
 // The CPU reference's C entries (kernels/reference/ReferenceC.cpp).
@@ -25,6 +27,14 @@ extern "C" int balancekv_reference_attention(
     int64_t kvHeads, int64_t queries, int64_t n, int64_t d, int64_t dv,
     float scale, int causal, float *out);
 extern "C" const char *balancekv_reference_error(void);
+extern "C" int balancekv_reference_compress_observed(
+    balancekv_dtype dtype, const void *key, const void *value,
+    const void *observation, int64_t batch, int64_t heads, int64_t qHeads,
+    int64_t obsLen, int64_t n, int64_t d, int64_t dv,
+    const balancekv_compress_params *params, int32_t *outIndices,
+    float *outLogWeights, int32_t *outLengths);
+extern "C" int64_t
+balancekv_compressed_slots(int64_t n, const balancekv_compress_params *params);
 
 namespace {
 
@@ -119,7 +129,51 @@ TEST(RuntimeApi, ReferenceCompressTakesEveryMethodOfTheEnum) {
                                          100, 2, 2, &p, idx.data(), lw.data()),
             -1);
   EXPECT_STREQ(balancekv_reference_error(),
-               "method must be balance, uniform, streaming or knorm");
+               "method must be balance, uniform, streaming, knorm, snapkv or "
+               "adaptive");
+  p.method = BALANCEKV_METHOD_ADAPTIVE;
+  EXPECT_EQ(balancekv_reference_compress(BALANCEKV_DTYPE_F32, key, value, 1, 1,
+                                         100, 2, 2, &p, idx.data(), lw.data()),
+            -1);
+  EXPECT_STREQ(balancekv_reference_error(),
+               "snapkv and adaptive read observation queries: call "
+               "balancekv_reference_compress_observed");
+}
+
+// Method adaptive through the C entry: M slots of twice the mean, per-head
+// lengths within the total, padding marked.
+TEST(RuntimeApi, ReferenceCompressObservedAdaptive) {
+  const int64_t b = 1, h = 2, n = 400, d = 4, lobs = 8;
+  std::vector<float> key(size_t(b * h * n * d)), value(key.size()),
+      obs(size_t(b * h * lobs * d));
+  for (size_t i = 0; i < key.size(); ++i) {
+    key[i] = float(std::sin(0.37 * double(i)));
+    value[i] = float(std::cos(0.11 * double(i)));
+  }
+  for (size_t i = 0; i < obs.size(); ++i)
+    obs[i] = float(std::sin(0.5 * double(i) + 1.0));
+  balancekv_compress_params p;
+  balancekv_compress_params_init(&p);
+  p.method = BALANCEKV_METHOD_ADAPTIVE;
+  const int64_t mean = balancekv_compressed_length(n, 32, 32, 2);
+  const int64_t m = balancekv_compressed_slots(n, &p);
+  EXPECT_EQ(m, 2 * mean);
+  std::vector<int32_t> idx(size_t(b * h * m)), lens(size_t(b * h));
+  std::vector<float> lw(idx.size());
+  ASSERT_EQ(balancekv_reference_compress_observed(
+                BALANCEKV_DTYPE_F32, key.data(), value.data(), obs.data(), b,
+                h, h, lobs, n, d, d, &p, idx.data(), lw.data(), lens.data()),
+            0)
+      << balancekv_reference_error();
+  EXPECT_LE(lens[0] + lens[1], 2 * mean);
+  for (int64_t hh = 0; hh < h; ++hh) {
+    EXPECT_GT(lens[hh], 0);
+    EXPECT_EQ(idx[hh * m], 0); // a sink is always kept
+    for (int64_t j = lens[hh]; j < m; ++j)
+      EXPECT_EQ(idx[hh * m + j], -1);
+  }
+  p.budget = -2;
+  EXPECT_EQ(balancekv_compressed_slots(n, &p), -1);
 }
 
 // The same values as the op verifier, the pass and the reference reject

@@ -40,7 +40,11 @@ typedef enum {
   BALANCEKV_METHOD_BALANCE = 0,
   BALANCEKV_METHOD_UNIFORM = 1,
   BALANCEKV_METHOD_STREAMING = 2,
-  BALANCEKV_METHOD_KNORM = 3
+  BALANCEKV_METHOD_KNORM = 3,
+  /* These two read observation queries: the CPU reference only
+   * (balancekv_reference_compress_observed). */
+  BALANCEKV_METHOD_SNAPKV = 4,
+  BALANCEKV_METHOD_ADAPTIVE = 5
 } balancekv_method;
 
 /* The message of the last failed call on this thread ("" after success). */
