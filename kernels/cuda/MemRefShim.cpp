@@ -10,9 +10,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Runtime/BalanceKVRuntime.h"
-#include "balancekv/Runtime/RuntimeCallABI.h"
+#include "balancekv/Runtime/RuntimeCallShim.h"
 #include "kernels/cuda/Launch.h"
-#include "mlir/ExecutionEngine/CRunnerUtils.h"
 
 #include <cuda_runtime.h>
 
@@ -22,13 +21,8 @@
 
 namespace {
 
-/// MLIR's ranked memref descriptor for rank N (the elements are only passed
-/// through, hence char).
-template <int N> using MemRef = StridedMemRefType<char, N>;
-
-template <int N> const void *start(const MemRef<N> *m, int elemSize) {
-  return static_cast<const char *>(m->data) + m->offset * elemSize;
-}
+using balancekv::shim::MemRef;
+using balancekv::shim::start;
 
 balancekv_tensor view(const MemRef<4> *m, int elemSize) {
   return {start(m, elemSize),
@@ -78,27 +72,6 @@ struct Workspace {
       cudaFreeAsync(ptr, nullptr);
   }
 };
-
-// Parameter lists generated from RuntimeCallABI.h (the lowering builds its
-// calls from the same tables).
-#define BALANCEKV_ABI_MEMREF1 MemRef<1> *
-#define BALANCEKV_ABI_MEMREF3 MemRef<3> *
-#define BALANCEKV_ABI_MEMREF4 MemRef<4> *
-#define BALANCEKV_ABI_I32 int32_t
-#define BALANCEKV_ABI_I64 int64_t
-#define BALANCEKV_ABI_F32 float
-#define BALANCEKV_ABI_F64 double
-// One more level so that a KIND given as a macro (RuntimeCallABI.h) expands.
-#define BALANCEKV_ABI_PARAM(KIND, NAME) BALANCEKV_ABI_PARAM_(KIND, NAME)
-#define BALANCEKV_ABI_PARAM_(KIND, NAME) , BALANCEKV_ABI_##KIND NAME
-#define BALANCEKV_ABI_ARG(KIND, NAME) , NAME
-#define BALANCEKV_ABI_DROP_FIRST(first, ...) __VA_ARGS__
-#define BALANCEKV_ABI_APPLY(macro, ...) macro(__VA_ARGS__)
-/// `TABLE`'s parameters as a declaration list / as call arguments.
-#define BALANCEKV_ABI_PARAMS(TABLE)                                            \
-  BALANCEKV_ABI_APPLY(BALANCEKV_ABI_DROP_FIRST, 0 TABLE(BALANCEKV_ABI_PARAM))
-#define BALANCEKV_ABI_ARGS(TABLE)                                              \
-  BALANCEKV_ABI_APPLY(BALANCEKV_ABI_DROP_FIRST, 0 TABLE(BALANCEKV_ABI_ARG))
 
 int32_t compress(balancekv_dtype dt, int elem,
                  BALANCEKV_ABI_PARAMS(BALANCEKV_RT_COMPRESS_PARAMS)) {

@@ -8,8 +8,13 @@
 //===----------------------------------------------------------------------===//
 
 #include "balancekv/Runtime/CompressParamsC.h"
+#include "balancekv/Runtime/RuntimeCallShim.h"
 #include "balancekv/Support/CompressedLayout.h"
 #include "kernels/reference/Reference.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
 
 // Exported even from libraries built with hidden visibility.
 #define BALANCEKV_C_EXPORT __attribute__((visibility("default")))
@@ -220,3 +225,101 @@ int balancekv_reference_attention(balancekv_dtype dtype, const void *query,
     out[i] = float(result[i]);
   return 0;
 }
+
+//===----------------------------------------------------------------------===//
+// balancekv_rt_reference_compress_<t>: RuntimeCallABI.h's CPU entry
+//===----------------------------------------------------------------------===//
+
+namespace {
+using balancekv::shim::MemRef;
+
+/// Element offsets of a strided memref's elements in row-major order.
+template <int N> std::vector<int64_t> elementOffsets(const MemRef<N> *m) {
+  int64_t count = 1;
+  for (int d = 0; d < N; ++d)
+    count *= m->sizes[d];
+  std::vector<int64_t> offsets(size_t(std::max<int64_t>(count, 0)));
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t rem = i, off = 0;
+    for (int d = N - 1; d >= 0; --d) {
+      off += (rem % m->sizes[d]) * m->strides[d];
+      rem /= m->sizes[d];
+    }
+    offsets[size_t(i)] = off;
+  }
+  return offsets;
+}
+
+/// A strided memref's elements as a contiguous tensor.
+Tensor contiguous(const MemRef<4> *m, DType t) {
+  Tensor out(t, {m->sizes[0], m->sizes[1], m->sizes[2], m->sizes[3]});
+  const int64_t es = dtypeSize(t);
+  const char *base = static_cast<const char *>(balancekv::shim::start(m, int(es)));
+  std::vector<int64_t> offsets = elementOffsets(m);
+  for (size_t i = 0; i < offsets.size(); ++i)
+    std::memcpy(out.bytes.data() + i * es, base + offsets[i] * es, size_t(es));
+  return out;
+}
+
+/// Writes contiguous elements `src` into a strided memref.
+template <int N> void store(MemRef<N> *m, const uint8_t *src, int64_t es) {
+  char *base = m->data + m->offset * es;
+  std::vector<int64_t> offsets = elementOffsets(m);
+  for (size_t i = 0; i < offsets.size(); ++i)
+    std::memcpy(base + offsets[i] * es, src + i * es, size_t(es));
+}
+
+int32_t referenceCompressEntry(
+    const char *entry, balancekv_dtype dtype,
+    BALANCEKV_ABI_PARAMS(BALANCEKV_RT_REFERENCE_COMPRESS_PARAMS)) {
+  auto failed = [&](std::string message) {
+    referenceError = std::move(message);
+    std::fprintf(stderr, "%s: %s\n", entry, referenceError.c_str());
+    return int32_t(BALANCEKV_STATUS_INVALID_ARGUMENT);
+  };
+  DType t;
+  CompressOptions o;
+  balancekv_method m;
+  static_assert(sizeof m == sizeof method, "C enums are int-sized");
+  std::memcpy(&m, &method, sizeof method);
+  if (!toDType(dtype, t) || !toMethod(m, o.method))
+    return failed(referenceError);
+#define BALANCEKV_PARAM_FROM_ARG(type, member, name, dflt, doc)               \
+  o.member = type(name);
+  BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_FROM_ARG)
+#undef BALANCEKV_PARAM_FROM_ARG
+  Tensor k = contiguous(key, t), v = contiguous(value, t);
+  const bool observes = o.method == Method::SnapKV || o.method == Method::Adaptive;
+  Tensor obs = observes ? contiguous(observation, t) : Tensor();
+  TensorRef obsRef = obs.ref();
+  Selection sel;
+  Status st = compress(k.ref(), v.ref(), o, sel, observes ? &obsRef : nullptr);
+  if (!st.ok)
+    return failed(st.message);
+  const int64_t want[3] = {sel.batch, sel.heads, sel.m};
+  for (int d = 0; d < 3; ++d)
+    if (compressed_key->sizes[d] != want[d] ||
+        compressed_value->sizes[d] != want[d] || log_weights->sizes[d] != want[d])
+      return failed("the outputs must be [B, H, M, ...] with M = " +
+                    std::to_string(sel.m));
+  Tensor ck = gather(k.ref(), sel), cv = gather(v.ref(), sel);
+  const int64_t es = dtypeSize(t);
+  store(compressed_key, ck.bytes.data(), es);
+  store(compressed_value, cv.bytes.data(), es);
+  store(log_weights, reinterpret_cast<const uint8_t *>(sel.logWeights.data()),
+        int64_t(sizeof(float)));
+  return BALANCEKV_STATUS_OK;
+}
+} // namespace
+
+#define BALANCEKV_REFERENCE_SHIM(SUFFIX, DTYPE)                                \
+  extern "C" BALANCEKV_C_EXPORT int32_t                                        \
+      _mlir_ciface_balancekv_rt_reference_compress_##SUFFIX(                   \
+          BALANCEKV_ABI_PARAMS(BALANCEKV_RT_REFERENCE_COMPRESS_PARAMS)) {      \
+    return referenceCompressEntry(                                             \
+        BALANCEKV_RT_REFERENCE_COMPRESS_PREFIX #SUFFIX, DTYPE,                 \
+        BALANCEKV_ABI_ARGS(BALANCEKV_RT_REFERENCE_COMPRESS_PARAMS));           \
+  }
+BALANCEKV_REFERENCE_SHIM(f16, BALANCEKV_DTYPE_F16)
+BALANCEKV_REFERENCE_SHIM(bf16, BALANCEKV_DTYPE_BF16)
+BALANCEKV_REFERENCE_SHIM(f32, BALANCEKV_DTYPE_F32)

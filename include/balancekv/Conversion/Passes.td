@@ -20,12 +20,17 @@ def BalanceKVLowerToLoopsPass : Pass<"balancekv-lower-to-loops"> {
     element by element outside a linalg op, so compilers that form
     dispatches from linalg ops (IREE) take the result. The baselines
     (`uniform`, `knorm`, `snapkv`, `streaming`) are an `scf.for` nest per
-    (batch, KV head). The result is on tensors and bufferizes with one-shot
-    bufferization.
+    (batch, KV head). Method `adaptive` (a search over per-head plans, spec
+    section 6 in docs/adaptive.md) becomes a call of the CPU reference's
+    `balancekv_rt_reference_compress_<t>` (libbalancekv_capi.so, or
+    libbalancekv_cuda.so) on host buffers. The result is on tensors and
+    bufferizes with one-shot bufferization.
   }];
   let dependentDialects = [
-    "::mlir::arith::ArithDialect", "::mlir::cf::ControlFlowDialect",
+    "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",
+    "::mlir::cf::ControlFlowDialect", "::mlir::func::FuncDialect",
     "::mlir::linalg::LinalgDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect", "::mlir::tensor::TensorDialect"
   ];
 }

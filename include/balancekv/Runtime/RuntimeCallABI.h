@@ -51,7 +51,24 @@
   X(F32, scale)                                                                \
   X(I32, causal)
 
+/* balancekv_rt_reference_compress_<f16|bf16|f32>: any method on the CPU
+ * reference (kernels/reference/ReferenceMemRef.cpp, in libbalancekv_capi.so
+ * and libbalancekv_cuda.so), host buffers; --balancekv-lower-to-loops calls
+ * it for method adaptive, whose search over per-head plans has no loop
+ * form. observation is [B, Hq, Lobs, D] (empty for methods that read none);
+ * padded slots of ragged heads come back as zero rows with log-weight -inf. */
+#define BALANCEKV_RT_REFERENCE_COMPRESS_PARAMS(X)                              \
+  X(MEMREF4, key)                                                              \
+  X(MEMREF4, value)                                                            \
+  X(MEMREF4, observation)                                                      \
+  X(MEMREF4, compressed_key)                                                   \
+  X(MEMREF4, compressed_value)                                                 \
+  X(MEMREF3, log_weights)                                                      \
+  X(I32, method) /* balancekv_method */                                        \
+  BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
+
 #define BALANCEKV_RT_COMPRESS_PREFIX "balancekv_rt_compress_"
+#define BALANCEKV_RT_REFERENCE_COMPRESS_PREFIX "balancekv_rt_reference_compress_"
 #define BALANCEKV_RT_WEIGHTED_DECODE_PREFIX "balancekv_rt_weighted_decode_"
 
 #endif /* BALANCEKV_RUNTIME_RUNTIMECALLABI_H */

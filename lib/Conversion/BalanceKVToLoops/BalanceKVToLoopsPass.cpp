@@ -1,6 +1,7 @@
 //===- BalanceKVToLoopsPass.cpp - balancekv ops => linalg/scf/tensor -----===//
 
 #include "balancekv/Conversion/BalanceKVToLoops/BalanceKVToLoops.h"
+#include "balancekv/Conversion/BalanceKVToRuntime/BalanceKVToRuntime.h"
 #include "balancekv/Conversion/Passes.h"
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
@@ -30,6 +31,8 @@ struct BalanceKVLowerToLoopsPass
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     RewritePatternSet patterns(&getContext());
     balancekv::populateBalanceKVToLoopsPatterns(patterns);
+    // Method adaptive: a call of the CPU reference (no loop form).
+    balancekv::populateAdaptiveCompressToReferenceCallPatterns(patterns);
     if (failed(applyPartialConversion(getOperation(), target,
                                       std::move(patterns))))
       signalPassFailure();

@@ -343,7 +343,9 @@ SmallVector<Value> CompressLowering::run() {
               Value kept, keptLw;
               switch (method) {
               case CompressionMethod::Balance:
-                llvm_unreachable("balance is decomposed into its stages");
+              case CompressionMethod::Adaptive:
+                llvm_unreachable("balance is decomposed into its stages, "
+                                 "adaptive calls the reference");
               case CompressionMethod::Uniform: {
                 Value draws = tensor::EmptyOp::create(
                     b, ArrayRef<OpFoldResult>{OpFoldResult(l0)}, f64);
@@ -446,6 +448,9 @@ struct CompressToLoops : OpRewritePattern<CompressOp> {
             cast<ShapedType>(op.getKey().getType()).getDimSize(3)) &&
         op.getCompressParams().scale == 0)
       return rewriter.notifyMatchFailure(op, "dynamic D without scale");
+    if (op.getMethod() == CompressionMethod::Adaptive)
+      return rewriter.notifyMatchFailure(
+          op, "adaptive: a call of the CPU reference (its own pattern)");
     if (op.getMethod() == CompressionMethod::Balance) {
       // The rounds: the stage patterns below take it from here.
       FailureOr<SmallVector<Value>> stages =

@@ -12,6 +12,7 @@
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
 #include "balancekv/Runtime/BalanceKVRuntime.h"
 #include "balancekv/Runtime/RuntimeCallABI.h"
+#include "balancekv/Support/CompressedLayout.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -68,6 +69,8 @@ constexpr AbiParam kCompressAbi[] = {
     BALANCEKV_RT_COMPRESS_PARAMS(BALANCEKV_ABI_ENTRY)};
 constexpr AbiParam kWeightedDecodeAbi[] = {
     BALANCEKV_RT_WEIGHTED_DECODE_PARAMS(BALANCEKV_ABI_ENTRY)};
+constexpr AbiParam kReferenceCompressAbi[] = {
+    BALANCEKV_RT_REFERENCE_COMPRESS_PARAMS(BALANCEKV_ABI_ENTRY)};
 #undef BALANCEKV_ABI_ENTRY
 
 bool hasKind(Type t, AbiKind kind) {
@@ -121,9 +124,29 @@ std::optional<balancekv_method> runtimeMethod(CompressionMethod m) {
   case CompressionMethod::Streaming:
   case CompressionMethod::SnapKV:
   case CompressionMethod::KNorm:
+  case CompressionMethod::Adaptive:
     return std::nullopt;
   }
   return std::nullopt;
+}
+
+/// The C API's number of every method, for the CPU reference's entry.
+balancekv_method referenceMethod(CompressionMethod m) {
+  switch (m) {
+  case CompressionMethod::Balance:
+    return BALANCEKV_METHOD_BALANCE;
+  case CompressionMethod::Uniform:
+    return BALANCEKV_METHOD_UNIFORM;
+  case CompressionMethod::Streaming:
+    return BALANCEKV_METHOD_STREAMING;
+  case CompressionMethod::SnapKV:
+    return BALANCEKV_METHOD_SNAPKV;
+  case CompressionMethod::KNorm:
+    return BALANCEKV_METHOD_KNORM;
+  case CompressionMethod::Adaptive:
+    return BALANCEKV_METHOD_ADAPTIVE;
+  }
+  return BALANCEKV_METHOD_BALANCE;
 }
 
 /// memref<?x...x?xT, strided<[?, ...], offset: ?>>: one declaration serves
@@ -189,7 +212,10 @@ LogicalResult checkSupported(CompressOp op) {
   if (!runtimeMethod(op.getMethod()))
     return op.emitOpError()
            << "method '" << stringifyCompressionMethod(op.getMethod())
-           << "' has no CUDA kernel; lower it with --balancekv-lower-to-loops";
+           << "' has no CUDA kernel; lower it with --balancekv-lower-to-loops"
+           << (op.getMethod() == CompressionMethod::Adaptive
+                   ? " (which calls the CPU reference for it)"
+                   : "");
   return success();
 }
 
@@ -216,54 +242,107 @@ template <typename OpTy> LogicalResult checkSupportedAttention(OpTy op) {
   return success();
 }
 
+/// compress => a call of the CUDA kernels' entry, or with `reference` of the
+/// CPU reference's (every method, host buffers, the observation passed).
+LogicalResult rewriteCompressToCall(CompressOp op, RewriterBase &rewriter,
+                                    bool deviceAlloc, bool reference) {
+  ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+  Value key = op.getKey(), value = op.getValue();
+  auto dim = [&](Value t, int64_t i) -> Value {
+    return tensor::DimOp::create(b, t, i);
+  };
+  const CompressParams params = op.getCompressParams();
+  Value n = dim(key, 2);
+  Value m = buildCompressedLayout(b, n, op.getSink(), op.getRecent(),
+                                  op.getRounds())
+                .length;
+  if (op.getMethod() == CompressionMethod::Adaptive) {
+    // CompressedLayout::adaptiveCapacity: min(n, factor * mean), the mean
+    // being the budget (at most n) or the layout's length.
+    Value mean = params.budget > 0
+                     ? arith::MinSIOp::create(
+                           b, arith::ConstantIndexOp::create(b, params.budget),
+                           n)
+                     : m;
+    m = arith::MinSIOp::create(
+        b, n,
+        arith::MulIOp::create(
+            b, mean,
+            arith::ConstantIndexOp::create(
+                b, CompressedLayout::kAdaptiveCapacityFactor)));
+  }
+  Value bDim = dim(key, 0), hDim = dim(key, 1);
+  auto ckT = cast<RankedTensorType>(op.getCompressedKey().getType());
+  auto cvT = cast<RankedTensorType>(op.getCompressedValue().getType());
+  auto lwT = cast<RankedTensorType>(op.getLogWeights().getType());
+  Value ck = allocFor(b, ckT, {bDim, hDim, m, dim(key, 3)}, deviceAlloc);
+  Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)}, deviceAlloc);
+  Value lw = allocFor(b, lwT, {bDim, hDim, m}, deviceAlloc);
+  llvm::StringMap<Value> named{
+      {"key", asBuffer(b, key)},
+      {"value", asBuffer(b, value)},
+      {"compressed_key", erase(b, ck)},
+      {"compressed_value", erase(b, cv)},
+      {"log_weights", erase(b, lw)},
+      {"method", constI32(b, reference ? referenceMethod(op.getMethod())
+                                       : *runtimeMethod(op.getMethod()))}};
+  if (reference) {
+    auto keyT = cast<RankedTensorType>(key.getType());
+    named["observation"] =
+        op.getObservation()
+            ? asBuffer(b, op.getObservation())
+            : erase(b, memref::AllocaOp::create(
+                           b, MemRefType::get({0, 0, 0, 0},
+                                              keyT.getElementType())));
+  }
+#define BALANCEKV_PARAM_OPERAND(type, member, name, dflt, doc)                 \
+  named[#name] = paramConstant(b, params.member);
+  BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_OPERAND)
+#undef BALANCEKV_PARAM_OPERAND
+  FailureOr<SmallVector<Value>> args = abiOperands(
+      op, reference ? ArrayRef<AbiParam>(kReferenceCompressAbi)
+                    : ArrayRef<AbiParam>(kCompressAbi),
+      named);
+  if (failed(args))
+    return failure();
+  Type et = ckT.getElementType();
+  auto fn = declare(op,
+                    (reference ? BALANCEKV_RT_REFERENCE_COMPRESS_PREFIX
+                               : BALANCEKV_RT_COMPRESS_PREFIX) +
+                        typeSuffix(et),
+                    TypeRange(ValueRange(*args)));
+  if (failed(fn))
+    return op.emitOpError() << "conflicting runtime declaration";
+  func::CallOp::create(b, *fn, *args);
+  rewriter.replaceOp(op, {resultTensor(b, ck, ckT), resultTensor(b, cv, cvT),
+                          resultTensor(b, lw, lwT)});
+  return success();
+}
+
 struct CompressToCall : OpConversionPattern<CompressOp> {
   CompressToCall(MLIRContext *ctx, bool deviceAlloc)
       : OpConversionPattern(ctx), deviceAlloc(deviceAlloc) {}
   LogicalResult
   matchAndRewrite(CompressOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    Value key = op.getKey(), value = op.getValue();
-    auto dim = [&](Value t, int64_t i) -> Value {
-      return tensor::DimOp::create(b, t, i);
-    };
-    Value m = buildCompressedLayout(b, dim(key, 2), op.getSink(),
-                                    op.getRecent(), op.getRounds())
-                  .length;
-    Value bDim = dim(key, 0), hDim = dim(key, 1);
-    auto ckT = cast<RankedTensorType>(op.getCompressedKey().getType());
-    auto cvT = cast<RankedTensorType>(op.getCompressedValue().getType());
-    auto lwT = cast<RankedTensorType>(op.getLogWeights().getType());
-    Value ck = allocFor(b, ckT, {bDim, hDim, m, dim(key, 3)}, deviceAlloc);
-    Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)}, deviceAlloc);
-    Value lw = allocFor(b, lwT, {bDim, hDim, m}, deviceAlloc);
-    const CompressParams params = op.getCompressParams();
-    llvm::StringMap<Value> named{
-        {"key", asBuffer(b, key)},
-        {"value", asBuffer(b, value)},
-        {"compressed_key", erase(b, ck)},
-        {"compressed_value", erase(b, cv)},
-        {"log_weights", erase(b, lw)},
-        {"method", constI32(b, *runtimeMethod(op.getMethod()))}};
-#define BALANCEKV_PARAM_OPERAND(type, member, name, dflt, doc)                 \
-  named[#name] = paramConstant(b, params.member);
-    BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_OPERAND)
-#undef BALANCEKV_PARAM_OPERAND
-    FailureOr<SmallVector<Value>> args = abiOperands(op, kCompressAbi, named);
-    if (failed(args))
-      return failure();
-    Type et = ckT.getElementType();
-    auto fn = declare(op, BALANCEKV_RT_COMPRESS_PREFIX + typeSuffix(et),
-                      TypeRange(ValueRange(*args)));
-    if (failed(fn))
-      return op.emitOpError() << "conflicting runtime declaration";
-    func::CallOp::create(b, *fn, *args);
-    rewriter.replaceOp(op, {resultTensor(b, ck, ckT), resultTensor(b, cv, cvT),
-                            resultTensor(b, lw, lwT)});
-    return success();
+    return rewriteCompressToCall(op, rewriter, deviceAlloc,
+                                 /*reference=*/false);
   }
 
   bool deviceAlloc;
+};
+
+/// Method adaptive => the CPU reference's entry (its per-head plan search
+/// has no loop form).
+struct AdaptiveCompressToReferenceCall : OpRewritePattern<CompressOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(CompressOp op,
+                                PatternRewriter &rewriter) const override {
+    if (op.getMethod() != CompressionMethod::Adaptive)
+      return rewriter.notifyMatchFailure(op, "not method adaptive");
+    return rewriteCompressToCall(op, rewriter, /*deviceAlloc=*/false,
+                                 /*reference=*/true);
+  }
 };
 
 template <typename OpTy>
@@ -348,4 +427,9 @@ void balancekv::populateBalanceKVToRuntimeCallsPatterns(
   patterns.add<CompressToCall, AttentionToCall<AttentionOp>,
                AttentionToCall<WeightedAttentionOp>>(patterns.getContext(),
                                                      deviceAlloc);
+}
+
+void balancekv::populateAdaptiveCompressToReferenceCallPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<AdaptiveCompressToReferenceCall>(patterns.getContext());
 }

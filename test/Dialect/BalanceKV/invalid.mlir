@@ -377,7 +377,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<1x4x8x64xf32>) {
-  // expected-error @+1 {{'balancekv.compress' op takes observation queries only with method 'snapkv', not 'knorm'}}
+  // expected-error @+1 {{'balancekv.compress' op takes observation queries only with methods 'snapkv' and 'adaptive', not 'knorm'}}
   %ck, %cv, %lw = balancekv.compress %k, %v observe(%o : tensor<1x4x8x64xf32>) <method = knorm> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
@@ -519,5 +519,13 @@ func.func @gather_state_rank(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf
 func.func @init_param_in_attr_dict(%k: tensor<1x2x256x64xf32>) {
   // expected-error @+1 {{'balancekv.balance_init' op 'seed' is a compression parameter: write it in the op's <...> list (#balancekv.compress_params)}}
   %t, %d = balancekv.balance_init %k {seed = 3 : i64} : tensor<1x2x256x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op method 'adaptive' needs the observation queries (`observe`)}}
+  %ck, %cv, %lw = balancekv.compress %k, %v <method = adaptive> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }

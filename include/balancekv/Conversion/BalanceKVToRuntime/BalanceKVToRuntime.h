@@ -16,6 +16,13 @@ llvm::LogicalResult checkRuntimeCallsSupported(mlir::Operation *op);
 void populateBalanceKVToRuntimeCallsPatterns(mlir::RewritePatternSet &patterns,
                                              bool deviceAlloc);
 
+/// compress with method adaptive => func.call of
+/// balancekv_rt_reference_compress_<t> (RuntimeCallABI.h), the CPU
+/// reference on host buffers: --balancekv-lower-to-loops uses it, since the
+/// method's search over per-head plans has no loop form.
+void populateAdaptiveCompressToReferenceCallPatterns(
+    mlir::RewritePatternSet &patterns);
+
 } // namespace balancekv
 
 #endif // BALANCEKV_CONVERSION_BALANCEKVTORUNTIME_BALANCEKVTORUNTIME_H

@@ -121,6 +121,21 @@ CompressParams inferredParams(MLIRContext *context,
   return props.params ? props.params.getValues() : CompressParams{};
 }
 
+/// The method of an op being built (balance where `params` is absent).
+template <typename OpTy>
+CompressionMethod inferredMethod(MLIRContext *context,
+                                 std::optional<Location> location,
+                                 typename OpTy::Adaptor adaptor) {
+  typename OpTy::Properties props = adaptor.getProperties();
+  if (DictionaryAttr attrs = adaptor.getAttributes()) {
+    auto emitError = [&] {
+      return mlir::emitError(location ? *location : UnknownLoc::get(context));
+    };
+    (void)OpTy::setPropertiesFromAttr(props, attrs, emitError);
+  }
+  return props.params ? props.params.getMethod() : CompressionMethod::Balance;
+}
+
 /// The layout under `p` for a cache of `n` tokens; nullopt when `n` is
 /// dynamic or the parameters are out of range (the verifier reports those).
 std::optional<CompressedLayout> inferredLayout(int64_t n,
@@ -136,10 +151,13 @@ std::optional<CompressedLayout> inferredLayout(int64_t n,
 void compressedResultTypes(MLIRContext *context, int64_t b, int64_t h,
                            int64_t n, RankedTensorType k, RankedTensorType v,
                            const CompressParams &params,
-                           SmallVectorImpl<Type> &types) {
+                           SmallVectorImpl<Type> &types,
+                           CompressionMethod method = CompressionMethod::Balance) {
   int64_t m = ShapedType::kDynamic;
   if (auto layout = inferredLayout(n, params))
-    m = layout->compressedLength();
+    m = method == CompressionMethod::Adaptive && params.budget >= 0
+            ? layout->adaptiveCapacity(n, params.budget)
+            : layout->compressedLength();
   types.push_back(
       RankedTensorType::get({b, h, m, k.getDimSize(3)}, k.getElementType()));
   types.push_back(
@@ -155,7 +173,9 @@ LogicalResult inferCompressedTypes(MLIRContext *context,
                                    StringRef opName, Value key, Value value,
                                    bool dimsFromValueToo,
                                    const CompressParams &params,
-                                   SmallVectorImpl<Type> &types) {
+                                   SmallVectorImpl<Type> &types,
+                                   CompressionMethod method =
+                                       CompressionMethod::Balance) {
   auto k = cast<RankedTensorType>(key.getType());
   auto v = cast<RankedTensorType>(value.getType());
   if (k.getRank() != 4 || v.getRank() != 4)
@@ -166,7 +186,8 @@ LogicalResult inferCompressedTypes(MLIRContext *context,
     int64_t d = k.getDimSize(i);
     return ShapedType::isDynamic(d) && dimsFromValueToo ? v.getDimSize(i) : d;
   };
-  compressedResultTypes(context, dim(0), dim(1), dim(2), k, v, params, types);
+  compressedResultTypes(context, dim(0), dim(1), dim(2), k, v, params, types,
+                        method);
   return success();
 }
 
@@ -306,8 +327,11 @@ float WeightedAttentionOp::getEffectiveScale() {
 //===----------------------------------------------------------------------===//
 
 int64_t CompressOp::getCompressedLength(int64_t n) {
-  return CompressedLayout::compute(n, getSink(), getRecent(), getRounds())
-      .compressedLength();
+  const CompressedLayout layout =
+      CompressedLayout::compute(n, getSink(), getRecent(), getRounds());
+  return getMethod() == CompressionMethod::Adaptive
+             ? layout.adaptiveCapacity(n, getCompressParams().budget)
+             : layout.compressedLength();
 }
 
 float CompressOp::getEffectiveScale() {
@@ -343,7 +367,8 @@ LogicalResult CompressOp::inferReturnTypes(
       context, location, getOperationName(), adaptor.getKey(),
       adaptor.getValue(), /*dimsFromValueToo=*/true,
       inferredParams<CompressOp>(context, location, adaptor),
-      inferredReturnTypes);
+      inferredReturnTypes,
+      inferredMethod<CompressOp>(context, location, adaptor));
 }
 
 LogicalResult CompressOp::verify() {
@@ -356,14 +381,16 @@ LogicalResult CompressOp::verify() {
   if (failed(verifyParams(op, getCompressParams(), k.getDimSize(3))))
     return failure();
 
-  bool isSnapKV = getMethod() == CompressionMethod::SnapKV;
+  const bool observes = getMethod() == CompressionMethod::SnapKV ||
+                        getMethod() == CompressionMethod::Adaptive;
   Value obs = getObservation();
-  if (isSnapKV && !obs)
-    return emitOpError()
-           << "method 'snapkv' needs the observation queries (`observe`)";
-  if (!isSnapKV && obs)
-    return emitOpError() << "takes observation queries only with method "
-                            "'snapkv', not '"
+  if (observes && !obs)
+    return emitOpError() << "method '"
+                         << stringifyCompressionMethod(getMethod())
+                         << "' needs the observation queries (`observe`)";
+  if (!observes && obs)
+    return emitOpError() << "takes observation queries only with methods "
+                            "'snapkv' and 'adaptive', not '"
                          << stringifyCompressionMethod(getMethod()) << "'";
   if (obs) {
     auto o = cast<RankedTensorType>(obs.getType());

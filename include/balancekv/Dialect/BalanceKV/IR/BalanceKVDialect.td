@@ -39,12 +39,13 @@ def BalanceKV_MethodUniform   : I32EnumAttrCase<"Uniform",   1, "uniform">;
 def BalanceKV_MethodStreaming : I32EnumAttrCase<"Streaming", 2, "streaming">;
 def BalanceKV_MethodSnapKV    : I32EnumAttrCase<"SnapKV",    3, "snapkv">;
 def BalanceKV_MethodKNorm     : I32EnumAttrCase<"KNorm",     4, "knorm">;
+def BalanceKV_MethodAdaptive  : I32EnumAttrCase<"Adaptive",  5, "adaptive">;
 
 def BalanceKV_CompressionMethod : I32EnumAttr<"CompressionMethod",
     "how the compressed middle of the cache is selected",
     [BalanceKV_MethodBalance, BalanceKV_MethodUniform,
      BalanceKV_MethodStreaming, BalanceKV_MethodSnapKV,
-     BalanceKV_MethodKNorm]> {
+     BalanceKV_MethodKNorm, BalanceKV_MethodAdaptive]> {
   let cppNamespace = "::balancekv";
   let genSpecializedAttr = 0;
 }
