@@ -14,7 +14,7 @@
 // RUN: not balancekv-opt %s --balancekv-compress-kv-cache="max-query-len=-2" 2>&1 | FileCheck %s --check-prefix=QLEN
 // RUN: not balancekv-opt %s --balancekv-compress-kv-cache="min-kv-len=-1" 2>&1 | FileCheck %s --check-prefix=QLEN
 
-// METHOD: error: balancekv-compress-kv-cache: unknown method 'random' (expected balance, uniform, streaming, snapkv or knorm)
+// METHOD: error: balancekv-compress-kv-cache: unknown method 'random' (expected balance, uniform, streaming, snapkv, knorm or adaptive)
 // ROUNDS: error: balancekv-compress-kv-cache: rounds must be in [0, 16], got 17
 // BLOCK: error: balancekv-compress-kv-cache: block_size must be even and >= 2, got 7
 // SINK: error: balancekv-compress-kv-cache: sink must be >= 0, got -1

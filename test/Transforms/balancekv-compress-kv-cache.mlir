@@ -3,6 +3,7 @@
 // RUN: balancekv-opt %s --balancekv-compress-kv-cache --loop-invariant-code-motion --split-input-file | FileCheck %s --check-prefix=LICM
 // RUN: balancekv-opt %s --balancekv-compress-kv-cache="allow-dynamic=true max-query-len=0" --split-input-file | FileCheck %s --check-prefix=DYN
 // RUN: balancekv-opt %s --balancekv-compress-kv-cache="method=snapkv" --split-input-file | FileCheck %s --check-prefix=SNAP
+// RUN: balancekv-opt %s --balancekv-compress-kv-cache="method=adaptive budget=600" --split-input-file | FileCheck %s --check-prefix=ADAPT
 
 // CHECK-LABEL: func.func @decode
 // CHECK-SAME: (%[[Q:.*]]: tensor<1x32x1x128xf16>, %[[K:.*]]: tensor<1x8x4096x128xf16>, %[[V:.*]]: tensor<1x8x4096x128xf16>)
@@ -15,6 +16,12 @@
 // SNAP-LABEL: func.func @decode
 // SNAP-SAME: (%[[Q:.*]]: tensor<1x32x1x128xf16>
 // SNAP: balancekv.compress %{{.*}}, %{{.*}} observe(%[[Q]] : tensor<1x32x1x128xf16>) <method = snapkv>
+// Adaptive: the queries observe, 1200 slots per head (twice the budget),
+// the padding's -inf log-weights need no kv_len.
+// ADAPT-LABEL: func.func @decode
+// ADAPT-SAME: (%[[Q:.*]]: tensor<1x32x1x128xf16>
+// ADAPT: %[[CK:.*]], %[[CV:.*]], %[[LW:.*]] = balancekv.compress %{{.*}}, %{{.*}} observe(%[[Q]] : tensor<1x32x1x128xf16>) <method = adaptive, budget = 600>
+// ADAPT: balancekv.weighted_attention %[[Q]], %[[CK]], %[[CV]], %[[LW]] causal : tensor<1x32x1x128xf16>, tensor<1x8x1200x128xf16>, tensor<1x8x1200x128xf16>, tensor<1x8x1200xf32>
 func.func @decode(%q: tensor<1x32x1x128xf16>, %k: tensor<1x8x4096x128xf16>,
                   %v: tensor<1x8x4096x128xf16>) -> tensor<1x32x1x128xf16> {
   %o = balancekv.attention %q, %k, %v causal
@@ -145,4 +152,19 @@ func.func @padded_cache(%q: tensor<1x4x1x16xf32>, %k: tensor<1x4x4096x16xf32>,
   %o = balancekv.attention %q, %k, %v kv_len(%len : tensor<1xi32>)
       : tensor<1x4x1x16xf32>, tensor<1x4x4096x16xf32>, tensor<1x4x4096x16xf32> -> tensor<1x4x1x16xf32>
   return %o : tensor<1x4x1x16xf32>
+}
+
+// -----
+
+// Adaptive pads each head after its kept tokens: causal queries beyond one
+// would not sit at M - L + i, so the attention stays.
+// ADAPT-LABEL: func.func @adaptive_causal_multi_query
+// ADAPT-NOT: balancekv.compress
+// ADAPT: balancekv.attention
+func.func @adaptive_causal_multi_query(%q: tensor<1x32x4x128xf16>, %k: tensor<1x8x4096x128xf16>,
+                                       %v: tensor<1x8x4096x128xf16>) -> tensor<1x32x4x128xf16> {
+  %o = balancekv.attention %q, %k, %v causal
+      : tensor<1x32x4x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>
+      -> tensor<1x32x4x128xf16>
+  return %o : tensor<1x32x4x128xf16>
 }

@@ -425,7 +425,7 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>, %o: tensor<
 // -----
 
 func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
-  // expected-error @+1 {{unknown method 'random' (expected balance, uniform, streaming, snapkv or knorm)}}
+  // expected-error @+1 {{unknown method 'random' (expected balance, uniform, streaming, snapkv, knorm or adaptive)}}
   %ck, %cv, %lw = balancekv.compress %k, %v <method = random> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }

@@ -62,7 +62,7 @@ CompressParamsAttr CompressParamsAttr::parseAfterLess(AsmParser &parser) {
       if (!m)
         return parser.emitError(at)
                << "unknown method '" << spelling
-               << "' (expected balance, uniform, streaming, snapkv or knorm)";
+               << "' (expected balance, uniform, streaming, snapkv, knorm or adaptive)";
       method = *m;
       return success();
     }

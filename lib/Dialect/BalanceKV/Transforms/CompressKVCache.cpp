@@ -38,6 +38,11 @@ struct CompressAttention : OpRewritePattern<AttentionOp> {
     if (cfg.maxQueryLen > 0 &&
         (ShapedType::isDynamic(l) || l > cfg.maxQueryLen))
       return rewriter.notifyMatchFailure(op, "not decode-shaped");
+    // Adaptive pads each head after its kept tokens, so query i would not
+    // sit at the padded layout's position M - L + i: only one query.
+    if (op.getCausal() && l != 1 && cfg.method == CompressionMethod::Adaptive)
+      return rewriter.notifyMatchFailure(
+          op, "adaptive with causal multi-query (needs per-head kv_len)");
     if (op.getCausal() && l != 1) {
       // Query i sits at N - L + i: it must not see the compressed middle
       // differently, so all queries must sit inside the recent window.
@@ -54,7 +59,9 @@ struct CompressAttention : OpRewritePattern<AttentionOp> {
     }
 
     Value observation;
-    if (cfg.method == CompressionMethod::SnapKV)
+    // The decode's own queries are the observation (the last positions).
+    if (cfg.method == CompressionMethod::SnapKV ||
+        cfg.method == CompressionMethod::Adaptive)
       observation = op.getQuery();
     CompressParams params = cfg.params;
     // The attention's own scale unless the options give one.
@@ -102,7 +109,8 @@ struct BalanceKVCompressKVCachePass
     if (!m) {
       getOperation()->emitError()
           << "balancekv-compress-kv-cache: unknown method '" << method
-          << "' (expected balance, uniform, streaming, snapkv or knorm)";
+          << "' (expected balance, uniform, streaming, snapkv, knorm or "
+             "adaptive)";
       return signalPassFailure();
     }
     // Reject what the op verifier would reject, once, before any rewrite.
