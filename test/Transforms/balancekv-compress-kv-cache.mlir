@@ -5,6 +5,21 @@
 // RUN: balancekv-opt %s --balancekv-compress-kv-cache="method=snapkv" --split-input-file | FileCheck %s --check-prefix=SNAP
 // RUN: balancekv-opt %s --balancekv-compress-kv-cache="method=adaptive budget=600" --split-input-file | FileCheck %s --check-prefix=ADAPT
 
+// Adaptive pads each head after its kept tokens: causal queries beyond one
+// would not sit at M - L + i, so the attention stays.
+// ADAPT-LABEL: func.func @adaptive_causal_multi_query
+// ADAPT-NOT: balancekv.compress
+// ADAPT: balancekv.attention
+func.func @adaptive_causal_multi_query(%q: tensor<1x32x4x128xf16>, %k: tensor<1x8x4096x128xf16>,
+                                       %v: tensor<1x8x4096x128xf16>) -> tensor<1x32x4x128xf16> {
+  %o = balancekv.attention %q, %k, %v causal
+      : tensor<1x32x4x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>
+      -> tensor<1x32x4x128xf16>
+  return %o : tensor<1x32x4x128xf16>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @decode
 // CHECK-SAME: (%[[Q:.*]]: tensor<1x32x1x128xf16>, %[[K:.*]]: tensor<1x8x4096x128xf16>, %[[V:.*]]: tensor<1x8x4096x128xf16>)
 // CHECK: %[[CK:.*]], %[[CV:.*]], %[[LW:.*]] = balancekv.compress %[[K]], %[[V]] : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>
@@ -154,17 +169,3 @@ func.func @padded_cache(%q: tensor<1x4x1x16xf32>, %k: tensor<1x4x4096x16xf32>,
   return %o : tensor<1x4x1x16xf32>
 }
 
-// -----
-
-// Adaptive pads each head after its kept tokens: causal queries beyond one
-// would not sit at M - L + i, so the attention stays.
-// ADAPT-LABEL: func.func @adaptive_causal_multi_query
-// ADAPT-NOT: balancekv.compress
-// ADAPT: balancekv.attention
-func.func @adaptive_causal_multi_query(%q: tensor<1x32x4x128xf16>, %k: tensor<1x8x4096x128xf16>,
-                                       %v: tensor<1x8x4096x128xf16>) -> tensor<1x32x4x128xf16> {
-  %o = balancekv.attention %q, %k, %v causal
-      : tensor<1x32x4x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>
-      -> tensor<1x32x4x128xf16>
-  return %o : tensor<1x32x4x128xf16>
-}
