@@ -46,13 +46,18 @@ class BalanceKVLayer(DynamicLayer):
         self.min_length = min_length
         self.log_weights = None  # [B, Hkv, M + new tokens] once compressed
         self.seen = 0
+        self.observed = None  # method adaptive: the prefill's last queries
 
     def update(self, key_states, value_states, *args, **kwargs):
         global _last_layer
         if (self.log_weights is None and self.is_initialized and
                 self.seen > 0 and self.seen >= self.min_length):
-            self.keys, self.values, self.log_weights = torch_ops.compress(
-                self.keys, self.values, **self.params)
+            if self.params.get("method") == "adaptive":
+                self.keys, self.values, self.log_weights = _compress_adaptive(
+                    self.keys, self.values, self.observed, self.params)
+            else:
+                self.keys, self.values, self.log_weights = torch_ops.compress(
+                    self.keys, self.values, **self.params)
         keys, values = super().update(key_states, value_states)
         if self.log_weights is not None:
             b, h, n = key_states.shape[:3]
@@ -104,7 +109,9 @@ class BalanceKVLayer(DynamicLayer):
 class BalanceKVCache(DynamicCache):
     """A DynamicCache whose layers are compressed with BalanceKV after the
     prefill. Keyword arguments are balancekv.default_params fields (method,
-    rounds, sink, recent, block_size, gamma, temperature, c0, seed, scale);
+    rounds, sink, recent, block_size, gamma, temperature, c0, seed, scale,
+    budget); method "adaptive" runs on the CPU reference, observing each
+    layer's last 64 prefill queries;
     layers holding fewer than `min_length` tokens after the prefill stay
     exact."""
 
@@ -118,9 +125,12 @@ class BalanceKVCache(DynamicCache):
         return BalanceKVLayer(self.params, self.min_length)
 
     def compressed_lengths(self):
-        """Stored tokens per layer (after compression: M + new tokens)."""
-        return [layer.keys.shape[-2] if layer.is_initialized else 0
-                for layer in self.layers]
+        """Tokens kept per layer (after compression: M + new tokens; with
+        method adaptive the mean over heads of the tokens kept, its padding
+        not counted)."""
+        return [(layer.keys.shape[-2] if layer.log_weights is None else
+                 round(torch.isfinite(layer.log_weights).sum(-1).float().mean().item()))
+                if layer.is_initialized else 0 for layer in self.layers]
 
 
 def _weighted_attention(query, key, value, log_weights, scaling):
@@ -137,10 +147,39 @@ def _weighted_attention(query, key, value, log_weights, scaling):
     return (logits.softmax(-1) @ v).to(query.dtype)
 
 
+OBSERVED_QUERIES = 64  # method adaptive's observation window
+
+
+def _compress_adaptive(keys, values, observed, params):
+    """Method adaptive on the CPU reference (docs/adaptive.md): the layer's
+    last prefill queries observe; heads keep different numbers of tokens,
+    the rest of their M slots padded (zero rows, log-weight -inf)."""
+    from . import default_params, reference_compress_observed
+    if observed is None:
+        raise ValueError("balancekv: method adaptive needs the prefill's "
+                         "queries (attention implementation 'balancekv')")
+    b, h, n, d = keys.shape
+    dv = values.shape[-1]
+    hq, lobs = observed.shape[1], observed.shape[2]
+    host = [t.detach().float().cpu().contiguous().numpy()
+            for t in (keys, values, observed)]
+    idx, lw, lens, m = reference_compress_observed(
+        *host, (b, h, n, d), dv, hq, lobs, "f32", default_params(**params))
+    idx = torch.tensor(idx, device=keys.device).view(b, h, m, 1)
+    log_w = torch.tensor(lw, device=keys.device).view(b, h, m)
+    pad = idx < 0
+    rows = idx.clamp(min=0)
+    ck = keys.gather(2, rows.expand(-1, -1, -1, d)).masked_fill(pad, 0)
+    cv = values.gather(2, rows.expand(-1, -1, -1, dv)).masked_fill(pad, 0)
+    return ck, cv, log_w
+
+
 def balancekv_attention(module, query, key, value, attention_mask, scaling=None,
                         dropout=0.0, **kwargs):
     layer = _last_layer
     if layer is None or layer.log_weights is None or layer.keys is not key:
+        if layer is not None and layer.keys is key and layer.log_weights is None:
+            layer.observed = query[:, :, -OBSERVED_QUERIES:].detach()
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       scaling=scaling, dropout=dropout, **kwargs)
     # Padding: a key that no query of its row sees (a causal chunk's keys are

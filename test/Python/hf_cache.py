@@ -69,6 +69,34 @@ with torch.no_grad():
                              for i in range(20)])
 print("chunk of 20 = one at a time", float((chunk_logits - step_logits).abs().max()) < 1e-4)
 
+# Method adaptive: the prefill's last 64 queries observe each layer; heads
+# keep different numbers of tokens in 2 x 98 slots (the rest -inf), the
+# layer's mean at most 98; layer 0 is the reference's selection for those
+# queries, and decoding runs on the padded cache.
+adaptive = BalanceKVCache(method="adaptive", rounds=2)
+tokens, logits = greedy(adaptive)
+lw0 = adaptive.layers[0].log_weights
+kept = torch.isfinite(lw0[..., :196]).sum(-1)
+print("adaptive: slots", lw0.shape[-1] - 8, "kept per head", kept.tolist(),
+      "mean within 98", bool(kept.float().mean() <= 98),
+      "first token", tokens[0] == full_tokens[0])
+with torch.no_grad():
+    obs_q = {}
+    def record(module, q, k, v, mask, **kw):
+        obs_q[module.layer_idx] = q
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        return sdpa_attention_forward(module, q, k, v, mask, **kw)
+    from transformers import AttentionInterface
+    AttentionInterface.register("record", record)
+    model.set_attn_implementation("record")
+    model(ids, **{CACHE: DynamicCache()}, use_cache=True)
+    model.set_attn_implementation(ATTENTION)
+from balancekv.hf import _compress_adaptive
+ck, cv, lw = _compress_adaptive(full.layers[0].keys, full.layers[0].values,
+                                obs_q[0][:, :, -64:], {"method": "adaptive", "rounds": 2})
+print("adaptive layer 0 = reference selection", torch.equal(adaptive.layers[0].keys[:, :, :196], ck),
+      torch.equal(lw0[:, :, :196], lw))
+
 # Beam search reorders the cache: the log-weights follow. With rounds = 0 it
 # is DynamicCache's beam search; with rounds = 2 it runs on the compressed
 # cache (the log-weights reordered with the keys).
