@@ -133,7 +133,8 @@ void _mlir_ciface_attention_odd(MemRef<4> *, MemRef<4> *, MemRef<4> *,
 // (kernels/cuda/MemRefShim.cpp).
 int32_t _mlir_ciface_balancekv_rt_compress_bf16(
     MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<4> *, MemRef<3> *, int32_t,
-    int64_t, int64_t, int64_t, int64_t, double, double, double, int64_t, float);
+    int64_t, int64_t, int64_t, int64_t, double, double, double, int64_t, float,
+    int64_t);
 int32_t _mlir_ciface_balancekv_rt_weighted_decode_bf16(MemRef<4> *, MemRef<4> *,
                                                        MemRef<4> *, MemRef<3> *,
                                                        int32_t, MemRef<1> *,
@@ -541,7 +542,7 @@ std::vector<uint8_t> runShimEmptyCache() {
   MemRef<3> lw = describe<3>(nullptr, {1, 2, 0});
   int32_t st = _mlir_ciface_balancekv_rt_compress_bf16(
       &k, &v, &ck, &cv, &lw, BALANCEKV_METHOD_BALANCE, 2, 128, 32, 32, 4.0, 1.0,
-      0.025, 0, 0.0f);
+      0.025, 0, 0.0f, /*budget=*/0);
   check(st == BALANCEKV_STATUS_OK, "memref shim compress, N = 0");
   Tensor q = randomTensor(DType::BF16, {1, 4, 1, 64}, 14);
   DeviceBuffer dq(q.bytes.data(), q.bytes.size());

@@ -98,6 +98,8 @@ balancekv_status checkParams(const balancekv_compress_params *p) {
                   "params.method must be balance or uniform");
   if (std::string bad = fromC(*p).validate(); !bad.empty())
     return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, "params." + bad);
+  BALANCEKV_CHECK(p->budget == 0,
+                  "params.budget is a parameter of method adaptive");
   // The kernels' one limit beyond the spec: a walk block fits one CTA.
   BALANCEKV_CHECK(p->block_size <= 128, "params.block_size must be <= 128");
   return BALANCEKV_STATUS_OK;

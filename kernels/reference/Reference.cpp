@@ -56,6 +56,10 @@ Status validate(const CompressOptions &o) {
     return Status::error(bad);
   if (o.snapkvPool < 1 || o.snapkvPool % 2 == 0)
     return Status::error("SnapKV pool kernel must be odd and >= 1");
+  if (o.budget != 0 && o.method != Method::Adaptive)
+    return Status::error(std::string("budget is a parameter of method "
+                                     "adaptive, not ") +
+                         methodName(o.method));
   return {};
 }
 

@@ -472,7 +472,7 @@ template <int N> struct MemRefDesc {
 extern "C" int32_t _mlir_ciface_balancekv_rt_compress_bf16(
     MemRefDesc<4> *, MemRefDesc<4> *, MemRefDesc<4> *, MemRefDesc<4> *,
     MemRefDesc<3> *, int32_t, int64_t, int64_t, int64_t, int64_t, double,
-    double, double, int64_t, float);
+    double, double, int64_t, float, int64_t); // RuntimeCallABI.h's table
 
 namespace {
 TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
@@ -484,14 +484,14 @@ TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
   // A bad parameter is reported before anything touches CUDA.
   expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
                   &k, &k, &ck, &ck, &lw, 0, /*rounds=*/17, 128, 32, 32, 4.0,
-                  1.0, 0.025, 0, 0.0f)),
+                  1.0, 0.025, 0, 0.0f, 0)),
               BALANCEKV_STATUS_INVALID_ARGUMENT, "params.rounds");
   // Host buffers are refused (with or without a GPU present), and since
   // compiled callers drop the status, the failure is printed too.
   testing::internal::CaptureStderr();
   expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
                   &k, &k, &ck, &ck, &lw, 0, 2, 128, 32, 32, 4.0, 1.0, 0.025,
-                  0, 0.0f)),
+                  0, 0.0f, 0)),
               BALANCEKV_STATUS_INVALID_ARGUMENT,
               "the buffers must be device memory");
   EXPECT_NE(testing::internal::GetCapturedStderr().find(
@@ -502,7 +502,13 @@ TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
   MemRefDesc<3> strided{lwHost, lwHost, 0, {1, 2, 32}, {128, 64, 2}};
   expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
                   &k, &k, &ck, &ck, &strided, 0, 2, 128, 32, 32, 4.0, 1.0,
-                  0.025, 0, 0.0f)),
+                  0.025, 0, 0.0f, 0)),
               BALANCEKV_STATUS_UNSUPPORTED, "log-weights must be contiguous");
+  // The budget is adaptive's (which has no CUDA kernel).
+  expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
+                  &k, &k, &ck, &ck, &lw, 0, 2, 128, 32, 32, 4.0, 1.0, 0.025,
+                  0, 0.0f, 100)),
+              BALANCEKV_STATUS_INVALID_ARGUMENT,
+              "params.budget is a parameter of method adaptive");
 }
 } // namespace

@@ -529,3 +529,11 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   %ck, %cv, %lw = balancekv.compress %k, %v <method = adaptive> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
+
+// -----
+
+func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
+  // expected-error @+1 {{'balancekv.compress' op budget is a parameter of method 'adaptive', not 'balance'}}
+  %ck, %cv, %lw = balancekv.compress %k, %v <budget = 100> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
+  return
+}

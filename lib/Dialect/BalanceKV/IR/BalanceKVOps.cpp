@@ -381,6 +381,10 @@ LogicalResult CompressOp::verify() {
   if (failed(verifyParams(op, getCompressParams(), k.getDimSize(3))))
     return failure();
 
+  if (getCompressParams().budget != 0 &&
+      getMethod() != CompressionMethod::Adaptive)
+    return emitOpError() << "budget is a parameter of method 'adaptive', not '"
+                         << stringifyCompressionMethod(getMethod()) << "'";
   const bool observes = getMethod() == CompressionMethod::SnapKV ||
                         getMethod() == CompressionMethod::Adaptive;
   Value obs = getObservation();
