@@ -212,8 +212,10 @@ balancekv_status balancekv_weighted_decode_workspace_size(
 
 } // extern "C"
 
+/// Both decode entries; `dtype` by reference (an int outside the enum must
+/// not be loaded as the enum: validDtype checks it).
 static balancekv_status weightedDecode(
-    balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
+    const balancekv_dtype &dtype, balancekv_tensor query, balancekv_tensor key,
     balancekv_tensor value, const float *logWeights, const int32_t *kvLen,
     int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
     int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,

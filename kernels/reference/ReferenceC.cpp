@@ -149,12 +149,15 @@ int64_t balancekv_compressed_slots(int64_t n,
              : lay.compressedLength();
 }
 
-int balancekv_reference_compress_observed(
-    balancekv_dtype dtype, const void *key, const void *value,
-    const void *observation, int64_t batch, int64_t heads, int64_t qHeads,
-    int64_t obsLen, int64_t n, int64_t d, int64_t dv,
-    const balancekv_compress_params *params, int32_t *outIndices,
-    float *outLogWeights, int32_t *outLengths) {
+/// Both compress entries. `dtype` by reference: a C caller may pass an int
+/// outside the enum, which must not be loaded as the enum (toDType checks).
+static int compressObserved(const balancekv_dtype &dtype, const void *key,
+                            const void *value, const void *observation,
+                            int64_t batch, int64_t heads, int64_t qHeads,
+                            int64_t obsLen, int64_t n, int64_t d, int64_t dv,
+                            const balancekv_compress_params *params,
+                            int32_t *outIndices, float *outLogWeights,
+                            int32_t *outLengths) {
   if (!params || !key || !value || !outIndices || !outLogWeights)
     return failWith("null argument");
   DType t;
@@ -182,6 +185,17 @@ int balancekv_reference_compress_observed(
   return 0;
 }
 
+int balancekv_reference_compress_observed(
+    balancekv_dtype dtype, const void *key, const void *value,
+    const void *observation, int64_t batch, int64_t heads, int64_t qHeads,
+    int64_t obsLen, int64_t n, int64_t d, int64_t dv,
+    const balancekv_compress_params *params, int32_t *outIndices,
+    float *outLogWeights, int32_t *outLengths) {
+  return compressObserved(dtype, key, value, observation, batch, heads, qHeads,
+                          obsLen, n, d, dv, params, outIndices, outLogWeights,
+                          outLengths);
+}
+
 int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
                                  const void *value, int64_t batch,
                                  int64_t heads, int64_t n, int64_t d,
@@ -192,9 +206,8 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
                  enumValue(params->method) == BALANCEKV_METHOD_ADAPTIVE))
     return failWith("snapkv and adaptive read observation queries: call "
                     "balancekv_reference_compress_observed");
-  return balancekv_reference_compress_observed(
-      dtype, key, value, nullptr, batch, heads, 0, 0, n, d, dv, params,
-      outIndices, outLogWeights, nullptr);
+  return compressObserved(dtype, key, value, nullptr, batch, heads, 0, 0, n,
+                          d, dv, params, outIndices, outLogWeights, nullptr);
 }
 
 int balancekv_reference_attention(balancekv_dtype dtype, const void *query,
