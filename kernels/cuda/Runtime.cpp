@@ -88,8 +88,9 @@ balancekv_status checkWorkspace(size_t need, const void *workspace,
 balancekv_status checkParams(const balancekv_compress_params *p) {
   BALANCEKV_CHECK(p, "params is null");
   const int method = enumValue(p->method);
-  if (method == BALANCEKV_METHOD_STREAMING || method == BALANCEKV_METHOD_KNORM ||
-      method == BALANCEKV_METHOD_SNAPKV || method == BALANCEKV_METHOD_ADAPTIVE)
+  if (method == BALANCEKV_METHOD_STREAMING ||
+      method == BALANCEKV_METHOD_KNORM || method == BALANCEKV_METHOD_SNAPKV ||
+      method == BALANCEKV_METHOD_ADAPTIVE)
     return fail(BALANCEKV_STATUS_UNSUPPORTED,
                 "params.method: the CUDA kernels run balance and uniform "
                 "(streaming, knorm, snapkv and adaptive: the CPU reference)");
@@ -214,13 +215,14 @@ balancekv_status balancekv_weighted_decode_workspace_size(
 
 /// Both decode entries; `dtype` by reference (an int outside the enum must
 /// not be loaded as the enum: validDtype checks it).
-static balancekv_status weightedDecode(
-    const balancekv_dtype &dtype, balancekv_tensor query, balancekv_tensor key,
-    balancekv_tensor value, const float *logWeights, const int32_t *kvLen,
-    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
-    int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,
-    balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
-    void *stream, bool kvLenPerHead) {
+static balancekv_status
+weightedDecode(const balancekv_dtype &dtype, balancekv_tensor query,
+               balancekv_tensor key, balancekv_tensor value,
+               const float *logWeights, const int32_t *kvLen, int64_t batch,
+               int64_t qHeads, int64_t kvHeads, int64_t queryLen, int64_t m,
+               int64_t headDim, int64_t valueDim, float scale, int causal,
+               balancekv_mutable_tensor out, void *workspace,
+               size_t workspaceBytes, void *stream, bool kvLenPerHead) {
   BALANCEKV_CHECK(validDtype(dtype), "dtype must be f16, bf16 or f32");
   BALANCEKV_CHECK(batch >= 0 && m >= 0, "batch and m must be >= 0");
   BALANCEKV_CHECK(kvHeads >= 1 && qHeads >= 1 && qHeads % kvHeads == 0,
@@ -251,9 +253,10 @@ static balancekv_status weightedDecode(
     return s;
   if (batch == 0)
     return ok();
-  DecodeArgs a{dtype, query, key, value, logWeights, kvLen, batch, qHeads,
-               kvHeads, queryLen, m, headDim, valueDim, scale, causal != 0,
-               out, workspace, stream, kvLenPerHead};
+  DecodeArgs a{dtype, query,     key,      value,       logWeights,
+               kvLen, batch,     qHeads,   kvHeads,     queryLen,
+               m,     headDim,   valueDim, scale,       causal != 0,
+               out,   workspace, stream,   kvLenPerHead};
   if (const char *err = launchWeightedDecode(a))
     return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
   return ok();
@@ -264,8 +267,8 @@ extern "C" {
 balancekv_status balancekv_weighted_decode_attention(
     balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
     balancekv_tensor value, const float *logWeights, const int32_t *kvLen,
-    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
-    int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,
+    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen, int64_t m,
+    int64_t headDim, int64_t valueDim, float scale, int causal,
     balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
     void *stream) {
   return weightedDecode(dtype, query, key, value, logWeights, kvLen, batch,
@@ -277,8 +280,8 @@ balancekv_status balancekv_weighted_decode_attention(
 balancekv_status balancekv_weighted_decode_attention_ragged(
     balancekv_dtype dtype, balancekv_tensor query, balancekv_tensor key,
     balancekv_tensor value, const float *logWeights, const int32_t *headLens,
-    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen,
-    int64_t m, int64_t headDim, int64_t valueDim, float scale, int causal,
+    int64_t batch, int64_t qHeads, int64_t kvHeads, int64_t queryLen, int64_t m,
+    int64_t headDim, int64_t valueDim, float scale, int causal,
     balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
     void *stream) {
   BALANCEKV_CHECK(headLens || batch == 0,

@@ -20,9 +20,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "balancekv/Support/CompressedLayout.h"
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/Launch.h"
-#include "balancekv/Support/CompressedLayout.h"
 
 #include <cuda_pipeline.h>
 
@@ -252,10 +252,10 @@ template <typename T>
 __device__ __forceinline__ SplitSlice<T>
 splitSlice(const DecodeParams &p, int b, int hkv, int bh, int split) {
   SplitSlice<T> s;
-  s.len = p.kvLen ? min(int64_t(p.kvLen[p.kvLenPerHead ? b * p.kvHeads + hkv
-                                                      : b]),
-                         p.m)
-                  : p.m;
+  s.len =
+      p.kvLen
+          ? min(int64_t(p.kvLen[p.kvLenPerHead ? b * p.kvHeads + hkv : b]), p.m)
+          : p.m;
   s.begin = int64_t(split) * p.chunk;
   s.end = min(s.begin + p.chunk, s.len);
   s.k = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];

@@ -397,8 +397,8 @@ std::vector<double> observedMass(const HeadInput &in, int64_t d,
   const int64_t half = pool / 2;
   for (int64_t i = mid0; i < mid1; ++i) {
     double m = 0;
-    for (int64_t j = std::max(mid0, i - half); j <= std::min(mid1 - 1, i + half);
-         ++j)
+    for (int64_t j = std::max(mid0, i - half);
+         j <= std::min(mid1 - 1, i + half); ++j)
       m = std::max(m, mass[j]);
     pooled[i - mid0] = -m; // smallest first in smallestInPositionOrder
   }
@@ -407,12 +407,12 @@ std::vector<double> observedMass(const HeadInput &in, int64_t d,
 
 /// Kept positions (cache order) and log-weights of a plan's middle
 /// [mid0, mid1): its `heavy` highest-scored tokens with weight 1, then the
-/// walk over the rest (position order) for `rounds` rounds. `each`, when
-/// given, receives the walk's result after every round r <= rounds instead.
+/// walk over the rest (position order) for `rounds` rounds, its result
+/// after every round kept (a plan of t rounds reads round t's).
 struct KeptMiddle {
-  std::vector<int64_t> heavy;       ///< cache positions, ascending
-  std::vector<int64_t> rest;        ///< cache positions of the walked tokens
-  std::vector<RoundResult> rounds;  ///< per round: indices into `rest`
+  std::vector<int64_t> heavy;      ///< cache positions, ascending
+  std::vector<int64_t> rest;       ///< cache positions of the walked tokens
+  std::vector<RoundResult> rounds; ///< per round: indices into `rest`
 };
 KeptMiddle keepMiddle(const HeadInput &in, int64_t d, int64_t dv,
                       const CompressOptions &o, double scale, int64_t mid0,
@@ -465,7 +465,8 @@ public:
     std::vector<double> p(static_cast<size_t>(n));
     for (int64_t r = 0; r < rowCount; ++r) {
       // Row r: query head r / h of the group, position prefix + r % h.
-      const double *q = in.queries.data() + ((r / h) * lobs + lobs - h + r % h) * d;
+      const double *q =
+          in.queries.data() + ((r / h) * lobs + lobs - h + r % h) * d;
       double *lg = logits.data() + r * n;
       const int64_t visible = position(r) + 1;
       double mx = -INFINITY, z = 0;
@@ -553,9 +554,8 @@ constexpr int64_t kAdaptiveShortSink = 4;
 /// among them.
 std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
                                    int64_t dv, const CompressOptions &o,
-                                   double scale, int64_t lobs,
-                                   int64_t capacity, uint32_t batch,
-                                   uint32_t head) {
+                                   double scale, int64_t lobs, int64_t capacity,
+                                   uint32_t batch, uint32_t head) {
   std::vector<ScoredPlan> all;
   const HeadPlan spec{o.sink, o.recent, 0, o.rounds};
   const int64_t h = lobs / 2;
@@ -586,7 +586,8 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
         for (size_t i = 0; i < walked->kept.size(); ++i)
           kept.push_back(km.rest[walked->kept[i]]),
               logW.push_back(walked->logW[i]);
-      for (int64_t i = prefix - std::min(plan.window, prefix - sink); i < prefix; ++i)
+      for (int64_t i = prefix - std::min(plan.window, prefix - sink);
+           i < prefix; ++i)
         kept.push_back(i), logW.push_back(0.0);
       all.push_back({plan, len, scorer.error(kept, logW)});
     };
@@ -598,43 +599,48 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
     if (o.sink > kAdaptiveShortSink)
       sinks.push_back(kAdaptiveShortSink);
     for (int64_t sink : sinks) {
-    int64_t step = 0;
-    for (double wf = double(std::max<int64_t>(o.recent, 1));; wf *= 1.41421356, ++step) {
-      const int64_t w = step == 0 ? o.recent : int64_t(std::llround(wf));
-      if (sink + w + 1 >= prefix)
-        break;
-      const int64_t mid0 = sink, mid1 = prefix - w;
-      std::vector<double> pooled = observedMass(in, d, selectors, lobs - h, prefix,
-                                                mid0, mid1, scale, kAdaptivePool);
-      for (int64_t heavy = 0; heavy < mid1 - mid0; heavy = heavy ? 2 * heavy : 16) {
-        if (sink + w + heavy > capacity)
+      int64_t step = 0;
+      for (double wf = double(std::max<int64_t>(o.recent, 1));;
+           wf *= 1.41421356, ++step) {
+        const int64_t w = step == 0 ? o.recent : int64_t(std::llround(wf));
+        if (sink + w + 1 >= prefix)
           break;
-        const bool walk = step % 2 == 0;
-        const int64_t rest = mid1 - mid0 - heavy;
-        const int64_t maxRounds =
-            !walk || rest < 2 ? 0
-                              : std::min<int64_t>(std::max(kAdaptiveMaxRounds, o.rounds),
-                                                  63 - __builtin_clzll(uint64_t(rest)));
-        KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, heavy,
-                                   maxRounds, batch, head);
-        addPlan({sink, w, heavy, -1}, km, nullptr);
-        for (int64_t t = 1; t <= maxRounds; ++t)
-          addPlan({sink, w, heavy, t}, km, &km.rounds[t - 1]);
+        const int64_t mid0 = sink, mid1 = prefix - w;
+        std::vector<double> pooled =
+            observedMass(in, d, selectors, lobs - h, prefix, mid0, mid1, scale,
+                         kAdaptivePool);
+        for (int64_t heavy = 0; heavy < mid1 - mid0;
+             heavy = heavy ? 2 * heavy : 16) {
+          if (sink + w + heavy > capacity)
+            break;
+          const bool walk = step % 2 == 0;
+          const int64_t rest = mid1 - mid0 - heavy;
+          const int64_t maxRounds =
+              !walk || rest < 2
+                  ? 0
+                  : std::min<int64_t>(std::max(kAdaptiveMaxRounds, o.rounds),
+                                      63 - __builtin_clzll(uint64_t(rest)));
+          KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled,
+                                     heavy, maxRounds, batch, head);
+          addPlan({sink, w, heavy, -1}, km, nullptr);
+          for (int64_t t = 1; t <= maxRounds; ++t)
+            addPlan({sink, w, heavy, t}, km, &km.rounds[t - 1]);
+        }
       }
-    }
     }
   }
   if (std::none_of(all.begin(), all.end(),
                    [&](const ScoredPlan &p) { return p.plan == spec; }))
-    all.push_back({spec, planLayout(spec, n).length(),
-                   canObserve ? 1e300 : 0.0});
+    all.push_back(
+        {spec, planLayout(spec, n).length(), canObserve ? 1e300 : 0.0});
   // Keep the front: sorted by length, each strictly better than all shorter.
-  std::sort(all.begin(), all.end(), [](const ScoredPlan &a, const ScoredPlan &b) {
-    return std::tie(a.length, a.error, a.plan.sink, a.plan.window,
-                    a.plan.heavy, a.plan.rounds) <
-           std::tie(b.length, b.error, b.plan.sink, b.plan.window, b.plan.heavy,
-                    b.plan.rounds);
-  });
+  std::sort(all.begin(), all.end(),
+            [](const ScoredPlan &a, const ScoredPlan &b) {
+              return std::tie(a.length, a.error, a.plan.sink, a.plan.window,
+                              a.plan.heavy, a.plan.rounds) <
+                     std::tie(b.length, b.error, b.plan.sink, b.plan.window,
+                              b.plan.heavy, b.plan.rounds);
+            });
   std::vector<ScoredPlan> front;
   for (const ScoredPlan &p : all)
     if (front.empty() || p.error < front.back().error || p.plan == spec)
@@ -645,12 +651,14 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
 /// Picks one plan per head minimising the heads' summed error with their
 /// lengths summing to at most `budget` (a multiple-choice knapsack, exact
 /// in tokens); heads that cannot fit take their shortest plan.
-std::vector<HeadPlan> allocateBudget(const std::vector<std::vector<ScoredPlan>> &heads,
-                                     int64_t budget) {
+std::vector<HeadPlan>
+allocateBudget(const std::vector<std::vector<ScoredPlan>> &heads,
+               int64_t budget) {
   const size_t h = heads.size();
   const double inf = std::numeric_limits<double>::infinity();
   std::vector<double> best(size_t(budget + 1), 0.0), next(best.size());
-  std::vector<std::vector<int32_t>> choice(h, std::vector<int32_t>(best.size(), -1));
+  std::vector<std::vector<int32_t>> choice(
+      h, std::vector<int32_t>(best.size(), -1));
   for (size_t i = 0; i < h; ++i) {
     for (int64_t c = 0; c <= budget; ++c) {
       next[c] = inf;
@@ -690,9 +698,9 @@ int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
   for (int64_t r = 0; r < in.queryRows; ++r)
     rows.push_back(r);
   std::vector<double> pooled =
-      lay.heavy > 0 ? observedMass(in, d, rows, lobs, n, mid0, mid1, scale,
-                                   kAdaptivePool)
-                    : std::vector<double>(size_t(mid1 - mid0), 0.0);
+      lay.heavy > 0
+          ? observedMass(in, d, rows, lobs, n, mid0, mid1, scale, kAdaptivePool)
+          : std::vector<double>(size_t(mid1 - mid0), 0.0);
   KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, lay.heavy,
                              plan.rounds, batch, head);
   std::vector<std::pair<int64_t, double>> kept;
@@ -736,9 +744,9 @@ Status compress(const TensorRef &key, const TensorRef &value,
       o.method == Method::SnapKV || o.method == Method::Adaptive;
   if (observes != (observation != nullptr))
     return Status::error(
-        observes ? std::string(methodName(o.method)) +
-                       " needs observation queries"
-                 : "observation queries are for snapkv and adaptive only");
+        observes
+            ? std::string(methodName(o.method)) + " needs observation queries"
+            : "observation queries are for snapkv and adaptive only");
   int64_t groups = 1, lobs = 0;
   if (observation) {
     if (!(st = checkRank4(*observation, "observation")).ok)
@@ -790,9 +798,9 @@ Status compress(const TensorRef &key, const TensorRef &value,
   });
   std::vector<HeadPlan> plans;
   for (int64_t b = 0; b < B; ++b) {
-    std::vector<HeadPlan> row = allocateBudget(
-        {scored.begin() + b * H, scored.begin() + (b + 1) * H},
-        H * lay.adaptiveMean(N, o.budget));
+    std::vector<HeadPlan> row =
+        allocateBudget({scored.begin() + b * H, scored.begin() + (b + 1) * H},
+                       H * lay.adaptiveMean(N, o.budget));
     plans.insert(plans.end(), row.begin(), row.end());
   }
   out.lengths.assign(size_t(B * H), 0);

@@ -206,8 +206,8 @@ int balancekv_reference_compress(balancekv_dtype dtype, const void *key,
                  enumValue(params->method) == BALANCEKV_METHOD_ADAPTIVE))
     return failWith("snapkv and adaptive read observation queries: call "
                     "balancekv_reference_compress_observed");
-  return compressObserved(dtype, key, value, nullptr, batch, heads, 0, 0, n,
-                          d, dv, params, outIndices, outLogWeights, nullptr);
+  return compressObserved(dtype, key, value, nullptr, batch, heads, 0, 0, n, d,
+                          dv, params, outIndices, outLogWeights, nullptr);
 }
 
 int balancekv_reference_attention(balancekv_dtype dtype, const void *query,
@@ -267,7 +267,8 @@ template <int N> std::vector<int64_t> elementOffsets(const MemRef<N> *m) {
 Tensor contiguous(const MemRef<4> *m, DType t) {
   Tensor out(t, {m->sizes[0], m->sizes[1], m->sizes[2], m->sizes[3]});
   const int64_t es = dtypeSize(t);
-  const char *base = static_cast<const char *>(balancekv::shim::start(m, int(es)));
+  const char *base =
+      static_cast<const char *>(balancekv::shim::start(m, int(es)));
   std::vector<int64_t> offsets = elementOffsets(m);
   for (size_t i = 0; i < offsets.size(); ++i)
     std::memcpy(out.bytes.data() + i * es, base + offsets[i] * es, size_t(es));
@@ -297,12 +298,13 @@ int32_t referenceCompressEntry(
   std::memcpy(&m, &method, sizeof method);
   if (!toDType(dtype, t) || !toMethod(m, o.method))
     return failed(referenceError);
-#define BALANCEKV_PARAM_FROM_ARG(type, member, name, dflt, doc)               \
+#define BALANCEKV_PARAM_FROM_ARG(type, member, name, dflt, doc)                \
   o.member = type(name);
   BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_FROM_ARG)
 #undef BALANCEKV_PARAM_FROM_ARG
   Tensor k = contiguous(key, t), v = contiguous(value, t);
-  const bool observes = o.method == Method::SnapKV || o.method == Method::Adaptive;
+  const bool observes =
+      o.method == Method::SnapKV || o.method == Method::Adaptive;
   Tensor obs = observes ? contiguous(observation, t) : Tensor();
   TensorRef obsRef = obs.ref();
   Selection sel;
@@ -312,7 +314,8 @@ int32_t referenceCompressEntry(
   const int64_t want[3] = {sel.batch, sel.heads, sel.m};
   for (int d = 0; d < 3; ++d)
     if (compressed_key->sizes[d] != want[d] ||
-        compressed_value->sizes[d] != want[d] || log_weights->sizes[d] != want[d])
+        compressed_value->sizes[d] != want[d] ||
+        log_weights->sizes[d] != want[d])
       return failed("the outputs must be [B, H, M, ...] with M = " +
                     std::to_string(sel.m));
   Tensor ck = gather(k.ref(), sel), cv = gather(v.ref(), sel);

@@ -157,7 +157,7 @@ int64_t memoryTarget(int64_t n, int64_t fresh, double ratio) {
 CompressOptions optionsFor(const std::string &name, int64_t n, int64_t target,
                            uint64_t seed) {
   CompressOptions o;
-  std::string base = name == "balance-gamma0"  ? "balance"
+  std::string base = name == "balance-gamma0" ? "balance"
                      : name == "snapkv-pool1" ? "snapkv"
                                               : name;
   auto m = parseMethod(base);
@@ -376,18 +376,18 @@ static int run(int argc, char **argv) {
       for (const auto &m : methodList)
         for (size_t r = 0; r < ratioList.size(); ++r) {
           const int64_t target = memoryTarget(n, fresh, ratioList[r]);
-          double err = evaluate(in, exact,
-                                optionsFor(m, n - fresh, target, uint64_t(seed)),
-                                target);
+          double err = evaluate(
+              in, exact, optionsFor(m, n - fresh, target, uint64_t(seed)),
+              target);
           cells[{ds, m, r}].errors.push_back(err);
           if (!quiet) {
             double secs = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - start)
                               .count();
-            llvm::errs() << llvm::format("\r[%3d%%] %s seed %lld %s %s  (%.0fs)   ",
-                                         int(100 * ++done / total), ds.c_str(),
-                                         (long long)seed, m.c_str(),
-                                         ratioLabel(ratioList[r]).c_str(), secs);
+            llvm::errs() << llvm::format(
+                "\r[%3d%%] %s seed %lld %s %s  (%.0fs)   ",
+                int(100 * ++done / total), ds.c_str(), (long long)seed,
+                m.c_str(), ratioLabel(ratioList[r]).c_str(), secs);
           }
         }
     }
@@ -401,7 +401,8 @@ static int run(int argc, char **argv) {
   const int64_t n = kvPrefix.empty() ? tokens.getValue() : realKV.key.shape[2];
   const int64_t fresh = protocol == "heldout" ? realKV.query.shape[2] : 0;
   for (const auto &ds : datasetList) {
-    llvm::outs() << "\n" << ds << " (N=" << n << ", seeds=" << seeds
+    llvm::outs() << "\n"
+                 << ds << " (N=" << n << ", seeds=" << seeds
                  << "): mean relative error +- std\n";
     llvm::outs() << llvm::format("%-16s", "method");
     mdOs << "\n**" << ds << "**\n\n| method |";
@@ -421,12 +422,12 @@ static int run(int argc, char **argv) {
     mdOs << "| memory N/M |";
     for (double r : ratioList) {
       const int64_t target = memoryTarget(n, fresh, r);
-      CompressParams p = fitToMemory(optionsFor("balance", n - fresh, target, 0),
-                                     n - fresh, target);
-      const int64_t m = CompressedLayout::compute(n - fresh, p.sink, p.recent,
-                                                  p.rounds)
-                            .compressedLength() +
-                        fresh;
+      CompressParams p = fitToMemory(
+          optionsFor("balance", n - fresh, target, 0), n - fresh, target);
+      const int64_t m =
+          CompressedLayout::compute(n - fresh, p.sink, p.recent, p.rounds)
+              .compressedLength() +
+          fresh;
       llvm::outs() << llvm::format("%18.2f", double(n) / double(m));
       mdOs << llvm::format(" %.2f |", double(n) / double(m));
     }
@@ -451,8 +452,8 @@ static int run(int argc, char **argv) {
     bool anyFixed = false;
     for (size_t r = 0; r < ratioList.size(); ++r)
       for (const auto &m : methodList)
-        if (isFixedPolicy(m) &&
-            (best[r].errors.empty() || cells[{ds, m, r}].mean() < best[r].mean())) {
+        if (isFixedPolicy(m) && (best[r].errors.empty() ||
+                                 cells[{ds, m, r}].mean() < best[r].mean())) {
           best[r] = cells[{ds, m, r}];
           anyFixed = true;
         }
@@ -467,12 +468,12 @@ static int run(int argc, char **argv) {
     for (const auto &[key, c] : cells) {
       const double r = ratioList[std::get<2>(key)];
       const int64_t target = memoryTarget(n, fresh, r);
-      CompressParams p = fitToMemory(optionsFor("balance", n - fresh, target, 0),
-                                     n - fresh, target);
-      const int64_t m = CompressedLayout::compute(n - fresh, p.sink, p.recent,
-                                                  p.rounds)
-                            .compressedLength() +
-                        fresh;
+      CompressParams p = fitToMemory(
+          optionsFor("balance", n - fresh, target, 0), n - fresh, target);
+      const int64_t m =
+          CompressedLayout::compute(n - fresh, p.sink, p.recent, p.rounds)
+              .compressedLength() +
+          fresh;
       csv << std::get<0>(key) << "," << std::get<1>(key) << "," << r << ","
           << double(n) / double(m) << "," << c.mean() << "," << c.stddev()
           << "\n";

@@ -523,7 +523,8 @@ TEST(Adaptive, SplitsTheMemoryByWhereHeadsLook) {
   TensorRef obs = t.obs.ref();
   Selection s;
   ASSERT_TRUE(compress(t.k.ref(), t.v.ref(), o, s, &obs).ok);
-  const int64_t mean = CompressedLayout::compute(1024, 32, 32, 2).compressedLength();
+  const int64_t mean =
+      CompressedLayout::compute(1024, 32, 32, 2).compressedLength();
   EXPECT_EQ(s.m, 2 * mean); // the capacity: twice the mean
   ASSERT_EQ(s.lengths.size(), 2u);
   EXPECT_LE(s.lengths[0] + s.lengths[1], 2 * mean);
@@ -559,14 +560,14 @@ TEST(Adaptive, SplitsTheMemoryByWhereHeadsLook) {
   Tensor ck = gather(t.k.ref(), s), cv = gather(t.v.ref(), s);
   std::vector<double> padded, ragged;
   AttentionOptions plain, perHead;
-  ASSERT_TRUE(attention(obs, ck.ref(), cv.ref(), plain, padded,
-                        s.logWeights.data())
-                  .ok);
+  ASSERT_TRUE(
+      attention(obs, ck.ref(), cv.ref(), plain, padded, s.logWeights.data())
+          .ok);
   perHead.kvLen = s.lengths.data();
   perHead.kvLenPerHead = true;
-  ASSERT_TRUE(attention(obs, ck.ref(), cv.ref(), perHead, ragged,
-                        s.logWeights.data())
-                  .ok);
+  ASSERT_TRUE(
+      attention(obs, ck.ref(), cv.ref(), perHead, ragged, s.logWeights.data())
+          .ok);
   ASSERT_EQ(padded.size(), ragged.size());
   for (size_t i = 0; i < padded.size(); ++i)
     EXPECT_NEAR(padded[i], ragged[i], 1e-12);

@@ -161,8 +161,8 @@ TEST(RuntimeApi, ReferenceCompressObservedAdaptive) {
   std::vector<int32_t> idx(size_t(b * h * m)), lens(size_t(b * h));
   std::vector<float> lw(idx.size());
   ASSERT_EQ(balancekv_reference_compress_observed(
-                BALANCEKV_DTYPE_F32, key.data(), value.data(), obs.data(), b,
-                h, h, lobs, n, d, d, &p, idx.data(), lw.data(), lens.data()),
+                BALANCEKV_DTYPE_F32, key.data(), value.data(), obs.data(), b, h,
+                h, lobs, n, d, d, &p, idx.data(), lw.data(), lens.data()),
             0)
       << balancekv_reference_error();
   EXPECT_LE(lens[0] + lens[1], 2 * mean);
@@ -490,8 +490,8 @@ TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
   // compiled callers drop the status, the failure is printed too.
   testing::internal::CaptureStderr();
   expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
-                  &k, &k, &ck, &ck, &lw, 0, 2, 128, 32, 32, 4.0, 1.0, 0.025,
-                  0, 0.0f, 0)),
+                  &k, &k, &ck, &ck, &lw, 0, 2, 128, 32, 32, 4.0, 1.0, 0.025, 0,
+                  0.0f, 0)),
               BALANCEKV_STATUS_INVALID_ARGUMENT,
               "the buffers must be device memory");
   EXPECT_NE(testing::internal::GetCapturedStderr().find(
@@ -506,8 +506,8 @@ TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
               BALANCEKV_STATUS_UNSUPPORTED, "log-weights must be contiguous");
   // The budget is adaptive's (which has no CUDA kernel).
   expectError(balancekv_status(_mlir_ciface_balancekv_rt_compress_bf16(
-                  &k, &k, &ck, &ck, &lw, 0, 2, 128, 32, 32, 4.0, 1.0, 0.025,
-                  0, 0.0f, 100)),
+                  &k, &k, &ck, &ck, &lw, 0, 2, 128, 32, 32, 4.0, 1.0, 0.025, 0,
+                  0.0f, 100)),
               BALANCEKV_STATUS_INVALID_ARGUMENT,
               "params.budget is a parameter of method adaptive");
 }

@@ -1,4 +1,5 @@
-//===- RuntimeCallShim.h - implementing RuntimeCallABI.h's entries -*- C++ -*-===//
+//===- RuntimeCallShim.h - implementing RuntimeCallABI.h's entries -*- C++
+//-*-===//
 //
 // What the memref entry points (kernels/cuda/MemRefShim.cpp on the CUDA
 // kernels, kernels/reference/ReferenceMemRef.cpp on the CPU reference) share:

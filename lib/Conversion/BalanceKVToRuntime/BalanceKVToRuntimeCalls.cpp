@@ -253,17 +253,17 @@ LogicalResult rewriteCompressToCall(CompressOp op, RewriterBase &rewriter,
   };
   const CompressParams params = op.getCompressParams();
   Value n = dim(key, 2);
-  Value m = buildCompressedLayout(b, n, op.getSink(), op.getRecent(),
-                                  op.getRounds())
-                .length;
+  Value m =
+      buildCompressedLayout(b, n, op.getSink(), op.getRecent(), op.getRounds())
+          .length;
   if (op.getMethod() == CompressionMethod::Adaptive) {
     // CompressedLayout::adaptiveCapacity: min(n, factor * mean), the mean
     // being the budget (at most n) or the layout's length.
-    Value mean = params.budget > 0
-                     ? arith::MinSIOp::create(
-                           b, arith::ConstantIndexOp::create(b, params.budget),
-                           n)
-                     : m;
+    Value mean =
+        params.budget > 0
+            ? arith::MinSIOp::create(
+                  b, arith::ConstantIndexOp::create(b, params.budget), n)
+            : m;
     m = arith::MinSIOp::create(
         b, n,
         arith::MulIOp::create(
@@ -299,10 +299,11 @@ LogicalResult rewriteCompressToCall(CompressOp op, RewriterBase &rewriter,
   named[#name] = paramConstant(b, params.member);
   BALANCEKV_COMPRESS_PARAMS(BALANCEKV_PARAM_OPERAND)
 #undef BALANCEKV_PARAM_OPERAND
-  FailureOr<SmallVector<Value>> args = abiOperands(
-      op, reference ? ArrayRef<AbiParam>(kReferenceCompressAbi)
-                    : ArrayRef<AbiParam>(kCompressAbi),
-      named);
+  FailureOr<SmallVector<Value>> args =
+      abiOperands(op,
+                  reference ? ArrayRef<AbiParam>(kReferenceCompressAbi)
+                            : ArrayRef<AbiParam>(kCompressAbi),
+                  named);
   if (failed(args))
     return failure();
   Type et = ckT.getElementType();
@@ -387,7 +388,9 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
         {"log_weights", lw},
         {"has_log_weights", hasLw},
         {"kv_len", lens},
-        {"has_kv_len", constI32(b, perHead ? 2 : kvLen ? 1 : 0)},
+        {"has_kv_len", constI32(b, perHead ? 2
+                                   : kvLen ? 1
+                                           : 0)},
         {"out", erase(b, out)},
         {"scale", arith::ConstantFloatOp::create(
                       b, b.getF32Type(), APFloat(op.getEffectiveScale()))},

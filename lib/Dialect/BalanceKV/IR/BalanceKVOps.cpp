@@ -148,11 +148,11 @@ std::optional<CompressedLayout> inferredLayout(int64_t n,
 /// compress's (and gather_kept's) results for a [b, h, n] cache of keys
 /// `k` and values `v`: compressed key, value and f32 log-weights over the M
 /// of the layout (dynamic when n is).
-void compressedResultTypes(MLIRContext *context, int64_t b, int64_t h,
-                           int64_t n, RankedTensorType k, RankedTensorType v,
-                           const CompressParams &params,
-                           SmallVectorImpl<Type> &types,
-                           CompressionMethod method = CompressionMethod::Balance) {
+void compressedResultTypes(
+    MLIRContext *context, int64_t b, int64_t h, int64_t n, RankedTensorType k,
+    RankedTensorType v, const CompressParams &params,
+    SmallVectorImpl<Type> &types,
+    CompressionMethod method = CompressionMethod::Balance) {
   int64_t m = ShapedType::kDynamic;
   if (auto layout = inferredLayout(n, params))
     m = method == CompressionMethod::Adaptive && params.budget >= 0
@@ -168,14 +168,12 @@ void compressedResultTypes(MLIRContext *context, int64_t b, int64_t h,
 /// compress's and gather_kept's result types from their key and value
 /// (rank 4): [B, H, N] from the key, where dynamic from the value too when
 /// `dimsFromValueToo` (compress takes either).
-LogicalResult inferCompressedTypes(MLIRContext *context,
-                                   std::optional<Location> location,
-                                   StringRef opName, Value key, Value value,
-                                   bool dimsFromValueToo,
-                                   const CompressParams &params,
-                                   SmallVectorImpl<Type> &types,
-                                   CompressionMethod method =
-                                       CompressionMethod::Balance) {
+LogicalResult
+inferCompressedTypes(MLIRContext *context, std::optional<Location> location,
+                     StringRef opName, Value key, Value value,
+                     bool dimsFromValueToo, const CompressParams &params,
+                     SmallVectorImpl<Type> &types,
+                     CompressionMethod method = CompressionMethod::Balance) {
   auto k = cast<RankedTensorType>(key.getType());
   auto v = cast<RankedTensorType>(value.getType());
   if (k.getRank() != 4 || v.getRank() != 4)
