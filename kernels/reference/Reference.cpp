@@ -205,38 +205,57 @@ struct HeadInput {
   int64_t queryRows = 0;            // SnapKV: g * lobs (also when d = 0)
 };
 
-/// SnapKV: attention mass of the observation queries on each middle token,
-/// max-pooled over `pool` neighbours inside the middle segment.
-std::vector<double> snapkvScores(const HeadInput &in, int64_t n, int64_t d,
-                                 int64_t mid0, int64_t midLen, double scale,
-                                 int64_t pool) {
-  std::vector<double> mass(n, 0.0), logits(n);
-  for (int64_t r = 0; r < in.queryRows; ++r) {
-    const double *q = in.queries.data() + r * d; // d may be 0
-    double mx = -INFINITY;
-    for (int64_t j = 0; j < n; ++j) {
-      double s = 0;
-      for (int64_t x = 0; x < d; ++x)
-        s += q[x] * in.keys[j * d + x];
-      logits[j] = s * scale;
-      mx = std::max(mx, logits[j]);
-    }
-    double z = 0;
-    for (int64_t j = 0; j < n; ++j)
-      z += (logits[j] = std::exp(logits[j] - mx));
-    for (int64_t j = 0; j < n; ++j)
-      mass[j] += logits[j] / z;
+/// Softmax of scale <q, k_j> over the keys j < `visible` (rows of `keys`,
+/// `d` wide): the logits into `logits`, the probabilities into `probs`
+/// (which may be `logits` itself).
+void attentionRow(const double *q, const double *keys, int64_t d,
+                  int64_t visible, double scale, double *logits,
+                  double *probs) {
+  double mx = -INFINITY;
+  for (int64_t j = 0; j < visible; ++j) {
+    double s = 0;
+    for (int64_t x = 0; x < d; ++x) // d may be 0
+      s += q[x] * keys[j * d + x];
+    logits[j] = s * scale;
+    mx = std::max(mx, logits[j]);
   }
-  std::vector<double> pooled(midLen);
-  int64_t half = pool / 2;
+  double z = 0;
+  for (int64_t j = 0; j < visible; ++j)
+    z += (probs[j] = std::exp(logits[j] - mx));
+  for (int64_t j = 0; j < visible; ++j)
+    probs[j] /= z;
+}
+
+/// SnapKV's score of the middle tokens [mid0, mid0 + midLen): the attention
+/// `mass` max-pooled over `pool` neighbours inside the middle, negated (the
+/// highest first in smallestInPositionOrder).
+std::vector<double> pooledScores(const std::vector<double> &mass, int64_t mid0,
+                                 int64_t midLen, int64_t pool) {
+  std::vector<double> pooled(size_t(std::max<int64_t>(midLen, 0)));
+  const int64_t half = pool / 2;
   for (int64_t i = 0; i < midLen; ++i) {
     double m = -INFINITY;
     for (int64_t j = std::max<int64_t>(0, i - half);
          j <= std::min(midLen - 1, i + half); ++j)
       m = std::max(m, mass[mid0 + j]);
-    pooled[i] = -m; // smallest first below
+    pooled[i] = -m;
   }
   return pooled;
+}
+
+/// SnapKV: attention mass of the observation queries on each middle token,
+/// max-pooled over `pool` neighbours inside the middle segment.
+std::vector<double> snapkvScores(const HeadInput &in, int64_t n, int64_t d,
+                                 int64_t mid0, int64_t midLen, double scale,
+                                 int64_t pool) {
+  std::vector<double> mass(n, 0.0), probs(n);
+  for (int64_t r = 0; r < in.queryRows; ++r) {
+    attentionRow(in.queries.data() + r * d, in.keys.data(), d, n, scale,
+                 probs.data(), probs.data());
+    for (int64_t j = 0; j < n; ++j)
+      mass[j] += probs[j];
+  }
+  return pooledScores(mass, mid0, midLen, pool);
 }
 
 void selectHead(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
@@ -370,39 +389,20 @@ PlanLayout planLayout(const HeadPlan &plan, int64_t n) {
 
 /// Attention mass of observation queries on the keys before `end`: query
 /// rows `rows` (of `perGroup` consecutive positions ending at `end`, one
-/// block per query head of the group) attend causally; max-pooled over
-/// `pool` neighbours inside [mid0, mid1) as SnapKV scores (spec section 4).
+/// block per query head of the group) attend causally.
 std::vector<double> observedMass(const HeadInput &in, int64_t d,
                                  const std::vector<int64_t> &rows,
-                                 int64_t perGroup, int64_t end, int64_t mid0,
-                                 int64_t mid1, double scale, int64_t pool) {
+                                 int64_t perGroup, int64_t end, double scale) {
   std::vector<double> mass(static_cast<size_t>(end), 0.0),
-      p(static_cast<size_t>(end));
+      probs(static_cast<size_t>(end));
   for (size_t i = 0; i < rows.size(); ++i) {
-    const double *q = in.queries.data() + rows[i] * d;
     const int64_t visible = end - perGroup + int64_t(i) % perGroup + 1;
-    double mx = -INFINITY, z = 0;
-    for (int64_t j = 0; j < visible; ++j) {
-      double s = 0;
-      for (int64_t x = 0; x < d; ++x)
-        s += q[x] * in.keys[j * d + x];
-      mx = std::max(mx, p[j] = s * scale);
-    }
+    attentionRow(in.queries.data() + rows[i] * d, in.keys.data(), d, visible,
+                 scale, probs.data(), probs.data());
     for (int64_t j = 0; j < visible; ++j)
-      z += (p[j] = std::exp(p[j] - mx));
-    for (int64_t j = 0; j < visible; ++j)
-      mass[j] += p[j] / z;
+      mass[j] += probs[j];
   }
-  std::vector<double> pooled(size_t(std::max<int64_t>(mid1 - mid0, 0)));
-  const int64_t half = pool / 2;
-  for (int64_t i = mid0; i < mid1; ++i) {
-    double m = 0;
-    for (int64_t j = std::max(mid0, i - half);
-         j <= std::min(mid1 - 1, i + half); ++j)
-      m = std::max(m, mass[j]);
-    pooled[i - mid0] = -m; // smallest first in smallestInPositionOrder
-  }
-  return pooled;
+  return mass;
 }
 
 /// Kept positions (cache order) and log-weights of a plan's middle
@@ -467,20 +467,12 @@ public:
       // Row r: query head r / h of the group, position prefix + r % h.
       const double *q =
           in.queries.data() + ((r / h) * lobs + lobs - h + r % h) * d;
-      double *lg = logits.data() + r * n;
       const int64_t visible = position(r) + 1;
-      double mx = -INFINITY, z = 0;
-      for (int64_t j = 0; j < visible; ++j) {
-        double s = 0;
-        for (int64_t x = 0; x < d; ++x)
-          s += q[x] * in.keys[j * d + x];
-        mx = std::max(mx, lg[j] = s * scale);
-      }
-      for (int64_t j = 0; j < visible; ++j)
-        z += (p[j] = std::exp(lg[j] - mx));
+      attentionRow(q, in.keys.data(), d, visible, scale,
+                   logits.data() + r * n, p.data());
       for (int64_t j = 0; j < visible; ++j)
         for (int64_t x = 0; x < dv; ++x)
-          exact[r * dv + x] += p[j] / z * values[j * dv + x];
+          exact[r * dv + x] += p[j] * values[j * dv + x];
     }
   }
 
@@ -568,6 +560,8 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
     for (int64_t r = 0; r < in.queryRows; ++r)
       if (r % lobs < lobs - h)
         selectors.push_back(r);
+    const std::vector<double> mass =
+        observedMass(in, d, selectors, lobs - h, prefix, scale);
     std::vector<int64_t> kept;
     std::vector<double> logW;
     auto addPlan = [&](const HeadPlan &plan, const KeptMiddle &km,
@@ -606,9 +600,8 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
         if (sink + w + 1 >= prefix)
           break;
         const int64_t mid0 = sink, mid1 = prefix - w;
-        std::vector<double> pooled =
-            observedMass(in, d, selectors, lobs - h, prefix, mid0, mid1, scale,
-                         kAdaptivePool);
+        const std::vector<double> pooled =
+            pooledScores(mass, mid0, mid1 - mid0, kAdaptivePool);
         for (int64_t heavy = 0; heavy < mid1 - mid0;
              heavy = heavy ? 2 * heavy : 16) {
           if (sink + w + heavy > capacity)
@@ -698,9 +691,9 @@ int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
   for (int64_t r = 0; r < in.queryRows; ++r)
     rows.push_back(r);
   std::vector<double> pooled =
-      lay.heavy > 0
-          ? observedMass(in, d, rows, lobs, n, mid0, mid1, scale, kAdaptivePool)
-          : std::vector<double>(size_t(mid1 - mid0), 0.0);
+      lay.heavy > 0 ? pooledScores(observedMass(in, d, rows, lobs, n, scale),
+                                   mid0, mid1 - mid0, kAdaptivePool)
+                    : std::vector<double>(size_t(mid1 - mid0), 0.0);
   KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, lay.heavy,
                              plan.rounds, batch, head);
   std::vector<std::pair<int64_t, double>> kept;
