@@ -468,8 +468,8 @@ public:
       const double *q =
           in.queries.data() + ((r / h) * lobs + lobs - h + r % h) * d;
       const int64_t visible = position(r) + 1;
-      attentionRow(q, in.keys.data(), d, visible, scale,
-                   logits.data() + r * n, p.data());
+      attentionRow(q, in.keys.data(), d, visible, scale, logits.data() + r * n,
+                   p.data());
       for (int64_t j = 0; j < visible; ++j)
         for (int64_t x = 0; x < dv; ++x)
           exact[r * dv + x] += p[j] * values[j * dv + x];
