@@ -104,36 +104,31 @@ LogicalResult verifyCache(Operation *op, Value keyV, Value valueV) {
 }
 
 
-/// The parameters an op being built or parsed will have. The parser infers
-/// before it moves attr-dict entries into the properties and before it fills
-/// in the defaults: do both on a copy.
+/// The parameters attribute an op being built or parsed will have (null:
+/// all defaults, method balance). The parser infers before it moves
+/// attr-dict entries into the properties and before it fills in the
+/// defaults: do both on a copy.
+template <typename OpTy>
+CompressParamsAttr inferredParamsAttr(MLIRContext *context,
+                                      std::optional<Location> location,
+                                      typename OpTy::Adaptor adaptor) {
+  typename OpTy::Properties props = adaptor.getProperties();
+  if (DictionaryAttr attrs = adaptor.getAttributes()) {
+    auto emitError = [&] {
+      return mlir::emitError(location ? *location : UnknownLoc::get(context));
+    };
+    (void)OpTy::setPropertiesFromAttr(props, attrs, emitError);
+  }
+  return props.params;
+}
+
+/// The parameters an op being built or parsed will have.
 template <typename OpTy>
 CompressParams inferredParams(MLIRContext *context,
                               std::optional<Location> location,
                               typename OpTy::Adaptor adaptor) {
-  typename OpTy::Properties props = adaptor.getProperties();
-  if (DictionaryAttr attrs = adaptor.getAttributes()) {
-    auto emitError = [&] {
-      return mlir::emitError(location ? *location : UnknownLoc::get(context));
-    };
-    (void)OpTy::setPropertiesFromAttr(props, attrs, emitError);
-  }
-  return props.params ? props.params.getValues() : CompressParams{};
-}
-
-/// The method of an op being built (balance where `params` is absent).
-template <typename OpTy>
-CompressionMethod inferredMethod(MLIRContext *context,
-                                 std::optional<Location> location,
-                                 typename OpTy::Adaptor adaptor) {
-  typename OpTy::Properties props = adaptor.getProperties();
-  if (DictionaryAttr attrs = adaptor.getAttributes()) {
-    auto emitError = [&] {
-      return mlir::emitError(location ? *location : UnknownLoc::get(context));
-    };
-    (void)OpTy::setPropertiesFromAttr(props, attrs, emitError);
-  }
-  return props.params ? props.params.getMethod() : CompressionMethod::Balance;
+  CompressParamsAttr attr = inferredParamsAttr<OpTy>(context, location, adaptor);
+  return attr ? attr.getValues() : CompressParams{};
 }
 
 /// The layout under `p` for a cache of `n` tokens; nullopt when `n` is
@@ -361,12 +356,13 @@ void CompressOp::build(OpBuilder &b, OperationState &state, Value key,
 LogicalResult CompressOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
     SmallVectorImpl<Type> &inferredReturnTypes) {
+  CompressParamsAttr params =
+      inferredParamsAttr<CompressOp>(context, location, adaptor);
   return inferCompressedTypes(
       context, location, getOperationName(), adaptor.getKey(),
       adaptor.getValue(), /*dimsFromValueToo=*/true,
-      inferredParams<CompressOp>(context, location, adaptor),
-      inferredReturnTypes,
-      inferredMethod<CompressOp>(context, location, adaptor));
+      params ? params.getValues() : CompressParams{}, inferredReturnTypes,
+      params ? params.getMethod() : CompressionMethod::Balance);
 }
 
 LogicalResult CompressOp::verify() {
