@@ -113,24 +113,8 @@ FailureOr<SmallVector<Value>> abiOperands(Operation *op, ArrayRef<AbiParam> abi,
   return args;
 }
 
-/// The C API's method number, spelled out (the two enums are not assumed
-/// to agree); none for methods without a CUDA kernel.
-std::optional<balancekv_method> runtimeMethod(CompressionMethod m) {
-  switch (m) {
-  case CompressionMethod::Balance:
-    return BALANCEKV_METHOD_BALANCE;
-  case CompressionMethod::Uniform:
-    return BALANCEKV_METHOD_UNIFORM;
-  case CompressionMethod::Streaming:
-  case CompressionMethod::SnapKV:
-  case CompressionMethod::KNorm:
-  case CompressionMethod::Adaptive:
-    return std::nullopt;
-  }
-  return std::nullopt;
-}
-
-/// The C API's number of every method, for the CPU reference's entry.
+/// The C API's number of every method, spelled out (the two enums are not
+/// assumed to agree): the CPU reference's entry takes them all.
 balancekv_method referenceMethod(CompressionMethod m) {
   switch (m) {
   case CompressionMethod::Balance:
@@ -147,6 +131,13 @@ balancekv_method referenceMethod(CompressionMethod m) {
     return BALANCEKV_METHOD_ADAPTIVE;
   }
   return BALANCEKV_METHOD_BALANCE;
+}
+
+/// The same for the methods with a CUDA kernel; none for the others.
+std::optional<balancekv_method> runtimeMethod(CompressionMethod m) {
+  if (m == CompressionMethod::Balance || m == CompressionMethod::Uniform)
+    return referenceMethod(m);
+  return std::nullopt;
 }
 
 /// memref<?x...x?xT, strided<[?, ...], offset: ?>>: one declaration serves
