@@ -206,6 +206,19 @@ bool isFixedPolicy(const std::string &m) {
          m == "snapkv" || m == "snapkv-pool1" || m == "knorm";
 }
 
+/// N / M of the fixed methods at `ratio`: their fitted layout of the n -
+/// fresh compressed tokens plus the fresh ones, against the n tokens
+/// (adaptive keeps at most as much).
+double memoryRatio(int64_t n, int64_t fresh, double ratio) {
+  const CompressOptions o =
+      optionsFor("balance", n - fresh, memoryTarget(n, fresh, ratio), 0);
+  const int64_t m =
+      CompressedLayout::compute(n - fresh, o.sink, o.recent, o.rounds)
+          .compressedLength() +
+      fresh;
+  return double(n) / double(m);
+}
+
 /// Whether method `m` reads observation queries.
 bool observes(Method m) { return m == Method::SnapKV || m == Method::Adaptive; }
 
@@ -421,15 +434,8 @@ static int run(int argc, char **argv) {
     llvm::outs() << llvm::format("%-16s", "memory N/M");
     mdOs << "| memory N/M |";
     for (double r : ratioList) {
-      const int64_t target = memoryTarget(n, fresh, r);
-      CompressParams p = fitToMemory(
-          optionsFor("balance", n - fresh, target, 0), n - fresh, target);
-      const int64_t m =
-          CompressedLayout::compute(n - fresh, p.sink, p.recent, p.rounds)
-              .compressedLength() +
-          fresh;
-      llvm::outs() << llvm::format("%18.2f", double(n) / double(m));
-      mdOs << llvm::format(" %.2f |", double(n) / double(m));
+      llvm::outs() << llvm::format("%18.2f", memoryRatio(n, fresh, r));
+      mdOs << llvm::format(" %.2f |", memoryRatio(n, fresh, r));
     }
     llvm::outs() << "\n";
     mdOs << "\n";
@@ -467,15 +473,8 @@ static int run(int argc, char **argv) {
     csv << "dataset,method,ratio,memory_ratio,mean_rel_error,std_rel_error\n";
     for (const auto &[key, c] : cells) {
       const double r = ratioList[std::get<2>(key)];
-      const int64_t target = memoryTarget(n, fresh, r);
-      CompressParams p = fitToMemory(
-          optionsFor("balance", n - fresh, target, 0), n - fresh, target);
-      const int64_t m =
-          CompressedLayout::compute(n - fresh, p.sink, p.recent, p.rounds)
-              .compressedLength() +
-          fresh;
       csv << std::get<0>(key) << "," << std::get<1>(key) << "," << r << ","
-          << double(n) / double(m) << "," << c.mean() << "," << c.stddev()
+          << memoryRatio(n, fresh, r) << "," << c.mean() << "," << c.stddev()
           << "\n";
     }
   }
