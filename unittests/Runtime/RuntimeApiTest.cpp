@@ -8,6 +8,7 @@
 
 #include "../Support/BadCompressParams.h"
 #include "balancekv/Runtime/BalanceKVRuntime.h"
+#include "balancekv/Runtime/CompressParamsC.h"
 
 #include <gtest/gtest.h>
 
@@ -181,13 +182,8 @@ TEST(RuntimeApi, ReferenceCompressObservedAdaptive) {
 TEST(RuntimeApi, CompressRejectsWhatEveryLayerRejects) {
   for (const auto &bad : balancekv::testing::badCompressParams()) {
     CompressCall c;
-    c.params.rounds = bad.params.rounds;
-    c.params.block_size = bad.params.blockSize;
-    c.params.sink = bad.params.sink;
-    c.params.recent = bad.params.recent;
-    c.params.gamma = bad.params.gamma;
-    c.params.temperature = bad.params.temperature;
-    c.params.c0 = bad.params.c0;
+    // Every field of the table (CompressParamsC.h's conversion).
+    c.params = balancekv::toC(bad.params, c.params.method);
     EXPECT_EQ(c.run(), BALANCEKV_STATUS_INVALID_ARGUMENT);
     EXPECT_EQ(std::string(balancekv_last_error()), "params." + bad.message);
   }
@@ -380,6 +376,16 @@ struct DecodeCall {
 };
 
 TEST(RuntimeApi, DecodeRejectsBadArguments) {
+  {
+    // The ragged entry needs its per-head lengths.
+    DecodeCall c;
+    expectError(balancekv_weighted_decode_attention_ragged(
+                    balancekv_dtype(c.dtype), c.q, c.k, c.v, nullptr, nullptr,
+                    c.batch, c.qHeads, c.kvHeads, c.l, c.m, c.d, c.dv, c.scale,
+                    0, c.out, &c.dummy, c.wsBytes, nullptr),
+                BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "head_lens is null (pass kv_len to the plain entry)");
+  }
   {
     DecodeCall c;
     c.qHeads = 30;

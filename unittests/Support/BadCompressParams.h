@@ -54,6 +54,8 @@ inline std::vector<BadCompressParams> badCompressParams() {
       "c0 must be finite and >= 0, got -0.5");
   add([=](CompressParams &p) { p.c0 = inf; },
       "c0 must be finite and >= 0, got inf");
+  add([](CompressParams &p) { p.budget = -1; },
+      "budget must be >= 0 (0: the layout's length), got -1");
   return cases;
 }
 
