@@ -55,6 +55,7 @@ class BalanceKVLayer(DynamicLayer):
             if self.params.get("method") == "adaptive":
                 self.keys, self.values, self.log_weights = _compress_adaptive(
                     self.keys, self.values, self.observed, self.params)
+                self.observed = None
             else:
                 self.keys, self.values, self.log_weights = torch_ops.compress(
                     self.keys, self.values, **self.params)
@@ -76,7 +77,7 @@ class BalanceKVLayer(DynamicLayer):
 
     def reset(self):
         super().reset()
-        self.log_weights, self.seen = None, 0
+        self.log_weights, self.seen, self.observed = None, 0, None
 
     # The log-weights follow the keys through beam search and batch edits.
     def reorder_cache(self, beam_idx):
@@ -178,8 +179,10 @@ def balancekv_attention(module, query, key, value, attention_mask, scaling=None,
                         dropout=0.0, **kwargs):
     layer = _last_layer
     if layer is None or layer.log_weights is None or layer.keys is not key:
-        if layer is not None and layer.keys is key and layer.log_weights is None:
-            layer.observed = query[:, :, -OBSERVED_QUERIES:].detach()
+        if (layer is not None and layer.keys is key and layer.log_weights is None
+                and layer.params.get("method") == "adaptive"):
+            # A copy: a view would keep the whole prefill's queries alive.
+            layer.observed = query[:, :, -OBSERVED_QUERIES:].detach().clone()
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       scaling=scaling, dropout=dropout, **kwargs)
     # Padding: a key that no query of its row sees (a causal chunk's keys are
