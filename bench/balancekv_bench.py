@@ -30,7 +30,46 @@ class Params(ctypes.Structure):
                 ("budget", ctypes.c_int64)]
 
 
+class PagePool(ctypes.Structure):
+    """balancekv_page_pool: strides of [page, slot, head, dim]."""
+    _fields_ = [("data", ctypes.c_void_p), ("strides", ctypes.c_int64 * 4)]
+
+
+class BlockTable(ctypes.Structure):
+    _fields_ = [("block_table", ctypes.c_void_p), ("max_pages", ctypes.c_int64),
+                ("page_size", ctypes.c_int64)]
+
+
 DTYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
+
+
+def paged(tensors, page_size, layout="NHD", seed=0):
+    """Dense caches [B, H, N, D] (keys, values) as a serving engine's page
+    pools sharing one block table: pages of `page_size` tokens in a random
+    order of the pool (with a spare page at the front, so that no id is its
+    logical page), NHD ([pages, page_size, H, D]) or HND ([pages, H,
+    page_size, D]). Returns ([(pool, strides in [page, slot, head, dim]
+    order)], block_table [B, max_pages] int32)."""
+    b, h, n, _ = tensors[0].shape
+    per = -(-n // page_size)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(b * per, generator=gen) + 1
+    table = order.reshape(b, per).int().contiguous().to(tensors[0].device)
+    pools = []
+    for x in tensors:
+        d = x.shape[3]
+        pad = x.new_zeros(b, h, per * page_size - n, d)
+        pages = torch.cat([x, pad], dim=2).reshape(b, h, per, page_size, d)
+        pages = pages.permute(0, 2, 3, 1, 4).reshape(b * per, page_size, h, d)
+        pool = x.new_zeros(b * per + 1, page_size, h, d)
+        pool[order.to(x.device)] = pages
+        if layout == "HND":
+            pool = pool.permute(0, 2, 1, 3).contiguous()
+            strides = (pool.stride(0), pool.stride(2), pool.stride(1), 1)
+        else:
+            strides = pool.stride()
+        pools.append((pool, strides))
+    return pools, table
 
 
 class Lib:
@@ -58,6 +97,15 @@ class Lib:
             ctypes.c_size_t, ctypes.c_void_p]
         L.balancekv_weighted_decode_attention_ragged.argtypes = \
             L.balancekv_weighted_decode_attention.argtypes
+        L.balancekv_compress_paged.argtypes = [
+            ctypes.c_int, PagePool, PagePool, BlockTable] + [ctypes.c_int64] * 5 + [
+            ctypes.POINTER(Params), Tensor, Tensor, ctypes.c_void_p,
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        L.balancekv_weighted_decode_attention_paged.argtypes = [
+            ctypes.c_int, Tensor, PagePool, PagePool, BlockTable,
+            ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 7 + [
+            ctypes.c_float, ctypes.c_int, Tensor, ctypes.c_void_p,
+            ctypes.c_size_t, ctypes.c_void_p]
         L.balancekv_compress_params_init.argtypes = [ctypes.POINTER(Params)]
         L.balancekv_compress_params_init.restype = None
         L.balancekv_reference_compress.argtypes = [
@@ -136,6 +184,38 @@ class Lib:
             b, hq, k.shape[1], l, k.shape[2], d, v.shape[3], scale,
             int(causal), self.view(o["out"]), o["ws"].data_ptr(),
             o["ws"].numel(), torch.cuda.current_stream().cuda_stream))
+
+    @staticmethod
+    def pool(pool, strides):
+        return PagePool(pool.data_ptr(), (ctypes.c_int64 * 4)(*strides))
+
+    @staticmethod
+    def table(table, page_size):
+        return BlockTable(table.data_ptr(), table.shape[1], page_size)
+
+    def compress_paged(self, kp, vp, table, page_size, shape, p, o, indices=True):
+        """balancekv_compress_paged; kp, vp: (pool, strides) from paged();
+        shape: the dense cache's (B, H, N, D, Dv)."""
+        b, h, n, d, dv = shape
+        self.check(self.lib.balancekv_compress_paged(
+            DTYPES[kp[0].dtype], self.pool(*kp), self.pool(*vp),
+            self.table(table, page_size), b, h, n, d, dv, ctypes.byref(p),
+            self.view(o["ck"]), self.view(o["cv"]), o["lw"].data_ptr(),
+            o["idx"].data_ptr() if indices else None, o["ws"].data_ptr(),
+            o["ws"].numel(), torch.cuda.current_stream().cuda_stream))
+
+    def decode_paged(self, q, kp, vp, table, page_size, m, lw, o, kv_len=None,
+                     causal=False, scale=None, kv_heads=None, dv=None):
+        b, hq, l, d = q.shape
+        scale = scale or 1.0 / math.sqrt(d)
+        self.check(self.lib.balancekv_weighted_decode_attention_paged(
+            DTYPES[q.dtype], self.view(q), self.pool(*kp), self.pool(*vp),
+            self.table(table, page_size),
+            lw.data_ptr() if lw is not None else None,
+            kv_len.data_ptr() if kv_len is not None else None,
+            b, hq, kv_heads, l, m, d, dv, scale, int(causal),
+            self.view(o["out"]), o["ws"].data_ptr(), o["ws"].numel(),
+            torch.cuda.current_stream().cuda_stream))
 
     def reference(self, k, v, p):
         b, h, n, d = k.shape

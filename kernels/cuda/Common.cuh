@@ -6,9 +6,43 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/Launch.h"
+
 #include <cstdint>
 
 namespace balancekv::cuda {
+
+/// The rows of one (batch, head) of a key or value cache: row j is at
+/// head + j * stride in a dense cache, and in a paged one (`pages`: that
+/// sequence's block-table row) at slot j & (page size - 1) of page
+/// pages[j >> shift]. Every kernel addresses cache rows through this, so
+/// paged and dense caches run the same arithmetic (bit-identical results).
+template <typename T> struct CacheRows {
+  const T *head;
+  int64_t stride;
+  const int32_t *pages;
+  int64_t pageStride;
+  int shift;
+  __device__ __forceinline__ const T *operator()(int64_t j) const {
+    if (!pages)
+      return head + j * stride;
+    return head + int64_t(__ldg(pages + (j >> shift))) * pageStride +
+           (j & ((int64_t(1) << shift) - 1)) * stride;
+  }
+};
+
+/// Rows of (b, h) of the cache at `base` with element strides `s` ([b, h,
+/// s] dense, [page, h, slot] paged: see Paging).
+template <typename T>
+__device__ __forceinline__ CacheRows<T>
+cacheRows(const void *base, const int64_t *s, const Paging &paging, int64_t b,
+          int64_t h) {
+  const T *t = static_cast<const T *>(base);
+  if (!paging.table)
+    return {t + b * s[0] + h * s[1], s[2], nullptr, 0, 0};
+  return {t + h * s[1], s[2], paging.table + b * paging.tableStride, s[0],
+          paging.pageShift};
+}
 
 __device__ __forceinline__ float toFloat(float x) { return x; }
 __device__ __forceinline__ float toFloat(__half x) { return __half2float(x); }

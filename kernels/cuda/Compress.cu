@@ -173,6 +173,7 @@ __device__ __forceinline__ int selfBalancingWalk(const float *G, const float *u,
 struct RoundParams {
   const void *key, *value;
   int64_t ks[3], vs[3]; // strides of b, h, s (innermost is 1)
+  Paging paging;        // or page, h, slot through a block table
   int32_t *cur;
   float *lw;
   int8_t *sigma;
@@ -195,7 +196,7 @@ struct RoundParams {
 /// On the vector path the copies are cp.async: every load is in flight at
 /// once and the caller overlaps other work before `__pipeline_wait_prior`.
 template <typename T>
-__device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
+__device__ void loadRows(const CacheRows<T> &src, const int *rows,
                          int bsz, int dim, T *buf, int ld, bool vec,
                          int tid = threadIdx.x, int nthreads = kThreads) {
   constexpr int kPerVec = 16 / sizeof(T);
@@ -206,8 +207,7 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
       // ld * sizeof(T) is a multiple of 16 on this path.
       T *dst = buf + i * ld + c * kPerVec;
       if (i < bsz)
-        __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * kPerVec,
-                                16);
+        __pipeline_memcpy_async(dst, src(rows[i]) + c * kPerVec, 16);
       else
         *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
     }
@@ -216,7 +216,7 @@ __device__ void loadRows(const T *head, int64_t rowStride, const int *rows,
     for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
       int i = e / dim, x = e % dim;
       buf[i * ld + x] =
-          i < bsz ? head[rows[i] * rowStride + x] : fromFloat<T>(0.0f);
+          i < bsz ? src(rows[i])[x] : fromFloat<T>(0.0f);
     }
   }
 }
@@ -247,8 +247,7 @@ __device__ __forceinline__ int foldedRow(int i) {
 /// faster rounds; 256 bytes: 3 % slower). The caller signals their
 /// completion.
 template <int kDim, typename T>
-__device__ __forceinline__ void loadRowsCoreFor(const T *head,
-                                                int64_t rowStride,
+__device__ __forceinline__ void loadRowsCoreFor(const CacheRows<T> &source,
                                                 const int *rows, int dim,
                                                 T *buf, int tid) {
   static_assert(kLoaders == 64, "eight piece columns of eight rows");
@@ -260,7 +259,7 @@ __device__ __forceinline__ void loadRowsCoreFor(const T *head,
     for (int g = 0; g < kMaxBlock / 8; ++g) {
       const int row = rows[g * 8 + r];
       const bool live = row >= 0; // a dead row's source is unread
-      const T *src = live ? head + row * rowStride + cs * 8 : head;
+      const T *src = live ? source(row) + cs * 8 : source.head;
 #pragma unroll
       for (int cb = 0; cb < perRow / 8; ++cb)
         copyAsync16Fill<true>(buf + ((g * perRow + cb * 8 + cs) * 8 + r) * 8,
@@ -272,7 +271,7 @@ __device__ __forceinline__ void loadRowsCoreFor(const T *head,
       const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
       T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
       if (rows[i] >= 0)
-        __pipeline_memcpy_async(dst, head + rows[i] * rowStride + c * 8, 16);
+        __pipeline_memcpy_async(dst, source(rows[i]) + c * 8, 16);
       else
         *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
     }
@@ -282,23 +281,23 @@ __device__ __forceinline__ void loadRowsCoreFor(const T *head,
 /// Returns whether every write was a cp.async (else some were plain
 /// stores, and the caller must wait for its copies before publishing).
 template <typename T>
-__device__ bool loadRowsCore(const T *head, int64_t rowStride, const int *rows,
+__device__ bool loadRowsCore(const CacheRows<T> &src, const int *rows,
                              int dim, T *buf, bool vec, int tid) {
   if (vec) {
     if (dim == 128)
-      loadRowsCoreFor<128>(head, rowStride, rows, dim, buf, tid);
+      loadRowsCoreFor<128>(src, rows, dim, buf, tid);
     else if (dim == 256)
-      loadRowsCoreFor<256>(head, rowStride, rows, dim, buf, tid);
+      loadRowsCoreFor<256>(src, rows, dim, buf, tid);
     else if (dim == 64)
-      loadRowsCoreFor<64>(head, rowStride, rows, dim, buf, tid);
+      loadRowsCoreFor<64>(src, rows, dim, buf, tid);
     else
-      loadRowsCoreFor<0>(head, rowStride, rows, dim, buf, tid);
+      loadRowsCoreFor<0>(src, rows, dim, buf, tid);
     return dim == 128 || dim == 256 || dim == 64;
   } else {
     for (int e = tid; e < kMaxBlock * dim; e += kLoaders) {
       const int i = e / dim, x = e % dim;
       buf[coreMatrixOffset(i, x, dim)] =
-          rows[i] >= 0 ? head[rows[i] * rowStride + x] : fromFloat<T>(0.0f);
+          rows[i] >= 0 ? src(rows[i])[x] : fromFloat<T>(0.0f);
     }
     return false;
   }
@@ -432,17 +431,16 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   // Keys: raw Gram first. The centring needs a_i = <k_i, mu> and |mu|^2,
   // which are row means of the raw Gram: a_i = (1/b) sum_j raw_ij and
   // |mu|^2 = (1/b) sum_i a_i, so no mean vector is formed.
-  const T *keyHead = static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
-  loadRows(keyHead, p.ks[2], rows, bsz, p.d, buf, p.ld, p.vecKey);
+  loadRows(cacheRows<T>(p.key, p.ks, p.paging, b, h), rows, bsz, p.d, buf,
+           p.ld, p.vecKey);
   __pipeline_wait_prior(0);
   __syncthreads();
   rawGram(buf, p.ld, bsz, p.d,
           [&](int i, int j, float raw) { G[walkIndex(i, j)] = raw; });
   __syncthreads();
   // The values stream in while the key statistics and the exp pass run.
-  const T *valueHead =
-      static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
-  loadRows(valueHead, p.vs[2], rows, bsz, p.dv, buf, p.ld, p.vecValue);
+  loadRows(cacheRows<T>(p.value, p.vs, p.paging, b, h), rows, bsz, p.dv, buf,
+           p.ld, p.vecValue);
   if (tid < bsz) {
     float s = 0.0f;
     for (int j = 0; j < bsz; ++j)
@@ -691,8 +689,6 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // producers themselves, the copies cost them a quarter of the round:
     // ncu showed stalls on the copies' address registers.)
     const int ltid = tid - kProducers - 32 * kWalkers;
-    const T *key = static_cast<const T *>(p.key);
-    const T *value = static_cast<const T *>(p.value);
     if (blockIdx.x < items) {
       const RoundItem it(p, blockIdx.x);
       if (ltid == 0)
@@ -701,8 +697,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       namedSync(kBarLoaders, kLoaders);
     }
     int buf = 0;
-    auto fill = [&](const T *head, int64_t rowStride, const int *rows,
-                    int dim, bool vec, const CUtensorMap *map,
+    auto fill = [&](const CacheRows<T> &src, const int *rows, int dim,
+                    bool vec, const CUtensorMap *map,
                     const RoundItem &it) {
       namedSync(kBarRowsFree0 + buf, kRowsThreads);
       T *dst = rowBufs + buf * rowElems;
@@ -724,7 +720,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         } else {
           mbarrierArrive(&rowsFull[buf]);
         }
-      } else if (loadRowsCore(head, rowStride, rows, dim, dst, vec, ltid)) {
+      } else if (loadRowsCore(src, rows, dim, dst, vec, ltid)) {
         cpAsyncMbarrierArrive(&rowsFull[buf]);
       } else { // also plain stores: wait, then a releasing arrival
         __pipeline_wait_prior(0);
@@ -737,7 +733,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     int j = 0;
     for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
       const RoundItem &it = ring[j & 3];
-      fill(key + it.b * p.ks[0] + it.h * p.ks[1], p.ks[2], rowsOf(j), p.d,
+      fill(cacheRows<T>(p.key, p.ks, p.paging, it.b, it.h), rowsOf(j), p.d,
            p.vecKey, &keyMap, it);
       // Item j+1's indices while item j's keys land (its ring entry and
       // index buffers were last read for item j-3, which the producers
@@ -750,8 +746,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
           ring[(j + 1) & 3] = nextIt;
         loadIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ltid);
       }
-      fill(value + it.b * p.vs[0] + it.h * p.vs[1], p.vs[2], rowsOf(j), p.dv,
-           p.vecValue, &valueMap, it);
+      fill(cacheRows<T>(p.value, p.vs, p.paging, it.b, it.h), rowsOf(j),
+           p.dv, p.vecValue, &valueMap, it);
       namedSync(kBarLoaders, kLoaders);
     }
     return;
@@ -1147,6 +1143,7 @@ __global__ void initKeptKernel(int32_t *cur, float *lw, int64_t l0,
 struct GatherParams {
   const void *key, *value;
   int64_t ks[3], vs[3];
+  Paging paging;
   void *outKey, *outValue;
   int64_t oks[3], ovs[3];
   float *outLw;
@@ -1190,8 +1187,8 @@ template <typename T> __global__ void gatherKernel(GatherParams p) {
         pos[r] = p.n - p.recent + (m - p.sink - p.lt);
       }
     }
-    const T *srcK = static_cast<const T *>(p.key) + b * p.ks[0] + h * p.ks[1];
-    const T *srcV = static_cast<const T *>(p.value) + b * p.vs[0] + h * p.vs[1];
+    const CacheRows<T> srcK = cacheRows<T>(p.key, p.ks, p.paging, b, h);
+    const CacheRows<T> srcV = cacheRows<T>(p.value, p.vs, p.paging, b, h);
     T *dstK = static_cast<T *>(p.outKey) + b * p.oks[0] + h * p.oks[1];
     T *dstV = static_cast<T *>(p.outValue) + b * p.ovs[0] + h * p.ovs[1];
     constexpr int kPerVec = 16 / sizeof(T);
@@ -1204,9 +1201,9 @@ template <typename T> __global__ void gatherKernel(GatherParams p) {
       for (int r = 0; r < kR; ++r)
         if (live)
           piece[r] = isKey ? reinterpret_cast<const uint4 *>(
-                                 srcK + pos[r] * p.ks[2])[lane]
+                                 srcK(pos[r]))[lane]
                            : reinterpret_cast<const uint4 *>(
-                                 srcV + pos[r] * p.vs[2])[lane - kc];
+                                 srcV(pos[r]))[lane - kc];
 #pragma unroll
       for (int r = 0; r < kR; ++r)
         if (live && m0 + r < p.m) {
@@ -1221,9 +1218,9 @@ template <typename T> __global__ void gatherKernel(GatherParams p) {
       for (int r = 0; r < kR && m0 + r < p.m; ++r) {
         const int64_t m = m0 + r;
         for (int x = lane; x < p.d; x += 32)
-          dstK[m * p.oks[2] + x] = srcK[pos[r] * p.ks[2] + x];
+          dstK[m * p.oks[2] + x] = srcK(pos[r])[x];
         for (int x = lane; x < p.dv; x += 32)
-          dstV[m * p.ovs[2] + x] = srcV[pos[r] * p.vs[2] + x];
+          dstV[m * p.ovs[2] + x] = srcV(pos[r])[x];
       }
     }
     if (lane < kR && m0 + lane < p.m) {
@@ -1362,6 +1359,7 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
       rp.ks[i] = a.key.strides[i];
       rp.vs[i] = a.value.strides[i];
     }
+    rp.paging = a.paging;
     rp.sigma = sigma;
     rp.blockPlus = blockPlus;
     rp.l0 = l0;
@@ -1411,7 +1409,8 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
                              CUtensorMap) = nullptr;
     CUtensorMap keyMap{}, valueMap{};
     rp.tmaRowEnd = 0;
-    if (elem == 2 && rp.d == 128 && rp.dv == 128 && rp.vecKey &&
+    // (A paged pool's rows are not one box stride apart across pages.)
+    if (!a.paging.table && elem == 2 && rp.d == 128 && rp.dv == 128 && rp.vecKey &&
         rp.vecValue && a.sink % 8 == 0 &&
         rowGroupMap(&keyMap, a.key, a.batch, a.heads, a.n, rp.d, elem,
                     a.dtype) &&
@@ -1477,6 +1476,7 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
     gp.oks[i] = a.outKey.strides[i];
     gp.ovs[i] = a.outValue.strides[i];
   }
+  gp.paging = a.paging;
   gp.outKey = a.outKey.data;
   gp.outValue = a.outValue.data;
   gp.outLw = a.outLogWeights;

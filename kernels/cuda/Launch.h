@@ -13,6 +13,16 @@
 
 namespace balancekv::cuda {
 
+/// A paged cache's block table. With `table` null the cache tensor is dense
+/// and its strides are those of [b, h, s, d]; otherwise they are the pool's
+/// [page, h, slot, d] and token j of sequence b lives in slot j & (page
+/// size - 1) of page table[b * tableStride + (j >> pageShift)].
+struct Paging {
+  const int32_t *table = nullptr;
+  int64_t tableStride = 0; ///< the block table's row length (max pages)
+  int pageShift = 0;       ///< log2 of the page size
+};
+
 /// Everything compress needs, validated.
 struct CompressArgs {
   balancekv_dtype dtype;
@@ -27,6 +37,7 @@ struct CompressArgs {
   void *stream;
   // Layout (spec section 2).
   int64_t sink, recent, middle, keptMiddle, m;
+  Paging paging; ///< key and value read through a block table
 };
 
 /// Workspace bytes for compress with these sizes.
@@ -48,6 +59,7 @@ struct DecodeArgs {
   void *workspace;
   void *stream;
   bool kvLenPerHead = false; ///< kvLen is [B, Hkv] (ragged heads), not [B]
+  Paging paging;             ///< key and value read through a block table
 };
 
 size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,

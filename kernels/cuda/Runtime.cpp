@@ -106,6 +106,38 @@ balancekv_status checkParams(const balancekv_compress_params *p) {
   return BALANCEKV_STATUS_OK;
 }
 
+/// Checks a block table whose sequences reach `tokens` slots and sets the
+/// kernels' `paging` from it (nothing to check when nothing is read).
+balancekv_status checkBlockTable(const balancekv_block_table &t,
+                                 int64_t tokens, bool empty, Paging &paging) {
+  if (empty)
+    return BALANCEKV_STATUS_OK;
+  BALANCEKV_CHECK(t.block_table, "table.block_table is null");
+  BALANCEKV_CHECK(t.page_size >= 1 && t.page_size <= 1024 &&
+                      (t.page_size & (t.page_size - 1)) == 0,
+                  "table.page_size must be a power of two in [1, 1024]");
+  BALANCEKV_CHECK(t.max_pages >= 0 &&
+                      t.max_pages <= INT32_MAX / t.page_size &&
+                      t.max_pages * t.page_size >= tokens,
+                  "table.max_pages * table.page_size must cover the " +
+                      std::to_string(tokens) +
+                      " tokens of a sequence (and fit in int32)");
+  paging.table = t.block_table;
+  paging.tableStride = t.max_pages;
+  paging.pageShift = 0;
+  while ((int64_t(1) << paging.pageShift) < t.page_size)
+    ++paging.pageShift;
+  return BALANCEKV_STATUS_OK;
+}
+
+/// A pool as the kernels read a paged cache: strides of [page, head, slot,
+/// dim] (see Paging), so that index 1 is the head's as in a dense tensor.
+balancekv_tensor poolView(const balancekv_page_pool &pool) {
+  return {pool.data,
+          {pool.strides[0], pool.strides[2], pool.strides[1],
+           pool.strides[3]}};
+}
+
 } // namespace
 
 balancekv_status balancekv::cuda::reportError(balancekv_status status,
@@ -134,13 +166,17 @@ balancekv_status balancekv_compress_workspace_size(
   return ok();
 }
 
-balancekv_status balancekv_compress(
-    balancekv_dtype dtype, balancekv_tensor key, balancekv_tensor value,
-    int64_t batch, int64_t heads, int64_t n, int64_t headDim,
-    int64_t valueDim, const balancekv_compress_params *params,
-    balancekv_mutable_tensor outKey, balancekv_mutable_tensor outValue,
-    float *outLogWeights, int32_t *outIndices, void *workspace,
-    size_t workspaceBytes, void *stream) {
+} // extern "C"
+
+/// Both compress entries (`table` null: dense key and value).
+static balancekv_status
+compress(const balancekv_dtype &dtype, balancekv_tensor key,
+         balancekv_tensor value, const balancekv_block_table *table,
+         int64_t batch, int64_t heads, int64_t n, int64_t headDim,
+         int64_t valueDim, const balancekv_compress_params *params,
+         balancekv_mutable_tensor outKey, balancekv_mutable_tensor outValue,
+         float *outLogWeights, int32_t *outIndices, void *workspace,
+         size_t workspaceBytes, void *stream) {
   BALANCEKV_CHECK(validDtype(dtype), "dtype must be f16, bf16 or f32");
   if (balancekv_status s = checkParams(params))
     return s;
@@ -166,6 +202,10 @@ balancekv_status balancekv_compress(
            {outValue.data, outValue.strides, "out_value", noOutput}}))
     return s;
   BALANCEKV_CHECK(outLogWeights || noOutput, "out_log_weights is null");
+  Paging paging;
+  if (table)
+    if (balancekv_status s = checkBlockTable(*table, n, noInput, paging))
+      return s;
   if (noOutput)
     return ok(); // nothing to compute, no workspace needed
   if (balancekv_status s = checkWorkspace(
@@ -195,9 +235,38 @@ balancekv_status balancekv_compress(
   a.middle = layout.middle;
   a.keptMiddle = layout.keptMiddle;
   a.m = layout.compressedLength();
+  a.paging = paging;
   if (const char *err = launchCompress(a))
     return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
   return ok();
+}
+
+extern "C" {
+
+balancekv_status balancekv_compress(
+    balancekv_dtype dtype, balancekv_tensor key, balancekv_tensor value,
+    int64_t batch, int64_t heads, int64_t n, int64_t headDim,
+    int64_t valueDim, const balancekv_compress_params *params,
+    balancekv_mutable_tensor outKey, balancekv_mutable_tensor outValue,
+    float *outLogWeights, int32_t *outIndices, void *workspace,
+    size_t workspaceBytes, void *stream) {
+  return compress(dtype, key, value, nullptr, batch, heads, n, headDim,
+                  valueDim, params, outKey, outValue, outLogWeights,
+                  outIndices, workspace, workspaceBytes, stream);
+}
+
+balancekv_status balancekv_compress_paged(
+    balancekv_dtype dtype, balancekv_page_pool key, balancekv_page_pool value,
+    balancekv_block_table table, int64_t batch, int64_t heads, int64_t n,
+    int64_t headDim, int64_t valueDim,
+    const balancekv_compress_params *params, balancekv_mutable_tensor outKey,
+    balancekv_mutable_tensor outValue, float *outLogWeights,
+    int32_t *outIndices, void *workspace, size_t workspaceBytes,
+    void *stream) {
+  return compress(dtype, poolView(key), poolView(value), &table, batch, heads,
+                  n, headDim, valueDim, params, outKey, outValue,
+                  outLogWeights, outIndices, workspace, workspaceBytes,
+                  stream);
 }
 
 balancekv_status balancekv_weighted_decode_workspace_size(
@@ -222,7 +291,8 @@ weightedDecode(const balancekv_dtype &dtype, balancekv_tensor query,
                int64_t qHeads, int64_t kvHeads, int64_t queryLen, int64_t m,
                int64_t headDim, int64_t valueDim, float scale, int causal,
                balancekv_mutable_tensor out, void *workspace,
-               size_t workspaceBytes, void *stream, bool kvLenPerHead) {
+               size_t workspaceBytes, void *stream, bool kvLenPerHead,
+               const balancekv_block_table *table = nullptr) {
   BALANCEKV_CHECK(validDtype(dtype), "dtype must be f16, bf16 or f32");
   BALANCEKV_CHECK(batch >= 0 && m >= 0, "batch and m must be >= 0");
   BALANCEKV_CHECK(kvHeads >= 1 && qHeads >= 1 && qHeads % kvHeads == 0,
@@ -247,6 +317,11 @@ weightedDecode(const balancekv_dtype &dtype, balancekv_tensor query,
            {value.data, value.strides, "value", batch == 0 || m == 0},
            {out.data, out.strides, "out", batch == 0}}))
     return s;
+  Paging paging;
+  if (table)
+    if (balancekv_status s =
+            checkBlockTable(*table, m, batch == 0 || m == 0, paging))
+      return s;
   if (balancekv_status s = checkWorkspace(
           decodeWorkspaceBytes(batch, qHeads, queryLen, m, valueDim),
           workspace, workspaceBytes))
@@ -256,7 +331,7 @@ weightedDecode(const balancekv_dtype &dtype, balancekv_tensor query,
   DecodeArgs a{dtype, query,     key,      value,       logWeights,
                kvLen, batch,     qHeads,   kvHeads,     queryLen,
                m,     headDim,   valueDim, scale,       causal != 0,
-               out,   workspace, stream,   kvLenPerHead};
+               out,   workspace, stream,   kvLenPerHead, paging};
   if (const char *err = launchWeightedDecode(a))
     return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
   return ok();
@@ -290,6 +365,21 @@ balancekv_status balancekv_weighted_decode_attention_ragged(
                         qHeads, kvHeads, queryLen, m, headDim, valueDim, scale,
                         causal, out, workspace, workspaceBytes, stream,
                         /*kvLenPerHead=*/true);
+}
+
+balancekv_status balancekv_weighted_decode_attention_paged(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_page_pool key,
+    balancekv_page_pool value, balancekv_block_table table,
+    const float *logWeights, const int32_t *kvLen, int64_t batch,
+    int64_t qHeads, int64_t kvHeads, int64_t queryLen, int64_t m,
+    int64_t headDim, int64_t valueDim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
+    void *stream) {
+  return weightedDecode(dtype, query, poolView(key), poolView(value),
+                        logWeights, kvLen, batch, qHeads, kvHeads, queryLen, m,
+                        headDim, valueDim, scale, causal, out, workspace,
+                        workspaceBytes, stream, /*kvLenPerHead=*/false,
+                        &table);
 }
 
 } // extern "C"

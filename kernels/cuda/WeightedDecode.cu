@@ -60,6 +60,7 @@ __device__ __forceinline__ void waitForPrerequisiteGrid() {
 struct DecodeParams {
   const void *q, *k, *v;
   int64_t qs[4], ks[3], vs[3];
+  Paging paging; // k and v through a block table (ks, vs: page, h, slot)
   const float *lw;
   const int32_t *kvLen;
   bool kvLenPerHead; // kvLen [B, Hkv] (ragged heads) instead of [B]
@@ -96,19 +97,26 @@ __device__ __forceinline__ void copyAsync4Fill(void *dst, const void *src,
 
 /// Rows [t0, t0 + rows) of one head (`perRow` 16-byte chunks each) into
 /// shared memory; rows past `len` repeat the last one. On whole tiles a
-/// thread keeps one column and steps its source pointer by rows instead of
-/// clamping and multiplying a 64-bit row index per chunk.
+/// thread keeps one column and, in a dense cache, steps its source pointer
+/// by rows instead of clamping and multiplying a 64-bit row index per chunk
+/// (a paged one looks each row's page up: a tile may span pages).
 template <typename T>
-__device__ __forceinline__ void copyRows16(T *dst, int ld, const T *head,
-                                           int64_t stride, int64_t t0,
-                                           int64_t len, int rows, int perRow) {
+__device__ __forceinline__ void copyRows16(T *dst, int ld,
+                                           const CacheRows<T> &head,
+                                           int64_t t0, int64_t len, int rows,
+                                           int perRow) {
   constexpr int kPer = 16 / sizeof(T);
   const int tid = threadIdx.x, nthreads = blockDim.x;
   if (t0 + rows <= len && nthreads % perRow == 0) {
     const int r0 = tid / perRow, c = tid % perRow, step = nthreads / perRow;
-    const T *src = head + (t0 + r0) * stride + c * kPer;
     T *out = dst + r0 * ld + c * kPer;
-    const int64_t srcStep = int64_t(step) * stride;
+    if (head.pages) {
+      for (int r = r0; r < rows; r += step, out += step * ld)
+        copyAsync16(out, head(t0 + r) + c * kPer);
+      return;
+    }
+    const T *src = head(t0 + r0) + c * kPer;
+    const int64_t srcStep = int64_t(step) * head.stride;
     for (int r = r0; r < rows; r += step, src += srcStep, out += step * ld)
       copyAsync16(out, src);
     return;
@@ -116,7 +124,7 @@ __device__ __forceinline__ void copyRows16(T *dst, int ld, const T *head,
   for (int e = tid; e < rows * perRow; e += nthreads) {
     int r = e / perRow, c = e % perRow;
     int64_t j = min(t0 + r, len - 1);
-    copyAsync16(dst + r * ld + c * kPer, head + j * stride + c * kPer);
+    copyAsync16(dst + r * ld + c * kPer, head(j) + c * kPer);
   }
 }
 
@@ -127,16 +135,17 @@ __device__ __forceinline__ void copyRows16(T *dst, int ld, const T *head,
 /// short splits (`lwAsync`).
 template <typename T, bool kVec>
 __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
-                           const T *kHead, int64_t kStride, const T *vHead,
-                           int64_t vStride, const float *lwHead, int64_t t0,
+                           const CacheRows<T> &kHead,
+                           const CacheRows<T> &vHead, const float *lwHead,
+                           int64_t t0,
                            int64_t len, int rows, int d, int dv,
                            bool lwAsync) {
   const int tid = threadIdx.x, nthreads = blockDim.x;
   const bool asyncLw = kVec && lwAsync && lwHead;
   if constexpr (kVec) {
     constexpr int kPer = 16 / sizeof(T);
-    copyRows16<T>(kd, ldk, kHead, kStride, t0, len, rows, d / kPer);
-    copyRows16<T>(vd, ldv, vHead, vStride, t0, len, rows, dv / kPer);
+    copyRows16<T>(kd, ldk, kHead, t0, len, rows, d / kPer);
+    copyRows16<T>(vd, ldv, vHead, t0, len, rows, dv / kPer);
     // Short splits copy the log-weights in the same cp.async group: a plain
     // load stalls the issuing warps for a DRAM round trip on every tile,
     // which a CTA of a few tiles cannot hide (-5 to -8 % on 18-136 MB
@@ -168,11 +177,11 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
   } else {
     for (int e = tid; e < rows * d; e += nthreads) {
       int r = e / d, x = e % d;
-      kd[r * ldk + x] = kHead[min(t0 + r, len - 1) * kStride + x];
+      kd[r * ldk + x] = kHead(min(t0 + r, len - 1))[x];
     }
     for (int e = tid; e < rows * dv; e += nthreads) {
       int r = e / dv, x = e % dv;
-      vd[r * ldv + x] = vHead[min(t0 + r, len - 1) * vStride + x];
+      vd[r * ldv + x] = vHead(min(t0 + r, len - 1))[x];
     }
   }
   if (!asyncLw && tid < rows) {
@@ -244,7 +253,7 @@ __device__ __forceinline__ void pipelinedTiles(int64_t begin, int64_t end,
 /// `len` valid ones, and where that head's keys, values and log-weights are.
 template <typename T> struct SplitSlice {
   int64_t len, begin, end;
-  const T *k, *v;
+  CacheRows<T> k, v;
   const float *lw;
 };
 
@@ -258,8 +267,8 @@ splitSlice(const DecodeParams &p, int b, int hkv, int bh, int split) {
           : p.m;
   s.begin = int64_t(split) * p.chunk;
   s.end = min(s.begin + p.chunk, s.len);
-  s.k = static_cast<const T *>(p.k) + b * p.ks[0] + hkv * p.ks[1];
-  s.v = static_cast<const T *>(p.v) + b * p.vs[0] + hkv * p.vs[1];
+  s.k = cacheRows<T>(p.k, p.ks, p.paging, b, hkv);
+  s.v = cacheRows<T>(p.v, p.vs, p.paging, b, hkv);
   s.lw = p.lw ? p.lw + int64_t(bh) * p.m : nullptr;
   return s;
 }
@@ -302,13 +311,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   const SplitSlice<T> sl = splitSlice<T>(p, b, hkv, bh, split);
   const int64_t len = sl.len, begin = sl.begin, end = sl.end;
-  const T *kHead = sl.k, *vHead = sl.v;
+  const CacheRows<T> kHead = sl.k, vHead = sl.v;
   const float *lwHead = sl.lw;
 
   auto loadTile = [&](int stage, int64_t t0) {
     loadKVTile<T, kVec>(ks + stage * kTile * ldk, ldk, vsm + stage * kTile * dv,
-                        dv, lws + stage * kTile, kHead, p.ks[2], vHead,
-                        p.vs[2], lwHead, t0, len, kTile, d, dv, p.lwAsync);
+                        dv, lws + stage * kTile, kHead, vHead, lwHead, t0,
+                        len, kTile, d, dv, p.lwAsync);
   };
 
   // Rows of this warp: warp, warp + kWarps, ... (at most kRowsPerWarp).
@@ -489,15 +498,14 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   const SplitSlice<T> sl = splitSlice<T>(p, b, hkv, bh, split);
   const int64_t len = sl.len, begin = sl.begin, end = sl.end;
-  const T *kHead = sl.k, *vHead = sl.v;
+  const CacheRows<T> kHead = sl.k, vHead = sl.v;
   const float *lwHead = sl.lw;
 
   auto loadTile = [&](int stage, int64_t t0) {
     loadKVTile<T, true>(kBuf + stage * kMmaTile * kLdk, kLdk,
                         vBuf + stage * kMmaTile * kLdv, kLdv,
-                        lwBuf + stage * kMmaTile, kHead, p.ks[2], vHead,
-                        p.vs[2], lwHead, t0, len, kMmaTile, D, DV,
-                        p.lwAsync);
+                        lwBuf + stage * kMmaTile, kHead, vHead, lwHead, t0,
+                        len, kMmaTile, D, DV, p.lwAsync);
   };
 
   // Per lane: rows g (index 0) and g + 8 (index 1).
@@ -1015,6 +1023,7 @@ const char *launchWeightedDecode(const DecodeArgs &a) {
   p.lw = a.logWeights;
   p.kvLen = a.kvLen;
   p.kvLenPerHead = a.kvLenPerHead;
+  p.paging = a.paging;
   p.partial = static_cast<float *>(a.workspace);
   p.m = a.m;
   p.d = int(a.d);

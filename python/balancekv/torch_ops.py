@@ -3,6 +3,12 @@
     torch.ops.balancekv.compress(key, value, *params) -> (k, v, log_w)
     torch.ops.balancekv.weighted_decode(q, k, v, log_w, scale, causal) -> o
 
+and, CUDA only, over paged KV caches as serving engines hold them (a pool of
+pages and a block table; see balancekv_page_pool in BalanceKVRuntime.h):
+
+    compress_paged(key_pool, value_pool, block_table, n, layout, **params)
+    weighted_decode_paged(q, key_pool, value_pool, block_table, log_w, ...)
+
 CPU: the C++ reference (the oracle the CUDA kernels match), through
 libbalancekv_capi. CUDA: the hand-tuned kernels of libbalancekv_cuda.so (on
 the tensors' current stream; the library is looked for next to this module,
@@ -32,6 +38,43 @@ class _Tensor(ctypes.Structure):
 
 def _view(t):
     return _Tensor(t.data_ptr(), (ctypes.c_int64 * 4)(*t.stride()))
+
+
+class _PagePool(ctypes.Structure):
+    """balancekv_page_pool: element strides of [page, slot, head, dim]."""
+    _fields_ = [("data", ctypes.c_void_p), ("strides", ctypes.c_int64 * 4)]
+
+
+class _BlockTable(ctypes.Structure):
+    _fields_ = [("block_table", ctypes.c_void_p),
+                ("max_pages", ctypes.c_int64), ("page_size", ctypes.c_int64)]
+
+
+def _pool_view(pool, layout):
+    """A pool tensor as balancekv_page_pool, with its (page size, heads,
+    dim): NHD [pages, page_size, H, D] or HND [pages, H, page_size, D]."""
+    if pool.dim() != 4 or pool.stride(3) != 1:
+        raise BalanceKVError("a page pool is a 4-d tensor with unit "
+                             "innermost stride")
+    s = pool.stride()
+    if layout == "NHD":
+        _, size, heads, dim = pool.shape
+        strides = s
+    elif layout == "HND":
+        _, heads, size, dim = pool.shape
+        strides = (s[0], s[2], s[1], s[3])
+    else:
+        raise BalanceKVError(f"layout must be NHD or HND, not {layout!r}")
+    return _PagePool(pool.data_ptr(), (ctypes.c_int64 * 4)(*strides)), \
+        size, heads, dim
+
+
+def _block_table(block_table, page_size):
+    if block_table.dtype != torch.int32 or block_table.dim() != 2 or \
+            not block_table.is_contiguous():
+        raise BalanceKVError("block_table must be a contiguous int32 "
+                             "[batch, max_pages] tensor")
+    return _BlockTable(block_table.data_ptr(), block_table.shape[1], page_size)
 
 
 _cuda_lib = None
@@ -70,7 +113,20 @@ def _cuda():
              ctypes.c_void_p] + [ctypes.c_int64] * 7 +
             [ctypes.c_float, ctypes.c_int, _Tensor, ctypes.c_void_p,
              ctypes.c_size_t, ctypes.c_void_p])
+        lib.balancekv_compress_paged.argtypes = (
+            [ctypes.c_int, _PagePool, _PagePool, _BlockTable] +
+            [ctypes.c_int64] * 5 +
+            [ctypes.c_void_p, _Tensor, _Tensor, ctypes.c_void_p,
+             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+             ctypes.c_void_p])
+        lib.balancekv_weighted_decode_attention_paged.argtypes = (
+            [ctypes.c_int, _Tensor, _PagePool, _PagePool, _BlockTable,
+             ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 7 +
+            [ctypes.c_float, ctypes.c_int, _Tensor, ctypes.c_void_p,
+             ctypes.c_size_t, ctypes.c_void_p])
         for f in ["balancekv_compress", "balancekv_weighted_decode_attention",
+                  "balancekv_compress_paged",
+                  "balancekv_weighted_decode_attention_paged",
                   "balancekv_compress_workspace_size",
                   "balancekv_weighted_decode_workspace_size"]:
             getattr(lib, f).restype = ctypes.c_int
@@ -218,3 +274,64 @@ def compress(key, value, **overrides):
 def weighted_decode(query, key, value, log_weights, scale=0.0, causal=False):
     return torch.ops.balancekv.weighted_decode(query, key, value, log_weights,
                                                scale, causal)
+
+
+def compress_paged(key_pool, value_pool, block_table, n, layout="NHD",
+                   **overrides):
+    """Compresses the first n tokens of every sequence of a paged cache
+    (CUDA): key_pool / value_pool NHD [pages, page_size, H, D] or HND
+    [pages, H, page_size, D], block_table [B, max_pages] int32 (sequence b's
+    pages in order). Returns the dense compressed (k [B, H, M, D], v, log_w
+    [B, H, M]), bit-identical to compress() on the gathered cache."""
+    p = default_params(**overrides)
+    kpool, size, h, d = _pool_view(key_pool, layout)
+    vpool, vsize, vh, dv = _pool_view(value_pool, layout)
+    if (vsize, vh) != (size, h):
+        raise BalanceKVError("key and value pools differ in page size or heads")
+    b = block_table.shape[0]
+    m = compressed_length(n, p)
+    dev = key_pool.device
+    ck = key_pool.new_empty((b, h, m, d))
+    cv = value_pool.new_empty((b, h, m, dv))
+    log_w = torch.empty((b, h, m), dtype=torch.float32, device=dev)
+    lib = _cuda()
+    size_ws = ctypes.c_size_t()
+    _check_cuda(lib.balancekv_compress_workspace_size(
+        b, h, n, ctypes.byref(p), ctypes.byref(size_ws)))
+    workspace = torch.empty(size_ws.value, dtype=torch.uint8, device=dev)
+    _check_cuda(lib.balancekv_compress_paged(
+        _dtype(key_pool), kpool, vpool, _block_table(block_table, size), b, h,
+        n, d, dv, ctypes.byref(p), _view(ck), _view(cv), log_w.data_ptr(),
+        None, workspace.data_ptr() if size_ws.value else None, size_ws.value,
+        torch.cuda.current_stream(dev).cuda_stream))
+    return ck, cv, log_w
+
+
+def weighted_decode_paged(query, key_pool, value_pool, block_table,
+                          log_weights, kv_len=None, scale=0.0, causal=False,
+                          layout="NHD"):
+    """Weighted decode over a paged cache (CUDA): query [B, Hq, L, D];
+    log_weights [B, Hkv, m] f32 gives the slots a sequence may hold (0 for
+    tokens decoded after compression); kv_len [B] int32 the ones it holds
+    now. Bit-identical to weighted_decode() on the gathered cache."""
+    b, hq, l, d = query.shape
+    kpool, size, hkv, _ = _pool_view(key_pool, layout)
+    vpool, _, _, dv = _pool_view(value_pool, layout)
+    m = log_weights.shape[2]
+    q = _inner_contiguous(query)
+    lw = log_weights.contiguous().float()
+    out = q.new_empty((b, hq, l, dv))
+    lib = _cuda()
+    size_ws = ctypes.c_size_t()
+    _check_cuda(lib.balancekv_weighted_decode_workspace_size(
+        b, hq, l, m, dv, ctypes.byref(size_ws)))
+    workspace = torch.empty(size_ws.value, dtype=torch.uint8,
+                            device=query.device)
+    lens = kv_len.int().contiguous() if kv_len is not None else None
+    _check_cuda(lib.balancekv_weighted_decode_attention_paged(
+        _dtype(query), _view(q), kpool, vpool, _block_table(block_table, size),
+        lw.data_ptr(), lens.data_ptr() if lens is not None else None,
+        b, hq, hkv, l, m, d, dv, scale if scale > 0 else 1.0 / math.sqrt(d),
+        int(causal), _view(out), workspace.data_ptr() if size_ws.value else None,
+        size_ws.value, torch.cuda.current_stream(query.device).cuda_stream))
+    return out

@@ -465,6 +465,69 @@ TEST(RuntimeApi, DecodeRejectsBadArguments) {
   EXPECT_GT(bytes, 0u);
 }
 
+// The paged entries check the block table before anything else is launched;
+// the rest of their arguments go through the dense entries' checks.
+TEST(RuntimeApi, PagedEntriesCheckTheBlockTable) {
+  int32_t pages[4] = {0, 1, 2, 3};
+  int dummy = 0;
+  // NHD pool [pages, 16, 8, 128]: strides of [page, slot, head, dim].
+  const balancekv_page_pool pool{&dummy, {16 * 8 * 128, 8 * 128, 128, 1}};
+  auto compress = [&](balancekv_block_table t, int64_t n) {
+    CompressCall c;
+    return balancekv_compress_paged(
+        balancekv_dtype(c.dtype), pool, pool, t, c.batch, c.heads, n, c.d,
+        c.dv, &c.params, c.outKey, c.outValue, &c.lw, nullptr, &c.dummy,
+        c.wsBytes, nullptr);
+  };
+  auto decode = [&](balancekv_block_table t, int64_t m) {
+    DecodeCall c;
+    return balancekv_weighted_decode_attention_paged(
+        balancekv_dtype(c.dtype), c.q, pool, pool, t, nullptr, nullptr,
+        c.batch, c.qHeads, c.kvHeads, c.l, m, c.d, c.dv, c.scale, 0, c.out,
+        &c.dummy, c.wsBytes, nullptr);
+  };
+  for (const bool isDecode : {false, true}) {
+    auto run = [&](balancekv_block_table t, int64_t tokens) {
+      return isDecode ? decode(t, tokens) : compress(t, tokens);
+    };
+    expectError(run({nullptr, 4, 16}, 64), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "table.block_table is null");
+    for (int64_t size : {0, 24, 2048})
+      expectError(run({pages, 4, size}, 64),
+                  BALANCEKV_STATUS_INVALID_ARGUMENT,
+                  "table.page_size must be a power of two in [1, 1024]");
+    expectError(run({pages, 4, 16}, 65), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "table.max_pages * table.page_size must cover the 65 tokens");
+    expectError(run({pages, -1, 16}, 64), BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "table.max_pages");
+    expectError(run({pages, int64_t(1) << 40, 16}, 64),
+                BALANCEKV_STATUS_INVALID_ARGUMENT, "fit in int32");
+  }
+  // Nothing to read, no table needed: an empty cache (compress), no
+  // sequence (decode; an empty cache there still launches, to write zeros).
+  EXPECT_EQ(compress({nullptr, 0, 0}, 0), BALANCEKV_STATUS_OK)
+      << balancekv_last_error();
+  {
+    DecodeCall c;
+    EXPECT_EQ(balancekv_weighted_decode_attention_paged(
+                  balancekv_dtype(c.dtype), c.q, pool, pool, {nullptr, 0, 0},
+                  nullptr, nullptr, /*batch=*/0, c.qHeads, c.kvHeads, c.l, 64,
+                  c.d, c.dv, c.scale, 0, c.out, &c.dummy, c.wsBytes, nullptr),
+              BALANCEKV_STATUS_OK)
+        << balancekv_last_error();
+  }
+  // The pool is checked as the dense tensors are.
+  balancekv_page_pool strided = pool;
+  strided.strides[3] = 2;
+  DecodeCall c;
+  expectError(balancekv_weighted_decode_attention_paged(
+                  balancekv_dtype(c.dtype), c.q, strided, pool, {pages, 4, 16},
+                  nullptr, nullptr, c.batch, c.qHeads, c.kvHeads, c.l, 64,
+                  c.d, c.dv, c.scale, 0, c.out, &c.dummy, c.wsBytes, nullptr),
+              BALANCEKV_STATUS_UNSUPPORTED,
+              "key: the innermost stride must be 1");
+}
+
 } // namespace
 
 // The memref entry points that --balancekv-lower-to-runtime-calls targets.

@@ -135,6 +135,55 @@ balancekv_status balancekv_weighted_decode_attention_ragged(
     balancekv_mutable_tensor out, void *workspace, size_t workspace_bytes,
     void *stream /* cudaStream_t */);
 
+/* Paged KV caches, as serving engines hold them (vLLM, FlashInfer, SGLang):
+ * a pool of pages of `page_size` token slots for every KV head, and a block
+ * table whose row b lists sequence b's pages in order, in any order in the
+ * pool: token j of sequence b is in slot j % page_size of page
+ * block_table[b * max_pages + j / page_size]. The pool's element strides
+ * are those of [page, slot, head, dim] (innermost 1), so both common pools
+ * are views: NHD [pages, page_size, H, D] and HND [pages, H, page_size, D].
+ * Page ids are read on the GPU and not checked: every id a sequence's
+ * tokens reach must be a page of the pool. The paged entries run the dense
+ * entries' arithmetic on the same rows: their results are bit-identical to
+ * the dense entries' on the gathered cache. */
+typedef struct {
+  const void *data;
+  int64_t strides[4]; /* page, slot, head, dim */
+} balancekv_page_pool;
+
+typedef struct {
+  const int32_t *block_table; /* [batch, max_pages] int32 page ids */
+  int64_t max_pages;          /* row length of block_table */
+  int64_t page_size;          /* tokens a page: a power of two, 1..1024 */
+} balancekv_block_table;
+
+/* balancekv_compress over the first n tokens of each sequence of a paged
+ * cache (max_pages * page_size >= n); writes the dense compressed cache,
+ * as balancekv_compress does. Same workspace. */
+balancekv_status balancekv_compress_paged(
+    balancekv_dtype dtype, balancekv_page_pool key, balancekv_page_pool value,
+    balancekv_block_table table, int64_t batch, int64_t heads, int64_t n,
+    int64_t head_dim, int64_t value_dim,
+    const balancekv_compress_params *params, balancekv_mutable_tensor out_key,
+    balancekv_mutable_tensor out_value, float *out_log_weights,
+    int32_t *out_indices, void *workspace, size_t workspace_bytes,
+    void *stream /* cudaStream_t */);
+
+/* balancekv_weighted_decode_attention over a paged cache of m token slots a
+ * sequence (max_pages * page_size >= m): key and value are read through the
+ * block table, log_weights is [B, Hkv, m] as in the dense entry. A serving
+ * engine keeps the compressed cache and the tokens decoded after it in the
+ * same pages (the new tokens with log-weight 0) and passes kv_len [B], the
+ * tokens each sequence holds now. Same workspace as the dense entry. */
+balancekv_status balancekv_weighted_decode_attention_paged(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_page_pool key,
+    balancekv_page_pool value, balancekv_block_table table,
+    const float *log_weights, const int32_t *kv_len, int64_t batch,
+    int64_t q_heads, int64_t kv_heads, int64_t query_len, int64_t m,
+    int64_t head_dim, int64_t value_dim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspace_bytes,
+    void *stream /* cudaStream_t */);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Paged KV caches (issue 21, item 3): balancekv_compress_paged and
+balancekv_weighted_decode_attention_paged against the dense entries.
+
+Correctness: the pools hold the dense cache's pages in a random order (NHD
+and HND pools, page sizes 1 to 128, every dtype and kernel path); the paged
+compression must give the dense one's tokens, weights and rows bit for bit,
+and the paged decode (compressed cache plus decoded tokens in the same
+pages, per-sequence kv_len) the dense decode's output bit for bit (and
+float64 attention within the dtype's rounding).
+
+Speed: paged vs dense on the same tokens, CUDA-graph medians over copies
+beyond L2 for the decode, per-call medians for the compression.
+
+  python3 bench/paged.py --lib build/lib/libbalancekv_cuda.so
+"""
+import argparse
+
+import torch
+
+from balancekv_bench import (Lib, attention64, bench, bench_graph_cycle,
+                             copies_beyond_l2, paged, rel, table)
+
+
+def check_compress(lib, dtype, d, dv, n, page, layout, b=2, h=4, method=0,
+                   rounds=2, block=128):
+    k = torch.randn(b, h, n, d, device="cuda", dtype=dtype)
+    v = torch.randn(b, h, n, dv, device="cuda", dtype=dtype)
+    p = lib.params(rounds=rounds, method=method, block=block)
+    dense = lib.compress_prepare(k, v, p)
+    lib.compress(k, v, p, dense)
+    (kp, vp), tab = paged([k, v], page, layout)
+    out = lib.compress_prepare(k, v, p)
+    lib.compress_paged(kp, vp, tab, page, (b, h, n, d, dv), p, out)
+    torch.cuda.synchronize()
+    same = all(torch.equal(dense[x], out[x]) for x in ("ck", "cv", "lw", "idx"))
+    return {"what": "compress", "dtype": str(dtype).split(".")[1],
+            "D/Dv": f"{d}/{dv}", "N": n, "page": page, "layout": layout,
+            "method": "uniform" if method else f"balance T {rounds} B {block}",
+            "bit-identical": same}
+
+
+def check_decode(lib, dtype, d, dv, m, new, page, layout, l=1, causal=False,
+                 b=3, hkv=4, group=4):
+    """A compressed cache of m slots followed by `new` decoded tokens
+    (log-weight 0) in the same pages; sequence b holds m + new - 7 b."""
+    total = m + new
+    k = torch.randn(b, hkv, total, d, device="cuda", dtype=dtype)
+    v = torch.randn(b, hkv, total, dv, device="cuda", dtype=dtype)
+    lw = torch.zeros(b, hkv, total, device="cuda")
+    lw[:, :, :m] = torch.rand(b, hkv, m, device="cuda") * 3
+    kv_len = torch.tensor([total - 7 * i for i in range(b)], device="cuda",
+                          dtype=torch.int32)
+    q = torch.randn(b, hkv * group, l, d, device="cuda", dtype=dtype)
+    dense = lib.decode_prepare(q, k, v)
+    lib.decode(q, k, v, lw, dense, kv_len=kv_len, causal=causal)
+    (kp, vp), tab = paged([k, v], page, layout)
+    out = lib.decode_prepare(q, k, v)
+    lib.decode_paged(q, kp, vp, tab, page, total, lw, out, kv_len=kv_len,
+                     causal=causal, kv_heads=hkv, dv=dv)
+    torch.cuda.synchronize()
+    err = rel(out["out"], attention64(q, k, v, lw, causal=causal, kv_len=kv_len))
+    return {"what": "decode", "dtype": str(dtype).split(".")[1],
+            "D/Dv": f"{d}/{dv}", "N": f"{m}+{new}", "page": page,
+            "layout": layout, "method": f"L {l}{' causal' if causal else ''}",
+            "bit-identical": torch.equal(dense["out"], out["out"]),
+            "rel err vs f64": f"{err:.1e}"}
+
+
+def check_torch_wrappers(lib):
+    """balancekv.torch_ops.compress_paged / weighted_decode_paged (run with
+    PYTHONPATH=python and BALANCEKV_CUDA_LIBRARY, BALANCEKV_LIBRARY set to
+    the library) against the dense C entries."""
+    try:
+        from balancekv import torch_ops
+    except ImportError as e:
+        print(f"balancekv.torch_ops not importable ({e}): wrappers not checked")
+        return []
+    rows = []
+    for layout in ("NHD", "HND"):
+        k = torch.randn(2, 4, 3000, 128, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn_like(k)
+        p = lib.params()
+        dense = lib.compress_prepare(k, v, p)
+        lib.compress(k, v, p, dense)
+        (kp, vp), tab = paged([k, v], 32, layout)
+        ck, cv, lw = torch_ops.compress_paged(kp[0], vp[0], tab, 3000, layout)
+        same = (torch.equal(ck, dense["ck"]) and torch.equal(cv, dense["cv"])
+                and torch.equal(lw, dense["lw"]))
+        q = torch.randn(2, 16, 1, 128, device="cuda", dtype=torch.bfloat16)
+        o = lib.decode_prepare(q, k, v)
+        lens = torch.tensor([3000, 2500], device="cuda", dtype=torch.int32)
+        zeros = torch.zeros(2, 4, 3000, device="cuda")
+        lib.decode(q, k, v, zeros, o, kv_len=lens)
+        out = torch_ops.weighted_decode_paged(q, kp[0], vp[0], tab, zeros,
+                                              kv_len=lens, layout=layout)
+        rows.append({"what": "torch_ops wrappers", "layout": layout,
+                     "compress bit-identical": same,
+                     "decode bit-identical": torch.equal(out, o["out"])})
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lib", required=True)
+    args = parser.parse_args()
+    lib = Lib(args.lib)
+    torch.manual_seed(0)
+    bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
+
+    checks = [
+        check_compress(lib, bf16, 128, 128, 4096, 16, "NHD"),  # TMA when dense
+        check_compress(lib, bf16, 128, 128, 3001, 64, "HND"),
+        check_compress(lib, f16, 64, 64, 2000, 32, "NHD"),
+        check_compress(lib, bf16, 96, 64, 1500, 128, "HND"),
+        check_compress(lib, f32, 128, 128, 1000, 16, "NHD"),
+        check_compress(lib, bf16, 128, 128, 2048, 16, "NHD", rounds=3, block=64),
+        check_compress(lib, bf16, 128, 128, 2048, 1, "NHD", method=1),
+        check_decode(lib, bf16, 128, 128, 2096, 40, 16, "NHD"),
+        check_decode(lib, bf16, 128, 128, 2096, 40, 64, "HND", l=4, causal=True),
+        check_decode(lib, bf16, 64, 64, 1000, 13, 32, "NHD", l=4, causal=True),
+        check_decode(lib, f16, 128, 128, 700, 3, 128, "HND"),
+        check_decode(lib, f32, 128, 128, 700, 3, 16, "NHD", l=2, causal=True),
+        check_decode(lib, bf16, 96, 128, 500, 9, 1, "HND"),
+    ]
+    print(table(checks))
+    wrappers = check_torch_wrappers(lib)
+    print(table(wrappers))
+    bad = [c for c in checks if not c["bit-identical"]] + [
+        w for w in wrappers
+        if not (w["compress bit-identical"] and w["decode bit-identical"])]
+    assert not bad, f"paged results differ from dense: {bad}"
+
+    # Decode speed: Hq 32, Hkv 8, d 128, bf16, L 1; compressed caches of
+    # the decode grid (M for N tokens at ratio 4 / 16, spec defaults).
+    rows = []
+    hq, hkv, d = 32, 8, 128
+    for n, b, ratio, m in ((8192, 8, 4, 2096), (32768, 1, 4, 8240),
+                           (32768, 8, 4, 8240), (32768, 8, 16, 2108),
+                           (8192, 32, 4, 2096)):
+        k = torch.randn(b, hkv, m, d, device="cuda", dtype=bf16)
+        v = torch.randn_like(k)
+        lw = torch.rand(b, hkv, m, device="cuda")
+        q = torch.randn(b, hq, 1, d, device="cuda", dtype=bf16)
+        sets = copies_beyond_l2([k, v, lw])
+        outs = [lib.decode_prepare(q, s[0], s[1]) for s in sets]
+        t_dense = bench_graph_cycle(
+            [lambda s=s, o=o: lib.decode(q, s[0], s[1], s[2], o)
+             for s, o in zip(sets, outs)])
+        row = {"N": n, "B": b, "ratio": ratio, "M": m,
+               "dense µs": f"{1e3 * t_dense:.1f}"}
+        for page, layout in ((16, "NHD"), (64, "NHD"), (16, "HND")):
+            psets = []
+            for s in sets:
+                (kp, vp), tab = paged([s[0], s[1]], page, layout)
+                psets.append((kp, vp, tab, s[2]))
+            t = bench_graph_cycle(
+                [lambda s=s, o=o: lib.decode_paged(
+                    q, s[0], s[1], s[2], page, m, s[3], o, kv_heads=hkv, dv=d)
+                 for s, o in zip(psets, outs)])
+            row[f"{layout} {page} µs"] = f"{1e3 * t:.1f}"
+            row[f"{layout} {page} / dense"] = f"{t / t_dense:.3f}"
+            del psets
+        rows.append(row)
+        del sets, outs
+        torch.cuda.empty_cache()
+    print("\n## weighted decode, paged vs dense (bf16, Hq 32, Hkv 8, d 128, L 1)\n")
+    print(table(rows))
+
+    # Compression speed: one sequence of 32k tokens x 32 heads, d 128.
+    rows = []
+    for heads, n in ((32, 32768), (8, 32768)):
+        k = torch.randn(1, heads, n, d, device="cuda", dtype=bf16)
+        v = torch.randn_like(k)
+        p = lib.params()
+        o = lib.compress_prepare(k, v, p)
+        t_dense = bench(lambda: lib.compress(k, v, p, o, indices=False), reps=20)
+        row = {"heads": heads, "N": n, "dense ms": f"{t_dense:.3f}"}
+        for page, layout in ((16, "NHD"), (64, "NHD"), (16, "HND")):
+            (kp, vp), tab = paged([k, v], page, layout)
+            t = bench(lambda: lib.compress_paged(kp, vp, tab, page,
+                                                 (1, heads, n, d, d), p, o,
+                                                 indices=False), reps=20)
+            row[f"{layout} {page} ms"] = f"{t:.3f}"
+            row[f"{layout} {page} / dense"] = f"{t / t_dense:.3f}"
+            del kp, vp
+        rows.append(row)
+    print("\n## compression, paged vs dense (bf16, d 128, spec defaults)\n")
+    print(table(rows))
+    print(f"\n{torch.cuda.get_device_name()}")
+
+
+if __name__ == "__main__":
+    main()
