@@ -64,7 +64,7 @@ def check_decode(lib, dtype, d, dv, m, new, page, layout, l=1, causal=False,
             "D/Dv": f"{d}/{dv}", "N": f"{m}+{new}", "page": page,
             "layout": layout, "method": f"L {l}{' causal' if causal else ''}",
             "bit-identical": torch.equal(dense["out"], out["out"]),
-            "rel err vs f64": f"{err:.1e}"}
+            "rel err vs f64": f"{err:.1e}", "f64 ok": err < 1e-2}
 
 
 def check_torch_wrappers(lib):
@@ -126,7 +126,8 @@ def main():
     print(table(checks))
     wrappers = check_torch_wrappers(lib)
     print(table(wrappers))
-    bad = [c for c in checks if not c["bit-identical"]] + [
+    bad = [c for c in checks
+           if not c["bit-identical"] or not c.get("f64 ok", True)] + [
         w for w in wrappers
         if not (w["compress bit-identical"] and w["decode bit-identical"])]
     assert not bad, f"paged results differ from dense: {bad}"
@@ -167,15 +168,17 @@ def main():
     print("\n## weighted decode, paged vs dense (bf16, Hq 32, Hkv 8, d 128, L 1)\n")
     print(table(rows))
 
-    # Compression speed: one sequence of 32k tokens x 32 heads, d 128.
+    # Compression speed: one sequence of 32k tokens x 32 heads, d 128; the
+    # uniform method is the selection and the gather without the walk.
     rows = []
-    for heads, n in ((32, 32768), (8, 32768)):
+    for heads, n, method in ((32, 32768, 0), (8, 32768, 0), (32, 32768, 1)):
         k = torch.randn(1, heads, n, d, device="cuda", dtype=bf16)
         v = torch.randn_like(k)
-        p = lib.params()
+        p = lib.params(method=method)
         o = lib.compress_prepare(k, v, p)
         t_dense = bench(lambda: lib.compress(k, v, p, o, indices=False), reps=20)
-        row = {"heads": heads, "N": n, "dense ms": f"{t_dense:.3f}"}
+        row = {"heads": heads, "N": n, "method": ("balance", "uniform")[method],
+               "dense ms": f"{t_dense:.3f}"}
         for page, layout in ((16, "NHD"), (64, "NHD"), (16, "HND")):
             (kp, vp), tab = paged([k, v], page, layout)
             t = bench(lambda: lib.compress_paged(kp, vp, tab, page,

@@ -29,6 +29,11 @@ template <typename T> struct CacheRows {
     return head + int64_t(__ldg(pages + (j >> shift))) * pageStride +
            (j & ((int64_t(1) << shift) - 1)) * stride;
   }
+  /// Row j of a paged cache whose page id is already known.
+  __device__ __forceinline__ const T *inPage(int32_t page, int64_t j) const {
+    return head + int64_t(page) * pageStride +
+           (j & ((int64_t(1) << shift) - 1)) * stride;
+  }
 };
 
 /// Rows of (b, h) of the cache at `base` with element strides `s` ([b, h,

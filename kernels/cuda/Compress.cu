@@ -236,7 +236,8 @@ __device__ __forceinline__ int foldedRow(int i) {
 
 /// loadRows for the warpgroup MMA, by the kLoaders loader threads: 16-bit
 /// rows in coreMatrixOffset order. `rows` is in physical (folded) order, -1
-/// for rows past the block, which are zero-filled. kDim > 0 (a multiple of
+/// for rows past the block, which are zero-filled; `pages` (paged caches)
+/// their page ids. kDim > 0 (a multiple of
 /// 64) fixes the row width at compile time: thread (cs, r) copies the
 /// 16-byte pieces cs, cs + 8, ... of row r of every group of 8 rows, and
 /// reads each row index once for all of them; a warp fills 512 contiguous
@@ -248,7 +249,8 @@ __device__ __forceinline__ int foldedRow(int i) {
 /// completion.
 template <int kDim, typename T>
 __device__ __forceinline__ void loadRowsCoreFor(const CacheRows<T> &source,
-                                                const int *rows, int dim,
+                                                const int *rows,
+                                                const int *pages, int dim,
                                                 T *buf, int tid) {
   static_assert(kLoaders == 64, "eight piece columns of eight rows");
   if constexpr (kDim > 0) {
@@ -259,7 +261,9 @@ __device__ __forceinline__ void loadRowsCoreFor(const CacheRows<T> &source,
     for (int g = 0; g < kMaxBlock / 8; ++g) {
       const int row = rows[g * 8 + r];
       const bool live = row >= 0; // a dead row's source is unread
-      const T *src = live ? source(row) + cs * 8 : source.head;
+      const T *src = !live ? source.head
+                     : pages ? source.inPage(pages[g * 8 + r], row) + cs * 8
+                             : source(row) + cs * 8;
 #pragma unroll
       for (int cb = 0; cb < perRow / 8; ++cb)
         copyAsync16Fill<true>(buf + ((g * perRow + cb * 8 + cs) * 8 + r) * 8,
@@ -271,7 +275,11 @@ __device__ __forceinline__ void loadRowsCoreFor(const CacheRows<T> &source,
       const int i = (e >> 3) / perRow * 8 + (e & 7), c = (e >> 3) % perRow;
       T *dst = buf + e * 8; // == coreMatrixOffset(i, 8 c, dim)
       if (rows[i] >= 0)
-        __pipeline_memcpy_async(dst, source(rows[i]) + c * 8, 16);
+        __pipeline_memcpy_async(
+            dst,
+            (pages ? source.inPage(pages[i], rows[i]) : source(rows[i])) +
+                c * 8,
+            16);
       else
         *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
     }
@@ -282,16 +290,17 @@ __device__ __forceinline__ void loadRowsCoreFor(const CacheRows<T> &source,
 /// stores, and the caller must wait for its copies before publishing).
 template <typename T>
 __device__ bool loadRowsCore(const CacheRows<T> &src, const int *rows,
-                             int dim, T *buf, bool vec, int tid) {
+                             const int *pages, int dim, T *buf, bool vec,
+                             int tid) {
   if (vec) {
     if (dim == 128)
-      loadRowsCoreFor<128>(src, rows, dim, buf, tid);
+      loadRowsCoreFor<128>(src, rows, pages, dim, buf, tid);
     else if (dim == 256)
-      loadRowsCoreFor<256>(src, rows, dim, buf, tid);
+      loadRowsCoreFor<256>(src, rows, pages, dim, buf, tid);
     else if (dim == 64)
-      loadRowsCoreFor<64>(src, rows, dim, buf, tid);
+      loadRowsCoreFor<64>(src, rows, pages, dim, buf, tid);
     else
-      loadRowsCoreFor<0>(src, rows, dim, buf, tid);
+      loadRowsCoreFor<0>(src, rows, pages, dim, buf, tid);
     return dim == 128 || dim == 256 || dim == 64;
   } else {
     for (int e = tid; e < kMaxBlock * dim; e += kLoaders) {
@@ -537,15 +546,17 @@ struct RoundItem {
 /// Writes an item's row indices (in physical, folded order; -1 past the
 /// block) and weights into `rows` and `ws`, tokens ltid, ltid + kLoaders,
 /// ... (plain loads: the loader warps' copies of rows are in flight
-/// meanwhile).
+/// meanwhile). A paged cache's page ids go to `pages` (same order): looked
+/// up here, an item ahead, rather than in the copy loop.
 __device__ __forceinline__ void loadIndices(const RoundParams &p,
                                             const RoundItem &it, int *rows,
-                                            float *ws, int ltid) {
+                                            int *pages, float *ws, int ltid) {
 #pragma unroll
   for (int i = ltid; i < kMaxBlock; i += kLoaders) {
     int *row = rows + foldedRow(i);
     if (i >= it.bsz) {
       *row = -1;
+      continue;
     } else if (p.identity) {
       *row = int(p.mid0 + it.start) + i;
       ws[i] = 1.0f;
@@ -554,6 +565,9 @@ __device__ __forceinline__ void loadIndices(const RoundParams &p,
       *row = int(p.mid0) + p.cur[at];
       ws[i] = expf(p.lw[at]);
     }
+    if (p.paging.table)
+      pages[foldedRow(i)] = __ldg(p.paging.table + it.b * p.paging.tableStride +
+                                  (*row >> p.paging.pageShift));
   }
 }
 
@@ -674,12 +688,20 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   T *rowBufs = reinterpret_cast<T *>(
       (reinterpret_cast<uintptr_t>(rowsFull + 4) + 127) & ~uintptr_t(127));
   const int rowElems = kMaxBlock * max(p.d, p.dv);
+  // A paged cache's page ids of the rows in rowsAll: [4][128], past the
+  // row buffers (only then allocated).
+  int *pagesAll = p.paging.table
+                      ? reinterpret_cast<int *>(rowBufs + p.rowSlots * rowElems)
+                      : nullptr;
   const int tid = threadIdx.x;
   if (tid == 0)
     for (int b = 0; b < p.rowSlots; ++b)
       mbarrierInit(&rowsFull[b], kLoaders + 1);
   __syncthreads();
   auto rowsOf = [&](int j) { return rowsAll + (j & 3) * kMaxBlock; };
+  auto pagesOf = [&](int j) {
+    return pagesAll ? pagesAll + (j & 3) * kMaxBlock : nullptr;
+  };
   auto wsOf = [&](int j) { return wsAll + (j & 3) * kMaxBlock; };
 
   if (tid >= kProducers + 32 * kWalkers) {
@@ -693,12 +715,12 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       const RoundItem it(p, blockIdx.x);
       if (ltid == 0)
         ring[0] = it;
-      loadIndices(p, it, rowsOf(0), wsOf(0), ltid);
+      loadIndices(p, it, rowsOf(0), pagesOf(0), wsOf(0), ltid);
       namedSync(kBarLoaders, kLoaders);
     }
     int buf = 0;
-    auto fill = [&](const CacheRows<T> &src, const int *rows, int dim,
-                    bool vec, const CUtensorMap *map,
+    auto fill = [&](const CacheRows<T> &src, const int *rows,
+                    const int *pages, int dim, bool vec, const CUtensorMap *map,
                     const RoundItem &it) {
       namedSync(kBarRowsFree0 + buf, kRowsThreads);
       T *dst = rowBufs + buf * rowElems;
@@ -720,7 +742,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         } else {
           mbarrierArrive(&rowsFull[buf]);
         }
-      } else if (loadRowsCore(src, rows, dim, dst, vec, ltid)) {
+      } else if (loadRowsCore(src, rows, pages, dim, dst, vec, ltid)) {
         cpAsyncMbarrierArrive(&rowsFull[buf]);
       } else { // also plain stores: wait, then a releasing arrival
         __pipeline_wait_prior(0);
@@ -733,21 +755,24 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     int j = 0;
     for (int64_t item = blockIdx.x; item < items; item += gridDim.x, ++j) {
       const RoundItem &it = ring[j & 3];
-      fill(cacheRows<T>(p.key, p.ks, p.paging, it.b, it.h), rowsOf(j), p.d,
-           p.vecKey, &keyMap, it);
-      // Item j+1's indices while item j's keys land (its ring entry and
+      fill(cacheRows<T>(p.key, p.ks, p.paging, it.b, it.h), rowsOf(j),
+           pagesOf(j), p.d, p.vecKey, &keyMap, it);
+      fill(cacheRows<T>(p.value, p.vs, p.paging, it.b, it.h), rowsOf(j),
+           pagesOf(j), p.dv, p.vecValue, &valueMap, it);
+      // Item j+1's indices while item j's rows land (its ring entry and
       // index buffers were last read for item j-3, which the producers
-      // have finished: they are past the Gram that freed the buffer just
-      // filled, item j-2's value Gram or later).
+      // have finished: they are past the Gram that freed the buffers just
+      // filled, item j-1's value Gram or later). After both fills, so that
+      // their loads (cur, lw, a paged cache's block table) do not hold up
+      // the values, which the producers need right behind the keys.
       const int64_t next = item + gridDim.x;
       if (next < items) {
         const RoundItem nextIt(p, next);
         if (ltid == 0)
           ring[(j + 1) & 3] = nextIt;
-        loadIndices(p, nextIt, rowsOf(j + 1), wsOf(j + 1), ltid);
+        loadIndices(p, nextIt, rowsOf(j + 1), pagesOf(j + 1), wsOf(j + 1),
+                    ltid);
       }
-      fill(cacheRows<T>(p.value, p.vs, p.paging, it.b, it.h), rowsOf(j),
-           p.dv, p.vecValue, &valueMap, it);
       namedSync(kBarLoaders, kLoaders);
     }
     return;
@@ -1390,7 +1415,8 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
       return sizeof(float) * (size_t(gSlots) * kGLowerSize + 7 * kMaxBlock) +
              sizeof(int) * 4 * kMaxBlock + sizeof(RoundItem) * 2 +
              sizeof(RoundItem) * 4 + sizeof(uint64_t) * 4 + 128 +
-             size_t(rowSlots) * kMaxBlock * maxDim * elem; // core matrices
+             size_t(rowSlots) * kMaxBlock * maxDim * elem + // core matrices
+             (a.paging.table ? sizeof(int) * 4 * kMaxBlock : 0); // page ids
     };
     // Two G buffers and three row buffers fit for rows up to 128 wide.
     rp.gSlots = 1;

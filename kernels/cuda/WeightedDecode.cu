@@ -139,13 +139,15 @@ __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
                            const CacheRows<T> &vHead, const float *lwHead,
                            int64_t t0,
                            int64_t len, int rows, int d, int dv,
-                           bool lwAsync) {
+                           bool lwAsync, bool rowsIssued = false) {
   const int tid = threadIdx.x, nthreads = blockDim.x;
   const bool asyncLw = kVec && lwAsync && lwHead;
   if constexpr (kVec) {
     constexpr int kPer = 16 / sizeof(T);
-    copyRows16<T>(kd, ldk, kHead, t0, len, rows, d / kPer);
-    copyRows16<T>(vd, ldv, vHead, t0, len, rows, dv / kPer);
+    if (!rowsIssued) {
+      copyRows16<T>(kd, ldk, kHead, t0, len, rows, d / kPer);
+      copyRows16<T>(vd, ldv, vHead, t0, len, rows, dv / kPer);
+    }
     // Short splits copy the log-weights in the same cp.async group: a plain
     // load stalls the issuing warps for a DRAM round trip on every tile,
     // which a CTA of a few tiles cannot hide (-5 to -8 % on 18-136 MB
@@ -442,7 +444,9 @@ constexpr int kMmaTile = 64;  // keys per CTA tile; 16 per warp
 // Three buffers (two CTAs of 105 KB per SM at D = 128): 0.5-1 % faster than
 // two on most shapes, never measurably slower (2026-11-24-h100-decode-stages).
 constexpr int kMmaStages = 3;
-
+// (Tiles by 1-D bulk copies, TMA, one per key or value row on an mbarrier,
+// instead of 16-byte cp.async: 2x slower on an H200, e.g. 168.6 vs 83.5 µs
+// at B 8 x 32k x 4; bench/results/2026-12-02-h200-paged.md.)
 
 template <typename T, int D, int DV>
 __global__ void __launch_bounds__(kWarps * 32)
@@ -501,11 +505,44 @@ __global__ void __launch_bounds__(kWarps * 32)
   const CacheRows<T> kHead = sl.k, vHead = sl.v;
   const float *lwHead = sl.lw;
 
+  // A paged cache's whole tiles: thread tid copies 16-byte column c of
+  // rows r0, r0 + kStep, ... (copyRows16's order) of keys and values, whose
+  // page ids it looked up a tile ahead, so that the copies never wait for
+  // the block table (looked up in the copy loop, they made a 32k x B 8
+  // decode 1.21x the dense one at page 16 on an H200; rows past len repeat
+  // the last, as in copyRows16).
+  static_assert(D == DV, "the tensor-core decode reads square heads");
+  constexpr int kPerRow = D * int(sizeof(T)) / 16;
+  constexpr int kStep = kWarps * 32 / kPerRow, kMine = kMmaTile / kStep;
+  const int r0 = tid / kPerRow, c = tid % kPerRow;
+  int32_t pageIds[kMine];
+  int64_t pagesOf = -1; // the tile pageIds holds
+  auto lookUpPages = [&](int64_t t0) {
+#pragma unroll
+    for (int i = 0; i < kMine; ++i)
+      pageIds[i] = __ldg(kHead.pages +
+                         (min(t0 + r0 + i * kStep, len - 1) >> kHead.shift));
+    pagesOf = t0;
+  };
   auto loadTile = [&](int stage, int64_t t0) {
-    loadKVTile<T, true>(kBuf + stage * kMmaTile * kLdk, kLdk,
-                        vBuf + stage * kMmaTile * kLdv, kLdv,
-                        lwBuf + stage * kMmaTile, kHead, vHead, lwHead, t0,
-                        len, kMmaTile, D, DV, p.lwAsync);
+    T *kd = kBuf + stage * kMmaTile * kLdk, *vd = vBuf + stage * kMmaTile * kLdv;
+    const bool paged = kHead.pages && t0 + kMmaTile <= len;
+    if (paged) {
+      if (pagesOf != t0)
+        lookUpPages(t0);
+#pragma unroll
+      for (int i = 0; i < kMine; ++i) {
+        const int r = r0 + i * kStep;
+        copyAsync16(kd + r * kLdk + c * 8,
+                    kHead.inPage(pageIds[i], t0 + r) + c * 8);
+        copyAsync16(vd + r * kLdv + c * 8,
+                    vHead.inPage(pageIds[i], t0 + r) + c * 8);
+      }
+      lookUpPages(t0 + kMmaTile); // the next tile's, used a tile later
+    }
+    loadKVTile<T, true>(kd, kLdk, vd, kLdv, lwBuf + stage * kMmaTile, kHead,
+                        vHead, lwHead, t0, len, kMmaTile, D, DV, p.lwAsync,
+                        /*rowsIssued=*/paged);
   };
 
   // Per lane: rows g (index 0) and g + 8 (index 1).
@@ -518,8 +555,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         visibleKeys(len, p.queryLen, (row0 + g + 8 * hr) % p.queryLen, p.causal);
   }
 
-  pipelinedTiles<kMmaStages>(begin, end, kMmaTile, loadTile, loadQueries,
-                 [&](int stage, int64_t t0) {
+  auto body = [&](int stage, int64_t t0) {
     const T *kt = kBuf + stage * kMmaTile * kLdk + warp * 16 * kLdk;
     const T *vt = vBuf + stage * kMmaTile * kLdv + warp * 16 * kLdv;
     const float *lwt = lwBuf + stage * kMmaTile + warp * 16;
@@ -595,7 +631,9 @@ __global__ void __launch_bounds__(kWarps * 32)
       Mma16816<T>::run(o[2 * np], pa, vb[0], vb[1]);
       Mma16816<T>::run(o[2 * np + 1], pa, vb[2], vb[3]);
     }
-  });
+  };
+  pipelinedTiles<kMmaStages>(begin, end, kMmaTile, loadTile, loadQueries,
+                             body);
 
   allowDependentLaunch(); // only the partial results are left to write
   // Merge the four warps through shared memory (the tile buffers are free).

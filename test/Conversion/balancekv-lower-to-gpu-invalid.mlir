@@ -105,3 +105,11 @@ func.func @ragged_heads(%q: tensor<1x4x1x64xf16>, %k: tensor<1x2x64x64xf16>, %v:
       : tensor<1x4x1x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64xf32> -> tensor<1x4x1x64xf16>
   return %o : tensor<1x4x1x64xf16>
 }
+
+// -----
+
+func.func @paged(%pool: tensor<64x16x2x64xf16>, %table: tensor<1x8xi32>) -> tensor<1x2x128x64xf16> {
+  // expected-error @below {{'balancekv.gather_pages' op has no generated GPU kernel: lower paged caches with --balancekv-lower-to-runtime-calls (the CUDA kernels read the pages in place) or --balancekv-lower-to-loops}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x2x64xf16>, tensor<1x8xi32> -> tensor<1x2x128x64xf16>
+  return %k : tensor<1x2x128x64xf16>
+}

@@ -159,3 +159,27 @@ func.func @compress_dynamic(%k: tensor<?x?x?x8xbf16>, %v: tensor<?x?x?x8xbf16>)
   %ck, %cv, %lw = balancekv.compress %k, %v <method = knorm> : tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>
   return %ck, %cv, %lw : tensor<?x?x?x8xbf16>, tensor<?x?x?x8xbf16>, tensor<?x?x?xf32>
 }
+
+// -----
+
+// gather_pages: one gather; the body reads the page id from the table and
+// the element from the pool (HND: [page, head, slot, x]).
+// CHECK-LABEL: func.func @gather_pages
+// CHECK-SAME: (%[[POOL:.*]]: tensor<6x2x16x8xf32>, %[[TAB:.*]]: tensor<1x4xi32>)
+// CHECK: %[[E:.*]] = tensor.empty() : tensor<1x2x50x8xf32>
+// CHECK: linalg.generic {{.*}} outs(%[[E]] : tensor<1x2x50x8xf32>)
+// CHECK: %[[B:.*]] = linalg.index 0
+// CHECK: %[[H:.*]] = linalg.index 1
+// CHECK: %[[J:.*]] = linalg.index 2
+// CHECK: %[[X:.*]] = linalg.index 3
+// CHECK: %[[L:.*]] = arith.divui %[[J]], %c16
+// CHECK: %[[S:.*]] = arith.remui %[[J]], %c16
+// CHECK: %[[ID:.*]] = tensor.extract %[[TAB]][%[[B]], %[[L]]] : tensor<1x4xi32>
+// CHECK: %[[P:.*]] = arith.index_cast %[[ID]] : i32 to index
+// CHECK: %[[V:.*]] = tensor.extract %[[POOL]][%[[P]], %[[H]], %[[S]], %[[X]]] : tensor<6x2x16x8xf32>
+// CHECK: linalg.yield %[[V]]
+// CHECK-NOT: balancekv.gather_pages
+func.func @gather_pages(%pool: tensor<6x2x16x8xf32>, %table: tensor<1x4xi32>) -> tensor<1x2x50x8xf32> {
+  %k = balancekv.gather_pages %pool, %table heads_major : tensor<6x2x16x8xf32>, tensor<1x4xi32> -> tensor<1x2x50x8xf32>
+  return %k : tensor<1x2x50x8xf32>
+}

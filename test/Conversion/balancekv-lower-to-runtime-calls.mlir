@@ -131,3 +131,77 @@ func.func @kv_len_i64(%q: tensor<1x8x1x128xbf16>, %k: tensor<1x8x4096x128xbf16>,
       : tensor<1x8x1x128xbf16>, tensor<1x8x4096x128xbf16>, tensor<1x8x4096x128xbf16> -> tensor<1x8x1x128xbf16>
   return %o : tensor<1x8x1x128xbf16>
 }
+
+// -----
+
+// A paged cache (gather_pages of one block table as key and value): the
+// paged calls read the pools through the table; nothing is gathered.
+// CHECK-DAG: func.func private @balancekv_rt_compress_paged_bf16(memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?xi32, strided<[?, ?], offset: ?>>, i32, i64, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32, i64) -> i32 attributes {llvm.emit_c_interface}
+// CHECK-DAG: func.func private @balancekv_rt_weighted_decode_paged_bf16(memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, memref<?x?xi32, strided<[?, ?], offset: ?>>, i32, i64, memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, i32, memref<?xi32, strided<[?], offset: ?>>, i32, memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>, f32, i32) -> i32 attributes {llvm.emit_c_interface}
+// CHECK-LABEL: func.func @paged
+// CHECK-SAME: (%[[Q:.*]]: tensor<4x32x1x128xbf16>, %[[KP:.*]]: tensor<300x16x8x128xbf16>, %[[VP:.*]]: tensor<300x16x8x128xbf16>, %[[TAB:.*]]: tensor<4x64xi32>, %[[LEN:.*]]: tensor<4xi32>)
+// CHECK-NOT: balancekv.gather_pages
+// CHECK-NOT: linalg.generic
+// CHECK: %[[KPB:.*]] = bufferization.to_buffer %[[KP]] read_only
+// CHECK: %[[VPB:.*]] = bufferization.to_buffer %[[VP]] read_only
+// CHECK: %[[TB:.*]] = bufferization.to_buffer %[[TAB]] read_only
+// NHD pools (heads_major 0), 1000 tokens a sequence
+// CHECK: %[[N:.*]] = arith.index_cast %c1000 : index to i64
+// CHECK: call @balancekv_rt_compress_paged_bf16(%{{.*}}, %{{.*}}, %{{.*}}, %c0_i32{{.*}}, %[[N]], %{{.*}}, %{{.*}}, %{{.*}}, %c0_i32
+// The decode reads the caller's pages of compressed tokens (1024 slots).
+// CHECK: %[[M:.*]] = arith.index_cast %c1024{{.*}} : index to i64
+// CHECK: call @balancekv_rt_weighted_decode_paged_bf16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c0_i32{{.*}}, %[[M]], %{{.*}}, %c1_i32{{.*}}, %{{.*}}, %c1_i32
+// CHECK-NOT: balancekv.
+// LLVM-DAG: llvm.call @_mlir_ciface_balancekv_rt_compress_paged_bf16({{.*}}) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, i32, i64, !llvm.ptr, !llvm.ptr, !llvm.ptr, i32, i64, i64, i64, i64, f64, f64, f64, i64, f32, i64) -> i32
+// LLVM-DAG: llvm.call @_mlir_ciface_balancekv_rt_weighted_decode_paged_bf16({{.*}}) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i32, i64, !llvm.ptr, i32, !llvm.ptr, i32, !llvm.ptr, f32, i32) -> i32
+// LLVM-LABEL: llvm.func @paged
+func.func @paged(%q: tensor<4x32x1x128xbf16>, %kpool: tensor<300x16x8x128xbf16>, %vpool: tensor<300x16x8x128xbf16>,
+                 %table: tensor<4x64xi32>, %len: tensor<4xi32>)
+    -> (tensor<4x8x298x128xbf16>, tensor<4x32x1x128xbf16>) {
+  %k = balancekv.gather_pages %kpool, %table : tensor<300x16x8x128xbf16>, tensor<4x64xi32> -> tensor<4x8x1000x128xbf16>
+  %v = balancekv.gather_pages %vpool, %table : tensor<300x16x8x128xbf16>, tensor<4x64xi32> -> tensor<4x8x1000x128xbf16>
+  %ck, %cv, %lw = balancekv.compress %k, %v : tensor<4x8x1000x128xbf16>, tensor<4x8x1000x128xbf16>
+  %k2 = balancekv.gather_pages %kpool, %table : tensor<300x16x8x128xbf16>, tensor<4x64xi32> -> tensor<4x8x1024x128xbf16>
+  %v2 = balancekv.gather_pages %vpool, %table : tensor<300x16x8x128xbf16>, tensor<4x64xi32> -> tensor<4x8x1024x128xbf16>
+  %lw2 = tensor.empty() : tensor<4x8x1024xf32>
+  %o = balancekv.weighted_attention %q, %k2, %v2, %lw2 kv_len(%len : tensor<4xi32>)
+      : tensor<4x32x1x128xbf16>, tensor<4x8x1024x128xbf16>, tensor<4x8x1024x128xbf16>, tensor<4x8x1024xf32> -> tensor<4x32x1x128xbf16>
+  return %ck, %o : tensor<4x8x298x128xbf16>, tensor<4x32x1x128xbf16>
+}
+
+// -----
+
+// HND pools, dynamic sizes: N is the table's capacity (max_pages * 32).
+// CHECK-LABEL: func.func @paged_hnd_dynamic
+// CHECK: %[[MP:.*]] = tensor.dim %{{.*}}, %c1{{.*}} : tensor<?x?xi32>
+// CHECK: %[[CAP:.*]] = arith.muli %[[MP]], %c32
+// CHECK: %[[TOK:.*]] = arith.index_cast %[[CAP]] : index to i64
+// CHECK: call @balancekv_rt_weighted_decode_paged_f16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c1_i32, %[[TOK]], %{{.*}}, %c0_i32
+func.func @paged_hnd_dynamic(%q: tensor<?x4x1x64xf16>, %kpool: tensor<?x2x32x64xf16>, %vpool: tensor<?x2x32x64xf16>,
+                             %table: tensor<?x?xi32>) -> tensor<?x4x1x64xf16> {
+  %k = balancekv.gather_pages %kpool, %table heads_major : tensor<?x2x32x64xf16>, tensor<?x?xi32> -> tensor<?x2x?x64xf16>
+  %v = balancekv.gather_pages %vpool, %table heads_major : tensor<?x2x32x64xf16>, tensor<?x?xi32> -> tensor<?x2x?x64xf16>
+  %o = balancekv.attention %q, %k, %v
+      : tensor<?x4x1x64xf16>, tensor<?x2x?x64xf16>, tensor<?x2x?x64xf16> -> tensor<?x4x1x64xf16>
+  return %o : tensor<?x4x1x64xf16>
+}
+
+// -----
+
+// Key and value through different tables (or kv_len per KV head): not one
+// paged cache the kernels read; the gathers are materialised and the dense
+// call reads them.
+// CHECK-LABEL: func.func @paged_two_tables
+// CHECK: linalg.generic
+// CHECK: tensor.extract
+// CHECK: linalg.generic
+// CHECK: call @balancekv_rt_weighted_decode_f16(
+// CHECK-NOT: balancekv.gather_pages
+func.func @paged_two_tables(%q: tensor<1x4x1x64xf16>, %pool: tensor<8x16x2x64xf16>,
+                            %t1: tensor<1x4xi32>, %t2: tensor<1x4xi32>) -> tensor<1x4x1x64xf16> {
+  %k = balancekv.gather_pages %pool, %t1 : tensor<8x16x2x64xf16>, tensor<1x4xi32> -> tensor<1x2x64x64xf16>
+  %v = balancekv.gather_pages %pool, %t2 : tensor<8x16x2x64xf16>, tensor<1x4xi32> -> tensor<1x2x64x64xf16>
+  %o = balancekv.attention %q, %k, %v
+      : tensor<1x4x1x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16> -> tensor<1x4x1x64xf16>
+  return %o : tensor<1x4x1x64xf16>
+}

@@ -8,7 +8,7 @@
  * entry point means changing its table here, nothing else in step.
  *
  * Kinds (a table entry X(KIND, NAME) may pass KIND as a macro naming one:
- * users paste it through one more macro level): MEMREF1/3/4 (a ranked memref of that rank, any layout, passed as a
+ * users paste it through one more macro level): MEMREF1/2/3/4 (a ranked memref of that rank, any layout, passed as a
  * descriptor pointer through `llvm.emit_c_interface`), I32, I64, F32, F64.
  * Every entry returns the C API's balancekv_status as i32.
  *===----------------------------------------------------------------------===*/
@@ -67,7 +67,43 @@
   X(I32, method) /* balancekv_method */                                        \
   BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
 
+/* The paged forms (balancekv.gather_pages feeding the op as key and value):
+ * key_pool / value_pool [pages, P, H, D], or [pages, H, P, D] with
+ * heads_major 1; block_table [B, max_pages] i32 (unit inner stride);
+ * tokens: the cache length N a sequence (compress), or M (decode). */
+#define BALANCEKV_RT_PAGED_CACHE_PARAMS(X)                                     \
+  X(MEMREF4, key_pool)                                                         \
+  X(MEMREF4, value_pool)                                                       \
+  X(MEMREF2, block_table)                                                      \
+  X(I32, heads_major)                                                          \
+  X(I64, tokens)
+
+/* balancekv_rt_compress_paged_<f16|bf16|f32>. */
+#define BALANCEKV_RT_COMPRESS_PAGED_PARAMS(X)                                  \
+  BALANCEKV_RT_PAGED_CACHE_PARAMS(X)                                           \
+  X(MEMREF4, compressed_key)                                                   \
+  X(MEMREF4, compressed_value)                                                 \
+  X(MEMREF3, log_weights)                                                      \
+  X(I32, method) /* balancekv_method */                                        \
+  BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
+
+/* balancekv_rt_weighted_decode_paged_<f16|bf16|f32>: kv_len [B] only
+ * (has_kv_len 0 or 1). */
+#define BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PARAMS(X)                           \
+  X(MEMREF4, query)                                                            \
+  BALANCEKV_RT_PAGED_CACHE_PARAMS(X)                                           \
+  X(MEMREF3, log_weights)                                                      \
+  X(I32, has_log_weights)                                                      \
+  X(MEMREF1, kv_len)                                                           \
+  X(I32, has_kv_len)                                                           \
+  X(MEMREF4, out)                                                              \
+  X(F32, scale)                                                                \
+  X(I32, causal)
+
 #define BALANCEKV_RT_COMPRESS_PREFIX "balancekv_rt_compress_"
+#define BALANCEKV_RT_COMPRESS_PAGED_PREFIX "balancekv_rt_compress_paged_"
+#define BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PREFIX                              \
+  "balancekv_rt_weighted_decode_paged_"
 #define BALANCEKV_RT_REFERENCE_COMPRESS_PREFIX "balancekv_rt_reference_compress_"
 #define BALANCEKV_RT_WEIGHTED_DECODE_PREFIX "balancekv_rt_weighted_decode_"
 

@@ -36,6 +36,7 @@ template <int N> const void *start(const MemRef<N> *m, int elemSize) {
 // Parameter lists generated from RuntimeCallABI.h (the lowering builds its
 // calls from the same tables).
 #define BALANCEKV_ABI_MEMREF1 ::balancekv::shim::MemRef<1> *
+#define BALANCEKV_ABI_MEMREF2 ::balancekv::shim::MemRef<2> *
 #define BALANCEKV_ABI_MEMREF3 ::balancekv::shim::MemRef<3> *
 #define BALANCEKV_ABI_MEMREF4 ::balancekv::shim::MemRef<4> *
 #define BALANCEKV_ABI_I32 int32_t

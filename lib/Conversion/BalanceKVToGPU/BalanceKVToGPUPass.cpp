@@ -35,7 +35,8 @@ struct BalanceKVLowerToGPUPass
     bool ok = true, any = false;
     module->walk([&](Operation *op) {
       if (isa<CompressOp, BalanceInitOp, BalanceWalkOp, BalanceHalveOp,
-              GatherKeptOp, AttentionOp, WeightedAttentionOp>(op)) {
+              GatherKeptOp, AttentionOp, WeightedAttentionOp, GatherPagesOp>(
+              op)) {
         ok &= succeeded(checkGPUSupported(op));
         any = true;
       }
@@ -69,6 +70,11 @@ LogicalResult balancekv::checkGPUSupported(Operation *op) {
     return checkCompressForGPU(op);
   if (isa<AttentionOp, WeightedAttentionOp>(op))
     return checkAttentionForGPU(op);
+  if (isa<GatherPagesOp>(op))
+    return op->emitOpError()
+           << "has no generated GPU kernel: lower paged caches with "
+              "--balancekv-lower-to-runtime-calls (the CUDA kernels read the "
+              "pages in place) or --balancekv-lower-to-loops";
   return success();
 }
 

@@ -1,7 +1,8 @@
 //===- AttentionToLoops.cpp - attention ops => linalg on tensors ---------===//
 //
-// attention / weighted_attention => their AggregatedOpInterface
-// decomposition (lib/Dialect/BalanceKV/IR/AggregatedOpInterfaceImpl.cpp).
+// attention / weighted_attention / gather_pages => their
+// AggregatedOpInterface decomposition
+// (lib/Dialect/BalanceKV/IR/AggregatedOpInterfaceImpl.cpp).
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,7 +18,7 @@ using namespace balancekv;
 namespace {
 
 template <typename OpTy>
-struct AttentionToLoops : OpRewritePattern<OpTy> {
+struct DecomposeToLoops : OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
@@ -34,6 +35,7 @@ struct AttentionToLoops : OpRewritePattern<OpTy> {
 } // namespace
 
 void balancekv::populateAttentionToLoopsPatterns(RewritePatternSet &patterns) {
-  patterns.add<AttentionToLoops<AttentionOp>,
-               AttentionToLoops<WeightedAttentionOp>>(patterns.getContext());
+  patterns.add<DecomposeToLoops<AttentionOp>,
+               DecomposeToLoops<WeightedAttentionOp>,
+               DecomposeToLoops<GatherPagesOp>>(patterns.getContext());
 }

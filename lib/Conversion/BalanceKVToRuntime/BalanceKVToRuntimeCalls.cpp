@@ -3,6 +3,8 @@
 // compress(k, v)            => call @balancekv_rt_compress_<t>(k, v, ck, cv, lw, ...)
 // weighted_attention(q, ..) => call @balancekv_rt_weighted_decode_<t>(q, k, v, lw, ...)
 // attention(q, k, v)        => the same call without log-weights
+// ... whose key and value are gather_pages of one block table
+//                           => the _paged_ calls on the pools and the table
 //
 //===----------------------------------------------------------------------===//
 
@@ -57,7 +59,7 @@ Value paramConstant(ImplicitLocOpBuilder &b, float v) {
 }
 
 /// The kinds of RuntimeCallABI.h's tables.
-enum class AbiKind { MEMREF1, MEMREF3, MEMREF4, I32, I64, F32, F64 };
+enum class AbiKind { MEMREF1, MEMREF2, MEMREF3, MEMREF4, I32, I64, F32, F64 };
 
 struct AbiParam {
   const char *name;
@@ -71,15 +73,21 @@ constexpr AbiParam kWeightedDecodeAbi[] = {
     BALANCEKV_RT_WEIGHTED_DECODE_PARAMS(BALANCEKV_ABI_ENTRY)};
 constexpr AbiParam kReferenceCompressAbi[] = {
     BALANCEKV_RT_REFERENCE_COMPRESS_PARAMS(BALANCEKV_ABI_ENTRY)};
+constexpr AbiParam kCompressPagedAbi[] = {
+    BALANCEKV_RT_COMPRESS_PAGED_PARAMS(BALANCEKV_ABI_ENTRY)};
+constexpr AbiParam kWeightedDecodePagedAbi[] = {
+    BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PARAMS(BALANCEKV_ABI_ENTRY)};
 #undef BALANCEKV_ABI_ENTRY
 
 bool hasKind(Type t, AbiKind kind) {
   switch (kind) {
   case AbiKind::MEMREF1:
+  case AbiKind::MEMREF2:
   case AbiKind::MEMREF3:
   case AbiKind::MEMREF4: {
     auto m = dyn_cast<MemRefType>(t);
     int64_t rank = kind == AbiKind::MEMREF1   ? 1
+                   : kind == AbiKind::MEMREF2 ? 2
                    : kind == AbiKind::MEMREF3 ? 3
                                               : 4;
     return m && m.getRank() == rank;
@@ -198,6 +206,59 @@ FailureOr<func::FuncOp> declare(Operation *op, StringRef name,
   return fn;
 }
 
+/// Key and value that the CUDA kernels can read from their pages: both
+/// gather_pages of one block table, pools of one layout and page size (a
+/// power of two up to 1024, as the C API takes it).
+struct PagedSource {
+  GatherPagesOp key, value;
+};
+std::optional<PagedSource> pagedSource(Value key, Value value) {
+  auto k = key.getDefiningOp<GatherPagesOp>();
+  auto v = value.getDefiningOp<GatherPagesOp>();
+  if (!k || !v || k.getBlockTable() != v.getBlockTable() ||
+      k.getHeadsMajor() != v.getHeadsMajor() ||
+      k.getPageSize() != v.getPageSize())
+    return std::nullopt;
+  const int64_t size = k.getPageSize();
+  if (size > 1024 || (size & (size - 1)) != 0)
+    return std::nullopt;
+  return PagedSource{k, v};
+}
+
+/// Dimension `i` of cache `t` ([B, H, N, D]); of a gather_pages result read
+/// from its pool and table, so that the gather itself can go away.
+Value cacheDim(ImplicitLocOpBuilder &b, Value t, int64_t i) {
+  auto g = t.getDefiningOp<GatherPagesOp>();
+  auto type = cast<RankedTensorType>(t.getType());
+  if (!type.isDynamicDim(i))
+    return arith::ConstantIndexOp::create(b, type.getDimSize(i));
+  if (!g)
+    return tensor::DimOp::create(b, t, i);
+  switch (i) {
+  case 0:
+    return tensor::DimOp::create(b, g.getBlockTable(), 0);
+  case 1:
+    return tensor::DimOp::create(b, g.getPool(), g.getHeadDim());
+  case 2: // a dynamic N is the table's capacity
+    return arith::MulIOp::create(
+        b, tensor::DimOp::create(b, g.getBlockTable(), 1),
+        arith::ConstantIndexOp::create(b, g.getPageSize()));
+  default:
+    return tensor::DimOp::create(b, g.getPool(), 3);
+  }
+}
+
+/// The paged calls' cache operands (RuntimeCallABI.h's
+/// BALANCEKV_RT_PAGED_CACHE_PARAMS); `tokens` is the cache length.
+void addPagedOperands(ImplicitLocOpBuilder &b, PagedSource src,
+                      Value tokens, llvm::StringMap<Value> &named) {
+  named["key_pool"] = asBuffer(b, src.key.getPool());
+  named["value_pool"] = asBuffer(b, src.value.getPool());
+  named["block_table"] = asBuffer(b, src.key.getBlockTable());
+  named["heads_major"] = constI32(b, src.key.getHeadsMajor() ? 1 : 0);
+  named["tokens"] = arith::IndexCastOp::create(b, b.getI64Type(), tokens);
+}
+
 /// What the CUDA kernels cover; anything else gets a diagnostic.
 LogicalResult checkSupported(CompressOp op) {
   if (!runtimeMethod(op.getMethod()))
@@ -236,12 +297,11 @@ template <typename OpTy> LogicalResult checkSupportedAttention(OpTy op) {
 /// compress => a call of the CUDA kernels' entry, or with `reference` of the
 /// CPU reference's (every method, host buffers, the observation passed).
 LogicalResult rewriteCompressToCall(CompressOp op, RewriterBase &rewriter,
-                                    bool deviceAlloc, bool reference) {
+                                    bool deviceAlloc, bool reference,
+                                    std::optional<PagedSource> paged = {}) {
   ImplicitLocOpBuilder b(op.getLoc(), rewriter);
   Value key = op.getKey(), value = op.getValue();
-  auto dim = [&](Value t, int64_t i) -> Value {
-    return tensor::DimOp::create(b, t, i);
-  };
+  auto dim = [&](Value t, int64_t i) -> Value { return cacheDim(b, t, i); };
   const CompressParams params = op.getCompressParams();
   Value n = dim(key, 2);
   Value m =
@@ -270,13 +330,17 @@ LogicalResult rewriteCompressToCall(CompressOp op, RewriterBase &rewriter,
   Value cv = allocFor(b, cvT, {bDim, hDim, m, dim(value, 3)}, deviceAlloc);
   Value lw = allocFor(b, lwT, {bDim, hDim, m}, deviceAlloc);
   llvm::StringMap<Value> named{
-      {"key", asBuffer(b, key)},
-      {"value", asBuffer(b, value)},
       {"compressed_key", erase(b, ck)},
       {"compressed_value", erase(b, cv)},
       {"log_weights", erase(b, lw)},
       {"method", constI32(b, reference ? referenceMethod(op.getMethod())
                                        : *runtimeMethod(op.getMethod()))}};
+  if (paged) {
+    addPagedOperands(b, *paged, n, named);
+  } else {
+    named["key"] = asBuffer(b, key);
+    named["value"] = asBuffer(b, value);
+  }
   if (reference) {
     auto keyT = cast<RankedTensorType>(key.getType());
     named["observation"] =
@@ -293,6 +357,7 @@ LogicalResult rewriteCompressToCall(CompressOp op, RewriterBase &rewriter,
   FailureOr<SmallVector<Value>> args =
       abiOperands(op,
                   reference ? ArrayRef<AbiParam>(kReferenceCompressAbi)
+                  : paged   ? ArrayRef<AbiParam>(kCompressPagedAbi)
                             : ArrayRef<AbiParam>(kCompressAbi),
                   named);
   if (failed(args))
@@ -300,6 +365,7 @@ LogicalResult rewriteCompressToCall(CompressOp op, RewriterBase &rewriter,
   Type et = ckT.getElementType();
   auto fn = declare(op,
                     (reference ? BALANCEKV_RT_REFERENCE_COMPRESS_PREFIX
+                     : paged   ? BALANCEKV_RT_COMPRESS_PAGED_PREFIX
                                : BALANCEKV_RT_COMPRESS_PREFIX) +
                         typeSuffix(et),
                     TypeRange(ValueRange(*args)));
@@ -337,13 +403,12 @@ struct AdaptiveCompressToReferenceCall : OpRewritePattern<CompressOp> {
   }
 };
 
+/// attention / weighted_attention => the decode call (`paged`: the paged
+/// one, on the pools key and value are gathered from).
 template <typename OpTy>
-struct AttentionToCall : OpConversionPattern<OpTy> {
-  AttentionToCall(MLIRContext *ctx, bool deviceAlloc)
-      : OpConversionPattern<OpTy>(ctx), deviceAlloc(deviceAlloc) {}
-  LogicalResult
-  matchAndRewrite(OpTy op, typename OpTy::Adaptor adaptor,
-                  ConversionPatternRewriter &rewriter) const override {
+LogicalResult rewriteAttentionToCall(OpTy op, RewriterBase &rewriter,
+                                     bool deviceAlloc,
+                                     std::optional<PagedSource> paged = {}) {
     auto qT = cast<RankedTensorType>(op.getQuery().getType());
     Value kvLen = op.getKvLen();
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
@@ -351,7 +416,7 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
     SmallVector<Value> outDims;
     for (int64_t i = 0; i < 3; ++i)
       outDims.push_back(tensor::DimOp::create(b, op.getQuery(), i));
-    outDims.push_back(tensor::DimOp::create(b, op.getValue(), 3));
+    outDims.push_back(cacheDim(b, op.getValue(), 3));
     Value out = allocFor(b, resT, outDims, deviceAlloc);
     // Absent log-weights / kv_len: empty buffers and a flag.
     Value lw, hasLw;
@@ -374,8 +439,6 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
                                       b, MemRefType::get({0}, b.getI32Type())));
     llvm::StringMap<Value> named{
         {"query", asBuffer(b, op.getQuery())},
-        {"key", asBuffer(b, op.getKey())},
-        {"value", asBuffer(b, op.getValue())},
         {"log_weights", lw},
         {"has_log_weights", hasLw},
         {"kv_len", lens},
@@ -386,12 +449,22 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
         {"scale", arith::ConstantFloatOp::create(
                       b, b.getF32Type(), APFloat(op.getEffectiveScale()))},
         {"causal", constI32(b, op.getCausal() ? 1 : 0)}};
-    FailureOr<SmallVector<Value>> args =
-        abiOperands(op, kWeightedDecodeAbi, named);
+    if (paged) {
+      addPagedOperands(b, *paged, cacheDim(b, op.getKey(), 2), named);
+    } else {
+      named["key"] = asBuffer(b, op.getKey());
+      named["value"] = asBuffer(b, op.getValue());
+    }
+    FailureOr<SmallVector<Value>> args = abiOperands(
+        op,
+        paged ? ArrayRef<AbiParam>(kWeightedDecodePagedAbi)
+              : ArrayRef<AbiParam>(kWeightedDecodeAbi),
+        named);
     if (failed(args))
       return failure();
     auto fn = declare(op,
-                      BALANCEKV_RT_WEIGHTED_DECODE_PREFIX +
+                      (paged ? BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PREFIX
+                             : BALANCEKV_RT_WEIGHTED_DECODE_PREFIX) +
                           typeSuffix(qT.getElementType()),
                       TypeRange(ValueRange(*args)));
     if (failed(fn))
@@ -399,9 +472,59 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
     func::CallOp::create(b, *fn, *args);
     rewriter.replaceOp(op, resultTensor(b, out, resT));
     return success();
+}
+
+template <typename OpTy>
+struct AttentionToCall : OpConversionPattern<OpTy> {
+  AttentionToCall(MLIRContext *ctx, bool deviceAlloc)
+      : OpConversionPattern<OpTy>(ctx), deviceAlloc(deviceAlloc) {}
+  LogicalResult
+  matchAndRewrite(OpTy op, typename OpTy::Adaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    return rewriteAttentionToCall(op, rewriter, deviceAlloc);
   }
 
   bool deviceAlloc;
+};
+
+/// compress / attention / weighted_attention reading a paged cache => the
+/// paged calls (before the conversion, while the gathers are still there).
+template <typename OpTy>
+struct PagedToCall : OpRewritePattern<OpTy> {
+  PagedToCall(MLIRContext *ctx, bool deviceAlloc)
+      : OpRewritePattern<OpTy>(ctx), deviceAlloc(deviceAlloc) {}
+  LogicalResult matchAndRewrite(OpTy op,
+                                PatternRewriter &rewriter) const override {
+    std::optional<PagedSource> paged = pagedSource(op.getKey(), op.getValue());
+    if (!paged)
+      return rewriter.notifyMatchFailure(op, "key and value are not pages");
+    if constexpr (std::is_same_v<OpTy, CompressOp>) {
+      return rewriteCompressToCall(op, rewriter, deviceAlloc,
+                                   /*reference=*/false, paged);
+    } else {
+      Value kvLen = op.getKvLen();
+      if (kvLen && cast<ShapedType>(kvLen.getType()).getRank() == 2)
+        return rewriter.notifyMatchFailure(
+            op, "the paged decode takes kv_len [B], not per KV head");
+      return rewriteAttentionToCall(op, rewriter, deviceAlloc, paged);
+    }
+  }
+
+  bool deviceAlloc;
+};
+
+/// A gather_pages the kernels do not read in place: its gather.
+struct GatherPagesToLoops : OpConversionPattern<GatherPagesOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(GatherPagesOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    FailureOr<SmallVector<Value>> gathered = op.decomposeOperation(rewriter);
+    if (failed(gathered))
+      return failure();
+    rewriter.replaceOp(op, *gathered);
+    return success();
+  }
 };
 
 } // namespace
@@ -421,6 +544,14 @@ void balancekv::populateBalanceKVToRuntimeCallsPatterns(
   patterns.add<CompressToCall, AttentionToCall<AttentionOp>,
                AttentionToCall<WeightedAttentionOp>>(patterns.getContext(),
                                                      deviceAlloc);
+  patterns.add<GatherPagesToLoops>(patterns.getContext());
+}
+
+void balancekv::populateBalanceKVPagedToRuntimeCallsPatterns(
+    RewritePatternSet &patterns, bool deviceAlloc) {
+  patterns.add<PagedToCall<CompressOp>, PagedToCall<AttentionOp>,
+               PagedToCall<WeightedAttentionOp>>(patterns.getContext(),
+                                                 deviceAlloc);
 }
 
 void balancekv::populateAdaptiveCompressToReferenceCallPatterns(

@@ -6,7 +6,9 @@
 #include "balancekv/Conversion/Passes.h"
 
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVDialect.h"
+#include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.h"
 #include "mlir/Transforms/DialectConversion.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace balancekv {
 #define GEN_PASS_DEF_BALANCEKVLOWERTORUNTIMECALLSPASS
@@ -32,6 +34,16 @@ struct BalanceKVLowerToRuntimeCallsPass
     });
     if (!ok)
       return signalPassFailure();
+    // Paged caches first, while the gathers are there to be read through;
+    // the gathers left without a use go with them.
+    RewritePatternSet paged(&getContext());
+    balancekv::populateBalanceKVPagedToRuntimeCallsPatterns(paged,
+                                                            deviceAlloc);
+    walkAndApplyPatterns(getOperation(), std::move(paged));
+    getOperation()->walk([](balancekv::GatherPagesOp op) {
+      if (op->use_empty())
+        op->erase();
+    });
     ConversionTarget target(getContext());
     target.addIllegalDialect<balancekv::BalanceKVDialect>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });

@@ -537,3 +537,51 @@ func.func @f(%k: tensor<1x2x256x64xf32>, %v: tensor<1x2x256x32xf32>) {
   %ck, %cv, %lw = balancekv.compress %k, %v <budget = 100> : tensor<1x2x256x64xf32>, tensor<1x2x256x32xf32>
   return
 }
+
+// -----
+
+func.func @pages_too_few(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op expects at most max_pages * page size = 16 * 16 tokens a sequence, got 257}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x257x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_dynamic_page_size(%pool: tensor<64x?x8x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op expects a static page size (pool dim 1), got ?}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x?x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x256x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_heads(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op KV head count mismatch: pool has 16, result has 8}}
+  %k = balancekv.gather_pages %pool, %table heads_major : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x64x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_batch(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op batch size mismatch: block_table has 4, result has 2}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<2x8x256x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_table_type(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi64>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op operand #1 must be ranked tensor of 32-bit signless integer values}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<4x16xi64> -> tensor<4x8x256x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_elem(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op expects the result to have the pool's element type, got 'f16' and 'bf16'}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x256x128xf16>
+  return
+}

@@ -116,3 +116,18 @@ func.func @stages(%k: tensor<1x8x4096x128xf16>, %v: tensor<1x8x4096x128xf16>, %r
       : tensor<1x8x4096x128xf16>, tensor<1x8x4096x128xf16>, tensor<1x8x4032xi32>
   return %ck, %cv, %lw : tensor<1x8x568x128xf16>, tensor<1x8x568x128xf16>, tensor<1x8x568xf32>
 }
+
+// CHECK-LABEL: func.func @gather_pages
+// CHECK: balancekv.gather_pages %{{.*}}, %{{.*}} : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x250x128xbf16>
+// CHECK: balancekv.gather_pages %{{.*}}, %{{.*}} heads_major : tensor<?x8x32x64xf16>, tensor<?x?xi32> -> tensor<?x8x?x64xf16>
+// GENERIC-LABEL: sym_name = "gather_pages"
+// GENERIC: "balancekv.gather_pages"(%{{.*}}, %{{.*}}) <{heads_major}>
+func.func @gather_pages(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>,
+                        %hnd: tensor<?x8x32x64xf16>, %t2: tensor<?x?xi32>)
+    -> (tensor<4x8x250x128xbf16>, tensor<?x8x?x64xf16>) {
+  %k = balancekv.gather_pages %pool, %table
+      : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x250x128xbf16>
+  %h = balancekv.gather_pages %hnd, %t2 heads_major
+      : tensor<?x8x32x64xf16>, tensor<?x?xi32> -> tensor<?x8x?x64xf16>
+  return %k, %h : tensor<4x8x250x128xbf16>, tensor<?x8x?x64xf16>
+}

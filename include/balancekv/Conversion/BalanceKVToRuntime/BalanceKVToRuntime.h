@@ -16,6 +16,13 @@ llvm::LogicalResult checkRuntimeCallsSupported(mlir::Operation *op);
 void populateBalanceKVToRuntimeCallsPatterns(mlir::RewritePatternSet &patterns,
                                              bool deviceAlloc);
 
+/// The same ops whose key and value are balancekv.gather_pages of one block
+/// table => the paged entry points (RuntimeCallABI.h), on the pools and the
+/// table: apply before populateBalanceKVToRuntimeCallsPatterns' conversion,
+/// which decomposes the gathers left.
+void populateBalanceKVPagedToRuntimeCallsPatterns(
+    mlir::RewritePatternSet &patterns, bool deviceAlloc);
+
 /// compress with method adaptive => func.call of
 /// balancekv_rt_reference_compress_<t> (RuntimeCallABI.h), the CPU
 /// reference on host buffers: --balancekv-lower-to-loops uses it, since the

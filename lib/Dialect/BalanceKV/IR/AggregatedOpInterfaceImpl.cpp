@@ -251,3 +251,45 @@ WeightedAttentionOp::decomposeOperation(OpBuilder &b) {
                        cast<RankedTensorType>(getResult().getType())};
   return SmallVector<Value>{lowerAttention(ib, parts)};
 }
+
+/// A gather: one linalg.generic over the result whose body reads the
+/// block table and the pool (tensor.extract).
+FailureOr<SmallVector<Value>> GatherPagesOp::decomposeOperation(OpBuilder &b) {
+  ImplicitLocOpBuilder ib(getLoc(), b);
+  auto resultType = cast<RankedTensorType>(getResult().getType());
+  Value pool = getPool(), table = getBlockTable();
+  const int64_t pageSize = getPageSize();
+  OpFoldResult n;
+  if (resultType.isDynamicDim(2)) {
+    Value maxPages = tensor::DimOp::create(ib, table, 1);
+    n = arith::MulIOp::create(ib, maxPages, cIdx(ib, pageSize)).getResult();
+  } else {
+    n = ib.getIndexAttr(resultType.getDimSize(2));
+  }
+  SmallVector<OpFoldResult> shape{typedSize(ib, table, 0),
+                                  typedSize(ib, pool, getHeadDim()), n,
+                                  typedSize(ib, pool, 3)};
+  Value empty =
+      tensor::EmptyOp::create(ib, shape, resultType.getElementType());
+  const bool headsMajor = getHeadsMajor();
+  Value gathered = generic(
+      ib, ValueRange{}, ValueRange{empty},
+      {AffineMap::getMultiDimIdentityMap(4, ib.getContext())}, "pppp",
+      [&](ImplicitLocOpBuilder &bb, ValueRange) -> SmallVector<Value> {
+        Value seq = linalgIndex(bb, 0), head = linalgIndex(bb, 1),
+              token = linalgIndex(bb, 2), x = linalgIndex(bb, 3);
+        Value size = cIdx(bb, pageSize);
+        Value logical = arith::DivUIOp::create(bb, token, size);
+        Value slot = arith::RemUIOp::create(bb, token, size);
+        Value page = arith::IndexCastOp::create(
+            bb, bb.getIndexType(),
+            tensor::ExtractOp::create(bb, table, ValueRange{seq, logical}));
+        SmallVector<Value> at =
+            headsMajor ? SmallVector<Value>{page, head, slot, x}
+                       : SmallVector<Value>{page, slot, head, x};
+        return {tensor::ExtractOp::create(bb, pool, at)};
+      })[0];
+  if (gathered.getType() != resultType)
+    gathered = tensor::CastOp::create(ib, resultType, gathered);
+  return SmallVector<Value>{gathered};
+}

@@ -548,5 +548,46 @@ LogicalResult GatherKeptOp::verify() {
                           getDoublings(), getCompressParams());
 }
 
+//===----------------------------------------------------------------------===//
+// GatherPagesOp
+//===----------------------------------------------------------------------===//
+
+int64_t GatherPagesOp::getPageSize() {
+  return cast<RankedTensorType>(getPool().getType()).getDimSize(getSlotDim());
+}
+
+LogicalResult GatherPagesOp::verify() {
+  auto pool = cast<RankedTensorType>(getPool().getType());
+  auto table = cast<RankedTensorType>(getBlockTable().getType());
+  auto result = cast<RankedTensorType>(getResult().getType());
+  if (failed(verifyRank(*this, "pool", pool, 4)) ||
+      failed(verifyRank(*this, "block_table", table, 2)) ||
+      failed(verifyRank(*this, "result", result, 4)))
+    return failure();
+  if (pool.getElementType() != result.getElementType())
+    return emitOpError() << "expects the result to have the pool's element "
+                            "type, got "
+                         << result.getElementType() << " and "
+                         << pool.getElementType();
+  const int64_t pageSize = getPageSize();
+  if (ShapedType::isDynamic(pageSize) || pageSize < 1)
+    return emitOpError() << "expects a static page size (pool dim "
+                         << getSlotDim() << "), got " << dimStr(pageSize);
+  if (failed(verifyDim(*this, "batch size", table.getDimSize(0),
+                       "block_table", result.getDimSize(0), "result")) ||
+      failed(verifyDim(*this, "KV head count", pool.getDimSize(getHeadDim()),
+                       "pool", result.getDimSize(1), "result")) ||
+      failed(verifyDim(*this, "head dim", pool.getDimSize(3), "pool",
+                       result.getDimSize(3), "result")))
+    return failure();
+  const int64_t maxPages = table.getDimSize(1), n = result.getDimSize(2);
+  if (!ShapedType::isDynamic(maxPages) && !ShapedType::isDynamic(n) &&
+      n > maxPages * pageSize)
+    return emitOpError() << "expects at most max_pages * page size = "
+                         << maxPages << " * " << pageSize
+                         << " tokens a sequence, got " << n;
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "balancekv/Dialect/BalanceKV/IR/BalanceKVOps.cpp.inc"

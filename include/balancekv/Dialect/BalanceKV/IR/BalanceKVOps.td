@@ -197,6 +197,56 @@ def BalanceKV_WeightedAttentionOp : BalanceKV_Op<"weighted_attention",
 }
 
 //===----------------------------------------------------------------------===//
+// GatherPagesOp
+//===----------------------------------------------------------------------===//
+
+def BalanceKV_GatherPagesOp : BalanceKV_Op<"gather_pages",
+    [DeclareOpInterfaceMethods<AggregatedOpInterface, ["decomposeOperation"]>]> {
+  let summary = "the sequences of a paged KV cache, as a [B, H, N, D] cache";
+  let description = [{
+    A paged KV cache as serving engines hold one (vLLM, FlashInfer, SGLang):
+    a pool of pages of `P` token slots for every KV head, and a block table
+    whose row `b` lists sequence `b`'s pages in order, anywhere in the pool.
+    The result is sequence-major, as every other op reads a cache:
+
+      `result[b, h, j, x] = pool[block_table[b, j / P], j % P, h, x]`
+
+    with pool `[pages, P, H, D]` (NHD), or `[pages, H, P, D]` (HND) with
+    `heads_major`; block table `[B, max_pages]` `i32`; result `[B, H, N, D]`
+    with `N <= max_pages * P` (a dynamic `N` is `max_pages * P`). The page
+    size `P` must be static. Page ids must be pages of the pool (the table is
+    data: out-of-range ids are undefined behaviour, as in the engines).
+
+    Lowering: `--balancekv-lower-to-runtime-calls` does not materialise it
+    where it feeds `compress`, `weighted_attention` or `attention` as both
+    key and value (one table): the CUDA kernels read the pages through the
+    table (`balancekv_compress_paged`, `..._decode_attention_paged`, results
+    bit-identical to the dense ones). Elsewhere it decomposes into a
+    `linalg.generic` gather (`--balancekv-lower-to-loops`).
+
+    ```mlir
+    %k = balancekv.gather_pages %key_pool, %table
+        : tensor<512x16x8x128xbf16>, tensor<4x128xi32> -> tensor<4x8x2048x128xbf16>
+    ```
+  }];
+  let arguments = (ins BalanceKV_FloatTensor:$pool,
+                       RankedTensorOf<[I32]>:$block_table,
+                       UnitAttr:$heads_major);
+  let results = (outs BalanceKV_FloatTensor:$result);
+  let assemblyFormat = [{
+    $pool `,` $block_table (`heads_major` $heads_major^)? attr-dict
+    `:` type($pool) `,` type($block_table) `->` type($result)
+  }];
+  let extraClassDeclaration = [{
+    /// The pool's dimension holding the slots of a page (1, or 2 with
+    /// heads_major) and the one holding the heads.
+    int64_t getSlotDim() { return getHeadsMajor() ? 2 : 1; }
+    int64_t getHeadDim() { return getHeadsMajor() ? 1 : 2; }
+    int64_t getPageSize();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // Compression stages: what `compress` (method balance) decomposes into
 //===----------------------------------------------------------------------===//
 //
