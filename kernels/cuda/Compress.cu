@@ -28,6 +28,7 @@
 
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/Launch.h"
+#include "kernels/cuda/TensorMap.h"
 #include "kernels/cuda/Wgmma.cuh"
 #include "kernels/reference/Philox.h"
 
@@ -1304,21 +1305,6 @@ struct WorkspaceLayout {
   }
 };
 
-/// cuTensorMapEncodeTiled through the runtime (no libcuda link), or null.
-PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void *f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
-                                         cudaEnableDefault, &q) !=
-            cudaSuccess ||
-        q != cudaDriverEntryPointSuccess)
-      f = nullptr;
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
-
 /// A TMA map of [B, H, N, dim] 16-bit rows whose box is one group of 8 rows
 /// in the core-matrix layout: dimensions (8 elements, 8 rows, dim / 8
 /// pieces, N / 8 groups, B * H heads), box (8, 8, dim / 8, 1, 1), so one
@@ -1534,6 +1520,20 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
 }
 
 } // namespace
+
+PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void *f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
+                                         cudaEnableDefault, &q) !=
+            cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
 
 size_t compressWorkspaceBytes(int64_t batch, int64_t heads, int64_t middle) {
   return WorkspaceLayout(batch, heads, middle).total;

@@ -23,6 +23,7 @@
 #include "balancekv/Support/CompressedLayout.h"
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/Launch.h"
+#include "kernels/cuda/TensorMap.h"
 
 #include <cuda_pipeline.h>
 
@@ -448,9 +449,75 @@ constexpr int kMmaStages = 3;
 // instead of 16-byte cp.async: 2x slower on an H200, e.g. 168.6 vs 83.5 µs
 // at B 8 x 32k x 4; bench/results/2026-12-02-h200-paged.md.)
 
-template <typename T, int D, int DV>
+/// kTma tiles: TMA boxes of 64 rows x 64 columns (128 bytes) in the
+/// 128-byte swizzle, D / 64 boxes a tile side by side; the 16-byte chunk c
+/// of row r sits at chunk c ^ (r & 7) of its 128-byte line, so the mma
+/// fragment loads and ldmatrix hit 32 distinct banks without padding.
+constexpr int kBoxCols = 64;
+constexpr int kSwizzleAlign = 1024; // the 128-byte swizzle's smem alignment
+// Whether dense caches take the kTma tiles (not yet measured on a GPU).
+constexpr bool kDecodeTmaTiles = false;
+
+/// Element (row, col) of a swizzled tile of `cols` columns.
+template <typename T>
+__device__ __forceinline__ const T *swizzled(const T *tile, int cols, int row,
+                                             int col) {
+  const int box = col / kBoxCols, inBox = col % kBoxCols;
+  const int chunk = (inBox / 8) ^ (row & 7);
+  return tile + box * kMmaTile * kBoxCols + row * kBoxCols + chunk * 8 +
+         inBox % 8;
+}
+
+/// One TMA load of box (x, row, head, batch) of a 4-d map into `dst`,
+/// counted on `bar`'s transactions.
+__device__ __forceinline__ void tmaLoad4d(void *dst, const CUtensorMap *map,
+                                          int x, int row, int head, int batch,
+                                          uint64_t *bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::"
+      "bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(sharedAddress(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(row), "r"(head),
+      "r"(batch), "r"(sharedAddress(bar))
+      : "memory");
+}
+
+/// pipelinedTiles over mbarriers: `load(stage, t0)` completes full[stage]'s
+/// phase when the tile has landed; one barrier per tile still orders the
+/// refill of a buffer after every warp has used it.
+template <int kStages, typename Load, typename Started, typename Body>
+__device__ __forceinline__ void
+pipelinedTilesMbarrier(int64_t begin, int64_t end, int tile, uint64_t *full,
+                       Load &&load, Started &&started, Body &&body) {
+  for (int s = 0; s < kStages - 1; ++s)
+    if (begin + s * tile < end)
+      load(s, begin + s * tile);
+  started();
+  int stage = 0;
+  uint32_t parity = 0;
+  for (int64_t t0 = begin; t0 < end; t0 += tile) {
+    mbarrierWait(&full[stage], parity);
+    __syncthreads();
+    const int64_t ahead = t0 + int64_t(kStages - 1) * tile;
+    if (ahead < end)
+      load(stage == 0 ? kStages - 1 : stage - 1, ahead);
+    body(stage, t0);
+    if (++stage == kStages) {
+      stage = 0;
+      parity ^= 1;
+    }
+  }
+  __syncthreads(); // the caller may reuse the buffers
+}
+
+/// Bytes of one kTma stage: swizzled key and value tiles, log-weights.
+template <typename T, int D, int DV> constexpr size_t tmaStageBytes() {
+  return sizeof(T) * kMmaTile * (D + DV) + sizeof(float) * kMmaTile;
+}
+
+template <typename T, int D, int DV, bool kTma>
 __global__ void __launch_bounds__(kWarps * 32)
-    decodeMmaKernel(DecodeParams p) {
+    decodeMmaKernel(DecodeParams p, const __grid_constant__ CUtensorMap kMap,
+                    const __grid_constant__ CUtensorMap vMap) {
   extern __shared__ __align__(16) unsigned char smem[];
   waitForPrerequisiteGrid(); // launched early: inputs and workspace are ready
   constexpr int kLdk = D + 8, kLdv = DV + 8; // 16-byte padded rows
@@ -461,10 +528,40 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int bh = blockIdx.z, b = bh / p.kvHeads, hkv = bh % p.kvHeads;
   const int ctaRows = min(kMmaRows, p.rows - row0);
 
-  T *kBuf = reinterpret_cast<T *>(smem); // [stages][kMmaTile][kLdk]
-  T *vBuf = kBuf + kMmaStages * kMmaTile * kLdk; // [stages][kMmaTile][kLdv]
-  float *lwBuf =
-      reinterpret_cast<float *>(vBuf + kMmaStages * kMmaTile * kLdv);
+  // cp.async: [stages][kMmaTile][kLdk] keys, the same for values, then
+  // [stages][kMmaTile] log-weights. kTma: from a 1024-byte boundary,
+  // [stages][D / 64 boxes][kMmaTile][64] keys (swizzled), the same for
+  // values, log-weights, then one mbarrier a stage.
+  unsigned char *tiles =
+      kTma ? reinterpret_cast<unsigned char *>(
+                 (reinterpret_cast<uintptr_t>(smem) + kSwizzleAlign - 1) &
+                 ~uintptr_t(kSwizzleAlign - 1))
+           : smem;
+  constexpr int kTileK = kTma ? kMmaTile * D : kMmaTile * kLdk;
+  constexpr int kTileV = kTma ? kMmaTile * DV : kMmaTile * kLdv;
+  T *kBuf = reinterpret_cast<T *>(tiles);
+  T *vBuf = kBuf + kMmaStages * kTileK;
+  float *lwBuf = reinterpret_cast<float *>(vBuf + kMmaStages * kTileV);
+  uint64_t *full = reinterpret_cast<uint64_t *>(lwBuf + kMmaStages * kMmaTile);
+  if constexpr (kTma) {
+    // 33 arrivals a phase: warp 0's lanes when their log-weight copies land
+    // (.noinc), thread 0 with the boxes' bytes.
+    if (tid == 0) {
+      for (int s = 0; s < kMmaStages; ++s)
+        mbarrierInit(&full[s], 33);
+      asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+  }
+  // Element (row, col) of stage `stage`'s key / value tile.
+  auto kAt = [&](int stage, int row, int col) -> const T * {
+    const T *tile = kBuf + stage * kTileK;
+    return kTma ? swizzled(tile, D, row, col) : tile + row * kLdk + col;
+  };
+  auto vAt = [&](int stage, int row, int col) -> const T * {
+    const T *tile = vBuf + stage * kTileV;
+    return kTma ? swizzled(tile, DV, row, col) : tile + row * kLdv + col;
+  };
 
   // Q fragments (A operand), rows g and g + 8 of this row chunk; rows past
   // the group are zero. Q stays in its storage type: no extra rounding.
@@ -524,8 +621,34 @@ __global__ void __launch_bounds__(kWarps * 32)
                          (min(t0 + r0 + i * kStep, len - 1) >> kHead.shift));
     pagesOf = t0;
   };
+  // kTma: thread 0 loads the boxes (rows past M come back as zeros, masked
+  // like the rows past len), warp 0 the log-weights.
+  auto loadTileTma = [&](int stage, int64_t t0) {
+    if (warp != 0)
+      return;
+    uint64_t *bar = &full[stage];
+    if (lane == 0) {
+      mbarrierArriveExpectTx(bar, kMmaTile * (D + DV) * sizeof(T));
+#pragma unroll
+      for (int box = 0; box < D / kBoxCols; ++box)
+        tmaLoad4d(kBuf + stage * kTileK + box * kMmaTile * kBoxCols, &kMap,
+                  box * kBoxCols, int(t0), hkv, b, bar);
+#pragma unroll
+      for (int box = 0; box < DV / kBoxCols; ++box)
+        tmaLoad4d(vBuf + stage * kTileV + box * kMmaTile * kBoxCols, &vMap,
+                  box * kBoxCols, int(t0), hkv, b, bar);
+    }
+    float *lwd = lwBuf + stage * kMmaTile;
+#pragma unroll
+    for (int r = lane; r < kMmaTile; r += 32) {
+      const bool in = lwHead && t0 + r < len;
+      copyAsync4Fill(lwd + r, in ? lwHead + t0 + r : static_cast<const float *>(p.q),
+                     in ? 4 : 0);
+    }
+    cpAsyncMbarrierArrive(bar);
+  };
   auto loadTile = [&](int stage, int64_t t0) {
-    T *kd = kBuf + stage * kMmaTile * kLdk, *vd = vBuf + stage * kMmaTile * kLdv;
+    T *kd = kBuf + stage * kTileK, *vd = vBuf + stage * kTileV;
     const bool paged = kHead.pages && t0 + kMmaTile <= len;
     if (paged) {
       if (pagesOf != t0)
@@ -556,8 +679,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 
   auto body = [&](int stage, int64_t t0) {
-    const T *kt = kBuf + stage * kMmaTile * kLdk + warp * 16 * kLdk;
-    const T *vt = vBuf + stage * kMmaTile * kLdv + warp * 16 * kLdv;
     const float *lwt = lwBuf + stage * kMmaTile + warp * 16;
     const int64_t key0 = t0 + warp * 16;
 
@@ -567,10 +688,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
-        const T *kr = kt + (nt * 8 + g) * kLdk + ks * 16 + 2 * t;
-        Mma16816<T>::run(sAcc[nt], qa[ks],
-                         *reinterpret_cast<const uint32_t *>(kr),
-                         *reinterpret_cast<const uint32_t *>(kr + 8));
+        const int row = warp * 16 + nt * 8 + g, col = ks * 16 + 2 * t;
+        Mma16816<T>::run(
+            sAcc[nt], qa[ks],
+            *reinterpret_cast<const uint32_t *>(kAt(stage, row, col)),
+            *reinterpret_cast<const uint32_t *>(kAt(stage, row, col + 8)));
       }
     // Online softmax (log2 domain) on the fragments.
     float pv[2][4];
@@ -625,15 +747,20 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int np = 0; np < kNTiles / 2; ++np) {
       const int mi = lane >> 3, r = lane & 7;
-      const T *addr = vt + ((mi & 1) * 8 + r) * kLdv + np * 16 + (mi >> 1) * 8;
+      const T *addr =
+          vAt(stage, warp * 16 + (mi & 1) * 8 + r, np * 16 + (mi >> 1) * 8);
       uint32_t vb[4];
       ldmatrixX4Trans(vb, addr);
       Mma16816<T>::run(o[2 * np], pa, vb[0], vb[1]);
       Mma16816<T>::run(o[2 * np + 1], pa, vb[2], vb[3]);
     }
   };
-  pipelinedTiles<kMmaStages>(begin, end, kMmaTile, loadTile, loadQueries,
-                             body);
+  if constexpr (kTma)
+    pipelinedTilesMbarrier<kMmaStages>(begin, end, kMmaTile, full, loadTileTma,
+                                       loadQueries, body);
+  else
+    pipelinedTiles<kMmaStages>(begin, end, kMmaTile, loadTile, loadQueries,
+                               body);
 
   allowDependentLaunch(); // only the partial results are left to write
   // Merge the four warps through shared memory (the tile buffers are free).
@@ -868,12 +995,44 @@ cudaLaunchConfig_t programmaticLaunch(dim3 grid, dim3 block, size_t smem,
 /// finish (if it allows it, as the combine kernel does), and wait for it
 /// (griddepcontrol.wait) before touching memory.
 void launchEarly(const void *kernel, dim3 grid, size_t smem,
-                 cudaStream_t stream, DecodeParams &p) {
+                 cudaStream_t stream, DecodeParams &p,
+                 CUtensorMap *kMap = nullptr, CUtensorMap *vMap = nullptr) {
   cudaLaunchAttribute early;
   cudaLaunchConfig_t cfg =
       programmaticLaunch(grid, dim3(kWarps * 32), smem, stream, early);
-  void *args[] = {&p};
+  void *args[] = {&p, kMap, vMap};
   cudaLaunchKernelExC(&cfg, kernel, args);
+}
+
+/// A TMA map of a [B, H, M, dim] 16-bit cache in boxes of 64 rows x 64
+/// columns with the 128-byte swizzle (decodeMmaKernel's kTma tiles; rows
+/// past M read as zeros), or false where the driver or the strides do not
+/// allow one.
+bool cacheTileMap(CUtensorMap *map, const balancekv_tensor &t, int64_t batch,
+                  int64_t heads, int64_t m, int dim, balancekv_dtype dtype) {
+  const auto encode = tensorMapEncoder();
+  if (!encode || reinterpret_cast<uintptr_t>(t.data) % 16 || dim % kBoxCols)
+    return false;
+  const cuuint64_t dims[4] = {cuuint64_t(dim), cuuint64_t(m),
+                              cuuint64_t(heads), cuuint64_t(batch)};
+  cuuint64_t strides[3];
+  for (int i = 0; i < 3; ++i) {
+    // A dimension of one is never stepped: any valid stride will do.
+    const int64_t bytes = dims[i + 1] == 1 ? 16 : t.strides[2 - i] * 2;
+    if (bytes <= 0 || bytes % 16 || bytes >= (int64_t(1) << 40))
+      return false;
+    strides[i] = cuuint64_t(bytes);
+  }
+  const cuuint32_t box[4] = {kBoxCols, kMmaTile, 1, 1};
+  const cuuint32_t unit[4] = {1, 1, 1, 1};
+  return encode(map,
+                dtype == BALANCEKV_DTYPE_BF16
+                    ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                    : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                4, const_cast<void *>(t.data), dims, strides, box, unit,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 template <typename T, int VPL, bool kVec>
@@ -925,6 +1084,22 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
+/// CTAs of `kernel` with `smem` bytes of shared memory that fit on an SM of
+/// the current device (the occupancy API, asked once per kernel and size;
+/// 2 if it cannot say).
+int residentCtas(const void *kernel, size_t smem) {
+  static std::mutex mutex;
+  static std::map<std::pair<const void *, size_t>, int> known;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto [it, fresh] = known.try_emplace({kernel, smem}, 2);
+  int n = 0;
+  if (fresh && cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                   &n, kernel, kWarps * 32, smem) == cudaSuccess &&
+      n >= 1)
+    it->second = n;
+  return it->second;
+}
+
 /// Splits for the tensor-core path: fill whole waves of `perSM` resident
 /// CTAs per multiprocessor (no half-empty tail wave), down to one tile per
 /// CTA: with few sequences the GPU only fills up with short splits.
@@ -939,25 +1114,31 @@ template <typename T, int D, int DV>
 const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int rowChunks = (p.rows + kMmaRows - 1) / kMmaRows;
-  const size_t tiles = sizeof(T) * kMmaStages * kMmaTile * (D + 8 + DV + 8) +
-                       sizeof(float) * kMmaStages * kMmaTile;
+  // Dense caches stream their tiles by TMA (one thread, swizzled boxes);
+  // paged ones, or strides TMA cannot take, by 16-byte cp.async.
+  CUtensorMap kMap{}, vMap{};
+  const bool tma = kDecodeTmaTiles && !a.paging.table &&
+                   cacheTileMap(&kMap, a.key, a.batch, a.kvHeads, a.m, D,
+                                a.dtype) &&
+                   cacheTileMap(&vMap, a.value, a.batch, a.kvHeads, a.m, DV,
+                                a.dtype);
+  const size_t tiles =
+      tma ? kSwizzleAlign + kMmaStages * (tmaStageBytes<T, D, DV>() +
+                                          sizeof(uint64_t))
+          : sizeof(T) * kMmaStages * kMmaTile * (D + 8 + DV + 8) +
+                sizeof(float) * kMmaStages * kMmaTile;
   const size_t red = sizeof(float) * kWarps * kMmaRows * (DV + 2);
   const size_t smem = std::max(tiles, red);
-  const void *kernel = reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV>);
+  const void *kernel =
+      tma ? reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV, true>)
+          : reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV, false>);
   allowDynamicSharedMemory(kernel, smem);
   // Waves of as many CTAs as fit on an SM (asked of the device, once per
   // kernel): 2 at d 128 (105 KB of shared memory each; with two buffers 3
   // fitted but streamed 1-2 % slower, bench/results/2026-11-24-h100-decode-
   // splits.md), more at d 64 (55 KB), where 2 left the H200 short of bytes
   // in flight.
-  static const int perSM = [&] {
-    int n = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32,
-                                                      smem) != cudaSuccess ||
-        n < 1)
-      n = 2;
-    return n;
-  }();
+  const int perSM = residentCtas(kernel, smem);
   p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m,
                              perSM);
   splitIntoChunks(p, kMmaTile, a.batch);
@@ -971,7 +1152,7 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   p.out = a.out.data;
   for (int i = 0; i < 4; ++i)
     p.os[i] = a.out.strides[i];
-  launchEarly(kernel, grid, smem, stream, p);
+  launchEarly(kernel, grid, smem, stream, p, &kMap, &vMap);
   if (p.directOut) {
     cudaError_t err = cudaGetLastError();
     return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
