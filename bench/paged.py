@@ -3,7 +3,9 @@
 balancekv_weighted_decode_attention_paged against the dense entries.
 
 Correctness: the pools hold the dense cache's pages in a random order (NHD
-and HND pools, page sizes 1 to 128, every dtype and kernel path); the paged
+and HND pools, page sizes 1 to 128, every dtype and kernel path: TMA tiles
+for pages of 8 tokens or more, cp.async below); slots past kv_len holding
+NaN do not reach the output; the paged
 compression must give the dense one's tokens, weights and rows bit for bit,
 and the paged decode (compressed cache plus decoded tokens in the same
 pages, per-sequence kv_len) the dense decode's output bit for bit (and
@@ -67,6 +69,33 @@ def check_decode(lib, dtype, d, dv, m, new, page, layout, l=1, causal=False,
             "rel err vs f64": f"{err:.1e}", "f64 ok": err < 1e-2}
 
 
+def check_nan_padding(lib, page=None):
+    """Slots past kv_len that hold NaN (never written, as in a serving
+    engine's pool) must not reach the output: the TMA tiles read whole
+    boxes, past kv_len too."""
+    b, hkv, m, d = 2, 4, 700, 128
+    k = torch.randn(b, hkv, m, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn_like(k)
+    lw = torch.rand(b, hkv, m, device="cuda")
+    lens = torch.tensor([650, 333], device="cuda", dtype=torch.int32)
+    q = torch.randn(b, 16, 1, d, device="cuda", dtype=torch.bfloat16)
+    clean = lib.decode_prepare(q, k, v)
+    lib.decode(q, k, v, lw, clean, kv_len=lens)
+    for i, n in enumerate(lens.tolist()):
+        k[i, :, n:] = float("nan")
+        v[i, :, n:] = float("nan")
+    out = lib.decode_prepare(q, k, v)
+    if page is None:
+        lib.decode(q, k, v, lw, out, kv_len=lens)
+    else:
+        (kp, vp), tab = paged([k, v], page, "NHD")
+        lib.decode_paged(q, kp, vp, tab, page, m, lw, out, kv_len=lens,
+                         kv_heads=hkv, dv=d)
+    torch.cuda.synchronize()
+    return {"what": "decode, NaN past kv_len", "page": page or "dense",
+            "bit-identical": torch.equal(out["out"], clean["out"])}
+
+
 def check_torch_wrappers(lib):
     """balancekv.torch_ops.compress_paged / weighted_decode_paged (run with
     PYTHONPATH=python and BALANCEKV_CUDA_LIBRARY, BALANCEKV_LIBRARY set to
@@ -122,6 +151,9 @@ def main():
         check_decode(lib, f16, 128, 128, 700, 3, 128, "HND"),
         check_decode(lib, f32, 128, 128, 700, 3, 16, "NHD", l=2, causal=True),
         check_decode(lib, bf16, 96, 128, 500, 9, 1, "HND"),
+        check_decode(lib, bf16, 128, 128, 2096, 40, 8, "NHD"),
+        check_decode(lib, f16, 64, 64, 2096, 40, 128, "NHD", l=3, causal=True),
+        check_nan_padding(lib), check_nan_padding(lib, 16),
     ]
     print(table(checks))
     wrappers = check_torch_wrappers(lib)

@@ -190,6 +190,10 @@ struct RoundParams {
   // Round 0 of 128-wide rows: full blocks below row tmaRowEnd load by TMA
   // (keyMap/valueMap: one box per group of 8 rows), 0 if unavailable.
   int64_t tmaRowEnd;
+  // Paged caches: the boxes' (group, x) coordinates of token group sg of a
+  // page and head h are (page * tmaPageGroups + h * tmaHeadGroups + sg,
+  // h * tmaHeadX) (pagedRowGroupMap).
+  int tmaPageGroups, tmaHeadGroups, tmaHeadX;
   bool identity; // round 0: cur[i] = i, lw[i] = 0 (not loaded)
 };
 
@@ -733,12 +737,20 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         // have landed.
         if (ltid == 0) {
           mbarrierArriveExpectTx(&rowsFull[buf], kMaxBlock * kDim * 2);
-          const int g0 = int((p.mid0 + it.start) >> 3), bh = int(it.bh);
+          const int row0 = int(p.mid0 + it.start), bh = int(it.bh);
+          const int slotMask = (1 << p.paging.pageShift) - 1;
 #pragma unroll 4
           for (int g = 0; g < 16; ++g) {
             const int pg = g < 8 ? 2 * g : 31 - 2 * g;
-            tmaLoadRowGroup(dst + pg * 8 * kDim, map, g0 + g, bh,
-                            &rowsFull[buf]);
+            // A paged cache's groups by their page (loadIndices looked the
+            // pages up); a dense one's are consecutive.
+            const int group =
+                pages ? pages[foldedRow(8 * g)] * p.tmaPageGroups +
+                            it.h * p.tmaHeadGroups +
+                            (((row0 + 8 * g) & slotMask) >> 3)
+                      : (row0 >> 3) + g;
+            tmaLoadRowGroup(dst + pg * 8 * kDim, map, group,
+                            pages ? it.h * p.tmaHeadX : bh, &rowsFull[buf]);
           }
         } else {
           mbarrierArrive(&rowsFull[buf]);
@@ -1335,6 +1347,59 @@ bool rowGroupMap(CUtensorMap *map, const balancekv_tensor &t, int64_t batch,
   return r == CUDA_SUCCESS; // else the copies stay on cp.async
 }
 
+/// rowGroupMap for a paged pool (`t`'s strides: page, h, slot) of pages of
+/// `pageSize` tokens (a multiple of 8), where a page's token groups and the
+/// pages (NHD: a page is pageSize slots) or the heads and the pages (HND: a
+/// page is H heads of pageSize slots) merge into one dimension of groups;
+/// sets the kernel's coordinate factors (RoundParams::tmaPageGroups, ...).
+/// The page count, which the C API does not take, is bounded by what 1 TB
+/// of address space holds. False where the pool is neither.
+bool pagedRowGroupMap(CUtensorMap *map, const balancekv_tensor &t,
+                      int64_t pageSize, int64_t heads, int dim, int elem,
+                      balancekv_dtype dtype, RoundParams &rp) {
+  const auto encode = tensorMapEncoder();
+  const int64_t sp = t.strides[0], sh = t.strides[1], ss = t.strides[2];
+  if (!encode || pageSize % 8)
+    return false;
+  const int64_t groups = pageSize / 8; // a page's token groups, one head
+  // Group indices up to the 1 TB of address space a TMA dimension spans.
+  const int64_t reach = std::min<int64_t>(int64_t(1) << 30,
+                                          (int64_t(1) << 40) / (8 * ss * elem));
+  int64_t count, xSize, xStride;
+  if (sp == pageSize * ss) { // NHD: groups of all pages, then heads
+    rp.tmaPageGroups = int(groups);
+    rp.tmaHeadGroups = 0;
+    rp.tmaHeadX = 1;
+    count = reach / groups * groups;
+    xSize = heads;
+    xStride = sh;
+  } else if (sh == pageSize * ss && sp == heads * sh) { // HND: one run
+    rp.tmaPageGroups = int(heads * groups);
+    rp.tmaHeadGroups = int(groups);
+    rp.tmaHeadX = 0;
+    count = reach / (heads * groups) * (heads * groups);
+    xSize = 1;
+    xStride = 8 * ss; // never stepped
+  } else {
+    return false;
+  }
+  const cuuint64_t dims[5] = {8, 8, cuuint64_t(dim / 8), cuuint64_t(count),
+                              cuuint64_t(xSize)};
+  const cuuint64_t strides[4] = {cuuint64_t(ss * elem), 16,
+                                 cuuint64_t(8 * ss * elem),
+                                 cuuint64_t(xStride * elem)};
+  const cuuint32_t box[5] = {8, 8, cuuint32_t(dim / 8), 1, 1};
+  const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
+  return encode(map,
+                dtype == BALANCEKV_DTYPE_BF16
+                    ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                    : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                5, const_cast<void *>(t.data), dims, strides, box, unit,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <typename T> const char *launchTyped(const CompressArgs &a) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int64_t bhCount = a.batch * a.heads, l0 = a.middle;
@@ -1421,13 +1486,26 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
                              CUtensorMap) = nullptr;
     CUtensorMap keyMap{}, valueMap{};
     rp.tmaRowEnd = 0;
-    // (A paged pool's rows are not one box stride apart across pages.)
-    if (!a.paging.table && elem == 2 && rp.d == 128 && rp.dv == 128 && rp.vecKey &&
-        rp.vecValue && a.sink % 8 == 0 &&
-        rowGroupMap(&keyMap, a.key, a.batch, a.heads, a.n, rp.d, elem,
-                    a.dtype) &&
-        rowGroupMap(&valueMap, a.value, a.batch, a.heads, a.n, rp.dv, elem,
-                    a.dtype))
+    // Round 0 by TMA: 0.82 -> 0.64 ms at 32k x 32 on an H200 (282 -> 297
+    // us on the H100), for dense caches and paged pools alike.
+    const int64_t pageSize = int64_t(1) << a.paging.pageShift;
+    auto maps = [&] {
+      if (!a.paging.table)
+        return rowGroupMap(&keyMap, a.key, a.batch, a.heads, a.n, rp.d, elem,
+                           a.dtype) &&
+               rowGroupMap(&valueMap, a.value, a.batch, a.heads, a.n, rp.dv,
+                           elem, a.dtype);
+      RoundParams valueFactors = rp;
+      return pagedRowGroupMap(&keyMap, a.key, pageSize, a.heads, rp.d, elem,
+                              a.dtype, rp) &&
+             pagedRowGroupMap(&valueMap, a.value, pageSize, a.heads, rp.dv,
+                              elem, a.dtype, valueFactors) &&
+             valueFactors.tmaPageGroups == rp.tmaPageGroups &&
+             valueFactors.tmaHeadGroups == rp.tmaHeadGroups &&
+             valueFactors.tmaHeadX == rp.tmaHeadX;
+    };
+    if (elem == 2 && rp.d == 128 && rp.dv == 128 && rp.vecKey &&
+        rp.vecValue && a.sink % 8 == 0 && a.n >= 8 && maps())
       rp.tmaRowEnd = a.n / 8 * 8;
     if constexpr (sizeof(T) == 2) {
       if (persistent) {
