@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # On the GPU machine: the edge-case driver (examples/gpu/run_edge_cases.cpp:
 # generated kernels and every C API entry on edge shapes, checked against the
-# reference and run twice for identical bytes) and both GPU examples, plain
-# and under each compute-sanitizer tool. Prints one line per run and a
-# Markdown table; logs go to ${OUT:-.}. Built here (no GPU needed):
+# reference and run twice for identical bytes) and the GPU examples (the
+# paged one included), plain and under each compute-sanitizer tool; or the
+# programs named as arguments. Prints one line per run and a Markdown table;
+# logs go to ${OUT:-.}. Built here (no GPU needed):
 #   ninja -C build balancekv-gpu-edge-cases balancekv-gpu-example \
-#     balancekv-gpu-example-runtime-calls
-# then carried: build/bin/<those three>, build/lib/libbalancekv_cuda.so,
+#     balancekv-gpu-example-runtime-calls balancekv-gpu-example-paged
+# then carried: build/bin/<those four>, build/lib/libbalancekv_cuda.so,
 # build/lib/libbalancekv_mlir_cuda_runtime.so.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,8 +17,11 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 compute-sanitizer --version | tail -n 1
 table="| program | plain | memcheck | racecheck | initcheck | synccheck |\n|---|---|---|---|---|---|\n"
 status=0
-for program in balancekv-gpu-edge-cases balancekv-gpu-example \
-               balancekv-gpu-example-runtime-calls; do
+programs=("$@")
+[ ${#programs[@]} -gt 0 ] || programs=(balancekv-gpu-edge-cases \
+  balancekv-gpu-example balancekv-gpu-example-runtime-calls \
+  balancekv-gpu-example-paged)
+for program in "${programs[@]}"; do
   row="| $program |"
   "$root/build/bin/$program" > "$out/$program-plain.log" 2>&1
   rc=$?
