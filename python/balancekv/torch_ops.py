@@ -69,6 +69,12 @@ def _pool_view(pool, layout):
         size, heads, dim
 
 
+def _check_on_cuda(*tensors):
+    if not all(t.is_cuda for t in tensors):
+        raise BalanceKVError("the paged ops run on CUDA tensors (the CUDA "
+                             "kernels read the pages in place)")
+
+
 def _block_table(block_table, page_size):
     if block_table.dtype != torch.int32 or block_table.dim() != 2 or \
             not block_table.is_contiguous():
@@ -288,6 +294,8 @@ def compress_paged(key_pool, value_pool, block_table, n, layout="NHD",
     vpool, vsize, vh, dv = _pool_view(value_pool, layout)
     if (vsize, vh) != (size, h):
         raise BalanceKVError("key and value pools differ in page size or heads")
+    table = _block_table(block_table, size)
+    _check_on_cuda(key_pool, value_pool, block_table)
     b = block_table.shape[0]
     m = compressed_length(n, p)
     dev = key_pool.device
@@ -300,8 +308,7 @@ def compress_paged(key_pool, value_pool, block_table, n, layout="NHD",
         b, h, n, ctypes.byref(p), ctypes.byref(size_ws)))
     workspace = torch.empty(size_ws.value, dtype=torch.uint8, device=dev)
     _check_cuda(lib.balancekv_compress_paged(
-        _dtype(key_pool), kpool, vpool, _block_table(block_table, size), b, h,
-        n, d, dv, ctypes.byref(p), _view(ck), _view(cv), log_w.data_ptr(),
+        _dtype(key_pool), kpool, vpool, table, b, h, n, d, dv, ctypes.byref(p), _view(ck), _view(cv), log_w.data_ptr(),
         None, workspace.data_ptr() if size_ws.value else None, size_ws.value,
         torch.cuda.current_stream(dev).cuda_stream))
     return ck, cv, log_w
@@ -317,6 +324,8 @@ def weighted_decode_paged(query, key_pool, value_pool, block_table,
     b, hq, l, d = query.shape
     kpool, size, hkv, _ = _pool_view(key_pool, layout)
     vpool, _, _, dv = _pool_view(value_pool, layout)
+    table = _block_table(block_table, size)
+    _check_on_cuda(query, key_pool, value_pool, block_table, log_weights)
     m = log_weights.shape[2]
     q = _inner_contiguous(query)
     lw = log_weights.contiguous().float()
@@ -329,7 +338,7 @@ def weighted_decode_paged(query, key_pool, value_pool, block_table,
                             device=query.device)
     lens = kv_len.int().contiguous() if kv_len is not None else None
     _check_cuda(lib.balancekv_weighted_decode_attention_paged(
-        _dtype(query), _view(q), kpool, vpool, _block_table(block_table, size),
+        _dtype(query), _view(q), kpool, vpool, table,
         lw.data_ptr(), lens.data_ptr() if lens is not None else None,
         b, hq, hkv, l, m, d, dv, scale if scale > 0 else 1.0 / math.sqrt(d),
         int(causal), _view(out), workspace.data_ptr() if size_ws.value else None,

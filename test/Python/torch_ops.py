@@ -36,3 +36,20 @@ compiled = torch.compile(lambda q, k, v: torch.ops.balancekv.weighted_decode(
     q, *torch.ops.balancekv.compress(k, v, *args), 0.0, False),
     backend="eager", fullgraph=True)
 print("compiled equal", torch.equal(compiled(q, k, v), out))
+
+# The paged ops (CUDA) check their arguments before any kernel: the pool
+# layout, the block table's type, the device.
+pool = torch.zeros(4, 16, hkv, d)
+for call, expect in [
+        (lambda: torch_ops.compress_paged(pool, pool, torch.zeros(1, 4, dtype=torch.int32), 64, layout="XYZ"),
+         "layout must be NHD or HND"),
+        (lambda: torch_ops.compress_paged(pool, pool, torch.zeros(1, 4, dtype=torch.int64), 64),
+         "block_table must be a contiguous int32"),
+        (lambda: torch_ops.weighted_decode_paged(q, pool, pool, torch.zeros(1, 4, dtype=torch.int32),
+                                                 torch.zeros(1, hkv, 64)),
+         "the paged ops run on CUDA tensors")]:
+    try:
+        call()
+        print("paged check missing:", expect)
+    except balancekv.BalanceKVError as e:
+        print("paged check", expect in str(e))
