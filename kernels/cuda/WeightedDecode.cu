@@ -1237,11 +1237,12 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
       tma ? reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV, true>)
           : reinterpret_cast<const void *>(decodeMmaKernel<T, D, DV, false>);
   allowDynamicSharedMemory(kernel, smem);
-  // Waves of as many CTAs as fit on an SM (asked of the device, once per
-  // kernel): 2 at d 128 (105 KB of shared memory each; with two buffers 3
-  // fitted but streamed 1-2 % slower, bench/results/2026-11-24-h100-decode-
-  // splits.md), more at d 64 (55 KB), where 2 left the H200 short of bytes
-  // in flight.
+  // One wave of as many CTAs as fit on an SM (asked of the device, once
+  // per kernel and size): 2 at d 128 (98 KB of shared memory each by TMA,
+  // 105 KB by cp.async; with two buffers 3 fitted but streamed 1-2 % slower,
+  // bench/results/2026-11-24-h100-decode-splits.md), more at d 64, where 2
+  // left the H200 short of bytes in flight. Two or four waves were slower
+  // (bench/results/2026-12-02-h200-paged.md).
   const int perSM = residentCtas(kernel, smem);
   p.splits = chooseMmaSplits(a.batch * a.kvHeads * rowChunks, a.batch, a.m,
                              perSM);
