@@ -205,3 +205,22 @@ func.func @paged_two_tables(%q: tensor<1x4x1x64xf16>, %pool: tensor<8x16x2x64xf1
       : tensor<1x4x1x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16> -> tensor<1x4x1x64xf16>
   return %o : tensor<1x4x1x64xf16>
 }
+
+// -----
+
+// kv_len per KV head over pages: the paged decode takes kv_len [B] only, so
+// the gathers are materialised and the ragged dense call (flag 2) reads them.
+// CHECK-LABEL: func.func @paged_ragged_heads
+// CHECK: linalg.generic
+// CHECK: linalg.generic
+// CHECK: %[[C2:.*]] = arith.constant 2 : i32
+// CHECK: call @balancekv_rt_weighted_decode_f16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c1_i32, %{{.*}}, %[[C2]]
+// CHECK-NOT: balancekv.gather_pages
+func.func @paged_ragged_heads(%q: tensor<1x4x1x64xf16>, %pool: tensor<8x16x2x64xf16>, %t: tensor<1x4xi32>,
+                              %lw: tensor<1x2x64xf32>, %len: tensor<1x2xi32>) -> tensor<1x4x1x64xf16> {
+  %k = balancekv.gather_pages %pool, %t : tensor<8x16x2x64xf16>, tensor<1x4xi32> -> tensor<1x2x64x64xf16>
+  %v = balancekv.gather_pages %pool, %t : tensor<8x16x2x64xf16>, tensor<1x4xi32> -> tensor<1x2x64x64xf16>
+  %o = balancekv.weighted_attention %q, %k, %v, %lw kv_len(%len : tensor<1x2xi32>)
+      : tensor<1x4x1x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64xf32> -> tensor<1x4x1x64xf16>
+  return %o : tensor<1x4x1x64xf16>
+}
