@@ -64,6 +64,9 @@ inline bool failed = false;
 
 inline void check(bool ok, const std::string &what, double value = 0) {
   std::printf("%-64s %-4s %.3g\n", what.c_str(), ok ? "ok" : "FAIL", value);
+  // Flushed: a run that stops (a hang, a fault) shows its last check even
+  // when stdout is a file.
+  std::fflush(stdout);
   failed |= !ok;
 }
 
