@@ -188,68 +188,63 @@ int32_t compressPaged(balancekv_dtype dt, int elem,
                      compressed_key, compressed_value, log_weights, p);
 }
 
+/// Both decode entries: `paged` null reads k and v, else the pages; m is
+/// the cache length.
+int32_t decodeAny(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
+                  MemRef<4> *v, const PagedCache *paged, int64_t m,
+                  BALANCEKV_ABI_PARAMS(BALANCEKV_RT_DECODE_TAIL_PARAMS)) {
+  const int64_t heads = paged ? paged->heads : k->sizes[1],
+                d = paged ? paged->headDim : k->sizes[3],
+                dv = paged ? paged->valueDim : v->sizes[3];
+  size_t bytes = 0;
+  if (balancekv_status s = balancekv_weighted_decode_workspace_size(
+          q->sizes[0], q->sizes[1], q->sizes[2], m, dv, &bytes))
+    return s;
+  if (!deviceOrEmpty(q) ||
+      (!paged && (!deviceOrEmpty(k) || !deviceOrEmpty(v))) ||
+      !deviceOrEmpty(out) || (has_log_weights && !deviceOrEmpty(log_weights)) ||
+      (has_kv_len && !deviceOrEmpty(kv_len)))
+    return notOnDevice();
+  Workspace ws(bytes);
+  if (ws.err != cudaSuccess)
+    return BALANCEKV_STATUS_CUDA_ERROR;
+  const float *lw = has_log_weights
+                        ? static_cast<const float *>(start(log_weights, 4))
+                        : nullptr;
+  const int32_t *lens =
+      has_kv_len ? static_cast<const int32_t *>(start(kv_len, 4)) : nullptr;
+  if (paged)
+    return balancekv_weighted_decode_attention_paged(
+        dt, view(q, elem), paged->key, paged->value, paged->table, lw, lens,
+        q->sizes[0], q->sizes[1], heads, q->sizes[2], m, d, dv, scale, causal,
+        mutableView(out, elem), ws.ptr, bytes, nullptr);
+  auto entry = has_kv_len == 2 ? balancekv_weighted_decode_attention_ragged
+                               : balancekv_weighted_decode_attention;
+  return entry(dt, view(q, elem), view(k, elem), view(v, elem), lw, lens,
+               q->sizes[0], q->sizes[1], heads, q->sizes[2], m, d, dv, scale,
+               causal, mutableView(out, elem), ws.ptr, bytes, nullptr);
+}
+
 int32_t decodePaged(
     balancekv_dtype dt, int elem,
     BALANCEKV_ABI_PARAMS(BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PARAMS)) {
-  MemRef<4> *q = query;
-  MemRef<3> *lw = log_weights;
-  MemRef<1> *lens = kv_len;
-  PagedCache c;
+  PagedCache paged;
   if (int32_t s = pagedCache(key_pool, value_pool, block_table, heads_major,
-                             tokens, elem, c))
+                             tokens, elem, paged))
     return s;
   if (has_kv_len == 2)
     return balancekv::cuda::reportError(
         BALANCEKV_STATUS_UNSUPPORTED,
         "balancekv_rt_weighted_decode_paged: kv_len per KV head is not "
         "supported on paged caches");
-  size_t bytes = 0;
-  if (balancekv_status s = balancekv_weighted_decode_workspace_size(
-          q->sizes[0], q->sizes[1], q->sizes[2], tokens, c.valueDim, &bytes))
-    return s;
-  if (!deviceOrEmpty(q) || !deviceOrEmpty(out) ||
-      (has_log_weights && !deviceOrEmpty(lw)) ||
-      (has_kv_len && !deviceOrEmpty(lens)))
-    return notOnDevice();
-  Workspace ws(bytes);
-  if (ws.err != cudaSuccess)
-    return BALANCEKV_STATUS_CUDA_ERROR;
-  return balancekv_weighted_decode_attention_paged(
-      dt, view(q, elem), c.key, c.value, c.table,
-      has_log_weights ? static_cast<const float *>(start(lw, 4)) : nullptr,
-      has_kv_len ? static_cast<const int32_t *>(start(lens, 4)) : nullptr,
-      q->sizes[0], q->sizes[1], c.heads, q->sizes[2], tokens, c.headDim,
-      c.valueDim, scale, causal, mutableView(out, elem), ws.ptr, bytes,
-      nullptr);
+  return decodeAny(dt, elem, query, nullptr, nullptr, &paged, tokens,
+                   BALANCEKV_ABI_ARGS(BALANCEKV_RT_DECODE_TAIL_PARAMS));
 }
 
 int32_t decode(balancekv_dtype dt, int elem,
                BALANCEKV_ABI_PARAMS(BALANCEKV_RT_WEIGHTED_DECODE_PARAMS)) {
-  MemRef<4> *q = query, *k = key, *v = value;
-  MemRef<3> *lw = log_weights;
-  MemRef<1> *lens = kv_len;
-  const int32_t hasLw = has_log_weights, hasLens = has_kv_len;
-  size_t bytes = 0;
-  if (balancekv_status s = balancekv_weighted_decode_workspace_size(
-          q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], v->sizes[3],
-          &bytes))
-    return s;
-  if (!deviceOrEmpty(q) || !deviceOrEmpty(k) || !deviceOrEmpty(v) ||
-      !deviceOrEmpty(out) || (hasLw && !deviceOrEmpty(lw)) ||
-      (hasLens && !deviceOrEmpty(lens)))
-    return notOnDevice();
-  Workspace ws(bytes);
-  if (ws.err != cudaSuccess)
-    return BALANCEKV_STATUS_CUDA_ERROR;
-  auto entry = hasLens == 2 ? balancekv_weighted_decode_attention_ragged
-                            : balancekv_weighted_decode_attention;
-  return entry(
-      dt, view(q, elem), view(k, elem), view(v, elem),
-      hasLw ? static_cast<const float *>(start(lw, 4)) : nullptr,
-      hasLens ? static_cast<const int32_t *>(start(lens, 4)) : nullptr,
-      q->sizes[0], q->sizes[1], k->sizes[1], q->sizes[2], k->sizes[2],
-      k->sizes[3], v->sizes[3], scale, causal, mutableView(out, elem), ws.ptr,
-      bytes, nullptr);
+  return decodeAny(dt, elem, query, key, value, nullptr, key->sizes[2],
+                   BALANCEKV_ABI_ARGS(BALANCEKV_RT_DECODE_TAIL_PARAMS));
 }
 
 /// Compiled code calling these entry points cannot return the status

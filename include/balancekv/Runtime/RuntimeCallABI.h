@@ -26,15 +26,29 @@
 #define BALANCEKV_RT_PARAM_ENTRY(X, type, member, name, dflt, doc)            \
   X(BALANCEKV_RT_KIND_##type, name)
 
-/* balancekv_rt_compress_<f16|bf16|f32>: compression into fresh buffers. */
-#define BALANCEKV_RT_COMPRESS_PARAMS(X)                                        \
-  X(MEMREF4, key)                                                              \
-  X(MEMREF4, value)                                                            \
+/* Every compression entry ends with its results and its parameters. */
+#define BALANCEKV_RT_COMPRESS_RESULT_PARAMS(X)                                 \
   X(MEMREF4, compressed_key)                                                   \
   X(MEMREF4, compressed_value)                                                 \
   X(MEMREF3, log_weights)                                                      \
   X(I32, method) /* balancekv_method */                                        \
   BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
+
+/* balancekv_rt_compress_<f16|bf16|f32>: compression into fresh buffers. */
+#define BALANCEKV_RT_COMPRESS_PARAMS(X)                                        \
+  X(MEMREF4, key)                                                              \
+  X(MEMREF4, value)                                                            \
+  BALANCEKV_RT_COMPRESS_RESULT_PARAMS(X)
+
+/* What every decode entry takes after its cache. */
+#define BALANCEKV_RT_DECODE_TAIL_PARAMS(X)                                     \
+  X(MEMREF3, log_weights)                                                      \
+  X(I32, has_log_weights)                                                      \
+  X(MEMREF1, kv_len)                                                           \
+  X(I32, has_kv_len)                                                           \
+  X(MEMREF4, out)                                                              \
+  X(F32, scale)                                                                \
+  X(I32, causal)
 
 /* balancekv_rt_weighted_decode_<f16|bf16|f32>: attention over a (compressed)
  * cache; absent log-weights and kv_len are empty buffers with a 0 flag;
@@ -43,13 +57,7 @@
   X(MEMREF4, query)                                                            \
   X(MEMREF4, key)                                                              \
   X(MEMREF4, value)                                                            \
-  X(MEMREF3, log_weights)                                                      \
-  X(I32, has_log_weights)                                                      \
-  X(MEMREF1, kv_len)                                                           \
-  X(I32, has_kv_len)                                                           \
-  X(MEMREF4, out)                                                              \
-  X(F32, scale)                                                                \
-  X(I32, causal)
+  BALANCEKV_RT_DECODE_TAIL_PARAMS(X)
 
 /* balancekv_rt_reference_compress_<f16|bf16|f32>: any method on the CPU
  * reference (kernels/reference/ReferenceMemRef.cpp, in libbalancekv_capi.so
@@ -61,11 +69,7 @@
   X(MEMREF4, key)                                                              \
   X(MEMREF4, value)                                                            \
   X(MEMREF4, observation)                                                      \
-  X(MEMREF4, compressed_key)                                                   \
-  X(MEMREF4, compressed_value)                                                 \
-  X(MEMREF3, log_weights)                                                      \
-  X(I32, method) /* balancekv_method */                                        \
-  BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
+  BALANCEKV_RT_COMPRESS_RESULT_PARAMS(X)
 
 /* The paged forms (balancekv.gather_pages feeding the op as key and value):
  * key_pool / value_pool [pages, P, H, D], or [pages, H, P, D] with
@@ -81,24 +85,14 @@
 /* balancekv_rt_compress_paged_<f16|bf16|f32>. */
 #define BALANCEKV_RT_COMPRESS_PAGED_PARAMS(X)                                  \
   BALANCEKV_RT_PAGED_CACHE_PARAMS(X)                                           \
-  X(MEMREF4, compressed_key)                                                   \
-  X(MEMREF4, compressed_value)                                                 \
-  X(MEMREF3, log_weights)                                                      \
-  X(I32, method) /* balancekv_method */                                        \
-  BALANCEKV_COMPRESS_PARAMS_WITH(BALANCEKV_RT_PARAM_ENTRY, X)
+  BALANCEKV_RT_COMPRESS_RESULT_PARAMS(X)
 
 /* balancekv_rt_weighted_decode_paged_<f16|bf16|f32>: kv_len [B] only
  * (has_kv_len 0 or 1). */
 #define BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PARAMS(X)                           \
   X(MEMREF4, query)                                                            \
   BALANCEKV_RT_PAGED_CACHE_PARAMS(X)                                           \
-  X(MEMREF3, log_weights)                                                      \
-  X(I32, has_log_weights)                                                      \
-  X(MEMREF1, kv_len)                                                           \
-  X(I32, has_kv_len)                                                           \
-  X(MEMREF4, out)                                                              \
-  X(F32, scale)                                                                \
-  X(I32, causal)
+  BALANCEKV_RT_DECODE_TAIL_PARAMS(X)
 
 #define BALANCEKV_RT_COMPRESS_PREFIX "balancekv_rt_compress_"
 #define BALANCEKV_RT_COMPRESS_PAGED_PREFIX "balancekv_rt_compress_paged_"
