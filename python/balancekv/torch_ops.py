@@ -145,6 +145,19 @@ def _check_cuda(rc):
         raise BalanceKVError(_cuda().balancekv_last_error().decode())
 
 
+def _workspace(size_entry, *sizes, device):
+    """The kernels' workspace, its byte count asked of the C API
+    (`size_entry(*sizes, &bytes)`): (tensor, its pointer or None, bytes)."""
+    nbytes = ctypes.c_size_t()
+    _check_cuda(size_entry(*sizes, ctypes.byref(nbytes)))
+    ws = torch.empty(nbytes.value, dtype=torch.uint8, device=device)
+    return ws, (ws.data_ptr() if nbytes.value else None), nbytes.value
+
+
+def _stream(device):
+    return torch.cuda.current_stream(device).cuda_stream
+
+
 def _inner_contiguous(t):
     return t if t.stride(-1) == 1 else t.contiguous()
 
@@ -200,15 +213,13 @@ def _(key, value, method, rounds, block_size, sink, recent, gamma,
     cv = v.new_empty((b, h, m, dv))
     log_w = torch.empty((b, h, m), dtype=torch.float32, device=key.device)
     lib = _cuda()
-    size = ctypes.c_size_t()
-    _check_cuda(lib.balancekv_compress_workspace_size(
-        b, h, n, ctypes.byref(p), ctypes.byref(size)))
-    workspace = torch.empty(size.value, dtype=torch.uint8, device=key.device)
-    stream = torch.cuda.current_stream(key.device).cuda_stream
+    ws, ws_ptr, ws_bytes = _workspace(lib.balancekv_compress_workspace_size,
+                                      b, h, n, ctypes.byref(p),
+                                      device=key.device)
     _check_cuda(lib.balancekv_compress(
         _dtype(key), _view(k), _view(v), b, h, n, d, dv, ctypes.byref(p),
-        _view(ck), _view(cv), log_w.data_ptr(), None,
-        workspace.data_ptr() if size.value else None, size.value, stream))
+        _view(ck), _view(cv), log_w.data_ptr(), None, ws_ptr, ws_bytes,
+        _stream(key.device)))
     return ck, cv, log_w
 
 
@@ -249,16 +260,13 @@ def _(query, key, value, log_weights, scale, causal):
     lw = log_weights.contiguous().float()
     out = q.new_empty((b, hq, l, dv))
     lib = _cuda()
-    size = ctypes.c_size_t()
-    _check_cuda(lib.balancekv_weighted_decode_workspace_size(
-        b, hq, l, m, dv, ctypes.byref(size)))
-    workspace = torch.empty(size.value, dtype=torch.uint8, device=query.device)
-    stream = torch.cuda.current_stream(query.device).cuda_stream
+    ws, ws_ptr, ws_bytes = _workspace(
+        lib.balancekv_weighted_decode_workspace_size, b, hq, l, m, dv,
+        device=query.device)
     _check_cuda(lib.balancekv_weighted_decode_attention(
         _dtype(query), _view(q), _view(k), _view(v), lw.data_ptr(), None,
         b, hq, hkv, l, m, d, dv, scale if scale > 0 else 1.0 / math.sqrt(d),
-        int(causal), _view(out), workspace.data_ptr() if size.value else None,
-        size.value, stream))
+        int(causal), _view(out), ws_ptr, ws_bytes, _stream(query.device)))
     return out
 
 
@@ -303,14 +311,12 @@ def compress_paged(key_pool, value_pool, block_table, n, layout="NHD",
     cv = value_pool.new_empty((b, h, m, dv))
     log_w = torch.empty((b, h, m), dtype=torch.float32, device=dev)
     lib = _cuda()
-    size_ws = ctypes.c_size_t()
-    _check_cuda(lib.balancekv_compress_workspace_size(
-        b, h, n, ctypes.byref(p), ctypes.byref(size_ws)))
-    workspace = torch.empty(size_ws.value, dtype=torch.uint8, device=dev)
+    ws, ws_ptr, ws_bytes = _workspace(lib.balancekv_compress_workspace_size,
+                                      b, h, n, ctypes.byref(p), device=dev)
     _check_cuda(lib.balancekv_compress_paged(
-        _dtype(key_pool), kpool, vpool, table, b, h, n, d, dv, ctypes.byref(p), _view(ck), _view(cv), log_w.data_ptr(),
-        None, workspace.data_ptr() if size_ws.value else None, size_ws.value,
-        torch.cuda.current_stream(dev).cuda_stream))
+        _dtype(key_pool), kpool, vpool, table, b, h, n, d, dv, ctypes.byref(p),
+        _view(ck), _view(cv), log_w.data_ptr(), None, ws_ptr, ws_bytes,
+        _stream(dev)))
     return ck, cv, log_w
 
 
@@ -331,16 +337,13 @@ def weighted_decode_paged(query, key_pool, value_pool, block_table,
     lw = log_weights.contiguous().float()
     out = q.new_empty((b, hq, l, dv))
     lib = _cuda()
-    size_ws = ctypes.c_size_t()
-    _check_cuda(lib.balancekv_weighted_decode_workspace_size(
-        b, hq, l, m, dv, ctypes.byref(size_ws)))
-    workspace = torch.empty(size_ws.value, dtype=torch.uint8,
-                            device=query.device)
+    ws, ws_ptr, ws_bytes = _workspace(
+        lib.balancekv_weighted_decode_workspace_size, b, hq, l, m, dv,
+        device=query.device)
     lens = kv_len.int().contiguous() if kv_len is not None else None
     _check_cuda(lib.balancekv_weighted_decode_attention_paged(
         _dtype(query), _view(q), kpool, vpool, table,
         lw.data_ptr(), lens.data_ptr() if lens is not None else None,
         b, hq, hkv, l, m, d, dv, scale if scale > 0 else 1.0 / math.sqrt(d),
-        int(causal), _view(out), workspace.data_ptr() if size_ws.value else None,
-        size_ws.value, torch.cuda.current_stream(query.device).cuda_stream))
+        int(causal), _view(out), ws_ptr, ws_bytes, _stream(query.device)))
     return out
