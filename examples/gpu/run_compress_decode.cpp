@@ -8,8 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "GpuCheck.h"
-#include "kernels/reference/Reference.h"
+#include "ReferenceCheck.h"
 
 #include <cuda_runtime.h>
 
@@ -42,31 +41,6 @@ void _mlir_ciface_full_attention(MemRef<4> *, MemRef<4> *, MemRef<4> *,
 namespace {
 
 using namespace balancekv::gpucheck;
-using balancekv::DType;
-using balancekv::reference::Tensor;
-
-void *upload(const Tensor &t) {
-  void *p = nullptr;
-  cudaMalloc(&p, t.bytes.size());
-  cudaMemcpy(p, t.bytes.data(), t.bytes.size(), cudaMemcpyHostToDevice);
-  return p;
-}
-
-Tensor randomTensor(std::vector<int64_t> shape, std::mt19937 &rng) {
-  Tensor t(DType::BF16, std::move(shape));
-  std::normal_distribution<float> normal(0.f, 1.f);
-  for (int64_t i = 0; i < t.numElements(); ++i)
-    t.set(i, normal(rng));
-  return t;
-}
-
-double decodeError(const std::vector<uint8_t> &got,
-                   const std::vector<double> &exact) {
-  std::vector<double> approx(exact.size());
-  for (size_t i = 0; i < exact.size(); ++i)
-    approx[i] = balancekv::loadElement(got.data(), DType::BF16, int64_t(i));
-  return balancekv::reference::meanRelativeError(approx, exact, D);
-}
 
 } // namespace
 
@@ -90,31 +64,9 @@ int main() {
   _mlir_ciface_compress(&c, &mk, &mv);
   cudaError_t err = cudaDeviceSynchronize();
   check(err == cudaSuccess, "compress ran");
-  balancekv::reference::CompressOptions opts;
-  opts.seed = 42;
-  balancekv::reference::Selection sel;
-  auto st = balancekv::reference::compress(k.ref(), v.ref(), opts, sel);
-  check(st.ok && sel.m == M, "reference compressed length");
-  Tensor refK = balancekv::reference::gather(k.ref(), sel),
-         refV = balancekv::reference::gather(v.ref(), sel);
-  auto gotK = download(c.key.data, refK.bytes.size()),
-       gotV = download(c.value.data, refV.bytes.size()),
-       gotLw = download(c.logWeights.data, sel.logWeights.size() * 4);
-  int64_t rowsDiffer = 0;
-  for (int64_t r = 0; r < B * Hkv * M; ++r)
-    rowsDiffer += std::memcmp(gotK.data() + r * D * 2,
-                              refK.bytes.data() + r * D * 2, D * 2) != 0 ||
-                  std::memcmp(gotV.data() + r * D * 2,
-                              refV.bytes.data() + r * D * 2, D * 2) != 0;
-  check(rowsDiffer == 0, "kept rows identical to the reference (rows differ)",
-        double(rowsDiffer));
-  double lwErr = 0;
-  for (size_t i = 0; i < sel.logWeights.size(); ++i) {
-    float g;
-    std::memcpy(&g, gotLw.data() + 4 * i, 4);
-    lwErr = std::max(lwErr, double(std::fabs(g - sel.logWeights[i])));
-  }
-  check(lwErr == 0, "log-weights identical (max abs diff)", lwErr);
+  const ReferenceCompression ref = checkCompressed(c, k, v, 42, M, "");
+  const Tensor &refK = ref.key, &refV = ref.value;
+  const auto &sel = ref.sel;
 
   // Decode over the compressed cache vs float64 weighted attention over the
   // reference's compressed cache.
@@ -126,7 +78,7 @@ int main() {
   std::vector<double> exact;
   balancekv::reference::weightedAttention(q.ref(), refK.ref(), refV.ref(),
                                           sel.logWeights.data(), aopts, exact);
-  double e = decodeError(download(out.data, exact.size() * 2), exact);
+  double e = decodeError(download(out.data, exact.size() * 2), exact, D);
   check(e < 1e-2, "weighted decode vs float64 (mean rel err)", e);
   mgpuMemFree(out.data, nullptr);
 
@@ -136,7 +88,7 @@ int main() {
   check(cudaDeviceSynchronize() == cudaSuccess, "full attention ran");
   std::vector<double> exactFull;
   balancekv::reference::attention(q.ref(), k.ref(), v.ref(), aopts, exactFull);
-  e = decodeError(download(full.data, exactFull.size() * 2), exactFull);
+  e = decodeError(download(full.data, exactFull.size() * 2), exactFull, D);
   check(e < 1e-2, "full attention vs float64 (mean rel err)", e);
   std::printf("%-48s      %.3g\n",
               "compressed vs full (i.i.d. data: output ~0, so ~1)",

@@ -11,8 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "GpuCheck.h"
-#include "kernels/reference/Reference.h"
+#include "ReferenceCheck.h"
 
 #include <cuda_runtime.h>
 
@@ -54,22 +53,6 @@ namespace {
 
 using namespace balancekv::gpucheck;
 using balancekv::DType;
-using balancekv::reference::Tensor;
-
-void *upload(const void *data, size_t bytes) {
-  void *p = nullptr;
-  cudaMalloc(&p, bytes);
-  cudaMemcpy(p, data, bytes, cudaMemcpyHostToDevice);
-  return p;
-}
-
-Tensor randomTensor(std::vector<int64_t> shape, std::mt19937 &rng) {
-  Tensor t(DType::BF16, std::move(shape));
-  std::normal_distribution<float> normal(0.f, 1.f);
-  for (int64_t i = 0; i < t.numElements(); ++i)
-    t.set(i, normal(rng));
-  return t;
-}
 
 /// A block table of `pages` pages a sequence, the pool's pages 1.. in a
 /// random order (page 0 unused: no id is its logical page).
@@ -123,26 +106,9 @@ int main() {
   CompressResult c;
   _mlir_ciface_compress_paged(&c, &mkp, &mvp, &mt);
   check(cudaDeviceSynchronize() == cudaSuccess, "paged compress ran");
-  balancekv::reference::CompressOptions opts;
-  opts.seed = 42;
-  balancekv::reference::Selection sel;
-  auto st = balancekv::reference::compress(k.ref(), v.ref(), opts, sel);
-  check(st.ok && sel.m == M, "reference compressed length");
-  Tensor refK = balancekv::reference::gather(k.ref(), sel),
-         refV = balancekv::reference::gather(v.ref(), sel);
-  auto gotK = download(c.key.data, refK.bytes.size()),
-       gotV = download(c.value.data, refV.bytes.size()),
-       gotLw = download(c.logWeights.data, sel.logWeights.size() * 4);
-  int64_t rowsDiffer = 0;
-  for (int64_t r = 0; r < B * Hkv * M; ++r)
-    rowsDiffer += std::memcmp(gotK.data() + r * D * 2,
-                              refK.bytes.data() + r * D * 2, D * 2) != 0 ||
-                  std::memcmp(gotV.data() + r * D * 2,
-                              refV.bytes.data() + r * D * 2, D * 2) != 0;
-  check(rowsDiffer == 0, "paged: kept rows identical to the reference",
-        double(rowsDiffer));
-  check(std::memcmp(gotLw.data(), sel.logWeights.data(), gotLw.size()) == 0,
-        "paged: log-weights identical to the reference");
+  const ReferenceCompression ref = checkCompressed(c, k, v, 42, M, "paged: ");
+  const Tensor &refK = ref.key, &refV = ref.value;
+  const auto &sel = ref.sel;
 
   // Decode: the compressed cache, then decoded tokens (log-weight 0), in
   // Slots slots a sequence; sequence b holds 600 - 10 b tokens.
@@ -200,10 +166,7 @@ int main() {
   std::vector<double> exact;
   balancekv::reference::weightedAttention(q.ref(), cacheK.ref(), cacheV.ref(),
                                           lw.data(), aopts, exact);
-  std::vector<double> approx(exact.size());
-  for (size_t i = 0; i < exact.size(); ++i)
-    approx[i] = balancekv::loadElement(paged.data(), DType::BF16, int64_t(i));
-  const double e = balancekv::reference::meanRelativeError(approx, exact, D);
+  const double e = decodeError(paged, exact, D);
   check(e < 1e-2, "paged decode vs float64 (mean rel err)", e);
 
   for (void *p : {c.key.data, c.value.data, c.logWeights.data, outPaged.data,
