@@ -1317,34 +1317,45 @@ struct WorkspaceLayout {
   }
 };
 
-/// A TMA map of [B, H, N, dim] 16-bit rows whose box is one group of 8 rows
-/// in the core-matrix layout: dimensions (8 elements, 8 rows, dim / 8
-/// pieces, N / 8 groups, B * H heads), box (8, 8, dim / 8, 1, 1), so one
-/// copy lands the group's dim / 8 core matrices as wgmma reads them. Needs
-/// the batch stride to be H head strides; false otherwise. (Round 0 by TMA
-/// instead of 16-byte cp.async: 297 -> 282 us at 32k x 32.)
+/// A TMA map of 16-bit rows `rowStride` elements apart whose box is one
+/// group of 8 rows in the core-matrix layout: dimensions (8 elements, 8 rows,
+/// dim / 8 pieces, `groups` groups of 8 rows, `xSize` more, `xStride`
+/// elements apart), box (8, 8, dim / 8, 1, 1), so one copy lands the group's
+/// dim / 8 core matrices as wgmma reads them. False if the driver refuses.
+bool encodeRowGroups(CUtensorMap *map, const void *data, int64_t rowStride,
+                     int dim, int64_t groups, int64_t xSize, int64_t xStride,
+                     int elem, balancekv_dtype dtype) {
+  const auto encode = tensorMapEncoder();
+  if (!encode)
+    return false;
+  const cuuint64_t dims[5] = {8, 8, cuuint64_t(dim / 8), cuuint64_t(groups),
+                              cuuint64_t(xSize)};
+  const cuuint64_t strides[4] = {
+      cuuint64_t(rowStride * elem), 16, cuuint64_t(8 * rowStride * elem),
+      cuuint64_t(xStride * elem)};
+  const cuuint32_t box[5] = {8, 8, cuuint32_t(dim / 8), 1, 1};
+  const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
+  return encode(map,
+                dtype == BALANCEKV_DTYPE_BF16
+                    ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                    : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                5, const_cast<void *>(data), dims, strides, box, unit,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/// The row-group map of a [B, H, N, dim] cache: groups N / 8 of each of the
+/// B * H heads. Needs the batch stride to be H head strides; false
+/// otherwise (the copies then stay on cp.async). (Round 0 by TMA instead of
+/// 16-byte cp.async: 297 -> 282 us at 32k x 32.)
 bool rowGroupMap(CUtensorMap *map, const balancekv_tensor &t, int64_t batch,
                  int64_t heads, int64_t n, int dim, int elem,
                  balancekv_dtype dtype) {
-  const auto encode = tensorMapEncoder();
-  if (!encode || (batch > 1 && t.strides[0] != heads * t.strides[1]) ||
-      n < 8)
+  if ((batch > 1 && t.strides[0] != heads * t.strides[1]) || n < 8)
     return false;
-  const cuuint64_t dims[5] = {8, 8, cuuint64_t(dim / 8), cuuint64_t(n / 8),
-                              cuuint64_t(batch * heads)};
-  const cuuint64_t strides[4] = {
-      cuuint64_t(t.strides[2] * elem), 16, cuuint64_t(8 * t.strides[2] * elem),
-      cuuint64_t(t.strides[1] * elem)};
-  const cuuint32_t box[5] = {8, 8, cuuint32_t(dim / 8), 1, 1};
-  const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
-  const CUresult r = encode(
-      map,
-      dtype == BALANCEKV_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-      5, const_cast<void *>(t.data), dims, strides, box, unit,
-      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS; // else the copies stay on cp.async
+  return encodeRowGroups(map, t.data, t.strides[2], dim, n / 8, batch * heads,
+                         t.strides[1], elem, dtype);
 }
 
 /// rowGroupMap for a paged pool (`t`'s strides: page, h, slot) of pages of
@@ -1357,9 +1368,8 @@ bool rowGroupMap(CUtensorMap *map, const balancekv_tensor &t, int64_t batch,
 bool pagedRowGroupMap(CUtensorMap *map, const balancekv_tensor &t,
                       int64_t pageSize, int64_t heads, int dim, int elem,
                       balancekv_dtype dtype, RoundParams &rp) {
-  const auto encode = tensorMapEncoder();
   const int64_t sp = t.strides[0], sh = t.strides[1], ss = t.strides[2];
-  if (!encode || pageSize % 8)
+  if (pageSize % 8)
     return false;
   const int64_t groups = pageSize / 8; // a page's token groups, one head
   // Group indices up to the 1 TB of address space a TMA dimension spans.
@@ -1383,21 +1393,8 @@ bool pagedRowGroupMap(CUtensorMap *map, const balancekv_tensor &t,
   } else {
     return false;
   }
-  const cuuint64_t dims[5] = {8, 8, cuuint64_t(dim / 8), cuuint64_t(count),
-                              cuuint64_t(xSize)};
-  const cuuint64_t strides[4] = {cuuint64_t(ss * elem), 16,
-                                 cuuint64_t(8 * ss * elem),
-                                 cuuint64_t(xStride * elem)};
-  const cuuint32_t box[5] = {8, 8, cuuint32_t(dim / 8), 1, 1};
-  const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
-  return encode(map,
-                dtype == BALANCEKV_DTYPE_BF16
-                    ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                    : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                5, const_cast<void *>(t.data), dims, strides, box, unit,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encodeRowGroups(map, t.data, ss, dim, count, xSize, xStride, elem,
+                         dtype);
 }
 
 template <typename T> const char *launchTyped(const CompressArgs &a) {
