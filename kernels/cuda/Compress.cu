@@ -1369,7 +1369,7 @@ bool pagedRowGroupMap(CUtensorMap *map, const balancekv_tensor &t,
                       int64_t pageSize, int64_t heads, int dim, int elem,
                       balancekv_dtype dtype, RoundParams &rp) {
   const int64_t sp = t.strides[0], sh = t.strides[1], ss = t.strides[2];
-  if (pageSize % 8)
+  if (pageSize % 8 || ss <= 0) // (a zero slot stride: no TMA, no division)
     return false;
   const int64_t groups = pageSize / 8; // a page's token groups, one head
   // Group indices up to the 1 TB of address space a TMA dimension spans.
