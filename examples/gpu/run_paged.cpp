@@ -32,10 +32,10 @@ using balancekv::gpucheck::MemRef;
 namespace {
 
 constexpr int64_t B = 2, Hkv = 2, Hq = 8, N = 2112, D = 128, M = 576;
-constexpr int64_t P = 16;                      // tokens a page
-constexpr int64_t PrefillPages = N / P;        // 132 a sequence
+constexpr int64_t P = 16;                               // tokens a page
+constexpr int64_t PrefillPages = N / P;                 // 132 a sequence
 constexpr int64_t Slots = 640, DecodePages = Slots / P; // 40 a sequence
-constexpr int64_t Decoded = 24;                // tokens after the compressed
+constexpr int64_t Decoded = 24; // tokens after the compressed
 
 } // namespace
 

@@ -201,8 +201,8 @@ struct RoundParams {
 /// On the vector path the copies are cp.async: every load is in flight at
 /// once and the caller overlaps other work before `__pipeline_wait_prior`.
 template <typename T>
-__device__ void loadRows(const CacheRows<T> &src, const int *rows,
-                         int bsz, int dim, T *buf, int ld, bool vec,
+__device__ void loadRows(const CacheRows<T> &src, const int *rows, int bsz,
+                         int dim, T *buf, int ld, bool vec,
                          int tid = threadIdx.x, int nthreads = kThreads) {
   constexpr int kPerVec = 16 / sizeof(T);
   if (vec) {
@@ -220,8 +220,7 @@ __device__ void loadRows(const CacheRows<T> &src, const int *rows,
   } else {
     for (int e = tid; e < kMaxBlock * dim; e += nthreads) {
       int i = e / dim, x = e % dim;
-      buf[i * ld + x] =
-          i < bsz ? src(rows[i])[x] : fromFloat<T>(0.0f);
+      buf[i * ld + x] = i < bsz ? src(rows[i])[x] : fromFloat<T>(0.0f);
     }
   }
 }
@@ -253,10 +252,9 @@ __device__ __forceinline__ int foldedRow(int i) {
 /// faster rounds; 256 bytes: 3 % slower). The caller signals their
 /// completion.
 template <int kDim, typename T>
-__device__ __forceinline__ void loadRowsCoreFor(const CacheRows<T> &source,
-                                                const int *rows,
-                                                const int *pages, int dim,
-                                                T *buf, int tid) {
+__device__ __forceinline__ void
+loadRowsCoreFor(const CacheRows<T> &source, const int *rows, const int *pages,
+                int dim, T *buf, int tid) {
   static_assert(kLoaders == 64, "eight piece columns of eight rows");
   if constexpr (kDim > 0) {
     constexpr int perRow = kDim / 8; // 16-byte pieces
@@ -266,7 +264,7 @@ __device__ __forceinline__ void loadRowsCoreFor(const CacheRows<T> &source,
     for (int g = 0; g < kMaxBlock / 8; ++g) {
       const int row = rows[g * 8 + r];
       const bool live = row >= 0; // a dead row's source is unread
-      const T *src = !live ? source.head
+      const T *src = !live   ? source.head
                      : pages ? source.inPage(pages[g * 8 + r], row) + cs * 8
                              : source(row) + cs * 8;
 #pragma unroll
@@ -445,8 +443,8 @@ __global__ void __launch_bounds__(kThreads) walkRoundKernel(RoundParams p) {
   // Keys: raw Gram first. The centring needs a_i = <k_i, mu> and |mu|^2,
   // which are row means of the raw Gram: a_i = (1/b) sum_j raw_ij and
   // |mu|^2 = (1/b) sum_i a_i, so no mean vector is formed.
-  loadRows(cacheRows<T>(p.key, p.ks, p.paging, b, h), rows, bsz, p.d, buf,
-           p.ld, p.vecKey);
+  loadRows(cacheRows<T>(p.key, p.ks, p.paging, b, h), rows, bsz, p.d, buf, p.ld,
+           p.vecKey);
   __pipeline_wait_prior(0);
   __syncthreads();
   rawGram(buf, p.ld, bsz, p.d,
@@ -724,8 +722,8 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       namedSync(kBarLoaders, kLoaders);
     }
     int buf = 0;
-    auto fill = [&](const CacheRows<T> &src, const int *rows,
-                    const int *pages, int dim, bool vec, const CUtensorMap *map,
+    auto fill = [&](const CacheRows<T> &src, const int *rows, const int *pages,
+                    int dim, bool vec, const CUtensorMap *map,
                     const RoundItem &it) {
       namedSync(kBarRowsFree0 + buf, kRowsThreads);
       T *dst = rowBufs + buf * rowElems;
@@ -744,11 +742,11 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
             const int pg = g < 8 ? 2 * g : 31 - 2 * g;
             // A paged cache's groups by their page (loadIndices looked the
             // pages up); a dense one's are consecutive.
-            const int group =
-                pages ? pages[foldedRow(8 * g)] * p.tmaPageGroups +
-                            it.h * p.tmaHeadGroups +
-                            (((row0 + 8 * g) & slotMask) >> 3)
-                      : (row0 >> 3) + g;
+            const int group = pages
+                                  ? pages[foldedRow(8 * g)] * p.tmaPageGroups +
+                                        it.h * p.tmaHeadGroups +
+                                        (((row0 + 8 * g) & slotMask) >> 3)
+                                  : (row0 >> 3) + g;
             tmaLoadRowGroup(dst + pg * 8 * kDim, map, group,
                             pages ? it.h * p.tmaHeadX : bh, &rowsFull[buf]);
           }
@@ -1238,10 +1236,9 @@ template <typename T> __global__ void gatherKernel(GatherParams p) {
 #pragma unroll
       for (int r = 0; r < kR; ++r)
         if (live)
-          piece[r] = isKey ? reinterpret_cast<const uint4 *>(
-                                 srcK(pos[r]))[lane]
-                           : reinterpret_cast<const uint4 *>(
-                                 srcV(pos[r]))[lane - kc];
+          piece[r] =
+              isKey ? reinterpret_cast<const uint4 *>(srcK(pos[r]))[lane]
+                    : reinterpret_cast<const uint4 *>(srcV(pos[r]))[lane - kc];
 #pragma unroll
       for (int r = 0; r < kR; ++r)
         if (live && m0 + r < p.m) {
@@ -1330,15 +1327,14 @@ bool encodeRowGroups(CUtensorMap *map, const void *data, int64_t rowStride,
     return false;
   const cuuint64_t dims[5] = {8, 8, cuuint64_t(dim / 8), cuuint64_t(groups),
                               cuuint64_t(xSize)};
-  const cuuint64_t strides[4] = {
-      cuuint64_t(rowStride * elem), 16, cuuint64_t(8 * rowStride * elem),
-      cuuint64_t(xStride * elem)};
+  const cuuint64_t strides[4] = {cuuint64_t(rowStride * elem), 16,
+                                 cuuint64_t(8 * rowStride * elem),
+                                 cuuint64_t(xStride * elem)};
   const cuuint32_t box[5] = {8, 8, cuuint32_t(dim / 8), 1, 1};
   const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
   return encode(map,
-                dtype == BALANCEKV_DTYPE_BF16
-                    ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                    : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                dtype == BALANCEKV_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                 5, const_cast<void *>(data), dims, strides, box, unit,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
@@ -1373,8 +1369,8 @@ bool pagedRowGroupMap(CUtensorMap *map, const balancekv_tensor &t,
     return false;
   const int64_t groups = pageSize / 8; // a page's token groups, one head
   // Group indices up to the 1 TB of address space a TMA dimension spans.
-  const int64_t reach = std::min<int64_t>(int64_t(1) << 30,
-                                          (int64_t(1) << 40) / (8 * ss * elem));
+  const int64_t reach =
+      std::min<int64_t>(int64_t(1) << 30, (int64_t(1) << 40) / (8 * ss * elem));
   int64_t count, xSize, xStride;
   if (sp == pageSize * ss) { // NHD: groups of all pages, then heads
     rp.tmaPageGroups = int(groups);
@@ -1501,8 +1497,8 @@ template <typename T> const char *launchTyped(const CompressArgs &a) {
              valueFactors.tmaHeadGroups == rp.tmaHeadGroups &&
              valueFactors.tmaHeadX == rp.tmaHeadX;
     };
-    if (elem == 2 && rp.d == 128 && rp.dv == 128 && rp.vecKey &&
-        rp.vecValue && a.sink % 8 == 0 && a.n >= 8 && maps())
+    if (elem == 2 && rp.d == 128 && rp.dv == 128 && rp.vecKey && rp.vecValue &&
+        a.sink % 8 == 0 && a.n >= 8 && maps())
       rp.tmaRowEnd = a.n / 8 * 8;
     if constexpr (sizeof(T) == 2) {
       if (persistent) {
@@ -1601,8 +1597,8 @@ PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder() {
     void *f = nullptr;
     cudaDriverEntryPointQueryResult q{};
     if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
-                                         cudaEnableDefault, &q) !=
-            cudaSuccess ||
+                                         cudaEnableDefault,
+                                         &q) != cudaSuccess ||
         q != cudaDriverEntryPointSuccess)
       f = nullptr;
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);

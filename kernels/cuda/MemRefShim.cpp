@@ -87,9 +87,9 @@ int32_t pagedCache(const MemRef<4> *keyPool, const MemRef<4> *valuePool,
   // The C API's pools are strided [page, slot, head, dim].
   const int slot = headsMajor ? 2 : 1, head = headsMajor ? 1 : 2;
   auto pool = [&](const MemRef<4> *m) {
-    return balancekv_page_pool{start(m, elem),
-                               {m->strides[0], m->strides[slot],
-                                m->strides[head], m->strides[3]}};
+    return balancekv_page_pool{
+        start(m, elem),
+        {m->strides[0], m->strides[slot], m->strides[head], m->strides[3]}};
   };
   c.key = pool(keyPool);
   c.value = pool(valuePool);
@@ -177,15 +177,16 @@ int32_t compress(balancekv_dtype dt, int elem,
                      compressed_key, compressed_value, log_weights, p);
 }
 
-int32_t compressPaged(balancekv_dtype dt, int elem,
-                      BALANCEKV_ABI_PARAMS(BALANCEKV_RT_COMPRESS_PAGED_PARAMS)) {
+int32_t
+compressPaged(balancekv_dtype dt, int elem,
+              BALANCEKV_ABI_PARAMS(BALANCEKV_RT_COMPRESS_PAGED_PARAMS)) {
   BALANCEKV_PARAMS_FROM_ARGS(p)
   PagedCache paged;
   if (int32_t s = pagedCache(key_pool, value_pool, block_table, heads_major,
                              tokens, elem, paged))
     return s;
-  return compressAny(dt, elem, nullptr, nullptr, &paged, tokens,
-                     compressed_key, compressed_value, log_weights, p);
+  return compressAny(dt, elem, nullptr, nullptr, &paged, tokens, compressed_key,
+                     compressed_value, log_weights, p);
 }
 
 /// Both decode entries: `paged` null reads k and v, else the pages; m is
@@ -225,9 +226,9 @@ int32_t decodeAny(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
                causal, mutableView(out, elem), ws.ptr, bytes, nullptr);
 }
 
-int32_t decodePaged(
-    balancekv_dtype dt, int elem,
-    BALANCEKV_ABI_PARAMS(BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PARAMS)) {
+int32_t
+decodePaged(balancekv_dtype dt, int elem,
+            BALANCEKV_ABI_PARAMS(BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PARAMS)) {
   PagedCache paged;
   if (int32_t s = pagedCache(key_pool, value_pool, block_table, heads_major,
                              tokens, elem, paged))

@@ -108,16 +108,15 @@ balancekv_status checkParams(const balancekv_compress_params *p) {
 
 /// Checks a block table whose sequences reach `tokens` slots and sets the
 /// kernels' `paging` from it (nothing to check when nothing is read).
-balancekv_status checkBlockTable(const balancekv_block_table &t,
-                                 int64_t tokens, bool empty, Paging &paging) {
+balancekv_status checkBlockTable(const balancekv_block_table &t, int64_t tokens,
+                                 bool empty, Paging &paging) {
   if (empty)
     return BALANCEKV_STATUS_OK;
   BALANCEKV_CHECK(t.block_table, "table.block_table is null");
   BALANCEKV_CHECK(t.page_size >= 1 && t.page_size <= 1024 &&
                       (t.page_size & (t.page_size - 1)) == 0,
                   "table.page_size must be a power of two in [1, 1024]");
-  BALANCEKV_CHECK(t.max_pages >= 0 &&
-                      t.max_pages <= INT32_MAX / t.page_size &&
+  BALANCEKV_CHECK(t.max_pages >= 0 && t.max_pages <= INT32_MAX / t.page_size &&
                       t.max_pages * t.page_size >= tokens,
                   "table.max_pages * table.page_size must cover the " +
                       std::to_string(tokens) +
@@ -134,8 +133,7 @@ balancekv_status checkBlockTable(const balancekv_block_table &t,
 /// dim] (see Paging), so that index 1 is the head's as in a dense tensor.
 balancekv_tensor poolView(const balancekv_page_pool &pool) {
   return {pool.data,
-          {pool.strides[0], pool.strides[2], pool.strides[1],
-           pool.strides[3]}};
+          {pool.strides[0], pool.strides[2], pool.strides[1], pool.strides[3]}};
 }
 
 } // namespace
@@ -245,28 +243,25 @@ extern "C" {
 
 balancekv_status balancekv_compress(
     balancekv_dtype dtype, balancekv_tensor key, balancekv_tensor value,
-    int64_t batch, int64_t heads, int64_t n, int64_t headDim,
-    int64_t valueDim, const balancekv_compress_params *params,
-    balancekv_mutable_tensor outKey, balancekv_mutable_tensor outValue,
-    float *outLogWeights, int32_t *outIndices, void *workspace,
-    size_t workspaceBytes, void *stream) {
+    int64_t batch, int64_t heads, int64_t n, int64_t headDim, int64_t valueDim,
+    const balancekv_compress_params *params, balancekv_mutable_tensor outKey,
+    balancekv_mutable_tensor outValue, float *outLogWeights,
+    int32_t *outIndices, void *workspace, size_t workspaceBytes, void *stream) {
   return compress(dtype, key, value, nullptr, batch, heads, n, headDim,
-                  valueDim, params, outKey, outValue, outLogWeights,
-                  outIndices, workspace, workspaceBytes, stream);
+                  valueDim, params, outKey, outValue, outLogWeights, outIndices,
+                  workspace, workspaceBytes, stream);
 }
 
 balancekv_status balancekv_compress_paged(
     balancekv_dtype dtype, balancekv_page_pool key, balancekv_page_pool value,
     balancekv_block_table table, int64_t batch, int64_t heads, int64_t n,
-    int64_t headDim, int64_t valueDim,
-    const balancekv_compress_params *params, balancekv_mutable_tensor outKey,
-    balancekv_mutable_tensor outValue, float *outLogWeights,
-    int32_t *outIndices, void *workspace, size_t workspaceBytes,
-    void *stream) {
+    int64_t headDim, int64_t valueDim, const balancekv_compress_params *params,
+    balancekv_mutable_tensor outKey, balancekv_mutable_tensor outValue,
+    float *outLogWeights, int32_t *outIndices, void *workspace,
+    size_t workspaceBytes, void *stream) {
   return compress(dtype, poolView(key), poolView(value), &table, batch, heads,
-                  n, headDim, valueDim, params, outKey, outValue,
-                  outLogWeights, outIndices, workspace, workspaceBytes,
-                  stream);
+                  n, headDim, valueDim, params, outKey, outValue, outLogWeights,
+                  outIndices, workspace, workspaceBytes, stream);
 }
 
 balancekv_status balancekv_weighted_decode_workspace_size(
@@ -328,9 +323,9 @@ weightedDecode(const balancekv_dtype &dtype, balancekv_tensor query,
     return s;
   if (batch == 0)
     return ok();
-  DecodeArgs a{dtype, query,     key,      value,       logWeights,
-               kvLen, batch,     qHeads,   kvHeads,     queryLen,
-               m,     headDim,   valueDim, scale,       causal != 0,
+  DecodeArgs a{dtype, query,     key,      value,        logWeights,
+               kvLen, batch,     qHeads,   kvHeads,      queryLen,
+               m,     headDim,   valueDim, scale,        causal != 0,
                out,   workspace, stream,   kvLenPerHead, paging};
   if (const char *err = launchWeightedDecode(a))
     return fail(BALANCEKV_STATUS_CUDA_ERROR, std::string("CUDA: ") + err);
@@ -378,8 +373,7 @@ balancekv_status balancekv_weighted_decode_attention_paged(
   return weightedDecode(dtype, query, poolView(key), poolView(value),
                         logWeights, kvLen, batch, qHeads, kvHeads, queryLen, m,
                         headDim, valueDim, scale, causal, out, workspace,
-                        workspaceBytes, stream, /*kvLenPerHead=*/false,
-                        &table);
+                        workspaceBytes, stream, /*kvLenPerHead=*/false, &table);
 }
 
 } // extern "C"

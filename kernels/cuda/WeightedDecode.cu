@@ -109,9 +109,8 @@ __device__ __forceinline__ void copyAsync4Fill(void *dst, const void *src,
 /// (a paged one looks each row's page up: a tile may span pages).
 template <typename T>
 __device__ __forceinline__ void copyRows16(T *dst, int ld,
-                                           const CacheRows<T> &head,
-                                           int64_t t0, int64_t len, int rows,
-                                           int perRow) {
+                                           const CacheRows<T> &head, int64_t t0,
+                                           int64_t len, int rows, int perRow) {
   constexpr int kPer = 16 / sizeof(T);
   const int tid = threadIdx.x, nthreads = blockDim.x;
   if (t0 + rows <= len && nthreads % perRow == 0) {
@@ -142,11 +141,10 @@ __device__ __forceinline__ void copyRows16(T *dst, int ld,
 /// short splits (`lwAsync`).
 template <typename T, bool kVec>
 __device__ void loadKVTile(T *kd, int ldk, T *vd, int ldv, float *lwd,
-                           const CacheRows<T> &kHead,
-                           const CacheRows<T> &vHead, const float *lwHead,
-                           int64_t t0,
-                           int64_t len, int rows, int d, int dv,
-                           bool lwAsync, bool rowsIssued = false) {
+                           const CacheRows<T> &kHead, const CacheRows<T> &vHead,
+                           const float *lwHead, int64_t t0, int64_t len,
+                           int rows, int d, int dv, bool lwAsync,
+                           bool rowsIssued = false) {
   const int tid = threadIdx.x, nthreads = blockDim.x;
   const bool asyncLw = kVec && lwAsync && lwHead;
   if constexpr (kVec) {
@@ -325,8 +323,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   auto loadTile = [&](int stage, int64_t t0) {
     loadKVTile<T, kVec>(ks + stage * kTile * ldk, ldk, vsm + stage * kTile * dv,
-                        dv, lws + stage * kTile, kHead, vHead, lwHead, t0,
-                        len, kTile, d, dv, p.lwAsync);
+                        dv, lws + stage * kTile, kHead, vHead, lwHead, t0, len,
+                        kTile, d, dv, p.lwAsync);
   };
 
   // Rows of this warp: warp, warp + kWarps, ... (at most kRowsPerWarp).
@@ -649,8 +647,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int i = 0; i < kMaxPageBoxes; ++i)
       if (i * pageRows < kMmaTile)
-        ids[i] = __ldg(kHead.pages +
-                       (min(t0 + i * pageRows, len - 1) >> pageShift));
+        ids[i] =
+            __ldg(kHead.pages + (min(t0 + i * pageRows, len - 1) >> pageShift));
     idsOf = t0;
   };
   auto loadTileTma = [&](int stage, int64_t t0) {
@@ -693,7 +691,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int r = lane; r < kMmaTile; r += 32) {
       const bool in = lwHead && t0 + r < len;
-      copyAsync4Fill(lwd + r, in ? lwHead + t0 + r : static_cast<const float *>(p.q),
+      copyAsync4Fill(lwd + r,
+                     in ? lwHead + t0 + r : static_cast<const float *>(p.q),
                      in ? 4 : 0);
     }
     cpAsyncMbarrierArrive(bar);
@@ -1104,9 +1103,8 @@ bool cacheTileMap(CUtensorMap *map, const void *data, const int64_t *strides,
   }
   const cuuint32_t unit[4] = {1, 1, 1, 1};
   return encode(map,
-                dtype == BALANCEKV_DTYPE_BF16
-                    ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                    : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                dtype == BALANCEKV_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                 4, const_cast<void *>(data), dims, strideBytes, box, unit,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
@@ -1127,18 +1125,18 @@ bool decodeTileMaps(const DecodeArgs &a, int d, int dv, CUtensorMap &kMap,
   if (!a.paging.table && a.m < kMmaTile)
     return false;
   // Pages up to the 1 TB of address space a TMA dimension spans.
-  const int64_t pageBytes = std::max<int64_t>(
-      2 * std::max(a.key.strides[0], a.value.strides[0]), 16);
-  const int64_t pages = std::min<int64_t>(int64_t(1) << 30,
-                                          (int64_t(1) << 40) / pageBytes - 1);
+  const int64_t pageBytes =
+      std::max<int64_t>(2 * std::max(a.key.strides[0], a.value.strides[0]), 16);
+  const int64_t pages =
+      std::min<int64_t>(int64_t(1) << 30, (int64_t(1) << 40) / pageBytes - 1);
   const int64_t sizes[3] = {a.paging.table ? pageSize : a.m, a.kvHeads,
                             a.paging.table ? pages : a.batch};
   const int boxRows = int(std::min<int64_t>(kMmaTile, sizes[0]));
   int8_t vOrder[3];
   return cacheTileMap(&kMap, a.key.data, a.key.strides, sizes, d, boxRows,
                       a.dtype, p.tmaOrder) &&
-         cacheTileMap(&vMap, a.value.data, a.value.strides, sizes, dv,
-                      boxRows, a.dtype, vOrder) &&
+         cacheTileMap(&vMap, a.value.data, a.value.strides, sizes, dv, boxRows,
+                      a.dtype, vOrder) &&
          std::equal(vOrder, vOrder + 3, p.tmaOrder);
 }
 
@@ -1200,8 +1198,9 @@ int residentCtas(const void *kernel, size_t smem) {
   std::lock_guard<std::mutex> lock(mutex);
   auto [it, fresh] = known.try_emplace({kernel, smem}, 2);
   int n = 0;
-  if (fresh && cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                   &n, kernel, kWarps * 32, smem) == cudaSuccess &&
+  if (fresh &&
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32,
+                                                    smem) == cudaSuccess &&
       n >= 1)
     it->second = n;
   return it->second;
@@ -1227,8 +1226,8 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   CUtensorMap kMap{}, vMap{};
   const bool tma = decodeTileMaps(a, D, DV, kMap, vMap, p);
   const size_t tiles =
-      tma ? kSwizzleAlign + kMmaStages * (tmaStageBytes<T, D, DV>() +
-                                          sizeof(uint64_t))
+      tma ? kSwizzleAlign +
+                kMmaStages * (tmaStageBytes<T, D, DV>() + sizeof(uint64_t))
           : sizeof(T) * kMmaStages * kMmaTile * (D + 8 + DV + 8) +
                 sizeof(float) * kMmaStages * kMmaTile;
   const size_t red = sizeof(float) * kWarps * kMmaRows * (DV + 2);

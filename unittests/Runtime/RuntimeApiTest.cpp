@@ -474,17 +474,17 @@ TEST(RuntimeApi, PagedEntriesCheckTheBlockTable) {
   const balancekv_page_pool pool{&dummy, {16 * 8 * 128, 8 * 128, 128, 1}};
   auto compress = [&](balancekv_block_table t, int64_t n) {
     CompressCall c;
-    return balancekv_compress_paged(
-        balancekv_dtype(c.dtype), pool, pool, t, c.batch, c.heads, n, c.d,
-        c.dv, &c.params, c.outKey, c.outValue, &c.lw, nullptr, &c.dummy,
-        c.wsBytes, nullptr);
+    return balancekv_compress_paged(balancekv_dtype(c.dtype), pool, pool, t,
+                                    c.batch, c.heads, n, c.d, c.dv, &c.params,
+                                    c.outKey, c.outValue, &c.lw, nullptr,
+                                    &c.dummy, c.wsBytes, nullptr);
   };
   auto decode = [&](balancekv_block_table t, int64_t m) {
     DecodeCall c;
     return balancekv_weighted_decode_attention_paged(
-        balancekv_dtype(c.dtype), c.q, pool, pool, t, nullptr, nullptr,
-        c.batch, c.qHeads, c.kvHeads, c.l, m, c.d, c.dv, c.scale, 0, c.out,
-        &c.dummy, c.wsBytes, nullptr);
+        balancekv_dtype(c.dtype), c.q, pool, pool, t, nullptr, nullptr, c.batch,
+        c.qHeads, c.kvHeads, c.l, m, c.d, c.dv, c.scale, 0, c.out, &c.dummy,
+        c.wsBytes, nullptr);
   };
   for (const bool isDecode : {false, true}) {
     auto run = [&](balancekv_block_table t, int64_t tokens) {
@@ -493,8 +493,7 @@ TEST(RuntimeApi, PagedEntriesCheckTheBlockTable) {
     expectError(run({nullptr, 4, 16}, 64), BALANCEKV_STATUS_INVALID_ARGUMENT,
                 "table.block_table is null");
     for (int64_t size : {0, 24, 2048})
-      expectError(run({pages, 4, size}, 64),
-                  BALANCEKV_STATUS_INVALID_ARGUMENT,
+      expectError(run({pages, 4, size}, 64), BALANCEKV_STATUS_INVALID_ARGUMENT,
                   "table.page_size must be a power of two in [1, 1024]");
     expectError(run({pages, 4, 16}, 65), BALANCEKV_STATUS_INVALID_ARGUMENT,
                 "table.max_pages * table.page_size must cover the 65 tokens");
@@ -522,8 +521,8 @@ TEST(RuntimeApi, PagedEntriesCheckTheBlockTable) {
   DecodeCall c;
   expectError(balancekv_weighted_decode_attention_paged(
                   balancekv_dtype(c.dtype), c.q, strided, pool, {pages, 4, 16},
-                  nullptr, nullptr, c.batch, c.qHeads, c.kvHeads, c.l, 64,
-                  c.d, c.dv, c.scale, 0, c.out, &c.dummy, c.wsBytes, nullptr),
+                  nullptr, nullptr, c.batch, c.qHeads, c.kvHeads, c.l, 64, c.d,
+                  c.dv, c.scale, 0, c.out, &c.dummy, c.wsBytes, nullptr),
               BALANCEKV_STATUS_UNSUPPORTED,
               "key: the innermost stride must be 1");
 }

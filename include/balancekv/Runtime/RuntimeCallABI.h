@@ -8,9 +8,10 @@
  * entry point means changing its table here, nothing else in step.
  *
  * Kinds (a table entry X(KIND, NAME) may pass KIND as a macro naming one:
- * users paste it through one more macro level): MEMREF1/2/3/4 (a ranked memref of that rank, any layout, passed as a
- * descriptor pointer through `llvm.emit_c_interface`), I32, I64, F32, F64.
- * Every entry returns the C API's balancekv_status as i32.
+ * users paste it through one more macro level): MEMREF1/2/3/4 (a ranked
+ * memref of that rank, any layout, passed as a descriptor pointer through
+ * `llvm.emit_c_interface`), I32, I64, F32, F64. Every entry returns the C
+ * API's balancekv_status as i32.
  *===----------------------------------------------------------------------===*/
 #ifndef BALANCEKV_RUNTIME_RUNTIMECALLABI_H
 #define BALANCEKV_RUNTIME_RUNTIMECALLABI_H

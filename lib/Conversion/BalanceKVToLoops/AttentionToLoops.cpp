@@ -17,8 +17,7 @@ using namespace balancekv;
 
 namespace {
 
-template <typename OpTy>
-struct DecomposeToLoops : OpRewritePattern<OpTy> {
+template <typename OpTy> struct DecomposeToLoops : OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
@@ -35,7 +34,7 @@ struct DecomposeToLoops : OpRewritePattern<OpTy> {
 } // namespace
 
 void balancekv::populateAttentionToLoopsPatterns(RewritePatternSet &patterns) {
-  patterns.add<DecomposeToLoops<AttentionOp>,
-               DecomposeToLoops<WeightedAttentionOp>,
-               DecomposeToLoops<GatherPagesOp>>(patterns.getContext());
+  patterns
+      .add<DecomposeToLoops<AttentionOp>, DecomposeToLoops<WeightedAttentionOp>,
+           DecomposeToLoops<GatherPagesOp>>(patterns.getContext());
 }

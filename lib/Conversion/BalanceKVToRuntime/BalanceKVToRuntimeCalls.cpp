@@ -1,8 +1,9 @@
 //===- BalanceKVToRuntimeCalls.cpp - ops => calls into the CUDA C API ----===//
 //
-// compress(k, v)            => call @balancekv_rt_compress_<t>(k, v, ck, cv, lw, ...)
-// weighted_attention(q, ..) => call @balancekv_rt_weighted_decode_<t>(q, k, v, lw, ...)
-// attention(q, k, v)        => the same call without log-weights
+// compress(k, v)            => call @balancekv_rt_compress_<t>(k, v, ck, cv,
+// lw, ...) weighted_attention(q, ..) => call
+// @balancekv_rt_weighted_decode_<t>(q, k, v, lw, ...) attention(q, k, v) => the
+// same call without log-weights
 // ... whose key and value are gather_pages of one block table
 //                           => the _paged_ calls on the pools and the table
 //
@@ -250,8 +251,8 @@ Value cacheDim(ImplicitLocOpBuilder &b, Value t, int64_t i) {
 
 /// The paged calls' cache operands (RuntimeCallABI.h's
 /// BALANCEKV_RT_PAGED_CACHE_PARAMS); `tokens` is the cache length.
-void addPagedOperands(ImplicitLocOpBuilder &b, PagedSource src,
-                      Value tokens, llvm::StringMap<Value> &named) {
+void addPagedOperands(ImplicitLocOpBuilder &b, PagedSource src, Value tokens,
+                      llvm::StringMap<Value> &named) {
   named["key_pool"] = asBuffer(b, src.key.getPool());
   named["value_pool"] = asBuffer(b, src.value.getPool());
   named["block_table"] = asBuffer(b, src.key.getBlockTable());
@@ -409,73 +410,72 @@ template <typename OpTy>
 LogicalResult rewriteAttentionToCall(OpTy op, RewriterBase &rewriter,
                                      bool deviceAlloc,
                                      std::optional<PagedSource> paged = {}) {
-    auto qT = cast<RankedTensorType>(op.getQuery().getType());
-    Value kvLen = op.getKvLen();
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    auto resT = cast<RankedTensorType>(op.getResult().getType());
-    SmallVector<Value> outDims;
-    for (int64_t i = 0; i < 3; ++i)
-      outDims.push_back(tensor::DimOp::create(b, op.getQuery(), i));
-    outDims.push_back(cacheDim(b, op.getValue(), 3));
-    Value out = allocFor(b, resT, outDims, deviceAlloc);
-    // Absent log-weights / kv_len: empty buffers and a flag.
-    Value lw, hasLw;
-    if constexpr (std::is_same_v<OpTy, WeightedAttentionOp>) {
-      lw = asBuffer(b, op.getLogWeights());
-      hasLw = constI32(b, 1);
-    } else {
-      lw = erase(b, memref::AllocaOp::create(
-                        b, MemRefType::get({0, 0, 0}, b.getF32Type())));
-      hasLw = constI32(b, 0);
-    }
-    // Per-KV-head lengths [B, Hkv] travel flattened, flagged 2.
-    const bool perHead =
-        kvLen && cast<ShapedType>(kvLen.getType()).getRank() == 2;
-    if (perHead)
-      kvLen = tensor::CollapseShapeOp::create(
-          b, kvLen, SmallVector<ReassociationIndices>{{0, 1}});
-    Value lens = kvLen ? asBuffer(b, kvLen)
-                       : erase(b, memref::AllocaOp::create(
-                                      b, MemRefType::get({0}, b.getI32Type())));
-    llvm::StringMap<Value> named{
-        {"query", asBuffer(b, op.getQuery())},
-        {"log_weights", lw},
-        {"has_log_weights", hasLw},
-        {"kv_len", lens},
-        {"has_kv_len", constI32(b, perHead ? 2
-                                   : kvLen ? 1
-                                           : 0)},
-        {"out", erase(b, out)},
-        {"scale", arith::ConstantFloatOp::create(
-                      b, b.getF32Type(), APFloat(op.getEffectiveScale()))},
-        {"causal", constI32(b, op.getCausal() ? 1 : 0)}};
-    if (paged) {
-      addPagedOperands(b, *paged, cacheDim(b, op.getKey(), 2), named);
-    } else {
-      named["key"] = asBuffer(b, op.getKey());
-      named["value"] = asBuffer(b, op.getValue());
-    }
-    FailureOr<SmallVector<Value>> args = abiOperands(
-        op,
-        paged ? ArrayRef<AbiParam>(kWeightedDecodePagedAbi)
-              : ArrayRef<AbiParam>(kWeightedDecodeAbi),
-        named);
-    if (failed(args))
-      return failure();
-    auto fn = declare(op,
-                      (paged ? BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PREFIX
-                             : BALANCEKV_RT_WEIGHTED_DECODE_PREFIX) +
-                          typeSuffix(qT.getElementType()),
-                      TypeRange(ValueRange(*args)));
-    if (failed(fn))
-      return op.emitOpError() << "conflicting runtime declaration";
-    func::CallOp::create(b, *fn, *args);
-    rewriter.replaceOp(op, resultTensor(b, out, resT));
-    return success();
+  auto qT = cast<RankedTensorType>(op.getQuery().getType());
+  Value kvLen = op.getKvLen();
+  ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+  auto resT = cast<RankedTensorType>(op.getResult().getType());
+  SmallVector<Value> outDims;
+  for (int64_t i = 0; i < 3; ++i)
+    outDims.push_back(tensor::DimOp::create(b, op.getQuery(), i));
+  outDims.push_back(cacheDim(b, op.getValue(), 3));
+  Value out = allocFor(b, resT, outDims, deviceAlloc);
+  // Absent log-weights / kv_len: empty buffers and a flag.
+  Value lw, hasLw;
+  if constexpr (std::is_same_v<OpTy, WeightedAttentionOp>) {
+    lw = asBuffer(b, op.getLogWeights());
+    hasLw = constI32(b, 1);
+  } else {
+    lw = erase(b, memref::AllocaOp::create(
+                      b, MemRefType::get({0, 0, 0}, b.getF32Type())));
+    hasLw = constI32(b, 0);
+  }
+  // Per-KV-head lengths [B, Hkv] travel flattened, flagged 2.
+  const bool perHead =
+      kvLen && cast<ShapedType>(kvLen.getType()).getRank() == 2;
+  if (perHead)
+    kvLen = tensor::CollapseShapeOp::create(
+        b, kvLen, SmallVector<ReassociationIndices>{{0, 1}});
+  Value lens = kvLen ? asBuffer(b, kvLen)
+                     : erase(b, memref::AllocaOp::create(
+                                    b, MemRefType::get({0}, b.getI32Type())));
+  llvm::StringMap<Value> named{
+      {"query", asBuffer(b, op.getQuery())},
+      {"log_weights", lw},
+      {"has_log_weights", hasLw},
+      {"kv_len", lens},
+      {"has_kv_len", constI32(b, perHead ? 2
+                                 : kvLen ? 1
+                                         : 0)},
+      {"out", erase(b, out)},
+      {"scale", arith::ConstantFloatOp::create(
+                    b, b.getF32Type(), APFloat(op.getEffectiveScale()))},
+      {"causal", constI32(b, op.getCausal() ? 1 : 0)}};
+  if (paged) {
+    addPagedOperands(b, *paged, cacheDim(b, op.getKey(), 2), named);
+  } else {
+    named["key"] = asBuffer(b, op.getKey());
+    named["value"] = asBuffer(b, op.getValue());
+  }
+  FailureOr<SmallVector<Value>> args =
+      abiOperands(op,
+                  paged ? ArrayRef<AbiParam>(kWeightedDecodePagedAbi)
+                        : ArrayRef<AbiParam>(kWeightedDecodeAbi),
+                  named);
+  if (failed(args))
+    return failure();
+  auto fn = declare(op,
+                    (paged ? BALANCEKV_RT_WEIGHTED_DECODE_PAGED_PREFIX
+                           : BALANCEKV_RT_WEIGHTED_DECODE_PREFIX) +
+                        typeSuffix(qT.getElementType()),
+                    TypeRange(ValueRange(*args)));
+  if (failed(fn))
+    return op.emitOpError() << "conflicting runtime declaration";
+  func::CallOp::create(b, *fn, *args);
+  rewriter.replaceOp(op, resultTensor(b, out, resT));
+  return success();
 }
 
-template <typename OpTy>
-struct AttentionToCall : OpConversionPattern<OpTy> {
+template <typename OpTy> struct AttentionToCall : OpConversionPattern<OpTy> {
   AttentionToCall(MLIRContext *ctx, bool deviceAlloc)
       : OpConversionPattern<OpTy>(ctx), deviceAlloc(deviceAlloc) {}
   LogicalResult
@@ -489,8 +489,7 @@ struct AttentionToCall : OpConversionPattern<OpTy> {
 
 /// compress / attention / weighted_attention reading a paged cache => the
 /// paged calls (before the conversion, while the gathers are still there).
-template <typename OpTy>
-struct PagedToCall : OpRewritePattern<OpTy> {
+template <typename OpTy> struct PagedToCall : OpRewritePattern<OpTy> {
   PagedToCall(MLIRContext *ctx, bool deviceAlloc)
       : OpRewritePattern<OpTy>(ctx), deviceAlloc(deviceAlloc) {}
   LogicalResult matchAndRewrite(OpTy op,

@@ -37,8 +37,7 @@ struct BalanceKVLowerToRuntimeCallsPass
     // Paged caches first, while the gathers are there to be read through;
     // the gathers left without a use go with them.
     RewritePatternSet paged(&getContext());
-    balancekv::populateBalanceKVPagedToRuntimeCallsPatterns(paged,
-                                                            deviceAlloc);
+    balancekv::populateBalanceKVPagedToRuntimeCallsPatterns(paged, deviceAlloc);
     walkAndApplyPatterns(getOperation(), std::move(paged));
     getOperation()->walk([](balancekv::GatherPagesOp op) {
       if (op->use_empty())

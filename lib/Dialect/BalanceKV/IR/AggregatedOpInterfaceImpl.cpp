@@ -269,8 +269,7 @@ FailureOr<SmallVector<Value>> GatherPagesOp::decomposeOperation(OpBuilder &b) {
   SmallVector<OpFoldResult> shape{typedSize(ib, table, 0),
                                   typedSize(ib, pool, getHeadDim()), n,
                                   typedSize(ib, pool, 3)};
-  Value empty =
-      tensor::EmptyOp::create(ib, shape, resultType.getElementType());
+  Value empty = tensor::EmptyOp::create(ib, shape, resultType.getElementType());
   const bool headsMajor = getHeadsMajor();
   Value gathered = generic(
       ib, ValueRange{}, ValueRange{empty},
@@ -284,9 +283,9 @@ FailureOr<SmallVector<Value>> GatherPagesOp::decomposeOperation(OpBuilder &b) {
         Value page = arith::IndexCastOp::create(
             bb, bb.getIndexType(),
             tensor::ExtractOp::create(bb, table, ValueRange{seq, logical}));
-        SmallVector<Value> at =
-            headsMajor ? SmallVector<Value>{page, head, slot, x}
-                       : SmallVector<Value>{page, slot, head, x};
+        SmallVector<Value> at = headsMajor
+                                    ? SmallVector<Value>{page, head, slot, x}
+                                    : SmallVector<Value>{page, slot, head, x};
         return {tensor::ExtractOp::create(bb, pool, at)};
       })[0];
   if (gathered.getType() != resultType)

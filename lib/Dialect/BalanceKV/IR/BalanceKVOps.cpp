@@ -103,7 +103,6 @@ LogicalResult verifyCache(Operation *op, Value keyV, Value valueV) {
   return success();
 }
 
-
 /// The parameters attribute an op being built or parsed will have (null:
 /// all defaults, method balance). The parser infers before it moves
 /// attr-dict entries into the properties and before it fills in the
@@ -127,7 +126,8 @@ template <typename OpTy>
 CompressParams inferredParams(MLIRContext *context,
                               std::optional<Location> location,
                               typename OpTy::Adaptor adaptor) {
-  CompressParamsAttr attr = inferredParamsAttr<OpTy>(context, location, adaptor);
+  CompressParamsAttr attr =
+      inferredParamsAttr<OpTy>(context, location, adaptor);
   return attr ? attr.getValues() : CompressParams{};
 }
 
@@ -573,8 +573,8 @@ LogicalResult GatherPagesOp::verify() {
   if (ShapedType::isDynamic(pageSize) || pageSize < 1)
     return emitOpError() << "expects a static page size (pool dim "
                          << getSlotDim() << "), got " << dimStr(pageSize);
-  if (failed(verifyDim(*this, "batch size", table.getDimSize(0),
-                       "block_table", result.getDimSize(0), "result")) ||
+  if (failed(verifyDim(*this, "batch size", table.getDimSize(0), "block_table",
+                       result.getDimSize(0), "result")) ||
       failed(verifyDim(*this, "KV head count", pool.getDimSize(getHeadDim()),
                        "pool", result.getDimSize(1), "result")) ||
       failed(verifyDim(*this, "head dim", pool.getDimSize(3), "pool",
