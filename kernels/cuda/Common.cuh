@@ -26,8 +26,7 @@ template <typename T> struct CacheRows {
   __device__ __forceinline__ const T *operator()(int64_t j) const {
     if (!pages)
       return head + j * stride;
-    return head + int64_t(__ldg(pages + (j >> shift))) * pageStride +
-           (j & ((int64_t(1) << shift) - 1)) * stride;
+    return inPage(__ldg(pages + (j >> shift)), j);
   }
   /// Row j of a paged cache whose page id is already known.
   __device__ __forceinline__ const T *inPage(int32_t page, int64_t j) const {
