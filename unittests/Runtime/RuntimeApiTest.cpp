@@ -542,7 +542,48 @@ extern "C" int32_t _mlir_ciface_balancekv_rt_compress_bf16(
     MemRefDesc<3> *, int32_t, int64_t, int64_t, int64_t, int64_t, double,
     double, double, int64_t, float, int64_t); // RuntimeCallABI.h's table
 
+// The paged decode entry (same ABI table, same descriptor layout).
+extern "C" int32_t _mlir_ciface_balancekv_rt_weighted_decode_paged_bf16(
+    MemRefDesc<4> *query, MemRefDesc<4> *keyPool, MemRefDesc<4> *valuePool,
+    MemRefDesc<2> *blockTable, int32_t headsMajor, int64_t tokens,
+    MemRefDesc<3> *logWeights, int32_t hasLogWeights, MemRefDesc<1> *kvLen,
+    int32_t hasKvLen, MemRefDesc<4> *out, float scale, int32_t causal);
+
 namespace {
+// The paged shim checks its pools and table before anything touches CUDA.
+TEST(RuntimeApi, PagedMemRefShimChecksTheTable) {
+  static uint16_t host[4 * 16 * 2 * 16];
+  static int32_t table[2 * 4];
+  static float lwHost[2 * 64];
+  MemRefDesc<4> q{host, host, 0, {1, 4, 1, 16}, {64, 16, 16, 1}};
+  // NHD pools [4 pages, 16 slots, 2 heads, 16].
+  MemRefDesc<4> pool{host, host, 0, {4, 16, 2, 16}, {512, 32, 16, 1}};
+  MemRefDesc<2> tab{table, table, 0, {1, 4}, {4, 1}};
+  MemRefDesc<3> lw{lwHost, lwHost, 0, {1, 2, 64}, {128, 64, 1}};
+  MemRefDesc<1> lens{table, table, 0, {0}, {1}};
+  auto run = [&](MemRefDesc<4> &vp, MemRefDesc<2> &t, int64_t tokens,
+                 int32_t hasKvLen) {
+    return balancekv_status(
+        _mlir_ciface_balancekv_rt_weighted_decode_paged_bf16(
+            &q, &pool, &vp, &t, 0, tokens, &lw, 1, &lens, hasKvLen, &q,
+            0.25f, 0));
+  };
+  testing::internal::CaptureStderr(); // the shim also prints failures
+  MemRefDesc<2> strided{table, table, 0, {1, 4}, {8, 2}};
+  expectError(run(pool, strided, 64, 0), BALANCEKV_STATUS_UNSUPPORTED,
+              "the block table's rows must be contiguous");
+  expectError(run(pool, tab, 65, 0), BALANCEKV_STATUS_INVALID_ARGUMENT,
+              "fewer pages than the tokens need");
+  MemRefDesc<4> otherPages{host, host, 0, {8, 8, 2, 16}, {256, 32, 16, 1}};
+  expectError(run(otherPages, tab, 64, 0), BALANCEKV_STATUS_INVALID_ARGUMENT,
+              "the pools' page sizes or head counts differ");
+  MemRefDesc<2> contiguousButHost = tab;
+  expectError(run(pool, contiguousButHost, 64, 0),
+              BALANCEKV_STATUS_INVALID_ARGUMENT,
+              "the buffers must be device memory");
+  testing::internal::GetCapturedStderr();
+}
+
 TEST(RuntimeApi, MemRefShimChecksArgumentsAndMemory) {
   static uint16_t host[2 * 64 * 16];
   static float lwHost[2 * 64];

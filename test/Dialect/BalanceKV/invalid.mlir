@@ -585,3 +585,35 @@ func.func @pages_elem(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>)
   %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x256x128xf16>
   return
 }
+
+// -----
+
+func.func @pages_pool_rank(%pool: tensor<64x16x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op expects pool of rank 4, got rank 3}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x128xbf16>, tensor<4x16xi32> -> tensor<4x8x256x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_table_rank(%pool: tensor<64x16x8x128xbf16>, %table: tensor<64xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op expects block_table of rank 2, got rank 1}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<64xi32> -> tensor<4x8x256x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_result_rank(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op expects result of rank 4, got rank 3}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x256x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pages_head_dim(%pool: tensor<64x16x8x128xbf16>, %table: tensor<4x16xi32>) {
+  // expected-error @+1 {{'balancekv.gather_pages' op head dim mismatch: pool has 128, result has 64}}
+  %k = balancekv.gather_pages %pool, %table : tensor<64x16x8x128xbf16>, tensor<4x16xi32> -> tensor<4x8x256x64xbf16>
+  return
+}
