@@ -1119,11 +1119,6 @@ bool decodeTileMaps(const DecodeArgs &a, int d, int dv, CUtensorMap &kMap,
   const int64_t pageSize = int64_t(1) << a.paging.pageShift;
   if (a.paging.table && pageSize < kMmaTile / kMaxPageBoxes)
     return false;
-  // Caches shorter than a box take cp.async tiles: every TMA shape measured
-  // had M >= 64, and the GPU edge-case driver (M = 17 among its cases) did
-  // not finish with TMA tiles on (not yet located; docs/status.md).
-  if (!a.paging.table && a.m < kMmaTile)
-    return false;
   // Pages up to the 1 TB of address space a TMA dimension spans.
   const int64_t pageBytes =
       std::max<int64_t>(2 * std::max(a.key.strides[0], a.value.strides[0]), 16);
@@ -1131,7 +1126,13 @@ bool decodeTileMaps(const DecodeArgs &a, int d, int dv, CUtensorMap &kMap,
       std::min<int64_t>(int64_t(1) << 30, (int64_t(1) << 40) / pageBytes - 1);
   const int64_t sizes[3] = {a.paging.table ? pageSize : a.m, a.kvHeads,
                             a.paging.table ? pages : a.batch};
-  const int boxRows = int(std::min<int64_t>(kMmaTile, sizes[0]));
+  // A tile is kMmaTile rows, the count the stage's mbarrier expects: a
+  // dense cache's box is a whole tile even where the cache is shorter (TMA
+  // fills the rows past M with zeros and counts their bytes), a page's box
+  // its slots (kMmaTile / pageSize boxes a tile). (A box of M < kMmaTile rows
+  // left the barrier short of its bytes: the decode hung.)
+  const int boxRows =
+      int(a.paging.table ? std::min<int64_t>(kMmaTile, pageSize) : kMmaTile);
   int8_t vOrder[3];
   return cacheTileMap(&kMap, a.key.data, a.key.strides, sizes, d, boxRows,
                       a.dtype, p.tmaOrder) &&
