@@ -1102,12 +1102,17 @@ bool cacheTileMap(CUtensorMap *map, const void *data, const int64_t *strides,
     strideBytes[i] = cuuint64_t(bytes);
   }
   const cuuint32_t unit[4] = {1, 1, 1, 1};
+  // No L2 promotion: a box row is 128 bytes of a wider cache row, and
+  // promoting it to 256 bytes fetched the neighbouring box's half again
+  // (L2 hit rate 26 %, DRAM 79 % busy by ncu): 0.92-0.95x -> 1.01-1.03x
+  // SDPA + mask on the H200's large caches
+  // (bench/results/2026-12-02-h200-decode-l2promo-ab.txt).
   return encode(map,
                 dtype == BALANCEKV_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                               : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                 4, const_cast<void *>(data), dims, strideBytes, box, unit,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_L2_PROMOTION_NONE,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
