@@ -29,7 +29,7 @@ def read(path):
 def main(name, out_csv, paths):
     per_cache = {os.path.basename(p)[:-4]: read(p) for p in paths}
     ratios = sorted(next(iter(per_cache.values()))[0])
-    methods = [m for m in FIXED + ["balance-gamma0", "adaptive"]
+    methods = [m for m in FIXED + ["balance-gamma0", "adaptive-norefit", "adaptive"]
                if all(m in c[0][r] for c in per_cache.values() for r in ratios)]
     values = {(r, m): [c[0][r][m] for c in per_cache.values()]
               for r in ratios for m in methods}

@@ -446,6 +446,150 @@ KeptMiddle keepMiddle(const HeadInput &in, int64_t d, int64_t dv,
   return km;
 }
 
+/// The weight refit of method adaptive (spec section 6): kept token i's
+/// weight becomes w0_i u_i, u >= 0 minimising, over the observation queries
+/// r (rows of `in.queries`, `perGroup` consecutive positions ending at
+/// `end`, causal),
+///   sum_r || sum_i u_i alpha_ri (v_i - o_r) ||^2 / ||o_r||^2   (direction)
+///   + mu^2 sum_r (sum_i u_i alpha_ri - 1)^2                    (mass)
+///   + lambda' ||u - 1||^2
+/// where alpha_ri = w0_i p_r(i), p_r the exact attention of query r and o_r
+/// its output: the relative output error of the compressed cache, linearised
+/// at the exact softmax mass. lambda' is kRefitRidge times the mean diagonal
+/// of the normal equations. Solved by projected Gauss-Seidel over blocks of
+/// at most kRefitBlock tokens (one block: the exact optimum; more: block
+/// coordinate descent, so the memory stays kRefitBlock^2).
+constexpr double kRefitRidge = 1e-3;
+constexpr double kRefitMass = 0.7;
+constexpr int64_t kRefitBlock = 1024;
+constexpr int kRefitSweeps = 100, kRefitPasses = 3;
+
+void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
+                     int64_t perGroup, int64_t end,
+                     std::vector<std::pair<int64_t, double>> &kept) {
+  const int64_t R = in.queryRows, M = int64_t(kept.size());
+  if (R == 0 || M == 0 || perGroup == 0)
+    return;
+  const double mu2 = kRefitMass * kRefitMass;
+  // Per query: alpha (visible kept tokens), P = alpha / ||o||, <o, v_i>
+  // and ||o||^2.
+  std::vector<double> alpha(static_cast<size_t>(R * M), 0.0),
+      P(alpha.size(), 0.0), pv(alpha.size(), 0.0), on2(static_cast<size_t>(R)),
+      probs(static_cast<size_t>(end)), o(static_cast<size_t>(dv));
+  std::vector<double> u(static_cast<size_t>(M), 1.0);
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t visible = end - perGroup + r % perGroup + 1;
+    attentionRow(in.queries.data() + r * d, in.keys.data(), d, visible, scale,
+                 probs.data(), probs.data());
+    std::fill(o.begin(), o.end(), 0.0);
+    for (int64_t j = 0; j < visible; ++j)
+      for (int64_t x = 0; x < dv; ++x)
+        o[x] += probs[j] * in.values[j * dv + x];
+    double n2 = 0;
+    for (double x : o)
+      n2 += x * x;
+    on2[r] = std::max(n2, 1e-300);
+    const double on = std::sqrt(on2[r]);
+    for (int64_t i = 0; i < M; ++i) {
+      const int64_t t = kept[i].first;
+      if (t >= visible)
+        continue;
+      const double a = std::exp(kept[i].second) * probs[t];
+      const double *v = in.values.data() + t * dv;
+      double dot = 0;
+      for (int64_t x = 0; x < dv; ++x)
+        dot += o[x] * v[x];
+      alpha[r * M + i] = a;
+      P[r * M + i] = a / on;
+      pv[r * M + i] = dot;
+    }
+  }
+  const int64_t blocks = (M + kRefitBlock - 1) / kRefitBlock;
+  const int passes = blocks == 1 ? 1 : kRefitPasses;
+  std::vector<double> G, g;
+  for (int pass = 0; pass < passes; ++pass)
+    for (int64_t i0 = 0; i0 < M; i0 += kRefitBlock) {
+      const int64_t i1 = std::min(M, i0 + kRefitBlock), mb = i1 - i0;
+      // The other tokens' share of query r's residuals: direction
+      // Y_r = othersV_r - S_r o_r (othersV_r = sum_j u_j P_rj v_j, S_r =
+      // sum_j u_j P_rj), othersO_r = <o_r, othersV_r>, and mass
+      // othersMass_r = sum_j u_j alpha_rj - 1.
+      G.assign(static_cast<size_t>(mb * mb), 0.0);
+      g.assign(static_cast<size_t>(mb), 0.0);
+      std::vector<double> S(static_cast<size_t>(R), 0.0),
+          othersO(static_cast<size_t>(R), 0.0),
+          othersMass(static_cast<size_t>(R), -1.0),
+          othersV(static_cast<size_t>(R * dv), 0.0);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < M; ++j) {
+          if ((j >= i0 && j < i1) || P[r * M + j] == 0)
+            continue;
+          const double pu = u[j] * P[r * M + j];
+          S[r] += pu;
+          othersO[r] += pu * pv[r * M + j];
+          othersMass[r] += u[j] * alpha[r * M + j];
+          const double *v = in.values.data() + kept[j].first * dv;
+          for (int64_t x = 0; x < dv; ++x)
+            othersV[r * dv + x] += pu * v[x];
+        }
+      // The block's normal equations:
+      //   G_ij = sum_r P_ri P_rj ((v_i - o)(v_j - o)) + mu^2 alpha_ri alpha_rj
+      //   g_i  = sum_r P_ri (v_i - o_r) . y_r + mu^2 alpha_ri z_r
+      // with (v_i - o)(v_j - o) = v_i.v_j - o.v_i - o.v_j + |o|^2 and y_r =
+      // othersV_r - S_r o_r (S_r = sum_j u_j P_rj over the others).
+      std::vector<double> PP(static_cast<size_t>(mb * mb), 0.0);
+      for (int64_t r = 0; r < R; ++r) {
+        const double *pr = P.data() + r * M + i0,
+                     *ar = alpha.data() + r * M + i0,
+                     *vr = pv.data() + r * M + i0;
+        const double *ov = othersV.data() + r * dv;
+        for (int64_t i = 0; i < mb; ++i) {
+          if (ar[i] == 0)
+            continue;
+          // (v_i - o_r) . Y_r
+          const double *v = in.values.data() + kept[i0 + i].first * dv;
+          double vo = 0;
+          for (int64_t x = 0; x < dv; ++x)
+            vo += v[x] * ov[x];
+          g[i] += pr[i] * (vo - S[r] * vr[i] - othersO[r] + S[r] * on2[r]) +
+                  mu2 * ar[i] * othersMass[r];
+          double *gi = G.data() + i * mb, *ppi = PP.data() + i * mb;
+          for (int64_t j = 0; j <= i; ++j) {
+            ppi[j] += pr[i] * pr[j];
+            gi[j] +=
+                pr[i] * pr[j] * (on2[r] - vr[i] - vr[j]) + mu2 * ar[i] * ar[j];
+          }
+        }
+      }
+      for (int64_t i = 0; i < mb; ++i) {
+        const double *vi = in.values.data() + kept[i0 + i].first * dv;
+        for (int64_t j = 0; j <= i; ++j) {
+          const double *vj = in.values.data() + kept[i0 + j].first * dv;
+          double vv = 0;
+          for (int64_t x = 0; x < dv; ++x)
+            vv += vi[x] * vj[x];
+          G[i * mb + j] += vv * PP[i * mb + j];
+          G[j * mb + i] = G[i * mb + j];
+        }
+      }
+      double trace = 0;
+      for (int64_t i = 0; i < mb; ++i)
+        trace += G[i * mb + i];
+      const double ridge = kRefitRidge * std::max(trace / double(mb), 1e-300);
+      for (int sweep = 0; sweep < kRefitSweeps; ++sweep)
+        for (int64_t i = 0; i < mb; ++i) {
+          double sum = ridge - g[i];
+          const double *gi = G.data() + i * mb;
+          for (int64_t j = 0; j < mb; ++j)
+            if (j != i)
+              sum -= gi[j] * u[i0 + j];
+          u[i0 + i] = std::max(0.0, sum / (gi[i] + ridge));
+        }
+    }
+  for (int64_t i = 0; i < M; ++i)
+    kept[i].second += std::log(std::max(u[i], 1e-30));
+}
+
 /// Scores plans on one head by its observation queries, which sit at the
 /// cache's last `lobs` positions. The later half of them (h queries) plays
 /// the future: a plan compresses the cache before them ([0, n - h)),
@@ -712,6 +856,8 @@ int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
   for (int64_t i = mid1; i < n; ++i)
     kept.push_back({i, 0.0});
   std::sort(kept.begin(), kept.end());
+  if (o.adaptiveRefit)
+    refitLogWeights(in, d, dv, scale, lobs, n, kept);
   for (size_t j = 0; j < kept.size(); ++j) {
     indices[j] = kept[j].first;
     logWeights[j] = float(kept[j].second);

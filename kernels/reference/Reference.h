@@ -59,6 +59,9 @@ struct Status {
 struct CompressOptions : CompressParams {
   Method method = Method::Balance;
   int64_t snapkvPool = 7; ///< SnapKV max-pool kernel (odd)
+  /// Method adaptive refits the kept tokens' weights to the observation
+  /// queries (spec section 6); false only for the ablation.
+  bool adaptiveRefit = true;
 };
 Status validate(const CompressOptions &opts);
 

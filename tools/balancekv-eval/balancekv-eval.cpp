@@ -36,7 +36,7 @@ static cl::opt<std::string> kvPrefix(
 static cl::opt<std::string> methods(
     "methods",
     cl::desc("comma list of balance, balance-gamma0, uniform, streaming, "
-             "snapkv, snapkv-pool1, knorm, adaptive"),
+             "snapkv, snapkv-pool1, knorm, adaptive, adaptive-norefit"),
     cl::init("balance,balance-gamma0,uniform,streaming,snapkv,snapkv-pool1,"
              "knorm,adaptive"));
 static cl::opt<std::string> ratios(
@@ -153,13 +153,15 @@ int64_t memoryTarget(int64_t n, int64_t fresh, double ratio) {
 /// is SnapKV without its max-pooling (the top tokens themselves, the
 /// stronger SnapKV on real caches); "adaptive" keeps
 /// the flags' sink, window and rounds as its spec plan and `target` as its
-/// mean budget.
+/// mean budget; "adaptive-norefit" is adaptive without its weight refit
+/// (the ablation).
 CompressOptions optionsFor(const std::string &name, int64_t n, int64_t target,
                            uint64_t seed) {
   CompressOptions o;
-  std::string base = name == "balance-gamma0" ? "balance"
-                     : name == "snapkv-pool1" ? "snapkv"
-                                              : name;
+  std::string base = name == "balance-gamma0"     ? "balance"
+                     : name == "snapkv-pool1"     ? "snapkv"
+                     : name == "adaptive-norefit" ? "adaptive"
+                                                  : name;
   auto m = parseMethod(base);
   if (!m)
     fail("unknown method '" + name + "'");
@@ -177,6 +179,8 @@ CompressOptions optionsFor(const std::string &name, int64_t n, int64_t target,
     o.gamma = 0.0;
   if (name == "snapkv-pool1")
     o.snapkvPool = 1;
+  if (name == "adaptive-norefit")
+    o.adaptiveRefit = false;
   Status st = validate(o);
   if (!st.ok)
     fail(st.message);

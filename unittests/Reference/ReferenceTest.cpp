@@ -573,6 +573,55 @@ TEST(Adaptive, SplitsTheMemoryByWhereHeadsLook) {
     EXPECT_NEAR(padded[i], ragged[i], 1e-12);
 }
 
+/// Relative error of the observation queries' attention over `sel`'s cache
+/// against the full cache (non-causal: a test of the weights, not the mask).
+double observedError(const Tensor &k, const Tensor &v, const Tensor &obs,
+                     const Selection &sel) {
+  Tensor ck = gather(k.ref(), sel), cv = gather(v.ref(), sel);
+  std::vector<double> exact, approx;
+  AttentionOptions plain;
+  EXPECT_TRUE(attention(obs.ref(), k.ref(), v.ref(), plain, exact).ok);
+  EXPECT_TRUE(attention(obs.ref(), ck.ref(), cv.ref(), plain, approx,
+                        sel.logWeights.data())
+                  .ok);
+  return meanRelativeError(approx, exact, v.shape[3]);
+}
+
+TEST(Adaptive, RefitsTheWeightsOfTheKeptTokens) {
+  // TwoHeads (one block of the refit) and a cache whose heads keep more
+  // than one block of 1024 tokens (block coordinate descent).
+  TwoHeads t = twoHeads();
+  Tensor longK = randomTensor(DType::F32, {1, 2, 2400, 8}, 51),
+         longV = randomTensor(DType::F32, {1, 2, 2400, 8}, 52),
+         longObs = randomTensor(DType::F32, {1, 2, 8, 8}, 53);
+  struct Case {
+    const Tensor &k, &v, &obs;
+    int64_t budget;
+  } cases[] = {{t.k, t.v, t.obs, 0}, {longK, longV, longObs, 1500}};
+  for (const Case &c : cases) {
+    CompressOptions o;
+    o.method = Method::Adaptive;
+    o.budget = c.budget;
+    TensorRef obs = c.obs.ref();
+    Selection refit, plain;
+    ASSERT_TRUE(compress(c.k.ref(), c.v.ref(), o, refit, &obs).ok);
+    o.adaptiveRefit = false;
+    ASSERT_TRUE(compress(c.k.ref(), c.v.ref(), o, plain, &obs).ok);
+    // Same tokens, other weights, a smaller error on the queries fitted.
+    EXPECT_EQ(refit.indices, plain.indices);
+    EXPECT_EQ(refit.lengths, plain.lengths);
+    EXPECT_NE(refit.logWeights, plain.logWeights);
+    if (c.budget)
+      EXPECT_GT(*std::max_element(refit.lengths.begin(), refit.lengths.end()),
+                1024);
+    const double withRefit = observedError(c.k, c.v, c.obs, refit),
+                 without = observedError(c.k, c.v, c.obs, plain);
+    EXPECT_LT(withRefit, 0.9 * without) << withRefit << " vs " << without;
+    for (size_t i = 0; i < refit.logWeights.size(); ++i)
+      EXPECT_FALSE(std::isnan(refit.logWeights[i]));
+  }
+}
+
 TEST(Adaptive, NeedsObservationQueries) {
   TwoHeads t = twoHeads();
   CompressOptions o;
