@@ -448,26 +448,26 @@ KeptMiddle keepMiddle(const HeadInput &in, int64_t d, int64_t dv,
 
 /// The weight refit of method adaptive (spec section 6): kept token i's
 /// weight becomes w0_i u_i, u >= 0 minimising, over the observation queries
-/// r (rows of `in.queries`, `perGroup` consecutive positions ending at
-/// `end`, causal),
+/// r (query rows `rows`, of `perGroup` consecutive positions ending at
+/// `end`, one block per query head of the group, causal),
 ///   sum_r || sum_i u_i alpha_ri (v_i - o_r) ||^2 / ||o_r||^2   (direction)
 ///   + mu^2 sum_r (sum_i u_i alpha_ri - 1)^2                    (mass)
 ///   + lambda' ||u - 1||^2
 /// where alpha_ri = w0_i p_r(i), p_r the exact attention of query r and o_r
 /// its output: the relative output error of the compressed cache, linearised
-/// at the exact softmax mass. lambda' is kRefitRidge times the mean diagonal
-/// of the normal equations. Solved by projected Gauss-Seidel over blocks of
-/// at most kRefitBlock tokens (one block: the exact optimum; more: block
+/// at the exact softmax mass. lambda' is `ridge` times the mean diagonal of
+/// the normal equations. Solved by projected Gauss-Seidel over blocks of at
+/// most kRefitBlock tokens (one block: the exact optimum; more: block
 /// coordinate descent, so the memory stays kRefitBlock^2).
-constexpr double kRefitRidge = 1e-3;
 constexpr double kRefitMass = 0.7;
 constexpr int64_t kRefitBlock = 1024;
 constexpr int kRefitSweeps = 100, kRefitPasses = 3;
 
 void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
-                     int64_t perGroup, int64_t end,
+                     const std::vector<int64_t> &rows, int64_t perGroup,
+                     int64_t end, double ridgeFactor,
                      std::vector<std::pair<int64_t, double>> &kept) {
-  const int64_t R = in.queryRows, M = int64_t(kept.size());
+  const int64_t R = int64_t(rows.size()), M = int64_t(kept.size());
   if (R == 0 || M == 0 || perGroup == 0)
     return;
   const double mu2 = kRefitMass * kRefitMass;
@@ -479,8 +479,8 @@ void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
   std::vector<double> u(static_cast<size_t>(M), 1.0);
   for (int64_t r = 0; r < R; ++r) {
     const int64_t visible = end - perGroup + r % perGroup + 1;
-    attentionRow(in.queries.data() + r * d, in.keys.data(), d, visible, scale,
-                 probs.data(), probs.data());
+    attentionRow(in.queries.data() + rows[r] * d, in.keys.data(), d, visible,
+                 scale, probs.data(), probs.data());
     std::fill(o.begin(), o.end(), 0.0);
     for (int64_t j = 0; j < visible; ++j)
       for (int64_t x = 0; x < dv; ++x)
@@ -575,7 +575,7 @@ void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
       double trace = 0;
       for (int64_t i = 0; i < mb; ++i)
         trace += G[i * mb + i];
-      const double ridge = kRefitRidge * std::max(trace / double(mb), 1e-300);
+      const double ridge = ridgeFactor * std::max(trace / double(mb), 1e-300);
       for (int sweep = 0; sweep < kRefitSweeps; ++sweep)
         for (int64_t i = 0; i < mb; ++i) {
           double sum = ridge - g[i];
@@ -822,22 +822,22 @@ allocateBudget(const std::vector<std::vector<ScoredPlan>> &heads,
   return plans;
 }
 
-/// Writes head `plan`'s kept tokens of the whole cache (sink, heavy and
-/// walked middle tokens, window; cache order) into `indices`/`logWeights`;
-/// returns how many.
-int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
-                  const CompressOptions &o, double scale, int64_t lobs,
-                  const HeadPlan &plan, uint32_t batch, uint32_t head,
-                  int64_t *indices, float *logWeights) {
-  const PlanLayout lay = planLayout(plan, n);
-  const int64_t mid0 = lay.sink, mid1 = n - lay.window;
-  std::vector<int64_t> rows;
-  for (int64_t r = 0; r < in.queryRows; ++r)
-    rows.push_back(r);
+/// Head `plan`'s kept tokens of the cache's first `end` tokens (sink, heavy
+/// and walked middle tokens, window; cache order) with their log-weights;
+/// the heavy tokens are those query rows `rows` (`perGroup` positions
+/// ending at `end`) attend to most.
+std::vector<std::pair<int64_t, double>>
+planTokens(const HeadInput &in, int64_t end, int64_t d, int64_t dv,
+           const CompressOptions &o, double scale, const HeadPlan &plan,
+           const std::vector<int64_t> &rows, int64_t perGroup, uint32_t batch,
+           uint32_t head) {
+  const PlanLayout lay = planLayout(plan, end);
+  const int64_t mid0 = lay.sink, mid1 = end - lay.window;
   std::vector<double> pooled =
-      lay.heavy > 0 ? pooledScores(observedMass(in, d, rows, lobs, n, scale),
-                                   mid0, mid1 - mid0, kAdaptivePool)
-                    : std::vector<double>(size_t(mid1 - mid0), 0.0);
+      lay.heavy > 0
+          ? pooledScores(observedMass(in, d, rows, perGroup, end, scale), mid0,
+                         mid1 - mid0, kAdaptivePool)
+          : std::vector<double>(size_t(mid1 - mid0), 0.0);
   KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, lay.heavy,
                              plan.rounds, batch, head);
   std::vector<std::pair<int64_t, double>> kept;
@@ -853,11 +853,78 @@ int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
     for (size_t i = 0; i < last.kept.size(); ++i)
       kept.push_back({km.rest[last.kept[i]], last.logW[i]});
   }
-  for (int64_t i = mid1; i < n; ++i)
+  for (int64_t i = mid1; i < end; ++i)
     kept.push_back({i, 0.0});
   std::sort(kept.begin(), kept.end());
-  if (o.adaptiveRefit)
-    refitLogWeights(in, d, dv, scale, lobs, n, kept);
+  return kept;
+}
+
+/// The refit's ridges tried, weakest first.
+constexpr double kRefitRidges[] = {1e-3, 1e-2, 1e-1, 1.0};
+
+/// The ridge of head `plan`'s weight refit, chosen by its observation
+/// queries as the plan scoring plays the future: the plan's tokens of the
+/// cache before the last h = lobs / 2 queries, heavy tokens chosen and
+/// weights refit with the earlier queries, scored by the later ones (their
+/// causal outputs over those tokens plus the exact tokens since). The
+/// weakest ridge within 1 % of the best score; a negative value — keep the
+/// plan's weights — when no refit scores better than the plan's own
+/// weights, or when there are too few queries to tell.
+double chooseRefitRidge(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
+                        const CompressOptions &o, double scale, int64_t lobs,
+                        const HeadPlan &plan, uint32_t batch, uint32_t head) {
+  const int64_t h = lobs / 2;
+  if (h == 0 || n - h < 2)
+    return -1;
+  ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
+  std::vector<int64_t> selectors;
+  for (int64_t r = 0; r < in.queryRows; ++r)
+    if (r % lobs < lobs - h)
+      selectors.push_back(r);
+  const std::vector<std::pair<int64_t, double>> tokens =
+      planTokens(in, scorer.prefixLength(), d, dv, o, scale, plan, selectors,
+                 lobs - h, batch, head);
+  auto score = [&](const std::vector<std::pair<int64_t, double>> &kept) {
+    std::vector<int64_t> idx;
+    std::vector<double> logW;
+    for (const auto &[i, lw] : kept)
+      idx.push_back(i), logW.push_back(lw);
+    return scorer.error(idx, logW);
+  };
+  const double plain = score(tokens);
+  double scores[std::size(kRefitRidges)], best = plain;
+  for (size_t k = 0; k < std::size(kRefitRidges); ++k) {
+    std::vector<std::pair<int64_t, double>> refit = tokens;
+    refitLogWeights(in, d, dv, scale, selectors, lobs - h,
+                    scorer.prefixLength(), kRefitRidges[k], refit);
+    best = std::min(best, scores[k] = score(refit));
+  }
+  if (best >= plain)
+    return -1;
+  for (size_t k = 0; k < std::size(kRefitRidges); ++k)
+    if (scores[k] <= 1.01 * best)
+      return kRefitRidges[k];
+  return -1; // not reached
+}
+
+/// Writes head `plan`'s kept tokens of the whole cache, their weights refit
+/// (unless the observation queries say not to), into
+/// `indices`/`logWeights`; returns how many.
+int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
+                  const CompressOptions &o, double scale, int64_t lobs,
+                  const HeadPlan &plan, uint32_t batch, uint32_t head,
+                  int64_t *indices, float *logWeights) {
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < in.queryRows; ++r)
+    rows.push_back(r);
+  std::vector<std::pair<int64_t, double>> kept =
+      planTokens(in, n, d, dv, o, scale, plan, rows, lobs, batch, head);
+  if (o.adaptiveRefit) {
+    const double ridge =
+        chooseRefitRidge(in, n, d, dv, o, scale, lobs, plan, batch, head);
+    if (ridge >= 0)
+      refitLogWeights(in, d, dv, scale, rows, lobs, n, ridge, kept);
+  }
   for (size_t j = 0; j < kept.size(); ++j) {
     indices[j] = kept[j].first;
     logWeights[j] = float(kept[j].second);
