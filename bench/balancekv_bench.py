@@ -72,6 +72,12 @@ def paged(tensors, page_size, layout="NHD", seed=0):
     return pools, table
 
 
+class DecodeLaunch(ctypes.Structure):
+    _fields_ = [("kernel", ctypes.c_char_p)] + [
+        (name, ctypes.c_int32) for name in
+        ("splits", "grid_x", "grid_y", "grid_z", "ctas_per_sm", "combine")]
+
+
 class Lib:
     def __init__(self, path):
         self.lib = ctypes.CDLL(path)
@@ -112,6 +118,18 @@ class Lib:
             ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [
             ctypes.c_int64] * 5 + [ctypes.POINTER(Params), ctypes.c_void_p,
                                    ctypes.c_void_p]
+
+    def last_launch(self):
+        """How the last decode on this thread was launched (a dict for the
+        tables; empty for a library without balancekv_last_decode_launch)."""
+        entry = getattr(self.lib, "balancekv_last_decode_launch", None)
+        if entry is None:
+            return {}
+        out = DecodeLaunch()
+        self.check(entry(ctypes.byref(out)))
+        return dict(kernel=out.kernel.decode(), splits=out.splits,
+                    grid=f"{out.grid_x}x{out.grid_y}x{out.grid_z}",
+                    ctas_per_sm=out.ctas_per_sm, combine=bool(out.combine))
 
     def check(self, status):
         if status != 0:

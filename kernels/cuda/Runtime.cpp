@@ -147,6 +147,18 @@ extern "C" {
 
 const char *balancekv_last_error(void) { return lastError.c_str(); }
 
+balancekv_status balancekv_last_decode_launch(balancekv_decode_launch *out) {
+  const balancekv::cuda::DecodeLaunch &l = balancekv::cuda::lastDecodeLaunch();
+  if (!out)
+    return fail(BALANCEKV_STATUS_INVALID_ARGUMENT, "out must not be null");
+  if (!l.kernel)
+    return fail(BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "no weighted decode has run on this thread");
+  *out = {l.kernel, l.splits,    l.gridX,          l.gridY,
+          l.gridZ,  l.ctasPerSM, l.combine ? 1 : 0};
+  return ok();
+}
+
 // balancekv_compress_params_init and balancekv_compressed_length: in
 // kernels/reference/ReferenceC.cpp (also in the CPU-only library).
 

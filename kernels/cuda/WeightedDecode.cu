@@ -1146,6 +1146,14 @@ bool decodeTileMaps(const DecodeArgs &a, int d, int dv, CUtensorMap &kMap,
          std::equal(vOrder, vOrder + 3, p.tmaOrder);
 }
 
+thread_local DecodeLaunch lastLaunch;
+
+/// Records a launch for lastDecodeLaunch.
+void recordLaunch(const char *kernel, dim3 grid, int ctasPerSM, bool combine) {
+  lastLaunch = {kernel,      int(grid.x), int(grid.x), int(grid.y),
+                int(grid.z), ctasPerSM,   combine};
+}
+
 template <typename T, int VPL, bool kVec>
 const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
@@ -1160,6 +1168,7 @@ const char *launchDecodeTyped(const DecodeArgs &a, DecodeParams &p) {
             unsigned(a.batch * a.kvHeads));
   launchEarly(reinterpret_cast<const void *>(decodeSplitKernel<T, VPL, kVec>),
               grid, smem, stream, p);
+  recordLaunch("cuda-core", grid, 0, true);
   return launchCombine<T>(a, p);
 }
 
@@ -1263,6 +1272,8 @@ const char *launchMma(const DecodeArgs &a, DecodeParams &p) {
   for (int i = 0; i < 4; ++i)
     p.os[i] = a.out.strides[i];
   launchEarly(kernel, grid, smem, stream, p, &kMap, &vMap);
+  recordLaunch(tma ? "tensor-core TMA" : "tensor-core cp.async", grid, perSM,
+               !p.directOut);
   if (p.directOut) {
     cudaError_t err = cudaGetLastError();
     return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
@@ -1337,6 +1348,8 @@ size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
   return sizeof(float) * size_t(batch * qHeads * queryLen) *
          size_t(splitCap(batch, m)) * size_t(dv + 2);
 }
+
+const DecodeLaunch &lastDecodeLaunch() { return lastLaunch; }
 
 const char *launchWeightedDecode(const DecodeArgs &a) {
   DecodeParams p{};

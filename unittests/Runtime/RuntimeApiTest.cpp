@@ -78,6 +78,17 @@ TEST(RuntimeApi, DefaultsAndLength) {
   EXPECT_EQ(balancekv_compressed_length(-1, 32, 32, 2), -1);
 }
 
+// The launch record answers only after a decode ran on the calling thread.
+TEST(RuntimeApi, LastDecodeLaunchNeedsADecode) {
+  expectError(balancekv_last_decode_launch(nullptr),
+              BALANCEKV_STATUS_INVALID_ARGUMENT, "out must not be null");
+  balancekv_decode_launch launch{};
+  expectError(balancekv_last_decode_launch(&launch),
+              BALANCEKV_STATUS_INVALID_ARGUMENT,
+              "no weighted decode has run on this thread");
+  EXPECT_EQ(launch.kernel, nullptr);
+}
+
 // The reference's entries reject a dtype outside the enum (C callers can
 // pass any int) instead of reading the data as f32.
 TEST(RuntimeApi, ReferenceEntriesRejectAnUnknownDtype) {

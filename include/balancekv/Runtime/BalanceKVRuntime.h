@@ -50,6 +50,19 @@ typedef enum {
 /* The message of the last failed call on this thread ("" after success). */
 const char *balancekv_last_error(void);
 
+/* How this thread's last weighted decode (any entry: dense, ragged, paged)
+ * was launched, for tables of the launch choices: the kernel ("tensor-core
+ * TMA", "tensor-core cp.async" or "cuda-core"), the splits of each head's
+ * keys, the grid (splits, query-row chunks, batch x KV heads), the CTAs
+ * resident per SM that the splits were chosen for (0 where the kernel does
+ * not ask) and whether a combine kernel merged the splits. INVALID_ARGUMENT
+ * for a null `out` or before any decode on this thread. */
+typedef struct {
+  const char *kernel;
+  int32_t splits, grid_x, grid_y, grid_z, ctas_per_sm, combine;
+} balancekv_decode_launch;
+balancekv_status balancekv_last_decode_launch(balancekv_decode_launch *out);
+
 /* A rank-4 tensor view: data plus element strides for [b, h, s, d]. */
 typedef struct {
   const void *data;
