@@ -457,8 +457,8 @@ KeptMiddle keepMiddle(const HeadInput &in, int64_t d, int64_t dv,
 /// its output: the relative output error of the compressed cache, linearised
 /// at the exact softmax mass. lambda' is `ridge` times the mean diagonal of
 /// the normal equations. Solved by projected Gauss-Seidel over blocks of at
-/// most kRefitBlock tokens (one block: the exact optimum; more: block
-/// coordinate descent, so the memory stays kRefitBlock^2).
+/// most kRefitBlock tokens (one block: the whole problem; more: block
+/// coordinate descent, so the normal equations stay kRefitBlock^2).
 constexpr double kRefitMass = 0.7;
 constexpr int64_t kRefitBlock = 1024;
 constexpr int kRefitSweeps = 100, kRefitPasses = 3;
