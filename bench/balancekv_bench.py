@@ -286,6 +286,17 @@ def bench_graph_cycle(fns, calls=20, reps=30):
     return bench(graph.replay, reps=reps, warmup=3) / len(seq)
 
 
+def medians_in_turn(timed, rounds=3):
+    """Each timer of `timed` (name -> function returning a time) run in turn
+    `rounds` times; the median per name (single timings on an H200 were seen
+    5-13 % slow at random)."""
+    times = {name: [] for name in timed}
+    for _ in range(rounds):
+        for name, fn in timed.items():
+            times[name].append(fn())
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+
+
 def compress_cache(heads, tokens, d=128):
     """Random bf16 keys and values of one sequence, the compression
     benchmark's shape ([1, heads, tokens, d])."""

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from balancekv_bench import (Lib, attention64, bench, bench_graph_cycle,
-                             compress_cache, copies_beyond_l2, hbm_peak, rel,
-                             table)
+                             compress_cache, copies_beyond_l2, hbm_peak,
+                             medians_in_turn, rel, table)
 
 # ------------------------------------------------------------- helpers ----
 
@@ -215,14 +215,10 @@ def time_decode(lib, rows, peak, quick):
                 ck, cv = k[:, :, :m].contiguous(), v[:, :, :m].contiguous()
                 lw = torch.zeros(b, hkv, m, device="cuda")
                 sets = with_float_masks(copies_beyond_l2((ck, cv, lw)), hq // hkv)
-                # Ours and SDPA + mask in turn, three times, medians: one
-                # timing of either can be 5-13 % slow on an H200 at random
-                # (seen on the first, the second or no timing of a shape).
-                t_ours, t_mask = [], []
-                for _ in range(3):
-                    t_ours.append(time_weighted_decode(lib, q, sets))
-                    t_mask.append(time_sdpa_masked(q, sets))
-                t_ours, t_mask = sorted(t_ours)[1], sorted(t_mask)[1]
+                t = medians_in_turn({
+                    "ours": lambda: time_weighted_decode(lib, q, sets),
+                    "mask": lambda: time_sdpa_masked(q, sets)})
+                t_ours, t_mask = t["ours"], t["mask"]
                 launch = lib.last_launch()
                 try:
                     t_flex = time_flex(q, sets, hq // hkv)

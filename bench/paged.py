@@ -21,7 +21,8 @@ import argparse
 import torch
 
 from balancekv_bench import (Lib, attention64, bench, bench_graph_cycle,
-                             copies_beyond_l2, paged, rel, table)
+                             copies_beyond_l2, medians_in_turn, paged, rel,
+                             table)
 
 
 def check_compress(lib, dtype, d, dv, n, page, layout, b=2, h=4, method=0,
@@ -177,25 +178,29 @@ def main():
         q = torch.randn(b, hq, 1, d, device="cuda", dtype=bf16)
         sets = copies_beyond_l2([k, v, lw])
         outs = [lib.decode_prepare(q, s[0], s[1]) for s in sets]
-        t_dense = bench_graph_cycle(
+        timed = {"dense": lambda: bench_graph_cycle(
             [lambda s=s, o=o: lib.decode(q, s[0], s[1], s[2], o)
-             for s, o in zip(sets, outs)])
-        row = {"N": n, "B": b, "ratio": ratio, "M": m,
-               "dense µs": f"{1e3 * t_dense:.1f}"}
+             for s, o in zip(sets, outs)])}
+        pools = []
         for page, layout in ((16, "NHD"), (64, "NHD"), (16, "HND")):
             psets = []
             for s in sets:
                 (kp, vp), tab = paged([s[0], s[1]], page, layout)
                 psets.append((kp, vp, tab, s[2]))
-            t = bench_graph_cycle(
-                [lambda s=s, o=o: lib.decode_paged(
-                    q, s[0], s[1], s[2], page, m, s[3], o, kv_heads=hkv, dv=d)
-                 for s, o in zip(psets, outs)])
-            row[f"{layout} {page} µs"] = f"{1e3 * t:.1f}"
-            row[f"{layout} {page} / dense"] = f"{t / t_dense:.3f}"
-            del psets
+            pools.append(psets)
+            timed[f"{layout} {page}"] = (
+                lambda psets=psets, page=page: bench_graph_cycle(
+                    [lambda s=s, o=o: lib.decode_paged(
+                        q, s[0], s[1], s[2], page, m, s[3], o, kv_heads=hkv,
+                        dv=d) for s, o in zip(psets, outs)]))
+        t = medians_in_turn(timed)
+        row = {"N": n, "B": b, "ratio": ratio, "M": m,
+               "dense µs": f"{1e3 * t['dense']:.1f}"}
+        for name in list(timed)[1:]:
+            row[f"{name} µs"] = f"{1e3 * t[name]:.1f}"
+            row[f"{name} / dense"] = f"{t[name] / t['dense']:.3f}"
         rows.append(row)
-        del sets, outs
+        del sets, outs, pools
         torch.cuda.empty_cache()
     print("\n## weighted decode, paged vs dense (bf16, Hq 32, Hkv 8, d 128, L 1)\n")
     print(table(rows))
@@ -208,18 +213,24 @@ def main():
         v = torch.randn_like(k)
         p = lib.params(method=method)
         o = lib.compress_prepare(k, v, p)
-        t_dense = bench(lambda: lib.compress(k, v, p, o, indices=False), reps=20)
-        row = {"heads": heads, "N": n, "method": ("balance", "uniform")[method],
-               "dense ms": f"{t_dense:.3f}"}
+        timed = {"dense": lambda: bench(
+            lambda: lib.compress(k, v, p, o, indices=False), reps=20)}
         for page, layout in ((16, "NHD"), (64, "NHD"), (16, "HND")):
             (kp, vp), tab = paged([k, v], page, layout)
-            t = bench(lambda: lib.compress_paged(kp, vp, tab, page,
-                                                 (1, heads, n, d, d), p, o,
-                                                 indices=False), reps=20)
-            row[f"{layout} {page} ms"] = f"{t:.3f}"
-            row[f"{layout} {page} / dense"] = f"{t / t_dense:.3f}"
-            del kp, vp
+            timed[f"{layout} {page}"] = (
+                lambda kp=kp, vp=vp, tab=tab, page=page: bench(
+                    lambda: lib.compress_paged(kp, vp, tab, page,
+                                               (1, heads, n, d, d), p, o,
+                                               indices=False), reps=20))
+        t = medians_in_turn(timed)
+        row = {"heads": heads, "N": n, "method": ("balance", "uniform")[method],
+               "dense ms": f"{t['dense']:.3f}"}
+        for name in list(timed)[1:]:
+            row[f"{name} ms"] = f"{t[name]:.3f}"
+            row[f"{name} / dense"] = f"{t[name] / t['dense']:.3f}"
         rows.append(row)
+        del timed
+        torch.cuda.empty_cache()
     print("\n## compression, paged vs dense (bf16, d 128, spec defaults)\n")
     print(table(rows))
     print(f"\n{torch.cuda.get_device_name()}")
