@@ -446,6 +446,32 @@ KeptMiddle keepMiddle(const HeadInput &in, int64_t d, int64_t dv,
   return km;
 }
 
+/// Kept tokens: cache position and log-weight.
+using KeptTokens = std::vector<std::pair<int64_t, double>>;
+
+/// A plan's kept tokens in segment order — the first `sink` tokens, `km`'s
+/// heavy tokens, the walk's round `walked` of the rest (or, with
+/// `keepRest`, all of the rest at weight 1), the window [window0, end) —
+/// not sorted.
+KeptTokens planSegments(int64_t sink, const KeptMiddle &km,
+                        const RoundResult *walked, bool keepRest,
+                        int64_t window0, int64_t end) {
+  KeptTokens kept;
+  for (int64_t i = 0; i < sink; ++i)
+    kept.push_back({i, 0.0});
+  for (int64_t i : km.heavy)
+    kept.push_back({i, 0.0});
+  if (keepRest)
+    for (int64_t i : km.rest)
+      kept.push_back({i, 0.0});
+  else if (walked)
+    for (size_t i = 0; i < walked->kept.size(); ++i)
+      kept.push_back({km.rest[walked->kept[i]], walked->logW[i]});
+  for (int64_t i = window0; i < end; ++i)
+    kept.push_back({i, 0.0});
+  return kept;
+}
+
 /// The weight refit of method adaptive (spec section 6): kept token i's
 /// weight becomes w0_i u_i, u >= 0 minimising, over the observation queries
 /// r (query rows `rows`, of `perGroup` consecutive positions ending at
@@ -455,8 +481,8 @@ KeptMiddle keepMiddle(const HeadInput &in, int64_t d, int64_t dv,
 ///   + lambda' ||u - 1||^2
 /// where alpha_ri = w0_i p_r(i), p_r the exact attention of query r and o_r
 /// its output: the relative output error of the compressed cache, linearised
-/// at the exact softmax mass. lambda' is `ridge` times the mean diagonal of
-/// the normal equations. Solved by projected Gauss-Seidel over blocks of at
+/// at the exact softmax mass. lambda' is `ridgeFactor` times the mean diagonal
+/// of the normal equations. Solved by projected Gauss-Seidel over blocks of at
 /// most kRefitBlock tokens (one block: the whole problem; more: block
 /// coordinate descent, so the normal equations stay kRefitBlock^2).
 constexpr double kRefitMass = 0.7;
@@ -465,17 +491,17 @@ constexpr int kRefitSweeps = 100, kRefitPasses = 3;
 
 void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
                      const std::vector<int64_t> &rows, int64_t perGroup,
-                     int64_t end, double ridgeFactor,
-                     std::vector<std::pair<int64_t, double>> &kept) {
+                     int64_t end, double ridgeFactor, KeptTokens &kept) {
   const int64_t R = int64_t(rows.size()), M = int64_t(kept.size());
   if (R == 0 || M == 0 || perGroup == 0)
     return;
   const double mu2 = kRefitMass * kRefitMass;
-  // Per query: alpha (visible kept tokens), P = alpha / ||o||, <o, v_i>
-  // and ||o||^2.
+  // Per query: alpha (visible kept tokens), <o, v_i>, ||o||^2 and ||o||
+  // (P_ri = alpha_ri / ||o_r|| below).
   std::vector<double> alpha(static_cast<size_t>(R * M), 0.0),
-      P(alpha.size(), 0.0), pv(alpha.size(), 0.0), on2(static_cast<size_t>(R)),
-      probs(static_cast<size_t>(end)), o(static_cast<size_t>(dv));
+      pv(alpha.size(), 0.0), on2(static_cast<size_t>(R)),
+      on(static_cast<size_t>(R)), probs(static_cast<size_t>(end)),
+      o(static_cast<size_t>(dv));
   std::vector<double> u(static_cast<size_t>(M), 1.0);
   for (int64_t r = 0; r < R; ++r) {
     const int64_t visible = end - perGroup + r % perGroup + 1;
@@ -489,7 +515,7 @@ void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
     for (double x : o)
       n2 += x * x;
     on2[r] = std::max(n2, 1e-300);
-    const double on = std::sqrt(on2[r]);
+    on[r] = std::sqrt(on2[r]);
     for (int64_t i = 0; i < M; ++i) {
       const int64_t t = kept[i].first;
       if (t >= visible)
@@ -500,7 +526,6 @@ void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
       for (int64_t x = 0; x < dv; ++x)
         dot += o[x] * v[x];
       alpha[r * M + i] = a;
-      P[r * M + i] = a / on;
       pv[r * M + i] = dot;
     }
   }
@@ -522,9 +547,9 @@ void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
           othersV(static_cast<size_t>(R * dv), 0.0);
       for (int64_t r = 0; r < R; ++r)
         for (int64_t j = 0; j < M; ++j) {
-          if ((j >= i0 && j < i1) || P[r * M + j] == 0)
+          if ((j >= i0 && j < i1) || alpha[r * M + j] == 0)
             continue;
-          const double pu = u[j] * P[r * M + j];
+          const double pu = u[j] * (alpha[r * M + j] / on[r]);
           S[r] += pu;
           othersO[r] += pu * pv[r * M + j];
           othersMass[r] += u[j] * alpha[r * M + j];
@@ -537,11 +562,13 @@ void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
       //   g_i  = sum_r P_ri (v_i - o_r) . y_r + mu^2 alpha_ri z_r
       // with (v_i - o)(v_j - o) = v_i.v_j - o.v_i - o.v_j + |o|^2 and y_r =
       // othersV_r - S_r o_r (S_r = sum_j u_j P_rj over the others).
-      std::vector<double> PP(static_cast<size_t>(mb * mb), 0.0);
+      std::vector<double> PP(static_cast<size_t>(mb * mb), 0.0),
+          pr(static_cast<size_t>(mb));
       for (int64_t r = 0; r < R; ++r) {
-        const double *pr = P.data() + r * M + i0,
-                     *ar = alpha.data() + r * M + i0,
+        const double *ar = alpha.data() + r * M + i0,
                      *vr = pv.data() + r * M + i0;
+        for (int64_t i = 0; i < mb; ++i)
+          pr[i] = ar[i] / on[r];
         const double *ov = othersV.data() + r * dv;
         for (int64_t i = 0; i < mb; ++i) {
           if (ar[i] == 0)
@@ -622,9 +649,8 @@ public:
 
   int64_t prefixLength() const { return prefix; }
 
-  /// The error of keeping prefix tokens `kept` with log-weights `logW`.
-  double error(const std::vector<int64_t> &kept,
-               const std::vector<double> &logW) const {
+  /// The error of keeping prefix tokens `kept`.
+  double error(const KeptTokens &kept) const {
     double sum = 0;
     std::vector<double> o(static_cast<size_t>(dv));
     for (int64_t r = 0; r < rowCount; ++r) {
@@ -632,14 +658,14 @@ public:
       const int64_t pos = position(r);
       double mx = -INFINITY, z = 0;
       for (size_t i = 0; i < kept.size(); ++i)
-        mx = std::max(mx, lg[kept[i]] + logW[i]);
+        mx = std::max(mx, lg[kept[i].first] + kept[i].second);
       for (int64_t j = prefix; j <= pos; ++j)
         mx = std::max(mx, lg[j]);
       std::fill(o.begin(), o.end(), 0.0);
       for (size_t i = 0; i < kept.size(); ++i) {
-        const double e = std::exp(lg[kept[i]] + logW[i] - mx);
+        const double e = std::exp(lg[kept[i].first] + kept[i].second - mx);
         z += e;
-        const double *v = values.data() + kept[i] * dv;
+        const double *v = values.data() + kept[i].first * dv;
         for (int64_t x = 0; x < dv; ++x)
           o[x] += e * v[x];
       }
@@ -706,28 +732,17 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
         selectors.push_back(r);
     const std::vector<double> mass =
         observedMass(in, d, selectors, lobs - h, prefix, scale);
-    std::vector<int64_t> kept;
-    std::vector<double> logW;
     auto addPlan = [&](const HeadPlan &plan, const KeptMiddle &km,
                        const RoundResult *walked) {
       const int64_t len = planLayout(plan, n).length();
       if (len > capacity)
         return;
       const int64_t sink = std::min(plan.sink, prefix);
-      kept.clear();
-      logW.clear();
-      for (int64_t i = 0; i < sink; ++i)
-        kept.push_back(i), logW.push_back(0.0);
-      for (int64_t i : km.heavy)
-        kept.push_back(i), logW.push_back(0.0);
-      if (walked)
-        for (size_t i = 0; i < walked->kept.size(); ++i)
-          kept.push_back(km.rest[walked->kept[i]]),
-              logW.push_back(walked->logW[i]);
-      for (int64_t i = prefix - std::min(plan.window, prefix - sink);
-           i < prefix; ++i)
-        kept.push_back(i), logW.push_back(0.0);
-      all.push_back({plan, len, scorer.error(kept, logW)});
+      all.push_back(
+          {plan, len,
+           scorer.error(planSegments(
+               sink, km, walked, /*keepRest=*/false,
+               prefix - std::min(plan.window, prefix - sink), prefix))});
     };
     // Windows from `recent` up in steps of 2^(1/2) (2 with a walk), heavy
     // tokens 0 and 2^k * 16.
@@ -826,11 +841,10 @@ allocateBudget(const std::vector<std::vector<ScoredPlan>> &heads,
 /// and walked middle tokens, window; cache order) with their log-weights;
 /// the heavy tokens are those query rows `rows` (`perGroup` positions
 /// ending at `end`) attend to most.
-std::vector<std::pair<int64_t, double>>
-planTokens(const HeadInput &in, int64_t end, int64_t d, int64_t dv,
-           const CompressOptions &o, double scale, const HeadPlan &plan,
-           const std::vector<int64_t> &rows, int64_t perGroup, uint32_t batch,
-           uint32_t head) {
+KeptTokens planTokens(const HeadInput &in, int64_t end, int64_t d, int64_t dv,
+                      const CompressOptions &o, double scale,
+                      const HeadPlan &plan, const std::vector<int64_t> &rows,
+                      int64_t perGroup, uint32_t batch, uint32_t head) {
   const PlanLayout lay = planLayout(plan, end);
   const int64_t mid0 = lay.sink, mid1 = end - lay.window;
   std::vector<double> pooled =
@@ -840,21 +854,10 @@ planTokens(const HeadInput &in, int64_t end, int64_t d, int64_t dv,
           : std::vector<double>(size_t(mid1 - mid0), 0.0);
   KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, lay.heavy,
                              plan.rounds, batch, head);
-  std::vector<std::pair<int64_t, double>> kept;
-  for (int64_t i = 0; i < lay.sink; ++i)
-    kept.push_back({i, 0.0});
-  for (int64_t i : km.heavy)
-    kept.push_back({i, 0.0});
-  if (plan.rounds == 0)
-    for (int64_t i : km.rest)
-      kept.push_back({i, 0.0});
-  else if (plan.rounds > 0 && !km.rounds.empty()) {
-    const RoundResult &last = km.rounds.back();
-    for (size_t i = 0; i < last.kept.size(); ++i)
-      kept.push_back({km.rest[last.kept[i]], last.logW[i]});
-  }
-  for (int64_t i = mid1; i < end; ++i)
-    kept.push_back({i, 0.0});
+  KeptTokens kept = planSegments(
+      lay.sink, km,
+      plan.rounds > 0 && !km.rounds.empty() ? &km.rounds.back() : nullptr,
+      /*keepRest=*/plan.rounds == 0, mid1, end);
   std::sort(kept.begin(), kept.end());
   return kept;
 }
@@ -881,23 +884,16 @@ double chooseRefitRidge(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
   for (int64_t r = 0; r < in.queryRows; ++r)
     if (r % lobs < lobs - h)
       selectors.push_back(r);
-  const std::vector<std::pair<int64_t, double>> tokens =
+  const KeptTokens tokens =
       planTokens(in, scorer.prefixLength(), d, dv, o, scale, plan, selectors,
                  lobs - h, batch, head);
-  auto score = [&](const std::vector<std::pair<int64_t, double>> &kept) {
-    std::vector<int64_t> idx;
-    std::vector<double> logW;
-    for (const auto &[i, lw] : kept)
-      idx.push_back(i), logW.push_back(lw);
-    return scorer.error(idx, logW);
-  };
-  const double plain = score(tokens);
+  const double plain = scorer.error(tokens);
   double scores[std::size(kRefitRidges)], best = plain;
   for (size_t k = 0; k < std::size(kRefitRidges); ++k) {
-    std::vector<std::pair<int64_t, double>> refit = tokens;
+    KeptTokens refit = tokens;
     refitLogWeights(in, d, dv, scale, selectors, lobs - h,
                     scorer.prefixLength(), kRefitRidges[k], refit);
-    best = std::min(best, scores[k] = score(refit));
+    best = std::min(best, scores[k] = scorer.error(refit));
   }
   if (best >= plain)
     return -1;
@@ -917,7 +913,7 @@ int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
   std::vector<int64_t> rows;
   for (int64_t r = 0; r < in.queryRows; ++r)
     rows.push_back(r);
-  std::vector<std::pair<int64_t, double>> kept =
+  KeptTokens kept =
       planTokens(in, n, d, dv, o, scale, plan, rows, lobs, batch, head);
   if (o.adaptiveRefit) {
     const double ridge =
