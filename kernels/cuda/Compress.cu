@@ -1332,12 +1332,9 @@ bool encodeRowGroups(CUtensorMap *map, const void *data, int64_t rowStride,
                                  cuuint64_t(xStride * elem)};
   const cuuint32_t box[5] = {8, 8, cuuint32_t(dim / 8), 1, 1};
   const cuuint32_t unit[5] = {1, 1, 1, 1, 1};
-  return encode(map,
-                dtype == BALANCEKV_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                5, const_cast<void *>(data), dims, strides, box, unit,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+  return encode(map, tensorMapDataType(dtype), 5, const_cast<void *>(data),
+                dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 

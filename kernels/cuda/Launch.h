@@ -68,10 +68,10 @@ size_t decodeWorkspaceBytes(int64_t batch, int64_t qHeads, int64_t queryLen,
 const char *launchWeightedDecode(const DecodeArgs &args);
 
 /// What launchWeightedDecode last launched on this thread (kernel null
-/// before the first).
+/// before the first); the grid's x is the splits of each head's keys.
 struct DecodeLaunch {
   const char *kernel = nullptr;
-  int splits = 0, gridX = 0, gridY = 0, gridZ = 0, ctasPerSM = 0;
+  int gridX = 0, gridY = 0, gridZ = 0, ctasPerSM = 0;
   bool combine = false;
 };
 const DecodeLaunch &lastDecodeLaunch();

@@ -154,7 +154,7 @@ balancekv_status balancekv_last_decode_launch(balancekv_decode_launch *out) {
   if (!l.kernel)
     return fail(BALANCEKV_STATUS_INVALID_ARGUMENT,
                 "no weighted decode has run on this thread");
-  *out = {l.kernel, l.splits,    l.gridX,          l.gridY,
+  *out = {l.kernel, l.gridX,     l.gridX,          l.gridY,
           l.gridZ,  l.ctasPerSM, l.combine ? 1 : 0};
   return ok();
 }

@@ -1107,12 +1107,9 @@ bool cacheTileMap(CUtensorMap *map, const void *data, const int64_t *strides,
   // (L2 hit rate 26 %, DRAM 79 % busy by ncu): 0.92-0.95x -> 1.01-1.03x
   // SDPA + mask on the H200's large caches
   // (bench/results/2026-12-02-h200-decode-l2promo-ab.txt).
-  return encode(map,
-                dtype == BALANCEKV_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                4, const_cast<void *>(data), dims, strideBytes, box, unit,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_NONE,
+  return encode(map, tensorMapDataType(dtype), 4, const_cast<void *>(data),
+                dims, strideBytes, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
@@ -1150,7 +1147,7 @@ thread_local DecodeLaunch lastLaunch;
 
 /// Records a launch for lastDecodeLaunch.
 void recordLaunch(const char *kernel, dim3 grid, int ctasPerSM, bool combine) {
-  lastLaunch = {kernel,      int(grid.x), int(grid.x), int(grid.y),
+  lastLaunch = {kernel,      int(grid.x), int(grid.y),
                 int(grid.z), ctasPerSM,   combine};
 }
 
