@@ -58,12 +58,16 @@ def time_flex(q, sets, group):
     """torch.compile(flex_attention) over the compressed caches, the
     log-weights added by a score_mod (a user's alternative to our kernel);
     a block mask of the whole cache (decode attends to every key) built once
-    outside the timed region (built inside, flex copies host tensors during
-    the graph capture and fails on large caches). Compiled and run once per
-    copy before the timed graph."""
+    outside the timed region (create_block_mask is host-side work a decode
+    step would not redo). Compiled and run once per copy before the timed
+    graph."""
     global _flex
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     if _flex is None:
+        # One specialisation per shape of the grid (17): past dynamo's
+        # default limit of 8 recompiles it falls back to eager flex_attention
+        # (unfused, host copies: 5-43 ms a call, and no graph capture).
+        torch._dynamo.config.recompile_limit = 64
         _flex = torch.compile(flex_attention, dynamic=False)
     block_mask = create_block_mask(lambda b, h, q_idx, kv_idx: kv_idx >= 0,
                                    B=None, H=None, Q_LEN=q.shape[2],
@@ -78,9 +82,6 @@ def time_flex(q, sets, group):
                      block_mask=block_mask, enable_gqa=True)
     for a in sets:
         call(a)
-    # (From 32k x B 8 up flex's decode copies host tensors during the graph
-    # capture and fails; timed eagerly it took 5-43 ms a call, which is no
-    # fair figure: bench/results/2026-12-02-h200-decode-nopromo.md.)
     return bench_graph_cycle([lambda a=a: call(a) for a in sets])
 
 
