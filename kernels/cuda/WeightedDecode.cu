@@ -514,6 +514,25 @@ pipelinedTilesMbarrier(int64_t begin, int64_t end, int tile, uint64_t *full,
   __syncthreads(); // the caller may reuse the buffers
 }
 
+/// A paged cache: brings the block-table entry of this CTA's first tile into
+/// L2 before the prerequisite grid is waited for, so that the first tile's
+/// boxes do not wait a DRAM round trip for their page ids (B 1 x 32k at page
+/// 16: 1.05x the dense decode, a 16 µs call of 4 tiles a CTA). A prefetch
+/// reads nothing into registers and L2 is coherent with the prerequisite
+/// grid's writes, so it is safe before the wait; the entry is inside the
+/// table (max_pages * page_size >= m).
+__device__ __forceinline__ void prefetchFirstPageId(const DecodeParams &p) {
+  if (!p.paging.table || threadIdx.x != 0)
+    return;
+  const int64_t first = int64_t(blockIdx.x) * p.chunk;
+  if (first >= p.m)
+    return;
+  const int32_t *entry = p.paging.table +
+                         int64_t(blockIdx.z / p.kvHeads) * p.paging.tableStride +
+                         (first >> p.paging.pageShift);
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(entry));
+}
+
 /// Bytes of one kTma stage: swizzled key and value tiles, log-weights.
 template <typename T, int D, int DV> constexpr size_t tmaStageBytes() {
   return sizeof(T) * kMmaTile * (D + DV) + sizeof(float) * kMmaTile;
@@ -524,6 +543,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     decodeMmaKernel(DecodeParams p, const __grid_constant__ CUtensorMap kMap,
                     const __grid_constant__ CUtensorMap vMap) {
   extern __shared__ __align__(16) unsigned char smem[];
+  prefetchFirstPageId(p);
   waitForPrerequisiteGrid(); // launched early: inputs and workspace are ready
   constexpr int kLdk = D + 8, kLdv = DV + 8; // 16-byte padded rows
   constexpr int kKSteps = D / 16, kNTiles = DV / 8;
