@@ -387,20 +387,43 @@ PlanLayout planLayout(const HeadPlan &plan, int64_t n) {
   return l;
 }
 
-/// Attention mass of observation queries on the keys before `end`: query
-/// rows `rows` (of `perGroup` consecutive positions ending at `end`, one
-/// block per query head of the group) attend causally.
-std::vector<double> observedMass(const HeadInput &in, int64_t d,
-                                 const std::vector<int64_t> &rows,
-                                 int64_t perGroup, int64_t end, double scale) {
+/// How much the observation queries need each key before `end`: query rows
+/// `rows` (of `perGroup` consecutive positions ending at `end`, one block
+/// per query head of the group) attend causally, and key j scores
+/// sum_r p_r(j) ||v_j - o_r|| / ||o_r||, the first-order change of row r's
+/// relative output error if j were dropped (SnapKV's attention mass
+/// weighted by how far the value is from the output; heavy tokens by this
+/// score: 0.0503 -> 0.0469 / 0.1015 -> 0.1001 / 0.1873 -> 0.1851 at x4 / x8
+/// / x16 on SmolLM2's held-out caches, docs/quality.md).
+std::vector<double> observedImportance(const HeadInput &in, int64_t d,
+                                       int64_t dv,
+                                       const std::vector<int64_t> &rows,
+                                       int64_t perGroup, int64_t end,
+                                       double scale) {
   std::vector<double> mass(static_cast<size_t>(end), 0.0),
-      probs(static_cast<size_t>(end));
+      probs(static_cast<size_t>(end)), o(static_cast<size_t>(dv));
   for (size_t i = 0; i < rows.size(); ++i) {
     const int64_t visible = end - perGroup + int64_t(i) % perGroup + 1;
     attentionRow(in.queries.data() + rows[i] * d, in.keys.data(), d, visible,
                  scale, probs.data(), probs.data());
+    std::fill(o.begin(), o.end(), 0.0);
     for (int64_t j = 0; j < visible; ++j)
-      mass[j] += probs[j];
+      for (int64_t x = 0; x < dv; ++x)
+        o[x] += probs[j] * in.values[j * dv + x];
+    double norm = 0;
+    for (double x : o)
+      norm += x * x;
+    norm = std::sqrt(norm);
+    if (!(norm > 0))
+      norm = 1;
+    for (int64_t j = 0; j < visible; ++j) {
+      double dist = 0;
+      for (int64_t x = 0; x < dv; ++x) {
+        const double e = in.values[j * dv + x] - o[x];
+        dist += e * e;
+      }
+      mass[j] += probs[j] * std::sqrt(dist) / norm;
+    }
   }
   return mass;
 }
@@ -710,17 +733,28 @@ constexpr int64_t kAdaptiveMaxRounds = 6;
 constexpr int64_t kAdaptivePool = 1;
 constexpr int64_t kAdaptiveShortSink = 4;
 
-/// The plans of one head that are worth their memory (a Pareto front:
-/// longer only when better), scored by the observation queries. The spec's
-/// own layout (window `recent`, no heavy tokens, `rounds` rounds) is always
-/// among them.
-std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
-                                   int64_t dv, const CompressOptions &o,
-                                   double scale, int64_t lobs, int64_t capacity,
-                                   uint32_t batch, uint32_t head) {
-  std::vector<ScoredPlan> all;
-  const HeadPlan spec{o.sink, o.recent, 0, o.rounds};
-  const int64_t h = lobs / 2;
+/// The horizons h the observation queries play the future at: the last h
+/// of the `lobs` queries score what the earlier ones chose, for h = lobs/8,
+/// 2 lobs/8, ..., 7 lobs/8 (distinct, > 0). One horizon (h = lobs/2) left the
+/// budget split over heads to the noise of 32 queries (SmolLM2 held out, x16:
+/// a head of 52 tokens beside two of 260); the scores summed over the seven
+/// take held-out x16 from 0.185 to 0.173 (docs/quality.md).
+std::vector<int64_t> scoringHorizons(int64_t lobs) {
+  std::vector<int64_t> hs;
+  for (int64_t k = 1; k < 8; ++k)
+    if (const int64_t h = k * lobs / 8; h > 0 && (hs.empty() || h != hs.back()))
+      hs.push_back(h);
+  return hs;
+}
+
+/// The plans of one head scored at horizon h (appended to `all`): a plan
+/// compresses the cache before the last h observation positions, its heavy
+/// tokens chosen by the earlier queries, and the last h queries score it.
+/// False when the cache is too short to score at h.
+bool scorePlansAt(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
+                  const CompressOptions &o, double scale, int64_t lobs,
+                  int64_t h, int64_t capacity, uint32_t batch, uint32_t head,
+                  std::vector<ScoredPlan> &all) {
   const bool canObserve = h > 0 && n - h > std::min(o.sink, n) + o.recent + 1;
   if (canObserve) {
     ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
@@ -731,7 +765,7 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
       if (r % lobs < lobs - h)
         selectors.push_back(r);
     const std::vector<double> mass =
-        observedMass(in, d, selectors, lobs - h, prefix, scale);
+        observedImportance(in, d, dv, selectors, lobs - h, prefix, scale);
     auto addPlan = [&](const HeadPlan &plan, const KeptMiddle &km,
                        const RoundResult *walked) {
       const int64_t len = planLayout(plan, n).length();
@@ -780,6 +814,45 @@ std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
         }
       }
     }
+  }
+  return canObserve;
+}
+
+/// The plans of one head that are worth their memory (a Pareto front:
+/// longer only when better), scored by the observation queries summed over
+/// the scoring horizons (plans every horizon scored). The spec's own layout
+/// (window `recent`, no heavy tokens, `rounds` rounds) is always among them.
+std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
+                                   int64_t dv, const CompressOptions &o,
+                                   double scale, int64_t lobs, int64_t capacity,
+                                   uint32_t batch, uint32_t head) {
+  const HeadPlan spec{o.sink, o.recent, 0, o.rounds};
+  std::vector<ScoredPlan> all;
+  bool canObserve = false;
+  for (int64_t h : scoringHorizons(lobs)) {
+    std::vector<ScoredPlan> at;
+    if (!scorePlansAt(in, n, d, dv, o, scale, lobs, h, capacity, batch, head,
+                      at))
+      continue;
+    if (!canObserve) {
+      all = std::move(at);
+      canObserve = true;
+      continue;
+    }
+    // Plans come in the same order at every horizon (a shorter prefix may
+    // lack some); a plan a horizon did not score drops out.
+    std::vector<ScoredPlan> both;
+    auto from = at.begin();
+    for (const ScoredPlan &p : all) {
+      auto it = std::find_if(from, at.end(), [&](const ScoredPlan &q) {
+        return q.plan == p.plan;
+      });
+      if (it == at.end())
+        continue;
+      both.push_back({p.plan, p.length, p.error + it->error});
+      from = it + 1;
+    }
+    all = std::move(both);
   }
   if (std::none_of(all.begin(), all.end(),
                    [&](const ScoredPlan &p) { return p.plan == spec; }))
@@ -848,10 +921,10 @@ KeptTokens planTokens(const HeadInput &in, int64_t end, int64_t d, int64_t dv,
   const PlanLayout lay = planLayout(plan, end);
   const int64_t mid0 = lay.sink, mid1 = end - lay.window;
   std::vector<double> pooled =
-      lay.heavy > 0
-          ? pooledScores(observedMass(in, d, rows, perGroup, end, scale), mid0,
-                         mid1 - mid0, kAdaptivePool)
-          : std::vector<double>(size_t(mid1 - mid0), 0.0);
+      lay.heavy > 0 ? pooledScores(observedImportance(in, d, dv, rows, perGroup,
+                                                      end, scale),
+                                   mid0, mid1 - mid0, kAdaptivePool)
+                    : std::vector<double>(size_t(mid1 - mid0), 0.0);
   KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled, lay.heavy,
                              plan.rounds, batch, head);
   KeptTokens kept = planSegments(

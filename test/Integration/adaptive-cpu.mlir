@@ -19,8 +19,8 @@
 // max |weighted attention over the padded layout - the same with kv_len per
 // head (the kept counts)|: the padding contributes nothing.
 // The split is the reference's (balancekv.reference_compress_observed on the
-// same data gives [36, 207]): the heads do not keep 123 each.
-// CHECK: kept per head: 36 207
+// same data gives [95, 68]): the heads do not keep 123 each.
+// CHECK: kept per head: 95 68
 // CHECK-NEXT: kept within 246: 1
 // CHECK-NEXT: padding is a suffix: 1
 // CHECK-NEXT: 0
