@@ -726,7 +726,7 @@ struct ScoredPlan {
 /// Rounds the walk may use on one head; past 2^6 the rest of the middle is
 /// better dropped for a longer window or more heavy tokens.
 constexpr int64_t kAdaptiveMaxRounds = 6;
-/// Heavy tokens are the observed attention's top tokens themselves (SnapKV's
+/// Heavy tokens are the top tokens of observedImportance themselves (SnapKV's
 /// max-pooling over 7 neighbours spends the budget on neighbours the
 /// window or the walk already covers: 0.040 vs 0.049 error at x4 on
 /// SmolLM2's caches, docs/quality.md).
@@ -939,36 +939,40 @@ KeptTokens planTokens(const HeadInput &in, int64_t end, int64_t d, int64_t dv,
 constexpr double kRefitRidges[] = {1e-3, 1e-2, 1e-1, 1.0};
 
 /// The ridge of head `plan`'s weight refit, chosen by its observation
-/// queries as the plan scoring plays the future: the plan's tokens of the
-/// cache before the last h = lobs / 2 queries, heavy tokens chosen and
-/// weights refit with the earlier queries, scored by the later ones (their
-/// causal outputs over those tokens plus the exact tokens since). The
-/// weakest ridge within 1 % of the best score; a negative value — keep the
-/// plan's weights — when no refit scores better than the plan's own
-/// weights, or when there are too few queries to tell.
+/// queries as the plan scoring plays the future, summed over the scoring
+/// horizons: at horizon h the plan's tokens of the cache before the last h
+/// queries, heavy tokens chosen and weights refit with the earlier queries,
+/// scored by the later ones (their causal outputs over those tokens plus the
+/// exact tokens since). The weakest ridge within 1 % of the best score; a
+/// negative value — keep the plan's weights — when no refit scores better
+/// than the plan's own weights, or when there are too few queries to tell.
 double chooseRefitRidge(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
                         const CompressOptions &o, double scale, int64_t lobs,
                         const HeadPlan &plan, uint32_t batch, uint32_t head) {
-  const int64_t h = lobs / 2;
-  if (h == 0 || n - h < 2)
-    return -1;
-  ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
-  std::vector<int64_t> selectors;
-  for (int64_t r = 0; r < in.queryRows; ++r)
-    if (r % lobs < lobs - h)
-      selectors.push_back(r);
-  const KeptTokens tokens =
-      planTokens(in, scorer.prefixLength(), d, dv, o, scale, plan, selectors,
-                 lobs - h, batch, head);
-  const double plain = scorer.error(tokens);
-  double scores[std::size(kRefitRidges)], best = plain;
-  for (size_t k = 0; k < std::size(kRefitRidges); ++k) {
-    KeptTokens refit = tokens;
-    refitLogWeights(in, d, dv, scale, selectors, lobs - h,
-                    scorer.prefixLength(), kRefitRidges[k], refit);
-    best = std::min(best, scores[k] = scorer.error(refit));
+  double plain = 0, scores[std::size(kRefitRidges)] = {};
+  bool scored = false;
+  for (int64_t h : scoringHorizons(lobs)) {
+    if (n - h < 2)
+      continue;
+    scored = true;
+    ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
+    std::vector<int64_t> selectors;
+    for (int64_t r = 0; r < in.queryRows; ++r)
+      if (r % lobs < lobs - h)
+        selectors.push_back(r);
+    const KeptTokens tokens =
+        planTokens(in, scorer.prefixLength(), d, dv, o, scale, plan, selectors,
+                   lobs - h, batch, head);
+    plain += scorer.error(tokens);
+    for (size_t k = 0; k < std::size(kRefitRidges); ++k) {
+      KeptTokens refit = tokens;
+      refitLogWeights(in, d, dv, scale, selectors, lobs - h,
+                      scorer.prefixLength(), kRefitRidges[k], refit);
+      scores[k] += scorer.error(refit);
+    }
   }
-  if (best >= plain)
+  const double best = *std::min_element(std::begin(scores), std::end(scores));
+  if (!scored || best >= plain)
     return -1;
   for (size_t k = 0; k < std::size(kRefitRidges); ++k)
     if (scores[k] <= 1.01 * best)

@@ -587,17 +587,42 @@ double observedError(const Tensor &k, const Tensor &v, const Tensor &obs,
   return meanRelativeError(approx, exact, v.shape[3]);
 }
 
+/// A cache of `n` tokens in `groups` groups of near copies (key and value a
+/// group's prototype plus noise of 1e-3) of very different sizes: a kept
+/// token stands for its whole group, so weights that count the group beat
+/// the plan's weights for every query, the observed and the later ones
+/// alike.
+std::pair<Tensor, Tensor> groupedCache(int64_t n, int64_t d, int64_t groups,
+                                       uint32_t seed) {
+  Tensor proto = randomTensor(DType::F32, {2, 2, groups, d}, seed),
+         noise = randomTensor(DType::F32, {2, 2, n, d}, seed + 1, 1e-3);
+  Tensor k(DType::F32, {1, 2, n, d}), v(DType::F32, {1, 2, n, d});
+  for (int64_t h = 0; h < 2; ++h)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t x = 0; x < d; ++x) {
+        // The first three quarters in 4 groups, the rest in the others:
+        // a recent window over-represents the late groups.
+        const int64_t g = i < 3 * n / 4 ? i % 4 : 4 + i % (groups - 4),
+                      at = (h * n + i) * d + x;
+        k.set(at, float(proto.at(((0 * 2 + h) * groups + g) * d + x) +
+                        noise.at(((0 * 2 + h) * n + i) * d + x)));
+        v.set(at, float(proto.at(((1 * 2 + h) * groups + g) * d + x) +
+                        noise.at(((1 * 2 + h) * n + i) * d + x)));
+      }
+  return {std::move(k), std::move(v)};
+}
+
 TEST(Adaptive, RefitsTheWeightsOfTheKeptTokens) {
-  // TwoHeads (one block of the refit) and a cache whose heads keep more
-  // than one block of 1024 tokens (block coordinate descent).
-  TwoHeads t = twoHeads();
-  Tensor longK = randomTensor(DType::F32, {1, 2, 2400, 8}, 51),
-         longV = randomTensor(DType::F32, {1, 2, 2400, 8}, 52),
-         longObs = randomTensor(DType::F32, {1, 2, 8, 8}, 53);
+  // A cache whose heads keep one block of the refit and one whose heads
+  // keep more than one block of 1024 tokens (block coordinate descent).
+  auto [shortK, shortV] = groupedCache(1024, 16, 48, 51);
+  auto [longK, longV] = groupedCache(2400, 8, 48, 55);
+  Tensor shortObs = randomTensor(DType::F32, {1, 2, 32, 16}, 53),
+         longObs = randomTensor(DType::F32, {1, 2, 8, 8}, 54);
   struct Case {
     const Tensor &k, &v, &obs;
     int64_t budget;
-  } cases[] = {{t.k, t.v, t.obs, 0}, {longK, longV, longObs, 1500}};
+  } cases[] = {{shortK, shortV, shortObs, 0}, {longK, longV, longObs, 1500}};
   for (const Case &c : cases) {
     CompressOptions o;
     o.method = Method::Adaptive;
