@@ -227,6 +227,33 @@ void attentionRow(const double *q, const double *keys, int64_t d,
 }
 
 /// SnapKV's score of the middle tokens [mid0, mid0 + midLen): the attention
+/// Query `q`'s causal attention over the first `visible` keys of `in`: its
+/// probabilities into `probs`, its output sum_j p(j) v_j into `o` (`dv`
+/// wide); returns ||o||^2.
+double attendRow(const HeadInput &in, const double *q, int64_t d, int64_t dv,
+                 int64_t visible, double scale, double *probs, double *o) {
+  attentionRow(q, in.keys.data(), d, visible, scale, probs, probs);
+  std::fill(o, o + dv, 0.0);
+  for (int64_t j = 0; j < visible; ++j)
+    for (int64_t x = 0; x < dv; ++x)
+      o[x] += probs[j] * in.values[j * dv + x];
+  double n2 = 0;
+  for (int64_t x = 0; x < dv; ++x)
+    n2 += o[x] * o[x];
+  return n2;
+}
+
+/// The observation query rows (`lobs` positions a query head) before the
+/// last h positions: the queries that choose when the last h score.
+std::vector<int64_t> earlierQueryRows(const HeadInput &in, int64_t lobs,
+                                      int64_t h) {
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < in.queryRows; ++r)
+    if (r % lobs < lobs - h)
+      rows.push_back(r);
+  return rows;
+}
+
 /// `mass` max-pooled over `pool` neighbours inside the middle, negated (the
 /// highest first in smallestInPositionOrder).
 std::vector<double> pooledScores(const std::vector<double> &mass, int64_t mid0,
@@ -404,16 +431,9 @@ std::vector<double> observedImportance(const HeadInput &in, int64_t d,
       probs(static_cast<size_t>(end)), o(static_cast<size_t>(dv));
   for (size_t i = 0; i < rows.size(); ++i) {
     const int64_t visible = end - perGroup + int64_t(i) % perGroup + 1;
-    attentionRow(in.queries.data() + rows[i] * d, in.keys.data(), d, visible,
-                 scale, probs.data(), probs.data());
-    std::fill(o.begin(), o.end(), 0.0);
-    for (int64_t j = 0; j < visible; ++j)
-      for (int64_t x = 0; x < dv; ++x)
-        o[x] += probs[j] * in.values[j * dv + x];
-    double norm = 0;
-    for (double x : o)
-      norm += x * x;
-    norm = std::sqrt(norm);
+    double norm =
+        std::sqrt(attendRow(in, in.queries.data() + rows[i] * d, d, dv, visible,
+                            scale, probs.data(), o.data()));
     if (!(norm > 0))
       norm = 1;
     for (int64_t j = 0; j < visible; ++j) {
@@ -528,16 +548,9 @@ void refitLogWeights(const HeadInput &in, int64_t d, int64_t dv, double scale,
   std::vector<double> u(static_cast<size_t>(M), 1.0);
   for (int64_t r = 0; r < R; ++r) {
     const int64_t visible = end - perGroup + r % perGroup + 1;
-    attentionRow(in.queries.data() + rows[r] * d, in.keys.data(), d, visible,
-                 scale, probs.data(), probs.data());
-    std::fill(o.begin(), o.end(), 0.0);
-    for (int64_t j = 0; j < visible; ++j)
-      for (int64_t x = 0; x < dv; ++x)
-        o[x] += probs[j] * in.values[j * dv + x];
-    double n2 = 0;
-    for (double x : o)
-      n2 += x * x;
-    on2[r] = std::max(n2, 1e-300);
+    on2[r] = std::max(attendRow(in, in.queries.data() + rows[r] * d, d, dv,
+                                visible, scale, probs.data(), o.data()),
+                      1e-300);
     on[r] = std::sqrt(on2[r]);
     for (int64_t i = 0; i < M; ++i) {
       const int64_t t = kept[i].first;
@@ -760,10 +773,7 @@ bool scorePlansAt(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
     ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
     const int64_t prefix = scorer.prefixLength();
     // The earlier observation queries choose the heavy tokens of the prefix.
-    std::vector<int64_t> selectors;
-    for (int64_t r = 0; r < in.queryRows; ++r)
-      if (r % lobs < lobs - h)
-        selectors.push_back(r);
+    const std::vector<int64_t> selectors = earlierQueryRows(in, lobs, h);
     const std::vector<double> mass =
         observedImportance(in, d, dv, selectors, lobs - h, prefix, scale);
     auto addPlan = [&](const HeadPlan &plan, const KeptMiddle &km,
@@ -956,10 +966,7 @@ double chooseRefitRidge(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
       continue;
     scored = true;
     ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
-    std::vector<int64_t> selectors;
-    for (int64_t r = 0; r < in.queryRows; ++r)
-      if (r % lobs < lobs - h)
-        selectors.push_back(r);
+    const std::vector<int64_t> selectors = earlierQueryRows(in, lobs, h);
     const KeptTokens tokens =
         planTokens(in, scorer.prefixLength(), d, dv, o, scale, plan, selectors,
                    lobs - h, batch, head);
