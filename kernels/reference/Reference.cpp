@@ -4,9 +4,11 @@
 #include "kernels/reference/Philox.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -346,14 +348,17 @@ void selectHead(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
   }
 }
 
-/// Runs `fn(task)` for task in [0, count) on the machine's cores.
+/// Runs `fn(task)` for task in [0, count) on the machine's cores, each
+/// worker taking the next task when done (tasks of unequal cost still
+/// balance: adaptive's per-horizon tasks differ by up to ~3x).
 template <typename Fn> void parallelFor(int64_t count, Fn fn) {
   int64_t workers = std::max<int64_t>(
       1, std::min<int64_t>(count, std::thread::hardware_concurrency()));
+  std::atomic<int64_t> next{0};
   std::vector<std::thread> pool;
   for (int64_t w = 0; w < workers; ++w)
-    pool.emplace_back([&, w] {
-      for (int64_t t = w; t < count; t += workers)
+    pool.emplace_back([&] {
+      for (int64_t t; (t = next.fetch_add(1)) < count;)
         fn(t);
     });
   for (auto &t : pool)
@@ -760,104 +765,104 @@ std::vector<int64_t> scoringHorizons(int64_t lobs) {
   return hs;
 }
 
-/// The plans of one head scored at horizon h (appended to `all`): a plan
-/// compresses the cache before the last h observation positions, its heavy
-/// tokens chosen by the earlier queries, and the last h queries score it.
-/// False when the cache is too short to score at h.
-bool scorePlansAt(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
-                  const CompressOptions &o, double scale, int64_t lobs,
-                  int64_t h, int64_t capacity, uint32_t batch, uint32_t head,
-                  std::vector<ScoredPlan> &all) {
-  const bool canObserve = h > 0 && n - h > std::min(o.sink, n) + o.recent + 1;
-  if (canObserve) {
-    ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
-    const int64_t prefix = scorer.prefixLength();
-    // The earlier observation queries choose the heavy tokens of the prefix.
-    const std::vector<int64_t> selectors = earlierQueryRows(in, lobs, h);
-    const std::vector<double> mass =
-        observedImportance(in, d, dv, selectors, lobs - h, prefix, scale);
-    auto addPlan = [&](const HeadPlan &plan, const KeptMiddle &km,
-                       const RoundResult *walked) {
-      const int64_t len = planLayout(plan, n).length();
-      if (len > capacity)
-        return;
-      const int64_t sink = std::min(plan.sink, prefix);
-      all.push_back(
-          {plan, len,
-           scorer.error(planSegments(
-               sink, km, walked, /*keepRest=*/false,
-               prefix - std::min(plan.window, prefix - sink), prefix))});
-    };
-    // Windows from `recent` up in steps of 2^(1/2) (2 with a walk), heavy
-    // tokens 0 and 2^k * 16.
-    // Sinks: the spec's, and StreamingLLM's 4 (the heavy tokens take up
-    // any other token the queries keep attending to).
-    std::vector<int64_t> sinks{std::min(o.sink, prefix)};
-    if (o.sink > kAdaptiveShortSink)
-      sinks.push_back(kAdaptiveShortSink);
-    for (int64_t sink : sinks) {
-      int64_t step = 0;
-      for (double wf = double(std::max<int64_t>(o.recent, 1));;
-           wf *= 1.41421356, ++step) {
-        const int64_t w = step == 0 ? o.recent : int64_t(std::llround(wf));
-        if (sink + w + 1 >= prefix)
+/// The plans of one head scored at horizon h: a plan compresses the cache
+/// before the last h observation positions, its heavy tokens chosen by the
+/// earlier queries, and the last h queries score it. None when the cache is
+/// too short to score at h.
+std::optional<std::vector<ScoredPlan>>
+scorePlansAt(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
+             const CompressOptions &o, double scale, int64_t lobs, int64_t h,
+             int64_t capacity, uint32_t batch, uint32_t head) {
+  if (!(h > 0 && n - h > std::min(o.sink, n) + o.recent + 1))
+    return std::nullopt;
+  std::vector<ScoredPlan> all;
+  ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
+  const int64_t prefix = scorer.prefixLength();
+  // The earlier observation queries choose the heavy tokens of the prefix.
+  const std::vector<int64_t> selectors = earlierQueryRows(in, lobs, h);
+  const std::vector<double> mass =
+      observedImportance(in, d, dv, selectors, lobs - h, prefix, scale);
+  auto addPlan = [&](const HeadPlan &plan, const KeptMiddle &km,
+                     const RoundResult *walked) {
+    const int64_t len = planLayout(plan, n).length();
+    if (len > capacity)
+      return;
+    const int64_t sink = std::min(plan.sink, prefix);
+    all.push_back(
+        {plan, len,
+         scorer.error(planSegments(
+             sink, km, walked, /*keepRest=*/false,
+             prefix - std::min(plan.window, prefix - sink), prefix))});
+  };
+  // Windows from `recent` up in steps of 2^(1/2) (2 with a walk), heavy
+  // tokens 0 and 2^k * 16.
+  // Sinks: the spec's, and StreamingLLM's 4 (the heavy tokens take up
+  // any other token the queries keep attending to).
+  std::vector<int64_t> sinks{std::min(o.sink, prefix)};
+  if (o.sink > kAdaptiveShortSink)
+    sinks.push_back(kAdaptiveShortSink);
+  for (int64_t sink : sinks) {
+    int64_t step = 0;
+    for (double wf = double(std::max<int64_t>(o.recent, 1));;
+         wf *= 1.41421356, ++step) {
+      const int64_t w = step == 0 ? o.recent : int64_t(std::llround(wf));
+      if (sink + w + 1 >= prefix)
+        break;
+      const int64_t mid0 = sink, mid1 = prefix - w;
+      const std::vector<double> pooled =
+          pooledScores(mass, mid0, mid1 - mid0, kAdaptivePool);
+      for (int64_t heavy = 0; heavy < mid1 - mid0;
+           heavy = heavy ? 2 * heavy : 16) {
+        if (sink + w + heavy > capacity)
           break;
-        const int64_t mid0 = sink, mid1 = prefix - w;
-        const std::vector<double> pooled =
-            pooledScores(mass, mid0, mid1 - mid0, kAdaptivePool);
-        for (int64_t heavy = 0; heavy < mid1 - mid0;
-             heavy = heavy ? 2 * heavy : 16) {
-          if (sink + w + heavy > capacity)
-            break;
-          const bool walk = step % 2 == 0;
-          const int64_t rest = mid1 - mid0 - heavy;
-          const int64_t maxRounds =
-              !walk || rest < 2
-                  ? 0
-                  : std::min<int64_t>(std::max(kAdaptiveMaxRounds, o.rounds),
-                                      63 - __builtin_clzll(uint64_t(rest)));
-          KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled,
-                                     heavy, maxRounds, batch, head);
-          addPlan({sink, w, heavy, -1}, km, nullptr);
-          for (int64_t t = 1; t <= maxRounds; ++t)
-            addPlan({sink, w, heavy, t}, km, &km.rounds[t - 1]);
-        }
+        const bool walk = step % 2 == 0;
+        const int64_t rest = mid1 - mid0 - heavy;
+        const int64_t maxRounds =
+            !walk || rest < 2
+                ? 0
+                : std::min<int64_t>(std::max(kAdaptiveMaxRounds, o.rounds),
+                                    63 - __builtin_clzll(uint64_t(rest)));
+        KeptMiddle km = keepMiddle(in, d, dv, o, scale, mid0, mid1, pooled,
+                                   heavy, maxRounds, batch, head);
+        addPlan({sink, w, heavy, -1}, km, nullptr);
+        for (int64_t t = 1; t <= maxRounds; ++t)
+          addPlan({sink, w, heavy, t}, km, &km.rounds[t - 1]);
       }
     }
   }
-  return canObserve;
+  return all;
 }
 
 /// The plans of one head that are worth their memory (a Pareto front:
 /// longer only when better), scored by the observation queries summed over
-/// the scoring horizons (plans every horizon scored). The spec's own layout
+/// the scoring horizons (`atHorizon`: scorePlansAt's plans per horizon, in
+/// scoringHorizons' order; a horizon that could not observe is skipped, a
+/// plan some horizon did not score drops out). The spec's own layout
 /// (window `recent`, no heavy tokens, `rounds` rounds) is always among them.
-std::vector<ScoredPlan> scorePlans(const HeadInput &in, int64_t n, int64_t d,
-                                   int64_t dv, const CompressOptions &o,
-                                   double scale, int64_t lobs, int64_t capacity,
-                                   uint32_t batch, uint32_t head) {
+std::vector<ScoredPlan>
+planFront(const std::optional<std::vector<ScoredPlan>> *atHorizon,
+          size_t horizons, const CompressOptions &o, int64_t n) {
   const HeadPlan spec{o.sink, o.recent, 0, o.rounds};
   std::vector<ScoredPlan> all;
   bool canObserve = false;
-  for (int64_t h : scoringHorizons(lobs)) {
-    std::vector<ScoredPlan> at;
-    if (!scorePlansAt(in, n, d, dv, o, scale, lobs, h, capacity, batch, head,
-                      at))
+  for (size_t k = 0; k < horizons; ++k) {
+    const auto &at = atHorizon[k];
+    if (!at)
       continue;
     if (!canObserve) {
-      all = std::move(at);
+      all = *at;
       canObserve = true;
       continue;
     }
     // Plans come in the same order at every horizon (a shorter prefix may
-    // lack some); a plan a horizon did not score drops out.
+    // lack some).
     std::vector<ScoredPlan> both;
-    auto from = at.begin();
+    auto from = at->begin();
     for (const ScoredPlan &p : all) {
-      auto it = std::find_if(from, at.end(), [&](const ScoredPlan &q) {
+      auto it = std::find_if(from, at->end(), [&](const ScoredPlan &q) {
         return q.plan == p.plan;
       });
-      if (it == at.end())
+      if (it == at->end())
         continue;
       both.push_back({p.plan, p.length, p.error + it->error});
       from = it + 1;
@@ -948,35 +953,55 @@ KeptTokens planTokens(const HeadInput &in, int64_t end, int64_t d, int64_t dv,
 /// The refit's ridges tried, weakest first.
 constexpr double kRefitRidges[] = {1e-3, 1e-2, 1e-1, 1.0};
 
-/// The ridge of head `plan`'s weight refit, chosen by its observation
-/// queries as the plan scoring plays the future, summed over the scoring
-/// horizons: at horizon h the plan's tokens of the cache before the last h
-/// queries, heavy tokens chosen and weights refit with the earlier queries,
-/// scored by the later ones (their causal outputs over those tokens plus the
-/// exact tokens since). The weakest ridge within 1 % of the best score; a
-/// negative value — keep the plan's weights — when no refit scores better
-/// than the plan's own weights, or when there are too few queries to tell.
-double chooseRefitRidge(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
-                        const CompressOptions &o, double scale, int64_t lobs,
-                        const HeadPlan &plan, uint32_t batch, uint32_t head) {
+/// The observation queries' scores of head `plan`'s weight refit at horizon
+/// h, as the plan scoring plays the future: the plan's tokens of the cache
+/// before the last h queries, heavy tokens chosen and weights refit with the
+/// earlier queries, scored by the later ones (their causal outputs over those
+/// tokens plus the exact tokens since) with the plan's own weights (`plain`)
+/// and refit with each of kRefitRidges. None when the cache is too short.
+struct RidgeScores {
+  double plain = 0, refit[std::size(kRefitRidges)] = {};
+};
+std::optional<RidgeScores> scoreRefitRidgesAt(const HeadInput &in, int64_t n,
+                                              int64_t d, int64_t dv,
+                                              const CompressOptions &o,
+                                              double scale, int64_t lobs,
+                                              int64_t h, const HeadPlan &plan,
+                                              uint32_t batch, uint32_t head) {
+  if (n - h < 2)
+    return std::nullopt;
+  ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
+  const std::vector<int64_t> selectors = earlierQueryRows(in, lobs, h);
+  const KeptTokens tokens =
+      planTokens(in, scorer.prefixLength(), d, dv, o, scale, plan, selectors,
+                 lobs - h, batch, head);
+  RidgeScores s;
+  s.plain = scorer.error(tokens);
+  for (size_t k = 0; k < std::size(kRefitRidges); ++k) {
+    KeptTokens refit = tokens;
+    refitLogWeights(in, d, dv, scale, selectors, lobs - h,
+                    scorer.prefixLength(), kRefitRidges[k], refit);
+    s.refit[k] = scorer.error(refit);
+  }
+  return s;
+}
+
+/// The ridge of a head's weight refit from its scores at the scoring
+/// horizons (`atHorizon`, summed): the weakest ridge within 1 % of the best
+/// score; a negative value — keep the plan's weights — when no refit scores
+/// better than the plan's own weights, or when there are too few queries to
+/// tell.
+double chooseRefitRidge(const std::optional<RidgeScores> *atHorizon,
+                        size_t horizons) {
   double plain = 0, scores[std::size(kRefitRidges)] = {};
   bool scored = false;
-  for (int64_t h : scoringHorizons(lobs)) {
-    if (n - h < 2)
+  for (size_t k = 0; k < horizons; ++k) {
+    if (!atHorizon[k])
       continue;
     scored = true;
-    ObservationScorer scorer(in, n, d, dv, lobs, h, scale);
-    const std::vector<int64_t> selectors = earlierQueryRows(in, lobs, h);
-    const KeptTokens tokens =
-        planTokens(in, scorer.prefixLength(), d, dv, o, scale, plan, selectors,
-                   lobs - h, batch, head);
-    plain += scorer.error(tokens);
-    for (size_t k = 0; k < std::size(kRefitRidges); ++k) {
-      KeptTokens refit = tokens;
-      refitLogWeights(in, d, dv, scale, selectors, lobs - h,
-                      scorer.prefixLength(), kRefitRidges[k], refit);
-      scores[k] += scorer.error(refit);
-    }
+    plain += atHorizon[k]->plain;
+    for (size_t r = 0; r < std::size(kRefitRidges); ++r)
+      scores[r] += atHorizon[k]->refit[r];
   }
   const double best = *std::min_element(std::begin(scores), std::end(scores));
   if (!scored || best >= plain)
@@ -988,23 +1013,19 @@ double chooseRefitRidge(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
 }
 
 /// Writes head `plan`'s kept tokens of the whole cache, their weights refit
-/// (unless the observation queries say not to), into
-/// `indices`/`logWeights`; returns how many.
+/// with `ridge` (negative: the plan's weights), into `indices`/`logWeights`;
+/// returns how many.
 int64_t applyPlan(const HeadInput &in, int64_t n, int64_t d, int64_t dv,
                   const CompressOptions &o, double scale, int64_t lobs,
-                  const HeadPlan &plan, uint32_t batch, uint32_t head,
-                  int64_t *indices, float *logWeights) {
+                  const HeadPlan &plan, double ridge, uint32_t batch,
+                  uint32_t head, int64_t *indices, float *logWeights) {
   std::vector<int64_t> rows;
   for (int64_t r = 0; r < in.queryRows; ++r)
     rows.push_back(r);
   KeptTokens kept =
       planTokens(in, n, d, dv, o, scale, plan, rows, lobs, batch, head);
-  if (o.adaptiveRefit) {
-    const double ridge =
-        chooseRefitRidge(in, n, d, dv, o, scale, lobs, plan, batch, head);
-    if (ridge >= 0)
-      refitLogWeights(in, d, dv, scale, rows, lobs, n, ridge, kept);
-  }
+  if (ridge >= 0)
+    refitLogWeights(in, d, dv, scale, rows, lobs, n, ridge, kept);
   for (size_t j = 0; j < kept.size(); ++j) {
     indices[j] = kept[j].first;
     logWeights[j] = float(kept[j].second);
@@ -1076,12 +1097,25 @@ Status compress(const TensorRef &key, const TensorRef &value,
     return {};
   }
   // Adaptive (spec section 6): score every head's plans, split each batch
-  // row's memory H * M_spec over its heads, then compress with the plans.
+  // row's memory H * M_spec over its heads, choose each head's refit ridge,
+  // then compress with the plans. Scoring and ridges are one task per head
+  // and horizon, so that a few heads still use every core; the horizons'
+  // scores are summed in order, as one task per head would.
+  const std::vector<int64_t> horizons = scoringHorizons(lobs);
+  const int64_t nh = int64_t(horizons.size());
   std::vector<std::vector<ScoredPlan>> scored(size_t(B * H));
-  parallelFor(B * H, [&](int64_t bh) {
-    scored[bh] = scorePlans(loadHead(bh), N, D, Dv, o, scale, lobs, out.m,
-                            uint32_t(bh / H), uint32_t(bh % H));
-  });
+  {
+    std::vector<std::optional<std::vector<ScoredPlan>>> atHorizon(
+        size_t(B * H * nh));
+    parallelFor(B * H * nh, [&](int64_t t) {
+      const int64_t bh = t / nh;
+      atHorizon[t] =
+          scorePlansAt(loadHead(bh), N, D, Dv, o, scale, lobs, horizons[t % nh],
+                       out.m, uint32_t(bh / H), uint32_t(bh % H));
+    });
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      scored[bh] = planFront(atHorizon.data() + bh * nh, size_t(nh), o, N);
+  }
   std::vector<HeadPlan> plans;
   for (int64_t b = 0; b < B; ++b) {
     std::vector<HeadPlan> row =
@@ -1089,12 +1123,24 @@ Status compress(const TensorRef &key, const TensorRef &value,
                        H * lay.adaptiveMean(N, o.budget));
     plans.insert(plans.end(), row.begin(), row.end());
   }
+  std::vector<double> ridges(size_t(B * H), -1.0);
+  if (o.adaptiveRefit) {
+    std::vector<std::optional<RidgeScores>> ridgeAt(size_t(B * H * nh));
+    parallelFor(B * H * nh, [&](int64_t t) {
+      const int64_t bh = t / nh;
+      ridgeAt[t] = scoreRefitRidgesAt(loadHead(bh), N, D, Dv, o, scale, lobs,
+                                      horizons[t % nh], plans[bh],
+                                      uint32_t(bh / H), uint32_t(bh % H));
+    });
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      ridges[bh] = chooseRefitRidge(ridgeAt.data() + bh * nh, size_t(nh));
+  }
   out.lengths.assign(size_t(B * H), 0);
   parallelFor(B * H, [&](int64_t bh) {
     int64_t *idx = out.indices.data() + bh * out.m;
     float *lw = out.logWeights.data() + bh * out.m;
     const int64_t len = out.lengths[bh] =
-        applyPlan(loadHead(bh), N, D, Dv, o, scale, lobs, plans[bh],
+        applyPlan(loadHead(bh), N, D, Dv, o, scale, lobs, plans[bh], ridges[bh],
                   uint32_t(bh / H), uint32_t(bh % H), idx, lw);
     std::fill(idx + len, idx + out.m, int64_t(-1));
     std::fill(lw + len, lw + out.m, -std::numeric_limits<float>::infinity());
