@@ -573,6 +573,51 @@ TEST(Adaptive, SplitsTheMemoryByWhereHeadsLook) {
     EXPECT_NEAR(padded[i], ragged[i], 1e-12);
 }
 
+/// `a`'s batch row followed by `b`'s with b's two heads in the other order.
+Tensor stackSwapped(const Tensor &a, const Tensor &b) {
+  Tensor t(a.dtype, {2, a.shape[1], a.shape[2], a.shape[3]});
+  const size_t head = b.bytes.size() / 2;
+  std::copy(a.bytes.begin(), a.bytes.end(), t.bytes.begin());
+  std::copy(b.bytes.begin() + head, b.bytes.end(), t.bytes.begin() + 2 * head);
+  std::copy(b.bytes.begin(), b.bytes.begin() + head,
+            t.bytes.begin() + 3 * head);
+  return t;
+}
+
+TEST(Adaptive, SolvesEachBatchRowOnItsOwn) {
+  // The plans are scored as one task per (head, horizon) and split per
+  // batch row: row 0 must be what it is alone, and row 1 (the same heads
+  // swapped) must give its memory to its other head.
+  TwoHeads t = twoHeads();
+  Tensor k = stackSwapped(t.k, t.k), v = stackSwapped(t.v, t.v),
+         obs = stackSwapped(t.obs, t.obs);
+  CompressOptions o;
+  o.method = Method::Adaptive;
+  TensorRef obsRef = obs.ref(), aloneObs = t.obs.ref();
+  Selection both, alone;
+  ASSERT_TRUE(compress(k.ref(), v.ref(), o, both, &obsRef).ok);
+  ASSERT_TRUE(compress(t.k.ref(), t.v.ref(), o, alone, &aloneObs).ok);
+  ASSERT_EQ(both.m, alone.m);
+  ASSERT_EQ(both.lengths.size(), 4u);
+  const size_t row = size_t(2 * alone.m);
+  EXPECT_EQ(
+      std::vector<int64_t>(both.indices.begin(), both.indices.begin() + row),
+      alone.indices);
+  EXPECT_EQ(std::vector<float>(both.logWeights.begin(),
+                               both.logWeights.begin() + row),
+            alone.logWeights);
+  EXPECT_EQ(both.lengths[0], alone.lengths[0]);
+  EXPECT_EQ(both.lengths[1], alone.lengths[1]);
+  EXPECT_LT(both.lengths[0], both.lengths[1]);
+  EXPECT_GT(both.lengths[2], both.lengths[3]);
+  EXPECT_LE(both.lengths[2] + both.lengths[3], both.m); // twice the mean
+  // Row 1's local head (head 1) keeps its last 128 tokens.
+  const int64_t *local = &both.indices[3 * both.m];
+  for (int64_t i = 1024 - 128; i < 1024; ++i)
+    EXPECT_NE(std::find(local, local + both.lengths[3], i),
+              local + both.lengths[3]);
+}
+
 /// Relative error of the observation queries' attention over `sel`'s cache
 /// against the full cache (non-causal: a test of the weights, not the mask).
 double observedError(const Tensor &k, const Tensor &v, const Tensor &obs,
