@@ -21,6 +21,9 @@ def main(src, out):
             rows[r["dataset"]][r["method"]].append(
                 (x, float(r["mean_rel_error"]), float(r["std_rel_error"])))
     datasets = sorted(rows)
+    # One colour per method in every panel (panels may lack some methods).
+    methods = sorted({m for ds in rows.values() for m in ds})
+    colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2))
     if len(datasets) == 1:
         axes = [axes]
@@ -31,7 +34,7 @@ def main(src, out):
             style = ("-" if method.startswith("balance") or method == "adaptive"
                      else "--")
             ax.errorbar(xs, ys, yerr=es, label=method, marker="o",
-                        linestyle=style, capsize=3)
+                        linestyle=style, capsize=3, color=colour[method])
         ax.set_xscale("log", base=2)
         ax.set_xticks([2, 4, 8, 16])
         ax.set_xticklabels(["2", "4", "8", "16"])
