@@ -112,6 +112,8 @@ class Lib:
             ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 7 + [
             ctypes.c_float, ctypes.c_int, Tensor, ctypes.c_void_p,
             ctypes.c_size_t, ctypes.c_void_p]
+        L.balancekv_weighted_decode_attention_paged_ragged.argtypes = \
+            L.balancekv_weighted_decode_attention_paged.argtypes
         L.balancekv_compress_params_init.argtypes = [ctypes.POINTER(Params)]
         L.balancekv_compress_params_init.restype = None
         L.balancekv_reference_compress.argtypes = [
@@ -224,9 +226,14 @@ class Lib:
 
     def decode_paged(self, q, kp, vp, table, page_size, m, lw, o, kv_len=None,
                      causal=False, scale=None, kv_heads=None, dv=None):
+        """balancekv_weighted_decode_attention_paged; kv_len [B], or [B, Hkv]
+        for ragged heads (..._paged_ragged)."""
         b, hq, l, d = q.shape
         scale = scale or 1.0 / math.sqrt(d)
-        self.check(self.lib.balancekv_weighted_decode_attention_paged(
+        entry = (self.lib.balancekv_weighted_decode_attention_paged_ragged
+                 if kv_len is not None and kv_len.dim() == 2
+                 else self.lib.balancekv_weighted_decode_attention_paged)
+        self.check(entry(
             DTYPES[q.dtype], self.view(q), self.pool(*kp), self.pool(*vp),
             self.table(table, page_size),
             lw.data_ptr() if lw is not None else None,

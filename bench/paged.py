@@ -8,8 +8,9 @@ for pages of 8 tokens or more, cp.async below); slots past kv_len holding
 NaN do not reach the output; the paged
 compression must give the dense one's tokens, weights and rows bit for bit,
 and the paged decode (compressed cache plus decoded tokens in the same
-pages, per-sequence kv_len) the dense decode's output bit for bit (and
-float64 attention within the dtype's rounding).
+pages; kv_len per sequence, or per KV head through
+balancekv_weighted_decode_attention_paged_ragged) the dense decode's output
+bit for bit (and float64 attention within the dtype's rounding).
 
 Speed: paged vs dense on the same tokens, CUDA-graph medians over copies
 beyond L2 for the decode, per-call medians for the compression.
@@ -44,9 +45,11 @@ def check_compress(lib, dtype, d, dv, n, page, layout, b=2, h=4, method=0,
 
 
 def check_decode(lib, dtype, d, dv, m, new, page, layout, l=1, causal=False,
-                 b=3, hkv=4, group=4):
+                 b=3, hkv=4, group=4, ragged=False):
     """A compressed cache of m slots followed by `new` decoded tokens
-    (log-weight 0) in the same pages; sequence b holds m + new - 7 b."""
+    (log-weight 0) in the same pages; sequence b holds m + new - 7 b, or
+    with `ragged` each (sequence, KV head) its own count (kv_len [B, Hkv],
+    as method adaptive leaves them)."""
     total = m + new
     k = torch.randn(b, hkv, total, d, device="cuda", dtype=dtype)
     v = torch.randn(b, hkv, total, dv, device="cuda", dtype=dtype)
@@ -54,6 +57,10 @@ def check_decode(lib, dtype, d, dv, m, new, page, layout, l=1, causal=False,
     lw[:, :, :m] = torch.rand(b, hkv, m, device="cuda") * 3
     kv_len = torch.tensor([total - 7 * i for i in range(b)], device="cuda",
                           dtype=torch.int32)
+    if ragged:  # one head empty, one shorter than a page, the rest spread
+        kv_len = torch.randint(0, total + 1, (b, hkv), device="cuda",
+                               dtype=torch.int32)
+        kv_len[0, 0], kv_len[-1, -1], kv_len[0, -1] = 0, min(page, total) - 1, total
     q = torch.randn(b, hkv * group, l, d, device="cuda", dtype=dtype)
     dense = lib.decode_prepare(q, k, v)
     lib.decode(q, k, v, lw, dense, kv_len=kv_len, causal=causal)
@@ -65,7 +72,9 @@ def check_decode(lib, dtype, d, dv, m, new, page, layout, l=1, causal=False,
     err = rel(out["out"], attention64(q, k, v, lw, causal=causal, kv_len=kv_len))
     return {"what": "decode", "dtype": str(dtype).split(".")[1],
             "D/Dv": f"{d}/{dv}", "N": f"{m}+{new}", "page": page,
-            "layout": layout, "method": f"L {l}{' causal' if causal else ''}",
+            "layout": layout,
+            "method": f"L {l}{' causal' if causal else ''}"
+                      f"{' ragged heads' if ragged else ''}",
             "bit-identical": torch.equal(dense["out"], out["out"]),
             "rel err vs f64": f"{err:.1e}", "f64 ok": err < 1e-2}
 
@@ -124,9 +133,16 @@ def check_torch_wrappers(lib):
         lib.decode(q, k, v, zeros, o, kv_len=lens)
         out = torch_ops.weighted_decode_paged(q, kp[0], vp[0], tab, zeros,
                                               kv_len=lens, layout=layout)
+        head_lens = torch.tensor([[3000, 17, 2999, 0], [1, 2500, 64, 3000]],
+                                 device="cuda", dtype=torch.int32)
+        o2 = lib.decode_prepare(q, k, v)
+        lib.decode(q, k, v, zeros, o2, kv_len=head_lens)
+        out2 = torch_ops.weighted_decode_paged(q, kp[0], vp[0], tab, zeros,
+                                               kv_len=head_lens, layout=layout)
         rows.append({"what": "torch_ops wrappers", "layout": layout,
                      "compress bit-identical": same,
-                     "decode bit-identical": torch.equal(out, o["out"])})
+                     "decode bit-identical": torch.equal(out, o["out"]),
+                     "ragged decode bit-identical": torch.equal(out2, o2["out"])})
     return rows
 
 
@@ -154,6 +170,12 @@ def main():
         check_decode(lib, bf16, 96, 128, 500, 9, 1, "HND"),
         check_decode(lib, bf16, 128, 128, 2096, 40, 8, "NHD"),
         check_decode(lib, f16, 64, 64, 2096, 40, 128, "NHD", l=3, causal=True),
+        check_decode(lib, bf16, 128, 128, 2096, 40, 16, "NHD", ragged=True),
+        check_decode(lib, bf16, 128, 128, 2096, 40, 64, "HND", l=4, causal=True,
+                     ragged=True),
+        check_decode(lib, f16, 64, 64, 1000, 13, 1, "NHD", l=2, causal=True,
+                     ragged=True),
+        check_decode(lib, f32, 128, 128, 700, 3, 32, "HND", ragged=True),
         check_nan_padding(lib), check_nan_padding(lib, 16),
     ]
     print(table(checks))
@@ -162,7 +184,8 @@ def main():
     bad = [c for c in checks
            if not c["bit-identical"] or not c.get("f64 ok", True)] + [
         w for w in wrappers
-        if not (w["compress bit-identical"] and w["decode bit-identical"])]
+        if not (w["compress bit-identical"] and w["decode bit-identical"]
+                and w["ragged decode bit-identical"])]
     assert not bad, f"paged results differ from dense: {bad}"
 
     # Decode speed: Hq 32, Hkv 8, d 128, bf16, L 1; compressed caches of

@@ -4,10 +4,10 @@
 // --balancekv-runtime-calls-pipeline on a GPU: compression of a paged cache
 // (pages in a random order of an NHD pool) must keep exactly the C++
 // reference's rows and log-weights, and the decode over an HND pool (the
-// compressed cache plus decoded tokens, per-sequence kv_len) must equal the
-// decode over the same cache held densely bit for bit, and float64
-// attention within bf16 rounding. Prints one line per check and PASS /
-// FAIL.
+// compressed cache plus decoded tokens; kv_len per sequence, and per KV
+// head) must equal the decode over the same cache held densely bit for bit,
+// and float64 attention within bf16 rounding. Prints one line per check and
+// PASS / FAIL.
 //
 //===----------------------------------------------------------------------===//
 
@@ -47,6 +47,11 @@ void _mlir_ciface_decode_paged(MemRef<4> *, MemRef<4> *, MemRef<4> *,
                                MemRef<1> *);
 void _mlir_ciface_decode_dense(MemRef<4> *, MemRef<4> *, MemRef<4> *,
                                MemRef<4> *, MemRef<3> *, MemRef<1> *);
+void _mlir_ciface_decode_paged_ragged(MemRef<4> *, MemRef<4> *, MemRef<4> *,
+                                      MemRef<4> *, MemRef<2> *, MemRef<3> *,
+                                      MemRef<2> *);
+void _mlir_ciface_decode_dense_ragged(MemRef<4> *, MemRef<4> *, MemRef<4> *,
+                                      MemRef<4> *, MemRef<3> *, MemRef<2> *);
 }
 
 namespace {
@@ -169,10 +174,37 @@ int main() {
   const double e = decodeError(paged, exact, D);
   check(e < 1e-2, "paged decode vs float64 (mean rel err)", e);
 
+  // Ragged heads (kv_len [B, Hkv]) over the same pages: every head of a
+  // sequence reads its own prefix of the sequence's slots.
+  const std::vector<int32_t> headLens{int32_t(M + Decoded), 333,
+                                      int32_t(M + Decoded - 10), 17};
+  void *dhl = upload(headLens.data(), headLens.size() * 4);
+  MemRef<2> mhl = describe<2>(dhl, {B, Hkv});
+  MemRef<4> outPagedRagged, outDenseRagged;
+  _mlir_ciface_decode_paged_ragged(&outPagedRagged, &mq, &mk2, &mv2, &mt2, &mlw,
+                                   &mhl);
+  _mlir_ciface_decode_dense_ragged(&outDenseRagged, &mq, &mck, &mcv, &mlw,
+                                   &mhl);
+  check(cudaDeviceSynchronize() == cudaSuccess,
+        "paged and dense ragged decode ran");
+  const auto pagedRagged = download(outPagedRagged.data, outBytes),
+             denseRagged = download(outDenseRagged.data, outBytes);
+  check(std::memcmp(pagedRagged.data(), denseRagged.data(), outBytes) == 0,
+        "paged ragged decode identical to the dense ragged decode");
+  const std::vector<int64_t> headLens64(headLens.begin(), headLens.end());
+  aopts.kvLen = headLens64.data();
+  aopts.kvLenPerHead = true;
+  std::vector<double> exactRagged;
+  balancekv::reference::weightedAttention(q.ref(), cacheK.ref(), cacheV.ref(),
+                                          lw.data(), aopts, exactRagged);
+  const double eRagged = decodeError(pagedRagged, exactRagged, D);
+  check(eRagged < 1e-2, "paged ragged decode vs float64 (mean rel err)",
+        eRagged);
+
   for (void *p : {c.key.data, c.value.data, c.logWeights.data, outPaged.data,
-                  outDense.data})
+                  outDense.data, outPagedRagged.data, outDenseRagged.data})
     mgpuMemFree(p, nullptr);
-  for (void *p : {dkp, dvp, dt, dq, dk2, dv2, dt2, dck, dcv, dlw, dlen})
+  for (void *p : {dkp, dvp, dt, dq, dk2, dv2, dt2, dck, dcv, dlw, dlen, dhl})
     cudaFree(p);
   std::printf("%s\n", failed ? "FAIL" : "PASS");
   return failed ? 1 : 0;

@@ -214,11 +214,14 @@ int32_t decodeAny(balancekv_dtype dt, int elem, MemRef<4> *q, MemRef<4> *k,
                         : nullptr;
   const int32_t *lens =
       has_kv_len ? static_cast<const int32_t *>(start(kv_len, 4)) : nullptr;
-  if (paged)
-    return balancekv_weighted_decode_attention_paged(
-        dt, view(q, elem), paged->key, paged->value, paged->table, lw, lens,
-        q->sizes[0], q->sizes[1], heads, q->sizes[2], m, d, dv, scale, causal,
-        mutableView(out, elem), ws.ptr, bytes, nullptr);
+  if (paged) {
+    auto entry = has_kv_len == 2
+                     ? balancekv_weighted_decode_attention_paged_ragged
+                     : balancekv_weighted_decode_attention_paged;
+    return entry(dt, view(q, elem), paged->key, paged->value, paged->table, lw,
+                 lens, q->sizes[0], q->sizes[1], heads, q->sizes[2], m, d, dv,
+                 scale, causal, mutableView(out, elem), ws.ptr, bytes, nullptr);
+  }
   auto entry = has_kv_len == 2 ? balancekv_weighted_decode_attention_ragged
                                : balancekv_weighted_decode_attention;
   return entry(dt, view(q, elem), view(k, elem), view(v, elem), lw, lens,
@@ -233,11 +236,6 @@ decodePaged(balancekv_dtype dt, int elem,
   if (int32_t s = pagedCache(key_pool, value_pool, block_table, heads_major,
                              tokens, elem, paged))
     return s;
-  if (has_kv_len == 2)
-    return balancekv::cuda::reportError(
-        BALANCEKV_STATUS_UNSUPPORTED,
-        "balancekv_rt_weighted_decode_paged: kv_len per KV head is not "
-        "supported on paged caches");
   return decodeAny(dt, elem, query, nullptr, nullptr, &paged, tokens,
                    BALANCEKV_ABI_ARGS(BALANCEKV_RT_DECODE_TAIL_PARAMS));
 }

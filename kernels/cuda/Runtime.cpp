@@ -388,4 +388,20 @@ balancekv_status balancekv_weighted_decode_attention_paged(
                         workspaceBytes, stream, /*kvLenPerHead=*/false, &table);
 }
 
+balancekv_status balancekv_weighted_decode_attention_paged_ragged(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_page_pool key,
+    balancekv_page_pool value, balancekv_block_table table,
+    const float *logWeights, const int32_t *headLens, int64_t batch,
+    int64_t qHeads, int64_t kvHeads, int64_t queryLen, int64_t m,
+    int64_t headDim, int64_t valueDim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspaceBytes,
+    void *stream) {
+  BALANCEKV_CHECK(headLens || batch == 0,
+                  "head_lens is null (pass kv_len to the plain paged entry)");
+  return weightedDecode(dtype, query, poolView(key), poolView(value),
+                        logWeights, headLens, batch, qHeads, kvHeads, queryLen,
+                        m, headDim, valueDim, scale, causal, out, workspace,
+                        workspaceBytes, stream, /*kvLenPerHead=*/true, &table);
+}
+
 } // extern "C"

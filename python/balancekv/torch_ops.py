@@ -125,14 +125,17 @@ def _cuda():
             [ctypes.c_void_p, _Tensor, _Tensor, ctypes.c_void_p,
              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
              ctypes.c_void_p])
-        lib.balancekv_weighted_decode_attention_paged.argtypes = (
-            [ctypes.c_int, _Tensor, _PagePool, _PagePool, _BlockTable,
-             ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 7 +
-            [ctypes.c_float, ctypes.c_int, _Tensor, ctypes.c_void_p,
-             ctypes.c_size_t, ctypes.c_void_p])
+        for f in ["balancekv_weighted_decode_attention_paged",
+                  "balancekv_weighted_decode_attention_paged_ragged"]:
+            getattr(lib, f).argtypes = (
+                [ctypes.c_int, _Tensor, _PagePool, _PagePool, _BlockTable,
+                 ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 7 +
+                [ctypes.c_float, ctypes.c_int, _Tensor, ctypes.c_void_p,
+                 ctypes.c_size_t, ctypes.c_void_p])
         for f in ["balancekv_compress", "balancekv_weighted_decode_attention",
                   "balancekv_compress_paged",
                   "balancekv_weighted_decode_attention_paged",
+                  "balancekv_weighted_decode_attention_paged_ragged",
                   "balancekv_compress_workspace_size",
                   "balancekv_weighted_decode_workspace_size"]:
             getattr(lib, f).restype = ctypes.c_int
@@ -326,7 +329,8 @@ def weighted_decode_paged(query, key_pool, value_pool, block_table,
     """Weighted decode over a paged cache (CUDA): query [B, Hq, L, D];
     log_weights [B, Hkv, m] f32 gives the slots a sequence may hold (0 for
     tokens decoded after compression); kv_len [B] int32 the ones it holds
-    now. Bit-identical to weighted_decode() on the gathered cache."""
+    now, or [B, Hkv] the ones each KV head holds (method adaptive's ragged
+    heads). Bit-identical to weighted_decode() on the gathered cache."""
     b, hq, l, d = query.shape
     kpool, size, hkv, _ = _pool_view(key_pool, layout)
     vpool, _, _, dv = _pool_view(value_pool, layout)
@@ -340,8 +344,18 @@ def weighted_decode_paged(query, key_pool, value_pool, block_table,
     ws, ws_ptr, ws_bytes = _workspace(
         lib.balancekv_weighted_decode_workspace_size, b, hq, l, m, dv,
         device=query.device)
-    lens = kv_len.int().contiguous() if kv_len is not None else None
-    _check_cuda(lib.balancekv_weighted_decode_attention_paged(
+    entry = lib.balancekv_weighted_decode_attention_paged
+    lens = None
+    if kv_len is not None:
+        if tuple(kv_len.shape) == (b, hkv):
+            entry = lib.balancekv_weighted_decode_attention_paged_ragged
+        elif tuple(kv_len.shape) != (b,):
+            raise BalanceKVError(
+                f"kv_len must be [B] = [{b}] or [B, Hkv] = [{b}, {hkv}], got "
+                f"{list(kv_len.shape)}")
+        _check_on_cuda(kv_len)
+        lens = kv_len.int().contiguous()
+    _check_cuda(entry(
         _dtype(query), _view(q), kpool, vpool, table,
         lw.data_ptr(), lens.data_ptr() if lens is not None else None,
         b, hq, hkv, l, m, d, dv, scale if scale > 0 else 1.0 / math.sqrt(d),

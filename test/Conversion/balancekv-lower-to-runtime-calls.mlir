@@ -188,33 +188,14 @@ func.func @paged_hnd_dynamic(%q: tensor<?x4x1x64xf16>, %kpool: tensor<?x2x32x64x
 
 // -----
 
-// Key and value through different tables (or kv_len per KV head): not one
-// paged cache the kernels read; the gathers are materialised and the dense
-// call reads them.
-// CHECK-LABEL: func.func @paged_two_tables
-// CHECK: linalg.generic
-// CHECK: tensor.extract
-// CHECK: linalg.generic
-// CHECK: call @balancekv_rt_weighted_decode_f16(
-// CHECK-NOT: balancekv.gather_pages
-func.func @paged_two_tables(%q: tensor<1x4x1x64xf16>, %pool: tensor<8x16x2x64xf16>,
-                            %t1: tensor<1x4xi32>, %t2: tensor<1x4xi32>) -> tensor<1x4x1x64xf16> {
-  %k = balancekv.gather_pages %pool, %t1 : tensor<8x16x2x64xf16>, tensor<1x4xi32> -> tensor<1x2x64x64xf16>
-  %v = balancekv.gather_pages %pool, %t2 : tensor<8x16x2x64xf16>, tensor<1x4xi32> -> tensor<1x2x64x64xf16>
-  %o = balancekv.attention %q, %k, %v
-      : tensor<1x4x1x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16> -> tensor<1x4x1x64xf16>
-  return %o : tensor<1x4x1x64xf16>
-}
-
-// -----
-
-// kv_len per KV head over pages: the paged decode takes kv_len [B] only, so
-// the gathers are materialised and the ragged dense call (flag 2) reads them.
+// kv_len per KV head over pages: the paged call reads the pages in place
+// too, kv_len flattened and flagged 2 (the shim calls
+// balancekv_weighted_decode_attention_paged_ragged).
 // CHECK-LABEL: func.func @paged_ragged_heads
-// CHECK: linalg.generic
-// CHECK: linalg.generic
+// CHECK-NOT: linalg.generic
+// CHECK: tensor.collapse_shape %{{.*}} {{\[}}[0, 1]] : tensor<1x2xi32> into tensor<2xi32>
 // CHECK: %[[C2:.*]] = arith.constant 2 : i32
-// CHECK: call @balancekv_rt_weighted_decode_f16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c1_i32, %{{.*}}, %[[C2]]
+// CHECK: call @balancekv_rt_weighted_decode_paged_f16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c0_i32{{.*}}, %{{.*}}, %{{.*}}, %c1_i32{{.*}}, %{{.*}}, %[[C2]]
 // CHECK-NOT: balancekv.gather_pages
 func.func @paged_ragged_heads(%q: tensor<1x4x1x64xf16>, %pool: tensor<8x16x2x64xf16>, %t: tensor<1x4xi32>,
                               %lw: tensor<1x2x64xf32>, %len: tensor<1x2xi32>) -> tensor<1x4x1x64xf16> {

@@ -526,6 +526,23 @@ TEST(RuntimeApi, PagedEntriesCheckTheBlockTable) {
               BALANCEKV_STATUS_OK)
         << balancekv_last_error();
   }
+  {
+    // The ragged paged entry needs its per-head lengths and checks the table
+    // as the paged one does.
+    DecodeCall c;
+    const int32_t lens[1] = {64}; // not read: the call fails first
+    auto ragged = [&](balancekv_block_table t, const int32_t *headLens) {
+      return balancekv_weighted_decode_attention_paged_ragged(
+          balancekv_dtype(c.dtype), c.q, pool, pool, t, nullptr, headLens,
+          c.batch, c.qHeads, c.kvHeads, c.l, 64, c.d, c.dv, c.scale, 0, c.out,
+          &c.dummy, c.wsBytes, nullptr);
+    };
+    expectError(ragged({pages, 4, 16}, nullptr),
+                BALANCEKV_STATUS_INVALID_ARGUMENT,
+                "head_lens is null (pass kv_len to the plain paged entry)");
+    expectError(ragged({nullptr, 4, 16}, lens),
+                BALANCEKV_STATUS_INVALID_ARGUMENT, "table.block_table is null");
+  }
   // The pool is checked as the dense tensors are.
   balancekv_page_pool strided = pool;
   strided.strides[3] = 2;

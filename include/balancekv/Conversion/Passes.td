@@ -60,15 +60,16 @@ def BalanceKVLowerToRuntimeCallsPass
 
     Paged KV caches: where `compress`, `attention` or `weighted_attention`
     read key and value from `balancekv.gather_pages` of one block table
-    (pools of one layout, a page size that is a power of two up to 1024,
-    `kv_len` per sequence), the call goes to the `_paged_` entry point with
-    the pools and the table, and the gathers go away; any other
-    `gather_pages` becomes its `linalg` gather.
+    (pools of one layout, a page size that is a power of two up to 1024;
+    `kv_len` per sequence or per KV head), the call goes to the `_paged_`
+    entry point with the pools and the table, and the gathers go away; any
+    other `gather_pages` becomes its `linalg` gather.
 
     With `device-alloc`, results are `gpu.alloc`ed (device memory the caller
     owns) instead of `memref.alloc`ed, so that host code compiled by
     `--balancekv-runtime-calls-pipeline` runs as is when its operands are
-    device buffers.
+    device buffers; a `gather_pages` the kernels do not read in place is
+    then an error (its gather would be a host loop over device memory).
   }];
   let options = [
     Option<"deviceAlloc", "device-alloc", "bool", /*default=*/"false",

@@ -197,6 +197,20 @@ balancekv_status balancekv_weighted_decode_attention_paged(
     balancekv_mutable_tensor out, void *workspace, size_t workspace_bytes,
     void *stream /* cudaStream_t */);
 
+/* balancekv_weighted_decode_attention_paged over KV heads holding different
+ * numbers of tokens (method adaptive): head_lens [B, Hkv] int32 (required),
+ * as in balancekv_weighted_decode_attention_ragged; every head of sequence b
+ * reads its slots through row b of the block table. Bit-identical to the
+ * ragged dense entry on the gathered cache. Same workspace. */
+balancekv_status balancekv_weighted_decode_attention_paged_ragged(
+    balancekv_dtype dtype, balancekv_tensor query, balancekv_page_pool key,
+    balancekv_page_pool value, balancekv_block_table table,
+    const float *log_weights, const int32_t *head_lens, int64_t batch,
+    int64_t q_heads, int64_t kv_heads, int64_t query_len, int64_t m,
+    int64_t head_dim, int64_t value_dim, float scale, int causal,
+    balancekv_mutable_tensor out, void *workspace, size_t workspace_bytes,
+    void *stream /* cudaStream_t */);
+
 #ifdef __cplusplus
 }
 #endif

@@ -501,10 +501,6 @@ template <typename OpTy> struct PagedToCall : OpRewritePattern<OpTy> {
       return rewriteCompressToCall(op, rewriter, deviceAlloc,
                                    /*reference=*/false, paged);
     } else {
-      Value kvLen = op.getKvLen();
-      if (kvLen && cast<ShapedType>(kvLen.getType()).getRank() == 2)
-        return rewriter.notifyMatchFailure(
-            op, "the paged decode takes kv_len [B], not per KV head");
       return rewriteAttentionToCall(op, rewriter, deviceAlloc, paged);
     }
   }
@@ -528,7 +524,41 @@ struct GatherPagesToLoops : OpConversionPattern<GatherPagesOp> {
 
 } // namespace
 
-LogicalResult balancekv::checkRuntimeCallsSupported(Operation *op) {
+/// With device buffers a gather_pages the kernels do not read in place would
+/// become a host loop over device memory: it must feed only the key and
+/// value of compress / attention / weighted_attention that pagedSource
+/// accepts.
+static LogicalResult checkReadInPlace(GatherPagesOp op) {
+  for (OpOperand &use : op->getUses()) {
+    Operation *user = use.getOwner();
+    std::optional<PagedSource> paged;
+    bool keyOrValue = false;
+    auto readsPages = [&](auto cacheOp) {
+      keyOrValue = &use == &cacheOp.getKeyMutable() ||
+                   &use == &cacheOp.getValueMutable();
+      paged = pagedSource(cacheOp.getKey(), cacheOp.getValue());
+    };
+    if (auto c = dyn_cast<CompressOp>(user))
+      readsPages(c);
+    else if (auto a = dyn_cast<AttentionOp>(user))
+      readsPages(a);
+    else if (auto w = dyn_cast<WeightedAttentionOp>(user))
+      readsPages(w);
+    if (!keyOrValue || !paged)
+      return op.emitOpError()
+             << "is not read in place by the CUDA kernels (they read the key "
+                "and value of compress, attention or weighted_attention "
+                "gathered through one block table, with one pool layout and a "
+                "power-of-two page size up to 1024), and with device buffers "
+                "(device-alloc) there is no gather for it";
+  }
+  return success();
+}
+
+LogicalResult balancekv::checkRuntimeCallsSupported(Operation *op,
+                                                    bool deviceAlloc) {
+  if (auto g = dyn_cast<GatherPagesOp>(op))
+    return deviceAlloc ? checkReadInPlace(g) : success();
   if (auto c = dyn_cast<CompressOp>(op))
     return checkSupported(c);
   if (auto a = dyn_cast<AttentionOp>(op))

@@ -30,7 +30,7 @@ struct BalanceKVLowerToRuntimeCallsPass
     // Diagnose everything first so that a failing module is left untouched.
     bool ok = true;
     getOperation()->walk([&](Operation *op) {
-      ok &= succeeded(balancekv::checkRuntimeCallsSupported(op));
+      ok &= succeeded(balancekv::checkRuntimeCallsSupported(op, deviceAlloc));
     });
     if (!ok)
       return signalPassFailure();

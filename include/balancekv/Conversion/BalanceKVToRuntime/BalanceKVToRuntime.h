@@ -6,9 +6,10 @@
 
 namespace balancekv {
 
-/// Whether the hand-tuned kernels take `op` (a balancekv op); emits the
-/// diagnostic that says why not.
-llvm::LogicalResult checkRuntimeCallsSupported(mlir::Operation *op);
+/// Whether the hand-tuned kernels take `op` (a balancekv op), on device
+/// buffers with `deviceAlloc`; emits the diagnostic that says why not.
+llvm::LogicalResult checkRuntimeCallsSupported(mlir::Operation *op,
+                                               bool deviceAlloc);
 
 /// compress / attention / weighted_attention => func.call of the memref
 /// entry points declared in balancekv/Runtime/RuntimeCallABI.h, on buffers
