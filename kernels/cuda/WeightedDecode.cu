@@ -34,6 +34,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 namespace balancekv::cuda {
 namespace {
@@ -1222,13 +1223,15 @@ const char *launchCombine(const DecodeArgs &a, const DecodeParams &p) {
 }
 
 /// CTAs of `kernel` with `smem` bytes of shared memory that fit on an SM of
-/// the current device (the occupancy API, asked once per kernel and size;
-/// 2 if it cannot say).
+/// the current device (the occupancy API, asked once per device, kernel and
+/// size; 2 if it cannot say).
 int residentCtas(const void *kernel, size_t smem) {
   static std::mutex mutex;
-  static std::map<std::pair<const void *, size_t>, int> known;
+  static std::map<std::tuple<int, const void *, size_t>, int> known;
+  int dev = 0;
+  cudaGetDevice(&dev);
   std::lock_guard<std::mutex> lock(mutex);
-  auto [it, fresh] = known.try_emplace({kernel, smem}, 2);
+  auto [it, fresh] = known.try_emplace({dev, kernel, smem}, 2);
   int n = 0;
   if (fresh &&
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32,
@@ -1327,24 +1330,29 @@ const char *launchDecodeDtype(const DecodeArgs &a, DecodeParams &p) {
 } // namespace
 
 /// An attribute of the current device (`fallback` if it cannot be read),
-/// read once per process.
+/// read once per device: a process may drive GPUs of different kinds, or
+/// MIG slices with different SM counts, and each gets its own launches.
 static int currentDeviceAttribute(cudaDeviceAttr attr, int fallback) {
-  int dev = 0, n = fallback;
-  if (cudaGetDevice(&dev) == cudaSuccess)
-    cudaDeviceGetAttribute(&n, attr, dev);
-  return n;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess)
+    return fallback;
+  static std::mutex mutex;
+  static std::map<std::pair<int, int>, int> known;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto [it, fresh] = known.try_emplace({dev, int(attr)}, fallback);
+  int n = 0;
+  if (fresh && cudaDeviceGetAttribute(&n, attr, dev) == cudaSuccess && n > 0)
+    it->second = n;
+  return it->second;
 }
 
 int multiprocessorCount() {
-  static int count =
-      currentDeviceAttribute(cudaDevAttrMultiProcessorCount, 132);
-  return count;
+  return currentDeviceAttribute(cudaDevAttrMultiProcessorCount, 132);
 }
 
 size_t sharedMemoryPerBlockOptin() {
-  static int bytes =
-      currentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 232448);
-  return size_t(bytes);
+  return size_t(
+      currentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 232448));
 }
 
 void allowDynamicSharedMemory(const void *func, size_t bytes) {
