@@ -657,29 +657,30 @@ __global__ void __launch_bounds__(kWarps * 32)
     tmaLoad4d(dst, map, x, pick(p.tmaOrder[0]), pick(p.tmaOrder[1]),
               pick(p.tmaOrder[2]), bar);
   };
-  // A paged cache: lane 0 of warp 0 looks the page ids of a tile up a tile
-  // ahead (rows past len: the last one's page), so that issuing never waits
-  // for the block table.
+  // A paged cache: lane i of warp 0 (i < the tile's pages) looks page i of
+  // a tile up a tile ahead (rows past len: the last one's page), so that
+  // issuing never waits for the block table, and issues that page's boxes
+  // (one thread issuing all 16 boxes of a page-16 tile left the other warps
+  // waiting at the CTA barriers twice as long as dense: B 1 x 32k x 4,
+  // bench/results/2026-12-02-h200-paged.md).
   const int pageShift = p.paging.pageShift;
   const int pageRows = min(kMmaTile, 1 << pageShift);
-  int32_t ids[kMaxPageBoxes];
-  int64_t idsOf = -1;
-  auto lookUpIds = [&](int64_t t0) {
-#pragma unroll
-    for (int i = 0; i < kMaxPageBoxes; ++i)
-      if (i * pageRows < kMmaTile)
-        ids[i] =
-            __ldg(kHead.pages + (min(t0 + i * pageRows, len - 1) >> pageShift));
-    idsOf = t0;
+  const bool issuesPage = lane * pageRows < kMmaTile;
+  int32_t pageId = 0;
+  int64_t idOf = -1;
+  auto lookUpId = [&](int64_t t0) {
+    pageId =
+        __ldg(kHead.pages + (min(t0 + lane * pageRows, len - 1) >> pageShift));
+    idOf = t0;
   };
   auto loadTileTma = [&](int stage, int64_t t0) {
     if (warp != 0)
       return;
     uint64_t *bar = &full[stage];
-    if (lane == 0) {
-      mbarrierArriveExpectTx(bar, kMmaTile * (D + DV) * sizeof(T));
-      T *kd = kBuf + stage * kTileK, *vd = vBuf + stage * kTileV;
-      if (!kHead.pages) {
+    T *kd = kBuf + stage * kTileK, *vd = vBuf + stage * kTileV;
+    if (!kHead.pages) {
+      if (lane == 0) {
+        mbarrierArriveExpectTx(bar, kMmaTile * (D + DV) * sizeof(T));
 #pragma unroll
         for (int c = 0; c < D / kBoxCols; ++c)
           box(&kMap, kd + c * kMmaTile * kBoxCols, c * kBoxCols, int(t0), b,
@@ -688,24 +689,26 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int c = 0; c < DV / kBoxCols; ++c)
           box(&vMap, vd + c * kMmaTile * kBoxCols, c * kBoxCols, int(t0), b,
               bar);
-      } else {
-        if (idsOf != t0)
-          lookUpIds(t0);
+      }
+    } else {
+      // The expected bytes before any box can complete on the barrier.
+      if (lane == 0)
+        mbarrierArriveExpectTx(bar, kMmaTile * (D + DV) * sizeof(T));
+      __syncwarp();
+      if (issuesPage) {
+        if (idOf != t0)
+          lookUpId(t0);
         const int slot0 = int(t0 & ((int64_t(1) << pageShift) - 1));
+        const int row = lane * pageRows * kBoxCols;
 #pragma unroll
-        for (int i = 0; i < kMaxPageBoxes; ++i) {
-          if (i * pageRows >= kMmaTile)
-            break;
+        for (int c = 0; c < D / kBoxCols; ++c)
+          box(&kMap, kd + c * kMmaTile * kBoxCols + row, c * kBoxCols, slot0,
+              pageId, bar);
 #pragma unroll
-          for (int c = 0; c < D / kBoxCols; ++c)
-            box(&kMap, kd + c * kMmaTile * kBoxCols + i * pageRows * kBoxCols,
-                c * kBoxCols, slot0, ids[i], bar);
-#pragma unroll
-          for (int c = 0; c < DV / kBoxCols; ++c)
-            box(&vMap, vd + c * kMmaTile * kBoxCols + i * pageRows * kBoxCols,
-                c * kBoxCols, slot0, ids[i], bar);
-        }
-        lookUpIds(t0 + kMmaTile); // the next tile's, used a tile later
+        for (int c = 0; c < DV / kBoxCols; ++c)
+          box(&vMap, vd + c * kMmaTile * kBoxCols + row, c * kBoxCols, slot0,
+              pageId, bar);
+        lookUpId(t0 + kMmaTile); // the next tile's, used a tile later
       }
     }
     float *lwd = lwBuf + stage * kMmaTile;
