@@ -228,7 +228,6 @@ void attentionRow(const double *q, const double *keys, int64_t d,
     probs[j] /= z;
 }
 
-/// SnapKV's score of the middle tokens [mid0, mid0 + midLen): the attention
 /// Query `q`'s causal attention over the first `visible` keys of `in`: its
 /// probabilities into `probs`, its output sum_j p(j) v_j into `o` (`dv`
 /// wide); returns ||o||^2.

@@ -335,7 +335,13 @@ def weighted_decode_paged(query, key_pool, value_pool, block_table,
     kpool, size, hkv, _ = _pool_view(key_pool, layout)
     vpool, _, _, dv = _pool_view(value_pool, layout)
     table = _block_table(block_table, size)
-    _check_on_cuda(query, key_pool, value_pool, block_table, log_weights)
+    per_head = kv_len is not None and tuple(kv_len.shape) == (b, hkv)
+    if kv_len is not None and not per_head and tuple(kv_len.shape) != (b,):
+        raise BalanceKVError(
+            f"kv_len must be [B] = [{b}] or [B, Hkv] = [{b}, {hkv}], got "
+            f"{list(kv_len.shape)}")
+    _check_on_cuda(query, key_pool, value_pool, block_table, log_weights,
+                   *([kv_len] if kv_len is not None else []))
     m = log_weights.shape[2]
     q = _inner_contiguous(query)
     lw = log_weights.contiguous().float()
@@ -344,17 +350,9 @@ def weighted_decode_paged(query, key_pool, value_pool, block_table,
     ws, ws_ptr, ws_bytes = _workspace(
         lib.balancekv_weighted_decode_workspace_size, b, hq, l, m, dv,
         device=query.device)
-    entry = lib.balancekv_weighted_decode_attention_paged
-    lens = None
-    if kv_len is not None:
-        if tuple(kv_len.shape) == (b, hkv):
-            entry = lib.balancekv_weighted_decode_attention_paged_ragged
-        elif tuple(kv_len.shape) != (b,):
-            raise BalanceKVError(
-                f"kv_len must be [B] = [{b}] or [B, Hkv] = [{b}, {hkv}], got "
-                f"{list(kv_len.shape)}")
-        _check_on_cuda(kv_len)
-        lens = kv_len.int().contiguous()
+    entry = (lib.balancekv_weighted_decode_attention_paged_ragged if per_head
+             else lib.balancekv_weighted_decode_attention_paged)
+    lens = kv_len.int().contiguous() if kv_len is not None else None
     _check_cuda(entry(
         _dtype(query), _view(q), kpool, vpool, table,
         lw.data_ptr(), lens.data_ptr() if lens is not None else None,

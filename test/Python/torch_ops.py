@@ -47,7 +47,11 @@ for call, expect in [
          "block_table must be a contiguous int32"),
         (lambda: torch_ops.weighted_decode_paged(q, pool, pool, torch.zeros(1, 4, dtype=torch.int32),
                                                  torch.zeros(1, hkv, 64)),
-         "the paged ops run on CUDA tensors")]:
+         "the paged ops run on CUDA tensors"),
+        (lambda: torch_ops.weighted_decode_paged(q, pool, pool, torch.zeros(q.shape[0], 4, dtype=torch.int32),
+                                                 torch.zeros(1, hkv, 64),
+                                                 kv_len=torch.zeros(q.shape[0], hkv + 1, dtype=torch.int32)),
+         "kv_len must be [B] = ")]:
     try:
         call()
         print("paged check missing:", expect)
