@@ -12,12 +12,23 @@ pages; kv_len per sequence, or per KV head through
 balancekv_weighted_decode_attention_paged_ragged) the dense decode's output
 bit for bit (and float64 attention within the dtype's rounding).
 
+Real caches (`--real BUNDLE`): SmolLM2-135M's keys, values and last
+queries (scripts/dump_smollm2_kv.py), cast to bf16 and f16 on the GPU, two
+sequences a batch: the dense compression against the CPU reference (tokens
+and weights), the paged compression against the dense one bit for bit, and
+the paged decode of the compressed cache with the model's own queries
+against the dense decode bit for bit (and float64 attention). The bundle is
+packed here from the .npy dumps (the device has no model):
+
+  python3 bench/paged.py --pack-real real.pt /tmp/kv3/apache_l5 ...
+
 Speed: paged vs dense on the same tokens, CUDA-graph medians over copies
 beyond L2 for the decode, per-call medians for the compression.
 
-  python3 bench/paged.py --lib build/lib/libbalancekv_cuda.so
+  python3 bench/paged.py --lib build/lib/libbalancekv_cuda.so [--real real.pt]
 """
 import argparse
+import os
 
 import torch
 
@@ -146,10 +157,91 @@ def check_torch_wrappers(lib):
     return rows
 
 
+def pack_real(out, prefixes, queries=4):
+    """Keys and values ([H, N, D] float32) and the last `queries` query rows
+    of each dump, for check_real on a machine without the model."""
+    import numpy as np
+    bundle = {}
+    for prefix in prefixes:
+        name = os.path.basename(prefix)
+        q, k, v = (torch.from_numpy(np.load(f"{prefix}_{x}.npy"))
+                   for x in "qkv")
+        bundle[name] = {"q": q[:, -queries:].contiguous(), "k": k, "v": v}
+    torch.save(bundle, out)
+    print(f"{out}: {len(bundle)} caches")
+
+
+def check_real(lib, path):
+    """Real caches, two of the same length a batch: CUDA compression vs the
+    CPU reference, paged compression and paged decode vs dense."""
+    bundle = torch.load(path)
+    by_len = {}
+    for name, c in bundle.items():
+        by_len.setdefault(c["k"].shape[1], []).append((name, c))
+    batches = [group[i:i + 2] for group in by_len.values()
+               for i in range(0, len(group), 2)]
+    rows = []
+    for batch in batches:
+        names = "+".join(n for n, _ in batch)
+        for dtype in (torch.bfloat16, torch.float16):
+            k, v, q = (torch.stack([c[x] for _, c in batch]).to("cuda", dtype)
+                       for x in "kvq")
+            b, h, n, d = k.shape
+            q = q[:, :, -1:]  # the prompt's last query: [B, Hq, 1, D]
+            for rounds in (2, 4):
+                p = lib.params(rounds=rounds)
+                dense = lib.compress_prepare(k, v, p)
+                lib.compress(k, v, p, dense)
+                ref_idx, ref_lw = lib.reference(k, v, p)
+                torch.cuda.synchronize()
+                idx, lw = dense["idx"].cpu(), dense["lw"].cpu()
+                row = {"caches": names, "dtype": str(dtype).split(".")[1],
+                       "B×Hkv×N": f"{b}×{h}×{n}", "T": rounds,
+                       "M": dense["ck"].shape[2],
+                       "heads = reference": f"{int((idx == ref_idx).all(-1).sum())}/{b * h}",
+                       "tokens differing": int((idx != ref_idx).sum()),
+                       "weights = reference": torch.equal(lw, ref_lw)}
+                m = dense["ck"].shape[2]
+                plain = lib.decode_prepare(q, dense["ck"], dense["cv"])
+                lib.decode(q, dense["ck"], dense["cv"], dense["lw"], plain)
+                torch.cuda.synchronize()
+                err = rel(plain["out"], attention64(q, dense["ck"], dense["cv"],
+                                                    dense["lw"]))
+                row["decode rel err vs f64"] = f"{err:.1e}"
+                same_c, same_d = True, True
+                for page, layout in ((16, "NHD"), (64, "HND")):
+                    (kp, vp), tab = paged([k, v], page, layout)
+                    out = lib.compress_prepare(k, v, p)
+                    lib.compress_paged(kp, vp, tab, page, (b, h, n, d, d), p,
+                                       out)
+                    (ckp, cvp), ctab = paged([dense["ck"], dense["cv"]], page,
+                                             layout)
+                    o = lib.decode_prepare(q, dense["ck"], dense["cv"])
+                    lib.decode_paged(q, ckp, cvp, ctab, page, m, dense["lw"], o,
+                                     kv_heads=h, dv=d)
+                    torch.cuda.synchronize()
+                    same_c &= all(torch.equal(dense[x], out[x])
+                                  for x in ("ck", "cv", "lw", "idx"))
+                    same_d &= torch.equal(o["out"], plain["out"])
+                row["paged compress bit-identical"] = same_c
+                row["paged decode bit-identical"] = same_d
+                row["f64 ok"] = err < 1e-2
+                rows.append(row)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--lib", required=True)
+    parser.add_argument("--lib")
+    parser.add_argument("--real", help="a bundle from --pack-real")
+    parser.add_argument("--pack-real", nargs="+", metavar=("OUT", "PREFIX"),
+                        help="pack SmolLM2 dumps (PREFIX_{q,k,v}.npy) into OUT")
     args = parser.parse_args()
+    if args.pack_real:
+        pack_real(args.pack_real[0], args.pack_real[1:])
+        return
+    if not args.lib:
+        parser.error("--lib is required")
     lib = Lib(args.lib)
     torch.manual_seed(0)
     bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
@@ -187,6 +279,14 @@ def main():
         if not (w["compress bit-identical"] and w["decode bit-identical"]
                 and w["ragged decode bit-identical"])]
     assert not bad, f"paged results differ from dense: {bad}"
+    if args.real:
+        real = check_real(lib, args.real)
+        print("\n## real caches (SmolLM2-135M: Hkv 3, Hq 9, d 64)\n")
+        print(table(real))
+        bad = [r for r in real if not (r["paged compress bit-identical"]
+                                       and r["paged decode bit-identical"]
+                                       and r["f64 ok"])]
+        assert not bad, f"real caches: paged results differ from dense: {bad}"
 
     # Decode speed: Hq 32, Hkv 8, d 128, bf16, L 1; compressed caches of
     # the decode grid (M for N tokens at ratio 4 / 16, spec defaults).
