@@ -558,11 +558,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   // [stages][kMmaTile] log-weights. kTma: from a 1024-byte boundary,
   // [stages][D / 64 boxes][kMmaTile][64] keys (swizzled), the same for
   // values, log-weights, then one mbarrier a stage.
-  unsigned char *tiles =
-      kTma ? reinterpret_cast<unsigned char *>(
-                 (reinterpret_cast<uintptr_t>(smem) + kSwizzleAlign - 1) &
-                 ~uintptr_t(kSwizzleAlign - 1))
-           : smem;
+  // Aligned by an offset from the shared array, not a round trip through
+  // an integer: the compiler then knows the tiles are shared memory and
+  // reads the key fragments and log-weights with ld.shared and 32-bit
+  // addresses (generic loads and 64-bit address arithmetic were a quarter
+  // of a tile's instructions).
+  unsigned char *tiles = smem;
+  if constexpr (kTma)
+    tiles +=
+        (kSwizzleAlign - sharedAddress(smem) % kSwizzleAlign) % kSwizzleAlign;
   constexpr int kTileK = kTma ? kMmaTile * D : kMmaTile * kLdk;
   constexpr int kTileV = kTma ? kMmaTile * DV : kMmaTile * kLdv;
   T *kBuf = reinterpret_cast<T *>(tiles);
@@ -745,12 +749,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   // Per lane: rows g (index 0) and g + 8 (index 1).
   float mRow[2] = {-INFINITY, -INFINITY}, lRow[2] = {0.0f, 0.0f};
   float o[kNTiles][4] = {};
-  int64_t limit[2];
+  // The keys row g (+ 8) sees in this split: [begin, bound).
+  int64_t bound[2];
 #pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    limit[hr] =
-        visibleKeys(len, p.queryLen, (row0 + g + 8 * hr) % p.queryLen, p.causal);
-  }
+  for (int hr = 0; hr < 2; ++hr)
+    bound[hr] =
+        min(end, visibleKeys(len, p.queryLen, (row0 + g + 8 * hr) % p.queryLen,
+                             p.causal));
 
   auto body = [&](int stage, int64_t t0) {
     const float *lwt = lwBuf + stage * kMmaTile + warp * 16;
@@ -790,14 +795,16 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       float mt = -INFINITY;
+      // Keys of this warp's 16 the row sees (one 32-bit compare a key).
+      const int64_t ahead = bound[hr] - key0;
+      const int visible = ahead >= 16 ? 16 : ahead <= 0 ? 0 : int(ahead);
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           int kk = nt * 8 + 2 * t + e;
-          int64_t j = key0 + kk;
           float v = fmaf(lwt[kk], kLog2e, sAcc[nt][2 * hr + e] * p.scaleLog2);
-          v = j < end && j < limit[hr] ? v : -INFINITY;
+          v = kk < visible ? v : -INFINITY;
           pv[nt][2 * hr + e] = v;
           mt = fmaxf(mt, v);
         }
@@ -826,12 +833,19 @@ __global__ void __launch_bounds__(kWarps * 32)
                       Mma16816<T>::pack(pv[0][2], pv[0][3]),
                       Mma16816<T>::pack(pv[1][0], pv[1][1]),
                       Mma16816<T>::pack(pv[1][2], pv[1][3])};
+    // Rescale only when the max of a row this CTA writes moved (corr is
+    // exactly 1 otherwise, and 1 * x == x; rows past ctaRows are never
+    // written): after the first tiles it rarely does, and the 4 * Dv / 8
+    // multiplies were an eighth of a tile's instructions.
+    if (__any_sync(0xffffffffu, (g < ctaRows && corr[0] != 1.0f) ||
+                                    (g + 8 < ctaRows && corr[1] != 1.0f))) {
 #pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt) {
-      o[nt][0] *= corr[0];
-      o[nt][1] *= corr[0];
-      o[nt][2] *= corr[1];
-      o[nt][3] *= corr[1];
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        o[nt][0] *= corr[0];
+        o[nt][1] *= corr[0];
+        o[nt][2] *= corr[1];
+        o[nt][3] *= corr[1];
+      }
     }
     // O += P V: V fragments by ldmatrix.trans, two n-tiles per x4.
 #pragma unroll
