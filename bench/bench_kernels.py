@@ -8,8 +8,11 @@ reference (the same .so exports it), decode outputs against float64
 attention. Speed: weighted decode vs PyTorch SDPA on the full cache and vs
 SDPA on the compressed cache with the log-weights as a float mask, and vs
 FlexAttention (torch.compile(flex_attention)) with a score_mod adding the
-log-weights over the same compressed cache; compression vs causal SDPA
-prefill over the same tokens. Prints tables and
+log-weights over the same compressed cache, and the time a plain
+streaming read of the same bytes takes (`floor_us`, bench/stream_floor.cu)
+next to the time 95 % of full-cache SDPA's bytes/s would need
+(`us_at_95pct_full`); compression vs causal SDPA prefill over the same
+tokens. Prints tables and
 writes them (Markdown + JSON) to --out.
 """
 import argparse
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from balancekv_bench import (Lib, attention64, bench, bench_graph_cycle,
                              compress_cache, copies_beyond_l2, hbm_peak,
                              medians_in_turn, rel, table)
+from stream_floor import build as build_floor, floor_time
 
 # ------------------------------------------------------------- helpers ----
 
@@ -198,6 +202,11 @@ def check_decode(lib, rows):
 
 
 def time_decode(lib, rows, peak, quick):
+    # The plain streaming read of each cache's bytes (bench/stream_floor.cu):
+    # what any kernel that reads them once can reach, next to the target.
+    floor_lib = build_floor()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    sink = torch.zeros(1, dtype=torch.int32, device="cuda")
     batches = [1, 8] if quick else [1, 8, 32]
     lengths = [8192, 32768] if quick else [8192, 32768, 131072]
     hq, hkv, d = 32, 8, 128
@@ -231,11 +240,17 @@ def time_decode(lib, rows, peak, quick):
                 gbs = nbytes / (t_ours * 1e-3) / 1e9
                 # Full-cache SDPA's bytes/s (its cache is ratio x larger).
                 full_gbs = (k.numel() + v.numel()) * 2 / (t_full * 1e-3) / 1e9
+                t_floor = floor_time(floor_lib, nbytes, sms, sink)[0]
+                # The time at 95 % of full-cache SDPA's bytes/s (issue 21).
+                t_target = nbytes / (0.95 * full_gbs * 1e9) * 1e3
                 rows.append(dict(N=n, B=b, ratio=ratio, M=m,
                                  cache_MB=round(nbytes / 1e6, 1), copies=len(sets),
                                  ours_us=round(t_ours * 1e3, 1),
                                  GBps=round(gbs), pct_peak=round(100 * gbs / peak, 1),
                                  pct_full_GBps=round(100 * gbs / full_gbs, 1),
+                                 floor_us=round(t_floor * 1e3, 1),
+                                 pct_of_floor=round(100 * t_floor / t_ours, 1),
+                                 us_at_95pct_full=round(t_target * 1e3, 1),
                                  sdpa_full_us=round(t_full * 1e3, 1),
                                  speedup_vs_full=round(t_full / t_ours, 2),
                                  sdpa_masked_us=round(t_mask * 1e3, 1),
