@@ -5,11 +5,12 @@ the paged one at page 16 and at page 64 (NHD), in that order.
   ncu --kernel-name regex:decodeMma --launch-count 9 --section SpeedOfLight \
       --section WarpStateStats --metrics gpu__time_duration.sum,\
   smsp__warp_issue_stalled_barrier_per_warp_active.pct --csv --page raw \
-      python3 bench/paged_ncu.py build/lib/libbalancekv_cuda.so bench
+      python3 bench/paged_ncu.py build/lib/libbalancekv_cuda.so
 """
 import sys
+
 import torch
-sys.path.insert(0, sys.argv[2])
+
 from balancekv_bench import Lib, paged
 
 lib = Lib(sys.argv[1])
