@@ -103,6 +103,17 @@ __device__ __forceinline__ uint32_t sharedAddress(const void *p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+/// `p`, a pointer into a __shared__ array, moved up to the next multiple of
+/// `align` bytes of shared address. Done as an offset from `p`: a round trip
+/// through an integer hides from the compiler that the result is shared
+/// memory, and every access through it becomes a generic load or store with
+/// 64-bit address arithmetic.
+template <typename T>
+__device__ __forceinline__ T *alignShared(T *p, uint32_t align) {
+  unsigned char *c = reinterpret_cast<unsigned char *>(p);
+  return reinterpret_cast<T *>(c + (align - sharedAddress(c) % align) % align);
+}
+
 /// cp.async of `bytes` <= 16 from global memory into a 16-byte slot of
 /// shared memory, the rest of the slot zero-filled (`src` is not read when
 /// `bytes` is 0 but must still be a valid address). kL2Line: the L2 also

@@ -689,7 +689,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   uint64_t *rowsFull = reinterpret_cast<uint64_t *>(ring + 4); // [4]
   // 128-byte aligned (TMA destinations).
   T *rowBufs = reinterpret_cast<T *>(
-      (reinterpret_cast<uintptr_t>(rowsFull + 4) + 127) & ~uintptr_t(127));
+      alignShared(reinterpret_cast<unsigned char *>(rowsFull + 4), 128));
   const int rowElems = kMaxBlock * max(p.d, p.dv);
   // A paged cache's page ids of the rows in rowsAll: [4][128], past the
   // row buffers (only then allocated).

@@ -558,15 +558,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   // [stages][kMmaTile] log-weights. kTma: from a 1024-byte boundary,
   // [stages][D / 64 boxes][kMmaTile][64] keys (swizzled), the same for
   // values, log-weights, then one mbarrier a stage.
-  // Aligned by an offset from the shared array, not a round trip through
-  // an integer: the compiler then knows the tiles are shared memory and
-  // reads the key fragments and log-weights with ld.shared and 32-bit
-  // addresses (generic loads and 64-bit address arithmetic were a quarter
-  // of a tile's instructions).
-  unsigned char *tiles = smem;
-  if constexpr (kTma)
-    tiles +=
-        (kSwizzleAlign - sharedAddress(smem) % kSwizzleAlign) % kSwizzleAlign;
+  // (alignShared: key fragments and log-weights by ld.shared; through an
+  // integer, generic loads and their address arithmetic were a quarter of
+  // a tile's instructions.)
+  unsigned char *tiles = kTma ? alignShared(smem, kSwizzleAlign) : smem;
   constexpr int kTileK = kTma ? kMmaTile * D : kMmaTile * kLdk;
   constexpr int kTileV = kTma ? kMmaTile * DV : kMmaTile * kLdv;
   T *kBuf = reinterpret_cast<T *>(tiles);
