@@ -92,16 +92,43 @@ void walkBlock(const double *keys, const double *values, const int64_t *idx,
       wv[i * dv + x] = w * values[idx[i] * dv + x];
   }
   const double expScale = o.temperature * scale;
-  for (int64_t i = 0; i < b; ++i) {
-    double s = 0.0; // S_i = sum_{j<i} G_ij sigma_j
-    for (int64_t j = 0; j < i; ++j) {
-      double kk = 0.0, vv = 0.0;
-      for (int64_t x = 0; x < d; ++x)
-        kk += kc[i * d + x] * kc[j * d + x];
-      for (int64_t x = 0; x < dv; ++x)
-        vv += wv[i * dv + x] * wv[j * dv + x];
-      s += std::exp(expScale * kk) * (vv + o.c0) * sigma[j];
+  // Row i's dot products with the rows before it, 16 rows j at a time
+  // from column-major copies (contiguous loads, independent chains), each
+  // still summing x = 0, 1, ... in order: every product has the bits of
+  // the pair-at-a-time loop (the spec's order; the back ends match it).
+  auto columnMajor = [b](const std::vector<double> &rows, int64_t width) {
+    std::vector<double> cols(rows.size());
+    for (int64_t r = 0; r < b; ++r)
+      for (int64_t x = 0; x < width; ++x)
+        cols[x * b + r] = rows[r * width + x];
+    return cols;
+  };
+  const std::vector<double> kcT = columnMajor(kc, d), wvT = columnMajor(wv, dv);
+  std::vector<double> kkRow(b), vvRow(b);
+  auto dots = [b](const double *a, const double *cols, int64_t width,
+                  int64_t count, double *out) {
+    constexpr int64_t kLanes = 16;
+    for (int64_t j0 = 0; j0 < count; j0 += kLanes) {
+      double acc[kLanes] = {};
+      if (j0 + kLanes <= count) {
+        for (int64_t x = 0; x < width; ++x)
+          for (int64_t t = 0; t < kLanes; ++t)
+            acc[t] += a[x] * cols[x * b + j0 + t];
+      } else {
+        for (int64_t x = 0; x < width; ++x)
+          for (int64_t t = 0; t < count - j0; ++t)
+            acc[t] += a[x] * cols[x * b + j0 + t];
+      }
+      for (int64_t t = 0; t < kLanes && j0 + t < count; ++t)
+        out[j0 + t] = acc[t];
     }
+  };
+  for (int64_t i = 0; i < b; ++i) {
+    dots(kc.data() + i * d, kcT.data(), d, i, kkRow.data());
+    dots(wv.data() + i * dv, wvT.data(), dv, i, vvRow.data());
+    double s = 0.0; // S_i = sum_{j<i} G_ij sigma_j
+    for (int64_t j = 0; j < i; ++j)
+      s += std::exp(expScale * kkRow[j]) * (vvRow[j] + o.c0) * sigma[j];
     double p = std::clamp(0.5 - o.gamma * s, 0.0, 1.0);
     float u = walkUniform(o.seed, uint32_t(i), block, round, batch, kvHead);
     sigma[i] = double(u) < p ? 1 : -1;
