@@ -110,7 +110,7 @@ void walkBlock(const double *keys, const double *values, const int64_t *idx,
     constexpr int64_t kLanes = 16;
     for (int64_t j0 = 0; j0 < count; j0 += kLanes) {
       double acc[kLanes] = {};
-      if (j0 + kLanes <= count) {
+      if (j0 + kLanes <= count) { // a constant trip count: vectorised
         for (int64_t x = 0; x < width; ++x)
           for (int64_t t = 0; t < kLanes; ++t)
             acc[t] += a[x] * cols[x * b + j0 + t];
