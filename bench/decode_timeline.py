@@ -38,8 +38,8 @@ def main():
     dbg = lib.lib.balancekv_debug_timeline
     dbg.argtypes = [ctypes.c_void_p, ctypes.c_int]
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shape] if \
-        args.shape else [(1, 32768, 4), (8, 32768, 16), (1, 131072, 4),
-                         (8, 32768, 4)]
+        args.shape else [(8, 32768, 4), (8, 131072, 16), (32, 8192, 4),
+                         (32, 32768, 16)]  # the ~270 MB caches
     hq, hkv, d = 32, 8, 128
     buf = (ctypes.c_uint64 * (16384 * 4))()
     for b, n, ratio in shapes:
@@ -112,6 +112,27 @@ def main():
                 for r in rs]
         if lone:
             print(f"  lone CTAs: {len(lone)}, duration p50 {pct(lone, .5):.1f}")
+        # Which SMs run out of work first, as runs of SM ids (on the H200
+        # they come in blocks: the SMs of some GPCs get more bandwidth each),
+        # and what a perfect balance could save at most: every SM ending at
+        # the mean SM end instead of the last.
+        sm_end = {sm: max(us(r[3]) for r in rs) for sm, rs in per_sm.items()}
+        early = sorted(sm for sm, e in sm_end.items()
+                       if e <= pct(list(sm_end.values()), .25))
+        runs, run = [], [early[0]]
+        for sm in early[1:]:
+            if sm == run[-1] + 1:
+                run.append(sm)
+            else:
+                runs.append(run)
+                run = [sm]
+        runs.append(run)
+        mean_end = sum(sm_end.values()) / len(sm_end)
+        print("  first quarter of SMs done:", " ".join(
+            f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs),
+              f"(ends {min(sm_end.values()):.1f}..{pct(list(sm_end.values()), .25):.1f})"
+              f"; SM idle share {100 * sum(max(ends) - e for e in sm_end.values()) / (len(sm_end) * max(ends)):.1f} %"
+              f"; a perfect balance saves <= {max(ends) - mean_end:.1f} us")
         slow = sorted(per_sm.items(), key=lambda kv: -max(us(r[3]) for r in kv[1]))
         print("  slowest SMs:", " ".join(
             f"{sm}:{max(us(r[3]) for r in rs):.0f}" for sm, rs in slow[:8]),

@@ -38,13 +38,11 @@ __device__ __forceinline__ unsigned smId() {
 }
 struct DecodeParams {''')
 rep('''  const int ctaRows = min(kMmaRows, p.rows - row0);
-
-  T *kBuf''','''  const int ctaRows = min(kMmaRows, p.rows - row0);
+''','''  const int ctaRows = min(kMmaRows, p.rows - row0);
   const unsigned long long tStart = globalTimer();
   unsigned long long tFirst = 0, nTiles = 0;
   const unsigned ctaId = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-
-  T *kBuf''')
+''')
 rep('''    const int64_t key0 = t0 + warp * 16;
 ''','''    const int64_t key0 = t0 + warp * 16;
     ++nTiles;
