@@ -31,8 +31,15 @@ def build():
     return lib
 
 
-def floor_time(lib, nbytes, sms, sink, configs=((1, 256), (2, 512), (4, 512),
-                                                (8, 512))):
+# CTAs per SM x threads: one wave of 2-8 big chunks an SM, and many waves
+# of small chunks (the hardware hands them to whichever SM is free: from
+# 136 MB up 1.5-2 % faster than any one-wave read on an H200, whose SMs get
+# unequal bandwidth; bench/results/2026-12-03-h200-decode-sm-rates.md).
+FLOOR_CONFIGS = ((2, 512), (4, 512), (8, 512), (32, 256), (64, 256),
+                 (128, 256), (256, 256))
+
+
+def floor_time(lib, nbytes, sms, sink, configs=FLOOR_CONFIGS):
     """Best graph-timed plain read of `nbytes`: (ms, CTAs per SM, threads,
     copies), cycled over copies beyond L2 like the decode."""
     n = int(nbytes) // 16 * 16
@@ -65,7 +72,8 @@ def main():
         n = int(mb * 1e6) // 16 * 16
         t, per_sm, threads, copies = floor_time(
             lib, n, sms, sink,
-            [(c, th) for c in (1, 2, 4, 8) for th in (256, 512)])
+            [(c, th) for c in (1, 2, 4, 8) for th in (256, 512)] +
+            list(FLOOR_CONFIGS[3:]))
         t *= 1e3
         rows.append(dict(MB=mb, copies=copies, us=round(t, 1),
                          GBps=round(n / t / 1e3), pct_peak=f"{n / t / 1e3 / peak:.0%}",
