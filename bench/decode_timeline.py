@@ -113,7 +113,8 @@ def main():
         if lone:
             print(f"  lone CTAs: {len(lone)}, duration p50 {pct(lone, .5):.1f}")
         # Which SMs run out of work first, as runs of SM ids (on the H200
-        # they come in blocks: the SMs of some GPCs get more bandwidth each),
+        # they come in blocks of consecutive ids: groups of SMs that get
+        # more bandwidth each),
         # and what a perfect balance could save at most: every SM ending at
         # the mean SM end instead of the last.
         sm_end = {sm: max(us(r[3]) for r in rs) for sm, rs in per_sm.items()}
