@@ -114,12 +114,11 @@ def main():
             print(f"  lone CTAs: {len(lone)}, duration p50 {pct(lone, .5):.1f}")
         # Which SMs run out of work first, as runs of SM ids (on the H200
         # they come in blocks of consecutive ids: groups of SMs that get
-        # more bandwidth each),
-        # and what a perfect balance could save at most: every SM ending at
-        # the mean SM end instead of the last.
+        # more bandwidth each), and what a perfect balance could save at
+        # most: every SM ending at the mean SM end instead of the last.
         sm_end = {sm: max(us(r[3]) for r in rs) for sm, rs in per_sm.items()}
-        early = sorted(sm for sm, e in sm_end.items()
-                       if e <= pct(list(sm_end.values()), .25))
+        quarter = pct(list(sm_end.values()), .25)
+        early = sorted(sm for sm, e in sm_end.items() if e <= quarter)
         runs, run = [], [early[0]]
         for sm in early[1:]:
             if sm == run[-1] + 1:
@@ -131,7 +130,7 @@ def main():
         mean_end = sum(sm_end.values()) / len(sm_end)
         print("  first quarter of SMs done:", " ".join(
             f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs),
-              f"(ends {min(sm_end.values()):.1f}..{pct(list(sm_end.values()), .25):.1f})"
+              f"(ends {min(sm_end.values()):.1f}..{quarter:.1f})"
               f"; SM idle share {100 * sum(max(ends) - e for e in sm_end.values()) / (len(sm_end) * max(ends)):.1f} %"
               f"; a perfect balance saves <= {max(ends) - mean_end:.1f} us")
         slow = sorted(per_sm.items(), key=lambda kv: -max(us(r[3]) for r in kv[1]))

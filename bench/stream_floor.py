@@ -35,8 +35,8 @@ def build():
 # of small chunks (the hardware hands them to whichever SM is free: from
 # 136 MB up 1.5-2 % faster than any one-wave read on an H200, whose SMs get
 # unequal bandwidth; bench/results/2026-12-03-h200-decode-sm-rates.md).
-FLOOR_CONFIGS = ((2, 512), (4, 512), (8, 512), (32, 256), (64, 256),
-                 (128, 256), (256, 256))
+MANY_WAVES = ((32, 256), (64, 256), (128, 256), (256, 256))
+FLOOR_CONFIGS = ((2, 512), (4, 512), (8, 512)) + MANY_WAVES
 
 
 def floor_time(lib, nbytes, sms, sink, configs=FLOOR_CONFIGS):
@@ -73,7 +73,7 @@ def main():
         t, per_sm, threads, copies = floor_time(
             lib, n, sms, sink,
             [(c, th) for c in (1, 2, 4, 8) for th in (256, 512)] +
-            list(FLOOR_CONFIGS[3:]))
+            list(MANY_WAVES))
         t *= 1e3
         rows.append(dict(MB=mb, copies=copies, us=round(t, 1),
                          GBps=round(n / t / 1e3), pct_peak=f"{n / t / 1e3 / peak:.0%}",
